@@ -1,0 +1,42 @@
+"""JSON encoding and validating decoding of protocol messages (msgspec)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+
+
+class ProtocolError(ValueError):
+    """A message that is not valid JSON or does not match its schema."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@cache
+def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(kind)
+
+
+def encode(message: Any) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(data: bytes | str, kind: type[T]) -> T:
+    """Decode and validate; the error message names the offending field (`$.limit`)."""
+    try:
+        result: T = _decoder(kind).decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in text else None
+        raise ProtocolError(text, field) from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}") from exc
+    return result

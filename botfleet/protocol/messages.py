@@ -1,0 +1,311 @@
+"""The wire contract of PROTOCOL.md, defined once.
+
+The coordinator decodes requests with these structs (strictly: wrong types and
+out-of-range values are rejected with a message naming the field) and the bot
+decodes responses with them (leniently: unknown fields are ignored and every
+field a bare server may leave out has a default). `/openapi.json` is generated
+from this module, so the two sides and the document cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Version = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+\.\d+$")]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Timestamp = str  # RFC 3339 UTC, e.g. 2026-01-19T10:15:00Z
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+BotCommand = Literal["drain", "quarantine", "release"]
+ReportStatus = Literal["accepted", "conflict", "not_found", "forbidden"]
+
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+# Features a coordinator may list in `config.features` (PROTOCOL.md, extensions).
+FEATURE_LONG_POLL = "long_poll"
+FEATURE_BATCH_REPORT = "batch_report"
+FEATURE_PROGRESS = "progress"
+FEATURE_DEREGISTER = "deregister"
+ALL_FEATURES = (FEATURE_LONG_POLL, FEATURE_BATCH_REPORT, FEATURE_PROGRESS, FEATURE_DEREGISTER)
+
+
+class Struct(msgspec.Struct):
+    """Base of every message; each is keyword-only, and unknown fields are ignored."""
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ErrorBody(Struct, kw_only=True):
+    code: str
+    message: str
+
+
+class ErrorResponse(Struct, kw_only=True):
+    error: ErrorBody
+
+
+# ---------------------------------------------------------------- bot ⇄ coordinator
+
+
+class Resources(Struct, kw_only=True):
+    cpu_cores: NonNegInt = 0
+    mem_mb: NonNegInt = 0
+
+
+class RegisterRequest(Struct, kw_only=True):
+    bot_key: NonEmpty
+    instance_id: NonEmpty
+    version: Version
+    capabilities: Annotated[list[OpName], msgspec.Meta(min_length=1, max_length=1000)]
+    resources: Resources = msgspec.field(default_factory=Resources)
+    constraints: dict[str, Any] = msgspec.field(default_factory=dict)
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Auth(Struct, kw_only=True):
+    access_token: str
+    expires_in: int | None = None
+
+
+class Assignment(Struct, kw_only=True):
+    operations: list[str] = msgspec.field(default_factory=list)
+    max_concurrency: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 1
+    paused: bool = False
+
+
+class BotConfig(Struct, kw_only=True):
+    """Seconds, as the seed names them; a bare server may send none of it."""
+
+    heartbeat_interval: float | None = None
+    claim_batch_size: int | None = None
+    job_lease_ttl: float | None = None
+    bot_lease_ttl: float | None = None
+    features: list[str] = msgspec.field(default_factory=list)
+
+
+class RegisterResponse(Struct, kw_only=True):
+    bot_id: str
+    auth: Auth | None = None
+    assignment: Assignment | None = None
+    config: BotConfig | None = None
+
+
+class RunningJob(Struct, kw_only=True):
+    job_id: NonEmpty
+    op: str = ""
+    elapsed_ms: NonNegInt = 0
+    progress: Fraction | None = None
+
+
+class BotMetrics(Struct, kw_only=True):
+    cpu: Fraction = 0.0
+    mem_mb: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
+class HeartbeatRequest(Struct, kw_only=True):
+    instance_id: NonEmpty
+    running: Annotated[list[RunningJob], msgspec.Meta(max_length=10_000)] = msgspec.field(
+        default_factory=list
+    )
+    metrics: BotMetrics = msgspec.field(default_factory=BotMetrics)
+    state: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+
+
+class HeartbeatResponse(Struct, kw_only=True):
+    lease_until: Timestamp | None = None
+    assignment: Assignment | None = None
+    config: BotConfig | None = None
+    extended: dict[str, Timestamp] = msgspec.field(default_factory=dict)
+    cancel: list[str] = msgspec.field(default_factory=list)
+    command: BotCommand | None = None
+
+
+class DeregisterRequest(Struct, kw_only=True):
+    instance_id: NonEmpty
+
+
+class ClaimRequest(Struct, kw_only=True):
+    bot_id: NonEmpty
+    operations: Annotated[list[OpName], msgspec.Meta(min_length=1, max_length=1000)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    wait_ms: Annotated[int, msgspec.Meta(ge=0, le=30_000)] = 0
+
+
+class ClaimedJob(Struct, kw_only=True):
+    id: str
+    op: str
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    lease_until: Timestamp | None = None
+    attempt: int = 1
+    timeout_s: float | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ClaimResponse(Struct, kw_only=True):
+    jobs: list[ClaimedJob] = msgspec.field(default_factory=list)
+
+
+class CompleteRequest(Struct, kw_only=True):
+    instance_id: NonEmpty
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    result: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class FailRequest(Struct, kw_only=True):
+    instance_id: NonEmpty
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=10_000)]
+    retryable: bool = True
+    retry_after_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] | None = None
+
+
+class ReportAccepted(Struct, kw_only=True):
+    status: Literal["accepted"] = "accepted"
+
+
+class ReportItem(Struct, kw_only=True):
+    job_id: NonEmpty
+    action: Literal["complete", "fail"]
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    result: dict[str, Any] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+    retryable: bool = True
+    retry_after_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] | None = None
+
+
+class BatchReportRequest(Struct, kw_only=True):
+    instance_id: NonEmpty
+    reports: Annotated[list[ReportItem], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class ReportResult(Struct, kw_only=True):
+    job_id: str
+    status: ReportStatus
+
+
+class BatchReportResponse(Struct, kw_only=True):
+    results: list[ReportResult] = msgspec.field(default_factory=list)
+
+
+class ProgressRequest(Struct, kw_only=True):
+    instance_id: NonEmpty
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    progress: Fraction
+    message: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+# ---------------------------------------------------------------- producer and operator
+
+
+class SubmitJob(Struct, kw_only=True):
+    op: OpName
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    priority: Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)] = 0
+    delay_ms: Annotated[int, msgspec.Meta(ge=0, le=31_536_000_000)] | None = None
+    run_at: datetime | None = None
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=604_800)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class SubmitResponse(Struct, kw_only=True):
+    id: str
+    state: JobState
+
+
+class BulkSubmitRequest(Struct, kw_only=True):
+    jobs: Annotated[list[SubmitJob], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class BulkSubmitResponse(Struct, kw_only=True):
+    ids: list[str]
+
+
+class JobView(Struct, kw_only=True):
+    id: str
+    op: str
+    payload: dict[str, Any]
+    state: JobState
+    attempt: int
+    max_attempts: int
+    priority: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    bot_id: str | None = None
+    created_at: Timestamp
+    run_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    lease_until: Timestamp | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    timeout_s: float | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class JobList(Struct, kw_only=True):
+    jobs: list[JobView]
+    next_cursor: str | None = None
+
+
+class BotView(Struct, kw_only=True):
+    id: str
+    name: str
+    bot_key: str
+    instance_id: str
+    state: Literal["online", "offline"]
+    lifecycle: str | None = None
+    version: str
+    capabilities: list[str]
+    assignment: Assignment
+    running: list[str] = msgspec.field(default_factory=list)
+    pending_command: BotCommand | None = None
+    registered_at: Timestamp
+    last_heartbeat: Timestamp | None = None
+    lease_until: Timestamp | None = None
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    metrics: BotMetrics | None = None
+
+
+class BotList(Struct, kw_only=True):
+    bots: list[BotView]
+
+
+class AssignmentPatch(Struct, kw_only=True):
+    operations: Annotated[list[OpName], msgspec.Meta(max_length=1000)] | None = None
+    max_concurrency: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+    paused: bool | None = None
+
+
+class PatchBotRequest(Struct, kw_only=True):
+    assignment: AssignmentPatch | None = None
+    command: BotCommand | None = None
+
+
+class Throughput(Struct, kw_only=True):
+    window_s: int
+    succeeded: int
+    failed: int
+    per_second: float
+
+
+class Stats(Struct, kw_only=True):
+    jobs: dict[str, int]
+    jobs_by_op: dict[str, dict[str, int]]
+    bots: dict[str, int]
+    throughput: Throughput
+    oldest_queued_age_s: float | None = None
+
+
+class Health(Struct, kw_only=True):
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None
