@@ -211,8 +211,8 @@ class Store(Protocol):
         Same instance_id again: same bot, token replaced. A new instance_id: the old
         instance's running jobs are released at once (the attempt ends as `released`;
         the job is queued again, or failed with "bot instance replaced" when its
-        attempts are spent, so a job that crashes its bot cannot loop forever). `paused` survives a new
-        registration; operations and max_concurrency follow the registration
+        attempts are spent, so a job that crashes its bot cannot loop forever).
+        `paused` survives a new registration; operations and max_concurrency follow the registration
         (capabilities; constraints["max_concurrency"] or default_max_concurrency).
         """
         ...
