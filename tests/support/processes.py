@@ -37,12 +37,14 @@ def wait_until(
 
 
 async def wait_until_async(
-    condition: Callable[[], Awaitable[bool]], timeout: float = DEADLINE_S, what: str = "condition"
+    condition: Callable[[], Awaitable[bool]],
+    deadline_s: float = DEADLINE_S,
+    what: str = "condition",
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + deadline_s
     while not await condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
         await asyncio.sleep(0.02)
 
 
@@ -175,7 +177,9 @@ def start_coordinator(
     finally:
         if not process.alive():
             raise RuntimeError(f"{name} exited at start:\n{process.log()}")
-    return Coordinator(process, port, admin_token, enroll_token, db_url, state_dir, extra_args or [])
+    return Coordinator(
+        process, port, admin_token, enroll_token, db_url, state_dir, extra_args or []
+    )
 
 
 def start_bot(
