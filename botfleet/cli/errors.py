@@ -1,0 +1,58 @@
+"""What can go wrong on the command line, each with its exit status.
+
+Every failure reaches the user as one line on stderr (`botfleet: error: …`) and
+a non-zero exit status, never as a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # the server said no, or could not be reached
+EXIT_USAGE = 2  # bad arguments or configuration (argparse uses 2 too)
+EXIT_JOBS_FAILED = 3  # `--wait`: every job ended, but not all of them succeeded
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+
+class CliError(Exception):
+    """The command failed."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__ or "failed")
+
+
+class UsageError(CliError):
+    """Bad arguments or configuration."""
+
+    exit_code = EXIT_USAGE
+
+
+class ServerUnreachable(CliError):
+    """The coordinator could not be reached."""
+
+
+class ApiError(CliError):
+    """The coordinator answered with an error (`{"error": {"code", "message"}}`)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.detail = message
+        super().__init__(_describe(status, code, message))
+
+
+def _describe(status: int, code: str, message: str) -> str:
+    text = f"{message} ({code}, HTTP {status})"
+    if status == 401:
+        return (
+            f"the coordinator rejected the admin token: {text}; pass the right one with "
+            "--admin-token or BOTFLEET_ADMIN_TOKEN, or --state-dir to the server's state folder"
+        )
+    if status == 403:
+        return f"not allowed: {text}"
+    if status == 404:
+        return f"not found: {text}"
+    if status == 409:
+        return f"conflict: {text}"
+    return text

@@ -1,0 +1,94 @@
+"""Where the operator commands find the coordinator and the admin token.
+
+Order, first found wins: the flag, the environment variable, then (for the
+token) the file the coordinator wrote into its state folder on first start.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from botfleet.cli.errors import UsageError
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+DEFAULT_STATE_DIR = ".state"
+ENV_SERVER = "BOTFLEET_SERVER"
+ENV_ADMIN_TOKEN = "BOTFLEET_ADMIN_TOKEN"
+ENV_STATE_DIR = "BOTFLEET_STATE_DIR"
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    server: str  # base URL without the `/v1` path, e.g. http://127.0.0.1:8000
+    admin_token: str
+    timeout_s: float = 30.0
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        metavar="URL",
+        help=f"coordinator base URL (env {ENV_SERVER}, default {DEFAULT_SERVER})",
+    )
+    group.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help=f"admin token (env {ENV_ADMIN_TOKEN}, default: read from the state folder)",
+    )
+    group.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"the coordinator's state folder, where it keeps its generated admin token "
+        f"(env {ENV_STATE_DIR}, default {DEFAULT_STATE_DIR})",
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="give up on a request after this long (default 30)",
+    )
+
+
+def normalize_server(url: str) -> str:
+    """Accept `host:port`, a trailing slash, or a bot's SERVER_BASE ending in `/v1`."""
+    url = url.strip().rstrip("/")
+    if not url:
+        raise UsageError("--server: empty URL")
+    if "://" not in url:
+        url = "http://" + url
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--server: {url!r} is not an http:// or https:// URL")
+    return url.removesuffix("/v1")
+
+
+def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> ClientSettings:
+    server = normalize_server(args.server or environ.get(ENV_SERVER) or DEFAULT_SERVER)
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    token = args.admin_token or environ.get(ENV_ADMIN_TOKEN)
+    if not token:
+        state_dir = Path(args.state_dir or environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
+        token = read_admin_token(state_dir)
+    return ClientSettings(server=server, admin_token=token, timeout_s=args.timeout)
+
+
+def read_admin_token(state_dir: Path) -> str:
+    path = state_dir / ADMIN_TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise UsageError(
+            f"no admin token: pass --admin-token or set {ENV_ADMIN_TOKEN}, or run where "
+            f"`botfleet server` keeps its state ({path} does not exist; see --state-dir)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the admin token from {path}: {exc.strerror}") from None
+    if not token:
+        raise UsageError(f"the admin token file {path} is empty")
+    return token
