@@ -1,0 +1,352 @@
+-- Every statement of the PostgreSQL store, each under a `-- name:` header.
+--
+-- Times are parameters (the coordinator's clock), never now(). Every statement that
+-- moves a job checks its state, attempt or holder in its WHERE clause, so several
+-- coordinators sharing the database stay correct: a row that changed under a waiting
+-- UPDATE is re-checked by PostgreSQL (read committed) and skipped when it no longer
+-- matches. Statements that wait for row locks take them in id order (no deadlocks).
+-- A job's attempts are spent when attempt - attempt_base reaches max_attempts.
+
+-- ------------------------------------------------------------------ migrations
+
+-- name: lock_migrations
+SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0));
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL
+);
+
+-- name: applied_versions
+SELECT version FROM schema_version ORDER BY version;
+
+-- name: record_version
+INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3);
+
+-- name: ping
+SELECT 1;
+
+-- ------------------------------------------------------------------ bots
+
+-- name: get_bot
+SELECT b.*,
+       ARRAY(SELECT j.id FROM jobs j WHERE j.bot_id = b.id AND j.state = 'running'
+             ORDER BY j.seq) AS running
+FROM bots b
+WHERE b.id = $1;
+
+-- name: list_bots
+SELECT b.*,
+       ARRAY(SELECT j.id FROM jobs j WHERE j.bot_id = b.id AND j.state = 'running'
+             ORDER BY j.seq) AS running
+FROM bots b
+ORDER BY b.registered_at, b.id;
+
+-- name: insert_bot
+-- $1 id, $2 bot_key, $3 instance_id, $4 name, $5 version, $6 capabilities,
+-- $7 max_concurrency, $8 now, $9 token_hash, $10 token_expires_at, $11 lease_until,
+-- $12 resources, $13 constraints, $14 meta
+INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities, operations,
+                  max_concurrency, registered_at, token_hash, token_expires_at,
+                  lease_until, resources, constraints, meta, metrics)
+VALUES ($1, $2, $3, $4, $5, $6::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14,
+        '{}'::json)
+ON CONFLICT (bot_key) DO NOTHING
+RETURNING id;
+
+-- name: lock_bot_by_key
+SELECT id, instance_id FROM bots WHERE bot_key = $1 FOR NO KEY UPDATE;
+
+-- name: reregister_bot
+-- paused and a pending command survive; the assignment follows the registration.
+UPDATE bots
+SET instance_id = $2, name = $3, version = $4, capabilities = $5::text[],
+    operations = $5::text[], max_concurrency = $6, online = true, token_hash = $7,
+    token_expires_at = $8, lease_until = $9, resources = $10, constraints = $11, meta = $12,
+    lifecycle = CASE WHEN instance_id = $2 THEN lifecycle END
+WHERE id = $1;
+
+-- name: lock_bot_for_heartbeat
+-- A replaced instance is fenced off like an unknown bot: it must not renew leases.
+SELECT lifecycle, pending_command FROM bots
+WHERE id = $1 AND instance_id = $2 AND online
+FOR NO KEY UPDATE;
+
+-- name: heartbeat_bot
+-- $1 bot, $2 now, $3 lease_until, $4 lifecycle, $5 pending command, $6 metrics.
+UPDATE bots
+SET lease_until = $3, last_heartbeat = $2, lifecycle = $4, pending_command = $5, metrics = $6
+WHERE id = $1
+RETURNING bots.*,
+          ARRAY(SELECT j.id FROM jobs j WHERE j.bot_id = bots.id AND j.state = 'running'
+                ORDER BY j.seq) AS running;
+
+-- name: extend_leases
+-- $1 job ids the bot lists as running, $2 bot, $3 now, $4 job lease ttl (s).
+-- Returns the extended jobs, and the listed ones an operator cancelled.
+WITH held AS (
+    SELECT id FROM jobs
+    WHERE id = ANY($1::text[]) AND bot_id = $2 AND state = 'running'
+    ORDER BY id
+    FOR UPDATE
+), extended AS (
+    UPDATE jobs j
+    SET lease_until = $3::timestamptz
+                      + make_interval(secs => greatest($4::float8, coalesce(j.timeout_s, 0)))
+    FROM held
+    WHERE j.id = held.id AND j.bot_id = $2 AND j.state = 'running'
+    RETURNING j.id, j.attempt, j.lease_until
+), recorded AS (
+    UPDATE attempts a SET lease_until = e.lease_until
+    FROM extended e
+    WHERE a.job_id = e.id AND a.attempt = e.attempt AND a.ended_at IS NULL
+)
+SELECT id, lease_until, false AS cancelled FROM extended
+UNION ALL
+SELECT id, NULL, true FROM jobs
+WHERE id = ANY($1::text[]) AND bot_id = $2 AND state = 'cancelled';
+
+-- name: update_bot
+UPDATE bots
+SET operations = coalesce($2::text[], operations),
+    max_concurrency = coalesce($3::integer, max_concurrency),
+    paused = coalesce($4::boolean, paused),
+    pending_command = coalesce($5::text, pending_command)
+WHERE id = $1
+RETURNING id;
+
+-- name: deregister_bot
+UPDATE bots SET online = false
+WHERE id = $1 AND instance_id = $2
+RETURNING id;
+
+-- name: release_bot_jobs
+-- $1 bot ids, $2 now, $3 error when the job's attempts are spent.
+-- The live attempt ends as `released`; the job is queued again or failed for good.
+WITH held AS (
+    SELECT id FROM jobs
+    WHERE bot_id = ANY($1::text[]) AND state = 'running'
+    ORDER BY id
+    FOR UPDATE
+), released AS (
+    UPDATE jobs j
+    SET state = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                     THEN 'queued' ELSE 'failed' END,
+        run_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                      THEN $2 ELSE j.run_at END,
+        finished_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                           THEN NULL ELSE $2 END,
+        error = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                     THEN j.error ELSE $3 END,
+        lease_until = NULL
+    FROM held
+    WHERE j.id = held.id AND j.bot_id = ANY($1::text[]) AND j.state = 'running'
+    RETURNING j.id, j.op, j.state, j.attempt
+), ended AS (
+    UPDATE attempts a SET ended_at = $2, outcome = 'released'
+    FROM released r
+    WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
+)
+SELECT id, op, state FROM released ORDER BY id;
+
+-- name: lock_bot_for_claim
+SELECT operations, max_concurrency, paused FROM bots
+WHERE id = $1 AND online
+FOR NO KEY UPDATE;
+
+-- ------------------------------------------------------------------ jobs
+
+-- name: insert_jobs
+-- $1 now, then one array per column; an idempotency_key seen before inserts nothing.
+INSERT INTO jobs (id, op, payload, state, priority, max_attempts, created_at, run_at,
+                  timeout_s, idempotency_key, metadata)
+SELECT u.id, u.op, u.payload, 'queued', u.priority, u.max_attempts, $1, u.run_at,
+       u.timeout_s, u.idempotency_key, u.metadata
+FROM unnest($2::text[], $3::text[], $4::json[], $5::integer[], $6::integer[],
+            $7::timestamptz[], $8::float8[], $9::text[], $10::json[])
+     WITH ORDINALITY AS u(id, op, payload, priority, max_attempts, run_at, timeout_s,
+                          idempotency_key, metadata, ord)
+ORDER BY u.ord
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: jobs_by_idempotency_key
+SELECT * FROM jobs WHERE idempotency_key = ANY($1::text[]);
+
+-- name: claim_jobs
+-- $1 bot, $2 operations (already narrowed to the assignment), $3 limit,
+-- $4 max_concurrency, $5 now, $6 lease ttl (s). The caller holds the bot's row lock,
+-- so this statement's snapshot counts the bot's running jobs exactly.
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND run_at <= $5 AND op = ANY($2::text[])
+    ORDER BY priority DESC, seq
+    LIMIT greatest(0, least($3::integer, $4::integer - (
+        SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running')))
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs j
+    SET state = 'running', attempt = j.attempt + 1, bot_id = $1, started_at = $5,
+        lease_until = $5::timestamptz
+                      + make_interval(secs => greatest($6::float8, coalesce(j.timeout_s, 0))),
+        progress = NULL, progress_message = NULL
+    FROM picked
+    WHERE j.id = picked.id AND j.state = 'queued'
+    RETURNING j.*
+), recorded AS (
+    INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until)
+    SELECT id, attempt, $1, $5, lease_until FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq;
+
+-- name: lock_jobs_for_report
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
+FROM jobs
+WHERE id = ANY($1::text[])
+ORDER BY id
+FOR UPDATE;
+
+-- name: attempts_for_report
+-- The attempts this bot held, and whoever holds the live one.
+SELECT job_id, attempt, bot_id, outcome, ended_at FROM attempts
+WHERE job_id = ANY($1::text[]) AND (bot_id = $2 OR ended_at IS NULL);
+
+-- name: apply_reports
+-- One row per job the reports moved; the WHERE is the fence (state and attempt as read).
+UPDATE jobs j
+SET state = u.state,
+    run_at = coalesce(u.run_at, j.run_at),
+    finished_at = u.finished_at,
+    lease_until = NULL,
+    result = u.result,
+    result_attempt = u.result_attempt,
+    error = u.error
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::json[],
+            $6::integer[], $7::text[], $8::text[], $9::integer[])
+     AS u(id, state, run_at, finished_at, result, result_attempt, error,
+          expected_state, expected_attempt)
+WHERE j.id = u.id AND j.state = u.expected_state AND j.attempt = u.expected_attempt;
+
+-- name: end_attempts
+-- $1 now; then job ids, attempt numbers and outcomes.
+UPDATE attempts a SET ended_at = $1, outcome = u.outcome
+FROM unnest($2::text[], $3::integer[], $4::text[]) AS u(job_id, attempt, outcome)
+WHERE a.job_id = u.job_id AND a.attempt = u.attempt AND a.ended_at IS NULL;
+
+-- name: set_progress
+UPDATE jobs SET progress = $4, progress_message = $5
+WHERE id = $1 AND bot_id = $2 AND state = 'running' AND attempt = coalesce($3::integer, attempt)
+RETURNING id;
+
+-- name: job_handed_to_bot
+SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1) AS found,
+       EXISTS (SELECT 1 FROM attempts WHERE job_id = $1 AND bot_id = $2) AS handed;
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = $1;
+
+-- name: list_jobs
+-- Newest first; $3 is the seq of the last job of the previous page.
+SELECT * FROM jobs
+WHERE ($1::text IS NULL OR state = $1::text)
+  AND ($2::text IS NULL OR op = $2::text)
+  AND ($3::bigint IS NULL OR seq < $3::bigint)
+ORDER BY seq DESC
+LIMIT $4;
+
+-- name: list_attempts
+SELECT * FROM attempts WHERE job_id = $1 ORDER BY attempt;
+
+-- name: cancel_job
+WITH cancelled AS (
+    UPDATE jobs
+    SET state = 'cancelled', finished_at = $2, lease_until = NULL
+    WHERE id = $1 AND state IN ('queued', 'running')
+    RETURNING *
+), ended AS (
+    UPDATE attempts a SET ended_at = $2, outcome = 'cancelled'
+    FROM cancelled c
+    WHERE a.job_id = c.id AND a.attempt = c.attempt AND a.ended_at IS NULL
+)
+SELECT * FROM cancelled;
+
+-- name: retry_job
+-- A fresh budget of max_attempts: attempt numbers keep rising from attempt_base.
+UPDATE jobs
+SET state = 'queued', run_at = $2, attempt_base = attempt, started_at = NULL, finished_at = NULL,
+    lease_until = NULL, result = NULL, result_attempt = NULL, error = NULL,
+    progress = NULL, progress_message = NULL
+WHERE id = $1 AND state IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: next_run_at
+SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($1::text[]);
+
+-- name: queued_operations
+SELECT DISTINCT op FROM jobs WHERE state = 'queued';
+
+-- ------------------------------------------------------------------ stats
+
+-- name: count_jobs
+SELECT op, state, count(*) AS n FROM jobs GROUP BY op, state;
+
+-- name: count_bots
+SELECT online, count(*) AS n FROM bots GROUP BY online;
+
+-- name: finished_since
+SELECT count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE state = 'failed') AS failed
+FROM jobs
+WHERE finished_at >= $1;
+
+-- name: oldest_queued
+SELECT min(created_at) FROM jobs WHERE state = 'queued';
+
+-- ------------------------------------------------------------------ reaper
+
+-- name: expire_bots
+-- Online bots whose lease ran out go offline; a bot row another process holds is left
+-- for its next pass (SKIP LOCKED), and the re-checked WHERE stops a double expiry.
+WITH due AS (
+    SELECT id FROM bots
+    WHERE online AND lease_until < $1
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE bots b SET online = false
+FROM due
+WHERE b.id = due.id AND b.online AND b.lease_until < $1
+RETURNING b.id;
+
+-- name: expire_jobs
+-- Running jobs whose lease ran out: queued again, or failed once attempts are spent.
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE state = 'running' AND lease_until < $1
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE jobs j
+    SET state = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                     THEN 'queued' ELSE 'failed' END,
+        run_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                      THEN $1 ELSE j.run_at END,
+        finished_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                           THEN NULL ELSE $1 END,
+        error = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
+                     THEN j.error ELSE 'lease expired' END,
+        lease_until = NULL
+    FROM due
+    WHERE j.id = due.id AND j.state = 'running' AND j.lease_until < $1
+    RETURNING j.id, j.op, j.state, j.attempt
+), ended AS (
+    UPDATE attempts a SET ended_at = $1, outcome = 'expired'
+    FROM expired e
+    WHERE a.job_id = e.id AND a.attempt = e.attempt AND a.ended_at IS NULL
+)
+SELECT id, op, state FROM expired ORDER BY id;
+
+-- name: notify
+SELECT pg_notify($1, $2);
