@@ -1,0 +1,345 @@
+-- Every statement the SQLite store runs, by name (coordinator/store/queries.py loads them).
+-- Moments are INTEGER microseconds since the Unix epoch; :now is the store clock's now.
+-- A list parameter (:ids, :ops, :bots) is a JSON array, opened with json_each.
+
+-- ---------------------------------------------------------------- connection
+
+-- name: pragma_journal_wal
+-- Readers never block the writer and the writer never blocks readers.
+PRAGMA journal_mode = WAL
+
+-- name: pragma_synchronous_normal
+-- In WAL mode, NORMAL syncs at checkpoints, not at every commit: a commit survives a
+-- crash or SIGKILL of the process (it is in the WAL file, in the OS page cache), but the
+-- last commits before a power loss or kernel crash may be lost. The database is never
+-- corrupted either way.
+PRAGMA synchronous = NORMAL
+
+-- name: pragma_busy_timeout
+-- Another process holding the write lock (a second server, an operator's sqlite3 shell):
+-- wait up to 5 s for it instead of failing at once.
+PRAGMA busy_timeout = 5000
+
+-- name: pragma_foreign_keys
+PRAGMA foreign_keys = ON
+
+-- name: pragma_cache_size
+-- 64 MiB of page cache per connection: the claim and state indexes of a million jobs
+-- stay in memory.
+PRAGMA cache_size = -65536
+
+-- name: pragma_temp_store_memory
+PRAGMA temp_store = MEMORY
+
+-- name: pragma_query_only
+-- The reader connection: a bug that writes through it fails instead of competing with
+-- the writer thread.
+PRAGMA query_only = ON
+
+-- name: pragma_optimize
+-- Refresh the planner statistics on close, when SQLite thinks it worthwhile.
+PRAGMA optimize
+
+-- name: begin_write
+-- Take the write lock at the start, so a transaction never fails half-way to upgrade.
+BEGIN IMMEDIATE
+
+-- name: begin_read
+BEGIN DEFERRED
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: ping
+SELECT 1
+
+-- ---------------------------------------------------------------- migrations
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+)
+
+-- name: applied_versions
+SELECT version FROM schema_version ORDER BY version
+
+-- name: record_version
+INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, :applied_at)
+
+-- ---------------------------------------------------------------- bots
+
+-- name: bot_by_id
+SELECT * FROM bots WHERE id = :id
+
+-- name: bot_by_key
+SELECT * FROM bots WHERE bot_key = :bot_key
+
+-- name: all_bots
+SELECT * FROM bots ORDER BY registered_at, id
+
+-- name: insert_bot
+INSERT INTO bots (
+    id, bot_key, instance_id, name, version, capabilities, operations, max_concurrency,
+    paused, online, registered_at, token_hash, token_expires_at, lease_until,
+    resources, constraints, meta, metrics
+) VALUES (
+    :id, :bot_key, :instance_id, :name, :version, :capabilities, :operations,
+    :max_concurrency, 0, 1, :now, :token_hash, :token_expires_at, :lease_until,
+    :resources, :constraints, :meta, '{}'
+)
+
+-- name: reregister_bot
+-- A known bot_key registers again. `paused` and a pending command survive; the
+-- assignment's operations and concurrency follow the new registration. A new instance
+-- starts with no reported lifecycle.
+UPDATE bots SET
+    instance_id = :instance_id,
+    name = :name,
+    version = :version,
+    capabilities = :capabilities,
+    operations = :operations,
+    max_concurrency = :max_concurrency,
+    online = 1,
+    token_hash = :token_hash,
+    token_expires_at = :token_expires_at,
+    lease_until = :lease_until,
+    lifecycle = CASE WHEN :new_instance THEN NULL ELSE lifecycle END,
+    resources = :resources,
+    constraints = :constraints,
+    meta = :meta
+WHERE id = :id
+
+-- name: heartbeat_bot
+UPDATE bots SET
+    lease_until = :lease_until,
+    last_heartbeat = :now,
+    lifecycle = :lifecycle,
+    pending_command = :pending_command,
+    metrics = :metrics
+WHERE id = :id
+
+-- name: update_bot_assignment
+-- NULL parameters leave a field as it is.
+UPDATE bots SET
+    operations = coalesce(:operations, operations),
+    max_concurrency = coalesce(:max_concurrency, max_concurrency),
+    paused = coalesce(:paused, paused),
+    pending_command = coalesce(:command, pending_command)
+WHERE id = :id
+
+-- name: set_bot_offline
+UPDATE bots SET online = 0 WHERE id = :id
+
+-- name: expire_bots
+UPDATE bots SET online = 0
+WHERE online = 1 AND lease_until < :now
+RETURNING id
+
+-- name: running_job_ids_of_bot
+SELECT id FROM jobs WHERE state = 'running' AND bot_id = :bot_id ORDER BY seq
+
+-- name: running_job_ids_all
+SELECT bot_id, id FROM jobs WHERE state = 'running' ORDER BY seq
+
+-- name: count_running_of_bot
+SELECT count(*) FROM jobs WHERE state = 'running' AND bot_id = :bot_id
+
+-- name: extend_job_leases
+-- Only jobs this bot still holds: running, and its attempt is the current one.
+UPDATE jobs SET
+    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER)
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running' AND bot_id = :bot_id
+RETURNING id, attempt, lease_until
+
+-- name: extend_attempt_lease
+UPDATE attempts SET lease_until = :lease_until
+WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
+
+-- name: cancelled_among
+SELECT id FROM jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'cancelled' AND bot_id = :bot_id
+
+-- ---------------------------------------------------------------- releasing held jobs
+-- Used when bots go away (new instance, deregistration, bot lease expired) and when job
+-- leases run out. Run in this order: end the attempts while the jobs are still
+-- running, queue the jobs with attempts left, fail the rest.
+
+-- name: end_attempts_of_bots
+UPDATE attempts SET ended_at = :now, outcome = :outcome
+FROM jobs
+WHERE jobs.state = 'running'
+  AND jobs.bot_id IN (SELECT value FROM json_each(:bots))
+  AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
+  AND attempts.ended_at IS NULL
+
+-- name: requeue_jobs_of_bots
+UPDATE jobs SET state = 'queued', lease_until = NULL, run_at = :now
+WHERE state = 'running' AND bot_id IN (SELECT value FROM json_each(:bots))
+  AND attempt - attempt_base < max_attempts
+RETURNING id, op
+
+-- name: fail_jobs_of_bots
+UPDATE jobs SET state = 'failed', lease_until = NULL, finished_at = :now, error = :error
+WHERE state = 'running' AND bot_id IN (SELECT value FROM json_each(:bots))
+RETURNING id
+
+-- name: end_expired_attempts
+UPDATE attempts SET ended_at = :now, outcome = 'expired'
+FROM jobs
+WHERE jobs.state = 'running' AND jobs.lease_until < :now
+  AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
+  AND attempts.ended_at IS NULL
+
+-- name: requeue_expired_jobs
+UPDATE jobs SET state = 'queued', lease_until = NULL, run_at = :now
+WHERE state = 'running' AND lease_until < :now AND attempt - attempt_base < max_attempts
+RETURNING id, op
+
+-- name: fail_expired_jobs
+UPDATE jobs SET state = 'failed', lease_until = NULL, finished_at = :now, error = :error
+WHERE state = 'running' AND lease_until < :now
+RETURNING id
+
+-- ---------------------------------------------------------------- submit and claim
+
+-- name: insert_job
+-- An idempotency_key seen before inserts nothing; the caller then reads the first job.
+INSERT INTO jobs (
+    id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
+    idempotency_key, metadata
+) VALUES (
+    :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
+    :idempotency_key, :metadata
+)
+ON CONFLICT (idempotency_key) DO NOTHING
+
+-- name: jobs_by_idempotency_keys
+SELECT * FROM jobs WHERE idempotency_key IN (SELECT value FROM json_each(:keys))
+
+-- name: claim_jobs
+-- One statement: pick and take. For each operation, the best `limit` runnable jobs come
+-- from the jobs_claim index (priority, then FIFO; INDEXED BY keeps the planner from
+-- sorting every runnable job through another index); the best `limit` of those are
+-- taken. Each job's lease is max(ttl, its timeout) from now; the attempt goes up by one.
+UPDATE jobs SET
+    state = 'running',
+    attempt = attempt + 1,
+    bot_id = :bot_id,
+    started_at = :now,
+    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER),
+    progress = NULL,
+    progress_message = NULL
+WHERE seq IN (
+    SELECT candidate.seq
+    FROM json_each(:ops) AS wanted, jobs AS candidate
+    WHERE candidate.seq IN (
+        SELECT seq FROM jobs INDEXED BY jobs_claim
+        WHERE state = 'queued' AND op = wanted.value AND run_at <= :now
+        ORDER BY priority DESC, seq
+        LIMIT :limit
+    )
+    ORDER BY candidate.priority DESC, candidate.seq
+    LIMIT :limit
+)
+RETURNING *
+
+-- name: insert_attempt
+INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until)
+VALUES (:job_id, :attempt, :bot_id, :now, :lease_until)
+
+-- name: next_run_at
+-- The earliest run_at of a queued job for these operations: one index probe per operation.
+SELECT min((
+    SELECT min(run_at) FROM jobs INDEXED BY jobs_queued_run_at
+    WHERE state = 'queued' AND op = wanted.value
+))
+FROM json_each(:ops) AS wanted
+
+-- ---------------------------------------------------------------- reports
+
+-- name: jobs_for_report
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
+FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: attempts_of_bot
+SELECT job_id, attempt, outcome FROM attempts
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
+
+-- name: succeed_job
+UPDATE jobs SET
+    state = 'succeeded', result = :result, result_attempt = :attempt, error = NULL,
+    finished_at = :now, lease_until = NULL
+WHERE id = :job_id
+
+-- name: retry_job_later
+UPDATE jobs SET state = 'queued', run_at = :run_at, lease_until = NULL, error = :error
+WHERE id = :job_id
+
+-- name: fail_job
+UPDATE jobs SET state = 'failed', error = :error, finished_at = :now, lease_until = NULL
+WHERE id = :job_id
+
+-- name: end_attempt
+UPDATE attempts SET ended_at = :now, outcome = :outcome
+WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
+
+-- name: set_progress
+UPDATE jobs SET progress = :progress, progress_message = :message WHERE id = :job_id
+
+-- ---------------------------------------------------------------- operator verbs
+
+-- name: cancel_job
+UPDATE jobs SET state = 'cancelled', finished_at = :now, lease_until = NULL
+WHERE id = :job_id AND state IN ('queued', 'running')
+
+-- name: retry_job
+-- A fresh budget of max_attempts: attempts counted from the current number on.
+UPDATE jobs SET
+    state = 'queued', run_at = :now, attempt_base = attempt, lease_until = NULL,
+    started_at = NULL, finished_at = NULL, result = NULL, result_attempt = NULL,
+    error = NULL, progress = NULL, progress_message = NULL
+WHERE id = :job_id AND state IN ('failed', 'cancelled')
+
+-- ---------------------------------------------------------------- reads
+
+-- name: job_by_id
+SELECT * FROM jobs WHERE id = :id
+
+-- name: attempts_of_job
+SELECT * FROM attempts WHERE job_id = :job_id ORDER BY attempt
+
+-- name: list_jobs
+-- Newest first; :before is the seq of the last job of the previous page.
+SELECT * FROM jobs WHERE seq < :before ORDER BY seq DESC LIMIT :limit
+
+-- name: list_jobs_by_state
+SELECT * FROM jobs INDEXED BY jobs_state_seq
+WHERE state = :state AND seq < :before ORDER BY seq DESC LIMIT :limit
+
+-- name: list_jobs_by_op
+SELECT * FROM jobs INDEXED BY jobs_op_seq
+WHERE op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
+
+-- name: list_jobs_by_state_and_op
+SELECT * FROM jobs INDEXED BY jobs_state_seq
+WHERE state = :state AND op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
+
+-- name: count_jobs_by_op_and_state
+SELECT op, state, count(*) AS n FROM jobs GROUP BY op, state
+
+-- name: count_bots_by_online
+SELECT online, count(*) AS n FROM bots GROUP BY online
+
+-- name: count_finished_since
+SELECT state, count(*) AS n FROM jobs INDEXED BY jobs_finished
+WHERE finished_at IS NOT NULL AND finished_at >= :since AND state IN ('succeeded', 'failed')
+GROUP BY state
+
+-- name: oldest_queued_created_at
+SELECT created_at FROM jobs INDEXED BY jobs_state_seq
+WHERE state = 'queued' ORDER BY seq LIMIT 1

@@ -1,0 +1,45 @@
+"""Taking jobs back: from bots that went away, and from leases that ran out (the reaper)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from coordinator.store.base import ExpiryOutcome
+from coordinator.store.sqlite_rows import Tx, id_list
+
+LEASE_EXPIRED = "lease expired"
+BOT_LEASE_EXPIRED = "bot lease expired"
+
+
+def release_jobs_of_bots(
+    tx: Tx, bot_ids: Sequence[str], error: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """End the live attempts of these bots' running jobs as `released`; queue each job
+    again, or fail it with `error` when its attempts are spent. Returns (requeued, failed)."""
+    if not bot_ids:
+        return (), ()
+    bots = id_list(bot_ids)
+    tx.run("end_attempts_of_bots", {"now": tx.now, "outcome": "released", "bots": bots})
+    requeued = tx.all("requeue_jobs_of_bots", {"now": tx.now, "bots": bots})
+    failed = tx.all("fail_jobs_of_bots", {"now": tx.now, "bots": bots, "error": error})
+    tx.available.update(row["op"] for row in requeued)
+    tx.finished.extend(row["id"] for row in failed)
+    return tuple(row["id"] for row in requeued), tuple(row["id"] for row in failed)
+
+
+def expire_leases(tx: Tx) -> ExpiryOutcome:
+    """Bots past their lease go offline and give their jobs back; then jobs past their
+    lease are queued again or failed. Each step is a set-based UPDATE that only matches
+    what is still live, so a second reaper right after finds nothing to do."""
+    offline = tuple(row["id"] for row in tx.all("expire_bots", {"now": tx.now}))
+    requeued, failed = release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
+    tx.run("end_expired_attempts", {"now": tx.now})
+    expired_requeued = tx.all("requeue_expired_jobs", {"now": tx.now})
+    expired_failed = tx.all("fail_expired_jobs", {"now": tx.now, "error": LEASE_EXPIRED})
+    tx.available.update(row["op"] for row in expired_requeued)
+    tx.finished.extend(row["id"] for row in expired_failed)
+    return ExpiryOutcome(
+        bots_offline=offline,
+        requeued=requeued + tuple(row["id"] for row in expired_requeued),
+        failed=failed + tuple(row["id"] for row in expired_failed),
+    )
