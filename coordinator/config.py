@@ -1,0 +1,82 @@
+"""The coordinator's settings: one frozen value, built once by the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from botfleet.protocol.messages import ALL_FEATURES
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_url: str | None = None  # None: SQLite in the state folder
+    state_dir: Path = Path(".state")
+    admin_token: str | None = None  # None: generated on first start, kept in state_dir
+    enroll_token: str | None = None
+    open_registration: bool = False
+    # What bots are told (seconds), and the leases the coordinator grants.
+    heartbeat_interval_s: float = 30.0
+    bot_lease_ttl_s: float = 120.0
+    job_lease_ttl_s: float = 180.0
+    claim_batch_size: int = 5
+    default_max_concurrency: int = 2
+    features: tuple[str, ...] = ALL_FEATURES
+    # Limits and housekeeping.
+    max_body_bytes: int = MIB
+    token_ttl_s: int = 86_400
+    reaper_interval_s: float = 1.0
+    long_poll_recheck_s: float = 1.0  # a waiting claim looks again at least this often
+    token_cache_ttl_s: float = 5.0
+    token_cache_size: int = 10_000
+    store_retry_after_s: int = 1  # Retry-After of a 503 when the store fails
+    stats_window_s: int = 60
+    retry_base_s: float = 1.0  # backoff of a failed, retryable job
+    retry_cap_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "heartbeat_interval_s",
+            "bot_lease_ttl_s",
+            "job_lease_ttl_s",
+            "reaper_interval_s",
+            "long_poll_recheck_s",
+            "retry_base_s",
+            "retry_cap_s",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        at_least_one = ("claim_batch_size", "max_body_bytes", "token_ttl_s", "stats_window_s")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if not 0 <= self.port <= 65_535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.default_max_concurrency < 0:
+            raise ValueError("default_max_concurrency must not be negative")
+        if self.token_cache_ttl_s < 0 or self.token_cache_size < 0:
+            raise ValueError("token cache settings must not be negative")
+        if self.heartbeat_interval_s >= self.bot_lease_ttl_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be shorter than "
+                f"bot_lease_ttl_s ({self.bot_lease_ttl_s}), or every bot goes offline"
+            )
+        unknown = set(self.features) - set(ALL_FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features: {sorted(unknown)}")
+        for token_field in ("admin_token", "enroll_token"):
+            token = getattr(self, token_field)
+            if token is not None and not token.strip():
+                raise ValueError(f"{token_field} must not be empty")
+
+    @property
+    def database_url(self) -> str:
+        """`--db`, or a SQLite file in the state folder."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.state_dir / 'botfleet.db'}"

@@ -1,0 +1,146 @@
+"""Prometheus metrics of one coordinator app, in its own registry (never the global one).
+
+Counters and histograms count what this process did. Gauges (jobs by state, bots
+by state, the oldest queued job) describe the shared database, so they are read
+from `store.stats()` when scraped, at most once per `refresh_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from botfleet.clock import Clock
+from botfleet.protocol.messages import JobState
+from coordinator.store.base import ExpiryOutcome, JobRecord, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+UNKNOWN_OP = "unknown"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400)
+
+
+class Metrics:
+    def __init__(self, clock: Clock, refresh_s: float = 2.0, ops_remembered: int = 50_000) -> None:
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._refreshed_at: float | None = None
+        # job id -> op of the jobs handed out here, so reports and expiries count by op
+        # (a report names only the job). Bounded; a job claimed elsewhere counts as unknown.
+        self._ops: OrderedDict[str, str] = OrderedDict()
+        self._ops_remembered = ops_remembered
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.submitted = Counter("botfleet_jobs_submitted", "Jobs created", ["op"], registry=r)
+        self.claimed = Counter("botfleet_jobs_claimed", "Jobs handed out", ["op"], registry=r)
+        self.succeeded = Counter(
+            "botfleet_jobs_succeeded", "Completions accepted", ["op"], registry=r
+        )
+        self.failed = Counter(
+            "botfleet_jobs_failed",
+            "Failure reports accepted (the job may be retried)",
+            ["op"],
+            registry=r,
+        )
+        self.expired = Counter(
+            "botfleet_job_leases_expired",
+            "Job leases that ran out, by what became of the job",
+            ["op", "outcome"],
+            registry=r,
+        )
+        self.bots_expired = Counter(
+            "botfleet_bot_leases_expired", "Bots marked offline by the reaper", registry=r
+        )
+        self.claim_seconds = Histogram(
+            "botfleet_claim_duration_seconds",
+            "Time of one claim in the store (without long-poll waiting)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            "botfleet_job_queue_wait_seconds",
+            "From a job becoming claimable (run_at) to its hand-out",
+            ["op"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.jobs = Gauge("botfleet_jobs", "Jobs by state", ["state"], registry=r)
+        self.jobs_by_op = Gauge(
+            "botfleet_jobs_by_op", "Jobs by op and state", ["op", "state"], registry=r
+        )
+        self.oldest_queued_age = Gauge(
+            "botfleet_oldest_queued_job_age_seconds",
+            "Age of the oldest claimable queued job (0 when none)",
+            registry=r,
+        )
+        self.bots = Gauge("botfleet_bots", "Bots by state", ["state"], registry=r)
+        self.store_up = Gauge(
+            "botfleet_store_up", "1 when the last stats read succeeded", registry=r
+        )
+
+    # ---- events
+    def observe_submitted(self, ops: Iterable[str]) -> None:
+        for op in ops:
+            self.submitted.labels(op).inc()
+
+    def observe_claim(self, duration_s: float, jobs: list[JobRecord]) -> None:
+        self.claim_seconds.observe(duration_s)
+        now = self._clock.now()
+        for job in jobs:
+            self.claimed.labels(job.op).inc()
+            self.queue_wait_seconds.labels(job.op).observe(
+                max(0.0, (now - job.run_at).total_seconds())
+            )
+            self._ops[job.id] = job.op
+            self._ops.move_to_end(job.id)
+        while len(self._ops) > self._ops_remembered:
+            self._ops.popitem(last=False)
+
+    def observe_report(self, job_id: str, action: str) -> None:
+        """An accepted report (counted once: a repeat finds the job forgotten)."""
+        op = self._ops.pop(job_id, UNKNOWN_OP)
+        (self.succeeded if action == "complete" else self.failed).labels(op).inc()
+
+    def observe_expiry(self, outcome: ExpiryOutcome) -> None:
+        for job_id in outcome.requeued:
+            self.expired.labels(self._ops.pop(job_id, UNKNOWN_OP), "requeued").inc()
+        for job_id in outcome.failed:
+            self.expired.labels(self._ops.pop(job_id, UNKNOWN_OP), "failed").inc()
+        if outcome.bots_offline:
+            self.bots_expired.inc(len(outcome.bots_offline))
+
+    # ---- scrape
+    async def render(self, store: Store) -> bytes:
+        now = self._clock.monotonic()
+        if self._refreshed_at is None or now - self._refreshed_at >= self._refresh_s:
+            self._refreshed_at = now
+            await self._refresh(store)
+        return generate_latest(self.registry)
+
+    async def _refresh(self, store: Store) -> None:
+        try:
+            stats = await store.stats()
+        except StoreError as exc:
+            log.warning("metrics: cannot read stats from the store: %s", exc)
+            self.store_up.set(0)
+            return
+        self.store_up.set(1)
+        for job_state in JOB_STATES:
+            self.jobs.labels(job_state).set(stats.jobs_by_state.get(job_state, 0))
+        self.jobs_by_op.clear()
+        for op, by_state in stats.jobs_by_op.items():
+            for op_state, count in by_state.items():
+                self.jobs_by_op.labels(op, op_state).set(count)
+        for bot_state in ("online", "offline"):
+            self.bots.labels(bot_state).set(stats.bots_by_state.get(bot_state, 0))
+        oldest = stats.oldest_queued_at
+        age = 0.0 if oldest is None else (self._clock.now() - oldest).total_seconds()
+        self.oldest_queued_age.set(max(0.0, age))

@@ -1,0 +1,66 @@
+"""The reaper: expires bot and job leases every few seconds, and never dies of one failure.
+
+It is safe in every coordinator process at once (the store makes `expire_leases`
+one transaction), so there is no leader to elect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from coordinator.store.base import ExpiryOutcome, Store
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[ExpiryOutcome], None]
+
+
+class Reaper:
+    def __init__(self, store: Store, interval_s: float, observe: Observer | None = None) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._observe = observe
+        self.runs = 0
+        self.failures = 0
+
+    async def run_once(self) -> ExpiryOutcome | None:
+        """One pass; a failure is logged and counted, and None returned."""
+        self.runs += 1
+        try:
+            outcome = await self._store.expire_leases()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.failures += 1
+            log.exception("reaper: expiring leases failed; trying again in %ss", self._interval_s)
+            return None
+        if outcome.bots_offline or outcome.requeued or outcome.failed:
+            log.info(
+                "reaper: %d bot(s) offline %s, %d job(s) requeued %s, %d failed %s",
+                len(outcome.bots_offline),
+                _sample(outcome.bots_offline),
+                len(outcome.requeued),
+                _sample(outcome.requeued),
+                len(outcome.failed),
+                _sample(outcome.failed),
+            )
+        if self._observe is not None:
+            self._observe(outcome)
+        return outcome
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pass after pass until `stop` is set; the interval is real time, not the clock's
+        (the clock decides which leases are over, the interval only how often to look)."""
+        while not stop.is_set():
+            await self.run_once()
+            try:
+                await asyncio.wait_for(stop.wait(), self._interval_s)
+            except TimeoutError:
+                continue
+
+
+def _sample(ids: tuple[str, ...], limit: int = 5) -> str:
+    shown = ", ".join(ids[:limit])
+    return f"[{shown}{', …' if len(ids) > limit else ''}]"

@@ -1,0 +1,228 @@
+"""Long-poll: a waiting claim wakes on a notice, on a delayed job's run_at, or ends empty."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from botfleet.clock import FakeClock, SystemClock
+from coordinator.longpoll import LongPoller, Waiters
+from coordinator.store.base import JobRecord
+from tests.support.processes import wait_until_async
+
+NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
+GENEROUS_S = 30.0
+
+
+async def _eventually(predicate: Callable[[], bool]) -> None:
+    async def check() -> bool:
+        return predicate()
+
+    await wait_until_async(check, GENEROUS_S, "the condition")
+
+
+def _job(job_id: str, state: str = "queued", run_at: datetime = NOW) -> JobRecord:
+    return JobRecord(
+        id=job_id,
+        op="sum",
+        payload={},
+        state=state,
+        priority=0,
+        attempt=1,
+        max_attempts=3,
+        created_at=NOW,
+        run_at=run_at,
+    )
+
+
+class QueueOnly:
+    """The store verbs the poller uses: a list of queued jobs, each due at its run_at."""
+
+    def __init__(self, clock: FakeClock | SystemClock) -> None:
+        self.clock = clock
+        self.queued: list[JobRecord] = []
+        self.jobs: dict[str, JobRecord] = {}
+        self.claims = 0
+        self.known_bot = True
+
+    async def claim_jobs(
+        self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
+    ) -> list[JobRecord] | None:
+        self.claims += 1
+        if not self.known_bot:
+            return None
+        now = self.clock.now()
+        due = [j for j in self.queued if j.op in operations and j.run_at <= now][:limit]
+        for job in due:
+            self.queued.remove(job)
+        return due
+
+    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
+        times = [j.run_at for j in self.queued if j.op in operations]
+        return min(times) if times else None
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        return self.jobs.get(job_id)
+
+
+def _poller(store: QueueOnly, waiters: Waiters, recheck_s: float = GENEROUS_S) -> LongPoller:
+    return LongPoller(store, store.clock, waiters, recheck_s)  # type: ignore[arg-type]
+
+
+async def _until_waiting(waiters: Waiters, count: int = 1) -> None:
+    await _eventually(lambda: waiters.waiting() >= count)
+
+
+class TestWaiters:
+    async def test_wakes_only_matching_operations(self) -> None:
+        waiters = Waiters()
+        with waiters.watch_operations(["sum"]) as sums, waiters.watch_operations(["x"]) as xs:
+            waiters.jobs_available(["sum", "other"])
+            assert sums.is_set() and not xs.is_set()
+        assert waiters.waiting() == 0
+
+    async def test_job_finished_wakes_that_job(self) -> None:
+        waiters = Waiters()
+        with waiters.watch_job("job_1") as one, waiters.watch_job("job_2") as two:
+            waiters.job_finished("job_1")
+            assert one.is_set() and not two.is_set()
+
+    async def test_a_notice_from_another_thread_wakes_the_loop(self) -> None:
+        waiters = Waiters()
+        waiters.bind(asyncio.get_running_loop())
+        with waiters.watch_operations(["sum"]) as wake:
+            thread = threading.Thread(target=waiters.jobs_available, args=(["sum"],))
+            thread.start()
+            thread.join()
+            async with asyncio.timeout(GENEROUS_S):
+                await wake.wait()
+
+    async def test_close_wakes_everyone_and_later_waits(self) -> None:
+        waiters = Waiters()
+        with waiters.watch_operations(["sum"]) as before:
+            waiters.close()
+            assert before.is_set()
+        with waiters.watch_job("j") as after:
+            assert after.is_set()
+
+
+class TestClaim:
+    async def test_answers_at_once_when_work_is_there(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.queued.append(_job("job_1"))
+        jobs = await _poller(store, Waiters()).claim("bot", ["sum"], 5, 60, wait_s=GENEROUS_S)
+        assert [j.id for j in jobs or []] == ["job_1"]
+
+    async def test_woken_by_a_submit(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        waiters.bind(asyncio.get_running_loop())
+        claim = asyncio.create_task(
+            _poller(store, waiters).claim("bot", ["sum"], 5, 60, wait_s=GENEROUS_S)
+        )
+        await _until_waiting(waiters)
+        store.queued.append(_job("job_1"))
+        waiters.jobs_available(["sum"])
+        jobs = await claim
+        assert [j.id for j in jobs or []] == ["job_1"]
+
+    async def test_a_submit_for_another_operation_does_not_answer(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        claim = asyncio.create_task(
+            _poller(store, waiters).claim("bot", ["sum"], 5, 60, wait_s=GENEROUS_S)
+        )
+        await _until_waiting(waiters)
+        claims_before = store.claims
+        waiters.jobs_available(["resize"])
+        await asyncio.sleep(0)
+        assert not claim.done() and store.claims == claims_before
+        waiters.close()
+        assert await claim == []
+
+    async def test_wakes_when_a_delayed_job_falls_due(self) -> None:
+        # No notice at all, and re-checks only every 30 s: only run_at can wake it in time.
+        store = QueueOnly(SystemClock())
+        store.queued.append(_job("later", run_at=datetime.now(UTC) + timedelta(seconds=0.05)))
+        jobs = await _poller(store, Waiters()).claim("bot", ["sum"], 5, 60, wait_s=GENEROUS_S)
+        assert [j.id for j in jobs or []] == ["later"]
+
+    async def test_ends_empty_when_the_wait_is_over(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        assert await _poller(store, Waiters()).claim("bot", ["sum"], 5, 60, wait_s=0.01) == []
+
+    async def test_periodic_recheck_catches_a_missed_notice(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        claim = asyncio.create_task(
+            _poller(store, waiters, recheck_s=0.01).claim("bot", ["sum"], 5, 60, GENEROUS_S)
+        )
+        await _until_waiting(waiters)
+        store.queued.append(_job("job_1"))  # no notice
+        jobs = await claim
+        assert [j.id for j in jobs or []] == ["job_1"]
+
+    async def test_unknown_bot(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.known_bot = False
+        assert await _poller(store, Waiters()).claim("bot", ["sum"], 5, 60, GENEROUS_S) is None
+
+    async def test_gives_nothing_to_a_client_that_left(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        claim = asyncio.create_task(
+            _poller(store, waiters).claim(
+                "bot", ["sum"], 5, 60, GENEROUS_S, still_wanted=lambda: False
+            )
+        )
+        await _until_waiting(waiters)
+        store.queued.append(_job("job_1"))
+        waiters.jobs_available(["sum"])
+        assert await claim == []
+        assert [j.id for j in store.queued] == ["job_1"]
+
+    async def test_observer_sees_each_store_claim(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.queued.append(_job("job_1"))
+        seen: list[tuple[float, list[str]]] = []
+        poller = LongPoller(
+            store,  # type: ignore[arg-type]
+            store.clock,
+            Waiters(),
+            1.0,
+            lambda duration, jobs: seen.append((duration, [j.id for j in jobs])),
+        )
+        await poller.claim("bot", ["sum"], 5, 60, 0)
+        assert len(seen) == 1 and seen[0][1] == ["job_1"] and seen[0][0] >= 0
+
+
+class TestJobWait:
+    async def test_returns_once_terminal(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.jobs["job_1"] = _job("job_1", "running")
+        waiters = Waiters()
+        read = asyncio.create_task(_poller(store, waiters).job("job_1", GENEROUS_S))
+        await _until_waiting(waiters)
+        store.jobs["job_1"] = _job("job_1", "succeeded")
+        waiters.job_finished("job_1")
+        job = await read
+        assert job is not None and job.state == "succeeded"
+
+    async def test_unknown_and_not_waiting(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.jobs["job_1"] = _job("job_1", "running")
+        poller = _poller(store, Waiters())
+        assert await poller.job("nope", GENEROUS_S) is None
+        job = await poller.job("job_1", 0)
+        assert job is not None and job.state == "running"
+
+
+@pytest.mark.parametrize("wait_s", [0.0, -1.0])
+async def test_no_wait_claims_once(wait_s: float) -> None:
+    store = QueueOnly(FakeClock(NOW))
+    assert await _poller(store, Waiters()).claim("bot", ["sum"], 5, 60, wait_s) == []
+    assert store.claims == 1

@@ -1,0 +1,95 @@
+"""The reaper expires what the clock says is over, logs it, and survives a failing store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from botfleet.clock import FakeClock
+from coordinator.reaper import Reaper
+from coordinator.store.base import ExpiryOutcome, StoreError
+from tests.support.processes import wait_until_async
+
+NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
+GENEROUS_S = 30.0
+
+
+async def _eventually(predicate: Callable[[], bool]) -> None:
+    async def check() -> bool:
+        return predicate()
+
+    await wait_until_async(check, GENEROUS_S, "the condition")
+
+
+class LeasesOnly:
+    """A store with one job lease and one bot lease, judged by the injected clock."""
+
+    def __init__(self, clock: FakeClock, failures: int = 0) -> None:
+        self.clock = clock
+        self.job_lease_until: datetime | None = NOW + timedelta(seconds=180)
+        self.bot_lease_until: datetime | None = NOW + timedelta(seconds=120)
+        self.failures_left = failures
+        self.calls = 0
+
+    async def expire_leases(self) -> ExpiryOutcome:
+        self.calls += 1
+        if self.failures_left:
+            self.failures_left -= 1
+            raise StoreError("database is locked")
+        now = self.clock.now()
+        bots: tuple[str, ...] = ()
+        jobs: tuple[str, ...] = ()
+        if self.bot_lease_until is not None and self.bot_lease_until <= now:
+            bots, self.bot_lease_until = ("bot_1",), None
+        if self.job_lease_until is not None and self.job_lease_until <= now:
+            jobs, self.job_lease_until = ("job_1",), None
+        return ExpiryOutcome(bots_offline=bots, requeued=jobs)
+
+
+async def test_expires_only_what_the_clock_says_is_over(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(NOW)
+    store = LeasesOnly(clock)
+    seen: list[ExpiryOutcome] = []
+    reaper = Reaper(store, interval_s=1.0, observe=seen.append)  # type: ignore[arg-type]
+    assert await reaper.run_once() == ExpiryOutcome()
+    clock.advance(121)
+    with caplog.at_level(logging.INFO, logger="coordinator.reaper"):
+        outcome = await reaper.run_once()
+    assert outcome == ExpiryOutcome(bots_offline=("bot_1",))
+    assert "1 bot(s) offline [bot_1]" in caplog.text
+    clock.advance(60)
+    assert await reaper.run_once() == ExpiryOutcome(requeued=("job_1",))
+    assert [o.requeued for o in seen] == [(), (), ("job_1",)]
+
+
+async def test_a_failure_is_logged_and_the_next_pass_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(NOW + timedelta(seconds=500))
+    store = LeasesOnly(clock, failures=2)
+    reaper = Reaper(store, interval_s=0.001)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    with caplog.at_level(logging.ERROR, logger="coordinator.reaper"):
+        task = asyncio.create_task(reaper.run(stop))
+        await _eventually(lambda: store.job_lease_until is None)
+        stop.set()
+        await task
+    assert reaper.failures == 2
+    assert store.calls >= 3
+    assert caplog.text.count("expiring leases failed") == 2
+
+
+async def test_stops_promptly_between_passes() -> None:
+    store = LeasesOnly(FakeClock(NOW))
+    reaper = Reaper(store, interval_s=3600)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(reaper.run(stop))
+    await _eventually(lambda: store.calls > 0)
+    stop.set()
+    async with asyncio.timeout(GENEROUS_S):
+        await task
+    assert store.calls == 1

@@ -1,0 +1,94 @@
+"""ServerConfig defaults follow PROTOCOL.md; flags beat the environment; bad values are named."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from botfleet.protocol.messages import ALL_FEATURES
+from coordinator.config import MIB, ServerConfig
+from coordinator.server import add_server_arguments, config_from_args
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_server_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+class TestDefaults:
+    def test_match_the_contract(self) -> None:
+        config = ServerConfig()
+        assert (config.host, config.port) == ("127.0.0.1", 8000)
+        assert config.heartbeat_interval_s == 30
+        assert config.bot_lease_ttl_s == 120
+        assert config.job_lease_ttl_s == 180
+        assert config.claim_batch_size == 5
+        assert config.default_max_concurrency == 2
+        assert config.max_body_bytes == MIB
+        assert config.token_ttl_s == 86_400
+        assert config.features == ALL_FEATURES
+        assert not config.open_registration
+
+    def test_database_defaults_to_sqlite_in_the_state_folder(self, tmp_path: Path) -> None:
+        assert ServerConfig().database_url == "sqlite:///.state/botfleet.db"
+        assert ServerConfig(state_dir=tmp_path).database_url == f"sqlite:///{tmp_path}/botfleet.db"
+        assert ServerConfig(db_url="postgresql://x/y").database_url == "postgresql://x/y"
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("changes", "named"),
+        [
+            ({"job_lease_ttl_s": 0}, "job_lease_ttl_s"),
+            ({"reaper_interval_s": -1}, "reaper_interval_s"),
+            ({"claim_batch_size": 0}, "claim_batch_size"),
+            ({"port": 70_000}, "port"),
+            ({"heartbeat_interval_s": 120, "bot_lease_ttl_s": 120}, "heartbeat_interval_s"),
+            ({"features": ("long_poll", "teleport")}, "teleport"),
+            ({"admin_token": "  "}, "admin_token"),
+        ],
+    )
+    def test_bad_values_are_named(self, changes: dict[str, object], named: str) -> None:
+        with pytest.raises(ValueError, match=named):
+            ServerConfig(**changes)  # type: ignore[arg-type]
+
+
+class TestFromArgs:
+    def test_flags_beat_the_environment(self) -> None:
+        environ = {"BOTFLEET_ADMIN_TOKEN": "from-env", "BOT_ENROLL_TOKEN": "enroll-env"}
+        config = config_from_args(_args("--admin-token", "from-flag"), environ)
+        assert config.admin_token == "from-flag"
+        assert config.enroll_token == "enroll-env"
+
+    def test_environment_then_defaults(self) -> None:
+        config = config_from_args(_args(), {"BOTFLEET_STATE_DIR": "/srv/botfleet"})
+        assert config.state_dir == Path("/srv/botfleet")
+        assert config.admin_token is None
+        assert config.database_url == "sqlite:////srv/botfleet/botfleet.db"
+
+    def test_every_contract_flag(self, tmp_path: Path) -> None:
+        config = config_from_args(
+            _args(
+                "--host", "0.0.0.0", "--port", "0", "--db", "sqlite:///x.db",
+                "--state-dir", str(tmp_path), "--admin-token", "a", "--enroll-token", "e",
+                "--open-registration", "--bot-lease-ttl", "8", "--job-lease-ttl", "6",
+                "--reaper-interval", "0.1",
+            ),
+            {},
+        )  # fmt: skip
+        assert (config.host, config.port, config.db_url) == ("0.0.0.0", 0, "sqlite:///x.db")
+        assert (config.admin_token, config.enroll_token) == ("a", "e")
+        assert config.open_registration
+        assert (config.bot_lease_ttl_s, config.job_lease_ttl_s) == (8, 6)
+        assert config.reaper_interval_s == 0.1
+
+    def test_a_short_bot_lease_shortens_the_heartbeat(self) -> None:
+        config = config_from_args(_args("--bot-lease-ttl", "4"), {})
+        assert config.heartbeat_interval_s == 1.0
+
+    def test_errors_name_the_flag(self) -> None:
+        with pytest.raises(ValueError, match="--job-lease-ttl"):
+            config_from_args(_args("--job-lease-ttl", "0"), {})
