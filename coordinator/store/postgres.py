@@ -65,6 +65,8 @@ _JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _TRANSACTION_TRIES = 5
+# application_name of the listening connection (to find it in pg_stat_activity).
+LISTENER_NAME = "botfleet-listener"
 _COMMANDS = frozenset({"drain", "quarantine", "release"})
 # Errors of jobs failed for good because their holder went away (as the SQLite store).
 INSTANCE_REPLACED = "bot instance replaced"
@@ -134,7 +136,7 @@ class PostgresStore:
                 applied = await postgres_schema.migrate(
                     connection, self._schema, self._queries, self._clock.now()
                 )
-        except _DATABASE_ERRORS as error:
+        except (*_DATABASE_ERRORS, ValueError) as error:  # ValueError: a newer schema
             await pool.close()
             raise StoreError(f"cannot migrate schema {self._schema}: {error}") from error
         if applied:
@@ -580,7 +582,10 @@ class PostgresStore:
 
     def _make_relay(self) -> NotificationRelay:
         return NotificationRelay(
-            connect=lambda: asyncpg.connect(self._dsn, server_settings=self._server_settings()),
+            connect=lambda: asyncpg.connect(
+                self._dsn,
+                server_settings={**self._server_settings(), "application_name": LISTENER_NAME},
+            ),
             channel=self._channel,
             on_notice=self._on_remote_notice,
             on_reconnect=self._wake_all,
