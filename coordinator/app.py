@@ -1,0 +1,84 @@
+"""The coordinator's aiohttp application: wiring only (routes, middleware, life cycle)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from botfleet.clock import Clock
+from botfleet.protocol import encode
+from botfleet.protocol.openapi import generate
+from coordinator.auth import Authenticator, BotTokenCache, load_server_tokens
+from coordinator.config import ServerConfig
+from coordinator.context import CONTEXT, AppContext
+from coordinator.dashboard import setup_dashboard
+from coordinator.longpoll import LongPoller, Waiters
+from coordinator.metrics import Metrics
+from coordinator.middleware import error_middleware
+from coordinator.reaper import Reaper
+from coordinator.routes import setup_routes
+from coordinator.store.base import Store
+
+
+def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Application:
+    """The app; it opens the store at startup and closes it at cleanup.
+
+    The admin and enrollment tokens are resolved here (from the config, or the files
+    in the state folder, generated if missing), so the caller can say where they are.
+    """
+    tokens = load_server_tokens(config)
+    waiters = Waiters()
+    metrics = Metrics(clock)
+    cache = BotTokenCache(clock, config.token_cache_ttl_s, config.token_cache_size)
+    ctx = AppContext(
+        config=config,
+        store=store,
+        clock=clock,
+        tokens=tokens,
+        auth=Authenticator(store, clock, tokens, config.open_registration, cache),
+        waiters=waiters,
+        poller=LongPoller(store, clock, waiters, config.long_poll_recheck_s, metrics.observe_claim),
+        reaper=Reaper(store, config.reaper_interval_s, metrics.observe_expiry),
+        metrics=metrics,
+        openapi=encode(generate()),
+    )
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[error_middleware(config.store_retry_after_s, config.max_body_bytes)],
+    )
+    app[CONTEXT] = ctx
+    setup_routes(app.router)
+    setup_dashboard(app)
+    app.cleanup_ctx.append(_store_lifetime)
+    app.cleanup_ctx.append(_reaper_lifetime)
+    app.on_shutdown.append(_release_waiters)
+    return app
+
+
+async def _store_lifetime(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CONTEXT]
+    await ctx.store.open()
+    ctx.waiters.bind(asyncio.get_running_loop())
+    ctx.store.set_listener(ctx.waiters)
+    try:
+        yield
+    finally:
+        await ctx.store.close()
+
+
+async def _reaper_lifetime(app: web.Application) -> AsyncIterator[None]:
+    reaper = app[CONTEXT].reaper
+    stop = asyncio.Event()
+    task = asyncio.create_task(reaper.run(stop), name="botfleet-reaper")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _release_waiters(app: web.Application) -> None:
+    """Shutting down: waiting claims answer `{jobs: []}` now instead of holding the exit."""
+    app[CONTEXT].waiters.close()

@@ -1,0 +1,36 @@
+"""What every handler needs, held once per app under one typed key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from botfleet.clock import Clock
+from coordinator.auth import Authenticator, ServerTokens
+from coordinator.config import ServerConfig
+from coordinator.longpoll import LongPoller, Waiters
+from coordinator.metrics import Metrics
+from coordinator.reaper import Reaper
+from coordinator.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    config: ServerConfig
+    store: Store
+    clock: Clock
+    tokens: ServerTokens
+    auth: Authenticator
+    waiters: Waiters
+    poller: LongPoller
+    reaper: Reaper
+    metrics: Metrics
+    openapi: bytes  # /openapi.json, generated once
+
+
+CONTEXT = web.AppKey("botfleet_context", AppContext)
+
+
+def context(request: web.Request) -> AppContext:
+    return request.app[CONTEXT]

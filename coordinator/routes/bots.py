@@ -1,0 +1,156 @@
+"""A bot's own life: register (enrollment token), heartbeat and deregister (its bot token)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from botfleet.clock import to_rfc3339
+from botfleet.protocol import messages as m
+from coordinator.auth import BotIdentity, bot_token, new_bot_secret
+from coordinator.context import context
+from coordinator.errors import Conflict, InvalidBody, NotFound
+from coordinator.routes.common import read_body, respond
+from coordinator.store.base import Registration
+from coordinator.views import assignment, bot_config
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENCY_LIMIT = 10_000
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/bots/register", register)
+    router.add_put("/v1/bots/{bot_id}/heartbeat", heartbeat)
+    router.add_delete("/v1/bots/{bot_id}", deregister)
+
+
+async def register(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_enrollment(request)
+    body = await read_body(request, m.RegisterRequest)
+    _check_constraints(body.constraints)
+    now = ctx.clock.now()
+    secret, secret_hash = new_bot_secret()
+    outcome = await ctx.store.register_bot(
+        Registration(
+            bot_key=body.bot_key,
+            instance_id=body.instance_id,
+            name=_name(body),
+            version=body.version,
+            capabilities=tuple(body.capabilities),
+            resources={"cpu_cores": body.resources.cpu_cores, "mem_mb": body.resources.mem_mb},
+            constraints=body.constraints,
+            meta=body.meta,
+            token_hash=secret_hash,
+            token_expires_at=now + timedelta(seconds=ctx.config.token_ttl_s),
+            lease_until=now + timedelta(seconds=ctx.config.bot_lease_ttl_s),
+            default_max_concurrency=ctx.config.default_max_concurrency,
+        )
+    )
+    bot = outcome.bot
+    token = bot_token(bot.id, secret)
+    ctx.auth.remember(token, BotIdentity(bot.id, bot.instance_id, bot.token_expires_at))
+    if outcome.released_job_ids:
+        log.info(
+            "bot %s registered as a new instance %s; released %d job(s) of the old one",
+            bot.id,
+            bot.instance_id,
+            len(outcome.released_job_ids),
+        )
+    response = m.RegisterResponse(
+        bot_id=bot.id,
+        auth=m.Auth(access_token=token, expires_in=ctx.config.token_ttl_s),
+        assignment=assignment(bot.assignment),
+        config=bot_config(ctx.config),
+    )
+    return respond(response, 201)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    ctx = context(request)
+    bot_id = request.match_info["bot_id"]
+    identity = await ctx.auth.require_bot(request, bot_id)
+    body = await read_body(request, m.HeartbeatRequest)
+    _check_instance(bot_id, identity.instance_id, body.instance_id)
+    outcome = await ctx.store.heartbeat(
+        bot_id,
+        body.instance_id,
+        [job.job_id for job in body.running],
+        body.state,
+        {"cpu": body.metrics.cpu, "mem_mb": body.metrics.mem_mb},
+        ctx.config.bot_lease_ttl_s,
+        ctx.config.job_lease_ttl_s,
+    )
+    if outcome is None:
+        raise NotFound(f"bot {bot_id} is unknown or offline; register again", code="bot_not_found")
+    # Another coordinator process may have registered a new instance moments ago.
+    _check_instance(bot_id, outcome.bot.instance_id, body.instance_id)
+    response = m.HeartbeatResponse(
+        lease_until=to_rfc3339(outcome.bot.lease_until),
+        assignment=assignment(outcome.bot.assignment),
+        config=bot_config(ctx.config),
+        extended={job_id: to_rfc3339(until) for job_id, until in outcome.extended.items()},
+        cancel=list(outcome.cancel),
+        command=_command(outcome.command),
+    )
+    return respond(response)
+
+
+async def deregister(request: web.Request) -> web.Response:
+    ctx = context(request)
+    bot_id = request.match_info["bot_id"]
+    identity = await ctx.auth.require_bot(request, bot_id)
+    # Some HTTP clients cannot send a body with DELETE: then the token's instance is meant.
+    if request.can_read_body:
+        instance_id = (await read_body(request, m.DeregisterRequest)).instance_id
+    else:
+        instance_id = identity.instance_id
+    _check_instance(bot_id, identity.instance_id, instance_id)
+    released = await ctx.store.deregister_bot(bot_id, instance_id)
+    if released is None:
+        raise NotFound(f"no bot {bot_id}", code="bot_not_found")
+    ctx.auth.forget(bot_id)
+    if released:
+        log.info("bot %s deregistered; %d job(s) it held are queued again", bot_id, len(released))
+    return respond(m.ReportAccepted())
+
+
+def _check_instance(bot_id: str, current: str, instance_id: str) -> None:
+    if instance_id != current:
+        raise Conflict(
+            f"bot {bot_id} is now instance {current}, not {instance_id}; this process was replaced",
+            code="instance_replaced",
+        )
+
+
+def _check_constraints(constraints: dict[str, Any]) -> None:
+    if "max_concurrency" not in constraints:
+        return
+    value = constraints["max_concurrency"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidBody(
+            f"Expected `int`, got `{type(value).__name__}` - at `$.constraints.max_concurrency`"
+        )
+    if not 1 <= value <= MAX_CONCURRENCY_LIMIT:
+        raise InvalidBody(
+            f"Expected `int` in 1..{MAX_CONCURRENCY_LIMIT} - at `$.constraints.max_concurrency`"
+        )
+
+
+def _name(body: m.RegisterRequest) -> str:
+    name = body.meta.get("name")
+    return name[:200] if isinstance(name, str) and name else body.bot_key
+
+
+def _command(command: str | None) -> m.BotCommand | None:
+    if command == "drain":
+        return "drain"
+    if command == "quarantine":
+        return "quarantine"
+    if command == "release":
+        return "release"
+    return None

@@ -1,0 +1,135 @@
+"""Producers and operators (admin token): submit, read, list, cancel and retry jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import cast, get_args
+
+from aiohttp import web
+
+from botfleet.protocol import messages as m
+from coordinator.context import context
+from coordinator.errors import Conflict, InvalidBody, InvalidQuery, NotFound
+from coordinator.routes.common import query_int, read_body, respond
+from coordinator.store.base import JobRecord, NewJob, ReportOutcome
+from coordinator.views import job_view
+
+JOB_STATES = frozenset(get_args(m.JobState))
+MAX_WAIT_MS = 30_000
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/jobs", submit)
+    router.add_post("/v1/jobs/bulk", submit_bulk)
+    router.add_get("/v1/jobs", list_jobs)
+    router.add_get("/v1/jobs/{job_id}", get_job)
+    router.add_post("/v1/jobs/{job_id}/cancel", cancel)
+    router.add_post("/v1/jobs/{job_id}/retry", retry)
+
+
+async def submit(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_admin(request)
+    body = await read_body(request, m.SubmitJob)
+    (outcome,) = await ctx.store.submit_jobs([_new_job(body, ctx.clock.now(), "$")])
+    if outcome.created:
+        ctx.metrics.observe_submitted((outcome.job.op,))
+    response = m.SubmitResponse(id=outcome.job.id, state=_state(outcome.job))
+    return respond(response, 201 if outcome.created else 200)
+
+
+async def submit_bulk(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_admin(request)
+    body = await read_body(request, m.BulkSubmitRequest)
+    now = ctx.clock.now()
+    jobs = [_new_job(job, now, f"$.jobs[{i}]") for i, job in enumerate(body.jobs)]
+    outcomes = await ctx.store.submit_jobs(jobs)
+    ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
+    return respond(m.BulkSubmitResponse(ids=[o.job.id for o in outcomes]), 201)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_admin(request)
+    job_id = request.match_info["job_id"]
+    wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    job = await ctx.poller.job(job_id, wait_ms / 1000)
+    if job is None:
+        raise NotFound(f"no job {job_id}", code="job_not_found")
+    return respond(job_view(job))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_admin(request)
+    state = request.query.get("state") or None
+    if state is not None and state not in JOB_STATES:
+        raise InvalidQuery(
+            f"query parameter `state` must be one of {', '.join(sorted(JOB_STATES))}, got {state!r}"
+        )
+    op = request.query.get("op") or None
+    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    cursor = request.query.get("cursor") or None
+    try:
+        jobs, next_cursor = await ctx.store.list_jobs(state, op, limit, cursor)
+    except ValueError:
+        raise InvalidQuery(
+            "query parameter `cursor` is not a cursor this server gave out", code="invalid_cursor"
+        ) from None
+    return respond(m.JobList(jobs=[job_view(job) for job in jobs], next_cursor=next_cursor))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_admin(request)
+    job_id = request.match_info["job_id"]
+    outcome, job = await ctx.store.cancel_job(job_id)
+    return respond(job_view(_changed(job_id, outcome, job, "cancelled")))
+
+
+async def retry(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await ctx.auth.require_admin(request)
+    job_id = request.match_info["job_id"]
+    outcome, job = await ctx.store.retry_job(job_id)
+    return respond(job_view(_changed(job_id, outcome, job, "retried")))
+
+
+def _changed(job_id: str, outcome: ReportOutcome, job: JobRecord | None, verb: str) -> JobRecord:
+    if outcome is ReportOutcome.NOT_FOUND or job is None:
+        raise NotFound(f"no job {job_id}", code="job_not_found")
+    if outcome is not ReportOutcome.ACCEPTED:
+        raise Conflict(f"job {job_id} is {job.state}; it cannot be {verb}", code="job_state")
+    return job
+
+
+def _new_job(body: m.SubmitJob, now: datetime, where: str) -> NewJob:
+    if body.delay_ms is not None and body.run_at is not None:
+        raise InvalidBody(f"give `delay_ms` or `run_at`, not both - at `{where}`")
+    if body.run_at is not None:
+        run_at = body.run_at if body.run_at.tzinfo else body.run_at.replace(tzinfo=UTC)
+        try:
+            run_at = run_at.astimezone(UTC)
+        except OverflowError:
+            raise InvalidBody(f"`run_at` is out of range - at `{where}.run_at`") from None
+    elif body.delay_ms:
+        run_at = now + timedelta(milliseconds=body.delay_ms)
+    else:
+        run_at = now
+    return NewJob(
+        op=body.op,
+        payload=body.payload,
+        run_at=run_at,
+        priority=body.priority,
+        max_attempts=body.max_attempts,
+        timeout_s=body.timeout_s,
+        idempotency_key=body.idempotency_key,
+        metadata=body.metadata,
+    )
+
+
+def _state(job: JobRecord) -> m.JobState:
+    return cast(m.JobState, job.state)

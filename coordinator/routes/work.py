@@ -1,0 +1,130 @@
+"""A bot's work (its bot token): claim jobs, report results, failures and progress."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from botfleet.protocol import messages as m
+from coordinator.context import AppContext, context
+from coordinator.errors import Forbidden, NotFound
+from coordinator.routes.common import raise_for_outcome, read_body, respond
+from coordinator.store.base import ReportInput, ReportOutcome
+from coordinator.views import claimed_job
+
+ACCEPTED = m.ReportAccepted()
+STATUS: dict[ReportOutcome, m.ReportStatus] = {
+    ReportOutcome.ACCEPTED: "accepted",
+    ReportOutcome.CONFLICT: "conflict",
+    ReportOutcome.NOT_FOUND: "not_found",
+    ReportOutcome.FORBIDDEN: "forbidden",
+}
+NO_ERROR_TEXT = "failed (the bot gave no error text)"
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/jobs/claim", claim)
+    router.add_post("/v1/jobs/report", batch_report)
+    router.add_post("/v1/jobs/{job_id}/complete", complete)
+    router.add_post("/v1/jobs/{job_id}/fail", fail)
+    router.add_post("/v1/jobs/{job_id}/progress", progress)
+
+
+async def claim(request: web.Request) -> web.Response:
+    ctx = context(request)
+    identity = await ctx.auth.require_bot(request)
+    body = await read_body(request, m.ClaimRequest)
+    if body.bot_id != identity.bot_id:
+        raise Forbidden(f"this token belongs to bot {identity.bot_id}, not {body.bot_id}")
+    long_poll = m.FEATURE_LONG_POLL in ctx.config.features
+    jobs = await ctx.poller.claim(
+        body.bot_id,
+        body.operations,
+        body.limit,
+        ctx.config.job_lease_ttl_s,
+        wait_s=body.wait_ms / 1000 if long_poll else 0.0,
+        still_wanted=lambda: _client_connected(request),
+    )
+    if jobs is None:
+        raise NotFound(
+            f"bot {body.bot_id} is unknown or offline; register again", code="bot_not_found"
+        )
+    return respond(m.ClaimResponse(jobs=[claimed_job(job) for job in jobs]))
+
+
+async def complete(request: web.Request) -> web.Response:
+    ctx = context(request)
+    identity = await ctx.auth.require_bot(request)
+    job_id = request.match_info["job_id"]
+    body = await read_body(request, m.CompleteRequest)
+    report = ReportInput(job_id, "complete", attempt=body.attempt, result=body.result)
+    await _report_one(ctx, identity.bot_id, report, f"job {job_id} already finished otherwise")
+    return respond(ACCEPTED)
+
+
+async def fail(request: web.Request) -> web.Response:
+    ctx = context(request)
+    identity = await ctx.auth.require_bot(request)
+    job_id = request.match_info["job_id"]
+    body = await read_body(request, m.FailRequest)
+    report = ReportInput(
+        job_id,
+        "fail",
+        attempt=body.attempt,
+        error=body.error,
+        retryable=body.retryable,
+        retry_after_ms=body.retry_after_ms,
+    )
+    conflict = f"this bot no longer holds the lease on job {job_id}, or the job has finished"
+    await _report_one(ctx, identity.bot_id, report, conflict)
+    return respond(ACCEPTED)
+
+
+async def batch_report(request: web.Request) -> web.Response:
+    ctx = context(request)
+    identity = await ctx.auth.require_bot(request)
+    body = await read_body(request, m.BatchReportRequest)
+    reports = [_report_input(item) for item in body.reports]
+    outcomes = await ctx.store.report(identity.bot_id, reports)
+    results = []
+    for report, outcome in zip(reports, outcomes, strict=True):
+        if outcome is ReportOutcome.ACCEPTED:
+            ctx.metrics.observe_report(report.job_id, report.action)
+        results.append(m.ReportResult(job_id=report.job_id, status=STATUS[outcome]))
+    return respond(m.BatchReportResponse(results=results))
+
+
+async def progress(request: web.Request) -> web.Response:
+    ctx = context(request)
+    identity = await ctx.auth.require_bot(request)
+    job_id = request.match_info["job_id"]
+    body = await read_body(request, m.ProgressRequest)
+    outcome = await ctx.store.set_progress(
+        identity.bot_id, job_id, body.attempt, body.progress, body.message
+    )
+    raise_for_outcome(outcome, job_id, f"this bot no longer runs job {job_id}")
+    return respond(ACCEPTED)
+
+
+async def _report_one(ctx: AppContext, bot_id: str, report: ReportInput, conflict: str) -> None:
+    (outcome,) = await ctx.store.report(bot_id, [report])
+    raise_for_outcome(outcome, report.job_id, conflict)
+    ctx.metrics.observe_report(report.job_id, report.action)
+
+
+def _report_input(item: m.ReportItem) -> ReportInput:
+    if item.action == "complete":
+        result = item.result if item.result is not None else {}
+        return ReportInput(item.job_id, "complete", attempt=item.attempt, result=result)
+    return ReportInput(
+        item.job_id,
+        "fail",
+        attempt=item.attempt,
+        error=item.error if item.error is not None else NO_ERROR_TEXT,
+        retryable=item.retryable,
+        retry_after_ms=item.retry_after_ms,
+    )
+
+
+def _client_connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()

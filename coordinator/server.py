@@ -1,0 +1,215 @@
+"""`botfleet server` (and `python -m coordinator`): flags, then serve until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from botfleet.clock import Clock, SystemClock
+from coordinator.app import create_app
+from coordinator.auth import ServerTokens
+from coordinator.config import ServerConfig
+from coordinator.context import CONTEXT
+from coordinator.retry import exponential_backoff
+from coordinator.store import open_store
+
+log = logging.getLogger("coordinator")
+
+ENV_ADMIN_TOKEN = "BOTFLEET_ADMIN_TOKEN"
+ENV_ENROLL_TOKEN = "BOT_ENROLL_TOKEN"
+ENV_STATE_DIR = "BOTFLEET_STATE_DIR"
+DEFAULT_STATE_DIR = ".state"
+DEFAULT_HEARTBEAT_INTERVAL_S = 30.0
+SHUTDOWN_TIMEOUT_S = 10.0
+LISTEN_BACKLOG = 1024
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (8000; 0: any)")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="sqlite:///path/to/file.db (default: sqlite in the state folder) or "
+        "postgresql://user@host/db (several servers may share one PostgreSQL)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"where generated tokens and the default database live "
+        f"(env {ENV_STATE_DIR}, default {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument(
+        "--admin-token",
+        metavar="T",
+        help=f"token of the producer/operator API (env {ENV_ADMIN_TOKEN}; "
+        "default: generated on first start and kept in the state folder)",
+    )
+    parser.add_argument(
+        "--enroll-token",
+        metavar="T",
+        help=f"token bots register with (env {ENV_ENROLL_TOKEN}; default: generated, kept)",
+    )
+    parser.add_argument(
+        "--open-registration",
+        action="store_true",
+        help="let bots register with no enrollment token (trusted networks only)",
+    )
+    timing = parser.add_argument_group("timing (seconds; mostly for tests)")
+    timing.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        metavar="S",
+        help="told to bots (30, or a quarter of --bot-lease-ttl if shorter)",
+    )
+    timing.add_argument("--bot-lease-ttl", type=float, metavar="S", help="(120)")
+    timing.add_argument("--job-lease-ttl", type=float, metavar="S", help="(180)")
+    timing.add_argument("--reaper-interval", type=float, metavar="S", help="(1)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(info)",
+    )
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerConfig:
+    """Flags first, then the environment, then defaults; ValueError names what is wrong."""
+    defaults = ServerConfig()
+    bot_lease_ttl_s = _pick(args.bot_lease_ttl, defaults.bot_lease_ttl_s)
+    heartbeat_default = min(DEFAULT_HEARTBEAT_INTERVAL_S, bot_lease_ttl_s / 4)
+    try:
+        return ServerConfig(
+            host=args.host,
+            port=args.port,
+            db_url=args.db or None,
+            state_dir=Path(args.state_dir or environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR),
+            admin_token=args.admin_token or environ.get(ENV_ADMIN_TOKEN) or None,
+            enroll_token=args.enroll_token or environ.get(ENV_ENROLL_TOKEN) or None,
+            open_registration=bool(args.open_registration),
+            heartbeat_interval_s=_pick(args.heartbeat_interval, heartbeat_default),
+            bot_lease_ttl_s=bot_lease_ttl_s,
+            job_lease_ttl_s=_pick(args.job_lease_ttl, defaults.job_lease_ttl_s),
+            reaper_interval_s=_pick(args.reaper_interval, defaults.reaper_interval_s),
+        )
+    except ValueError as exc:
+        raise ValueError(_flag_names(str(exc))) from None
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM (a second one stops at once); the exit status."""
+    try:
+        config = config_from_args(args, os.environ)
+    except ValueError as exc:
+        print(f"botfleet server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(serve(config, SystemClock()))
+
+
+async def serve(config: ServerConfig, clock: Clock) -> int:
+    try:
+        store = open_store(
+            config.database_url, clock, exponential_backoff(config.retry_base_s, config.retry_cap_s)
+        )
+        app = create_app(config, store, clock)
+    except (ValueError, OSError) as exc:
+        print(f"botfleet server: {exc}", file=sys.stderr)
+        return 2
+    _announce_tokens(app[CONTEXT].tokens)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    try:
+        await runner.setup()
+    except Exception as exc:  # the store cannot open: say so, exit non-zero
+        log.exception("cannot start: %s", exc)
+        print(
+            f"botfleet server: cannot open the store {config.database_url}: {exc}", file=sys.stderr
+        )
+        return 1
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
+        try:
+            await site.start()
+        except OSError as exc:
+            print(
+                f"botfleet server: cannot listen on {config.host}:{config.port}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        port = _bound_port(runner, config.port)
+        print(f"botfleet coordinator listening on http://{config.host}:{port}", flush=True)
+        with _stop_on_signals() as stop:
+            await stop.wait()
+        log.info("stopping: finishing requests in flight (up to %ss)", SHUTDOWN_TIMEOUT_S)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def _announce_tokens(tokens: ServerTokens) -> None:
+    for what, path in (("admin", tokens.admin_file), ("enrollment", tokens.enroll_file)):
+        if path is not None:
+            print(f"botfleet coordinator: {what} token in {path.resolve()}", flush=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """SIGINT/SIGTERM set the event; a second one exits at once. Old handlers come back."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: stopping gracefully", signal.Signals(signum).name)
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield stop
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def _bound_port(runner: web.AppRunner, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested
+
+
+def _pick(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _flag_names(message: str) -> str:
+    """Config field names in an error, as the flags a user typed."""
+    names = {
+        "heartbeat_interval_s": "--heartbeat-interval",
+        "bot_lease_ttl_s": "--bot-lease-ttl",
+        "job_lease_ttl_s": "--job-lease-ttl",
+        "reaper_interval_s": "--reaper-interval",
+        "port": "--port",
+        "admin_token": "--admin-token",
+        "enroll_token": "--enroll-token",
+    }
+    for field, flag in names.items():
+        message = message.replace(field, flag)
+    return message

@@ -1,0 +1,118 @@
+"""Store records -> wire messages (times as RFC 3339 strings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from botfleet.clock import to_rfc3339
+from botfleet.protocol import messages as m
+from coordinator.config import ServerConfig
+from coordinator.store.base import AssignmentRecord, BotRecord, JobRecord, StatsRecord
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else to_rfc3339(moment)
+
+
+def assignment(record: AssignmentRecord) -> m.Assignment:
+    return m.Assignment(
+        operations=list(record.operations),
+        max_concurrency=record.max_concurrency,
+        paused=record.paused,
+    )
+
+
+def bot_config(config: ServerConfig) -> m.BotConfig:
+    return m.BotConfig(
+        heartbeat_interval=config.heartbeat_interval_s,
+        claim_batch_size=config.claim_batch_size,
+        job_lease_ttl=config.job_lease_ttl_s,
+        bot_lease_ttl=config.bot_lease_ttl_s,
+        features=list(config.features),
+    )
+
+
+def claimed_job(job: JobRecord) -> m.ClaimedJob:
+    metadata: dict[str, Any] = dict(job.metadata)
+    metadata["priority"] = job.priority
+    metadata["created_at"] = to_rfc3339(job.created_at)
+    return m.ClaimedJob(
+        id=job.id,
+        op=job.op,
+        payload=job.payload,
+        lease_until=_time(job.lease_until),
+        attempt=job.attempt,
+        timeout_s=job.timeout_s,
+        metadata=metadata,
+    )
+
+
+def job_view(job: JobRecord) -> m.JobView:
+    return m.JobView(
+        id=job.id,
+        op=job.op,
+        payload=job.payload,
+        state=cast(m.JobState, job.state),
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        priority=job.priority,
+        result=job.result,
+        error=job.error,
+        bot_id=job.bot_id,
+        created_at=to_rfc3339(job.created_at),
+        run_at=_time(job.run_at),
+        started_at=_time(job.started_at),
+        finished_at=_time(job.finished_at),
+        lease_until=_time(job.lease_until),
+        progress=job.progress,
+        progress_message=job.progress_message,
+        timeout_s=job.timeout_s,
+        idempotency_key=job.idempotency_key,
+        metadata=job.metadata,
+    )
+
+
+def bot_view(bot: BotRecord) -> m.BotView:
+    metrics = bot.metrics
+    return m.BotView(
+        id=bot.id,
+        name=bot.name,
+        bot_key=bot.bot_key,
+        instance_id=bot.instance_id,
+        state="online" if bot.online else "offline",
+        lifecycle=bot.lifecycle,
+        version=bot.version,
+        capabilities=list(bot.capabilities),
+        assignment=assignment(bot.assignment),
+        running=list(bot.running),
+        pending_command=cast(m.BotCommand | None, bot.pending_command),
+        registered_at=to_rfc3339(bot.registered_at),
+        last_heartbeat=_time(bot.last_heartbeat),
+        lease_until=_time(bot.lease_until),
+        meta=bot.meta,
+        metrics=(
+            m.BotMetrics(cpu=float(metrics.get("cpu", 0.0)), mem_mb=float(metrics.get("mem_mb", 0)))
+            if metrics
+            else None
+        ),
+    )
+
+
+def stats(record: StatsRecord, now: datetime) -> m.Stats:
+    finished = record.succeeded_last_window + record.failed_last_window
+    oldest = record.oldest_queued_at
+    return m.Stats(
+        jobs={state: record.jobs_by_state.get(state, 0) for state in JOB_STATES},
+        jobs_by_op=record.jobs_by_op,
+        bots={"online": 0, "offline": 0, **record.bots_by_state},
+        throughput=m.Throughput(
+            window_s=record.window_s,
+            succeeded=record.succeeded_last_window,
+            failed=record.failed_last_window,
+            per_second=round(finished / record.window_s, 3) if record.window_s else 0.0,
+        ),
+        oldest_queued_age_s=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+    )
