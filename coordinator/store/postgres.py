@@ -65,8 +65,6 @@ _JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _TRANSACTION_TRIES = 5
-# application_name of the listening connection (to find it in pg_stat_activity).
-LISTENER_NAME = "botfleet-listener"
 _COMMANDS = frozenset({"drain", "quarantine", "release"})
 # Errors of jobs failed for good because their holder went away (as the SQLite store).
 INSTANCE_REPLACED = "bot instance replaced"
@@ -111,6 +109,8 @@ class PostgresStore:
         self._pool_max = pool_max
         self._queries = load_queries("postgres_queries.sql")
         self._channel = f"botfleet_{self._schema}"
+        # application_name of the listening connection, to find it in pg_stat_activity
+        self.listener_name = f"botfleet-listener {self._schema}"[:63]
         self._origin = uuid.uuid4().hex
         self._pool: Any = None
         self._listener: StoreListener | None = None
@@ -584,7 +584,7 @@ class PostgresStore:
         return NotificationRelay(
             connect=lambda: asyncpg.connect(
                 self._dsn,
-                server_settings={**self._server_settings(), "application_name": LISTENER_NAME},
+                server_settings={**self._server_settings(), "application_name": self.listener_name},
             ),
             channel=self._channel,
             on_notice=self._on_remote_notice,

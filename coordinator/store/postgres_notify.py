@@ -127,6 +127,7 @@ class NotificationRelay:
 
     async def _supervise(self) -> None:
         backoff_s = 0.1
+        reconnecting = self._listening.is_set()  # start() made the first connection
         while True:
             if not self._listening.is_set():
                 try:
@@ -141,9 +142,13 @@ class NotificationRelay:
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(backoff_s * 2, self._max_backoff_s)
                     continue
-                log.info("listening connection on %s is back", self._channel)
                 backoff_s = 0.1
-                await self._catch_up()
+                if reconnecting:
+                    log.info("listening connection on %s is back", self._channel)
+                    await self._catch_up()
+                else:
+                    log.debug("listening on %s", self._channel)
+            reconnecting = True
             await self._watch()
 
     async def _listen(self) -> None:

@@ -21,7 +21,7 @@ import pytest
 from botfleet.clock import FakeClock
 from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome
 from coordinator.store.migrations import load_migrations
-from coordinator.store.postgres import LISTENER_NAME, PostgresStore
+from coordinator.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -272,9 +272,8 @@ async def test_a_dropped_listening_connection_comes_back(
     try:
         killed = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = $1 AND query LIKE 'LISTEN%' "
-            "AND pid <> pg_backend_pid()",
-            LISTENER_NAME,
+            "WHERE application_name = $1 AND datname = current_database()",
+            receiver.listener_name,
         )
         assert killed >= 1
     finally:
