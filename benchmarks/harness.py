@@ -1,0 +1,428 @@
+"""Shared helpers for the benchmarks: child processes, a private Redis, figures, tables.
+
+Everything a benchmark starts is registered on a `contextlib.ExitStack` and stopped when
+the stack closes, also on Ctrl-C and on SIGTERM (`sigterm_as_interrupt`). Every wait is
+bounded in time. All traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import psutil  # type: ignore[import-untyped, unused-ignore]
+
+LOCALHOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+
+class BenchmarkError(Exception):
+    """A benchmark could not run (a process did not start, a deadline passed)."""
+
+
+# ---------------------------------------------------------------- waiting and ports
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((LOCALHOST, port)) == 0
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.01
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def watch_count(
+    count: Callable[[], int], total: int, timeout_s: float, what: str, interval_s: float = 0.01
+) -> float:
+    """Poll `count()` until it reaches `total`; return when (perf_counter) it first moved."""
+    deadline = time.monotonic() + timeout_s
+    first_seen = math.nan
+    while True:
+        done = count()
+        if done > 0 and math.isnan(first_seen):
+            first_seen = time.perf_counter()
+        if done >= total:
+            return first_seen
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"timed out after {timeout_s:.0f} s waiting for {what}: {done}")
+        time.sleep(interval_s)
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without botfleet's own variables, so a child sees only what we set."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("BOT_", "BOTFLEET_")) and key != "SERVER_BASE"
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if part
+    )
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ChildProcess:
+    """A process in its own session with its output in a log file; `stop` always ends it."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ChildProcess:
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=REPO_ROOT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the children
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self.popen is None:
+            raise BenchmarkError(f"{self.name} was never started")
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM (a graceful stop), then SIGKILL to its whole session if it lingers."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                print(f"note: {self.name} ignored SIGTERM for {timeout_s:.0f} s; killing it")
+        self._kill_session()
+        self.popen.wait(timeout_s)
+
+    def _kill_session(self) -> None:
+        # The process leads its own session (start_new_session), so its group id is its
+        # pid: this reaches any helper it forked and nothing else.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+def start_process(
+    stack: contextlib.ExitStack,
+    name: str,
+    args: Sequence[str],
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+) -> ChildProcess:
+    """Start a child whose stop is registered on `stack` before anything else can fail."""
+    process = ChildProcess(name, list(args), workdir / f"{name}.log", child_env(env))
+    stack.callback(process.stop)
+    return process.start()
+
+
+def require_alive(process: ChildProcess) -> None:
+    if not process.alive():
+        raise BenchmarkError(f"{process.name} exited early; its log ends:\n{process.log_tail()}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so the `finally` blocks stop every child."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+# ---------------------------------------------------------------- a private Redis
+
+
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    port: int
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{LOCALHOST}:{self.port}/{db}"
+
+
+def redis_server_path() -> str | None:
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+
+
+def start_redis(stack: contextlib.ExitStack, workdir: Path) -> RedisServer:
+    """redis-server on a free loopback port, no persistence; stopped when `stack` closes."""
+    binary = redis_server_path()
+    if binary is None:
+        raise BenchmarkError("redis-server not found (Debian: apt-get install redis-server)")
+    port = free_port()
+    args = [
+        binary,
+        "--port", str(port),
+        "--bind", LOCALHOST,
+        "--protected-mode", "yes",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--daemonize", "no",
+    ]  # fmt: skip
+    process = start_process(stack, "redis", args, workdir)
+    wait_until(lambda: port_open(port) or not process.alive(), 30, "redis-server listening")
+    require_alive(process)
+    return RedisServer(port)
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo, or the platform's word for it elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line() -> str:
+    memory = psutil.virtual_memory().total / (1024 * MIB)
+    return (
+        f"{os.cpu_count()} cores ({cpu_model()}), {memory:.0f} GiB RAM, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The pct-th percentile, interpolating linearly between ranks (numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Per key, the median over the runs that measured it."""
+    keys = {key for run in runs for key in run}
+    return {key: median([run[key] for run in runs if key in run]) for key in sorted(keys)}
+
+
+# ---------------------------------------------------------------- CPU and memory
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def core_fraction(self) -> float:
+        """Share of one core used over the interval (1.0 = one core busy)."""
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else math.nan
+
+
+class CpuMeter:
+    """CPU time used by some processes between `__init__` and `finish()`."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self._pids = list(pids)
+        self._cpu_start = cpu_seconds(self._pids)
+        self._wall_start = time.monotonic()
+
+    def finish(self) -> Usage:
+        return Usage(cpu_seconds(self._pids) - self._cpu_start, time.monotonic() - self._wall_start)
+
+
+@dataclass
+class PeakRss:
+    """Samples the RSS of some processes on a thread; `peak` per pid once stopped."""
+
+    pids: Sequence[int]
+    interval_s: float = 0.1
+    peak: dict[int, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in self.pids:
+                try:
+                    self.peak[pid] = max(self.peak.get(pid, 0), rss_bytes(pid))
+                except psutil.NoSuchProcess:
+                    continue  # it exited; its last sample stands
+            self._stop.wait(self.interval_s)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt_rate(per_s: float) -> str:
+    return "n/a" if math.isnan(per_s) else f"{per_s:,.0f} /s"
+
+
+def fmt_ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.2f} ms"
+
+
+def fmt_ratio(value: float) -> str:
+    return "n/a" if math.isnan(value) or math.isinf(value) else f"{value:.2f}×"
+
+
+def fmt_mib(nbytes: float) -> str:
+    return "n/a" if math.isnan(nbytes) else f"{nbytes / MIB:.1f} MiB"
+
+
+def fmt_core(fraction: float) -> str:
+    return "n/a" if math.isnan(fraction) else f"{fraction * 100:.1f} % of a core"
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+TABLE_FORMATS = ("rich", "markdown", "plain")
+
+
+@dataclass
+class Table:
+    """A titled table printed with rich, as Markdown (for docs) or as plain text."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add_row(self, *cells: str) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"row has {len(cells)} cells, table has {len(self.columns)}")
+        self.rows.append(list(cells))
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", ""]
+        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("| " + " | ".join("---" for _ in self.columns) + " |")
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join([*lines, "", *self.notes])
+
+    def plain(self) -> str:
+        widths = [
+            max(len(cell) for cell in column)
+            for column in zip(self.columns, *self.rows, strict=True)
+        ]
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+        body = [line(self.columns), line(["-" * width for width in widths])]
+        body += [line(row) for row in self.rows]
+        return "\n".join([self.title, "", *body, "", *self.notes])
+
+    def print(self, fmt: str = "rich") -> None:
+        if fmt == "markdown":
+            print(self.markdown(), flush=True)
+        elif fmt == "plain":
+            print(self.plain(), flush=True)
+        else:
+            self._print_rich()
+
+    def _print_rich(self) -> None:
+        from rich.console import Console
+        from rich.table import Table as RichTable
+
+        table = RichTable(title=self.title)
+        for index, column in enumerate(self.columns):
+            table.add_column(column, justify="left" if index == 0 else "right")
+        for row in self.rows:
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        for note in self.notes:
+            console.print(note, highlight=False)
