@@ -1,0 +1,152 @@
+"""Helpers for the backend-independent store suite: sample inputs and waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from botfleet.clock import FakeClock
+from coordinator.store.base import (
+    BotRecord,
+    NewJob,
+    Registration,
+    ReportInput,
+    Store,
+)
+
+BOT_LEASE_TTL_S = 120.0
+JOB_LEASE_TTL_S = 30.0
+
+
+def retry_delay_for_tests(attempt: int) -> float:
+    """Deterministic policy: attempt n failed -> wait 10 * n seconds."""
+    return 10.0 * attempt
+
+
+def registration(
+    clock: FakeClock,
+    bot_key: str = "host-a/default",
+    instance_id: str = "instance-1",
+    capabilities: Sequence[str] = ("sum", "subtract"),
+    max_concurrency: int | None = None,
+    default_max_concurrency: int = 10,
+) -> Registration:
+    constraints: dict[str, Any] = {}
+    if max_concurrency is not None:
+        constraints["max_concurrency"] = max_concurrency
+    return Registration(
+        bot_key=bot_key,
+        instance_id=instance_id,
+        name=bot_key.rsplit("/", 1)[-1],
+        version="1.0.0",
+        capabilities=tuple(capabilities),
+        resources={"cpu_cores": 2, "mem_mb": 512},
+        constraints=constraints,
+        meta={"hostname": "host-a", "os": "linux"},
+        token_hash="hash-of-" + instance_id,
+        token_expires_at=clock.now() + timedelta(hours=1),
+        lease_until=clock.now() + timedelta(seconds=BOT_LEASE_TTL_S),
+        default_max_concurrency=default_max_concurrency,
+    )
+
+
+async def register(store: Store, clock: FakeClock, **kwargs: Any) -> BotRecord:
+    outcome = await store.register_bot(registration(clock, **kwargs))
+    return outcome.bot
+
+
+def new_job(
+    clock: FakeClock,
+    op: str = "sum",
+    delay_s: float = 0.0,
+    payload: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> NewJob:
+    return NewJob(
+        op=op,
+        payload=payload if payload is not None else {"a": 1, "b": 2},
+        run_at=clock.now() + timedelta(seconds=delay_s),
+        **kwargs,
+    )
+
+
+async def submit(store: Store, clock: FakeClock, **kwargs: Any) -> str:
+    (outcome,) = await store.submit_jobs([new_job(clock, **kwargs)])
+    return outcome.job.id
+
+
+async def claim_ids(
+    store: Store, bot_id: str, operations: Sequence[str] = ("sum",), limit: int = 10
+) -> list[str]:
+    jobs = await store.claim_jobs(bot_id, operations, limit, JOB_LEASE_TTL_S)
+    assert jobs is not None
+    return [job.id for job in jobs]
+
+
+def complete(job_id: str, attempt: int | None = None, **result: Any) -> ReportInput:
+    return ReportInput(job_id=job_id, action="complete", attempt=attempt, result=result)
+
+
+def fail(
+    job_id: str,
+    attempt: int | None = None,
+    error: str = "boom",
+    retryable: bool = True,
+    retry_after_ms: int | None = None,
+) -> ReportInput:
+    return ReportInput(
+        job_id=job_id,
+        action="fail",
+        attempt=attempt,
+        error=error,
+        retryable=retryable,
+        retry_after_ms=retry_after_ms,
+    )
+
+
+async def heartbeat(
+    store: Store,
+    bot: BotRecord,
+    running: Sequence[str] = (),
+    lifecycle: str | None = None,
+    job_lease_ttl_s: float = JOB_LEASE_TTL_S,
+) -> Any:
+    return await store.heartbeat(
+        bot.id,
+        bot.instance_id,
+        running,
+        lifecycle,
+        {"cpu": 0.5, "mem_mb": 100},
+        BOT_LEASE_TTL_S,
+        job_lease_ttl_s,
+    )
+
+
+@dataclass
+class RecordingListener:
+    """Records what the store announces (possibly from another task, for PostgreSQL)."""
+
+    available: list[tuple[str, ...]] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+    def jobs_available(self, operations: Sequence[str]) -> None:
+        self.available.append(tuple(operations))
+
+    def job_finished(self, job_id: str) -> None:
+        self.finished.append(job_id)
+
+    def announced(self, op: str) -> bool:
+        return any(op in ops for ops in self.available)
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Poll `condition` until true; fail after a generous deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.005)
