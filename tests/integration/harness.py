@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,22 @@ from coordinator.config import ServerConfig
 from coordinator.context import CONTEXT, AppContext
 from coordinator.store import open_store
 from coordinator.store.base import Store
+from tests.support.processes import wait_until_async
 
+GENEROUS_S = 30.0
 ADMIN_TOKEN = "admin-secret"
 ENROLL_TOKEN = "enroll-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ENROLL = {"Authorization": f"Bearer {ENROLL_TOKEN}"}
+
+
+async def eventually(predicate: Callable[[], bool], what: str) -> None:
+    """Wait (generously) until `predicate()` holds."""
+
+    async def check() -> bool:
+        return predicate()
+
+    await wait_until_async(check, GENEROUS_S, what)
 
 
 def server_config(tmp_path: Path, **changes: Any) -> ServerConfig:

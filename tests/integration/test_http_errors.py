@@ -1,0 +1,110 @@
+"""One error shape for every failure; bad input is 4xx naming the field, never a 500."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+
+from tests.integration.harness import ADMIN, Api
+
+
+async def _error(response: ClientResponse) -> dict[str, Any]:
+    data = await response.json()
+    assert set(data) == {"error"}, data
+    assert set(data["error"]) == {"code", "message"}, data
+    assert response.content_type == "application/json"
+    return dict(data["error"])
+
+
+class TestBodies:
+    async def test_malformed_json(self, api: Api) -> None:
+        for body in (b"{", b"", b"\xff\xfe", b'{"op": "sum",}'):
+            response = await api.client.post("/v1/jobs", data=body, headers=ADMIN)
+            assert response.status == 400, body
+            assert (await _error(response))["code"] == "malformed_json"
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field"),
+        [
+            ("/v1/jobs", {"op": "sum", "priority": "high"}, "$.priority"),
+            ("/v1/jobs", {"payload": {}}, "op"),
+            ("/v1/jobs", {"op": "has space"}, "$.op"),
+            ("/v1/jobs", {"op": "sum", "max_attempts": 0}, "$.max_attempts"),
+            ("/v1/jobs", [1, 2], "object"),
+            ("/v1/jobs/bulk", {"jobs": []}, "$.jobs"),
+            ("/v1/jobs/bulk", {"jobs": [{"op": "sum"}, {"op": 5}]}, "$.jobs[1].op"),
+            ("/v1/jobs", {"op": "sum", "run_at": "yesterday"}, "$.run_at"),
+        ],
+    )
+    async def test_invalid_fields_are_named(
+        self, api: Api, path: str, body: Any, field: str
+    ) -> None:
+        response = await api.client.post(path, json=body, headers=ADMIN)
+        assert response.status == 400
+        error = await _error(response)
+        assert error["code"] == "invalid_body"
+        assert field in error["message"]
+
+    async def test_bot_calls_name_fields_too(self, api: Api) -> None:
+        bot = await api.register()
+        response = await api.client.post(
+            "/v1/jobs/claim",
+            json={"bot_id": bot.id, "operations": ["sum"], "limit": 101},
+            headers=bot.headers,
+        )
+        assert response.status == 400
+        assert "$.limit" in (await _error(response))["message"]
+        response = await api.client.put(
+            f"/v1/bots/{bot.id}/heartbeat",
+            json={"instance_id": bot.instance_id, "metrics": {"cpu": 2}},
+            headers=bot.headers,
+        )
+        assert response.status == 400
+        assert "$.metrics.cpu" in (await _error(response))["message"]
+
+    async def test_a_body_over_the_limit_is_413(self, api: Api) -> None:
+        body = b'{"op": "sum", "payload": {"blob": "' + b"x" * (1024 * 1024) + b'"}}'
+        response = await api.client.post("/v1/jobs", data=io.BytesIO(body), headers=ADMIN)
+        assert response.status == 413
+        assert (await _error(response))["code"] == "body_too_large"
+
+    async def test_a_chunked_body_over_the_limit_is_413_too(self, api: Api) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"op": "sum", "payload": {"blob": "'
+            for _ in range(20):
+                yield b"x" * 65_536
+            yield b'"}}'
+
+        response = await api.client.post("/v1/jobs", data=chunks(), headers=ADMIN)
+        assert response.status == 413
+        assert (await _error(response))["code"] == "body_too_large"
+
+
+class TestRoutes:
+    async def test_unknown_route_is_a_json_404(self, api: Api) -> None:
+        response = await api.client.get("/v1/nothing-here", headers=ADMIN)
+        assert response.status == 404
+        assert (await _error(response))["code"] == "not_found"
+
+    async def test_wrong_method_is_a_json_405(self, api: Api) -> None:
+        response = await api.client.delete("/v1/jobs", headers=ADMIN)
+        assert response.status == 405
+        assert (await _error(response))["code"] == "method_not_allowed"
+        assert "POST" in response.headers["Allow"]
+
+
+class TestStoreFailure:
+    async def test_503_with_retry_after(self, api: Api) -> None:
+        await api.ctx.store.close()
+        response = await api.client.post("/v1/jobs", json={"op": "sum"}, headers=ADMIN)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert (await _error(response))["code"] == "store_unavailable"
+        ready = await api.client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["status"] == "unavailable"
+        assert (await api.client.get("/healthz")).status == 200
