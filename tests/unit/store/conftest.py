@@ -95,7 +95,8 @@ async def store(store_factory: StoreFactory) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def listener(store: Store) -> RecordingListener:
+async def listener(store: Store) -> RecordingListener:
+    """Set inside the event loop: a backend may start listening tasks at once."""
     recording = RecordingListener()
     store.set_listener(recording)
     return recording

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 from botfleet.clock import FakeClock
 from coordinator.store.base import (
+    AttemptRecord,
     BotRecord,
     NewJob,
     Registration,
@@ -150,3 +152,15 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(0.005)
+
+
+def assert_no_overlapping_leases(attempts: Sequence[AttemptRecord]) -> None:
+    """Each attempt ended before the next one was handed out: at most one is live."""
+    if not attempts:
+        return
+    ordered = sorted(attempts, key=lambda a: a.attempt)
+    numbers = [a.attempt for a in ordered]
+    assert numbers == list(range(numbers[0], numbers[-1] + 1)), numbers
+    for earlier, later in itertools.pairwise(ordered):
+        assert earlier.ended_at is not None, f"attempt {earlier.attempt} still live"
+        assert earlier.ended_at <= later.claimed_at, (earlier, later)
