@@ -23,7 +23,7 @@ from rich.console import Console
 
 from botfleet.cli.client import BULK_LIMIT, OperatorClient
 from botfleet.cli.demo_report import DemoOutcome, WhereNext, demo_jobs, summary, tally_by_bot
-from botfleet.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CliError
+from botfleet.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CliError
 from botfleet.cli.processes import Child, ProcessGroup
 from botfleet.cli.progress import StateProgress
 from botfleet.cli.settings import ClientSettings
@@ -69,9 +69,12 @@ def run_demo(settings: DemoSettings, consoles: tuple[Console, Console]) -> int:
     group = ProcessGroup(fleet.logs_dir)
     try:
         return asyncio.run(_main(settings, fleet, group, out, err))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except KeyboardInterrupt:
         err.print("demo interrupted; everything it started is stopped")
         return EXIT_INTERRUPTED
+    except asyncio.CancelledError:  # SIGTERM
+        err.print("demo stopped; everything it started is stopped")
+        return EXIT_TERMINATED
     finally:
         group.kill_all()
 
@@ -79,6 +82,7 @@ def run_demo(settings: DemoSettings, consoles: tuple[Console, Console]) -> int:
 async def _main(
     settings: DemoSettings, fleet: _Fleet, group: ProcessGroup, out: Console, err: Console
 ) -> int:
+    # Ctrl-C already cancels this task (asyncio.run); SIGTERM should stop as cleanly.
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)

@@ -11,6 +11,7 @@ EXIT_ERROR = 1  # the server said no, or could not be reached
 EXIT_USAGE = 2  # bad arguments or configuration (argparse uses 2 too)
 EXIT_JOBS_FAILED = 3  # `--wait`: every job ended, but not all of them succeeded
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+EXIT_TERMINATED = 143  # SIGTERM, likewise
 
 
 class CliError(Exception):

@@ -147,7 +147,7 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         ("finished", job.finished_at),
         ("lease until", job.lease_until),
     ):
-        if moment:
+        if moment and not (label == "run at" and moment == job.created_at):
             rows.append((label, f"{moment} ({ago(moment, now)})"))
     if job.timeout_s is not None:
         rows.append(("timeout", f"{job.timeout_s:g} s"))
