@@ -65,6 +65,7 @@ _JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _TRANSACTION_TRIES = 5
+_CONNECT_TIMEOUT_S = 10.0  # an unreachable server fails /readyz in seconds, not a minute
 _COMMANDS = frozenset({"drain", "quarantine", "release"})
 # Errors of jobs failed for good because their holder went away (as the SQLite store).
 INSTANCE_REPLACED = "bot instance replaced"
@@ -128,6 +129,7 @@ class PostgresStore:
                 max_size=self._pool_max,
                 server_settings=self._server_settings(),
                 init=init_connection,
+                timeout=_CONNECT_TIMEOUT_S,
             )
         except _DATABASE_ERRORS as error:
             raise StoreError(f"cannot connect to PostgreSQL: {error}") from error
@@ -584,6 +586,7 @@ class PostgresStore:
         return NotificationRelay(
             connect=lambda: asyncpg.connect(
                 self._dsn,
+                timeout=_CONNECT_TIMEOUT_S,
                 server_settings={**self._server_settings(), "application_name": self.listener_name},
             ),
             channel=self._channel,
