@@ -1,0 +1,71 @@
+"""File operations for the bot's durable state, one step per method.
+
+Identity and outbox write through a `Disk`, so a test can replace one step (make
+`replace` raise to simulate a crash mid-rewrite, make `open_append` hand out a file
+whose writes fail with ENOSPC) without patching `os`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+class Disk:
+    def make_dir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+
+    def read_bytes(self, path: Path) -> bytes | None:
+        """The file's content, or None when it does not exist."""
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def open_append(self, path: Path) -> BinaryIO:
+        """An unbuffered handle that appends; the file is created private (0600)."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        return os.fdopen(fd, "ab", buffering=0)
+
+    def fsync(self, handle: BinaryIO) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    def replace(self, source: Path, target: Path) -> None:
+        os.replace(source, target)
+
+    def fsync_dir(self, path: Path) -> None:
+        """Make a rename in `path` durable (the directory entry itself is fsynced)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_atomic(self, path: Path, data: bytes) -> None:
+        """Replace `path` with `data` all at once: temp file, fsync, rename, fsync the folder.
+
+        A crash at any step leaves either the old content or the new, never a mix.
+        """
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), PRIVATE_FILE)
+                handle.write(data)
+                self.fsync(handle)
+            self.replace(temp, path)
+        except BaseException:
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove the temporary file %s: %s", temp, exc)
+            raise
+        self.fsync_dir(path.parent)

@@ -1,0 +1,122 @@
+"""The bot's exceptions: one root, and the docstring is each class's default message."""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """The bot failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (type(self).__doc__ or type(self).__name__).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class SettingsError(BotError):
+    """A setting has a bad value."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class StateDirError(BotError):
+    """The bot's state folder cannot be used."""
+
+
+class InvalidTransition(BotError):
+    """The lifecycle does not allow this move."""
+
+
+class PluginError(BotError):
+    """A plugin could not run the job.
+
+    Raised by a handler for a job that can never succeed (an invalid payload), it
+    fails the job without a retry unless `retryable=True`.
+    """
+
+    def __init__(self, message: str | None = None, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class OutboxError(BotError):
+    """The outbox could not keep a report on disk."""
+
+
+class OutboxFullError(OutboxError):
+    """The disk holding the outbox is full (or over quota)."""
+
+
+# ---------------------------------------------------------------- coordinator calls
+
+
+class CoordinatorError(BotError):
+    """A call to the coordinator failed."""
+
+    #: Worth trying again later: the fault is in the network or the server's load.
+    transient = False
+    status: int | None = None
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NetworkError(CoordinatorError):
+    """The coordinator did not answer (refused, reset, timed out)."""
+
+    transient = True
+
+
+class HttpError(CoordinatorError):
+    """The coordinator answered with an error status."""
+
+    def __init__(self, status: int, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class RejectedError(HttpError):
+    """The coordinator rejected the request as invalid (400, 413, other 4xx)."""
+
+
+class AuthError(HttpError):
+    """The token is missing, wrong or expired (401)."""
+
+
+class ForbiddenError(HttpError):
+    """The token is valid but not allowed to do this (403)."""
+
+
+class NotFoundError(HttpError):
+    """The coordinator does not know this bot or job (404)."""
+
+
+class ConflictError(HttpError):
+    """The job is already terminal, or its lease was lost (409)."""
+
+
+class OverloadedError(HttpError):
+    """The coordinator sheds load (429, 503); `retry_after_s` says when to come back."""
+
+    transient = True
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(status, message, code=code)
+        self.retry_after_s = retry_after_s
+
+
+class ServerError(HttpError):
+    """The coordinator failed (5xx) or answered with a body the protocol does not allow."""
+
+    transient = True

@@ -1,0 +1,113 @@
+"""The heartbeat loop: keeps the bot's lease, lists running jobs, brings the coordinator's word.
+
+One heartbeat at a time: a slow coordinator delays the next one instead of
+queueing them up. A failed heartbeat is retried sooner than the interval (with
+backoff) and never stops the loop; 404 (the coordinator forgot the bot) and 401
+(the token expired) lead to registering again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Protocol
+
+from bot.api import Api
+from bot.backoff import Backoff
+from bot.errors import AuthError, CoordinatorError, NotFoundError, OverloadedError
+from bot.host import ProcessLoad
+from bot.lifecycle import Lifecycle
+from bot.running import RunningJobs
+from bot.session import Session
+from bot.settings import Settings
+from bot.waiting import sleep_or
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatHandler(Protocol):
+    async def on_heartbeat(self, answer: m.HeartbeatResponse) -> None: ...
+
+    def on_unreachable(self, error: CoordinatorError) -> None: ...
+
+    async def renew(self, generation: int) -> bool: ...
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        *,
+        api: Api,
+        session: Session,
+        running: RunningJobs,
+        lifecycle: Lifecycle,
+        load: ProcessLoad,
+        handler: HeartbeatHandler,
+        clock: Clock,
+        settings: Settings,
+        rng: random.Random,
+    ) -> None:
+        self._api = api
+        self._session = session
+        self._running = running
+        self._lifecycle = lifecycle
+        self._load = load
+        self._handler = handler
+        self._clock = clock
+        self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
+        self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
+        self.sent = 0
+
+    def request(self) -> m.HeartbeatRequest:
+        return m.HeartbeatRequest(
+            instance_id=self._session.instance_id,
+            running=self._running.wire(),
+            metrics=self._load.sample(),
+            state=self._lifecycle.state.value,
+        )
+
+    async def beat(self) -> m.HeartbeatResponse:
+        bot_id = self._session.bot_id
+        if bot_id is None:
+            raise RuntimeError("heartbeat before registration")
+        answer = await self._api.heartbeat(bot_id, self.request())
+        self.sent += 1
+        return answer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            interval = self._session.heartbeat_interval_s
+            self.beat_now.clear()
+            if await sleep_or(self._clock, interval, stop, self.beat_now) and stop.is_set():
+                return
+            while not stop.is_set() and not await self._beat_once(stop):
+                pass
+
+    async def _beat_once(self, stop: asyncio.Event) -> bool:
+        """One heartbeat; False when it failed and should be retried (after a wait)."""
+        try:
+            answer = await self.beat()
+        except (NotFoundError, AuthError) as exc:
+            log.warning("heartbeat refused (%s): registering again", exc)
+            if await self._handler.renew(self._session.generation):
+                return False  # registered again: send a heartbeat right away
+            return await self._wait_retry(stop, exc)
+        except CoordinatorError as exc:
+            if exc.transient:
+                self._handler.on_unreachable(exc)
+            return await self._wait_retry(stop, exc)
+        self._backoff.reset()
+        await self._handler.on_heartbeat(answer)
+        return True
+
+    async def _wait_retry(self, stop: asyncio.Event, exc: CoordinatorError) -> bool:
+        # Sooner than the interval: the lease runs out after a few missed heartbeats.
+        delay = min(self._backoff.next_s(), self._session.heartbeat_interval_s)
+        if isinstance(exc, OverloadedError) and exc.retry_after_s is not None:
+            delay = max(delay, min(exc.retry_after_s, self._session.heartbeat_interval_s))
+        log.warning("heartbeat failed (%s); next try in %.1f s", exc, delay)
+        await sleep_or(self._clock, delay, stop)
+        return False

@@ -1,0 +1,93 @@
+"""The command line of the bot: `botfleet bot …`, `python -m bot …`, `python bin/bot.py …`.
+
+`add_bot_arguments` and `run_bot` are what `botfleet/cli/main.py` calls; flags
+override the environment variables of PROTOCOL.md. Exit codes: 0 clean shutdown,
+1 stopped hard (second signal), 2 bad settings, 3 safe halt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from bot.errors import SettingsError
+from bot.logging_setup import LOG_FORMATS, configure_logging
+from bot.machine import EXIT_BAD_SETTINGS, Bot
+from bot.settings import Settings, load_settings
+from bot.signals import stop_on_signals
+
+log = logging.getLogger(__name__)
+
+
+def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        action="extend",
+        nargs="+",
+        metavar="URL",
+        help="coordinator base URL(s), e.g. http://localhost:8000/v1; several (or a "
+        "comma-separated list) are fail-over targets [SERVER_BASE]",
+    )
+    parser.add_argument("--name", help="bot name, part of its identity [BOT_NAME]")
+    parser.add_argument("--state-dir", metavar="DIR", help="identity and outbox [BOT_STATE_DIR]")
+    parser.add_argument(
+        "--plugins", metavar="MOD,…", help="extra plugin modules, comma-separated [BOT_PLUGINS]"
+    )
+    parser.add_argument("--max-concurrency", metavar="N", help="jobs run at once [MAX_CONCURRENCY]")
+    parser.add_argument(
+        "--metrics-port", metavar="P", help="serve Prometheus metrics here [BOT_METRICS_PORT]"
+    )
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+
+
+def flags_from(args: argparse.Namespace) -> dict[str, str | None]:
+    """The flags given, keyed by the environment variable each overrides."""
+    servers: Sequence[str] | None = getattr(args, "server", None)
+    return {
+        "SERVER_BASE": ",".join(servers) if servers else None,
+        "BOT_NAME": getattr(args, "name", None),
+        "BOT_STATE_DIR": getattr(args, "state_dir", None),
+        "BOT_PLUGINS": getattr(args, "plugins", None),
+        "MAX_CONCURRENCY": getattr(args, "max_concurrency", None),
+        "BOT_METRICS_PORT": getattr(args, "metrics_port", None),
+    }
+
+
+def run_bot(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """Run a bot until it stops; its exit code."""
+    level = getattr(logging, str(getattr(args, "log_level", "info")).upper())
+    handler = configure_logging(getattr(args, "log_format", "text"), level)
+    try:
+        try:
+            settings = load_settings(os.environ if env is None else env, flags_from(args))
+        except SettingsError as exc:
+            log.error("bad setting: %s", exc)
+            return EXIT_BAD_SETTINGS
+        return asyncio.run(serve(settings))
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+async def serve(settings: Settings) -> int:
+    bot = Bot(settings)
+    with stop_on_signals(bot.request_stop):
+        return await bot.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="botfleet bot", description="Run a botfleet bot (worker agent)."
+    )
+    add_bot_arguments(parser)
+    return run_bot(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m bot.main`
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Delivering reports: one batch call when the coordinator offers `batch_report`, else one each.
+
+A report is *done* once the coordinator accepted it, or refused it for good (409
+conflict: already terminal or lease lost; 404/403: not ours to report); a done
+report is never sent again. The rest are *undelivered*: `deliver` keeps them in
+the outbox, `flush_outbox` leaves them there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.api import Api
+from bot.errors import (
+    ConflictError,
+    CoordinatorError,
+    ForbiddenError,
+    NotFoundError,
+    RejectedError,
+)
+from bot.outbox import Outbox, report_key
+from bot.session import Session
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000  # the protocol's bound on `reports`
+
+
+@dataclass(slots=True)
+class Delivery:
+    accepted: list[m.ReportItem] = field(default_factory=list)
+    dropped: list[m.ReportItem] = field(default_factory=list)  # refused for good
+    undelivered: list[m.ReportItem] = field(default_factory=list)
+    error: CoordinatorError | None = None  # why `undelivered` were not delivered
+
+    @property
+    def done(self) -> list[m.ReportItem]:
+        return self.accepted + self.dropped
+
+    def merge(self, other: Delivery) -> None:
+        self.accepted += other.accepted
+        self.dropped += other.dropped
+        self.undelivered += other.undelivered
+        self.error = self.error or other.error
+
+
+class Reporter:
+    def __init__(self, api: Api, session: Session, outbox: Outbox) -> None:
+        self._api = api
+        self._session = session
+        self.outbox = outbox
+
+    async def deliver(self, items: Sequence[m.ReportItem]) -> Delivery:
+        """Send; keep what could not be sent in the outbox (`OutboxError` if it cannot)."""
+        delivery = await self.send(items)
+        if delivery.undelivered:
+            log.warning(
+                "%d report(s) kept in the outbox: %s", len(delivery.undelivered), delivery.error
+            )
+            self.outbox.append(delivery.undelivered)
+        return delivery
+
+    async def flush_outbox(self) -> Delivery:
+        """Send what the outbox holds; remove what is done (rewriting the file)."""
+        pending = self.outbox.pending()
+        if not pending:
+            return Delivery()
+        delivery = await self.send(pending)
+        self.outbox.remove({report_key(item) for item in delivery.done})
+        if delivery.accepted:
+            log.info("outbox: %d report(s) delivered", len(delivery.accepted))
+        return delivery
+
+    async def send(self, items: Sequence[m.ReportItem]) -> Delivery:
+        delivery = Delivery()
+        batch = self._session.has(m.FEATURE_BATCH_REPORT)
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = list(items[start : start + MAX_BATCH])
+            if delivery.error is not None:
+                delivery.undelivered += chunk
+                continue
+            part = await (self._send_batch(chunk) if batch else self._send_each(chunk))
+            delivery.merge(part)
+        return delivery
+
+    async def _send_batch(self, items: list[m.ReportItem]) -> Delivery:
+        request = m.BatchReportRequest(instance_id=self._session.instance_id, reports=items)
+        try:
+            answer = await self._api.report_batch(request)
+        except (RejectedError, NotFoundError) as exc:
+            # One bad report must not hold the others back: send them one by one.
+            log.warning("batch report refused (%s); sending one by one", exc)
+            return await self._send_each(items)
+        except CoordinatorError as exc:
+            return Delivery(undelivered=items, error=exc)
+        statuses = {result.job_id: result.status for result in answer.results}
+        delivery = Delivery()
+        for item in items:
+            status = statuses.get(item.job_id)
+            if status == "accepted":
+                delivery.accepted.append(item)
+            elif status is None:
+                delivery.undelivered.append(item)
+            else:
+                level = logging.INFO if status == "conflict" else logging.WARNING
+                _log_dropped(item, status, level)
+                delivery.dropped.append(item)
+        if delivery.undelivered:
+            delivery.error = CoordinatorError("the batch answer left some reports out")
+        return delivery
+
+    async def _send_each(self, items: list[m.ReportItem]) -> Delivery:
+        delivery = Delivery()
+        for index, item in enumerate(items):
+            try:
+                await self._send_one(item)
+            except ConflictError as exc:
+                _log_dropped(item, str(exc))
+                delivery.dropped.append(item)
+            except (NotFoundError, ForbiddenError, RejectedError) as exc:
+                _log_dropped(item, str(exc), logging.WARNING)
+                delivery.dropped.append(item)
+            except CoordinatorError as exc:
+                # Unreachable, overloaded or unauthenticated: the rest would fail alike.
+                delivery.undelivered += items[index:]
+                delivery.error = exc
+                break
+            else:
+                delivery.accepted.append(item)
+            await asyncio.sleep(0)
+        return delivery
+
+    async def _send_one(self, item: m.ReportItem) -> None:
+        instance_id = self._session.instance_id
+        if item.action == "complete":
+            await self._api.complete(
+                item.job_id,
+                m.CompleteRequest(
+                    instance_id=instance_id, attempt=item.attempt, result=item.result or {}
+                ),
+            )
+        else:
+            await self._api.fail(
+                item.job_id,
+                m.FailRequest(
+                    instance_id=instance_id,
+                    attempt=item.attempt,
+                    error=item.error or "failed",
+                    retryable=item.retryable,
+                    retry_after_ms=item.retry_after_ms,
+                ),
+            )
+
+
+def _log_dropped(item: m.ReportItem, why: str, level: int = logging.INFO) -> None:
+    log.log(level, "report %s of job %s dropped: %s", item.action, item.job_id, why)

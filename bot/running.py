@@ -1,0 +1,132 @@
+"""The jobs running right now: what heartbeats list, what `cancel` reaches, where progress lands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.state import Job
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Running:
+    job: Job
+    started_s: float  # clock.monotonic() at start
+    task: asyncio.Task[Any] | None = None
+    lease_until: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    cancel_reason: str | None = field(default=None)
+
+
+class RunningJobs:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._jobs: dict[str, Running] = {}
+        self._lock = threading.Lock()  # progress arrives from handler threads
+        self._dirty: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Set when progress changed (for the progress publisher).
+        self.progressed = asyncio.Event()
+        #: Set whenever no job runs.
+        self.empty = asyncio.Event()
+        self.empty.set()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __iter__(self) -> Iterator[Running]:
+        return iter(list(self._jobs.values()))
+
+    def get(self, job_id: str) -> Running | None:
+        return self._jobs.get(job_id)
+
+    def add(self, job: Job, task: asyncio.Task[Any] | None = None) -> Running:
+        self._loop = asyncio.get_running_loop()
+        entry = Running(job=job, started_s=self._clock.monotonic(), task=task)
+        self._jobs[job.id] = entry
+        self.empty.clear()
+        return entry
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+            self._dirty.discard(job_id)
+        if not self._jobs:
+            self.empty.set()
+
+    def request_cancel(self, job_id: str, reason: str) -> bool:
+        """Cancel a running job's task, remembering why; False when it does not run here."""
+        entry = self._jobs.get(job_id)
+        if entry is None or entry.task is None or entry.task.done():
+            return False
+        entry.cancel_reason = reason
+        entry.task.cancel()
+        return True
+
+    def note_leases(self, extended: Mapping[str, str]) -> None:
+        for job_id, lease_until in extended.items():
+            entry = self._jobs.get(job_id)
+            if entry is not None:
+                entry.lease_until = lease_until
+
+    def wire(self) -> list[m.RunningJob]:
+        """The `running` list of a heartbeat."""
+        now = self._clock.monotonic()
+        return [
+            m.RunningJob(
+                job_id=entry.job.id,
+                op=entry.job.op,
+                elapsed_ms=max(0, int((now - entry.started_s) * 1000)),
+                progress=entry.progress,
+            )
+            for entry in self._jobs.values()
+        ]
+
+    # ------------------------------------------------------------ progress
+
+    def note_progress(self, job_id: str, fraction: float, message: str | None) -> None:
+        """Record a job's progress; safe to call from a handler's thread."""
+        with self._lock:
+            entry = self._jobs.get(job_id)
+            if entry is None:
+                return
+            entry.progress, entry.message = fraction, message
+            self._dirty.add(job_id)
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self.progressed.set()
+            return
+        try:
+            loop.call_soon_threadsafe(self.progressed.set)
+        except RuntimeError:  # the loop closed under a handler thread that outlived the bot
+            log.debug("progress of %s after the bot stopped is dropped", job_id)
+
+    def take_progress(self) -> list[tuple[Running, float, str | None]]:
+        """The latest progress of each job that changed since the last call."""
+        with self._lock:
+            changed = [
+                (self._jobs[job_id], self._jobs[job_id].progress or 0.0, self._jobs[job_id].message)
+                for job_id in self._dirty
+                if job_id in self._jobs
+            ]
+            self._dirty.clear()
+        self.progressed.clear()
+        return changed

@@ -1,0 +1,393 @@
+"""Claim, run, report: one `tick()` at a time, or as a pipeline while the bot runs.
+
+`tick()` flushes the outbox, claims no more jobs than there are free slots,
+runs them under the concurrency limit and reports each: the whole cycle once,
+for tests and simple embedding. The running bot instead runs three loops
+(`claim_loop`, `report_loop`, `outbox_loop`, plus `progress_loop`) over the same
+parts, so a slot that frees up is refilled at once and finished reports are
+delivered in groups while other jobs still run.
+
+A job's own failure (its handler raised) and a failure to deliver its report
+(the network broke) are kept apart: the first is a `fail` report, the second
+keeps whatever report the job earned in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.api import Api
+from bot.backoff import Backoff
+from bot.errors import AuthError, CoordinatorError, NotFoundError, OutboxError, OverloadedError
+from bot.jobs import Registry, execute, failed
+from bot.logging_setup import job_context
+from bot.outbox import Outbox
+from bot.reporter import MAX_BATCH, Delivery, Reporter
+from bot.running import RunningJobs
+from bot.session import Session
+from bot.settings import Settings
+from bot.slots import Slots
+from bot.state import BotState, Job
+from bot.waiting import sleep_or
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerHooks(Protocol):
+    """What the scheduler asks of the bot around it (the `Bot` implements this)."""
+
+    def may_claim(self) -> bool:
+        """False while the lifecycle forbids new work (degraded, quarantined, draining)."""
+        ...
+
+    def activity_changed(self, activity: BotState) -> None: ...
+
+    async def renew(self, generation: int) -> bool:
+        """Register again after a 401/404; True when the bot is registered again."""
+        ...
+
+    def fatal(self, error: OutboxError) -> None:
+        """The outbox cannot keep reports: the bot must stop taking work."""
+        ...
+
+
+class StandaloneHooks:
+    """Hooks for a scheduler used alone (tests, embedding): it may always claim, cannot
+    re-register, and an outbox failure is raised to the caller of `tick()`."""
+
+    def may_claim(self) -> bool:
+        return True
+
+    def activity_changed(self, activity: BotState) -> None:
+        log.debug("activity: %s", activity.name)
+
+    async def renew(self, generation: int) -> bool:
+        return False
+
+    def fatal(self, error: OutboxError) -> None:
+        raise error
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    delivered: int = 0  # reports the coordinator accepted (this tick's and the outbox's)
+    kept: int = 0  # reports left in the outbox
+
+
+ReportSink = Callable[[m.ReportItem], None]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        api: Api,
+        registry: Registry,
+        session: Session,
+        outbox: Outbox,
+        clock: Clock,
+        settings: Settings,
+        rng: random.Random | None = None,
+        hooks: SchedulerHooks | None = None,
+    ) -> None:
+        self.api = api
+        self.registry = registry
+        self.session = session
+        self.outbox = outbox
+        self.clock = clock
+        self.settings = settings
+        self.hooks: SchedulerHooks = hooks or StandaloneHooks()
+        rng = rng or random.Random()
+        self.slots = Slots(session.assignment.max_concurrency)
+        self.running = RunningJobs(clock)
+        self.reporter = Reporter(api, session, outbox)
+        self.reports: list[m.ReportItem] = []  # finished, waiting for the report loop
+        self.unsaved: list[m.ReportItem] = []  # neither delivered nor kept (outbox broken)
+        self.reports_ready = asyncio.Event()
+        self.wake = asyncio.Event()  # assignment changed, work allowed again
+        self.flush_now = asyncio.Event()  # the coordinator is reachable again
+        self._claiming = False
+        self._reporting = False
+        self._tasks: set[asyncio.Task[m.ReportItem | None]] = set()
+        low, high = settings.min_backoff_ms, settings.max_backoff_ms
+        self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
+        self._error_backoff = Backoff(low, high, rng)
+        self._outbox_backoff = Backoff(low, high, rng)
+
+    # ------------------------------------------------------------ shared parts
+
+    def activity(self) -> BotState:
+        if len(self.running):
+            return BotState.PROCESS
+        if self._reporting or self.reports:
+            return BotState.REPORT
+        if self._claiming:
+            return BotState.CLAIM
+        return BotState.IDLE
+
+    def _activity_changed(self) -> None:
+        self.hooks.activity_changed(self.activity())
+
+    def apply_assignment(self) -> None:
+        """Follow `session.assignment` (already updated): resize, and look for work again."""
+        self.slots.resize(self.session.assignment.max_concurrency)
+        self.wake.set()
+
+    def claim_limit(self) -> int:
+        """How many jobs to ask for now: 0 when paused, full, or nothing to claim."""
+        if self.session.assignment.paused or not self.session.claimable():
+            return 0
+        return min(self.slots.free, self.session.claim_batch_size)
+
+    async def claim(self, limit: int, wait_ms: int = 0) -> list[Job]:
+        if self.session.bot_id is None:
+            raise RuntimeError("claim() before registration")
+        self._claiming = True
+        self._activity_changed()
+        try:
+            answer = await self.api.claim(
+                m.ClaimRequest(
+                    bot_id=self.session.bot_id,
+                    operations=list(self.session.claimable()),
+                    limit=limit,
+                    wait_ms=wait_ms,
+                )
+            )
+        finally:
+            self._claiming = False
+            self._activity_changed()
+        if len(answer.jobs) > limit:
+            log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
+        jobs = []
+        for claimed in answer.jobs:
+            if claimed.id in self.running:
+                log.warning("job %s handed out again while it runs here; ignored", claimed.id)
+                continue
+            jobs.append(Job.from_claimed(claimed, on_progress=self.running.note_progress))
+        return jobs
+
+    def start(self, job: Job, sink: ReportSink | None = None) -> asyncio.Task[m.ReportItem | None]:
+        """Run `job` in its own task, holding a slot until the handler is done."""
+        self.slots.take()
+        task = asyncio.create_task(self._run(job, sink), name=f"job:{job.id}")
+        self.running.add(job, task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._activity_changed()
+        return task
+
+    async def _run(self, job: Job, sink: ReportSink | None) -> m.ReportItem | None:
+        with job_context(job.id):
+            log.info("job %s (%s, attempt %d) started", job.id, job.op, job.attempt)
+            try:
+                report = await execute(self.registry, job)
+            except asyncio.CancelledError:
+                entry = self.running.get(job.id)
+                if entry is None or entry.cancel_reason is None:
+                    raise  # a hard stop: nothing to report, the lease runs out
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                report = failed(job, entry.cancel_reason, retryable=False)
+            finally:
+                self.running.remove(job.id)
+                self.slots.release()
+            outcome = "succeeded" if report.action == "complete" else f"failed: {report.error}"
+            log.info("job %s %s", job.id, outcome)
+            if sink is not None:
+                sink(report)
+            self._activity_changed()
+            return report
+
+    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Stop a running job on the coordinator's word; it is reported failed, for good."""
+        cancelled = self.running.request_cancel(job_id, reason)
+        if cancelled:
+            log.info("job %s: cancel requested by the coordinator", job_id)
+        return cancelled
+
+    async def flush_outbox(self) -> Delivery:
+        delivery = await self.reporter.flush_outbox()
+        await self._after_delivery(delivery)
+        return delivery
+
+    async def _after_delivery(self, delivery: Delivery) -> None:
+        if isinstance(delivery.error, AuthError):
+            await self.hooks.renew(self.session.generation)
+
+    # ------------------------------------------------------------ one cycle
+
+    async def tick(self) -> TickResult:
+        """Flush the outbox, claim up to the free slots, run the jobs, report each."""
+        flushed = await self.flush_outbox() if len(self.outbox) else Delivery()
+        limit = self.claim_limit()
+        if limit == 0:
+            return TickResult(delivered=len(flushed.accepted), kept=len(self.outbox))
+        jobs = await self.claim(limit)
+        reports = [r for r in await asyncio.gather(*(self.start(j) for j in jobs)) if r]
+        delivery = await self.reporter.deliver(reports) if reports else Delivery()
+        await self._after_delivery(delivery)
+        return TickResult(
+            claimed=len(jobs),
+            succeeded=sum(1 for r in reports if r.action == "complete"),
+            failed=sum(1 for r in reports if r.action == "fail"),
+            delivered=len(flushed.accepted) + len(delivery.accepted),
+            kept=len(self.outbox),
+        )
+
+    # ------------------------------------------------------------ the pipeline
+
+    async def claim_loop(self, stop: asyncio.Event) -> None:
+        """Keep every free slot busy; back off on empty answers and on errors."""
+        while not stop.is_set():
+            limit = self.claim_limit() if self.hooks.may_claim() else 0
+            if limit == 0:
+                self.wake.clear()
+                self.slots.changed.clear()
+                if (self.claim_limit() if self.hooks.may_claim() else 0) == 0:
+                    await sleep_or(self.clock, None, stop, self.wake, self.slots.changed)
+                continue
+            long_poll = self.session.has(m.FEATURE_LONG_POLL)
+            wait_ms = min(30_000, self.settings.long_poll_ms) if long_poll else 0
+            started = self.clock.monotonic()
+            try:
+                jobs = await self.claim(limit, wait_ms)
+            except CoordinatorError as exc:
+                await self._claim_failed(exc, stop)
+                continue
+            self._error_backoff.reset()
+            for job in jobs:
+                self.start(job, self._queue_report)
+            if jobs:
+                self._empty_backoff.reset()
+                continue
+            held = self.clock.monotonic() - started >= wait_ms / 2000.0
+            if long_poll and held:
+                continue  # the coordinator waited for us: ask again at once
+            self.wake.clear()
+            await sleep_or(self.clock, self._empty_backoff.next_s(), stop, self.wake)
+
+    async def _claim_failed(self, exc: CoordinatorError, stop: asyncio.Event) -> None:
+        if isinstance(exc, NotFoundError | AuthError):
+            log.warning("claim refused (%s): registering again", exc)
+            if await self.hooks.renew(self.session.generation):
+                return
+        delay = self._error_backoff.next_s()
+        if isinstance(exc, OverloadedError) and exc.retry_after_s is not None:
+            delay = max(delay, exc.retry_after_s)
+        log.warning("claim failed (%s); next try in %.1f s", exc, delay)
+        await sleep_or(self.clock, delay, stop)
+
+    def _queue_report(self, report: m.ReportItem) -> None:
+        self.reports.append(report)
+        self.reports_ready.set()
+
+    async def report_loop(self, stop: asyncio.Event) -> None:
+        """Deliver finished jobs' reports; whatever piled up meanwhile goes in one group."""
+        while True:
+            if not self.reports:
+                if stop.is_set():
+                    return
+                self.reports_ready.clear()
+                await sleep_or(self.clock, None, self.reports_ready, stop)
+                continue
+            group, self.reports = self.reports[:MAX_BATCH], self.reports[MAX_BATCH:]
+            self._reporting = True
+            self._activity_changed()
+            try:
+                delivery = await self.reporter.deliver(group)
+            except asyncio.CancelledError:
+                self.keep(group)  # stopped hard mid-delivery: resending is harmless
+                raise
+            except OutboxError as exc:
+                self.unsaved += group
+                self.hooks.fatal(exc)
+                continue
+            finally:
+                self._reporting = False
+                self._activity_changed()
+            await self._after_delivery(delivery)
+            if delivery.undelivered:
+                self.flush_now.clear()  # the outbox loop retries after its backoff
+
+    async def outbox_loop(self, stop: asyncio.Event) -> None:
+        """Retry what the outbox holds: when told the coordinator is back, else with backoff."""
+        while not stop.is_set():
+            delay = self.session.heartbeat_interval_s
+            if len(self.outbox):
+                try:
+                    delivery = await self.flush_outbox()
+                except OutboxError as exc:
+                    self.hooks.fatal(exc)
+                    return
+                if delivery.error is not None:
+                    delay = self._outbox_backoff.next_s()
+                    log.info("outbox: %d waiting (%s)", len(self.outbox), delivery.error)
+                else:
+                    self._outbox_backoff.reset()
+            self.flush_now.clear()
+            await sleep_or(self.clock, delay, stop, self.flush_now)
+
+    async def progress_loop(self, stop: asyncio.Event) -> None:
+        """Send the latest progress of each job, at most once per interval (best effort)."""
+        while not stop.is_set():
+            await sleep_or(self.clock, None, stop, self.running.progressed)
+            for entry, fraction, message in self.running.take_progress():
+                if not self.session.has(m.FEATURE_PROGRESS):
+                    continue  # heartbeats carry it anyway
+                request = m.ProgressRequest(
+                    instance_id=self.session.instance_id,
+                    attempt=entry.job.attempt,
+                    progress=fraction,
+                    message=message[:1000] if message else None,
+                )
+                try:
+                    await self.api.progress(entry.job.id, request)
+                except CoordinatorError as exc:
+                    log.debug("progress of %s not sent: %s", entry.job.id, exc)
+            await sleep_or(self.clock, self.settings.progress_interval_s, stop)
+
+    # ------------------------------------------------------------ stopping
+
+    async def wait_jobs(self, hard: asyncio.Event) -> bool:
+        """Wait for running jobs to end; False when `hard` is set first."""
+        while len(self.running):
+            await sleep_or(self.clock, None, self.running.empty, hard)
+            if hard.is_set():
+                return False
+        return True
+
+    async def abandon_jobs(self) -> int:
+        """Stop every running job without a report (a hard stop): their leases run out."""
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            log.warning("stopped hard: %d running job(s) abandoned to the queue", len(tasks))
+        return len(tasks)
+
+    def keep(self, items: list[m.ReportItem]) -> None:
+        """Put reports in the outbox without trying to send them (stopping)."""
+        if not items:
+            return
+        try:
+            self.outbox.append(items)
+        except OutboxError as exc:
+            self.unsaved += items
+            log.error("%d report(s) could not be kept: %s", len(items), exc)
+
+    def keep_pending(self) -> None:
+        """Everything finished but not delivered goes to the outbox (end of a hard stop)."""
+        pending, self.reports = self.reports, []
+        self.keep(pending)

@@ -1,0 +1,203 @@
+"""The bot's registration: what the coordinator said (bot id, config, assignment) and how to get it.
+
+`Session` is the live view every loop reads: the coordinator's `config` and
+`assignment` override the start-up settings here while the bot runs. `Registrar`
+registers, retrying transient failures with exponential backoff and full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+
+from bot.api import Api
+from bot.backoff import Backoff
+from bot.errors import CoordinatorError, NotFoundError
+from bot.host import HostFacts
+from bot.identity import Identity
+from bot.lifecycle import Lifecycle
+from bot.settings import Settings
+from bot.state import Assignment, BotState
+from bot.waiting import sleep_or
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+MAX_CLAIM_LIMIT = 100  # the protocol's bound on `limit`
+
+
+@dataclass(slots=True)
+class Session:
+    identity: Identity
+    capabilities: tuple[str, ...]
+    heartbeat_interval_s: float
+    claim_batch_size: int
+    job_lease_ttl_s: float
+    bot_lease_ttl_s: float
+    assignment: Assignment
+    bot_id: str | None = None
+    features: frozenset[str] = field(default_factory=frozenset)
+    generation: int = 0  # goes up at every (re-)registration
+
+    @classmethod
+    def start(
+        cls, settings: Settings, identity: Identity, capabilities: tuple[str, ...]
+    ) -> Session:
+        return cls(
+            identity=identity,
+            capabilities=capabilities,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            claim_batch_size=settings.claim_batch_size,
+            job_lease_ttl_s=settings.job_lease_ttl_s,
+            bot_lease_ttl_s=settings.bot_lease_ttl_s,
+            assignment=Assignment(max_concurrency=settings.max_concurrency),
+        )
+
+    @property
+    def instance_id(self) -> str:
+        return self.identity.instance_id
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+    def claimable(self) -> tuple[str, ...]:
+        return self.assignment.claimable(self.capabilities)
+
+    def registered(self, answer: m.RegisterResponse) -> None:
+        self.bot_id = answer.bot_id
+        self.generation += 1
+        # A coordinator that sends no config offers none of the extensions.
+        self.features = frozenset(answer.config.features) if answer.config else frozenset()
+        self.apply_config(answer.config)
+        if answer.assignment is not None:
+            self.apply_assignment(answer.assignment)
+
+    def apply_config(self, config: m.BotConfig | None) -> list[str]:
+        """Take the coordinator's values; nonsense ones are logged and ignored."""
+        if config is None:
+            return []
+        changes: list[str] = []
+        if config.heartbeat_interval is not None:
+            if 0 < config.heartbeat_interval < 86_400:
+                self.heartbeat_interval_s = float(config.heartbeat_interval)
+                changes.append(f"heartbeat_interval={config.heartbeat_interval:g}s")
+            else:
+                log.warning("ignored heartbeat_interval %r", config.heartbeat_interval)
+        if config.claim_batch_size is not None:
+            if config.claim_batch_size >= 1:
+                self.claim_batch_size = min(MAX_CLAIM_LIMIT, config.claim_batch_size)
+                changes.append(f"claim_batch_size={self.claim_batch_size}")
+            else:
+                log.warning("ignored claim_batch_size %r", config.claim_batch_size)
+        if config.job_lease_ttl is not None and config.job_lease_ttl > 0:
+            self.job_lease_ttl_s = float(config.job_lease_ttl)
+        if config.bot_lease_ttl is not None and config.bot_lease_ttl > 0:
+            self.bot_lease_ttl_s = float(config.bot_lease_ttl)
+        if config.features:
+            self.features = frozenset(config.features)
+        return changes
+
+    def apply_assignment(self, wire: m.Assignment) -> bool:
+        """Take a new assignment; True when it changed anything."""
+        assignment = Assignment.from_wire(wire)
+        if assignment == self.assignment:
+            return False
+        self.assignment = assignment
+        claimable = self.claimable()
+        log.info(
+            "assignment: operations=%s max_concurrency=%d%s",
+            ",".join(claimable) or "none",
+            assignment.max_concurrency,
+            " (paused)" if assignment.paused else "",
+        )
+        if assignment.operations and not claimable:
+            log.warning(
+                "assigned operations %s, none of which this bot handles (%s)",
+                ",".join(assignment.operations),
+                ",".join(self.capabilities),
+            )
+        return True
+
+
+class Registrar:
+    """Registers the bot, retrying until it works, the bot stops, or retrying cannot help."""
+
+    def __init__(
+        self,
+        api: Api,
+        session: Session,
+        settings: Settings,
+        host: HostFacts,
+        lifecycle: Lifecycle,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self._api = api
+        self._session = session
+        self._settings = settings
+        self._host = host
+        self._lifecycle = lifecycle
+        self._clock = clock
+        self._rng = rng
+
+    def request(self) -> m.RegisterRequest:
+        session, host = self._session, self._host
+        return m.RegisterRequest(
+            bot_key=session.identity.bot_key,
+            instance_id=session.instance_id,
+            version=self._settings.bot_version,
+            capabilities=list(session.capabilities),
+            resources=m.Resources(cpu_cores=host.cpu_cores, mem_mb=host.mem_mb),
+            constraints={"max_concurrency": self._settings.max_concurrency},
+            meta={
+                "hostname": host.hostname,
+                "os": host.os,
+                "platform": host.platform,
+                "python": host.python,
+                "name": session.identity.name,
+            },
+        )
+
+    async def register(
+        self, stop: asyncio.Event, *, announce: bool = True
+    ) -> m.RegisterResponse | None:
+        """The coordinator's answer, or None when `stop` was set while waiting to retry.
+
+        Transient failures are retried with backoff; a refused enrollment (401/403),
+        a rejected request (4xx) or a wrong address (404) raise: retrying cannot help.
+        `announce=False` leaves the lifecycle alone (re-registering while draining).
+        """
+        backoff = Backoff(self._settings.min_backoff_ms, self._settings.max_backoff_ms, self._rng)
+        while True:
+            if announce:
+                self._lifecycle.move(BotState.REGISTER)
+            try:
+                answer = await self._api.register(self.request())
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    404, f"{exc} - is SERVER_BASE right (it ends in /v1)?", code=exc.code
+                ) from exc
+            except CoordinatorError as exc:
+                if not exc.transient:
+                    raise
+                delay = backoff.next_s()
+                retry_after = getattr(exc, "retry_after_s", None)
+                if retry_after is not None:
+                    delay = max(delay, retry_after)
+                log.warning("registration failed (%s); next try in %.1f s", exc, delay)
+                if announce:
+                    self._lifecycle.move(BotState.BACKOFF, "registration failed")
+                if await sleep_or(self._clock, delay, stop):
+                    return None
+                continue
+            self._api.authenticate(answer.auth.access_token if answer.auth else None)
+            self._session.registered(answer)
+            log.info(
+                "registered as %s (features: %s)",
+                answer.bot_id,
+                ",".join(sorted(self._session.features)) or "none",
+            )
+            return answer

@@ -1,0 +1,190 @@
+"""The bot's settings: read from the environment (and flags) when the bot starts, never at import.
+
+Flags override the environment; while the bot runs, values the coordinator sends
+in `config`/`assignment` override both (see `bot.session.Session`), so `Settings`
+stays the frozen start-up view.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import SettingsError
+
+DEFAULT_SERVER = "http://localhost:8000/v1"
+
+# The flag that sets each variable, so an error names what the user typed.
+FLAG_FOR: Mapping[str, str] = {
+    "SERVER_BASE": "--server",
+    "BOT_NAME": "--name",
+    "BOT_STATE_DIR": "--state-dir",
+    "BOT_PLUGINS": "--plugins",
+    "MAX_CONCURRENCY": "--max-concurrency",
+    "BOT_METRICS_PORT": "--metrics-port",
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,99}$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server_bases: tuple[str, ...] = (DEFAULT_SERVER,)
+    heartbeat_interval_s: float = 30.0
+    bot_lease_ttl_s: float = 120.0
+    job_lease_ttl_s: float = 180.0
+    claim_batch_size: int = 5
+    max_concurrency: int = 2
+    min_backoff_ms: int = 500
+    max_backoff_ms: int = 60_000
+    bot_version: str = "1.0.0"
+    bot_name: str = "default"
+    state_dir: Path = Path(".state")
+    enroll_token: str | None = None
+    plugins: tuple[str, ...] = ()
+    metrics_port: int | None = None
+    # Tuning with no environment variable (tests pass small values).
+    request_timeout_s: float = 10.0
+    long_poll_ms: int = 20_000
+    idle_poll_max_ms: int = 5_000
+    progress_interval_s: float = 1.0
+
+
+# ---------------------------------------------------------------- parsers (text -> value)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value < 1e9:
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _servers(text: str) -> tuple[str, ...]:
+    bases = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    if not bases:
+        raise ValueError("must name at least one server URL")
+    for base in bases:
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{base!r} is not an http(s) URL such as {DEFAULT_SERVER}")
+    return bases
+
+
+def _version(text: str) -> str:
+    if not _VERSION.match(text):
+        raise ValueError(f"must look like X.Y.Z, got {text!r}")
+    return text
+
+
+def _name(text: str) -> str:
+    if not _NAME.match(text):
+        raise ValueError(
+            f"must be 1-100 letters, digits or _ . @ : - (starting with a letter or digit), "
+            f"got {text!r}"
+        )
+    return text
+
+
+def _modules(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in names:
+        if not _MODULE.match(name):
+            raise ValueError(f"{name!r} is not a Python module name")
+    return names
+
+
+def _text(text: str) -> str:
+    return text
+
+
+# variable -> (field, parser). An empty value counts as unset.
+_VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
+    "SERVER_BASE": ("server_bases", _servers),
+    "HEARTBEAT_INTERVAL_SEC": ("heartbeat_interval_s", _positive_float),
+    "BOT_LEASE_TTL_SEC": ("bot_lease_ttl_s", _positive_float),
+    "JOB_LEASE_TTL_SEC": ("job_lease_ttl_s", _positive_float),
+    "CLAIM_BATCH_SIZE": ("claim_batch_size", _int_between(1, 100)),
+    "MAX_CONCURRENCY": ("max_concurrency", _int_between(1, 10_000)),
+    "MIN_BACKOFF_MS": ("min_backoff_ms", _int_between(1, 3_600_000)),
+    "MAX_BACKOFF_MS": ("max_backoff_ms", _int_between(1, 3_600_000)),
+    "BOT_VERSION": ("bot_version", _version),
+    "BOT_NAME": ("bot_name", _name),
+    "BOT_STATE_DIR": ("state_dir", lambda text: Path(text).expanduser()),
+    "BOT_ENROLL_TOKEN": ("enroll_token", _text),
+    "BOT_PLUGINS": ("plugins", _modules),
+    "BOT_METRICS_PORT": ("metrics_port", _int_between(0, 65_535)),
+}
+
+VARIABLES: tuple[str, ...] = tuple(_VARIABLES)
+
+
+def describe(variable: str, from_flag: bool) -> str:
+    """`MAX_CONCURRENCY`, or `--max-concurrency (MAX_CONCURRENCY)` when a flag set it."""
+    flag = FLAG_FOR.get(variable)
+    return f"{flag} ({variable})" if from_flag and flag else variable
+
+
+def load_settings(
+    env: Mapping[str, str],
+    flags: Mapping[str, str | None] | None = None,
+    **tuning: Any,
+) -> Settings:
+    """Settings from the environment, with flags (keyed by variable name) taking precedence.
+
+    `tuning` sets fields that have no variable (timeouts in tests). Raises
+    `SettingsError` naming the variable (and flag) of the first bad value.
+    """
+    flags = flags or {}
+    values: dict[str, Any] = dict(tuning)
+    unknown = set(tuning) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    for variable, (field_name, parse) in _VARIABLES.items():
+        from_flag = flags.get(variable) not in (None, "")
+        raw = flags[variable] if from_flag else env.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            values[field_name] = parse(raw.strip())
+        except ValueError as exc:
+            raise SettingsError(describe(variable, from_flag), str(exc)) from None
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    if settings.min_backoff_ms > settings.max_backoff_ms:
+        raise SettingsError(
+            "MIN_BACKOFF_MS",
+            f"{settings.min_backoff_ms} is above MAX_BACKOFF_MS {settings.max_backoff_ms}",
+        )
+    if settings.heartbeat_interval_s >= settings.bot_lease_ttl_s:
+        raise SettingsError(
+            "HEARTBEAT_INTERVAL_SEC",
+            f"{settings.heartbeat_interval_s:g} s must be shorter than BOT_LEASE_TTL_SEC "
+            f"{settings.bot_lease_ttl_s:g} s, or the bot's lease runs out between heartbeats",
+        )

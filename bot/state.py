@@ -1,0 +1,102 @@
+"""Values the bot works with: its lifecycle states, a claimed `Job`, its `Assignment`."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botfleet.clock import parse_rfc3339
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+
+class BotState(enum.Enum):
+    """The bot's lifecycle; the value is what heartbeats send as `state`."""
+
+    BOOTSTRAP = "bootstrap"  # settings, identity, plugins, outbox checked
+    REGISTER = "register"  # registering with the coordinator
+    SYNC = "sync"  # applying assignment/config, flushing the outbox
+    IDLE = "idle"  # nothing running, waiting for work
+    CLAIM = "claim"  # asking for jobs
+    PROCESS = "process"  # running jobs
+    REPORT = "report"  # delivering results
+    DEGRADED_NET = "degraded_net"  # the coordinator is unreachable: reports go to the outbox
+    DRAINING = "draining"  # no more claims; finishing running jobs, flushing
+    SHUTDOWN = "shutdown"  # stopped cleanly
+    BACKOFF = "backoff"  # waiting before the next attempt
+    QUARANTINED = "quarantined"  # told to stop taking work, still heartbeating
+    SAFE_HALT = "safe_halt"  # cannot go on safely (e.g. the outbox cannot keep reports)
+
+
+ProgressSink = Callable[[str, float, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed job, as a handler sees it."""
+
+    id: str
+    op: str
+    payload: Mapping[str, Any]
+    attempt: int = 1
+    lease_until: datetime | None = None
+    timeout_s: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    on_progress: ProgressSink | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Tell the coordinator how far the job is (0..1); callable from a thread too.
+
+        Only the latest value is sent, at most once per progress interval.
+        """
+        if isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress must be a fraction between 0 and 1, got {fraction!r}")
+        if self.on_progress is not None:
+            self.on_progress(self.id, float(fraction), message)
+
+    @classmethod
+    def from_claimed(cls, claimed: m.ClaimedJob, on_progress: ProgressSink | None = None) -> Job:
+        return cls(
+            id=claimed.id,
+            op=claimed.op,
+            payload=claimed.payload,
+            attempt=claimed.attempt,
+            lease_until=_moment(claimed.lease_until, claimed.id),
+            timeout_s=claimed.timeout_s if claimed.timeout_s and claimed.timeout_s > 0 else None,
+            metadata=claimed.metadata,
+            on_progress=on_progress,
+        )
+
+
+def _moment(text: str | None, job_id: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        log.warning("job %s: unreadable lease_until %r ignored", job_id, text)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """What the coordinator lets the bot do; empty `operations` means all it can."""
+
+    operations: tuple[str, ...] = ()
+    max_concurrency: int = 1
+    paused: bool = False
+
+    @classmethod
+    def from_wire(cls, wire: m.Assignment) -> Assignment:
+        return cls(tuple(wire.operations), wire.max_concurrency, wire.paused)
+
+    def claimable(self, capabilities: tuple[str, ...]) -> tuple[str, ...]:
+        """The operations to claim: assigned and handled by this bot."""
+        if not self.operations:
+            return capabilities
+        return tuple(op for op in self.operations if op in capabilities)

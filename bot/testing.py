@@ -1,0 +1,266 @@
+"""An in-memory coordinator for testing bots and handlers without HTTP (the shipped fake).
+
+`FakeCoordinator` speaks the `bot.api.Api` protocol with the coordinator's
+semantics in small: jobs are queued, claimed under the caller's bot id, and end
+succeeded or failed; reports are idempotent, a second different outcome is a 409.
+Tests script failures (`fail_next`), hold calls (`gates`), and read what was
+asked (`calls`, `count`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConflictError, ForbiddenError, NotFoundError
+from bot.identity import Identity
+from bot.jobs import Registry, load_plugins
+from bot.outbox import Outbox
+from bot.scheduler import Scheduler
+from bot.session import Session
+from bot.settings import Settings
+from botfleet.clock import Clock, FakeClock
+from botfleet.protocol import messages as m
+
+
+@dataclass(slots=True)
+class FakeJob:
+    id: str
+    op: str
+    payload: dict[str, Any]
+    state: str = "queued"
+    attempt: int = 0
+    bot_id: str | None = None
+    timeout_s: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    retryable: bool | None = None
+    progress: float | None = None
+
+
+class FakeCoordinator:
+    def __init__(
+        self,
+        *,
+        features: Iterable[str] = (),
+        assignment: m.Assignment | None = None,
+        config: m.BotConfig | None = None,
+        bot_id: str = "bot_fake",
+    ) -> None:
+        self.features = list(features)
+        self.assignment = assignment
+        self.config = config
+        self.bot_id = bot_id
+        self.jobs: dict[str, FakeJob] = {}
+        self.queue: list[str] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.heartbeat_answers: list[m.HeartbeatResponse] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.token: str | None = None
+        self.registered = asyncio.Event()
+        self.deregistered = False
+        self._failures: dict[str, list[BaseException]] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------ test controls
+
+    def add_job(
+        self,
+        op: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        timeout_s: float | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        job_id = job_id or f"job_{next(self._ids)}"
+        self.jobs[job_id] = FakeJob(
+            job_id, op, dict(payload or {}), timeout_s=timeout_s, metadata=dict(metadata or {})
+        )
+        self.queue.append(job_id)
+        return job_id
+
+    def fail_next(self, method: str, *errors: BaseException) -> None:
+        """The next calls of `method` raise `errors`, one each, in order."""
+        self._failures.setdefault(method, []).extend(errors)
+
+    def count(self, method: str) -> int:
+        return Counter(name for name, _ in self.calls)[method]
+
+    def requests(self, method: str) -> list[Any]:
+        return [request for name, request in self.calls if name == method]
+
+    def finished(self) -> list[FakeJob]:
+        return [job for job in self.jobs.values() if job.state in m.TERMINAL_STATES]
+
+    async def wait_finished(self, count: int, deadline_s: float = 30.0) -> None:
+        """Wait until `count` jobs are terminal (the deadline is a guard, never a measure)."""
+
+        async def settled() -> None:
+            while len(self.finished()) < count:
+                await self._changed.wait()
+
+        await asyncio.wait_for(settled(), deadline_s)
+
+    async def _enter(self, method: str, request: Any) -> None:
+        self.calls.append((method, request))
+        gate = self.gates.get(method)
+        if gate is not None:
+            await gate.wait()
+        failures = self._failures.get(method)
+        if failures:
+            raise failures.pop(0)
+
+    def _touch(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------ the Api protocol
+
+    def authenticate(self, token: str | None) -> None:
+        self.token = token
+
+    async def register(self, request: m.RegisterRequest) -> m.RegisterResponse:
+        await self._enter("register", request)
+        self.registered.set()
+        return m.RegisterResponse(
+            bot_id=self.bot_id,
+            auth=m.Auth(access_token="token-1"),
+            assignment=self.assignment,
+            config=self.config or m.BotConfig(features=list(self.features)),
+        )
+
+    async def heartbeat(self, bot_id: str, request: m.HeartbeatRequest) -> m.HeartbeatResponse:
+        await self._enter("heartbeat", request)
+        if self.heartbeat_answers:
+            return self.heartbeat_answers.pop(0)
+        return m.HeartbeatResponse(lease_until="2026-01-19T10:05:00Z")
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        await self._enter("claim", request)
+        handed: list[m.ClaimedJob] = []
+        for job_id in list(self.queue):
+            if len(handed) >= request.limit:
+                break
+            job = self.jobs[job_id]
+            if job.op not in request.operations:
+                continue
+            self.queue.remove(job_id)
+            job.state, job.bot_id = "running", request.bot_id
+            job.attempt += 1
+            handed.append(
+                m.ClaimedJob(
+                    id=job.id,
+                    op=job.op,
+                    payload=job.payload,
+                    attempt=job.attempt,
+                    lease_until="2026-01-19T10:03:00Z",
+                    timeout_s=job.timeout_s,
+                    metadata=job.metadata,
+                )
+            )
+        self._touch()
+        return m.ClaimResponse(jobs=handed)
+
+    def _reported(self, job_id: str) -> FakeJob:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(404, f"no job {job_id}")
+        if job.bot_id != self.bot_id:
+            raise ForbiddenError(403, f"job {job_id} was not handed to this bot")
+        return job
+
+    async def complete(self, job_id: str, request: m.CompleteRequest) -> None:
+        await self._enter("complete", request)
+        self._complete(job_id, request.result)
+
+    async def fail(self, job_id: str, request: m.FailRequest) -> None:
+        await self._enter("fail", request)
+        self._fail(job_id, request.error, request.retryable, request.attempt)
+
+    def _complete(self, job_id: str, result: dict[str, Any]) -> None:
+        job = self._reported(job_id)
+        if job.state == "succeeded" and job.result == result:
+            return  # the same report again: one effect
+        if job.state in m.TERMINAL_STATES:
+            raise ConflictError(409, f"job {job_id} is already {job.state}")
+        job.state, job.result = "succeeded", result
+        self._touch()
+
+    def _fail(self, job_id: str, error: str, retryable: bool, attempt: int | None) -> None:
+        job = self._reported(job_id)
+        if job.state == "failed" and job.error == error:
+            return
+        if job.state in m.TERMINAL_STATES or attempt not in (None, job.attempt):
+            raise ConflictError(409, f"job {job_id} is {job.state}, attempt {job.attempt}")
+        job.state, job.error, job.retryable = "failed", error, retryable
+        self._touch()
+
+    async def report_batch(self, request: m.BatchReportRequest) -> m.BatchReportResponse:
+        await self._enter("report_batch", request)
+        results = []
+        for item in request.reports:
+            status: m.ReportStatus
+            try:
+                if item.action == "complete":
+                    self._complete(item.job_id, item.result or {})
+                else:
+                    self._fail(item.job_id, item.error or "", item.retryable, item.attempt)
+                status = "accepted"
+            except ConflictError:
+                status = "conflict"
+            except NotFoundError:
+                status = "not_found"
+            except ForbiddenError:
+                status = "forbidden"
+            results.append(m.ReportResult(job_id=item.job_id, status=status))
+        return m.BatchReportResponse(results=results)
+
+    async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
+        await self._enter("progress", request)
+        self._reported(job_id).progress = request.progress
+
+    async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
+        await self._enter("deregister", request)
+        self.deregistered = True
+
+
+def standalone_scheduler(
+    api: Any,
+    state_dir: Path,
+    *,
+    registry: Registry | None = None,
+    clock: Clock | None = None,
+    settings: Settings | None = None,
+    features: Iterable[str] = (),
+    hooks: Any = None,
+) -> Scheduler:
+    """A registered `Scheduler` outside a bot: outbox opened in `state_dir`, session set up."""
+    settings = settings or Settings(state_dir=state_dir)
+    if registry is None:
+        registry = load_plugins(Registry(), entry_points=())
+    session = Session.start(
+        settings, Identity("key", settings.bot_name, "inst_test"), registry.operations()
+    )
+    session.bot_id = "bot_fake"
+    session.features = frozenset(features)
+    outbox = Outbox(state_dir)
+    outbox.open()
+    return Scheduler(
+        api=api,
+        registry=registry,
+        session=session,
+        outbox=outbox,
+        clock=clock or FakeClock(),
+        settings=settings,
+        rng=random.Random(7),
+        hooks=hooks,
+    )
