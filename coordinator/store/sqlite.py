@@ -23,7 +23,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from botfleet.clock import Clock
-from coordinator.store import sqlite_bots, sqlite_jobs, sqlite_leases, sqlite_reads
+from coordinator.store import (
+    sqlite_bots,
+    sqlite_jobs,
+    sqlite_leases,
+    sqlite_reads,
+    sqlite_reports,
+)
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
@@ -316,13 +322,13 @@ class SQLiteStore:
     async def report(self, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
         if not reports:
             return []
-        return await self._write(lambda tx: sqlite_jobs.report(tx, bot_id, reports))
+        return await self._write(lambda tx: sqlite_reports.report(tx, bot_id, reports))
 
     async def set_progress(
         self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
     ) -> ReportOutcome:
         return await self._write(
-            lambda tx: sqlite_jobs.set_progress(tx, bot_id, job_id, attempt, progress, message)
+            lambda tx: sqlite_reports.set_progress(tx, bot_id, job_id, attempt, progress, message)
         )
 
     async def get_job(self, job_id: str) -> JobRecord | None:

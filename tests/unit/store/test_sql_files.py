@@ -1,0 +1,159 @@
+"""The named-query loader, the migrations, and every SQLite statement compiling."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from coordinator.store.migrations import (
+    Migration,
+    apply_sqlite_migrations,
+    load_migrations,
+    pending_migrations,
+    split_statements,
+)
+from coordinator.store.queries import load_queries, parse_queries
+
+NOW_US = 1_768_816_800_000_000
+
+
+def test_parse_queries_by_name_keeps_their_comments() -> None:
+    queries = parse_queries(
+        "-- a file comment\n\n-- name: first\n-- what it does\nSELECT 1\n\n"
+        "--name:second\nSELECT\n  2\n"
+    )
+    assert list(queries) == ["first", "second"]
+    assert queries["first"] == "-- what it does\nSELECT 1"
+    assert queries["second"] == "SELECT\n  2"
+    assert len(queries) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("-- name: a\nSELECT 1\n-- name: a\nSELECT 2", "defined twice"),
+        ("-- name: a\n-- only a comment\n", "empty"),
+        ("SELECT 0\n-- name: a\nSELECT 1", "before the first"),
+    ],
+)
+def test_parse_queries_rejects_bad_files(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_queries(text)
+
+
+def test_missing_query_names_the_file() -> None:
+    queries = parse_queries("-- name: a\nSELECT 1", source="x.sql")
+    with pytest.raises(KeyError, match=r"x\.sql"):
+        queries["b"]
+
+
+def test_split_statements_keeps_trigger_bodies_whole() -> None:
+    script = (
+        "-- header\nCREATE TABLE t (x INTEGER);\n"
+        "CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN\n  SELECT 1;\n  SELECT 2;\nEND;\n"
+        "-- trailing comment\n"
+    )
+    statements = split_statements(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+    with pytest.raises(ValueError, match="incomplete"):
+        split_statements("CREATE TABLE t (x INTEGER)")
+
+
+@pytest.mark.parametrize("folder", ["sqlite_migrations", "postgres_migrations"])
+def test_migrations_load_in_order(folder: str) -> None:
+    migrations = load_migrations(folder)
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "initial"
+
+
+def test_pending_migrations() -> None:
+    known = [Migration(1, "a", ""), Migration(2, "b", "")]
+    assert [m.version for m in pending_migrations(known, [1])] == [2]
+    assert pending_migrations(known, [1, 2]) == []
+    with pytest.raises(ValueError, match="newer"):
+        pending_migrations(known, [1, 2, 3])
+
+
+def _migrated(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply_sqlite_migrations(
+        conn, load_queries("sqlite_queries.sql"), load_migrations("sqlite_migrations"), NOW_US
+    )
+    return conn
+
+
+def test_migrations_apply_once(tmp_path: Path) -> None:
+    conn = _migrated(tmp_path / "db")
+    try:
+        queries = load_queries("sqlite_queries.sql")
+        migrations = load_migrations("sqlite_migrations")
+        assert apply_sqlite_migrations(conn, queries, migrations, NOW_US) == []
+        rows = conn.execute("SELECT version, name, applied_at FROM schema_version").fetchall()
+        assert rows == [(m.version, m.name, NOW_US) for m in migrations]
+    finally:
+        conn.close()
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    try:
+        queries = load_queries("sqlite_queries.sql")
+        good = Migration(1, "good", "CREATE TABLE a (x INTEGER);")
+        bad = Migration(2, "bad", "CREATE TABLE b (x INTEGER);\nCREATE TABLE a (y INTEGER);")
+        with pytest.raises(sqlite3.OperationalError):
+            apply_sqlite_migrations(conn, queries, [good, bad], NOW_US)
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert versions == [1] and "b" not in tables
+    finally:
+        conn.close()
+
+
+def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
+    conn = _migrated(tmp_path / "db")
+    try:
+        for name, sql in load_queries("sqlite_queries.sql").items():
+            params = dict.fromkeys(re.findall(r":([a-z_]+)", sql))
+            try:
+                conn.execute("EXPLAIN " + sql, params).fetchall()
+            except sqlite3.Error as error:
+                pytest.fail(f"query {name!r} does not compile: {error}")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("claim_jobs", "INDEX jobs_claim (op=?)"),
+        ("next_run_at", "INDEX jobs_queued_run_at (op=?)"),
+        ("end_expired_attempts", "INDEX jobs_running_lease (lease_until<?)"),
+        ("requeue_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
+        ("fail_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
+        ("end_attempts_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
+        ("requeue_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
+        ("fail_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
+        ("count_running_of_bot", "INDEX jobs_running_bot (bot_id=?)"),
+        ("extend_job_leases", "(id=?)"),
+        ("cancelled_among", "(id=?)"),
+        ("jobs_for_report", "(id=?)"),
+        ("list_jobs_by_state", "INDEX jobs_state_seq (state=? AND seq<?)"),
+        ("list_jobs_by_op", "INDEX jobs_op_seq (op=? AND seq<?)"),
+        ("count_finished_since", "INDEX jobs_finished (finished_at>?)"),
+        ("expire_bots", "INDEX bots_online_lease (lease_until<?)"),
+    ],
+)
+def test_hot_queries_use_their_index(tmp_path: Path, query: str, expected: str) -> None:
+    """Checked without planner statistics, as on a fresh database: no scan of a big table."""
+    conn = _migrated(tmp_path / "db")
+    try:
+        sql = load_queries("sqlite_queries.sql")[query]
+        params = dict.fromkeys(re.findall(r":([a-z_]+)", sql))
+        plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert expected in plan, plan
+    finally:
+        conn.close()
