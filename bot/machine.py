@@ -141,7 +141,9 @@ class Bot:
         identity = store.rotate_instance_id(
             store.load(settings.bot_name, host.hostname, host.platform)
         )
-        registry = self._registry or load_plugins(Registry(), settings.plugins)
+        registry = self._registry
+        if registry is None:
+            registry = load_plugins(Registry(), settings.plugins)
         if not len(registry):
             raise SettingsError("BOT_PLUGINS", "no job handler loaded: nothing to do")
         self._registry = registry

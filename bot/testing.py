@@ -25,7 +25,7 @@ from bot.outbox import Outbox
 from bot.scheduler import Scheduler
 from bot.session import Session
 from bot.settings import Settings
-from botfleet.clock import Clock, FakeClock
+from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import messages as m
 
 
@@ -264,3 +264,20 @@ def standalone_scheduler(
         rng=random.Random(7),
         hooks=hooks,
     )
+
+
+class ScaledClock(SystemClock):
+    """Real time, with every `sleep` shortened by `scale` and recorded at its full length.
+
+    A bot runs with its production settings (30 s heartbeats, 500 ms backoff) in a
+    fraction of the time, and a test can count what it waited (`slept`) instead of
+    measuring durations.
+    """
+
+    def __init__(self, scale: float = 0.01) -> None:
+        self.scale = scale
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await asyncio.sleep(max(0.0, seconds) * self.scale)
