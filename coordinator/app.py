@@ -11,6 +11,7 @@ from botfleet.clock import Clock
 from botfleet.protocol import encode
 from botfleet.protocol.openapi import generate
 from coordinator.auth import Authenticator, BotTokenCache, load_server_tokens
+from coordinator.coalesce import ReportCoalescer
 from coordinator.config import ServerConfig
 from coordinator.context import CONTEXT, AppContext
 from coordinator.dashboard import setup_dashboard
@@ -40,6 +41,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
         auth=Authenticator(store, clock, tokens, config.open_registration, cache),
         waiters=waiters,
         poller=LongPoller(store, clock, waiters, config.long_poll_recheck_s, metrics.observe_claim),
+        reports=ReportCoalescer(store),
         reaper=Reaper(store, config.reaper_interval_s, metrics.observe_expiry),
         metrics=metrics,
         openapi=encode(generate()),
@@ -65,6 +67,7 @@ async def _store_lifetime(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await ctx.reports.close()
         await ctx.store.close()
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from botfleet.clock import Clock
 from coordinator.auth import Authenticator, ServerTokens
+from coordinator.coalesce import ReportCoalescer
 from coordinator.config import ServerConfig
 from coordinator.longpoll import LongPoller, Waiters
 from coordinator.metrics import Metrics
@@ -24,6 +25,7 @@ class AppContext:
     auth: Authenticator
     waiters: Waiters
     poller: LongPoller
+    reports: ReportCoalescer
     reaper: Reaper
     metrics: Metrics
     openapi: bytes  # /openapi.json, generated once

@@ -7,6 +7,7 @@ from `store.stats()` when scraped, at most once per `refresh_s`.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -88,19 +89,24 @@ class Metrics:
 
     # ---- events
     def observe_submitted(self, ops: Iterable[str]) -> None:
-        for op in ops:
-            self.submitted.labels(op).inc()
+        for op, count in collections.Counter(ops).items():  # one labelled child per op, not per job
+            self.submitted.labels(op).inc(count)
 
     def observe_claim(self, duration_s: float, jobs: list[JobRecord]) -> None:
         self.claim_seconds.observe(duration_s)
+        if not jobs:
+            return
         now = self._clock.now()
+        waits: dict[str, list[float]] = {}
         for job in jobs:
-            self.claimed.labels(job.op).inc()
-            self.queue_wait_seconds.labels(job.op).observe(
-                max(0.0, (now - job.run_at).total_seconds())
-            )
+            waits.setdefault(job.op, []).append(max(0.0, (now - job.run_at).total_seconds()))
             self._ops[job.id] = job.op
             self._ops.move_to_end(job.id)
+        for op, seconds in waits.items():
+            self.claimed.labels(op).inc(len(seconds))
+            histogram = self.queue_wait_seconds.labels(op)
+            for value in seconds:
+                histogram.observe(value)
         while len(self._ops) > self._ops_remembered:
             self._ops.popitem(last=False)
 

@@ -106,7 +106,7 @@ async def progress(request: web.Request) -> web.Response:
 
 
 async def _report_one(ctx: AppContext, bot_id: str, report: ReportInput, conflict: str) -> None:
-    (outcome,) = await ctx.store.report(bot_id, [report])
+    outcome = await ctx.reports.report(bot_id, report)
     raise_for_outcome(outcome, report.job_id, conflict)
     ctx.metrics.observe_report(report.job_id, report.action)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.integration.harness import Api, Bot
+from tests.integration.harness import ADMIN, Api, Bot
 
 
 async def _complete(api: Api, bot: Bot, job_id: str, **extra: Any) -> tuple[int, dict[str, Any]]:
@@ -163,3 +164,16 @@ class TestClaim:
             headers=bot.headers,
         )
         assert response.status == 404
+
+
+class TestConcurrentSingleReports:
+    async def test_all_land_once_even_when_grouped(self, api: Api) -> None:
+        bot = await api.register(constraints={"max_concurrency": 50})
+        ids = await api.submit_many(50)
+        assert len(await api.claim(bot, limit=50)) == 50
+        # 50 reports at once, 5 of them twice: grouped into few transactions by the server.
+        results = await asyncio.gather(*(_complete(api, bot, job_id) for job_id in ids + ids[:5]))
+        assert {status for status, _ in results} == {200}
+        stats = await (await api.client.get("/v1/stats", headers=ADMIN)).json()
+        assert stats["jobs"]["succeeded"] == 50
+        assert stats["throughput"]["succeeded"] == 50
