@@ -10,6 +10,7 @@ from aiohttp import web
 from botfleet.clock import Clock
 from botfleet.protocol import encode
 from botfleet.protocol.openapi import generate
+from botfleet.tracing import Tracer
 from coordinator.auth import Authenticator, BotTokenCache, load_server_tokens
 from coordinator.coalesce import ReportCoalescer
 from coordinator.config import ServerConfig
@@ -44,6 +45,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
         reports=ReportCoalescer(store),
         reaper=Reaper(store, config.reaper_interval_s, metrics.observe_expiry),
         metrics=metrics,
+        tracer=Tracer("coordinator", enabled=config.tracing),
         openapi=encode(generate()),
     )
     app = web.Application(

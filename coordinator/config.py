@@ -26,6 +26,7 @@ class ServerConfig:
     claim_batch_size: int = 5
     default_max_concurrency: int = 2
     features: tuple[str, ...] = ALL_FEATURES
+    tracing: bool | None = None  # OpenTelemetry spans: None = when installed
     # Limits and housekeeping.
     max_body_bytes: int = MIB
     token_ttl_s: int = 86_400

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from botfleet.clock import Clock
+from botfleet.tracing import Tracer
 from coordinator.auth import Authenticator, ServerTokens
 from coordinator.coalesce import ReportCoalescer
 from coordinator.config import ServerConfig
@@ -28,6 +29,7 @@ class AppContext:
     reports: ReportCoalescer
     reaper: Reaper
     metrics: Metrics
+    tracer: Tracer  # OpenTelemetry spans; free when not installed or disabled
     openapi: bytes  # /openapi.json, generated once
 
 

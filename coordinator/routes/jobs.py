@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import cast, get_args
+from typing import Any, cast, get_args
 
 from aiohttp import web
 
 from botfleet.protocol import messages as m
+from botfleet.tracing import Tracer
 from coordinator.context import context
 from coordinator.errors import Conflict, InvalidBody, InvalidQuery, NotFound
 from coordinator.routes.common import query_int, read_body, respond
@@ -33,7 +34,10 @@ async def submit(request: web.Request) -> web.Response:
     ctx = context(request)
     await ctx.auth.require_admin(request)
     body = await read_body(request, m.SubmitJob)
-    (outcome,) = await ctx.store.submit_jobs([_new_job(body, ctx.clock.now(), "$")])
+    # The job carries this span's trace context to the bot (botfleet/tracing.py).
+    with ctx.tracer.span("submit", {"botfleet.op": body.op}, parent=_trace_parent(body)):
+        job = _new_job(body, ctx.clock.now(), "$", ctx.tracer)
+        (outcome,) = await ctx.store.submit_jobs([job])
     if outcome.created:
         ctx.metrics.observe_submitted((outcome.job.op,))
     response = m.SubmitResponse(id=outcome.job.id, state=_state(outcome.job))
@@ -45,8 +49,9 @@ async def submit_bulk(request: web.Request) -> web.Response:
     await ctx.auth.require_admin(request)
     body = await read_body(request, m.BulkSubmitRequest)
     now = ctx.clock.now()
-    jobs = [_new_job(job, now, f"$.jobs[{i}]") for i, job in enumerate(body.jobs)]
-    outcomes = await ctx.store.submit_jobs(jobs)
+    with ctx.tracer.span("submit_bulk", {"botfleet.jobs": len(body.jobs)}):
+        jobs = [_new_job(job, now, f"$.jobs[{i}]", ctx.tracer) for i, job in enumerate(body.jobs)]
+        outcomes = await ctx.store.submit_jobs(jobs)
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
     return respond(m.BulkSubmitResponse(ids=[o.job.id for o in outcomes]), 201)
 
@@ -106,7 +111,12 @@ def _changed(job_id: str, outcome: ReportOutcome, job: JobRecord | None, verb: s
     return job
 
 
-def _new_job(body: m.SubmitJob, now: datetime, where: str) -> NewJob:
+def _trace_parent(body: m.SubmitJob) -> dict[str, Any] | None:
+    """The producer's trace context, when it sent one in the metadata."""
+    return body.metadata if "traceparent" in body.metadata else None
+
+
+def _new_job(body: m.SubmitJob, now: datetime, where: str, tracer: Tracer) -> NewJob:
     if body.delay_ms is not None and body.run_at is not None:
         raise InvalidBody(f"give `delay_ms` or `run_at`, not both - at `{where}`")
     if body.run_at is not None:
@@ -127,8 +137,16 @@ def _new_job(body: m.SubmitJob, now: datetime, where: str) -> NewJob:
         max_attempts=body.max_attempts,
         timeout_s=body.timeout_s,
         idempotency_key=body.idempotency_key,
-        metadata=body.metadata,
+        metadata=_with_trace(body.metadata, tracer),
     )
+
+
+def _with_trace(metadata: dict[str, Any], tracer: Tracer) -> dict[str, Any]:
+    if not tracer.enabled:
+        return metadata
+    traced = dict(metadata)
+    tracer.inject(traced)
+    return traced
 
 
 def _state(job: JobRecord) -> m.JobState:

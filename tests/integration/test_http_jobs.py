@@ -168,3 +168,13 @@ class TestStats:
         assert stats["bots"] == {"online": 1, "offline": 0}
         assert stats["throughput"]["succeeded"] == 1
         assert stats["oldest_queued_age_s"] == 0
+
+
+class TestTracing:
+    async def test_the_producers_trace_reaches_the_bot(self, api: Api) -> None:
+        trace_id = "0af7651916cd43dd8448eb211c80319c"
+        bot = await api.register()
+        await api.submit(metadata={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})
+        (job,) = await api.claim(bot)
+        # the producer's context, or the coordinator's submit span within the same trace
+        assert job["metadata"]["traceparent"].split("-")[1] == trace_id
