@@ -33,6 +33,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
     tokens = load_server_tokens(config)
     waiters = Waiters()
     metrics = Metrics(clock)
+    metrics.count_waiting(waiters.waiting)
     cache = BotTokenCache(clock, config.token_cache_ttl_s, config.token_cache_size)
     ctx = AppContext(
         config=config,

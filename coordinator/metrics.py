@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -83,9 +83,18 @@ class Metrics:
             registry=r,
         )
         self.bots = Gauge("botfleet_bots", "Bots by state", ["state"], registry=r)
+        self.waiting = Gauge(
+            "botfleet_waiting_requests",
+            "Long-poll claims and job reads waiting right now",
+            registry=r,
+        )
         self.store_up = Gauge(
             "botfleet_store_up", "1 when the last stats read succeeded", registry=r
         )
+
+    def count_waiting(self, waiting: Callable[[], float]) -> None:
+        """Read the number of waiting requests from `waiting` at each scrape."""
+        self.waiting.set_function(waiting)
 
     # ---- events
     def observe_submitted(self, ops: Iterable[str]) -> None:

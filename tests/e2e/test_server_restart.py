@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_a_thousand_jobs_survive_sigkill(tmp_path: Path) -> None:
         coordinator.process.stop()
 
 
-def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
+def test_sigterm_stops_gracefully_and_answers_waiting_claims(tmp_path: Path) -> None:
     coordinator = start_coordinator(tmp_path)
     try:
         wait_until(
@@ -93,10 +94,39 @@ def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
             what="the listening line",
         )
         assert f"listening on http://127.0.0.1:{coordinator.port}" in coordinator.process.log()
+        register = {"bot_key": "k", "instance_id": "i", "version": "1.0.0", "capabilities": ["x"]}
+        status, bot = _call(
+            f"{coordinator.api}/bots/register", coordinator.enroll_token, "POST", register
+        )
+        assert status == 201, bot
+        claim = {"bot_id": bot["bot_id"], "operations": ["x"], "wait_ms": 30_000}
+        answers: list[tuple[int, Any]] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                _call(
+                    f"{coordinator.api}/jobs/claim",
+                    bot["auth"]["access_token"],
+                    "POST",
+                    claim,
+                )
+            )
+        )
+        waiting.start()
+        wait_until(
+            lambda: "botfleet_waiting_requests 1.0" in _metrics(coordinator),
+            what="the claim to wait",
+        )
         coordinator.process.signal(signal.SIGTERM)
+        waiting.join(60)
+        assert answers == [(200, {"jobs": []})]
         assert coordinator.process.wait() == 0
     finally:
         coordinator.process.stop()
+
+
+def _metrics(coordinator: Coordinator) -> str:
+    with urllib.request.urlopen(f"{coordinator.url}/metrics", timeout=10) as response:
+        return str(response.read().decode())
 
 
 def test_generated_tokens_are_kept_and_announced(tmp_path: Path) -> None:
