@@ -4,6 +4,7 @@
 
 const POLL_MS = 1500;
 const CHART_WINDOW_MS = 10 * 60 * 1000;
+const RATE_WINDOW_MS = 5000;
 const TOKEN_KEY = "botfleet.adminToken";
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const BOT_ACTIONS = {
@@ -197,10 +198,13 @@ function showStats(stats) {
 }
 
 function rates() {
+  // Each point: jobs finished per second over the ~5 s before it (smooths the polling jitter).
   const points = [];
+  let j = 0;
   for (let i = 1; i < view.samples.length; i++) {
-    const a = view.samples[i - 1];
     const b = view.samples[i];
+    while (j < i - 1 && view.samples[j + 1].t <= b.t - RATE_WINDOW_MS) j++;
+    const a = view.samples[j];
     const seconds = (b.t - a.t) / 1000;
     const ok = b.succeeded - a.succeeded;
     const bad = b.failed - a.failed;
@@ -211,6 +215,17 @@ function rates() {
   return points;
 }
 
+function chartSpan(now) {
+  // From when the page opened, at least a minute, at most CHART_WINDOW_MS.
+  const first = view.samples.length ? view.samples[0].t : now;
+  const minutes = Math.ceil((now - first) / 60000);
+  return Math.min(CHART_WINDOW_MS, Math.max(1, minutes) * 60000);
+}
+
+function spanLabel(ms) {
+  return ms >= 60000 ? `-${Math.round(ms / 60000)}m` : `-${Math.round(ms / 1000)}s`;
+}
+
 function drawChart() {
   // Drawn at the panel's own pixel size, so text is never stretched.
   const width = Math.max(320, $("chart").clientWidth || 1000);
@@ -218,9 +233,10 @@ function drawChart() {
   const pad = { left: 44, right: 12, top: 12, bottom: 22 };
   const points = rates();
   const now = Date.now();
-  const start = now - CHART_WINDOW_MS;
-  const top = niceMax(Math.max(1, ...points.map((p) => p.ok + p.bad), ...points.map((p) => p.ok)));
-  const x = (t) => pad.left + ((t - start) / CHART_WINDOW_MS) * (width - pad.left - pad.right);
+  const span = chartSpan(now);
+  const start = now - span;
+  const top = niceMax(Math.max(1, ...points.map((p) => Math.max(p.ok, p.bad))));
+  const x = (t) => pad.left + ((t - start) / span) * (width - pad.left - pad.right);
   const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -228,7 +244,7 @@ function drawChart() {
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
   svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "jobs finished per second over the last ten minutes");
+  svg.setAttribute("aria-label", "jobs finished per second");
   const add = (tag, attrs, text) => {
     const node = document.createElementNS(ns, tag);
     for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
@@ -242,16 +258,18 @@ function drawChart() {
     add("text", { class: "tick", x: pad.left - 6, y: y(value) + 4, "text-anchor": "end" },
       String(Number(value.toFixed(2))));
   }
-  for (let minutes = 10; minutes >= 0; minutes -= 2) {
+  for (let i = 0; i <= 5; i++) {
+    const back = (span / 5) * (5 - i);
     add("text", {
-      class: "tick", x: x(now - minutes * 60000), y: height - 6,
-      "text-anchor": minutes === 10 ? "start" : minutes === 0 ? "end" : "middle",
-    }, minutes === 0 ? "now" : `-${minutes}m`);
+      class: "tick", x: x(now - back), y: height - 6,
+      "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle",
+    }, back === 0 ? "now" : spanLabel(back));
   }
-  if (points.length > 0) {
-    const line = (key) => points.map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
-    const first = x(points[0].t).toFixed(1);
-    const last = x(points[points.length - 1].t).toFixed(1);
+  const visible = points.filter((p) => p.t >= start);
+  if (visible.length > 0) {
+    const line = (key) => visible.map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
+    const first = x(visible[0].t).toFixed(1);
+    const last = x(visible[visible.length - 1].t).toFixed(1);
     add("polygon", { class: "ok-area", points: `${first},${y(0)} ${line("ok")} ${last},${y(0)}` });
     add("polyline", { class: "ok", points: line("ok") });
     add("polyline", { class: "bad", points: line("bad") });
@@ -285,7 +303,7 @@ function showBots(bots) {
       el("td", {}, badge(bot.state),
         bot.lifecycle && bot.lifecycle !== bot.state ? el("span", { class: "sub" }, bot.lifecycle) : null,
         assignment.paused ? [" ", badge("paused")] : null),
-      el("td", { title: bot.last_heartbeat || "" }, ago(bot.last_heartbeat)),
+      el("td", { class: "nowrap", title: bot.last_heartbeat || "" }, ago(bot.last_heartbeat)),
       el("td", { class: "num" }, bot.running.length),
       el("td", {}, `${ops} × ${assignment.max_concurrency}`),
       el("td", {}, bot.pending_command || "–"),
@@ -336,7 +354,7 @@ function showJobs(jobs) {
     el("td", {}, job.op),
     el("td", {}, badge(job.state)),
     el("td", { class: "num" }, `${job.attempt}/${job.max_attempts}`),
-    el("td", { title: job.created_at }, ago(job.created_at)),
+    el("td", { class: "nowrap", title: job.created_at }, ago(job.created_at)),
     el("td", { class: "clip", title: outcome(job) }, outcome(job))));
   $("jobs").tBodies[0].replaceChildren(...rows);
 }
