@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
+from botfleet.clock import SystemClock
 from botfleet.protocol.messages import ALL_FEATURES
 from coordinator.config import MIB, ServerConfig
-from coordinator.server import add_server_arguments, config_from_args
+from coordinator.server import add_server_arguments, config_from_args, serve
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -92,3 +95,25 @@ class TestFromArgs:
     def test_errors_name_the_flag(self) -> None:
         with pytest.raises(ValueError, match="--job-lease-ttl"):
             config_from_args(_args("--job-lease-ttl", "0"), {})
+
+
+class TestServeFailures:
+    async def test_an_unsupported_database_url_exits_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = ServerConfig(state_dir=tmp_path, db_url="mysql://somewhere/db", port=0)
+        assert await serve(config, SystemClock()) == 2
+        assert "unsupported database URL" in capsys.readouterr().err
+
+    async def test_a_port_in_use_exits_1_and_closes_the_store(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            config = ServerConfig(state_dir=tmp_path, admin_token="a", enroll_token="e", port=port)
+            assert await serve(config, SystemClock()) == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+        # the store was opened and closed again: its database threads are gone
+        assert not [t for t in threading.enumerate() if t.name.startswith("sqlite-")]
