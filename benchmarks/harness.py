@@ -369,6 +369,7 @@ def ratio(numerator: float, denominator: float) -> float:
 
 
 TABLE_FORMATS = ("rich", "markdown", "plain")
+PIPED_WIDTH = 130
 
 
 @dataclass
@@ -422,7 +423,8 @@ class Table:
             table.add_column(column, justify="left" if index == 0 else "right")
         for row in self.rows:
             table.add_row(*row)
-        console = Console()
+        # Piped to a file or a test, rich would wrap at 80 columns; give the rows room.
+        console = Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
         console.print(table)
         for note in self.notes:
             console.print(note, highlight=False)

@@ -1,0 +1,324 @@
+"""botfleet against Celery, on one machine, in one run (issue 7).
+
+botfleet: a SQLite coordinator and two bots, default settings. Celery: Redis as broker
+(db 0) and result backend (db 1) on a private redis-server, two `--pool solo` workers.
+Per run and per system, in this order:
+
+1. enqueue throughput: `--jobs` `sum` jobs submitted with no worker running (botfleet:
+   POST /v1/jobs/bulk, 1000 per request, one request at a time; Celery: an
+   `apply_async` loop);
+2. processing throughput: those jobs, already queued; the clock runs from starting the
+   workers until every result is stored (botfleet: GET /v1/stats shows them all
+   succeeded; Celery: the result database holds them all); every result is then
+   read back and checked, outside the clock, the same way for both;
+3. submit-to-result latency: `--latency-jobs` jobs sent one at a time to the now idle
+   system (botfleet: POST /v1/jobs then GET /v1/jobs/{id}?wait_ms; Celery:
+   `apply_async(...).get()`), after a few warm-up jobs that are not counted.
+
+The table quotes medians over `--runs`; systems alternate which goes first.
+Run from the repository root: `python -m benchmarks.vs_celery`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from benchmarks import celery_tasks
+from benchmarks.fleet import (
+    AdminClient,
+    start_bot,
+    start_coordinator,
+    sum_job,
+    sum_result_ok,
+    verify_all_succeeded,
+    wait_for_succeeded,
+    wait_terminal,
+)
+from benchmarks.harness import (
+    TABLE_FORMATS,
+    BenchmarkError,
+    RedisServer,
+    Table,
+    fmt_ms,
+    fmt_rate,
+    fmt_ratio,
+    machine_line,
+    medians,
+    percentile,
+    python_module,
+    ratio,
+    require_alive,
+    sigterm_as_interrupt,
+    start_process,
+    start_redis,
+    watch_count,
+)
+
+BULK_SIZE = 1000  # the most one POST /v1/jobs/bulk takes
+WAIT_MS = 30_000
+WORKERS = 2
+
+ENQUEUE = "enqueue_per_s"
+PROCESS = "process_per_s"
+STARTUP = "startup_s"
+STEADY = "steady_per_s"
+P50 = "latency_p50_s"
+P99 = "latency_p99_s"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    jobs: int
+    latency_jobs: int
+    warmup_jobs: int
+    runs: int
+    timeout_s: float
+    fmt: str
+    workdir: Path | None
+
+
+def processing_figures(
+    jobs: int, started: float, first: float, finished: float
+) -> dict[str, float]:
+    """Throughput from starting the workers; start-up (to the first result); and the rate
+    after the first result (jobs - 1 over the time between first and last)."""
+    steady_s = finished - first
+    return {
+        PROCESS: jobs / (finished - started),
+        STARTUP: first - started,
+        STEADY: (jobs - 1) / steady_s if jobs > 1 and steady_s > 0 else math.nan,
+    }
+
+
+def summarise_latency(samples: Sequence[float]) -> dict[str, float]:
+    return {P50: percentile(samples, 50), P99: percentile(samples, 99)}
+
+
+# ---------------------------------------------------------------- botfleet
+
+
+async def botfleet_run(workdir: Path, options: Options) -> dict[str, float]:
+    with contextlib.ExitStack() as stack:
+        coordinator = start_coordinator(stack, workdir)
+        async with AdminClient.connect(coordinator) as client:
+            jobs = [sum_job(i, i + 1) for i in range(options.jobs)]
+            ids: list[str] = []
+            started = time.perf_counter()
+            for offset in range(0, len(jobs), BULK_SIZE):
+                ids += await client.submit_bulk(jobs[offset : offset + BULK_SIZE])
+            enqueue_s = time.perf_counter() - started
+
+            started = time.perf_counter()
+            bots = [start_bot(stack, workdir, coordinator, f"bench-{n}") for n in range(WORKERS)]
+            first = await wait_for_succeeded(client, ids, options.timeout_s)
+            processing = processing_figures(options.jobs, started, first, time.perf_counter())
+            for bot in bots:
+                require_alive(bot)
+            await verify_all_succeeded(client, options.jobs)
+
+            samples: list[float] = []
+            for n in range(options.warmup_jobs + options.latency_jobs):
+                started = time.perf_counter()
+                job_id = await client.submit(sum_job(n, 7))
+                job = await wait_terminal(client, job_id, WAIT_MS / 1000)
+                elapsed = time.perf_counter() - started
+                if not sum_result_ok(job):
+                    raise BenchmarkError(f"latency job {job_id} ended {job.state}: {job}")
+                if n >= options.warmup_jobs:
+                    samples.append(elapsed)
+    return {
+        ENQUEUE: options.jobs / enqueue_s,
+        **processing,
+        **summarise_latency(samples),
+    }
+
+
+# ---------------------------------------------------------------- Celery
+
+
+def check_celery_results(results_db: redis.Redis, expected: dict[str, int]) -> None:
+    """Every stored result is SUCCESS with the right sum; read back in chunks with MGET."""
+    ids = list(expected)
+    for first in range(0, len(ids), BULK_SIZE):
+        chunk = ids[first : first + BULK_SIZE]
+        stored = results_db.mget([f"celery-task-meta-{task_id}" for task_id in chunk])
+        for task_id, raw in zip(chunk, stored, strict=True):
+            meta = json.loads(raw) if raw is not None else None
+            if not meta or meta.get("status") != "SUCCESS":
+                raise BenchmarkError(f"Celery task {task_id} has no successful result: {meta}")
+            if meta.get("result") != {"result": expected[task_id]}:
+                raise BenchmarkError(f"Celery task {task_id}: wrong result {meta.get('result')}")
+
+
+def celery_run(workdir: Path, redis_server: RedisServer, options: Options) -> dict[str, float]:
+    broker_url, backend_url = redis_server.url(0), redis_server.url(1)
+    with (
+        contextlib.ExitStack() as stack,
+        redis.Redis.from_url(broker_url) as broker_db,
+        redis.Redis.from_url(backend_url) as results_db,
+    ):
+        broker_db.flushall()
+        app = celery_tasks.configure(broker_url, backend_url)
+        stack.callback(app.close)
+
+        expected: dict[str, int] = {}
+        started = time.perf_counter()
+        for i in range(options.jobs):
+            expected[celery_tasks.sum_task.apply_async((i, i + 1)).id] = 2 * i + 1
+        enqueue_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        workers = [
+            start_process(
+                stack,
+                f"celery-worker-{n}",
+                python_module("celery", *celery_tasks.worker_args(broker_url, backend_url, n)),
+                workdir,
+            )
+            for n in range(WORKERS)
+        ]
+        first = watch_count(
+            lambda: int(results_db.dbsize()),
+            options.jobs,
+            options.timeout_s,
+            f"{options.jobs} Celery results",
+        )
+        processing = processing_figures(options.jobs, started, first, time.perf_counter())
+        for worker in workers:
+            require_alive(worker)
+        check_celery_results(results_db, expected)
+
+        samples: list[float] = []
+        for n in range(options.warmup_jobs + options.latency_jobs):
+            started = time.perf_counter()
+            value = celery_tasks.sum_task.apply_async((n, 7)).get(timeout=WAIT_MS / 1000)
+            elapsed = time.perf_counter() - started
+            if value != {"result": n + 7}:
+                raise BenchmarkError(f"Celery latency task {n}: wrong result {value}")
+            if n >= options.warmup_jobs:
+                samples.append(elapsed)
+    return {
+        ENQUEUE: options.jobs / enqueue_s,
+        **processing,
+        **summarise_latency(samples),
+    }
+
+
+# ---------------------------------------------------------------- the table
+
+
+def comparison_table(
+    botfleet: dict[str, float], celery: dict[str, float], options: Options
+) -> Table:
+    table = Table(
+        f"botfleet vs Celery: medians of {options.runs} run(s), {options.jobs:,} jobs, "
+        f"latency over {options.latency_jobs} jobs",
+        ["measure", "botfleet", "Celery", "botfleet ÷ Celery", "target"],
+    )
+    rows = (
+        ("processing throughput", PROCESS, fmt_rate, "≥ 10×"),
+        ("  after the first result", STEADY, fmt_rate, "(info)"),
+        ("  start to first result", STARTUP, fmt_ms, "(info)"),
+        ("enqueue throughput", ENQUEUE, fmt_rate, "-"),
+        ("submit-to-result p50", P50, fmt_ms, "≤ 1×"),
+        ("submit-to-result p99", P99, fmt_ms, "≤ 2×"),
+    )
+    for label, key, fmt, target in rows:
+        ours, theirs = botfleet.get(key, math.nan), celery.get(key, math.nan)
+        table.add_row(label, fmt(ours), fmt(theirs), fmt_ratio(ratio(ours, theirs)), target)
+    table.notes.append(f"machine: {machine_line()}")
+    table.notes.append(
+        "botfleet: SQLite coordinator + 2 bots, default settings; Celery: Redis broker and "
+        "result backend, 2 workers --pool solo (no gossip/mingle/heartbeat)"
+    )
+    return table
+
+
+def run_line(run: int, system: str, figures: dict[str, float]) -> str:
+    return (
+        f"run {run + 1} {system:8}: process {fmt_rate(figures[PROCESS])}, "
+        f"enqueue {fmt_rate(figures[ENQUEUE])}, "
+        f"p50 {fmt_ms(figures[P50])}, p99 {fmt_ms(figures[P99])}"
+    )
+
+
+def benchmark(base: Path, options: Options) -> Table:
+    botfleet_runs: list[dict[str, float]] = []
+    celery_runs: list[dict[str, float]] = []
+    with contextlib.ExitStack() as stack:
+        redis_server = start_redis(stack, base)
+        for run in range(options.runs):
+            run_dir = base / f"run-{run + 1}"
+            run_dir.mkdir()
+            order = ("botfleet", "celery") if run % 2 == 0 else ("celery", "botfleet")
+            for system in order:
+                if system == "botfleet":
+                    figures = asyncio.run(botfleet_run(run_dir, options))
+                    botfleet_runs.append(figures)
+                else:
+                    figures = celery_run(run_dir, redis_server, options)
+                    celery_runs.append(figures)
+                print(run_line(run, system, figures), flush=True)
+    return comparison_table(medians(botfleet_runs), medians(celery_runs), options)
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs queued (default 10000)")
+    parser.add_argument("--latency-jobs", type=int, default=200, help="default 200")
+    parser.add_argument("--warmup-jobs", type=int, default=10, help="uncounted, default 10")
+    parser.add_argument("--runs", type=int, default=3, help="medians over runs (default 3)")
+    parser.add_argument("--timeout", type=float, default=600, help="per phase, seconds")
+    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
+    parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
+    args = parser.parse_args(argv)
+    for name in ("jobs", "latency_jobs", "runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup_jobs < 0:
+        parser.error("--warmup-jobs must not be negative")
+    return Options(
+        args.jobs,
+        args.latency_jobs,
+        args.warmup_jobs,
+        args.runs,
+        args.timeout,
+        args.format,
+        args.workdir,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            if options.workdir is None:
+                base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bf-bench-")))
+            else:
+                base = options.workdir
+                base.mkdir(parents=True, exist_ok=True)
+            table = benchmark(base, options)
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+    table.print(options.fmt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
