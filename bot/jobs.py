@@ -95,7 +95,7 @@ def op(name: str, *, registry: Registry | None = None) -> Callable[[H], H]:
     def mark(handler: H) -> H:
         names = (*getattr(handler, _OPS_ATTRIBUTE, ()), name)
         setattr(handler, _OPS_ATTRIBUTE, names)
-        (registry or default_registry).register(name, handler)
+        (default_registry if registry is None else registry).register(name, handler)
         return handler
 
     return mark
