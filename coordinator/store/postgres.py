@@ -79,6 +79,7 @@ class _Changes:
     def __init__(self) -> None:
         self.ops: list[str] = []
         self.done: list[str] = []
+        self.notified = False  # the work sent the notices itself (in its last statement)
 
     def moved(self, rows: Sequence[Any]) -> None:
         """Jobs released or expired: queued again (claimable) or failed (finished)."""
@@ -130,6 +131,7 @@ class PostgresStore:
                 server_settings=self._server_settings(),
                 init=init_connection,
                 timeout=_CONNECT_TIMEOUT_S,
+                reset=_keep_session,
             )
         except _DATABASE_ERRORS as error:
             raise StoreError(f"cannot connect to PostgreSQL: {error}") from error
@@ -376,31 +378,33 @@ class PostgresStore:
                     live=row["ended_at"] is None,
                 )  # fmt: skip
             outcomes = batch.apply_all(reports)
-            await self._write_reports(conn, batch)
-            changes.ops.extend(batch.requeued_ops)
-            changes.done.extend(batch.finished)
+            await self._write_reports(conn, batch, changes)
             return outcomes
 
         return await self._write(work)
 
-    async def _write_reports(self, conn: Connection, batch: ReportBatch) -> None:
-        if batch.changes:
-            ids = list(batch.changes)
-            rows = [batch.changes[job_id] for job_id in ids]
-            fences = [batch.jobs[job_id] for job_id in ids]
-            await conn.execute(
-                self._queries["apply_reports"], ids, [c.state for c in rows],
-                [c.run_at for c in rows], [c.finished_at for c in rows],
-                [c.result for c in rows], [c.result_attempt for c in rows],
-                [c.error for c in rows], [f.read_state for f in fences],
-                [f.read_attempt for f in fences],
-            )  # fmt: skip
-        if batch.ended:
-            keys = list(batch.ended)
-            await conn.execute(
-                self._queries["end_attempts"], batch.now, [job_id for job_id, _ in keys],
-                [attempt for _, attempt in keys], [batch.ended[key] for key in keys],
-            )  # fmt: skip
+    async def _write_reports(self, conn: Connection, batch: ReportBatch, changes: _Changes) -> None:
+        if not batch.changes and not batch.ended:
+            return
+        ids = list(batch.changes)
+        rows = [batch.changes[job_id] for job_id in ids]
+        fences = [batch.jobs[job_id] for job_id in ids]
+        ended = list(batch.ended)
+        changes.ops.extend(batch.requeued_ops)
+        changes.done.extend(batch.finished)
+        payloads = encode_notices(self._origin, changes.ops, changes.done)
+        changes.notified = True
+        moved = await conn.fetchval(
+            self._queries["write_reports"], ids, [c.state for c in rows],
+            [c.run_at for c in rows], [c.finished_at for c in rows],
+            [c.result for c in rows], [c.result_attempt for c in rows],
+            [c.error for c in rows], [f.read_state for f in fences],
+            [f.read_attempt for f in fences], batch.now, [job_id for job_id, _ in ended],
+            [attempt for _, attempt in ended], [batch.ended[key] for key in ended],
+            self._channel, payloads,
+        )  # fmt: skip
+        if moved != len(ids):  # the rows are locked: the fence cannot fail, unless a bug
+            raise StoreError(f"reports moved {moved} of {len(ids)} locked jobs")
 
     async def set_progress(
         self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
@@ -540,9 +544,10 @@ class PostgresStore:
         async def in_transaction(conn: Connection) -> tuple[T, _Changes]:
             changes = _Changes()
             result = await work(conn, changes)
-            for payload in encode_notices(self._origin, changes.ops, changes.done):
-                # Queued in the transaction: PostgreSQL delivers it at commit, or never.
-                await conn.execute(self._queries["notify"], self._channel, payload)
+            if not changes.notified:
+                for payload in encode_notices(self._origin, changes.ops, changes.done):
+                    # Queued in the transaction: PostgreSQL delivers it at commit, or never.
+                    await conn.execute(self._queries["notify"], self._channel, payload)
             return result, changes
 
         result, changes = await self._run(in_transaction, transaction=True)
@@ -642,3 +647,12 @@ def _snapshot(row: Any) -> JobSnapshot:
         max_attempts=row["max_attempts"],
         result_attempt=row["result_attempt"],
     )
+
+
+async def _keep_session(_connection: Connection) -> None:
+    """Skip asyncpg's reset query (a round trip per verb) when a connection goes back.
+
+    The store leaves no session state behind: settings are `SET LOCAL`, advisory locks
+    are transaction-scoped, LISTEN lives on its own connection, and asyncpg still rolls
+    back a transaction left open.
+    """

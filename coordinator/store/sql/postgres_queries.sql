@@ -179,13 +179,26 @@ SELECT * FROM jobs WHERE idempotency_key = ANY($1::text[]);
 -- $1 bot, $2 operations (already narrowed to the assignment), $3 limit,
 -- $4 max_concurrency, $5 now, $6 lease ttl (s). The caller holds the bot's row lock,
 -- so this statement's snapshot counts the bot's running jobs exactly.
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE state = 'queued' AND run_at <= $5 AND op = ANY($2::text[])
+-- For each operation, the best runnable jobs come from the jobs_claim index (priority,
+-- then FIFO), locked with SKIP LOCKED so concurrent claims pass each other by; the
+-- best of those are taken (the others stay locked only until this transaction ends).
+WITH room AS (
+    SELECT greatest(0, least($3::integer, $4::integer - (
+        SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running'))) AS n
+), candidates AS (
+    SELECT c.id, c.priority, c.seq
+    FROM unnest($2::text[]) AS wanted(op)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, seq FROM jobs
+        WHERE state = 'queued' AND op = wanted.op AND run_at <= $5
+        ORDER BY priority DESC, seq
+        LIMIT (SELECT n FROM room)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), picked AS (
+    SELECT id FROM candidates
     ORDER BY priority DESC, seq
-    LIMIT greatest(0, least($3::integer, $4::integer - (
-        SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running')))
-    FOR UPDATE SKIP LOCKED
+    LIMIT (SELECT n FROM room)
 ), claimed AS (
     UPDATE jobs j
     SET state = 'running', attempt = j.attempt + 1, bot_id = $1, started_at = $5,
@@ -213,27 +226,34 @@ FOR UPDATE;
 SELECT job_id, attempt, bot_id, outcome, ended_at FROM attempts
 WHERE job_id = ANY($1::text[]) AND (bot_id = $2 OR ended_at IS NULL);
 
--- name: apply_reports
--- One row per job the reports moved; the WHERE is the fence (state and attempt as read).
-UPDATE jobs j
-SET state = u.state,
-    run_at = coalesce(u.run_at, j.run_at),
-    finished_at = u.finished_at,
-    lease_until = NULL,
-    result = u.result,
-    result_attempt = u.result_attempt,
-    error = u.error
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::json[],
-            $6::integer[], $7::text[], $8::text[], $9::integer[])
-     AS u(id, state, run_at, finished_at, result, result_attempt, error,
-          expected_state, expected_attempt)
-WHERE j.id = u.id AND j.state = u.expected_state AND j.attempt = u.expected_attempt;
-
--- name: end_attempts
--- $1 now; then job ids, attempt numbers and outcomes.
-UPDATE attempts a SET ended_at = $1, outcome = u.outcome
-FROM unnest($2::text[], $3::integer[], $4::text[]) AS u(job_id, attempt, outcome)
-WHERE a.job_id = u.job_id AND a.attempt = u.attempt AND a.ended_at IS NULL;
+-- name: write_reports
+-- Everything a batch of reports changed, and its notices, in one statement.
+-- Jobs: one row per job the reports moved; the WHERE is the fence (state and attempt
+-- as locked). Attempts: the live ones that ended. $10 now, $14 channel, $15 payloads.
+WITH moved AS (
+    UPDATE jobs j
+    SET state = u.state,
+        run_at = coalesce(u.run_at, j.run_at),
+        finished_at = u.finished_at,
+        lease_until = NULL,
+        result = u.result,
+        result_attempt = u.result_attempt,
+        error = u.error
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::json[],
+                $6::integer[], $7::text[], $8::text[], $9::integer[])
+         AS u(id, state, run_at, finished_at, result, result_attempt, error,
+              expected_state, expected_attempt)
+    WHERE j.id = u.id AND j.state = u.expected_state AND j.attempt = u.expected_attempt
+    RETURNING j.id
+), ended AS (
+    UPDATE attempts a SET ended_at = $10, outcome = e.outcome
+    FROM unnest($11::text[], $12::integer[], $13::text[]) AS e(job_id, attempt, outcome)
+    WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.ended_at IS NULL
+    RETURNING a.job_id
+)
+SELECT (SELECT count(*) FROM moved) AS moved,
+       (SELECT count(*) FROM (SELECT pg_notify($14, payload) FROM unnest($15::text[]) AS payload) n)
+           AS notices;
 
 -- name: set_progress
 UPDATE jobs SET progress = $4, progress_message = $5

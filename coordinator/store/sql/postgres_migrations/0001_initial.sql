@@ -57,8 +57,8 @@ CREATE TABLE jobs (
     metadata         json NOT NULL
 );
 
--- Claims walk queued jobs by priority, then FIFO.
-CREATE INDEX jobs_queue ON jobs (priority DESC, seq) WHERE state = 'queued';
+-- Claims walk each operation's queued jobs by priority, then FIFO.
+CREATE INDEX jobs_claim ON jobs (op, priority DESC, seq) WHERE state = 'queued';
 -- Long-poll wake-ups: earliest run_at per operation.
 CREATE INDEX jobs_queued_op_run_at ON jobs (op, run_at) WHERE state = 'queued';
 -- The reaper: running jobs whose lease ran out.
@@ -70,8 +70,10 @@ CREATE INDEX jobs_state_seq ON jobs (state, seq);
 CREATE INDEX jobs_op_seq ON jobs (op, seq);
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
+-- No foreign key to jobs: attempts are only written by the statements that move their
+-- job (in the same transaction), and the check would cost every claim a trigger per row.
 CREATE TABLE attempts (
-    job_id      text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    job_id      text NOT NULL,
     attempt     integer NOT NULL,
     bot_id      text NOT NULL,
     claimed_at  timestamptz NOT NULL,
