@@ -1,4 +1,4 @@
-"""An in-process coordinator on a real SQLite file, a fake clock, and a few API helpers."""
+"""Helpers for in-process coordinator tests: config, stores, a fake clock, API calls."""
 
 from __future__ import annotations
 
