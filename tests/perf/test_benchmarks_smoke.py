@@ -1,0 +1,105 @@
+"""Each benchmark runs end to end in a tiny configuration and prints its table.
+
+These check that figures come out and that every process the benchmark started is
+gone afterwards; they never check how fast anything is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from benchmarks.harness import redis_server_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 600
+RATE = r"[\d,]+ /s"
+DURATION = r"[\d.]+ ms"
+RATIO = r"[\d.]+×"
+CORE = r"[\d.]+ % of a core"
+MIB = r"[\d.]+ MiB"
+
+pytestmark = pytest.mark.e2e
+
+
+def run_benchmark(module: str, workdir: Path, *args: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--format", "plain", "--workdir", str(workdir), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, (
+        f"{module} exited {completed.returncode}\n"
+        f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+    )
+    return completed.stdout
+
+
+def processes_using(workdir: Path) -> list[str]:
+    """Command lines of live processes that mention the work folder (ours, left behind)."""
+    leftovers = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            environ = process.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(workdir) in cmdline or str(workdir) in " ".join(environ.values()):
+            leftovers.append(f"{process.pid}: {cmdline}")
+    return leftovers
+
+
+def row(output: str, label: str, *figures: str) -> None:
+    """A line of the plain table starting with `label`, then each figure in order."""
+    pattern = re.escape(label) + "".join(rf"\s+{figure}" for figure in figures)
+    assert re.search(pattern, output), f"no row {label!r} with {figures} in:\n{output}"
+
+
+def test_vs_celery_prints_both_systems_and_the_ratios(tmp_path: Path) -> None:
+    if importlib.util.find_spec("celery") is None or importlib.util.find_spec("redis") is None:
+        pytest.skip("the bench extra is not installed (pip install -e '.[bench]')")
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    output = run_benchmark(
+        "benchmarks.vs_celery",
+        tmp_path,
+        "--jobs", "50", "--latency-jobs", "5", "--warmup-jobs", "1", "--runs", "1",
+    )  # fmt: skip
+    assert "botfleet vs Celery" in output
+    row(output, "processing throughput", RATE, RATE, RATIO, "≥ 10×")
+    row(output, "enqueue throughput", RATE, RATE, RATIO)
+    row(output, "submit-to-result p50", DURATION, DURATION, RATIO, "≤ 1×")
+    row(output, "submit-to-result p99", DURATION, DURATION, RATIO, "≤ 2×")
+    assert re.search(r"run 1 botfleet\s*: process " + RATE, output)
+    assert re.search(r"run 1 celery\s*: process " + RATE, output)
+    assert "machine: " in output
+    assert processes_using(tmp_path) == []
+
+
+def test_scale_prints_claims_fleet_and_bot_figures(tmp_path: Path) -> None:
+    output = run_benchmark(
+        "benchmarks.scale",
+        tmp_path,
+        "--claim-queues", "200,1000", "--claim-jobs", "50", "--claim-batch", "10",
+        "--fleet-bots", "20", "--fleet-warmup", "0.5", "--fleet-seconds", "1",
+        "--idle-seconds", "1", "--rss-jobs", "20,50",
+    )  # fmt: skip
+    assert "botfleet at scale" in output
+    row(output, "claim, store API, batch 10, 1,000 queued", RATE)
+    row(output, "claim + report, HTTP, 1,000 queued", RATE)
+    row(output, "claim, store API, 1,000 ÷ 200 queued", RATIO, r"≥ 0\.80×")
+    row(output, "coordinator CPU, 20 idle bots", CORE, "< 25 %")
+    row(output, "errors", "0", "0")
+    row(output, "bot CPU, idle", CORE, "< 1 %")
+    row(output, "bot RSS after 50 jobs", MIB, "< 60 MiB")
+    row(output, "bot RSS, 50 ÷ 20 jobs", RATIO)
+    assert processes_using(tmp_path) == []
