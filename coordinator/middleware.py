@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -47,8 +46,8 @@ def error_middleware(store_retry_after_s: int, max_body_bytes: int) -> Middlewar
                 "the job store is unavailable; try again shortly",
                 {"Retry-After": str(store_retry_after_s)},
             )
-        except (asyncio.CancelledError, ConnectionResetError):
-            raise
+        except ConnectionResetError:
+            raise  # the client left: there is nobody to answer
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             return error_response(500, "internal_error", "internal error; see the server log")
