@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from benchmarks.harness import redis_server_path
