@@ -144,7 +144,8 @@ class SQLiteStore:
             await reader.call(reader.disconnect, queries, ())
             writer.shutdown()
             reader.shutdown()
-            if isinstance(exc, sqlite3.Error):
+            # ValueError: the file has a schema newer than this code.
+            if isinstance(exc, sqlite3.Error | ValueError):
                 raise StoreError(f"SQLite {self._path}: {exc}") from exc
             raise
         self._queries, self._writer, self._reader = queries, writer, reader

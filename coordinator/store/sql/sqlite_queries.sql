@@ -218,10 +218,12 @@ INSERT INTO jobs (
     :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
     :idempotency_key, :metadata
 )
-ON CONFLICT (idempotency_key) DO NOTHING
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
 -- name: jobs_by_idempotency_keys
-SELECT * FROM jobs WHERE idempotency_key IN (SELECT value FROM json_each(:keys))
+-- INDEXED BY: with planner statistics showing mostly keyless jobs, SQLite would scan.
+SELECT * FROM jobs INDEXED BY jobs_idempotency_key
+WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json_each(:keys))
 
 -- name: claim_jobs
 -- One statement: pick and take. For each operation, the best `limit` runnable jobs come

@@ -145,15 +145,59 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("list_jobs_by_op", "INDEX jobs_op_seq (op=? AND seq<?)"),
         ("count_finished_since", "INDEX jobs_finished (finished_at>?)"),
         ("expire_bots", "INDEX bots_online_lease (lease_until<?)"),
+        ("jobs_by_idempotency_keys", "INDEX jobs_idempotency_key (idempotency_key=?)"),
     ],
 )
-def test_hot_queries_use_their_index(tmp_path: Path, query: str, expected: str) -> None:
-    """Checked without planner statistics, as on a fresh database: no scan of a big table."""
+@pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
+def test_hot_queries_use_their_index(
+    tmp_path: Path, query: str, expected: str, analyzed: bool
+) -> None:
+    """No scan of a big table: on a fresh database (no planner statistics), and after
+    ANALYZE of a typical one (mostly finished, keyless jobs; `PRAGMA optimize` at close
+    writes such statistics)."""
     conn = _migrated(tmp_path / "db")
     try:
+        if analyzed:
+            _fill_typical(conn)
+            conn.execute("ANALYZE")
         sql = load_queries("sqlite_queries.sql")[query]
         params = dict.fromkeys(re.findall(r":([a-z_]+)", sql))
         plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
         assert expected in plan, plan
     finally:
         conn.close()
+
+
+def _fill_typical(conn: sqlite3.Connection) -> None:
+    """Many finished jobs, some queued and running, few idempotency keys, a few bots."""
+    conn.execute("BEGIN")
+    for n in range(4):
+        conn.execute(
+            "INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities,"
+            " operations, max_concurrency, registered_at, token_hash, token_expires_at,"
+            " lease_until, resources, constraints, meta, metrics) VALUES"
+            " (?, ?, 'i', 'n', '1.0.0', '[]', '[]', 10, 0, 'h', 0, ?, '{}', '{}', '{}', '{}')",
+            (f"bot_{n}", f"key{n}", NOW_US),
+        )
+    rows = []
+    for n in range(3000):
+        state = "succeeded" if n < 2500 else "queued" if n < 2900 else "running"
+        rows.append(
+            (
+                f"job_{n:016x}",
+                ("sum", "subtract")[n % 2],
+                state,
+                NOW_US,
+                NOW_US + n if state == "succeeded" else None,
+                NOW_US + 10**9 if state == "running" else None,
+                f"bot_{n % 4}" if state != "queued" else None,
+                "key-1" if n == 7 else None,
+            )
+        )
+    conn.executemany(
+        "INSERT INTO jobs (id, op, payload, state, max_attempts, created_at, run_at,"
+        " finished_at, lease_until, bot_id, idempotency_key)"
+        " VALUES (?, ?, '{}', ?, 3, ?, 0, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.execute("COMMIT")

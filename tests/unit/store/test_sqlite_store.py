@@ -84,7 +84,7 @@ async def test_a_database_from_a_newer_botfleet_is_refused(
     conn.execute("INSERT INTO schema_version VALUES (99, 'future', 0)")
     conn.commit()
     conn.close()
-    with pytest.raises(ValueError, match="newer"):
+    with pytest.raises(StoreError, match="newer"):
         await _make(path, clock).open()
 
 

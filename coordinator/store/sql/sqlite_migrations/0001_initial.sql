@@ -56,7 +56,7 @@ CREATE TABLE jobs (
     progress         REAL,
     progress_message TEXT,
     timeout_s        REAL,
-    idempotency_key  TEXT UNIQUE,
+    idempotency_key  TEXT,  -- unique: jobs_idempotency_key
     metadata         TEXT NOT NULL DEFAULT '{}'
 );
 
@@ -72,8 +72,11 @@ CREATE INDEX jobs_running_bot ON jobs (bot_id) WHERE state = 'running';
 -- Listing by state or by operation, newest first; counts by state.
 CREATE INDEX jobs_state_seq ON jobs (state, seq);
 CREATE INDEX jobs_op_seq ON jobs (op, seq);
--- Throughput over the last window.
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+-- At most one job per idempotency key; partial, so keyless jobs cost nothing.
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- Throughput over the last window (state included: counting never reads the table).
+CREATE INDEX jobs_finished ON jobs (finished_at, state) WHERE finished_at IS NOT NULL;
 
 -- One row per hand-out of a job: the history proving no two live leases overlapped.
 CREATE TABLE attempts (
