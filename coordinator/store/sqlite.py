@@ -119,6 +119,9 @@ class SQLiteStore:
     migrates."""
 
     def __init__(self, path: str, clock: Clock, retry_delay: RetryDelay) -> None:
+        if path == ":memory:" or path.startswith("file::memory:"):
+            # The writer and reader threads each open the path: they must share a file.
+            raise ValueError("the SQLite store needs a file path, not an in-memory database")
         self._path = path
         self._clock = clock
         self._retry_delay = retry_delay

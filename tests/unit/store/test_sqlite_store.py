@@ -46,6 +46,11 @@ def test_constructor_does_no_io(tmp_path: Path, clock: FakeClock) -> None:
     assert not path.exists()
 
 
+def test_an_in_memory_database_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="file path"):
+        SQLiteStore(":memory:", clock, retry_delay_for_tests)
+
+
 async def test_open_makes_a_wal_database_at_the_latest_version(
     tmp_path: Path, clock: FakeClock
 ) -> None:
