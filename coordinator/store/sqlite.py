@@ -4,7 +4,8 @@ Threads: every write runs on ONE dedicated writer thread with its own connection
 the event loop never blocks on the database and there is exactly one writer; reads
 (listings, stats, lookups) run on a second thread with a read-only connection, which
 WAL lets proceed while the writer writes. Each verb is one transaction; writes start
-with `BEGIN IMMEDIATE`, so they take the lock up front and never fail half-way.
+with `BEGIN IMMEDIATE`, taking the write lock up front instead of upgrading a read lock
+half-way (which can fail with SQLITE_BUSY when another process shares the file).
 
 Durability: WAL with `synchronous=NORMAL` (see `sqlite_queries.sql`). A commit survives
 a crash or SIGKILL of the process; the last commits before a power loss or an OS crash
@@ -47,7 +48,7 @@ from coordinator.store.base import (
     StoreListener,
     SubmitOutcome,
 )
-from coordinator.store.migrations import apply_sqlite_migrations, load_migrations
+from coordinator.store.migrations import Migration, apply_sqlite_migrations, load_migrations
 from coordinator.store.queries import Queries, load_queries
 from coordinator.store.sqlite_rows import Tx, to_us
 
@@ -153,7 +154,9 @@ class SQLiteStore:
             raise
         self._queries, self._writer, self._reader = queries, writer, reader
 
-    def _open_writer(self, writer: _DatabaseThread, queries: Queries, migrations: Any) -> None:
+    def _open_writer(
+        self, writer: _DatabaseThread, queries: Queries, migrations: Sequence[Migration]
+    ) -> None:
         writer.connect(self._path, queries, WRITER_SETUP)
         mode = writer.conn.execute(queries["pragma_journal_wal"]).fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
