@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import asyncpg
 
@@ -175,7 +176,13 @@ class PostgresStore:
     # ------------------------------------------------------------------ bots
 
     async def register_bot(self, registration: Registration) -> RegisterOutcome:
-        reg = registration
+        reg = replace(
+            registration,
+            bot_key=_text(registration.bot_key),
+            instance_id=_text(registration.instance_id),
+            name=_text(registration.name),
+            version=_text(registration.version),
+        )
         now = self._clock.now()
         max_concurrency = int(reg.constraints.get("max_concurrency") or reg.default_max_concurrency)
         capabilities = list(reg.capabilities)
@@ -230,10 +237,10 @@ class PostgresStore:
 
         async def work(conn: Connection, _changes: _Changes) -> HeartbeatOutcome | None:
             q = self._queries
-            locked = await conn.fetchrow(q["lock_bot_for_heartbeat"], bot_id, instance_id)
+            locked = await conn.fetchrow(q["lock_bot_for_heartbeat"], bot_id, _text(instance_id))
             if locked is None:
                 return None
-            effective_lifecycle = lifecycle if lifecycle is not None else locked["lifecycle"]
+            effective_lifecycle = _text(lifecycle) if lifecycle is not None else locked["lifecycle"]
             command = locked["pending_command"]
             if command is not None and command_took_effect(command, effective_lifecycle):
                 command = None
@@ -290,7 +297,7 @@ class PostgresStore:
 
         async def work(conn: Connection, changes: _Changes) -> tuple[str, ...] | None:
             q = self._queries
-            if await conn.fetchval(q["deregister_bot"], bot_id, instance_id) is None:
+            if await conn.fetchval(q["deregister_bot"], bot_id, _text(instance_id)) is None:
                 return None
             released = await conn.fetch(q["release_bot_jobs"], [bot_id], now, BOT_DEREGISTERED)
             changes.moved(released)
@@ -305,6 +312,12 @@ class PostgresStore:
             return []
         now = self._clock.now()
         ids = [f"job_{uuid.uuid4().hex}" for _ in jobs]
+        jobs = [
+            job
+            if job.idempotency_key is None
+            else replace(job, idempotency_key=_text(job.idempotency_key))
+            for job in jobs
+        ]
 
         async def work(conn: Connection, changes: _Changes) -> list[SubmitOutcome]:
             q = self._queries
@@ -364,6 +377,7 @@ class PostgresStore:
             return []
         now = self._clock.now()
         job_ids = sorted({report.job_id for report in reports})
+        reports = [replace(report, error=_text(report.error)) for report in reports]
 
         async def work(conn: Connection, changes: _Changes) -> list[ReportOutcome]:
             q = self._queries
@@ -411,7 +425,9 @@ class PostgresStore:
     ) -> ReportOutcome:
         async def work(conn: Connection) -> ReportOutcome:
             q = self._queries
-            if await conn.fetchval(q["set_progress"], job_id, bot_id, attempt, progress, message):
+            if await conn.fetchval(
+                q["set_progress"], job_id, bot_id, attempt, progress, _text(message)
+            ):
                 return ReportOutcome.ACCEPTED
             found = await conn.fetchrow(q["job_handed_to_bot"], job_id, bot_id)
             if not found["found"]:
@@ -656,3 +672,12 @@ async def _keep_session(_connection: Connection) -> None:
     are transaction-scoped, LISTEN lives on its own connection, and asyncpg still rolls
     back a transaction left open.
     """
+
+
+@overload
+def _text(value: str) -> str: ...
+@overload
+def _text(value: None) -> None: ...
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a client's text may (an exception's message)."""
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value

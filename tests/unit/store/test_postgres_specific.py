@@ -329,3 +329,25 @@ def _known_versions() -> list[int]:
 def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="schema"):
         PostgresStore("postgresql://unused", clock, lambda attempt: 1.0, schema="x; DROP")
+
+
+async def test_text_with_a_nul_character_is_stored_not_refused(
+    make_store: Callable[..., Awaitable[PostgresStore]], clock: FakeClock
+) -> None:
+    """PostgreSQL text cannot hold NUL; an exception's message may contain one."""
+    store = await make_store()
+    [submitted] = await store.submit_jobs(
+        [NewJob("sum", {"a": "\x00"}, clock.now(), max_attempts=1, idempotency_key="k\x00")]
+    )
+    bot = (await store.register_bot(registration(clock, "nul\x00bot"))).bot
+    assert await store.claim_jobs(bot.id, ["sum"], 1, 30)
+    progress = await store.set_progress(bot.id, submitted.job.id, None, 0.5, "half\x00way")
+    outcome = await store.report(bot.id, [ReportInput(submitted.job.id, "fail", error="bad\x00")])
+
+    assert progress is ReportOutcome.ACCEPTED
+    assert outcome == [ReportOutcome.ACCEPTED]
+    job = await store.get_job(submitted.job.id)
+    assert job is not None and job.state == "failed"
+    assert job.error == "bad\ufffd" and job.payload == {"a": "\x00"}
+    [again] = await store.submit_jobs([NewJob("sum", {}, clock.now(), idempotency_key="k\x00")])
+    assert again.job.id == submitted.job.id and not again.created
