@@ -248,6 +248,12 @@ def machine_line() -> str:
     )
 
 
+def load_line() -> str:
+    """The load average: figures from a shared or busy machine are noisier."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 # ---------------------------------------------------------------- figures
 
 

@@ -35,6 +35,7 @@ from benchmarks.harness import (
     fmt_ms,
     fmt_rate,
     fmt_ratio,
+    load_line,
     machine_line,
     ratio,
     sigterm_as_interrupt,
@@ -57,6 +58,7 @@ class Options:
     fleet_seconds: float
     idle_seconds: float
     rss_jobs: list[int]
+    bot_env: dict[str, str]
     timeout_s: float
     fmt: str
     workdir: Path | None
@@ -140,6 +142,7 @@ async def fleet_section(base: Path, options: Options) -> FleetFigures:
 
 def benchmark(base: Path, options: Options) -> Table:
     table = Table("botfleet at scale", ["measure", "figure", "target (issue 7)"])
+    load_before = load_line()
     if "claims" in options.sections:
         figures = []
         for queued in options.claim_queues:
@@ -157,11 +160,16 @@ def benchmark(base: Path, options: Options) -> Table:
         fleet_rows(table, fleet)
     if "bot" in options.sections:
         bot = asyncio.run(
-            bot_figures(base, options.idle_seconds, options.rss_jobs, options.timeout_s)
+            bot_figures(
+                base, options.idle_seconds, options.rss_jobs, options.bot_env, options.timeout_s
+            )
         )
+        settings = " ".join(f"{k}={v}" for k, v in options.bot_env.items()) or "defaults"
+        table.notes.append(f"measured bot: {settings}")
         print(f"bot: {bot}", flush=True)
         bot_rows(table, bot)
     table.notes.append(f"machine: {machine_line()}")
+    table.notes.append(f"before: {load_before}; after: {load_line()}")
     return table
 
 
@@ -194,6 +202,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--fleet-seconds", type=float, default=60.0, help="measured window")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="bot idle window")
     parser.add_argument("--rss-jobs", type=int_list, default=[10_000, 100_000])
+    parser.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the measured bot, e.g. MAX_CONCURRENCY=32 (default: none)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="per wait, seconds")
     parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
     parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
@@ -202,6 +217,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     unknown = set(sections) - set(SECTIONS)
     if unknown or not sections:
         parser.error(f"--only takes some of {','.join(SECTIONS)}")
+    bot_env = dict(item.split("=", 1) for item in args.bot_env if "=" in item)
+    if len(bot_env) != len(args.bot_env):
+        parser.error("--bot-env takes NAME=VALUE")
     if not 1 <= args.claim_batch <= 100:
         parser.error("--claim-batch must be 1..100 (the claim call's limit)")
     if min(args.claim_jobs, args.fleet_bots) < 1 or min(args.fleet_seconds, args.idle_seconds) <= 0:
@@ -216,6 +234,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         args.fleet_seconds,
         args.idle_seconds,
         args.rss_jobs,
+        bot_env,
         args.timeout,
         args.format,
         args.workdir,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +68,15 @@ async def submit_range(client: AdminClient, start: int, stop: int) -> list[str]:
 
 
 async def bot_figures(
-    workdir: Path, idle_s: float, checkpoints: list[int], timeout_s: float
+    workdir: Path,
+    idle_s: float,
+    checkpoints: list[int],
+    bot_env: Mapping[str, str],
+    timeout_s: float,
 ) -> BotFigures:
     with contextlib.ExitStack() as stack:
         coordinator = start_coordinator(stack, workdir, name="coordinator-bot")
-        bot = start_bot(stack, workdir, coordinator, "measured")
+        bot = start_bot(stack, workdir, coordinator, "measured", env=bot_env)
         async with AdminClient.connect(coordinator) as client:
             await wait_online(client, 1)
             await asyncio.sleep(SETTLE_S)

@@ -54,6 +54,7 @@ from benchmarks.harness import (
     fmt_ms,
     fmt_rate,
     fmt_ratio,
+    load_line,
     machine_line,
     medians,
     percentile,
@@ -257,6 +258,7 @@ def run_line(run: int, system: str, figures: dict[str, float]) -> str:
 def benchmark(base: Path, options: Options) -> Table:
     botfleet_runs: list[dict[str, float]] = []
     celery_runs: list[dict[str, float]] = []
+    load_before = load_line()
     with contextlib.ExitStack() as stack:
         redis_server = start_redis(stack, base)
         for run in range(options.runs):
@@ -271,7 +273,9 @@ def benchmark(base: Path, options: Options) -> Table:
                     figures = celery_run(run_dir, redis_server, options)
                     celery_runs.append(figures)
                 print(run_line(run, system, figures), flush=True)
-    return comparison_table(medians(botfleet_runs), medians(celery_runs), options)
+    table = comparison_table(medians(botfleet_runs), medians(celery_runs), options)
+    table.notes.append(f"before: {load_before}; after: {load_line()}")
+    return table
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
