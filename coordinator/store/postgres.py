@@ -373,7 +373,12 @@ class PostgresStore:
             self._tell_listener(notice)
 
     async def _wake_all(self) -> None:
-        rows = await self._read(lambda conn: conn.fetch(self._queries["queued_operations"]))
+        """After the listening connection came back: notices may have been missed."""
+        try:
+            rows = await self._read(lambda conn: conn.fetch(self._queries["queued_operations"]))
+        except StoreError as error:  # waiters still re-check on their own
+            log.warning("could not look for queued jobs after reconnecting: %s", error)
+            return
         self._tell_listener(Notice(self._origin, tuple(row["op"] for row in rows)))
 
     def _tell_listener(self, notice: Notice) -> None:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL refuses payloads of 8000 bytes or more; stay well below.
 _MAX_PAYLOAD_BYTES = 7000
+_FIRST_BACKOFF_S = 0.1
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Notice(msgspec.Struct, frozen=True):
@@ -126,30 +128,31 @@ class NotificationRelay:
         await self._drop_connection()
 
     async def _supervise(self) -> None:
-        backoff_s = 0.1
+        backoff_s = _FIRST_BACKOFF_S
         reconnecting = self._listening.is_set()  # start() made the first connection
         while True:
-            if not self._listening.is_set():
-                try:
+            try:
+                if not self._listening.is_set():
                     await self._listen()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    log.warning(
-                        "listening connection on %s failed (%s); retrying in %.1fs",
-                        self._channel,
-                        error,
-                        backoff_s,
-                    )
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, self._max_backoff_s)
-                    continue
-                backoff_s = 0.1
-                if reconnecting:
-                    log.info("listening connection on %s is back", self._channel)
-                    await self._catch_up()
-                else:
-                    log.debug("listening on %s", self._channel)
+                    backoff_s = _FIRST_BACKOFF_S
+                    if reconnecting:
+                        log.info("listening connection on %s is back", self._channel)
+                        await self._catch_up()
+                reconnecting = True
+                await self._watch()  # returns once the connection is gone
+            except _CONNECTION_ERRORS as error:
+                log.warning(
+                    "listening connection on %s failed (%s); retrying in %.1fs",
+                    self._channel,
+                    error,
+                    backoff_s,
+                )
+            except Exception:  # a bug here must not silently end this process's listening
+                log.exception("listening on %s failed; retrying in %.1fs", self._channel, backoff_s)
+                await self._drop_connection()
             reconnecting = True
-            await self._watch()
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
     async def _listen(self) -> None:
         self._lost.clear()
@@ -173,7 +176,7 @@ class NotificationRelay:
                 break
             try:
                 await self._connection.execute("SELECT 1", timeout=self._probe_interval_s)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except _CONNECTION_ERRORS as error:
                 log.warning("listening connection on %s failed a probe: %s", self._channel, error)
                 break
         self._listening.clear()
@@ -183,7 +186,7 @@ class NotificationRelay:
         """Notices sent while we were away are lost: wake every waiter once."""
         try:
             await self._on_reconnect()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _CONNECTION_ERRORS as error:
             log.warning("could not catch up after reconnecting %s: %s", self._channel, error)
 
     async def _drop_connection(self) -> None:
@@ -194,7 +197,7 @@ class NotificationRelay:
         try:
             connection.remove_termination_listener(self._terminated)
             await connection.close(timeout=5)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _CONNECTION_ERRORS as error:
             log.info("closing the listening connection on %s: %s", self._channel, error)
             connection.terminate()
 
