@@ -22,6 +22,7 @@ from botfleet.clock import FakeClock
 from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome
 from coordinator.store.migrations import load_migrations
 from coordinator.store.postgres import PostgresStore
+from coordinator.store.postgres_notify import decode_notice, encode_notices
 
 pytestmark = pytest.mark.postgres
 
@@ -351,3 +352,19 @@ async def test_text_with_a_nul_character_is_stored_not_refused(
     assert job.error == "bad\ufffd" and job.payload == {"a": "\x00"}
     [again] = await store.submit_jobs([NewJob("sum", {}, clock.now(), idempotency_key="k\x00")])
     assert again.job.id == submitted.job.id and not again.created
+
+
+def test_notices_are_split_below_the_notify_payload_limit() -> None:
+    done = [f"job_{i:032x}" for i in range(1000)]
+    payloads = encode_notices("origin", ["sum", "sum", "subtract"], done)
+
+    assert len(payloads) > 1
+    assert all(len(payload.encode()) < 8000 for payload in payloads)
+    notices = [decode_notice(payload) for payload in payloads]
+    assert [job for n in notices if n for job in n.done] == done
+    assert [op for n in notices if n for op in n.ops] == ["sum", "subtract"]
+    assert {n.origin for n in notices if n} == {"origin"}
+
+
+def test_a_malformed_notice_is_ignored() -> None:
+    assert decode_notice("not json") is None
