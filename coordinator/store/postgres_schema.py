@@ -42,7 +42,10 @@ async def migrate(
     async with connection.transaction():
         # Held until commit; concurrent CREATE SCHEMA IF NOT EXISTS is not safe without it.
         await connection.execute(queries["lock_migrations"], f"botfleet.migrate.{schema}")
-        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        # CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the database even
+        # when the schema is there: a user who owns only its schema could not start.
+        if not await connection.fetchval(queries["schema_exists"], schema):
+            await connection.execute(f"CREATE SCHEMA {schema}")
         await connection.execute(f"SET LOCAL search_path TO {schema}")
         await connection.execute(queries["create_schema_version"])
         applied = [row["version"] for row in await connection.fetch(queries["applied_versions"])]

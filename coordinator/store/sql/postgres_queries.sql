@@ -12,6 +12,9 @@
 -- name: lock_migrations
 SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0));
 
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1);
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS schema_version (
     version    integer PRIMARY KEY,

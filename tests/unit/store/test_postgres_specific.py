@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -368,3 +369,28 @@ def test_notices_are_split_below_the_notify_payload_limit() -> None:
 
 def test_a_malformed_notice_is_ignored() -> None:
     assert decode_notice("not json") is None
+
+
+async def test_a_user_who_owns_only_its_schema_can_open_the_store(
+    pg_dsn: str, schema: str, clock: FakeClock
+) -> None:
+    role = f"{schema}_owner"
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        # A password too, so the test works where the server wants one (not only trust).
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'")
+        await admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {role}")
+        parts = urlsplit(pg_dsn)
+        netloc = f"{role}:{role}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        store = PostgresStore(
+            urlunsplit(parts._replace(netloc=netloc)), clock, lambda attempt: 1.0, schema=schema
+        )
+        try:
+            await store.open()
+            await store.submit_jobs(new_jobs(clock, 1))
+        finally:
+            await store.close()
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
