@@ -71,6 +71,13 @@ _CONNECT_TIMEOUT_S = 10.0  # an unreachable server fails /readyz in seconds, not
 
 
 class PostgresStore:
+    """The `Store` on PostgreSQL (asyncpg pool); several may share one database and schema.
+
+    The constructor does no I/O; `open()` connects, creates the schema if missing and
+    applies pending migrations (under an advisory lock), and starts listening once a
+    listener is set.
+    """
+
     def __init__(
         self,
         dsn: str,
