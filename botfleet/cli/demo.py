@@ -36,6 +36,9 @@ _BOT_GRACE_S = 15.0
 _SERVER_GRACE_S = 10.0
 _EXAMPLE_FAILURES = 5
 _PAGE = 500
+_HEARTBEAT_S = 5
+_BOT_CONCURRENCY = 16
+_BOT_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ class _Fleet:
     enroll_token: str
     state_dir: Path
     logs_dir: Path
+
+    @property
+    def coordinator_dir(self) -> Path:
+        return self.state_dir / "coordinator"
 
 
 def run_demo(settings: DemoSettings, consoles: tuple[Console, Console]) -> int:
@@ -125,7 +132,7 @@ async def _run(
     where = WhereNext(
         server=fleet.server,
         admin_token=fleet.admin_token,
-        state_dir=str(fleet.state_dir),
+        coordinator_dir=str(fleet.coordinator_dir),
         logs_dir=str(fleet.logs_dir),
         kept_running=settings.keep_running,
     )
@@ -157,7 +164,9 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 def _start_coordinator(group: ProcessGroup, fleet: _Fleet) -> Child:
     port = fleet.server.rsplit(":", 1)[1]
     argv = [sys.executable, "-m", "coordinator", "--host", "127.0.0.1", "--port", port]
-    argv += ["--state-dir", str(fleet.state_dir / "coordinator")]
+    argv += ["--state-dir", str(fleet.coordinator_dir)]
+    # Heartbeats every few seconds keep the dashboard lively and commands quick to arrive.
+    argv += ["--heartbeat-interval", str(_HEARTBEAT_S)]
     env = _child_env(
         {"BOTFLEET_ADMIN_TOKEN": fleet.admin_token, "BOT_ENROLL_TOKEN": fleet.enroll_token}
     )
@@ -172,6 +181,9 @@ def _start_bot(group: ProcessGroup, fleet: _Fleet, number: int) -> Child:
             "BOT_NAME": name,
             "BOT_STATE_DIR": str(fleet.state_dir / "bots" / name),
             "BOT_ENROLL_TOKEN": fleet.enroll_token,
+            # The demo's jobs take microseconds: let each bot hold a few batches at once.
+            "MAX_CONCURRENCY": str(_BOT_CONCURRENCY),
+            "CLAIM_BATCH_SIZE": str(_BOT_BATCH),
         }
     )
     return group.start(name, [sys.executable, "-m", "bot"], env)

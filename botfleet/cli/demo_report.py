@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from botfleet.cli.render import shorten
+from botfleet.cli.render import compact_json, shorten
 from botfleet.protocol import messages as m
 
 # Every 100 jobs, these few carry a payload the bot must refuse, so failures show.
@@ -49,7 +49,7 @@ class DemoOutcome:
 class WhereNext:
     server: str
     admin_token: str
-    state_dir: str
+    coordinator_dir: str  # the coordinator's state folder: database and, once reopened, tokens
     logs_dir: str
     kept_running: bool
 
@@ -89,26 +89,30 @@ def summary(outcome: DemoOutcome, where: WhereNext) -> RenderableType:
     errors.add_column("PAYLOAD", no_wrap=True)
     errors.add_column("ERROR", overflow="fold")
     for job in outcome.failures:
-        errors.add_row(job.id, shorten(str(job.payload), 30), shorten(job.error or "", 100))
+        errors.add_row(
+            job.id, shorten(compact_json(job.payload), 30), shorten(job.error or "", 100)
+        )
 
-    return Group(head, Text(), bots, Text(), errors, Text(), _where_next(where))
+    title = Text("\nbotfleet demo: the run", style="bold")
+    return Group(title, head, Text(), bots, Text(), errors, Text(), _where_next(where))
 
 
 def _where_next(where: WhereNext) -> Table:
-    env = f"BOTFLEET_SERVER={where.server} BOTFLEET_ADMIN_TOKEN={where.admin_token}"
     table = Table(title="Where to look next", title_justify="left", box=None, show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     if where.kept_running:
+        env = f"BOTFLEET_SERVER={where.server} BOTFLEET_ADMIN_TOKEN={where.admin_token}"
         table.add_row("dashboard", f"{where.server}/  (admin token {where.admin_token})")
         table.add_row("failed jobs", f"{env} botfleet jobs --state failed")
     else:
+        state = f"--state-dir {where.coordinator_dir}"
         table.add_row(
             "dashboard",
-            "run `botfleet demo --keep` to keep the coordinator and its "
-            "dashboard up after the summary",
+            f"botfleet server {state}  reopens this run's database; then "
+            "http://127.0.0.1:8000/ (admin token: the file it names)",
         )
-        table.add_row("failed jobs", "with --keep: " + f"{env} botfleet jobs --state failed")
+        table.add_row("failed jobs", f"botfleet jobs --state failed {state}  (with that server up)")
+        table.add_row("live", "botfleet demo --keep  keeps everything running after the summary")
     table.add_row("logs", where.logs_dir)
-    table.add_row("database", where.state_dir)
     return table

@@ -120,8 +120,11 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
 
 def _consoles(environ: Mapping[str, str]) -> tuple[Console, Console]:
     out, err = Console(), Console(stderr=True)
-    if not out.is_terminal and "COLUMNS" not in environ:
-        out = Console(width=_PIPE_WIDTH)
+    if "COLUMNS" not in environ:
+        if not out.is_terminal:
+            out = Console(width=_PIPE_WIDTH)
+        if not err.is_terminal:
+            err = Console(stderr=True, width=_PIPE_WIDTH)
     return out, err
 
 

@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from botfleet.cli.render import STATE_STYLES
@@ -50,9 +51,9 @@ class StateProgress:
         self._progress = Progress(
             SpinnerColumn(finished_text="✓"),
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            _StatesColumn(),
+            _StatesColumn(table_column=Column(no_wrap=True, overflow="ellipsis")),
             _RateColumn(),
             TimeRemainingColumn(),
             TimeElapsedColumn(),

@@ -17,6 +17,7 @@ from tests.support.processes import (
     Coordinator,
     free_port,
     port_open,
+    start_bot,
     start_coordinator,
     wait_until,
 )
@@ -278,3 +279,34 @@ def test_token_from_the_servers_state_folder(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(30)
+
+
+@pytest.fixture
+def cli_with_bot(tmp_path: Path) -> Iterator[Cli]:
+    server = start_coordinator(tmp_path)
+    bot = start_bot(tmp_path, [server.api], "cli-waiter")
+    try:
+        yield Cli(server)
+    finally:
+        bot.stop()
+        server.process.stop()
+
+
+def test_submit_wait_shows_the_outcome(cli_with_bot: Cli) -> None:
+    cli = cli_with_bot
+    single = cli.ok("submit", "sum", "a=1", "b=2", "--wait")
+    assert "succeeded" in single.out
+    assert '{"result":3}' in single.out
+
+    as_json = cli.ok("submit", "subtract", "a=5", "b=3", "--wait", "--json").json()
+    assert (as_json["state"], as_json["result"]) == ("succeeded", {"result": 2})
+
+    many = cli.ok("submit", "subtract", "a=5", "b=3", "--count", "30", "--wait")
+    assert "30 jobs" in many.out
+    assert "succeeded" in many.out
+
+    bad = cli("submit", "sum", "a=seven", "b=1", "--wait", "--max-attempts", "1")
+    assert bad.code == 3
+    assert "failed" in bad.out
+    assert "seven" in bad.out
+    assert "Traceback" not in bad.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from rich.console import Console, RenderableType
@@ -170,7 +171,7 @@ def test_demo_summary() -> None:
     where = WhereNext(
         server="http://127.0.0.1:5000",
         admin_token="tok",
-        state_dir="/tmp/demo",
+        coordinator_dir="/tmp/demo/coordinator",
         logs_dir="/tmp/demo/logs",
         kept_running=True,
     )
@@ -181,3 +182,7 @@ def test_demo_summary() -> None:
     assert "http://127.0.0.1:5000/" in text
     assert "botfleet jobs --state failed" in text
     assert "/tmp/demo/logs" in text
+    finished = _text(summary(outcome_, replace(where, kept_running=False)))
+    assert "botfleet server --state-dir /tmp/demo/coordinator" in finished
+    assert "botfleet jobs --state failed --state-dir /tmp/demo/coordinator" in finished
+    assert "botfleet demo --keep" in finished
