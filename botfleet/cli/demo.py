@@ -27,6 +27,7 @@ from botfleet.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CliE
 from botfleet.cli.processes import Child, ProcessGroup
 from botfleet.cli.progress import StateProgress
 from botfleet.cli.settings import ClientSettings
+from botfleet.cli.waiting import first_cli_error
 from botfleet.protocol import messages as m
 
 _START_DEADLINE_S = 30.0
@@ -122,10 +123,15 @@ async def _run(
 
     jobs = demo_jobs(settings.jobs)
     started = time.monotonic()
-    for start in range(0, len(jobs), BULK_LIMIT):
-        await client.submit_bulk(jobs[start : start + BULK_LIMIT])
     with StateProgress(err, total=len(jobs), description="jobs") as bar:
-        counts = await _wait_for_all(client, len(jobs), bar, bots)
+        # The bots start on the first thousand while the rest are still being submitted.
+        try:
+            async with asyncio.TaskGroup() as both:
+                both.create_task(_submit_all(client, jobs))
+                waiting = both.create_task(_wait_for_all(client, len(jobs), bar, bots))
+        except ExceptionGroup as failures:
+            raise first_cli_error(failures) from None
+        counts = waiting.result()
     elapsed = time.monotonic() - started
 
     outcome = await _outcome(client, len(jobs), counts, elapsed)
@@ -217,6 +223,11 @@ async def _wait_for_bots(client: OperatorClient, bots: list[Child]) -> None:
             missing = ", ".join(sorted(names - online))
             raise CliError(f"bots not online within {_START_DEADLINE_S:.0f} s: {missing}")
         await asyncio.sleep(_POLL_S)
+
+
+async def _submit_all(client: OperatorClient, jobs: list[m.SubmitJob]) -> None:
+    for start in range(0, len(jobs), BULK_LIMIT):
+        await client.submit_bulk(jobs[start : start + BULK_LIMIT])
 
 
 async def _wait_for_all(

@@ -110,8 +110,10 @@ async def submit_jobs(ctx: Context, jobs: Sequence[m.SubmitJob]) -> list[str]:
     if len(jobs) == 1:
         return [(await ctx.client.submit(jobs[0])).id]
     ids: list[str] = []
-    for start in range(0, len(jobs), BULK_LIMIT):
-        ids += (await ctx.client.submit_bulk(jobs[start : start + BULK_LIMIT])).ids
+    with ctx.output.err.status(f"submitting {len(jobs)} jobs") as status:
+        for start in range(0, len(jobs), BULK_LIMIT):
+            ids += (await ctx.client.submit_bulk(jobs[start : start + BULK_LIMIT])).ids
+            status.update(f"submitting {len(jobs)} jobs: {len(ids)} done")
     return ids
 
 
