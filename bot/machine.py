@@ -262,7 +262,10 @@ class Bot:
         if self.lifecycle.state not in FINAL_STATES:
             self.lifecycle.move(S.DRAINING, self._stop_reason)
         self._claims_end.set()
-        if not await self.supervisor.join("claim", self._hard):
+        if self.session.has(m.FEATURE_DEREGISTER):
+            # A claim held open by long-poll ends now: deregistering requeues what it got.
+            await self.supervisor.cancel("claim")
+        elif not await self.supervisor.join("claim", self._hard):
             return await self._stop_hard()
         if not await scheduler.wait_jobs(self._hard):
             return await self._stop_hard()

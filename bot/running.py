@@ -119,6 +119,14 @@ class RunningJobs:
         except RuntimeError:  # the loop closed under a handler thread that outlived the bot
             log.debug("progress of %s after the bot stopped is dropped", job_id)
 
+    def retry_progress(self, job_id: str) -> None:
+        """Send this job's latest progress again next time (the last send failed)."""
+        with self._lock:
+            if job_id not in self._jobs:
+                return
+            self._dirty.add(job_id)
+        self.progressed.set()
+
     def take_progress(self) -> list[tuple[Running, float, str | None]]:
         """The latest progress of each job that changed since the last call."""
         with self._lock:

@@ -182,9 +182,16 @@ class Scheduler:
         task = asyncio.create_task(self._run(job, sink), name=f"job:{job.id}")
         self.running.add(job, task)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # A callback, not a `finally`: a task cancelled before it ever ran must free its slot too.
+        task.add_done_callback(lambda done: self._job_done(job.id, done))
         self._activity_changed()
         return task
+
+    def _job_done(self, job_id: str, task: asyncio.Task[m.ReportItem | None]) -> None:
+        self._tasks.discard(task)
+        self.running.remove(job_id)
+        self.slots.release()
+        self._activity_changed()
 
     async def _run(self, job: Job, sink: ReportSink | None) -> m.ReportItem | None:
         with job_context(job.id):
@@ -199,14 +206,10 @@ class Scheduler:
                 if current is not None:
                     current.uncancel()
                 report = failed(job, entry.cancel_reason, retryable=False)
-            finally:
-                self.running.remove(job.id)
-                self.slots.release()
             outcome = "succeeded" if report.action == "complete" else f"failed: {report.error}"
             log.info("job %s %s", job.id, outcome)
             if sink is not None:
                 sink(report)
-            self._activity_changed()
             return report
 
     def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
@@ -273,7 +276,8 @@ class Scheduler:
                 continue
             held = self.clock.monotonic() - started >= wait_ms / 2000.0
             if long_poll and held:
-                continue  # the coordinator waited for us: ask again at once
+                await asyncio.sleep(0)  # the coordinator waited for us: ask again at once
+                continue
             self.wake.clear()
             await sleep_or(self.clock, self._empty_backoff.next_s(), stop, self.wake)
 
@@ -355,6 +359,8 @@ class Scheduler:
                     await self.api.progress(entry.job.id, request)
                 except CoordinatorError as exc:
                     log.debug("progress of %s not sent: %s", entry.job.id, exc)
+                    if exc.transient:
+                        self.running.retry_progress(entry.job.id)
             await sleep_or(self.clock, self.settings.progress_interval_s, stop)
 
     # ------------------------------------------------------------ stopping
