@@ -378,6 +378,12 @@ TABLE_FORMATS = ("rich", "markdown", "plain")
 PIPED_WIDTH = 130
 
 
+def markdown_cell(cell: str) -> str:
+    text = cell.replace("|", "\\|")
+    stripped = text.lstrip(" ")
+    return f"↳ {stripped}" if stripped != text else text
+
+
 @dataclass
 class Table:
     """A titled table printed with rich, as Markdown (for docs) or as plain text."""
@@ -396,7 +402,10 @@ class Table:
         lines = [f"**{self.title}**", ""]
         lines.append("| " + " | ".join(self.columns) + " |")
         lines.append("| " + " | ".join("---" for _ in self.columns) + " |")
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        # Markdown collapses the leading spaces that mark a sub-row; an arrow survives.
+        lines += [
+            "| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in self.rows
+        ]
         return "\n".join([*lines, "", *self.notes])
 
     def plain(self) -> str:

@@ -48,3 +48,9 @@ def test_table_renders_markdown_and_plain() -> None:
 def test_table_refuses_a_row_of_the_wrong_width() -> None:
     with pytest.raises(ValueError, match="2 cells"):
         Table("t", ["one"]).add_row("a", "b")
+
+
+def test_markdown_marks_sub_rows_and_escapes_pipes() -> None:
+    table = Table("t", ["measure", "value"])
+    table.add_row("  after the first result", "a|b")
+    assert "| ↳ after the first result | a\\|b |" in table.markdown()
