@@ -30,6 +30,7 @@ class Waiters:
     def __init__(self) -> None:
         self._by_operation: dict[str, set[asyncio.Event]] = {}
         self._by_job: dict[str, set[asyncio.Event]] = {}
+        self._by_bot: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -45,7 +46,8 @@ class Waiters:
     def close(self) -> None:
         """Shutting down: wake everyone, and let no new wait begin."""
         self._closed = True
-        for events in (*self._by_operation.values(), *self._by_job.values()):
+        tables = (self._by_operation, self._by_job, self._by_bot)
+        for events in (group for table in tables for group in table.values()):
             for event in events:
                 event.set()
 
@@ -56,11 +58,26 @@ class Waiters:
     def job_finished(self, job_id: str) -> None:
         self._notify(self._by_job, (job_id,))
 
+    def bot_capacity_changed(self, bot_id: str) -> None:
+        """A bot's report, cancellation or new assignment may let its waiting claim go on.
+
+        A bot refills a freed slot at once, so its next claim can reach us before the
+        report that freed the slot: the claim then waits at the concurrency cap, and
+        must wake when the report lands rather than at the next recheck.
+        """
+        self._notify(self._by_bot, (bot_id,))
+
     # ---- waiting
     @contextmanager
-    def watch_operations(self, operations: Iterable[str]) -> Iterator[asyncio.Event]:
+    def watch_operations(
+        self, operations: Iterable[str], bot_id: str | None = None
+    ) -> Iterator[asyncio.Event]:
         with self._watch(self._by_operation, tuple(operations)) as event:
-            yield event
+            if bot_id is None:
+                yield event
+                return
+            with self._watch(self._by_bot, (bot_id,), event):
+                yield event
 
     @contextmanager
     def watch_job(self, job_id: str) -> Iterator[asyncio.Event]:
@@ -70,16 +87,19 @@ class Waiters:
     def waiting(self) -> int:
         """How many requests wait (for tests and metrics)."""
         events = set[asyncio.Event]()
-        for table in (self._by_operation, self._by_job):
+        for table in (self._by_operation, self._by_job, self._by_bot):
             for group in table.values():
                 events |= group
         return len(events)
 
     @contextmanager
     def _watch(
-        self, table: dict[str, set[asyncio.Event]], keys: tuple[str, ...]
+        self,
+        table: dict[str, set[asyncio.Event]],
+        keys: tuple[str, ...],
+        event: asyncio.Event | None = None,
     ) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
+        event = event or asyncio.Event()
         if self._closed:
             event.set()
         for key in keys:
@@ -147,7 +167,7 @@ class LongPoller:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         # Watch before the first claim, so a job submitted in between is not missed.
-        with self._waiters.watch_operations(operations) as wake:
+        with self._waiters.watch_operations(operations, bot_id) as wake:
             while True:
                 wake.clear()
                 jobs = await self._claim(bot_id, operations, limit, lease_ttl_s)

@@ -52,8 +52,8 @@ async def patch_bot(request: web.Request) -> web.Response:
     )
     if bot is None:
         raise NotFound(f"no bot {bot_id}", code="bot_not_found")
-    # A bot unpaused or given more operations may now claim what waits.
-    ctx.waiters.jobs_available(bot.assignment.operations)
+    # A bot unpaused, given more operations or slots may now claim what waits.
+    ctx.waiters.bot_capacity_changed(bot_id)
     return respond(bot_view(bot))
 
 

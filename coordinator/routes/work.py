@@ -85,6 +85,7 @@ async def batch_report(request: web.Request) -> web.Response:
     body = await read_body(request, m.BatchReportRequest)
     reports = [_report_input(item) for item in body.reports]
     outcomes = await ctx.store.report(identity.bot_id, reports)
+    ctx.waiters.bot_capacity_changed(identity.bot_id)
     results = []
     for report, outcome in zip(reports, outcomes, strict=True):
         if outcome is ReportOutcome.ACCEPTED:
@@ -107,6 +108,7 @@ async def progress(request: web.Request) -> web.Response:
 
 async def _report_one(ctx: AppContext, bot_id: str, report: ReportInput, conflict: str) -> None:
     outcome = await ctx.reports.report(bot_id, report)
+    ctx.waiters.bot_capacity_changed(bot_id)
     raise_for_outcome(outcome, report.job_id, conflict)
     ctx.metrics.observe_report(report.job_id, report.action)
 

@@ -67,3 +67,26 @@ async def test_the_background_reaper_requeues_expired_jobs(
     await wait_until_async(requeued, GENEROUS_S, "the reaper to requeue the job")
     (again,) = await api.claim(await api.register())
     assert (again["id"], again["attempt"]) == (job_id, 2)
+
+
+async def test_a_claim_waiting_at_the_concurrency_cap_wakes_on_the_report_that_frees_a_slot(
+    tmp_path: Path, clock: FakeClock, aiohttp_client: ClientFactory
+) -> None:
+    # Rechecks far apart: only the report's wake-up can answer the claim in time.
+    client = await aiohttp_client(make_app(tmp_path, clock, long_poll_recheck_s=3600))
+    api = Api(client, clock)
+    bot = await api.register()  # max_concurrency 2
+    await api.submit_many(3)
+    first, _ = await api.claim(bot, limit=2)
+    claim = asyncio.create_task(api.claim(bot, wait_ms=30_000))
+    await eventually(lambda: api.ctx.waiters.waiting() == 1, "the claim to wait at the cap")
+    status, _ = await api.post(
+        f"/v1/jobs/{first['id']}/complete",
+        {"instance_id": bot.instance_id, "result": {"result": 3}},
+        bot.headers,
+    )
+    assert status == 200
+    # Without the wake-up the claim would end only when its 30 s wait runs out; 20 s
+    # tells the two apart with a wide margin (the wake-up takes milliseconds).
+    (third,) = await asyncio.wait_for(claim, 20)
+    assert third["id"] != first["id"]
