@@ -59,7 +59,6 @@ class Heartbeat:
         self._clock = clock
         self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
         self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
-        self.sent = 0
 
     def request(self) -> m.HeartbeatRequest:
         return m.HeartbeatRequest(
@@ -73,16 +72,12 @@ class Heartbeat:
         bot_id = self._session.bot_id
         if bot_id is None:
             raise RuntimeError("heartbeat before registration")
-        answer = await self._api.heartbeat(bot_id, self.request())
-        self.sent += 1
-        return answer
+        return await self._api.heartbeat(bot_id, self.request())
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            interval = self._session.heartbeat_interval_s
             self.beat_now.clear()
-            if await sleep_or(self._clock, interval, stop, self.beat_now) and stop.is_set():
-                return
+            await sleep_or(self._clock, self._session.heartbeat_interval_s, stop, self.beat_now)
             while not stop.is_set() and not await self._beat_once(stop):
                 pass
 

@@ -204,6 +204,13 @@ class Bot:
         self._registrar = Registrar(
             api, session, self.settings, self._host, self.lifecycle, self._clock, self._rng
         )
+        self.lifecycle.subscribe(self._on_move)
+
+    def _on_move(self, source: BotState, target: BotState, reason: str) -> None:
+        # The coordinator hears of a change of phase (draining, quarantined…) at once;
+        # the frequent moves between work states wait for the next regular heartbeat.
+        if self.heartbeat is not None and target not in WORK_STATES:
+            self.heartbeat.beat_now.set()
 
     async def _run_online(self, api: Api, session: Session) -> int:
         self._assemble(api, session)

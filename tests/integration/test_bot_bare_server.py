@@ -129,9 +129,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.mark.parametrize("with_auth", [True, False], ids=["token", "no-auth"])
+@pytest.mark.parametrize(
+    ("with_auth", "own_session"),
+    [(True, False), (False, False), (True, True)],
+    ids=["token", "no-auth", "bot-owned-session"],
+)
 async def test_bot_works_against_a_bare_server(
-    aiohttp_server: ServerFactory, http: aiohttp.ClientSession, tmp_path: Path, with_auth: bool
+    aiohttp_server: ServerFactory,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    with_auth: bool,
+    own_session: bool,
 ) -> None:
     bare = BareServer(with_auth=with_auth)
     expected = {bare.add("sum", {"a": n, "b": 2 * n}): 3 * n for n in range(7)}
@@ -144,7 +152,7 @@ async def test_bot_works_against_a_bare_server(
         heartbeat_interval_s=2.0,
         bot_lease_ttl_s=10.0,
     )
-    bot = Bot(settings, http=http, clock=clock, rng=random.Random(5))
+    bot = Bot(settings, http=None if own_session else http, clock=clock, rng=random.Random(5))
     run = asyncio.create_task(bot.run())
     try:
         await eventually(lambda: len(bare.results) == 7 and bad in bare.failures, "jobs done")
