@@ -53,6 +53,7 @@ class Options:
     claim_queues: list[int]
     claim_jobs: int
     claim_batch: int
+    claim_rounds: int
     fleet_bots: int
     fleet_warmup_s: float
     fleet_seconds: float
@@ -144,15 +145,19 @@ def benchmark(base: Path, options: Options) -> Table:
     table = Table("botfleet at scale", ["measure", "figure", "target (issue 7)"])
     load_before = load_line()
     if "claims" in options.sections:
-        figures = []
-        for queued in options.claim_queues:
-            run_dir = base / f"claims-{queued}"
-            run_dir.mkdir()
-            fig = asyncio.run(
-                claim_figures(run_dir, queued, options.claim_jobs, options.claim_batch)
+        claims_dir = base / "claims"
+        claims_dir.mkdir()
+        figures = asyncio.run(
+            claim_figures(
+                claims_dir,
+                options.claim_queues,
+                options.claim_jobs,
+                options.claim_batch,
+                options.claim_rounds,
             )
-            print(f"claims with {queued:,} queued: {fig}", flush=True)
-            figures.append(fig)
+        )
+        for fig in figures:
+            print(f"claims with {fig.queued:,} queued: {fig}", flush=True)
         claims_rows(table, figures, options.claim_batch)
     if "fleet" in options.sections:
         fleet = asyncio.run(fleet_section(base, options))
@@ -197,6 +202,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--claim-queues", type=int_list, default=[10_000, 1_000_000])
     parser.add_argument("--claim-jobs", type=int, default=5_000, help="claimed per queue size")
     parser.add_argument("--claim-batch", type=int, default=100, help="jobs per claim (≤ 100)")
+    parser.add_argument("--claim-rounds", type=int, default=5, help="alternating rounds")
     parser.add_argument("--fleet-bots", type=int, default=1_000)
     parser.add_argument("--fleet-warmup", type=float, default=10.0, help="seconds")
     parser.add_argument("--fleet-seconds", type=float, default=60.0, help="measured window")
@@ -229,6 +235,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         sorted(args.claim_queues),
         args.claim_jobs,
         args.claim_batch,
+        max(args.claim_rounds, 1),
         args.fleet_bots,
         max(args.fleet_warmup, 0.0),
         args.fleet_seconds,

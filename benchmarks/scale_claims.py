@@ -1,14 +1,17 @@
 """Claim throughput with a small and a large queue (issue 7: within 20 % of each other).
 
-The queue is filled straight through the store (`coordinator.store.open_store`, bulk
-`submit_jobs` of 10,000 per transaction), which is much faster than HTTP and does not
-change what is measured. Then, on the same SQLite file:
+Each queue is filled straight through the store (`coordinator.store.open_store`, bulk
+`submit_jobs` of 10,000 per transaction, one SQLite file per size): much faster than
+HTTP, and it does not change what is measured. Then:
 
 - store API: one bot claims `batch` jobs per `claim_jobs` call and completes them in one
-  `report` call, until `claim_jobs` jobs are done; the claim calls are timed alone
-  (claim rate) and together with the reports (cycle rate);
-- HTTP: a coordinator process opens that file, a simulated bot registers and does the
-  same cycle over POST /v1/jobs/claim (limit `batch`) and POST /v1/jobs/report.
+  `report` call; the claim calls are timed alone (claim rate) and with the reports
+  (cycle rate);
+- HTTP: one coordinator process per file, and a simulated bot doing the same cycle over
+  POST /v1/jobs/claim (limit `batch`) and POST /v1/jobs/report.
+
+The work is cut into rounds that alternate between the sizes, and each figure is the
+median over its rounds, so a busy spell on the machine does not land on one size only.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from benchmarks.fleet import start_coordinator
-from benchmarks.harness import BenchmarkError, CpuMeter
+from benchmarks.harness import BenchmarkError, CpuMeter, median
 from benchmarks.simbot import SimBot
 from botfleet.clock import SystemClock
 from coordinator.retry import exponential_backoff
@@ -33,6 +38,9 @@ from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutc
 FILL_CHUNK = 10_000
 JOB_LEASE_TTL_S = 180.0
 
+Round = Callable[[int], Awaitable[tuple[float, float]]]
+"""Do `n` jobs' worth of cycles; (seconds in claims, seconds in all)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimFigures:
@@ -41,7 +49,7 @@ class ClaimFigures:
     store_claim_per_s: float  # jobs per second of time spent in claim_jobs
     store_cycle_per_s: float  # jobs per second of claim + report
     http_cycle_per_s: float
-    http_coordinator_cores: float  # coordinator CPU during the HTTP cycle, in cores
+    http_coordinator_cores: float  # coordinator CPU during the HTTP rounds, in cores
 
 
 async def fill(store: Store, count: int) -> float:
@@ -75,73 +83,137 @@ def bench_registration(batch: int) -> Registration:
     )
 
 
-async def store_cycles(store: Store, claim_jobs: int, batch: int) -> tuple[float, float]:
-    """Claim and complete `claim_jobs` jobs; (claim-only rate, cycle rate) per second."""
-    bot_id = (await store.register_bot(bench_registration(batch))).bot.id
+def sum_reports(jobs: Sequence[tuple[str, int, dict[str, Any]]]) -> list[ReportInput]:
+    return [
+        ReportInput(job_id, "complete", attempt, {"result": payload["a"] + payload["b"]})
+        for job_id, attempt, payload in jobs
+    ]
+
+
+async def store_round(store: Store, bot_id: str, jobs: int, batch: int) -> tuple[float, float]:
     done = 0
     claim_s = 0.0
     started = time.perf_counter()
-    for _ in range(claim_jobs // batch + 1):  # bounded: enough rounds and one spare
-        if done >= claim_jobs:
+    for _ in range(jobs // batch + 1):  # bounded: enough calls and one spare
+        if done >= jobs:
             break
         before = time.perf_counter()
-        jobs = await store.claim_jobs(bot_id, ["sum"], batch, JOB_LEASE_TTL_S)
+        claimed = await store.claim_jobs(bot_id, ["sum"], min(batch, jobs - done), JOB_LEASE_TTL_S)
         claim_s += time.perf_counter() - before
-        if not jobs:
+        if not claimed:
             raise BenchmarkError(f"claim_jobs returned nothing after {done} jobs")
         outcomes = await store.report(
-            bot_id,
-            [
-                ReportInput(
-                    job.id, "complete", job.attempt, {"result": job.payload["a"] + job.payload["b"]}
-                )
-                for job in jobs
-            ],
+            bot_id, sum_reports([(job.id, job.attempt, job.payload) for job in claimed])
         )
         if any(outcome is not ReportOutcome.ACCEPTED for outcome in outcomes):
             raise BenchmarkError(f"reports refused: {outcomes}")
-        done += len(jobs)
-    cycle_s = time.perf_counter() - started
-    return done / claim_s, done / cycle_s
+        done += len(claimed)
+    return claim_s, time.perf_counter() - started
 
 
-async def http_cycles(
-    workdir: Path, db_path: Path, claim_jobs: int, batch: int
-) -> tuple[float, float]:
-    """The same cycle over HTTP against a coordinator on `db_path`; (rate, cores used)."""
-    with contextlib.ExitStack() as stack:
-        coordinator = start_coordinator(
-            stack, workdir, name=f"coordinator-{db_path.stem}", db_url=f"sqlite:///{db_path}"
+async def http_round(bot: SimBot, jobs: int, batch: int) -> tuple[float, float]:
+    done = 0
+    started = time.perf_counter()
+    for _ in range(jobs // batch + 1):  # bounded, as above
+        if done >= jobs:
+            break
+        claimed = await bot.claim(min(batch, jobs - done), wait_ms=0)
+        if not claimed:
+            raise BenchmarkError(f"HTTP claim returned nothing after {done} jobs")
+        await bot.complete_all(claimed)
+        done += len(claimed)
+    elapsed = time.perf_counter() - started
+    return elapsed, elapsed
+
+
+async def alternate(
+    rounds_by_size: dict[int, Round], claim_jobs: int, rounds: int
+) -> dict[int, list[tuple[float, float]]]:
+    """Run each size's rounds, alternating sizes (and their order) round by round."""
+    per_round = max(claim_jobs // rounds, 1)
+    timings: dict[int, list[tuple[float, float]]] = {size: [] for size in rounds_by_size}
+    sizes = list(rounds_by_size)
+    for number in range(rounds):
+        for size in sizes if number % 2 == 0 else reversed(sizes):
+            timings[size].append(await rounds_by_size[size](per_round))
+    return timings
+
+
+def rate(jobs: int, seconds: Sequence[float]) -> float:
+    return median([jobs / value for value in seconds if value > 0])
+
+
+async def claim_figures(
+    workdir: Path, sizes: Sequence[int], claim_jobs: int, batch: int, rounds: int = 5
+) -> list[ClaimFigures]:
+    if claim_jobs * 2 > min(sizes):
+        raise BenchmarkError(f"{min(sizes)} queued jobs are too few to claim {claim_jobs} twice")
+    per_round = max(claim_jobs // rounds, 1)
+    paths = {size: workdir / f"claims-{size}.db" for size in sizes}
+    fill_s: dict[int, float] = {}
+    with contextlib.ExitStack() as closing:
+        rounds_by_size: dict[int, Round] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for size in sizes:
+                store = open_store(f"sqlite:///{paths[size]}", SystemClock(), exponential_backoff())
+                await store.open()
+                stack.push_async_callback(store.close)
+                fill_s[size] = await fill(store, size)
+                bot_id = (await store.register_bot(bench_registration(batch))).bot.id
+                rounds_by_size[size] = bind_store_round(store, bot_id, batch)
+            store_timings = await alternate(rounds_by_size, claim_jobs, rounds)
+        http_timings, cores = await http_figures(closing, workdir, paths, claim_jobs, batch, rounds)
+    return [
+        ClaimFigures(
+            queued=size,
+            fill_per_s=size / fill_s[size],
+            store_claim_per_s=rate(per_round, [claim for claim, _ in store_timings[size]]),
+            store_cycle_per_s=rate(per_round, [total for _, total in store_timings[size]]),
+            http_cycle_per_s=rate(per_round, [total for _, total in http_timings[size]]),
+            http_coordinator_cores=cores[size],
         )
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-            bot = SimBot(session, coordinator.api, f"claims-{db_path.stem}")
+        for size in sizes
+    ]
+
+
+def bind_store_round(store: Store, bot_id: str, batch: int) -> Round:
+    async def run(jobs: int) -> tuple[float, float]:
+        return await store_round(store, bot_id, jobs, batch)
+
+    return run
+
+
+async def http_figures(
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    paths: dict[int, Path],
+    claim_jobs: int,
+    batch: int,
+    rounds: int,
+) -> tuple[dict[int, list[tuple[float, float]]], dict[int, float]]:
+    """HTTP rounds against one coordinator per file; and each coordinator's CPU in cores."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        rounds_by_size: dict[int, Round] = {}
+        meters: dict[int, CpuMeter] = {}
+        busy_s: dict[int, float] = {}
+        for size, path in paths.items():
+            coordinator = start_coordinator(
+                stack, workdir, name=f"coordinator-{size}", db_url=f"sqlite:///{path}"
+            )
+            bot = SimBot(session, coordinator.api, f"claims-{size}")
             await bot.register(coordinator.enroll_token, max_concurrency=batch)
-            done = 0
-            meter = CpuMeter([coordinator.process.pid])
-            started = time.perf_counter()
-            for _ in range(claim_jobs // batch + 1):  # bounded, as above
-                if done >= claim_jobs:
-                    break
-                jobs = await bot.claim(batch, wait_ms=0)
-                if not jobs:
-                    raise BenchmarkError(f"HTTP claim returned nothing after {done} jobs")
-                await bot.complete_all(jobs)
-                done += len(jobs)
-            elapsed = time.perf_counter() - started
-            usage = meter.finish()
-    return done / elapsed, usage.core_fraction
+            meters[size] = CpuMeter([coordinator.process.pid])
+            rounds_by_size[size] = bind_http_round(bot, batch)
+        timings = await alternate(rounds_by_size, claim_jobs, rounds)
+        for size, meter in meters.items():
+            busy_s[size] = meter.finish().cpu_s
+    # CPU over the time that size's rounds ran (the coordinators idle in between).
+    cores = {size: busy_s[size] / sum(total for _, total in timings[size]) for size in paths}
+    return timings, cores
 
 
-async def claim_figures(workdir: Path, queued: int, claim_jobs: int, batch: int) -> ClaimFigures:
-    if claim_jobs * 2 > queued:
-        raise BenchmarkError(f"{queued} queued jobs are too few to claim {claim_jobs} twice")
-    db_path = workdir / f"claims-{queued}.db"
-    store = open_store(f"sqlite:///{db_path}", SystemClock(), exponential_backoff())
-    await store.open()
-    try:
-        fill_s = await fill(store, queued)
-        claim_rate, cycle_rate = await store_cycles(store, claim_jobs, batch)
-    finally:
-        await store.close()
-    http_rate, cores = await http_cycles(workdir, db_path, claim_jobs, batch)
-    return ClaimFigures(queued, queued / fill_s, claim_rate, cycle_rate, http_rate, cores)
+def bind_http_round(bot: SimBot, batch: int) -> Round:
+    async def run(jobs: int) -> tuple[float, float]:
+        return await http_round(bot, jobs, batch)
+
+    return run
