@@ -30,6 +30,7 @@ from bot.identity import IdentityStore, new_instance_id
 from bot.jobs import Registry, load_plugins
 from bot.lifecycle import FINAL_STATES, WORK_STATES, Lifecycle
 from bot.logging_setup import LogContext, bot_context
+from bot.metrics import MetricsServer
 from bot.outbox import Outbox
 from bot.scheduler import Scheduler
 from bot.session import Registrar, Session
@@ -94,6 +95,7 @@ class Bot:
         self.heartbeat: Heartbeat | None = None
         self._registrar: Registrar | None = None
         self._connected: Api | None = None
+        self.metrics_port: int | None = None  # where metrics are served, once they are
 
     @property
     def state(self) -> BotState:
@@ -128,8 +130,10 @@ class Bot:
         except (StateDirError, OutboxError) as exc:
             return self._halt(EXIT_SAFE_HALT, str(exc))
         try:
-            async with self._client() as api:
+            async with self._client() as api, self._metrics():
                 return await self._run_online(api, session)
+        except SettingsError as exc:
+            return self._halt(EXIT_BAD_SETTINGS, str(exc))
         finally:
             self.outbox.close()
 
@@ -175,6 +179,23 @@ class Bot:
         finally:
             if own:
                 await http.close()
+
+    @contextlib.asynccontextmanager
+    async def _metrics(self) -> AsyncIterator[None]:
+        port = self.settings.metrics_port
+        if port is None:
+            yield
+            return
+        server = MetricsServer(self, port)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise SettingsError("BOT_METRICS_PORT", f"cannot listen on {port}: {exc}") from exc
+        self.metrics_port = server.port
+        try:
+            yield
+        finally:
+            await server.stop()
 
     def _assemble(self, api: Api, session: Session) -> None:
         assert self._registry is not None

@@ -48,11 +48,21 @@ class Delivery:
         self.error = self.error or other.error
 
 
+@dataclass(slots=True)
+class ReportCounts:
+    """Running totals, for metrics."""
+
+    accepted: int = 0
+    dropped: int = 0
+    kept: int = 0
+
+
 class Reporter:
     def __init__(self, api: Api, session: Session, outbox: Outbox) -> None:
         self._api = api
         self._session = session
         self.outbox = outbox
+        self.counts = ReportCounts()
 
     async def deliver(self, items: Sequence[m.ReportItem]) -> Delivery:
         """Send; keep what could not be sent in the outbox (`OutboxError` if it cannot)."""
@@ -62,6 +72,7 @@ class Reporter:
                 "%d report(s) kept in the outbox: %s", len(delivery.undelivered), delivery.error
             )
             self.outbox.append(delivery.undelivered)
+            self.counts.kept += len(delivery.undelivered)
         return delivery
 
     async def flush_outbox(self) -> Delivery:
@@ -85,6 +96,8 @@ class Reporter:
                 continue
             part = await (self._send_batch(chunk) if batch else self._send_each(chunk))
             delivery.merge(part)
+        self.counts.accepted += len(delivery.accepted)
+        self.counts.dropped += len(delivery.dropped)
         return delivery
 
     async def _send_batch(self, items: list[m.ReportItem]) -> Delivery:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +37,7 @@ from bot.state import BotState, Job
 from bot.waiting import sleep_or
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
+from botfleet.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +113,13 @@ class Scheduler:
         self.slots = Slots(session.assignment.max_concurrency)
         self.running = RunningJobs(clock)
         self.reporter = Reporter(api, session, outbox)
+        self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
         self.reports: list[m.ReportItem] = []  # finished, waiting for the report loop
         self.unsaved: list[m.ReportItem] = []  # neither delivered nor kept (outbox broken)
         self.reports_ready = asyncio.Event()
         self.wake = asyncio.Event()  # assignment changed, work allowed again
         self.flush_now = asyncio.Event()  # the coordinator is reachable again
+        self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._claiming = False
         self._reporting = False
         self._tasks: set[asyncio.Task[m.ReportItem | None]] = set()
@@ -197,7 +201,8 @@ class Scheduler:
         with job_context(job.id):
             log.info("job %s (%s, attempt %d) started", job.id, job.op, job.attempt)
             try:
-                report = await execute(self.registry, job)
+                with self._tracer.span("job.run", _span_attributes(job), parent=job.metadata):
+                    report = await execute(self.registry, job)
             except asyncio.CancelledError:
                 entry = self.running.get(job.id)
                 if entry is None or entry.cancel_reason is None:
@@ -206,8 +211,9 @@ class Scheduler:
                 if current is not None:
                     current.uncancel()
                 report = failed(job, entry.cancel_reason, retryable=False)
-            outcome = "succeeded" if report.action == "complete" else f"failed: {report.error}"
-            log.info("job %s %s", job.id, outcome)
+            succeeded = report.action == "complete"
+            self.finished[(job.op, "succeeded" if succeeded else "failed")] += 1
+            log.info("job %s %s", job.id, "succeeded" if succeeded else f"failed: {report.error}")
             if sink is not None:
                 sink(report)
             return report
@@ -397,3 +403,7 @@ class Scheduler:
         """Everything finished but not delivered goes to the outbox (end of a hard stop)."""
         pending, self.reports = self.reports, []
         self.keep(pending)
+
+
+def _span_attributes(job: Job) -> dict[str, str | int]:
+    return {"botfleet.job_id": job.id, "botfleet.op": job.op, "botfleet.attempt": job.attempt}

@@ -1,0 +1,105 @@
+"""Prometheus metrics of one bot, served on BOT_METRICS_PORT (`GET /metrics`).
+
+Values are read from the bot when scraped, so the bot's code carries no metric
+calls: state, running jobs, slots, outbox size, finished jobs by operation and
+outcome, and reports by what became of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.state import BotState
+
+if TYPE_CHECKING:
+    from bot.machine import Bot
+
+log = logging.getLogger(__name__)
+
+
+class BotCollector(Collector):
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    def collect(self) -> Iterator[Metric]:
+        bot = self._bot
+        state = GaugeMetricFamily(
+            "botfleet_bot_state", "1 for the lifecycle state the bot is in", labels=["state"]
+        )
+        for candidate in BotState:
+            state.add_metric([candidate.value], 1.0 if bot.state is candidate else 0.0)
+        yield state
+        yield GaugeMetricFamily(
+            "botfleet_bot_outbox_reports", "reports waiting in the outbox", value=len(bot.outbox)
+        )
+        scheduler = bot.scheduler
+        if scheduler is None:
+            return
+        yield GaugeMetricFamily(
+            "botfleet_bot_running_jobs", "jobs running now", value=len(scheduler.running)
+        )
+        yield GaugeMetricFamily(
+            "botfleet_bot_slots", "jobs allowed at once", value=scheduler.slots.capacity
+        )
+        jobs = CounterMetricFamily(
+            "botfleet_bot_jobs", "jobs run to an outcome", labels=["op", "outcome"]
+        )
+        for (op, outcome), count in sorted(scheduler.finished.items()):
+            jobs.add_metric([op, outcome], count)
+        yield jobs
+        reports = CounterMetricFamily(
+            "botfleet_bot_reports",
+            "reports: accepted, dropped (refused for good), kept in the outbox",
+            labels=["outcome"],
+        )
+        counts = scheduler.reporter.counts
+        for outcome, count in (
+            ("accepted", counts.accepted),
+            ("dropped", counts.dropped),
+            ("kept", counts.kept),
+        ):
+            reports.add_metric([outcome], count)
+        yield reports
+
+
+class MetricsServer:
+    """`GET /metrics` on `host:port` (port 0: any free port, see `port` once started)."""
+
+    def __init__(self, bot: Bot, port: int, host: str = "0.0.0.0") -> None:
+        self._registry = CollectorRegistry()
+        self._registry.register(BotCollector(bot))
+        self._host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        if runner.addresses:
+            self.port = int(runner.addresses[0][1])
+        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
