@@ -380,7 +380,8 @@ class Bot:
                 return False
             if answer is None:
                 return False
-            await self._sync(announce=announce)
+            # A drain may have begun while the answer was on its way: then sync quietly.
+            await self._sync(announce=announce and self.lifecycle.state is S.REGISTER)
             return True
 
     async def on_heartbeat(self, answer: m.HeartbeatResponse) -> None:

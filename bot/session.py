@@ -172,6 +172,8 @@ class Registrar:
         """
         backoff = Backoff(self._settings.min_backoff_ms, self._settings.max_backoff_ms, self._rng)
         while True:
+            if stop.is_set():
+                return None
             if announce:
                 self._lifecycle.move(BotState.REGISTER)
             try:
@@ -188,7 +190,7 @@ class Registrar:
                 if retry_after is not None:
                     delay = max(delay, retry_after)
                 log.warning("registration failed (%s); next try in %.1f s", exc, delay)
-                if announce:
+                if announce and not stop.is_set():
                     self._lifecycle.move(BotState.BACKOFF, "registration failed")
                 if await sleep_or(self._clock, delay, stop):
                     return None

@@ -211,3 +211,21 @@ async def test_commands_in_other_states(
     history = running.bot.lifecycle.history
     assert history.count(S.QUARANTINED) == 1
     assert await running.stop() == EXIT_OK
+
+
+async def test_drain_while_a_renewal_is_on_its_way(start_bot: StartBot) -> None:
+    fake = FakeCoordinator()
+    running = start_bot(fake, heartbeat_interval_s=1.0)
+    await running.bot.lifecycle.wait_for(WORK_STATES)
+    gate = fake.gates["register"] = asyncio.Event()
+    fake.fail_next("heartbeat", NotFoundError(404, "forgotten"))
+    await eventually(lambda: fake.count("register") == 2, "renewal under way")
+    assert running.bot.state is S.REGISTER
+
+    running.bot.request_stop("test")
+    await running.bot.lifecycle.wait_for({S.DRAINING})
+    gate.set()
+
+    assert await running.exit_code() == EXIT_OK
+    history = running.bot.lifecycle.history
+    assert history[-3:] == [S.REGISTER, S.DRAINING, S.SHUTDOWN]
