@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
+from bot.disk import Disk
 from bot.errors import ConflictError, ForbiddenError, NotFoundError
 from bot.identity import Identity
 from bot.jobs import Registry, load_plugins
@@ -242,6 +244,7 @@ def standalone_scheduler(
     settings: Settings | None = None,
     features: Iterable[str] = (),
     hooks: Any = None,
+    disk: Disk | None = None,
 ) -> Scheduler:
     """A registered `Scheduler` outside a bot: outbox opened in `state_dir`, session set up."""
     settings = settings or Settings(state_dir=state_dir)
@@ -252,7 +255,7 @@ def standalone_scheduler(
     )
     session.bot_id = "bot_fake"
     session.features = frozenset(features)
-    outbox = Outbox(state_dir)
+    outbox = Outbox(state_dir, disk=disk)
     outbox.open()
     return Scheduler(
         api=api,
@@ -281,3 +284,42 @@ class ScaledClock(SystemClock):
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         await asyncio.sleep(max(0.0, seconds) * self.scale)
+
+
+class FailingDisk(Disk):
+    """A disk that fails when told to: set `append_errno` (ENOSPC: full) to make appends
+    write a fragment and raise, `rewrite_errno` to make atomic rewrites raise."""
+
+    def __init__(self) -> None:
+        self.append_errno: int | None = None
+        self.rewrite_errno: int | None = None
+
+    def open_append(self, path: Path) -> BinaryIO:
+        return cast(BinaryIO, _FailingWriter(super().open_append(path), self))
+
+    def write_atomic(self, path: Path, data: bytes) -> None:
+        if self.rewrite_errno is not None:
+            raise OSError(self.rewrite_errno, os.strerror(self.rewrite_errno))
+        super().write_atomic(path, data)
+
+
+class _FailingWriter:
+    def __init__(self, handle: BinaryIO, disk: FailingDisk) -> None:
+        self._handle = handle
+        self._disk = disk
+
+    def write(self, data: bytes) -> int:
+        code = self._disk.append_errno
+        if code is None:
+            return self._handle.write(data)
+        self._handle.write(data[: len(data) // 2])  # a torn write, then the error
+        raise OSError(code, os.strerror(code))
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+    def close(self) -> None:
+        self._handle.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from bot.lifecycle import WORK_STATES
 from bot.machine import EXIT_BAD_SETTINGS, EXIT_OK, EXIT_SAFE_HALT, EXIT_STOPPED_HARD
 from bot.outbox import Outbox
 from bot.state import BotState, Job
-from bot.testing import FakeCoordinator
+from bot.testing import FailingDisk, FakeCoordinator
 from botfleet.protocol import messages as m
 
 from .conftest import StartBot, eventually, runs
@@ -379,19 +380,14 @@ class TestSafeHalt:
         self, start_bot: StartBot, caplog: pytest.LogCaptureFixture
     ) -> None:
         fake = FakeCoordinator()
-        fake.add_job("sum", {"a": 1, "b": 2})
         fake.fail_next("complete", *(NetworkError("down") for _ in range(1000)))
-        running = start_bot(fake)
+        disk = FailingDisk()
+        running = start_bot(fake, bot_options={"disk": disk})
         await running.bot.lifecycle.wait_for({S.IDLE, S.CLAIM})
-
-        from bot.errors import OutboxFullError
-
-        def full(items: object) -> None:
-            raise OutboxFullError("disk full")
-
-        running.bot.outbox.append = full  # type: ignore[method-assign,assignment]
+        disk.append_errno = errno.ENOSPC
         caplog.set_level(logging.ERROR)
+        fake.add_job("sum", {"a": 1, "b": 2})
 
         assert await running.exit_code() == EXIT_SAFE_HALT
         assert running.bot.state is S.SAFE_HALT
-        assert "report lost" in caplog.text
+        assert "disk full" in caplog.text and "report lost" in caplog.text

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from pathlib import Path
 
 import pytest
 
-from bot.errors import AuthError, NetworkError, NotFoundError, OutboxError, OverloadedError
+from bot.errors import AuthError, NetworkError, NotFoundError, OverloadedError
 from bot.jobs import Registry, load_plugins
 from bot.lifecycle import WORK_STATES
 from bot.machine import EXIT_OK, EXIT_SAFE_HALT, EXIT_STOPPED_HARD
 from bot.outbox import Outbox
 from bot.state import BotState, Job
-from bot.testing import FakeCoordinator
+from bot.testing import FailingDisk, FakeCoordinator
 from botfleet.protocol import messages as m
 
 from .conftest import StartBot, eventually, runs
@@ -170,12 +171,12 @@ async def test_outbox_failures_at_sync_and_at_the_end(
         outbox.append([m.ReportItem(job_id="job_old", action="complete", result={})])
     fake = FakeCoordinator(features=[m.FEATURE_DEREGISTER])
     fake.fail_next("deregister", NetworkError("down"))
-    running = start_bot(fake)
-
-    def broken(keys: object) -> None:
-        raise OutboxError("cannot rewrite")
-
-    running.bot.outbox.remove = broken  # type: ignore[method-assign,assignment]
+    gate = fake.gates["register"] = asyncio.Event()
+    disk = FailingDisk()
+    running = start_bot(fake, bot_options={"disk": disk})
+    await eventually(lambda: fake.count("register") == 1, "bootstrap done")
+    disk.rewrite_errno = errno.EROFS  # the disk turns read-only before the outbox is flushed
+    gate.set()
 
     assert await running.exit_code() == EXIT_SAFE_HALT
     assert "cannot rewrite" in caplog.text and "deregister failed" in caplog.text

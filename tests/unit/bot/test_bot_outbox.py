@@ -13,6 +13,7 @@ import pytest
 from bot.disk import Disk
 from bot.errors import OutboxError, OutboxFullError
 from bot.outbox import OUTBOX_FILE, Outbox, report_key
+from bot.testing import FailingDisk
 from botfleet.protocol import messages as m
 
 
@@ -130,38 +131,17 @@ def test_crash_mid_flush_loses_nothing(tmp_path: Path, step: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [OUTBOX_FILE]
 
 
-class FullDisk(Disk):
-    def __init__(self, code: int = errno.ENOSPC) -> None:
-        self.code = code
-
-    def open_append(self, path: Path) -> BinaryIO:
-        handle = super().open_append(path)
-        code = self.code
-
-        class Writer:
-            name = str(path)
-
-            def write(self, data: bytes) -> int:
-                handle.write(data[:5])  # part of it lands, then the disk is full
-                raise OSError(code, "No space left on device")
-
-            def flush(self) -> None:
-                handle.flush()
-
-            def fileno(self) -> int:
-                return handle.fileno()
-
-            def close(self) -> None:
-                handle.close()
-
-        return Writer()  # type: ignore[return-value]
+def full_disk(code: int) -> FailingDisk:
+    disk = FailingDisk()
+    disk.append_errno = code
+    return disk
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_full_disk_raises_outbox_full(tmp_path: Path, code: int) -> None:
     with Outbox(tmp_path) as outbox:
         outbox.append([report(1)])
-    full = Outbox(tmp_path, disk=FullDisk(code))
+    full = Outbox(tmp_path, disk=full_disk(code))
     full.open()
     with pytest.raises(OutboxFullError, match="disk full"):
         full.append([report(2)])
@@ -180,7 +160,7 @@ def test_full_disk_is_an_outbox_error_too() -> None:
 
 
 def test_other_write_errors_are_outbox_errors(tmp_path: Path) -> None:
-    full = Outbox(tmp_path, disk=FullDisk(errno.EIO))
+    full = Outbox(tmp_path, disk=full_disk(errno.EIO))
     full.open()
     with pytest.raises(OutboxError) as caught:
         full.append([report(1)])

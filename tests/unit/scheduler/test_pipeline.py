@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from bot.jobs import Registry, load_plugins
 from bot.running import RunningJobs
 from bot.scheduler import StandaloneHooks
 from bot.state import BotState, Job
-from bot.testing import FakeCoordinator, ScaledClock
+from bot.testing import FailingDisk, FakeCoordinator, ScaledClock
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.support.processes import wait_until_async
@@ -217,18 +218,16 @@ async def test_report_loop_with_a_full_outbox_calls_fatal(
     fake = FakeCoordinator()
     fake.fail_next("complete", NetworkError("down"))
     hooks = Hooks()
-    scheduler = make_scheduler(fake, hooks=hooks)
-
-    def full(items: object) -> None:
-        raise OutboxFullError("disk full")
-
-    scheduler.outbox.append = full  # type: ignore[method-assign,assignment]
+    disk = FailingDisk()
+    scheduler = make_scheduler(fake, hooks=hooks, disk=disk)
+    disk.append_errno = errno.ENOSPC
     report = m.ReportItem(job_id="job_1", action="complete", result={})
     scheduler.reports.append(report)
     scheduler.reports_ready.set()
 
     await run_until(scheduler.report_loop, lambda: bool(hooks.fatals), "fatal")
     assert scheduler.unsaved == [report]
+    assert isinstance(hooks.fatals[0], OutboxFullError)
 
 
 async def test_report_loop_stopped_mid_delivery_keeps_the_group(
@@ -279,15 +278,14 @@ async def test_outbox_loop_that_cannot_rewrite_calls_fatal(
 ) -> None:
     fake = FakeCoordinator()
     hooks = Hooks()
-    scheduler = make_scheduler(fake, hooks=hooks)
+    disk = FailingDisk()
+    scheduler = make_scheduler(fake, hooks=hooks, disk=disk)
     scheduler.outbox.append([m.ReportItem(job_id="job_x", action="complete", result={})])
+    disk.rewrite_errno = errno.EIO
 
-    def broken(keys: object) -> None:
-        raise OutboxError("cannot rewrite")
-
-    scheduler.outbox.remove = broken  # type: ignore[method-assign,assignment]
     await asyncio.wait_for(scheduler.outbox_loop(asyncio.Event()), 30)
-    assert [str(e) for e in hooks.fatals] == ["cannot rewrite"]
+    assert len(hooks.fatals) == 1 and "cannot rewrite" in str(hooks.fatals[0])
+    assert len(scheduler.outbox) == 1
 
 
 async def test_progress_loop_sends_the_latest_and_survives_errors(
@@ -364,12 +362,9 @@ async def test_wait_jobs_and_abandon(make_scheduler: MakeScheduler) -> None:
 
 
 async def test_keep_without_a_disk_remembers_unsaved(make_scheduler: MakeScheduler) -> None:
-    scheduler = make_scheduler(FakeCoordinator())
-
-    def full(items: object) -> None:
-        raise OutboxFullError("disk full")
-
-    scheduler.outbox.append = full  # type: ignore[method-assign,assignment]
+    disk = FailingDisk()
+    scheduler = make_scheduler(FakeCoordinator(), disk=disk)
+    disk.append_errno = errno.EDQUOT
     report = m.ReportItem(job_id="job_1", action="complete", result={})
     scheduler.reports.append(report)
     scheduler.keep_pending()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from bot.errors import NetworkError, OutboxFullError, ServerError
 from bot.jobs import Registry, load_plugins
 from bot.outbox import Outbox
 from bot.state import Job
-from bot.testing import FakeCoordinator
+from bot.testing import FailingDisk, FakeCoordinator
 from botfleet.protocol import messages as m
 
 from .conftest import MakeScheduler
@@ -192,12 +193,9 @@ class TestScheduler:
         fake = FakeCoordinator()
         fake.add_job("sum", {"a": 1, "b": 2})
         fake.fail_next("complete", NetworkError("down"))
-        scheduler = make_scheduler(fake)
-
-        def full(items: object) -> None:
-            raise OutboxFullError("disk full")
-
-        scheduler.outbox.append = full  # type: ignore[method-assign,assignment]
+        disk = FailingDisk()
+        scheduler = make_scheduler(fake, disk=disk)
+        disk.append_errno = errno.ENOSPC
 
         with pytest.raises(OutboxFullError):
             await scheduler.tick()
