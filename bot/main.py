@@ -2,7 +2,8 @@
 
 `add_bot_arguments` and `run_bot` are what `botfleet/cli/main.py` calls; flags
 override the environment variables of PROTOCOL.md. Exit codes: 0 clean shutdown,
-1 stopped hard (second signal), 2 bad settings, 3 safe halt.
+1 stopped hard (second signal), 2 bad settings, 3 safe halt, 130 interrupted while
+starting.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from bot.settings import Settings, load_settings
 from bot.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130
 
 
 def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +73,11 @@ def run_bot(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
         except SettingsError as exc:
             log.error("bad setting: %s", exc)
             return EXIT_BAD_SETTINGS
-        return asyncio.run(serve(settings))
+        try:
+            return asyncio.run(serve(settings))
+        except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+            log.warning("interrupted while starting")
+            return EXIT_INTERRUPTED
     finally:
         logging.getLogger().removeHandler(handler)
 

@@ -28,6 +28,7 @@ from botfleet.protocol import messages as m
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # the protocol's bound on `reports`
+PARALLEL_REPORTS = 8  # one-by-one reports in flight at once, without batch_report
 
 
 @dataclass(slots=True)
@@ -127,24 +128,34 @@ class Reporter:
         return delivery
 
     async def _send_each(self, items: list[m.ReportItem]) -> Delivery:
+        """One call per report, a few at a time (the coordinator may commit them together).
+
+        After a failure that would fail the rest alike (unreachable, overloaded,
+        unauthenticated), no new call starts: the rest stay undelivered.
+        """
         delivery = Delivery()
-        for index, item in enumerate(items):
-            try:
-                await self._send_one(item)
-            except ConflictError as exc:
-                _log_dropped(item, str(exc))
-                delivery.dropped.append(item)
-            except (NotFoundError, ForbiddenError, RejectedError) as exc:
-                _log_dropped(item, str(exc), logging.WARNING)
-                delivery.dropped.append(item)
-            except CoordinatorError as exc:
-                # Unreachable, overloaded or unauthenticated: the rest would fail alike.
-                delivery.undelivered += items[index:]
-                delivery.error = exc
-                break
-            else:
-                delivery.accepted.append(item)
-            await asyncio.sleep(0)
+        gate = asyncio.Semaphore(PARALLEL_REPORTS)
+
+        async def send(item: m.ReportItem) -> None:
+            async with gate:
+                if delivery.error is not None:
+                    delivery.undelivered.append(item)
+                    return
+                try:
+                    await self._send_one(item)
+                except ConflictError as exc:
+                    _log_dropped(item, str(exc))
+                    delivery.dropped.append(item)
+                except (NotFoundError, ForbiddenError, RejectedError) as exc:
+                    _log_dropped(item, str(exc), logging.WARNING)
+                    delivery.dropped.append(item)
+                except CoordinatorError as exc:
+                    delivery.undelivered.append(item)
+                    delivery.error = delivery.error or exc
+                else:
+                    delivery.accepted.append(item)
+
+        await asyncio.gather(*(send(item) for item in items))
         return delivery
 
     async def _send_one(self, item: m.ReportItem) -> None:

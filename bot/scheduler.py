@@ -199,7 +199,7 @@ class Scheduler:
 
     async def _run(self, job: Job, sink: ReportSink | None) -> m.ReportItem | None:
         with job_context(job.id):
-            log.info("job %s (%s, attempt %d) started", job.id, job.op, job.attempt)
+            log.debug("job %s (%s, attempt %d) started", job.id, job.op, job.attempt)
             try:
                 with self._tracer.span("job.run", _span_attributes(job), parent=job.metadata):
                     report = await execute(self.registry, job)

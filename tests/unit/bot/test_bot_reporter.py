@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,13 @@ import pytest
 from bot.errors import AuthError, NetworkError, NotFoundError, RejectedError, ServerError
 from bot.identity import Identity
 from bot.outbox import Outbox
-from bot.reporter import Reporter
+from bot.reporter import PARALLEL_REPORTS, Reporter
 from bot.session import Session
 from bot.settings import Settings
 from bot.testing import FakeCoordinator
 from botfleet.protocol import messages as m
+
+from .conftest import eventually
 
 
 @pytest.fixture
@@ -86,14 +89,20 @@ async def test_refusals_are_dropped_not_kept(
 
 async def test_network_failure_keeps_the_rest_in_the_outbox(outbox: Outbox) -> None:
     fake = FakeCoordinator()
-    a, b, c = claimed(fake, 3)
-    fake.fail_next("fail", NetworkError("down"))
-    delivery = await reporter_for(fake, outbox).deliver([done(a), failed(b), done(c)])
-    assert [i.job_id for i in delivery.accepted] == [a]
-    assert [i.job_id for i in delivery.undelivered] == [b, c]
+    ids = claimed(fake, 20)
+    gate = fake.gates["complete"] = asyncio.Event()
+    fake.fail_next("complete", NetworkError("down"))
+    reporter = reporter_for(fake, outbox)
+    task = asyncio.create_task(reporter.deliver([done(i) for i in ids]))
+    await eventually(lambda: fake.count("complete") == PARALLEL_REPORTS, "calls in flight")
+    gate.set()
+    delivery = await task
+    # The first calls were in flight together; after the failure no new one started.
+    assert fake.count("complete") == PARALLEL_REPORTS
+    assert len(delivery.accepted) == PARALLEL_REPORTS - 1
+    assert len(delivery.undelivered) == 20 - len(delivery.accepted)
     assert isinstance(delivery.error, NetworkError)
-    assert [i.job_id for i in outbox.pending()] == [b, c]
-    assert fake.count("complete") == 1  # the failure stopped the rest
+    assert {i.job_id for i in outbox.pending()} == {i.job_id for i in delivery.undelivered}
 
 
 async def test_batch_transient_failure_keeps_everything(outbox: Outbox) -> None:
