@@ -367,7 +367,10 @@ def fmt_mib(nbytes: float) -> str:
 
 
 def fmt_core(fraction: float) -> str:
-    return "n/a" if math.isnan(fraction) else f"{fraction * 100:.1f} % of a core"
+    if math.isnan(fraction):
+        return "n/a"
+    digits = 2 if fraction < 0.01 else 1  # an idle process: show how far below 1 %
+    return f"{fraction * 100:.{digits}f} % of a core"
 
 
 def ratio(numerator: float, denominator: float) -> float:
