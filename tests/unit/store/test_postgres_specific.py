@@ -23,7 +23,7 @@ from botfleet.clock import FakeClock
 from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome
 from coordinator.store.migrations import load_migrations
 from coordinator.store.postgres import PostgresStore
-from coordinator.store.postgres_notify import decode_notice, encode_notices
+from coordinator.store.postgres.notify import decode_notice, encode_notices
 
 pytestmark = pytest.mark.postgres
 

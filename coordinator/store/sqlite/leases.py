@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coordinator.store.base import ExpiryOutcome
-from coordinator.store.sqlite_rows import Tx, id_list
+from coordinator.store.sqlite.rows import Tx, id_list
 
 LEASE_EXPIRED = "lease expired"
 BOT_LEASE_EXPIRED = "bot lease expired"

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from coordinator.store.base import BotRecord, HeartbeatOutcome, RegisterOutcome, Registration
-from coordinator.store.postgres_rows import bot_from_row
-from coordinator.store.postgres_tx import Tx, clean_text
+from coordinator.store.postgres.rows import bot_from_row
+from coordinator.store.postgres.tx import Tx, clean_text
 from coordinator.store.rules import command_took_effect
 
 # Errors of jobs failed for good because their holder went away (as the SQLite store).

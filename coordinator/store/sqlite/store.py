@@ -24,13 +24,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from botfleet.clock import Clock
-from coordinator.store import (
-    sqlite_bots,
-    sqlite_jobs,
-    sqlite_leases,
-    sqlite_reads,
-    sqlite_reports,
-)
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
@@ -50,7 +43,12 @@ from coordinator.store.base import (
 )
 from coordinator.store.migrations import Migration, apply_sqlite_migrations, load_migrations
 from coordinator.store.queries import Queries, load_queries
-from coordinator.store.sqlite_rows import Tx, to_us
+from coordinator.store.sqlite import bots as sqlite_bots
+from coordinator.store.sqlite import jobs as sqlite_jobs
+from coordinator.store.sqlite import leases as sqlite_leases
+from coordinator.store.sqlite import reads as sqlite_reads
+from coordinator.store.sqlite import reports as sqlite_reports
+from coordinator.store.sqlite.rows import Tx, to_us
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from coordinator.store.base import AttemptRecord, BotRecord, JobRecord, StatsRecord
-from coordinator.store.sqlite_rows import (
+from coordinator.store.sqlite.rows import (
     Tx,
     attempt_from_row,
     bot_from_row,

@@ -8,8 +8,8 @@ from typing import Any
 
 from coordinator.store.base import BotRecord, HeartbeatOutcome, RegisterOutcome, Registration
 from coordinator.store.rules import command_took_effect
-from coordinator.store.sqlite_leases import release_jobs_of_bots
-from coordinator.store.sqlite_rows import (
+from coordinator.store.sqlite.leases import release_jobs_of_bots
+from coordinator.store.sqlite.rows import (
     Tx,
     dump_json,
     from_us,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, overload
 
 from coordinator.store.base import RetryDelay
-from coordinator.store.postgres_notify import encode_notices
+from coordinator.store.postgres.notify import encode_notices
 from coordinator.store.rules import JobSnapshot
 
 

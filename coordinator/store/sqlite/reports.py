@@ -14,7 +14,7 @@ from typing import Any
 
 from coordinator.store.base import ReportInput, ReportOutcome
 from coordinator.store.rules import Decision, Effect, JobSnapshot, decide_report
-from coordinator.store.sqlite_rows import Tx, dump_json, id_list
+from coordinator.store.sqlite.rows import Tx, dump_json, id_list
 
 NO_ERROR_TEXT = "the job failed without an error message"
 

@@ -6,7 +6,7 @@ every UPDATE that moves a job re-checks its state, attempt and holder (the fence
 a stale coordinator or bot can never act on a lease it lost; the reaper locks with
 SKIP LOCKED and re-checked conditions, so it may run in every process at once without
 requeueing anything twice. Commits that make jobs claimable or finish jobs NOTIFY the
-other coordinators (postgres_notify.py).
+other coordinators (notify.py).
 
 Time: every timestamp (claimed_at, lease_until, finished_at, …) comes from the
 injected clock and is passed to SQL as a parameter; no statement calls now(). Tests
@@ -27,9 +27,6 @@ from typing import Any, TypeVar
 import asyncpg
 
 from botfleet.clock import Clock
-from coordinator.store import postgres_bots as bots
-from coordinator.store import postgres_jobs as job_verbs
-from coordinator.store import postgres_schema
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
@@ -47,14 +44,17 @@ from coordinator.store.base import (
     StoreListener,
     SubmitOutcome,
 )
-from coordinator.store.postgres_notify import Notice, NotificationRelay
-from coordinator.store.postgres_rows import (
+from coordinator.store.postgres import bots
+from coordinator.store.postgres import jobs as job_verbs
+from coordinator.store.postgres import schema as postgres_schema
+from coordinator.store.postgres.notify import Notice, NotificationRelay
+from coordinator.store.postgres.rows import (
     attempt_from_row,
     bot_from_row,
     init_connection,
     job_from_row,
 )
-from coordinator.store.postgres_tx import Changes, Tx, clean_text
+from coordinator.store.postgres.tx import Changes, Tx, clean_text
 from coordinator.store.queries import load_queries
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from coordinator.store.base import (
     StoreError,
     SubmitOutcome,
 )
-from coordinator.store.sqlite_rows import (
+from coordinator.store.sqlite.rows import (
     Tx,
     dump_json,
     from_us,

@@ -1,0 +1,5 @@
+"""The SQLite backend: one file, WAL, one writer thread (the default store)."""
+
+from coordinator.store.sqlite.store import SQLiteStore
+
+__all__ = ["SQLiteStore"]
