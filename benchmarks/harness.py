@@ -194,6 +194,7 @@ def python_module(module: str, *args: str) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class RedisServer:
     port: int
+    pid: int
 
     def url(self, db: int = 0) -> str:
         return f"redis://{LOCALHOST}:{self.port}/{db}"
@@ -224,7 +225,7 @@ def start_redis(stack: contextlib.ExitStack, workdir: Path) -> RedisServer:
     process = start_process(stack, "redis", args, workdir)
     wait_until(lambda: port_open(port) or not process.alive(), 30, "redis-server listening")
     require_alive(process)
-    return RedisServer(port)
+    return RedisServer(port, process.pid)
 
 
 # ---------------------------------------------------------------- the machine

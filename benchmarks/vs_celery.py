@@ -49,8 +49,11 @@ from benchmarks.fleet import (
 from benchmarks.harness import (
     TABLE_FORMATS,
     BenchmarkError,
+    CpuMeter,
     RedisServer,
     Table,
+    cpu_seconds,
+    fmt_core,
     fmt_ms,
     fmt_rate,
     fmt_ratio,
@@ -74,6 +77,8 @@ WORKERS = 2
 ENQUEUE = "enqueue_per_s"
 PROCESS = "process_per_s"
 STARTUP = "startup_s"
+SERVER_CORES = "server_cores"
+WORKER_CORES = "worker_cores"
 STEADY = "steady_per_s"
 P50 = "latency_p50_s"
 P99 = "latency_p99_s"
@@ -88,6 +93,7 @@ class Options:
     timeout_s: float
     fmt: str
     workdir: Path | None
+    bot_env: dict[str, str]
 
 
 def processing_figures(
@@ -100,6 +106,17 @@ def processing_figures(
         PROCESS: jobs / (finished - started),
         STARTUP: first - started,
         STEADY: (jobs - 1) / steady_s if jobs > 1 and steady_s > 0 else math.nan,
+    }
+
+
+def cpu_figures(server: CpuMeter, worker_pids: list[int]) -> dict[str, float]:
+    """CPU while processing, in cores: the server side (coordinator or redis) and the two
+    workers together (their whole life so far, start-up included: they started with the
+    clock)."""
+    usage = server.finish()
+    return {
+        SERVER_CORES: usage.core_fraction,
+        WORKER_CORES: cpu_seconds(worker_pids) / usage.wall_s,
     }
 
 
@@ -121,10 +138,15 @@ async def botfleet_run(workdir: Path, options: Options) -> dict[str, float]:
                 ids += await client.submit_bulk(jobs[offset : offset + BULK_SIZE])
             enqueue_s = time.perf_counter() - started
 
+            server_cpu = CpuMeter([coordinator.process.pid])
             started = time.perf_counter()
-            bots = [start_bot(stack, workdir, coordinator, f"bench-{n}") for n in range(WORKERS)]
+            bots = [
+                start_bot(stack, workdir, coordinator, f"bench-{n}", env=options.bot_env)
+                for n in range(WORKERS)
+            ]
             first = await wait_for_succeeded(client, ids, options.timeout_s)
             processing = processing_figures(options.jobs, started, first, time.perf_counter())
+            processing |= cpu_figures(server_cpu, [bot.pid for bot in bots])
             for bot in bots:
                 require_alive(bot)
             await verify_all_succeeded(client, options.jobs)
@@ -180,6 +202,7 @@ def celery_run(workdir: Path, redis_server: RedisServer, options: Options) -> di
             expected[celery_tasks.sum_task.apply_async((i, i + 1)).id] = 2 * i + 1
         enqueue_s = time.perf_counter() - started
 
+        server_cpu = CpuMeter([redis_server.pid])
         started = time.perf_counter()
         workers = [
             start_process(
@@ -197,6 +220,7 @@ def celery_run(workdir: Path, redis_server: RedisServer, options: Options) -> di
             f"{options.jobs} Celery results",
         )
         processing = processing_figures(options.jobs, started, first, time.perf_counter())
+        processing |= cpu_figures(server_cpu, [worker.pid for worker in workers])
         for worker in workers:
             require_alive(worker)
         check_celery_results(results_db, expected)
@@ -232,6 +256,8 @@ def comparison_table(
         ("processing throughput", PROCESS, fmt_rate, "≥ 10×"),
         ("  after the first result", STEADY, fmt_rate, "(info)"),
         ("  start to first result", STARTUP, fmt_ms, "(info)"),
+        ("  CPU, coordinator / redis", SERVER_CORES, fmt_core, "(info)"),
+        ("  CPU, 2 bots / 2 workers", WORKER_CORES, fmt_core, "(info)"),
         ("enqueue throughput", ENQUEUE, fmt_rate, "-"),
         ("submit-to-result p50", P50, fmt_ms, "≤ 1×"),
         ("submit-to-result p99", P99, fmt_ms, "≤ 2×"),
@@ -240,8 +266,9 @@ def comparison_table(
         ours, theirs = botfleet.get(key, math.nan), celery.get(key, math.nan)
         table.add_row(label, fmt(ours), fmt(theirs), fmt_ratio(ratio(ours, theirs)), target)
     table.notes.append(f"machine: {machine_line()}")
+    settings = " ".join(f"{k}={v}" for k, v in options.bot_env.items()) or "default settings"
     table.notes.append(
-        "botfleet: SQLite coordinator + 2 bots, default settings; Celery: Redis broker and "
+        f"botfleet: SQLite coordinator + 2 bots, {settings}; Celery: Redis broker and "
         "result backend, 2 workers --pool solo (no gossip/mingle/heartbeat)"
     )
     return table
@@ -287,7 +314,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--timeout", type=float, default=600, help="per phase, seconds")
     parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
     parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
+    parser.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="what-if: environment of the bots, e.g. MAX_CONCURRENCY=32 (default: none; "
+        "the issue's figures use default settings)",
+    )
     args = parser.parse_args(argv)
+    bot_env = dict(item.split("=", 1) for item in args.bot_env if "=" in item)
+    if len(bot_env) != len(args.bot_env):
+        parser.error("--bot-env takes NAME=VALUE")
     for name in ("jobs", "latency_jobs", "runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -301,6 +339,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         args.timeout,
         args.format,
         args.workdir,
+        bot_env,
     )
 
 
