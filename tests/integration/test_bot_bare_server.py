@@ -99,7 +99,7 @@ class BareServer:
         self._check_token(request)
         body = await request.json()
         self.claims.append(body)
-        handed = []
+        handed: list[dict[str, Any]] = []
         while self.queue and len(handed) < body["limit"]:
             job = self.jobs[self.queue.pop(0)]
             handed.append({**job, "lease_until": "2030-01-01T00:00:00Z", "attempt": 1})

@@ -66,7 +66,12 @@ async def start_bot(state_dir: Path) -> AsyncIterator[StartBot]:
         fake: FakeCoordinator, *, bot_options: dict[str, Any] | None = None, **settings: Any
     ) -> RunningBot:
         clock = ScaledClock()
-        options = {"api": fake, "clock": clock, "rng": random.Random(3), "host": HOST}
+        options: dict[str, Any] = {
+            "api": fake,
+            "clock": clock,
+            "rng": random.Random(3),
+            "host": HOST,
+        }
         options.update(bot_options or {})
         settings.setdefault("state_dir", state_dir)
         bot = Bot(Settings(**settings), **options)

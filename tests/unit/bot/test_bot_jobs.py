@@ -238,7 +238,7 @@ async def test_results_that_are_not_json_objects_fail_for_good(
     outcome: object, message: str
 ) -> None:
     registry = Registry()
-    registry.register("odd", lambda job: outcome)
+    registry.register("odd", lambda job: outcome)  # type: ignore[arg-type,return-value]
     report = await execute(registry, job("odd"))
     assert report.action == "fail" and report.retryable is False
     assert message in (report.error or "")

@@ -168,7 +168,7 @@ def test_job_progress_checks_the_fraction() -> None:
     assert seen == [("job_1", 1.0, "done")]
     for bad in (-0.1, 1.5, True):
         with pytest.raises(ValueError, match="between 0 and 1"):
-            job.progress(bad)  # type: ignore[arg-type]
+            job.progress(bad)
     Job("job_2", "sum", {}).progress(0.5)  # no sink: nothing happens
 
 

@@ -157,17 +157,15 @@ class TestScheduler:
     async def test_conflict_drops_the_report(
         self, make_scheduler: MakeScheduler, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        fake = FakeCoordinator()
+        class LostLease(FakeCoordinator):
+            async def complete(self, job_id: str, request: m.CompleteRequest) -> None:
+                self.jobs[job_id].state = "failed"  # the reaper got there first
+                await super().complete(job_id, request)
+
+        fake = LostLease()
         job_id = fake.add_job("sum", {"a": 1, "b": 2})
         scheduler = make_scheduler(fake)
-        original = fake.complete
         caplog.set_level(logging.INFO)
-
-        async def lost_lease(jid: str, request: m.CompleteRequest) -> None:
-            fake.jobs[jid].state = "failed"  # the reaper got there first
-            await original(jid, request)
-
-        fake.complete = lost_lease  # type: ignore[method-assign]
 
         result = await scheduler.tick()
 
