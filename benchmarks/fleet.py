@@ -75,8 +75,9 @@ def start_coordinator(
         "--port", str(port),
         "--db", db_url or f"sqlite:///{state_dir / 'botfleet.db'}",
         "--state-dir", str(state_dir),
-        "--admin-token", admin_token,
-        "--enroll-token", enroll_token,
+        # "=": a url-safe token may begin with "-", which argparse would take for a flag.
+        f"--admin-token={admin_token}",
+        f"--enroll-token={enroll_token}",
         *extra_args,
     )  # fmt: skip
     process = start_process(stack, name, args, workdir)
