@@ -7,15 +7,20 @@ never for fixed sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEADLINE_S = 60.0
 
@@ -182,6 +187,11 @@ def start_coordinator(
     )
 
 
+def bot_state_dir(workdir: Path, name: str) -> Path:
+    """Where `start_bot(workdir, ..., name)` keeps the bot's identity and outbox."""
+    return workdir / f"bot-{name}"
+
+
 def start_bot(
     workdir: Path,
     servers: list[str],
@@ -191,7 +201,7 @@ def start_bot(
     extra_args: list[str] | None = None,
 ) -> Process:
     """A `python -m bot` process; `servers` are API bases (`http://host:port/v1`)."""
-    state_dir = workdir / f"bot-{name}"
+    state_dir = bot_state_dir(workdir, name)
     state_dir.mkdir(parents=True, exist_ok=True)
     bot_env = _env(
         {
@@ -204,3 +214,43 @@ def start_bot(
     )
     args = [sys.executable, "-m", "bot", *(extra_args or [])]
     return Process(f"bot-{name}", args, workdir / f"bot-{name}.log", bot_env).start()
+
+
+def http_json(
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    token: str | None = None,
+    timeout_s: float = 30.0,
+) -> tuple[int, Any]:
+    """One JSON request; (status, decoded body) for every status, errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+@contextlib.contextmanager
+def logs_on_failure(
+    processes: Callable[[], Iterable[Process]], tail_lines: int = 200
+) -> Iterator[None]:
+    """When the block raises, print the end of each process's log and re-raise.
+
+    pytest shows a failed test's output, so the logs land next to the failure.
+    `processes` is called only then (a restarted coordinator is a new `Process`).
+    """
+    try:
+        yield
+    except BaseException:
+        for process in processes():
+            lines = process.log().splitlines()[-tail_lines:]
+            print(f"----- {process.name} ({process.log_path}), last {len(lines)} lines -----")
+            print("\n".join(lines))
+        raise
