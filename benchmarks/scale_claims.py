@@ -144,7 +144,7 @@ def rate(jobs: int, seconds: Sequence[float]) -> float:
 
 
 async def claim_figures(
-    workdir: Path, sizes: Sequence[int], claim_jobs: int, batch: int, rounds: int = 5
+    workdir: Path, sizes: Sequence[int], claim_jobs: int, batch: int, rounds: int = 10
 ) -> list[ClaimFigures]:
     if claim_jobs * 2 > min(sizes):
         raise BenchmarkError(f"{min(sizes)} queued jobs are too few to claim {claim_jobs} twice")
