@@ -249,6 +249,30 @@ def machine_line() -> str:
     )
 
 
+def code_line() -> str:
+    """Which code was measured: the commit, and whether tracked files had changed."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"code: unknown ({exc})"
+    return f"code: {commit}" + (" with uncommitted changes" if changed else "")
+
+
 def load_line() -> str:
     """The load average: figures from a shared or busy machine are noisier."""
     one, five, fifteen = os.getloadavg()

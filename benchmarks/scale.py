@@ -30,6 +30,7 @@ from benchmarks.harness import (
     TABLE_FORMATS,
     BenchmarkError,
     Table,
+    code_line,
     fmt_core,
     fmt_mib,
     fmt_ms,
@@ -174,6 +175,7 @@ def benchmark(base: Path, options: Options) -> Table:
         print(f"bot: {bot}", flush=True)
         bot_rows(table, bot)
     table.notes.append(f"machine: {machine_line()}")
+    table.notes.append(code_line())
     table.notes.append(f"before: {load_before}; after: {load_line()}")
     return table
 

@@ -52,6 +52,7 @@ from benchmarks.harness import (
     CpuMeter,
     RedisServer,
     Table,
+    code_line,
     cpu_seconds,
     fmt_core,
     fmt_ms,
@@ -266,6 +267,7 @@ def comparison_table(
         ours, theirs = botfleet.get(key, math.nan), celery.get(key, math.nan)
         table.add_row(label, fmt(ours), fmt(theirs), fmt_ratio(ratio(ours, theirs)), target)
     table.notes.append(f"machine: {machine_line()}")
+    table.notes.append(code_line())
     settings = " ".join(f"{k}={v}" for k, v in options.bot_env.items()) or "default settings"
     table.notes.append(
         f"botfleet: SQLite coordinator + 2 bots, {settings}; Celery: Redis broker and "
