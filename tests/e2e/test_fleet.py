@@ -76,6 +76,11 @@ class Fleet:
         bots = self.admin("GET", "/bots")["bots"]
         return {bot["name"]: bot["id"] for bot in bots if bot["state"] == "online"}
 
+    def all_bots_online(self) -> bool:
+        exited = [name for name, bot in self.bots.items() if not bot.alive()]
+        assert not exited, f"bots exited: {exited}"
+        return set(self.online_bots()) == set(self.bots)
+
     def running_jobs_of(self, bot_id: str) -> list[str]:
         running: list[str] = self.admin("GET", f"/bots/{bot_id}")["running"]
         return running
@@ -142,7 +147,7 @@ def start_fleet(workdir: Path, coordinator_args: list[str]) -> Fleet:
         for name in BOT_NAMES:
             fleet.bots[name] = start_bot(workdir, [coordinator.api], name, env=BOT_ENV)
         with logs_on_failure(fleet.processes):
-            wait_until(lambda: set(fleet.online_bots()) == set(BOT_NAMES), what="three bots online")
+            wait_until(fleet.all_bots_online, what="three bots online")
     except BaseException:
         fleet.stop()
         raise

@@ -69,6 +69,7 @@ class Run:
         return int(stats["jobs"].get("succeeded", 0))
 
     def bot_online(self) -> bool:
+        assert self.bot.alive(), "the bot exited"
         status, answer = http_json(
             f"{self.coordinator.api}/bots", token=self.coordinator.admin_token
         )

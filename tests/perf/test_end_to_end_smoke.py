@@ -1,0 +1,83 @@
+"""benchmarks/end_to_end.py runs in a tiny configuration and prints its figures.
+
+It never checks how fast anything is, only that the figures come out for both settings
+and that no process the benchmark started is left behind.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Under pytest-timeout's 180 s: a stuck benchmark fails with its own message and logs.
+BENCHMARK_TIMEOUT_S = 60
+RUN_TIMEOUT_S = 120
+RATE = r"[\d,]+ /s"
+DURATION = r"[\d.]+ ms"
+RATIO = r"[\d.]+×"
+
+pytestmark = pytest.mark.e2e
+
+
+def leftovers(workdir: Path) -> list[str]:
+    """Live processes whose command line or environment mention the work folder."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            environ = " ".join((process.info["environ"] or {}).values())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(workdir) in cmdline or str(workdir) in environ:
+            found.append(f"{process.pid}: {cmdline}")
+    return found
+
+
+def run_benchmark(workdir: Path, *args: str) -> tuple[int, str, str]:
+    """Run the benchmark; past the deadline, SIGTERM it (it then stops what it started)."""
+    command = [sys.executable, "-m", "benchmarks.end_to_end", "--workdir", str(workdir), *args]
+    with subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as benchmark:
+        try:
+            out, err = benchmark.communicate(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            benchmark.terminate()
+            out, err = benchmark.communicate(timeout=60)
+            err += f"\n(stopped after {RUN_TIMEOUT_S} s)"
+        return benchmark.returncode, out, err
+
+
+def log_tails(workdir: Path, lines: int = 40) -> str:
+    return "\n".join(
+        f"----- {log} -----\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        for log in sorted(workdir.rglob("*.log"))
+    )
+
+
+def test_end_to_end_prints_throughput_and_latency_for_both_settings(tmp_path: Path) -> None:
+    code, out, err = run_benchmark(
+        tmp_path,
+        "--jobs", "100", "--latency-jobs", "5", "--warmup-jobs", "1", "--runs", "1",
+        "--timeout", str(BENCHMARK_TIMEOUT_S), "--format", "plain",
+    )  # fmt: skip
+    assert code == 0, f"stdout:\n{out}\nstderr:\n{err}\n{log_tails(tmp_path)}"
+    assert "botfleet end to end" in out
+    for label, figure in (
+        ("throughput, 100 sum jobs", RATE),
+        ("submit-to-result p50, idle", DURATION),
+        ("submit-to-result p99, idle", DURATION),
+    ):
+        pattern = re.escape(label) + rf"\s+{figure}\s+{figure}\s+{RATIO}"
+        assert re.search(pattern, out), f"no row {label!r} in:\n{out}"
+    assert re.search(rf"run 1 seed defaults: {RATE}, p50 {DURATION}, p99 {DURATION}", out)
+    assert re.search(rf"run 1 tuned: {RATE}, p50 {DURATION}, p99 {DURATION}", out)
+    assert "MAX_CONCURRENCY=2 CLAIM_BATCH_SIZE=5" in out
+    assert "machine: " in out
+    assert leftovers(tmp_path) == []
