@@ -291,6 +291,7 @@ def test_reports_made_while_the_coordinator_is_down_reach_it_when_it_returns(
         # The outage itself (not a wait for an event): the coordinator stays away 5 s.
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         kept = {report["job_id"]: report for name in BOT_NAMES for report in fleet.outbox(name)}
+        assert kept, "the outboxes emptied while the coordinator was away"
         coordinator.restart()
 
         fleet.wait_all_terminal(JOBS)
