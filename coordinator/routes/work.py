@@ -36,14 +36,15 @@ async def claim(request: web.Request) -> web.Response:
     if body.bot_id != identity.bot_id:
         raise Forbidden(f"this token belongs to bot {identity.bot_id}, not {body.bot_id}")
     long_poll = m.FEATURE_LONG_POLL in ctx.config.features
-    jobs = await ctx.poller.claim(
-        body.bot_id,
-        body.operations,
-        body.limit,
-        ctx.config.job_lease_ttl_s,
-        wait_s=body.wait_ms / 1000 if long_poll else 0.0,
-        still_wanted=lambda: _client_connected(request),
-    )
+    with ctx.tracer.span("claim", {"botfleet.bot_id": body.bot_id, "botfleet.limit": body.limit}):
+        jobs = await ctx.poller.claim(
+            body.bot_id,
+            body.operations,
+            body.limit,
+            ctx.config.job_lease_ttl_s,
+            wait_s=body.wait_ms / 1000 if long_poll else 0.0,
+            still_wanted=lambda: _client_connected(request),
+        )
     if jobs is None:
         raise NotFound(
             f"bot {body.bot_id} is unknown or offline; register again", code="bot_not_found"
@@ -84,7 +85,10 @@ async def batch_report(request: web.Request) -> web.Response:
     identity = await ctx.auth.require_bot(request)
     body = await read_body(request, m.BatchReportRequest)
     reports = [_report_input(item) for item in body.reports]
-    outcomes = await ctx.store.report(identity.bot_id, reports)
+    with ctx.tracer.span(
+        "report", {"botfleet.bot_id": identity.bot_id, "botfleet.jobs": len(reports)}
+    ):
+        outcomes = await ctx.store.report(identity.bot_id, reports)
     ctx.waiters.bot_capacity_changed(identity.bot_id)
     results = []
     for report, outcome in zip(reports, outcomes, strict=True):
@@ -107,7 +111,8 @@ async def progress(request: web.Request) -> web.Response:
 
 
 async def _report_one(ctx: AppContext, bot_id: str, report: ReportInput, conflict: str) -> None:
-    outcome = await ctx.reports.report(bot_id, report)
+    with ctx.tracer.span("report", {"botfleet.job_id": report.job_id}):
+        outcome = await ctx.reports.report(bot_id, report)
     ctx.waiters.bot_capacity_changed(bot_id)
     raise_for_outcome(outcome, report.job_id, conflict)
     ctx.metrics.observe_report(report.job_id, report.action)
