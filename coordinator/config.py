@@ -31,6 +31,8 @@ class ServerConfig:
     max_body_bytes: int = MIB
     token_ttl_s: int = 86_400
     reaper_interval_s: float = 1.0
+    # Before the first expiry after a start; None = one bot lease (see reaper.py).
+    reaper_startup_grace_s: float | None = None
     long_poll_recheck_s: float = 1.0  # a waiting claim looks again at least this often
     token_cache_ttl_s: float = 5.0
     token_cache_size: int = 10_000
@@ -60,6 +62,8 @@ class ServerConfig:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.default_max_concurrency < 0:
             raise ValueError("default_max_concurrency must not be negative")
+        if self.reaper_startup_grace_s is not None and self.reaper_startup_grace_s < 0:
+            raise ValueError("reaper_startup_grace_s must not be negative")
         if self.token_cache_ttl_s < 0 or self.token_cache_size < 0:
             raise ValueError("token cache settings must not be negative")
         if self.heartbeat_interval_s >= self.bot_lease_ttl_s:
@@ -74,6 +78,11 @@ class ServerConfig:
             token = getattr(self, token_field)
             if token is not None and not token.strip():
                 raise ValueError(f"{token_field} must not be empty")
+
+    @property
+    def reaper_grace_s(self) -> float:
+        grace = self.reaper_startup_grace_s
+        return self.bot_lease_ttl_s if grace is None else grace
 
     @property
     def database_url(self) -> str:

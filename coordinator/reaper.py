@@ -2,6 +2,11 @@
 
 It is safe in every coordinator process at once (the store makes `expire_leases`
 one transaction), so there is no leader to elect.
+
+After a start it first waits out a grace period (one bot lease by default): while
+the coordinator was down no bot could heartbeat, so every lease looks expired;
+expiring them at once would requeue work that is still running and turn the
+reports waiting in the bots' outboxes into conflicts.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
+from botfleet.clock import Clock, SystemClock
 from coordinator.store.base import ExpiryOutcome, Store
 
 log = logging.getLogger(__name__)
@@ -18,10 +25,19 @@ Observer = Callable[[ExpiryOutcome], None]
 
 
 class Reaper:
-    def __init__(self, store: Store, interval_s: float, observe: Observer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        interval_s: float,
+        observe: Observer | None = None,
+        clock: Clock | None = None,
+        startup_grace_s: float = 0.0,
+    ) -> None:
         self._store = store
         self._interval_s = interval_s
         self._observe = observe
+        self._clock = clock or SystemClock()
+        self._startup_grace = timedelta(seconds=startup_grace_s)
         self.runs = 0
         self.failures = 0
 
@@ -53,12 +69,20 @@ class Reaper:
     async def run(self, stop: asyncio.Event) -> None:
         """Pass after pass until `stop` is set; the interval is real time, not the clock's
         (the clock decides which leases are over, the interval only how often to look)."""
+        grace_until = self._clock.now() + self._startup_grace
+        if self._startup_grace:
+            log.info("reaper: first pass after a grace of %ss", self._startup_grace.seconds)
+        while not stop.is_set() and self._clock.now() < grace_until:
+            await self._pause(stop)
         while not stop.is_set():
             await self.run_once()
-            try:
-                await asyncio.wait_for(stop.wait(), self._interval_s)
-            except TimeoutError:
-                continue
+            await self._pause(stop)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), self._interval_s)
+        except TimeoutError:
+            return
 
 
 def _sample(ids: tuple[str, ...], limit: int = 5) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from botfleet.clock import Clock, SystemClock
+from botfleet.logs import configure_logging
 from coordinator.app import create_app
 from coordinator.auth import ServerTokens
 from coordinator.config import ServerConfig
@@ -74,6 +75,24 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--bot-lease-ttl", type=float, metavar="S", help="(120)")
     timing.add_argument("--job-lease-ttl", type=float, metavar="S", help="(180)")
     timing.add_argument("--reaper-interval", type=float, metavar="S", help="(1)")
+    timing.add_argument(
+        "--reaper-grace",
+        type=float,
+        metavar="S",
+        help="after a start, before leases are first expired (default: --bot-lease-ttl)",
+    )
+    parser.add_argument(
+        "--claim-batch-size",
+        type=int,
+        metavar="N",
+        help="how many jobs bots ask for per claim, told to them at registration (5)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="readable lines (text) or JSON lines (json)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -100,6 +119,12 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             bot_lease_ttl_s=bot_lease_ttl_s,
             job_lease_ttl_s=_pick(args.job_lease_ttl, defaults.job_lease_ttl_s),
             reaper_interval_s=_pick(args.reaper_interval, defaults.reaper_interval_s),
+            reaper_startup_grace_s=args.reaper_grace,
+            claim_batch_size=(
+                defaults.claim_batch_size
+                if args.claim_batch_size is None
+                else args.claim_batch_size
+            ),
         )
     except ValueError as exc:
         raise ValueError(_flag_names(str(exc))) from None
@@ -112,10 +137,7 @@ def run_server(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"botfleet server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_format, getattr(logging, str(args.log_level).upper()))
     return asyncio.run(serve(config, SystemClock()))
 
 
@@ -206,6 +228,8 @@ def _flag_names(message: str) -> str:
         "bot_lease_ttl_s": "--bot-lease-ttl",
         "job_lease_ttl_s": "--job-lease-ttl",
         "reaper_interval_s": "--reaper-interval",
+        "reaper_startup_grace_s": "--reaper-grace",
+        "claim_batch_size": "--claim-batch-size",
         "port": "--port",
         "admin_token": "--admin-token",
         "enroll_token": "--enroll-token",

@@ -93,3 +93,21 @@ async def test_stops_promptly_between_passes() -> None:
     async with asyncio.timeout(GENEROUS_S):
         await task
     assert store.calls == 1
+
+
+async def test_after_a_start_the_first_pass_waits_out_the_grace() -> None:
+    # The coordinator was down: every lease looks over, but the bots have not had a
+    # chance to heartbeat yet.
+    clock = FakeClock(NOW + timedelta(seconds=500))
+    store = LeasesOnly(clock)
+    reaper = Reaper(store, interval_s=0.001, clock=clock, startup_grace_s=120)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(reaper.run(stop))
+    for _ in range(20):  # many intervals go by; the clock does not reach the grace's end
+        await asyncio.sleep(0.002)
+    assert store.calls == 0
+    clock.advance(120)
+    await _eventually(lambda: store.calls > 0)
+    stop.set()
+    await task
+    assert store.job_lease_until is None and store.bot_lease_until is None

@@ -88,6 +88,13 @@ class TestFromArgs:
         assert (config.bot_lease_ttl_s, config.job_lease_ttl_s) == (8, 6)
         assert config.reaper_interval_s == 0.1
 
+    def test_claim_batch_size_and_reaper_grace(self) -> None:
+        config = config_from_args(_args("--claim-batch-size", "50", "--reaper-grace", "0"), {})
+        assert (config.claim_batch_size, config.reaper_grace_s) == (50, 0)
+        assert config_from_args(_args("--bot-lease-ttl", "8"), {}).reaper_grace_s == 8
+        with pytest.raises(ValueError, match="--claim-batch-size"):
+            config_from_args(_args("--claim-batch-size", "0"), {})
+
     def test_a_short_bot_lease_shortens_the_heartbeat(self) -> None:
         config = config_from_args(_args("--bot-lease-ttl", "4"), {})
         assert config.heartbeat_interval_s == 1.0
