@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,8 +34,11 @@ test: lint typecheck browser
 	$(BIN)/pytest -q -p no:cacheprovider --cov --cov-report=term
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python benchmarks/coordinator.py
+	$(BIN)/python -m benchmarks.coordinator
+	$(BIN)/python -m benchmarks.end_to_end
+	$(BIN)/python -m benchmarks.vs_celery
+	$(BIN)/python -m benchmarks.scale
+	$(BIN)/python -m benchmarks.postgres
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .coverage
