@@ -3,13 +3,15 @@
 `Waiters` is the store's listener: the store says "jobs for these operations may be
 available" or "this job finished", and every request waiting on that wakes at
 once. A notice can be missed (another process without LISTEN/NOTIFY, a race), so
-each waiter also looks again every `recheck_s`: a missed notice costs little.
+each waiter also looks again about every `recheck_s` (jittered): a missed notice costs
+little. A claim's re-check is one read ("is a job due?"); it claims only when one is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +21,8 @@ from botfleet.protocol.messages import TERMINAL_STATES
 from coordinator.store.base import JobRecord, Store
 
 log = logging.getLogger(__name__)
+
+RECHECK_JITTER = 0.2
 
 ClaimObserver = Callable[[float, list[JobRecord]], None]
 """Told the duration (seconds) and the jobs of every claim made in the store."""
@@ -141,8 +145,10 @@ class LongPoller:
         waiters: Waiters,
         recheck_s: float,
         observe_claim: ClaimObserver | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._store = store
+        self._random = rng or random.Random()
         self._clock = clock
         self._waiters = waiters
         self._recheck_s = recheck_s
@@ -168,16 +174,27 @@ class LongPoller:
         deadline = loop.time() + wait_s
         # Watch before the first claim, so a job submitted in between is not missed.
         with self._waiters.watch_operations(operations, bot_id) as wake:
+            claim_next = True
             while True:
-                wake.clear()
-                jobs = await self._claim(bot_id, operations, limit, lease_ttl_s)
-                if jobs is None or jobs:
-                    return jobs
+                if claim_next:
+                    wake.clear()
+                    jobs = await self._claim(bot_id, operations, limit, lease_ttl_s)
+                    if jobs is None or jobs:
+                        return jobs
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._waiters.closed:
                     return []
-                timeout = min(remaining, await self._until_next_due(operations))
-                await _wait(wake, timeout)
+                due_in = await self._due_in(operations)
+                if not claim_next and due_in is not None and due_in <= 0:
+                    # A re-check (no notice) found a job due: claim it. Otherwise a
+                    # re-check costs one read, not a claim transaction: an idle fleet
+                    # of waiting claims must cost almost nothing.
+                    claim_next = True
+                    continue
+                timeout = self._recheck_timeout()
+                if due_in is not None and due_in > 0:
+                    timeout = min(timeout, due_in)
+                claim_next = await _wait(wake, min(remaining, timeout))
                 if not still_wanted():
                     return []
 
@@ -196,7 +213,7 @@ class LongPoller:
                     return job
                 if self._waiters.closed:
                     return job
-                await _wait(wake, min(remaining, self._recheck_s))
+                await _wait(wake, min(remaining, self._recheck_timeout()))
 
     async def _claim(
         self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
@@ -207,20 +224,24 @@ class LongPoller:
             self._observe_claim(time.perf_counter() - started, jobs)
         return jobs
 
-    async def _until_next_due(self, operations: Sequence[str]) -> float:
-        """Seconds until a delayed job becomes claimable, at most `recheck_s`."""
+    async def _due_in(self, operations: Sequence[str]) -> float | None:
+        """Seconds until the earliest queued job for these operations is due (<= 0: due
+        now); None when none is queued."""
         run_at = await self._store.next_run_at(operations)
         if run_at is None:
-            return self._recheck_s
-        due_in = (run_at - self._clock.now()).total_seconds()
-        # Due already but not handed to us (at capacity, paused): wait for a change.
-        if due_in <= 0:
-            return self._recheck_s
-        return min(due_in, self._recheck_s)
+            return None
+        return (run_at - self._clock.now()).total_seconds()
+
+    def _recheck_timeout(self) -> float:
+        """`recheck_s`, jittered by up to a fifth either way, so that a fleet of waiters
+        that began together does not re-check in lockstep."""
+        return self._recheck_s * self._random.uniform(1 - RECHECK_JITTER, 1 + RECHECK_JITTER)
 
 
-async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    """True when the event was set, False when `timeout_s` passed first."""
     try:
         await asyncio.wait_for(event.wait(), timeout_s)
     except TimeoutError:
-        return
+        return False
+    return True

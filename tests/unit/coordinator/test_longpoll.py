@@ -47,6 +47,7 @@ class QueueOnly:
         self.queued: list[JobRecord] = []
         self.jobs: dict[str, JobRecord] = {}
         self.claims = 0
+        self.reads = 0
         self.known_bot = True
 
     async def claim_jobs(
@@ -62,6 +63,7 @@ class QueueOnly:
         return due
 
     async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
+        self.reads += 1
         times = [j.run_at for j in self.queued if j.op in operations]
         return min(times) if times else None
 
@@ -165,6 +167,31 @@ class TestClaim:
         store.queued.append(_job("job_1"))  # no notice
         jobs = await claim
         assert [j.id for j in jobs or []] == ["job_1"]
+
+    async def test_a_recheck_with_nothing_due_reads_but_does_not_claim(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.queued.append(_job("later", run_at=NOW + timedelta(hours=1)))
+        waiters = Waiters()
+        claim = asyncio.create_task(
+            _poller(store, waiters, recheck_s=0.01).claim("bot", ["sum"], 5, 60, GENEROUS_S)
+        )
+        await _eventually(lambda: store.reads >= 5)
+        assert store.claims == 1 and not claim.done()
+        waiters.close()
+        assert await claim == []
+
+    async def test_a_recheck_claims_once_when_due_but_not_handed_out(self) -> None:
+        # A due job the claim does not get (the bot at its cap): no claim loop, a
+        # claim per re-check at most.
+        store = QueueOnly(FakeClock(NOW))
+        store.queued.append(_job("job_1"))
+        limit_zero = _poller(store, Waiters(), recheck_s=0.01)
+        claim = asyncio.create_task(limit_zero.claim("bot", ["sum"], 0, 60, GENEROUS_S))
+        await _eventually(lambda: store.reads >= 6)
+        assert store.claims <= store.reads and not claim.done()
+        claim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claim
 
     async def test_unknown_bot(self) -> None:
         store = QueueOnly(FakeClock(NOW))
