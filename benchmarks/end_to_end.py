@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from benchmarks.harness import (
     percentile,
     ratio,
     require_alive,
-    sigterm_as_interrupt,
+    run_benchmark,
 )
 from botfleet.protocol import messages as m
 
@@ -272,22 +271,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    try:
-        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-            if options.workdir is None:
-                base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bf-e2e-")))
-            else:
-                base = options.workdir
-                base.mkdir(parents=True, exist_ok=True)
-            table = benchmark(base, options)
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process started was stopped", file=sys.stderr)
-        return 130
-    table.print(options.fmt)
-    return 0
+    return run_benchmark(options, benchmark, prefix="bf-e2e-")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Protocol, TypeVar
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
@@ -471,3 +473,42 @@ class Table:
         console.print(table)
         for note in self.notes:
             console.print(note, highlight=False)
+
+
+class Printable(Protocol):
+    def print(self, fmt: str) -> None: ...
+
+
+class HasWorkdir(Protocol):
+    @property
+    def workdir(self) -> Path | None: ...
+
+    @property
+    def fmt(self) -> str: ...
+
+
+OptionsT = TypeVar("OptionsT", bound=HasWorkdir)
+
+
+def run_benchmark(
+    options: OptionsT, benchmark: Callable[[Path, OptionsT], Printable], prefix: str
+) -> int:
+    """The shared `main` of every benchmark: a work folder (a temporary one unless
+    `--workdir` names one), Ctrl-C and SIGTERM stopping everything, the table printed.
+    Exit status 0, 1 when the benchmark failed, 130 when interrupted."""
+    try:
+        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            if options.workdir is None:
+                base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+            else:
+                base = options.workdir
+                base.mkdir(parents=True, exist_ok=True)
+            table = benchmark(base, options)
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+    table.print(options.fmt)
+    return 0

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import resource
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ from pathlib import Path
 from benchmarks.fleet import start_coordinator
 from benchmarks.harness import (
     TABLE_FORMATS,
-    BenchmarkError,
     Table,
     code_line,
     fmt_core,
@@ -39,7 +37,7 @@ from benchmarks.harness import (
     load_line,
     machine_line,
     ratio,
-    sigterm_as_interrupt,
+    run_benchmark,
 )
 from benchmarks.loadgen import FleetFigures, simulate_fleet
 from benchmarks.scale_bot import BotFigures, bot_figures
@@ -253,22 +251,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     raise_open_files_limit(options.fleet_bots * 3 + 256)
-    try:
-        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-            if options.workdir is None:
-                base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bf-scale-")))
-            else:
-                base = options.workdir
-                base.mkdir(parents=True, exist_ok=True)
-            table = benchmark(base, options)
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process started was stopped", file=sys.stderr)
-        return 130
-    table.print(options.fmt)
-    return 0
+    return run_benchmark(options, benchmark, prefix="bf-scale-")
 
 
 if __name__ == "__main__":

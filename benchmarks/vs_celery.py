@@ -27,7 +27,6 @@ import contextlib
 import json
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ from benchmarks.harness import (
     python_module,
     ratio,
     require_alive,
-    sigterm_as_interrupt,
+    run_benchmark,
     start_process,
     start_redis,
     watch_count,
@@ -347,22 +346,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    try:
-        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-            if options.workdir is None:
-                base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bf-bench-")))
-            else:
-                base = options.workdir
-                base.mkdir(parents=True, exist_ok=True)
-            table = benchmark(base, options)
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process started was stopped", file=sys.stderr)
-        return 130
-    table.print(options.fmt)
-    return 0
+    return run_benchmark(options, benchmark, prefix="bf-bench-")
 
 
 if __name__ == "__main__":
