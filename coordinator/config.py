@@ -33,7 +33,10 @@ class ServerConfig:
     reaper_interval_s: float = 1.0
     # Before the first expiry after a start; None = one bot lease (see reaper.py).
     reaper_startup_grace_s: float | None = None
-    long_poll_recheck_s: float = 1.0  # a waiting claim looks again at least this often
+    # A waiting claim or GET looks again about this often (jittered), in case a notice was
+    # missed. Notices come from this process (SQLite) or LISTEN/NOTIFY, which is re-armed
+    # with a wake-all after a reconnect (PostgreSQL), so this is only a safety net.
+    long_poll_recheck_s: float = 5.0
     token_cache_ttl_s: float = 5.0
     token_cache_size: int = 10_000
     store_retry_after_s: int = 1  # Retry-After of a 503 when the store fails
