@@ -41,6 +41,26 @@ class Disk:
     def replace(self, source: Path, target: Path) -> None:
         os.replace(source, target)
 
+    def remove(self, path: Path) -> None:
+        """Delete `path`; a file that is not there is no error."""
+        path.unlink(missing_ok=True)
+
+    def same_file(self, path: Path, handle: BinaryIO) -> bool:
+        """Whether `path` still names the open file `handle` (not removed, replaced, moved)."""
+        try:
+            named = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        held = os.fstat(handle.fileno())
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+    def probe_dir(self, path: Path) -> None:
+        """Create and remove a file in `path`: raises OSError when the folder takes no writes."""
+        probe = path / f".probe.{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        os.close(fd)
+        os.unlink(probe)
+
     def fsync_dir(self, path: Path) -> None:
         """Make a rename in `path` durable (the directory entry itself is fsynced)."""
         fd = os.open(path, os.O_RDONLY)

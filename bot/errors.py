@@ -26,8 +26,25 @@ class StateDirError(BotError):
     """The bot's state folder cannot be used."""
 
 
+class IdentityTakenError(StateDirError):
+    """Another bot process took this bot's identity."""
+
+
 class InvalidTransition(BotError):
     """The lifecycle does not allow this move."""
+
+
+class UnsafeError(BotError):
+    """Going on could lose data or do harm: the bot must halt (SAFE_HALT).
+
+    `why` says what happened, `todo` what the operator should do about it; the bot
+    ends with one line holding both.
+    """
+
+    def __init__(self, why: str, todo: str) -> None:
+        super().__init__(f"{why}. {todo}")
+        self.why = why
+        self.todo = todo
 
 
 class PluginError(BotError):

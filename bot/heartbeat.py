@@ -1,9 +1,13 @@
 """The heartbeat loop: keeps the bot's lease, lists running jobs, brings the coordinator's word.
 
 One heartbeat at a time: a slow coordinator delays the next one instead of
-queueing them up. A failed heartbeat is retried sooner than the interval (with
-backoff) and never stops the loop; 404 (the coordinator forgot the bot) and 401
-(the token expired) lead to registering again.
+queueing them up. Before each one the bot checks itself (`healthy`: can the
+outbox still keep reports, is the identity still its own). A failed heartbeat is
+retried sooner than the interval (with backoff) and never stops the loop; 404
+(the coordinator forgot the bot) and 401 (the token expired) lead to registering
+again; 409 `instance_replaced` means another process took this bot's identity.
+While the circuit is open, the heartbeat is the probe that finds the coordinator
+again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Protocol
 
 from bot.api import Api
 from bot.backoff import Backoff
-from bot.errors import AuthError, CoordinatorError, NotFoundError, OverloadedError
+from bot.circuit import CircuitBreaker
+from bot.errors import AuthError, ConflictError, CoordinatorError, NotFoundError, OverloadedError
 from bot.host import ProcessLoad
 from bot.lifecycle import Lifecycle
 from bot.running import RunningJobs
@@ -27,13 +32,21 @@ from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
 
+INSTANCE_REPLACED = "instance_replaced"
+
 
 class HeartbeatHandler(Protocol):
     async def on_heartbeat(self, answer: m.HeartbeatResponse) -> None: ...
 
-    def on_unreachable(self, error: CoordinatorError) -> None: ...
-
     async def renew(self, generation: int) -> bool: ...
+
+    def healthy(self) -> bool:
+        """Check the bot's own state before a heartbeat; False: it halts (the loop ends)."""
+        ...
+
+    def replaced(self, error: ConflictError) -> None:
+        """Another process registered as this bot."""
+        ...
 
 
 class Heartbeat:
@@ -49,6 +62,7 @@ class Heartbeat:
         clock: Clock,
         settings: Settings,
         rng: random.Random,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._api = api
         self._session = session
@@ -57,8 +71,10 @@ class Heartbeat:
         self._load = load
         self._handler = handler
         self._clock = clock
+        self._breaker = breaker
         self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
         self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
+        self.sent = 0
 
     def request(self) -> m.HeartbeatRequest:
         return m.HeartbeatRequest(
@@ -72,14 +88,20 @@ class Heartbeat:
         bot_id = self._session.bot_id
         if bot_id is None:
             raise RuntimeError("heartbeat before registration")
+        if self._breaker is not None:
+            self._breaker.probe()
+        self.sent += 1
         return await self._api.heartbeat(bot_id, self.request())
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.beat_now.clear()
             await sleep_or(self._clock, self._session.heartbeat_interval_s, stop, self.beat_now)
-            while not stop.is_set() and not await self._beat_once(stop):
-                pass
+            while not stop.is_set():
+                if not self._handler.healthy():
+                    return
+                if await self._beat_once(stop):
+                    break
 
     async def _beat_once(self, stop: asyncio.Event) -> bool:
         """One heartbeat; False when it failed and should be retried (after a wait)."""
@@ -90,9 +112,11 @@ class Heartbeat:
             if await self._handler.renew(self._session.generation):
                 return False  # registered again: send a heartbeat right away
             return await self._wait_retry(stop, exc)
+        except ConflictError as exc:
+            if exc.code == INSTANCE_REPLACED:
+                self._handler.replaced(exc)
+            return await self._wait_retry(stop, exc)
         except CoordinatorError as exc:
-            if exc.transient:
-                self._handler.on_unreachable(exc)
             return await self._wait_retry(stop, exc)
         self._backoff.reset()
         await self._handler.on_heartbeat(answer)

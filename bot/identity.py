@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from bot.disk import Disk
-from bot.errors import StateDirError
+from bot.errors import IdentityTakenError, StateDirError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,22 @@ class IdentityStore:
         rotated = replace(identity, instance_id=self._make_instance_id())
         self.save(rotated)
         return rotated
+
+    def check(self, identity: Identity) -> None:
+        """Make sure the state folder still holds `identity`, writing it again if it went.
+
+        Raises `IdentityTakenError` when another process started with this folder (its
+        instance id is there now), `StateDirError` when the identity cannot be kept.
+        """
+        stored = self._read()
+        if stored is None:
+            log.warning("%s was removed; writing it again", self.path)
+            self.save(identity)
+        elif (stored.bot_key, stored.instance_id) != (identity.bot_key, identity.instance_id):
+            raise IdentityTakenError(
+                f"{self.path} now holds instance {stored.instance_id}, not this process's "
+                f"{identity.instance_id}: another bot process started with this state folder"
+            )
 
     def save(self, identity: Identity) -> None:
         data = msgspec.json.encode(

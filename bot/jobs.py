@@ -17,6 +17,7 @@ import logging
 import pkgutil
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ import msgspec
 
 from bot.errors import PluginError, SettingsError
 from bot.state import Job
+from bot.threads import HandlerThreads
 from botfleet.protocol import encode
 from botfleet.protocol import messages as m
 
@@ -199,63 +201,83 @@ def failed(job: Job, error: str, *, retryable: bool) -> m.ReportItem:
     )
 
 
-async def execute(registry: Registry, job: Job) -> m.ReportItem:
-    """Run `job`'s handler and turn whatever happens into its report.
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a job: its report and, when its handler crashed, why (a crash
+    loop counts these: an exception other than `PluginError`, a timeout, a bad result)."""
 
-    An unknown operation, a handler's exception, a timeout or a result that is not
-    a JSON object fail the job; nothing a handler does escapes, except cancellation,
-    which belongs to the caller.
+    report: m.ReportItem
+    crash: str | None = None
+
+
+async def execute(
+    registry: Registry, job: Job, threads: HandlerThreads | None = None
+) -> m.ReportItem:
+    """Run `job`'s handler and turn whatever happens into its report (see `run`)."""
+    return (await run(registry, job, threads)).report
+
+
+async def run(registry: Registry, job: Job, threads: HandlerThreads | None = None) -> Outcome:
+    """Run `job`'s handler and turn whatever happens into its `Outcome`.
+
+    An unknown operation, a handler's exception, a timeout (`timeout_s`) or a result
+    that is not a JSON object fail the job; nothing a handler does escapes, except
+    cancellation, which belongs to the caller. A plain handler runs in a thread of
+    `threads` (see `bot.threads`).
     """
     handler = registry.get(job.op)
     if handler is None:
         # Retryable: another bot of the fleet may handle it.
-        return failed(
-            job,
-            f"unknown operation {job.op!r}: this bot handles "
-            f"{', '.join(registry.operations()) or 'nothing'}",
-            retryable=True,
+        return Outcome(
+            failed(
+                job,
+                f"unknown operation {job.op!r}: this bot handles "
+                f"{', '.join(registry.operations()) or 'nothing'}",
+                retryable=True,
+            )
         )
     try:
         async with asyncio.timeout(job.timeout_s) as deadline:
-            outcome = await _call(handler, job)
+            outcome = await _call(handler, job, threads or HandlerThreads())
     except TimeoutError as exc:
         if deadline.expired():
-            return failed(job, f"timed out after {job.timeout_s:g} s", retryable=True)
+            job.cancel()
+            text = f"timeout: the job ran longer than its timeout_s of {job.timeout_s:g} s"
+            return Outcome(failed(job, text, retryable=True), crash="timeout")
         return _handler_failure(job, exc)
     except PluginError as exc:
-        return failed(job, str(exc), retryable=exc.retryable)
+        return Outcome(failed(job, str(exc), retryable=exc.retryable))
     except (Exception, SystemExit) as exc:
         return _handler_failure(job, exc)
     return _result(job, outcome)
 
 
-async def _call(handler: Handler, job: Job) -> Any:
+async def _call(handler: Handler, job: Job, threads: HandlerThreads) -> Any:
     if is_async(handler):
         return await handler(job)  # type: ignore[misc]
-    outcome = await asyncio.to_thread(handler, job)
+    outcome = await threads.call(handler, job, f"job:{job.id}")
     return await outcome if inspect.isawaitable(outcome) else outcome
 
 
-def _handler_failure(job: Job, exc: BaseException) -> m.ReportItem:
+def _handler_failure(job: Job, exc: BaseException) -> Outcome:
     log.warning("job %s (%s) failed: %s", job.id, job.op, exc, exc_info=exc)
     text = str(exc)
-    return failed(
-        job, f"{type(exc).__name__}: {text}" if text else type(exc).__name__, retryable=True
-    )
+    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return Outcome(failed(job, error, retryable=True), crash=error[:200])
 
 
-def _result(job: Job, outcome: Any) -> m.ReportItem:
+def _result(job: Job, outcome: Any) -> Outcome:
     if outcome is None:
         outcome = {}
     if not isinstance(outcome, Mapping):
-        return failed(
-            job,
+        error = (
             f"handler for {job.op!r} returned {type(outcome).__name__}; "
-            "a handler returns a dict (or None)",
-            retryable=False,
+            "a handler returns a dict (or None)"
         )
+        return Outcome(failed(job, error, retryable=False), crash=error)
     try:
         encode(outcome)
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
-        return failed(job, f"result of {job.op!r} is not JSON: {exc}", retryable=False)
-    return completed(job, outcome)
+        error = f"result of {job.op!r} is not JSON: {exc}"
+        return Outcome(failed(job, error, retryable=False), crash=error[:200])
+    return Outcome(completed(job, outcome))

@@ -1,10 +1,14 @@
 """The lifecycle: the allowed moves between `BotState`s as data, and the one object that moves.
 
 A move not in `TRANSITIONS` raises `InvalidTransition`; every move is logged and
-announced to listeners (the command line prints it, heartbeats send the state).
-IDLE, CLAIM, PROCESS and REPORT are the *work* states: while the bot works, the
-scheduler reports which of them describes it (`note_activity`), and these frequent
-moves are logged at DEBUG; every other move at INFO.
+announced to listeners (heartbeats send the state, the bot heartbeats at once on
+a change of phase). docs/bot.md draws the table.
+
+While registered, the state shown is *derived* (see `online_state`): the circuit
+breaker open wins (DEGRADED_NET), then a quarantine (QUARANTINED), then a claim
+backoff (BACKOFF), then what the work pipeline does (IDLE, CLAIM, PROCESS, REPORT,
+reported by the scheduler). The moves between the four work states are frequent
+and logged at DEBUG; every other move at INFO.
 """
 
 from __future__ import annotations
@@ -22,34 +26,69 @@ S = BotState
 
 WORK_STATES: frozenset[BotState] = frozenset({S.IDLE, S.CLAIM, S.PROCESS, S.REPORT})
 FINAL_STATES: frozenset[BotState] = frozenset({S.SHUTDOWN, S.SAFE_HALT})
-# Any state the bot can be in while registered and holding work.
-_ONLINE = WORK_STATES | {S.DEGRADED_NET, S.QUARANTINED}
-
-
-def _moves(*targets: Iterable[BotState] | BotState) -> frozenset[BotState]:
-    out: set[BotState] = set()
-    for target in targets:
-        out.update([target] if isinstance(target, BotState) else target)
-    return frozenset(out)
-
+# The states of a registered bot that still takes part (BACKOFF here: a claim backoff).
+ONLINE_STATES: frozenset[BotState] = WORK_STATES | {S.BACKOFF, S.QUARANTINED, S.DEGRADED_NET}
+# Leaving for good: a stop (drain) or an unsafe condition, from any online state.
+_LEAVE = frozenset({S.REGISTER, S.DRAINING, S.SAFE_HALT})
 
 TRANSITIONS: Mapping[BotState, frozenset[BotState]] = {
-    S.BOOTSTRAP: _moves(S.REGISTER, S.SHUTDOWN, S.SAFE_HALT),
-    # Registering again while online may be interrupted by a stop: hence DRAINING.
-    S.REGISTER: _moves(S.SYNC, S.BACKOFF, S.DRAINING, S.SHUTDOWN, S.SAFE_HALT),
-    S.BACKOFF: _moves(S.REGISTER, S.DRAINING, S.SHUTDOWN, S.SAFE_HALT),
-    S.SYNC: _moves(_ONLINE, S.REGISTER, S.DRAINING, S.SHUTDOWN, S.SAFE_HALT),
-    # Work states move freely among themselves and out to every online state.
-    **{
-        state: _moves(_ONLINE - {state}, S.REGISTER, S.DRAINING, S.SAFE_HALT)
-        for state in WORK_STATES
-    },
-    S.DEGRADED_NET: _moves(WORK_STATES, S.QUARANTINED, S.REGISTER, S.DRAINING, S.SAFE_HALT),
-    S.QUARANTINED: _moves(WORK_STATES, S.DEGRADED_NET, S.REGISTER, S.DRAINING, S.SAFE_HALT),
-    S.DRAINING: _moves(S.SHUTDOWN, S.SAFE_HALT),
+    # Settings, identity, plugins and outbox checked; a stop before registering ends here.
+    S.BOOTSTRAP: frozenset({S.REGISTER, S.SHUTDOWN, S.SAFE_HALT}),
+    # One attempt: accepted, failed for now (BACKOFF), refused for good (SAFE_HALT), or a
+    # drain that began while re-registering with work held.
+    S.REGISTER: frozenset({S.SYNC, S.BACKOFF, S.DRAINING, S.SAFE_HALT}),
+    # Waiting to register again, or (online) to claim again after the coordinator shed
+    # load or failed: the wait ends in what the pipeline does meanwhile (never CLAIM:
+    # the claim loop is the one waiting).
+    S.BACKOFF: frozenset(
+        {S.REGISTER, S.IDLE, S.PROCESS, S.REPORT, S.QUARANTINED, S.DEGRADED_NET}
+        | {S.DRAINING, S.SHUTDOWN, S.SAFE_HALT}
+    ),
+    # Assignment applied, outbox flushed: on to whatever the bot is in now (a claim held
+    # open across a re-registration shows as CLAIM).
+    S.SYNC: frozenset(ONLINE_STATES | {S.DRAINING, S.SAFE_HALT}),
+    # The work pipeline: IDLE -> CLAIM -> PROCESS -> REPORT -> ... (see `Scheduler.activity`).
+    S.IDLE: frozenset({S.CLAIM, S.BACKOFF, S.DEGRADED_NET, S.QUARANTINED} | _LEAVE),
+    S.CLAIM: frozenset({S.IDLE, S.PROCESS, S.DEGRADED_NET, S.QUARANTINED} | _LEAVE),
+    S.PROCESS: frozenset({S.REPORT, S.BACKOFF, S.DEGRADED_NET, S.QUARANTINED} | _LEAVE),
+    S.REPORT: frozenset(
+        {S.IDLE, S.CLAIM, S.PROCESS, S.BACKOFF, S.DEGRADED_NET, S.QUARANTINED} | _LEAVE
+    ),
+    # The circuit is open: back only through SYNC, once the coordinator answers a probe.
+    S.DEGRADED_NET: frozenset({S.SYNC} | _LEAVE),
+    # Released: back to what the pipeline does (a claim held open, a claim backoff too).
+    S.QUARANTINED: frozenset(
+        {S.IDLE, S.CLAIM, S.PROCESS, S.REPORT, S.BACKOFF, S.DEGRADED_NET} | _LEAVE
+    ),
+    S.DRAINING: frozenset({S.SHUTDOWN, S.SAFE_HALT}),
     S.SHUTDOWN: frozenset(),
     S.SAFE_HALT: frozenset(),
 }
+
+
+def online_state(
+    activity: BotState, *, circuit_open: bool, quarantined: bool, backing_off: bool
+) -> BotState:
+    """The state a registered bot shows: the most pressing condition, else its activity."""
+    if circuit_open:
+        return S.DEGRADED_NET
+    if quarantined:
+        return S.QUARANTINED
+    if backing_off:
+        return S.BACKOFF
+    return activity
+
+
+def transitions(
+    table: Mapping[BotState, frozenset[BotState]] = TRANSITIONS,
+) -> list[tuple[BotState, BotState]]:
+    """Every allowed move as (source, target), in a stable order."""
+    return [(source, target) for source in table for target in sorted(table[source], key=_order)]
+
+
+def _order(state: BotState) -> int:
+    return list(BotState).index(state)
+
 
 Listener = Callable[[BotState, BotState, str], None]
 
@@ -74,6 +113,10 @@ class Lifecycle:
     def working(self) -> bool:
         return self._state in WORK_STATES
 
+    @property
+    def final(self) -> bool:
+        return self._state in FINAL_STATES
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
@@ -86,7 +129,9 @@ class Lifecycle:
         if target == source:
             return
         if not self.can_move(target):
-            raise InvalidTransition(f"no move from {source.name} to {target.name}")
+            raise InvalidTransition(
+                f"no move from {source.name} to {target.name}" + (f" ({reason})" if reason else "")
+            )
         self._state = target
         self.history.append(target)
         quiet = source in WORK_STATES and target in WORK_STATES
@@ -101,11 +146,6 @@ class Lifecycle:
             listener(source, target, reason)
         self._changed.set()
         self._changed = asyncio.Event()
-
-    def note_activity(self, activity: BotState) -> None:
-        """While working, show what the work pipeline does now; in other states, nothing."""
-        if self.working and activity in WORK_STATES:
-            self.move(activity)
 
     async def wait_for(self, states: Iterable[BotState]) -> BotState:
         """Wait until the state is one of `states` (tests and supervisors)."""

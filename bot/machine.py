@@ -1,14 +1,16 @@
 """The `Bot`: bootstraps, registers, syncs, then runs its named tasks until told to stop.
 
-BOOTSTRAP (settings, identity, plugins, outbox checked) -> REGISTER (retried with
-backoff) -> SYNC (assignment/config applied, outbox flushed) -> the work states
-(IDLE, CLAIM, PROCESS, REPORT) while the heartbeat, claim, report, outbox and
-progress tasks run under one `Supervisor`. Stopping is an event, not a
-cancellation: the first stop request (signal, or the coordinator's `drain`)
-drains - no more claims, running jobs finish, reports are delivered or kept,
-the bot deregisters - and ends in SHUTDOWN; a second request stops hard, still
-keeping every finished report in the outbox. SAFE_HALT ends a bot that cannot
-go on safely (the outbox cannot keep reports, registration is refused).
+BOOTSTRAP (settings, identity, plugins, outbox, quarantine checked) -> REGISTER
+(retried with backoff) -> SYNC (assignment/config applied, outbox flushed) -> the
+online states while the heartbeat, claim, report, outbox, progress, watchdog,
+loop-lag and token tasks run under one `Supervisor`. Online, the state shown is
+derived (`bot.lifecycle.online_state`): DEGRADED_NET while the circuit is open,
+QUARANTINED, BACKOFF while claims wait, else what the pipeline does.
+
+Stopping is an event, not a cancellation: the first stop request (signal, or the
+coordinator's `drain`) drains (`bot.stopping`); a second one stops hard. SAFE_HALT
+ends a bot that cannot go on safely: the outbox cannot keep reports, another
+process took its identity, registration is refused, a task crashed.
 """
 
 from __future__ import annotations
@@ -21,34 +23,51 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
+from bot import hints
 from bot.api import Api, HttpApi
+from bot.circuit import BreakerApi, Circuit, CircuitBreaker
 from bot.disk import Disk
-from bot.errors import CoordinatorError, OutboxError, SettingsError, StateDirError
+from bot.errors import (
+    ConflictError,
+    CoordinatorError,
+    OutboxError,
+    SettingsError,
+    StateDirError,
+    UnsafeError,
+)
 from bot.heartbeat import Heartbeat
 from bot.host import HostFacts, ProcessLoad
 from bot.identity import IdentityStore, new_instance_id
-from bot.jobs import Registry, load_plugins
-from bot.lifecycle import FINAL_STATES, WORK_STATES, Lifecycle
+from bot.jobs import Outcome, Registry, load_plugins
+from bot.lifecycle import ONLINE_STATES, Lifecycle, online_state
 from bot.logging_setup import LogContext, bot_context
 from bot.metrics import MetricsServer
 from bot.outbox import Outbox
+from bot.quarantine import Quarantine
 from bot.scheduler import Scheduler
 from bot.session import Registrar, Session
 from bot.settings import Settings
-from bot.state import BotState
+from bot.state import BotState, Job
+from bot.stopping import (
+    EXIT_BAD_SETTINGS,
+    EXIT_OK,
+    EXIT_SAFE_HALT,
+    EXIT_STOPPED_HARD,
+    Stopping,
+)
 from bot.supervisor import Supervisor
 from bot.waiting import sleep_or
+from bot.watchdog import LoopLag, Watchdog
 from botfleet.clock import Clock, SystemClock
 from botfleet.protocol import messages as m
 
+__all__ = ["EXIT_BAD_SETTINGS", "EXIT_OK", "EXIT_SAFE_HALT", "EXIT_STOPPED_HARD", "Bot"]
+
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_STOPPED_HARD = 1
-EXIT_BAD_SETTINGS = 2
-EXIT_SAFE_HALT = 3
-
 S = BotState
+# Moves the coordinator hears of at once (its drain/quarantine/release commands wait for them).
+_TELL_AT_ONCE = frozenset({S.QUARANTINED, S.DRAINING})
 
 
 class Bot:
@@ -78,23 +97,28 @@ class Bot:
         self._disk = disk or Disk()
         self._make_instance_id = make_instance_id
         self.outbox = Outbox(settings.state_dir, disk=self._disk)
+        self.identity = IdentityStore(
+            settings.state_dir, disk=self._disk, make_instance_id=make_instance_id
+        )
+        self.quarantine = Quarantine(
+            settings.state_dir, disk=self._disk, crash_loop_limit=settings.crash_loop_limit
+        )
+        self.circuit = CircuitBreaker(settings.circuit_threshold, self._on_circuit)
+        self.watchdog = Watchdog(self._clock, settings.watchdog_tick_s)
+        self.loop_lag = LoopLag(settings.loop_lag_tick_s, settings.loop_lag_limit_s, self._stalled)
         self.supervisor = Supervisor()
-        self._stop = asyncio.Event()  # drain: no more claims, finish, leave
-        self._hard = asyncio.Event()  # stop now
-        self._claims_end = asyncio.Event()
-        self._reports_end = asyncio.Event()
-        self._end = asyncio.Event()
+        self.stopping = Stopping(self)
         self._renew_lock = asyncio.Lock()
-        self._stop_reason = ""
-        self._unsafe: str | None = None  # why the bot must end in SAFE_HALT
-        self._quarantined = False
+        self._registered = asyncio.Event()  # set at every registration (the token timer)
+        self._registering = True  # until the first SYNC, and during announced renewals
+        self._backoff_reason: str | None = None  # claims wait (BACKOFF)
         self._log_context = LogContext()
         # Set by run() once the parts exist.
         self.session: Session | None = None
         self.scheduler: Scheduler | None = None
         self.heartbeat: Heartbeat | None = None
+        self.api: Api | None = None  # the coordinator, as every part calls it (circuit-counted)
         self._registrar: Registrar | None = None
-        self._connected: Api | None = None
         self.metrics_port: int | None = None  # where metrics are served, once they are
 
     @property
@@ -105,18 +129,14 @@ class Bot:
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """First call: drain and shut down. Second call: stop hard. Safe before `run()`."""
-        if self._stop.is_set():
-            if not self._hard.is_set():
-                log.warning("second stop request (%s): stopping hard", reason)
-                self._hard.set()
-            return
-        self.request_drain(reason)
+        self.stopping.request_stop(reason)
 
     def request_drain(self, reason: str) -> None:
-        if not self._stop.is_set():
-            log.info("stopping: %s", reason)
-            self._stop_reason = reason
-            self._stop.set()
+        self.stopping.request_drain(reason)
+
+    def halt(self, error: UnsafeError) -> None:
+        """Going on is unsafe: stop claiming and running, keep what was kept, exit non-zero."""
+        self.stopping.halt(error)
 
     # ------------------------------------------------------------ run
 
@@ -126,24 +146,21 @@ class Bot:
         try:
             session = self._bootstrap()
         except SettingsError as exc:
-            return self._halt(EXIT_BAD_SETTINGS, str(exc))
+            return self.stopping.halt_now(EXIT_BAD_SETTINGS, hints.bad_setting(exc))
         except (StateDirError, OutboxError) as exc:
-            return self._halt(EXIT_SAFE_HALT, str(exc))
+            return self.stopping.halt_now(EXIT_SAFE_HALT, hints.state_dir(self.settings, exc))
         try:
             async with self._client() as api, self._metrics():
                 return await self._run_online(api, session)
         except SettingsError as exc:
-            return self._halt(EXIT_BAD_SETTINGS, str(exc))
+            return self.stopping.halt_now(EXIT_BAD_SETTINGS, hints.bad_setting(exc))
         finally:
             self.outbox.close()
 
     def _bootstrap(self) -> Session:
         settings, host = self.settings, self._host
-        store = IdentityStore(
-            settings.state_dir, disk=self._disk, make_instance_id=self._make_instance_id
-        )
-        identity = store.rotate_instance_id(
-            store.load(settings.bot_name, host.hostname, host.platform)
+        identity = self.identity.rotate_instance_id(
+            self.identity.load(settings.bot_name, host.hostname, host.platform)
         )
         registry = self._registry
         if registry is None:
@@ -152,6 +169,7 @@ class Bot:
             raise SettingsError("BOT_PLUGINS", "no job handler loaded: nothing to do")
         self._registry = registry
         self.outbox.open()
+        self.quarantine.load()
         log.info(
             "bot %s (key %s…, instance %s) handles %s",
             identity.name,
@@ -197,9 +215,10 @@ class Bot:
         finally:
             await server.stop()
 
-    def _assemble(self, api: Api, session: Session) -> None:
+    def _assemble(self, raw_api: Api, session: Session) -> None:
         assert self._registry is not None
-        self._connected = api
+        api = BreakerApi(raw_api, self.circuit)
+        self.api = api
         self.session = session
         self.scheduler = Scheduler(
             api=api,
@@ -210,6 +229,7 @@ class Bot:
             settings=self.settings,
             rng=self._rng,
             hooks=self,
+            watchdog=self.watchdog,
         )
         self.heartbeat = Heartbeat(
             api=api,
@@ -221,6 +241,7 @@ class Bot:
             clock=self._clock,
             settings=self.settings,
             rng=self._rng,
+            breaker=self.circuit,
         )
         self._registrar = Registrar(
             api, session, self.settings, self._host, self.lifecycle, self._clock, self._rng
@@ -228,41 +249,46 @@ class Bot:
         self.lifecycle.subscribe(self._on_move)
 
     def _on_move(self, source: BotState, target: BotState, reason: str) -> None:
-        # The coordinator hears of a change of phase (draining, quarantined…) at once;
-        # the frequent moves between work states wait for the next regular heartbeat.
-        if self.heartbeat is not None and target not in WORK_STATES:
+        # The coordinator hears of a change of phase (draining, quarantined, released) at
+        # once; other moves wait for the next regular heartbeat.
+        if self.heartbeat is not None and _TELL_AT_ONCE & {source, target}:
             self.heartbeat.beat_now.set()
 
     async def _run_online(self, api: Api, session: Session) -> int:
         self._assemble(api, session)
         assert self._registrar is not None
+        stopping = self.stopping
         try:
-            answer = await self._registrar.register(self._stop)
+            answer = await self._registrar.register(stopping.stop)
         except CoordinatorError as exc:
-            return self._halt(EXIT_SAFE_HALT, f"registration refused: {exc}")
+            return stopping.halt_now(EXIT_SAFE_HALT, hints.refused(self.settings, exc))
         if answer is None:
-            self.lifecycle.move(S.SHUTDOWN, f"{self._stop_reason} before registering")
-            return EXIT_OK
-        await self._sync()
-        self._start_tasks()
-        await sleep_or(self._clock, None, self._stop, self.supervisor.failed)
-        if self.supervisor.failure is not None and not self._stop.is_set():
+            return stopping.stopped_before_registering()
+        self._registered.set()
+        await self._sync("registered")
+        if stopping.unsafe is None:
+            self._start_tasks()
+            failed = self.supervisor.failed
+            await sleep_or(self._clock, None, stopping.stop, stopping.halting, failed)
+        if self.supervisor.failure is not None:
             name, error = self.supervisor.failure
-            self._unsafe = f"task {name} crashed: {error!r}"
-            self.request_drain(self._unsafe)
-        return await self._finish()
+            self.halt(hints.crashed(name, error))
+        return await stopping.finish()
 
     def _start_tasks(self) -> None:
         assert self.scheduler is not None and self.heartbeat is not None
-        start, scheduler = self.supervisor.start, self.scheduler
-        start("heartbeat", self.heartbeat.run(self._end))
-        start("claim", scheduler.claim_loop(self._claims_end))
-        start("report", scheduler.report_loop(self._reports_end))
-        start("outbox", scheduler.outbox_loop(self._end))
-        start("progress", scheduler.progress_loop(self._end))
+        start, scheduler, stopping = self.supervisor.start, self.scheduler, self.stopping
+        start("heartbeat", self.heartbeat.run(stopping.end))
+        start("claim", scheduler.claim_loop(stopping.claims_end))
+        start("report", scheduler.report_loop(stopping.reports_end))
+        start("outbox", scheduler.outbox_loop(stopping.end))
+        start("progress", scheduler.progress_loop(stopping.end))
+        start("watchdog", self.watchdog.run(stopping.end))
+        start("loop-lag", self.loop_lag.run(stopping.end))
+        start("token", self._token_timer(stopping.end))
 
-    async def _sync(self, announce: bool = True) -> None:
-        """Apply what registration brought and deliver what the outbox kept."""
+    async def _sync(self, reason: str, announce: bool = True) -> None:
+        """Apply what registration brought and deliver what the outbox kept, then go on."""
         assert self.scheduler is not None and self.session is not None
         if announce:
             self.lifecycle.move(S.SYNC)
@@ -275,120 +301,137 @@ class Bot:
             except OutboxError as exc:
                 self.fatal(exc)
         if announce:
-            self._resume("registered")
+            self._registering = False
+            self._resume(reason)
 
     def _resume(self, reason: str) -> None:
+        """From SYNC on to the online state the bot is in now."""
         assert self.scheduler is not None
-        target = S.QUARANTINED if self._quarantined else self.scheduler.activity()
-        self.lifecycle.move(target, reason)
+        if self.lifecycle.state is not S.SYNC or self.stopping.unsafe is not None:
+            return  # a drain or a halt began meanwhile: it owns the lifecycle now
+        self.lifecycle.move(self._online_state(), reason)
         self.scheduler.wake.set()
+        self.scheduler.flush_now.set()
 
-    async def _finish(self) -> int:
-        """Drain: stop claiming, let running jobs end, deliver or keep reports, leave."""
-        assert self.scheduler is not None and self.session is not None
-        scheduler = self.scheduler
-        if self.lifecycle.state not in FINAL_STATES:
-            self.lifecycle.move(S.DRAINING, self._stop_reason)
-        self._claims_end.set()
-        if self.session.has(m.FEATURE_DEREGISTER):
-            # A claim held open by long-poll ends now: deregistering requeues what it got.
-            await self.supervisor.cancel("claim")
-        elif not await self.supervisor.join("claim", self._hard):
-            return await self._stop_hard()
-        if not await scheduler.wait_jobs(self._hard):
-            return await self._stop_hard()
-        self._reports_end.set()
-        if not await self.supervisor.join("report", self._hard):
-            return await self._stop_hard()
-        scheduler.keep_pending()
-        try:
-            await scheduler.reporter.flush_outbox()
-        except OutboxError as exc:
-            log.error("outbox: %s", exc)
-        await self._deregister()
-        self._end.set()
-        await self.supervisor.cancel_all()
-        return self._final(EXIT_OK, "drained")
-
-    async def _stop_hard(self) -> int:
+    def _online_state(self) -> BotState:
         assert self.scheduler is not None
-        await self.supervisor.cancel("claim")
-        await self.scheduler.abandon_jobs()
-        await self.supervisor.cancel_all()
-        self.scheduler.keep_pending()
-        return self._final(EXIT_STOPPED_HARD, "stopped hard")
+        return online_state(
+            self.scheduler.activity(),
+            circuit_open=self.circuit.is_open,
+            quarantined=self.quarantine.active,
+            backing_off=self._backoff_reason is not None,
+        )
 
-    def _final(self, code: int, reason: str) -> int:
-        assert self.scheduler is not None
-        if len(self.outbox):
-            log.warning("outbox: %d report(s) kept for the next start", len(self.outbox))
-        for item in self.scheduler.unsaved:
-            log.error("report lost (not delivered, not kept): %s", item)
-        if self._unsafe is not None:
-            return self._halt(EXIT_SAFE_HALT, self._unsafe)
-        self.lifecycle.move(S.SHUTDOWN, reason)
-        return code
-
-    def _halt(self, code: int, reason: str) -> int:
-        log.error("cannot go on: %s", reason)
-        self.lifecycle.move(S.SAFE_HALT, reason)
-        return code
-
-    async def _deregister(self) -> None:
-        assert self.session is not None and self._connected is not None
-        if not self.session.has(m.FEATURE_DEREGISTER) or self.session.bot_id is None:
+    def _settle(self, reason: str = "") -> None:
+        """Show the online state the conditions call for (no move outside the online states)."""
+        state = self.lifecycle.state
+        if self._registering or state not in ONLINE_STATES or self.scheduler is None:
             return
-        try:
-            await self._connected.deregister(
-                self.session.bot_id, m.DeregisterRequest(instance_id=self.session.instance_id)
-            )
-        except CoordinatorError as exc:
-            log.warning("deregister failed (%s); the bot lease will run out", exc)
-        else:
-            log.info("deregistered")
+        if state is S.DEGRADED_NET:
+            return  # left only through SYNC, once a heartbeat gets through (on_heartbeat)
+        self.lifecycle.move(self._online_state(), reason)
+
+    async def _token_timer(self, stop: asyncio.Event) -> None:
+        """Register again (a new token, same bot) before the token's lifetime runs out."""
+        assert self.session is not None
+        while not stop.is_set():
+            self._registered.clear()
+            lifetime, generation = self.session.token_lifetime_s, self.session.generation
+            wait = None if lifetime is None else max(1.0, lifetime * self.settings.token_renew_at)
+            if await sleep_or(self._clock, wait, stop, self._registered):
+                continue  # registered meanwhile (a new token), or stopping
+            log.info("the bot token expires in %.0f s: renewing it", (lifetime or 0) - (wait or 0))
+            await self.renew(generation)
 
     # ------------------------------------------------------------ hooks (scheduler, heartbeat)
 
     def may_claim(self) -> bool:
-        return self.lifecycle.working and not self._stop.is_set()
+        return self.lifecycle.working and self.stopping.may_work()
 
     def activity_changed(self, activity: BotState) -> None:
-        self.lifecycle.note_activity(activity)
+        self._settle()
+
+    def backing_off(self, reason: str | None) -> None:
+        self._backoff_reason = reason
+        self._settle(reason or "")
+
+    def reachable(self) -> bool:
+        return not self.circuit.is_open
+
+    def job_finished(self, job: Job, outcome: Outcome) -> None:
+        if self.quarantine.note_job(job.op, outcome.crash):
+            self._settle(self.quarantine.reason or "")
 
     def fatal(self, error: OutboxError) -> None:
-        self._unsafe = f"the outbox cannot keep reports: {error}"
-        self.request_drain(self._unsafe)
+        self.halt(hints.outbox(self.settings, error))
 
-    def on_unreachable(self, error: CoordinatorError) -> None:
-        if self.lifecycle.working:
-            self.lifecycle.move(S.DEGRADED_NET, str(error))
+    def healthy(self) -> bool:
+        """Can the bot still keep reports and its identity? If not, it halts."""
+        assert self.session is not None
+        try:
+            self.outbox.check()
+        except OutboxError as exc:
+            self.fatal(exc)
+            return False
+        try:
+            self.identity.check(self.session.identity)
+        except StateDirError as exc:
+            self.halt(hints.identity(self.settings, exc))
+            return False
+        return True
+
+    def replaced(self, error: ConflictError) -> None:
+        self.halt(hints.identity(self.settings, error))
+
+    def _on_circuit(self, previous: Circuit, state: Circuit, reason: str) -> None:
+        if state is Circuit.OPEN:
+            self._settle(f"the coordinator is unreachable: {reason}")
+        elif state is Circuit.CLOSED and self.heartbeat is not None:
+            self.heartbeat.beat_now.set()  # a heartbeat leads the way back through SYNC
+
+    def _stalled(self, lag_s: float) -> None:
+        entries = list(self.scheduler.running) if self.scheduler is not None else []
+        running = ", ".join(f"{entry.job.id} ({entry.job.op})" for entry in entries)
+        log.warning(
+            "watchdog: the event loop stalled for %.1f s (something blocked it; running: %s); "
+            "sending a heartbeat now",
+            lag_s,
+            running or "no job",
+        )
+        if self.heartbeat is not None:
+            self.heartbeat.beat_now.set()
 
     async def renew(self, generation: int) -> bool:
-        """Register again (after a 404 or 401); once, however many loops ask at the same time."""
+        """Register again (after a 404 or 401, or before the token expires); once, however
+        many loops ask at the same time. The same instance id gets the same bot back."""
         assert self.session is not None and self._registrar is not None
         async with self._renew_lock:
             if self.session.generation != generation:
                 return True
-            announce = self.lifecycle.state not in {S.DRAINING, *FINAL_STATES}
+            # Online, the lifecycle shows it; while syncing or draining, it stays quiet.
+            announce = self.lifecycle.state in ONLINE_STATES
+            if announce:
+                self._registering = True
             try:
                 answer = await self._registrar.register(
-                    self._stop if announce else self._hard, announce=announce
+                    self.stopping.stop if announce else self.stopping.hard, announce=announce
                 )
             except CoordinatorError as exc:
-                self._unsafe = f"registration refused: {exc}"
-                self.request_drain(self._unsafe)
+                self.halt(hints.refused(self.settings, exc))
                 return False
             if answer is None:
                 return False
+            self._registered.set()
             # A drain may have begun while the answer was on its way: then sync quietly.
-            await self._sync(announce=announce and self.lifecycle.state is S.REGISTER)
+            await self._sync(
+                "registered again", announce=announce and self.lifecycle.state is S.REGISTER
+            )
             return True
 
     async def on_heartbeat(self, answer: m.HeartbeatResponse) -> None:
         assert self.scheduler is not None and self.session is not None
         if self.lifecycle.state is S.DEGRADED_NET:
-            self._resume("coordinator reachable again")
-            self.scheduler.flush_now.set()
+            await self._sync("the coordinator answers again")
         changes = self.session.apply_config(answer.config)
         if changes:
             log.info("config from the coordinator: %s", ", ".join(changes))
@@ -396,20 +439,18 @@ class Bot:
             self.scheduler.apply_assignment()
         self.scheduler.running.note_leases(answer.extended)
         for job_id in answer.cancel:
-            if not self.scheduler.cancel(job_id):
+            if not self.scheduler.cancel(job_id, "cancelled"):
                 log.debug("cancel for job %s, which does not run here", job_id)
         if answer.command is not None:
             self._on_command(answer.command)
 
     def _on_command(self, command: str) -> None:
-        state = self.lifecycle.state
         if command == "drain":
             self.request_drain("drain requested by the coordinator")
-        elif command == "quarantine" and not self._quarantined:
-            self._quarantined = True
-            if state in WORK_STATES or state is S.DEGRADED_NET:
-                self.lifecycle.move(S.QUARANTINED, "quarantined by the coordinator")
-        elif command == "release" and self._quarantined:
-            self._quarantined = False
-            if state is S.QUARANTINED:
-                self._resume("released by the coordinator")
+        elif command == "quarantine":
+            if self.quarantine.enter("quarantined by the coordinator"):
+                self._settle("quarantined by the coordinator")
+        elif command == "release" and self.quarantine.release():
+            self._settle("released by the coordinator")
+            if self.scheduler is not None:
+                self.scheduler.wake.set()

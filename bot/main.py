@@ -1,9 +1,9 @@
 """The command line of the bot: `botfleet bot …`, `python -m bot …`, `python bin/bot.py …`.
 
 `add_bot_arguments` and `run_bot` are what `botfleet/cli/main.py` calls; flags
-override the environment variables of PROTOCOL.md. Exit codes: 0 clean shutdown,
-1 stopped hard (second signal), 2 bad settings, 3 safe halt, 130 interrupted while
-starting.
+override the environment variables of PROTOCOL.md (and docs/bot.md). Exit codes:
+0 clean shutdown, 1 stopped hard (second signal), 2 bad settings, 3 safe halt, 130
+interrupted while starting.
 """
 
 from __future__ import annotations
@@ -44,6 +44,18 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port", metavar="P", help="serve Prometheus metrics here [BOT_METRICS_PORT]"
     )
+    parser.add_argument(
+        "--drain-grace",
+        metavar="S",
+        help="seconds running jobs get to finish once a drain begins; then they are cancelled "
+        "and handed back [BOT_DRAIN_GRACE_SEC, 60]",
+    )
+    parser.add_argument(
+        "--crash-loop-limit",
+        metavar="K",
+        help="quarantine the bot when a handler fails K times in a row; 0: never "
+        "[BOT_CRASH_LOOP_LIMIT, 10]",
+    )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
@@ -60,6 +72,8 @@ def flags_from(args: argparse.Namespace) -> dict[str, str | None]:
         "BOT_PLUGINS": getattr(args, "plugins", None),
         "MAX_CONCURRENCY": getattr(args, "max_concurrency", None),
         "BOT_METRICS_PORT": getattr(args, "metrics_port", None),
+        "BOT_DRAIN_GRACE_SEC": getattr(args, "drain_grace", None),
+        "BOT_CRASH_LOOP_LIMIT": getattr(args, "crash_loop_limit", None),
     }
 
 

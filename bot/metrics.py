@@ -39,6 +39,21 @@ class BotCollector(Collector):
         yield GaugeMetricFamily(
             "botfleet_bot_outbox_reports", "reports waiting in the outbox", value=len(bot.outbox)
         )
+        yield CounterMetricFamily(
+            "botfleet_bot_circuit_opened",
+            "times the circuit opened (the coordinator unreachable: DEGRADED_NET)",
+            value=bot.circuit.opened,
+        )
+        yield GaugeMetricFamily(
+            "botfleet_bot_loop_lag_seconds",
+            "how late the event loop woke up at its last measure",
+            value=bot.loop_lag.last_s,
+        )
+        yield CounterMetricFamily(
+            "botfleet_bot_loop_stalls",
+            "event-loop stalls above the limit",
+            value=bot.loop_lag.stalls,
+        )
         scheduler = bot.scheduler
         if scheduler is None:
             return
@@ -47,6 +62,11 @@ class BotCollector(Collector):
         )
         yield GaugeMetricFamily(
             "botfleet_bot_slots", "jobs allowed at once", value=scheduler.slots.capacity
+        )
+        yield GaugeMetricFamily(
+            "botfleet_bot_threads_left_behind",
+            "handler threads still running after their job was cancelled or timed out",
+            value=scheduler.threads.left_behind,
         )
         jobs = CounterMetricFamily(
             "botfleet_bot_jobs", "jobs run to an outcome", labels=["op", "outcome"]

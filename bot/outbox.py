@@ -114,6 +114,21 @@ class Outbox:
         self._items = keep
         self._needs_newline = False
 
+    def check(self) -> None:
+        """Raise `OutboxError` when the outbox can no longer keep reports where the next start
+        looks for them: its file was removed, moved or replaced, or its folder takes no writes.
+
+        Appends alone would not notice: they go on writing to the open file wherever it went.
+        """
+        handle = self._handle or self._reopen()
+        try:
+            same = self._disk.same_file(self.path, handle)
+            self._disk.probe_dir(self.path.parent)
+        except OSError as exc:
+            raise _error("write in", self.path.parent, exc) from exc
+        if not same:
+            raise OutboxError(f"{self.path} is no longer the file this bot keeps reports in")
+
     def close(self) -> None:
         if self._handle is not None:
             handle, self._handle = self._handle, None

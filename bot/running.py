@@ -24,7 +24,9 @@ class Running:
     lease_until: str | None = None
     progress: float | None = None
     message: str | None = None
+    started: bool = False  # the job's code began (a job cancelled before is reported at start)
     cancel_reason: str | None = field(default=None)
+    cancel_retryable: bool = False
 
 
 class RunningJobs:
@@ -66,13 +68,22 @@ class RunningJobs:
         if not self._jobs:
             self.empty.set()
 
-    def request_cancel(self, job_id: str, reason: str) -> bool:
-        """Cancel a running job's task, remembering why; False when it does not run here."""
+    def request_cancel(self, job_id: str, reason: str, *, retryable: bool = False) -> bool:
+        """Cancel a running job, remembering why (its report says so); False when it does not
+        run here or is being cancelled already.
+
+        A job whose task has not started yet is not cancelled outright (it could not report
+        then): it reports the cancellation as soon as it starts.
+        """
         entry = self._jobs.get(job_id)
         if entry is None or entry.task is None or entry.task.done():
             return False
-        entry.cancel_reason = reason
-        entry.task.cancel()
+        if entry.cancel_reason is not None:
+            return False
+        entry.cancel_reason, entry.cancel_retryable = reason, retryable
+        entry.job.cancel()
+        if entry.started:
+            entry.task.cancel()
         return True
 
     def note_leases(self, extended: Mapping[str, str]) -> None:

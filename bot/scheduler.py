@@ -2,14 +2,15 @@
 
 `tick()` flushes the outbox, claims no more jobs than there are free slots,
 runs them under the concurrency limit and reports each: the whole cycle once,
-for tests and simple embedding. The running bot instead runs three loops
-(`claim_loop`, `report_loop`, `outbox_loop`, plus `progress_loop`) over the same
+for tests and simple embedding. The running bot instead runs its loops
+(`claim_loop`, `report_loop`, `outbox_loop`, `progress_loop`) over the same
 parts, so a slot that frees up is refilled at once and finished reports are
 delivered in groups while other jobs still run.
 
 A job's own failure (its handler raised) and a failure to deliver its report
 (the network broke) are kept apart: the first is a `fail` report, the second
-keeps whatever report the job earned in the outbox.
+keeps whatever report the job earned in the outbox. While the coordinator is
+unreachable (the circuit is open) reports go to the outbox without a try.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Protocol
 from bot.api import Api
 from bot.backoff import Backoff
 from bot.errors import AuthError, CoordinatorError, NotFoundError, OutboxError, OverloadedError
-from bot.jobs import Registry, execute, failed
+from bot.jobs import Outcome, Registry, failed, run
 from bot.logging_setup import job_context
 from bot.outbox import Outbox
 from bot.reporter import MAX_BATCH, Delivery, Reporter
@@ -34,12 +35,16 @@ from bot.session import Session
 from bot.settings import Settings
 from bot.slots import Slots
 from bot.state import BotState, Job
+from bot.threads import HandlerThreads
 from bot.waiting import sleep_or
+from bot.watchdog import Watchdog
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 from botfleet.tracing import Tracer
 
 log = logging.getLogger(__name__)
+
+JobTask = asyncio.Task[m.ReportItem | None]
 
 
 class SchedulerHooks(Protocol):
@@ -59,6 +64,18 @@ class SchedulerHooks(Protocol):
         """The outbox cannot keep reports: the bot must stop taking work."""
         ...
 
+    def backing_off(self, reason: str | None) -> None:
+        """Claims wait after an error or load shedding (`reason`); None: the wait is over."""
+        ...
+
+    def reachable(self) -> bool:
+        """False while the circuit is open: no calls but the heartbeat's probes."""
+        ...
+
+    def job_finished(self, job: Job, outcome: Outcome) -> None:
+        """A job ended (its report is on its way): crash-loop accounting."""
+        ...
+
 
 class StandaloneHooks:
     """Hooks for a scheduler used alone (tests, embedding): it may always claim, cannot
@@ -75,6 +92,16 @@ class StandaloneHooks:
 
     def fatal(self, error: OutboxError) -> None:
         raise error
+
+    def backing_off(self, reason: str | None) -> None:
+        if reason is not None:
+            log.debug("backing off: %s", reason)
+
+    def reachable(self) -> bool:
+        return True
+
+    def job_finished(self, job: Job, outcome: Outcome) -> None:
+        log.debug("job %s finished (%s)", job.id, outcome.report.action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +128,7 @@ class Scheduler:
         settings: Settings,
         rng: random.Random | None = None,
         hooks: SchedulerHooks | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.api = api
         self.registry = registry
@@ -109,9 +137,12 @@ class Scheduler:
         self.clock = clock
         self.settings = settings
         self.hooks: SchedulerHooks = hooks or StandaloneHooks()
+        # Without the bot's watchdog task, deadlines are set but never checked.
+        self.watchdog = watchdog or Watchdog(clock, settings.watchdog_tick_s)
         rng = rng or random.Random()
         self.slots = Slots(session.assignment.max_concurrency)
         self.running = RunningJobs(clock)
+        self.threads = HandlerThreads()
         self.reporter = Reporter(api, session, outbox)
         self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
         self.reports: list[m.ReportItem] = []  # finished, waiting for the report loop
@@ -122,7 +153,7 @@ class Scheduler:
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._claiming = False
         self._reporting = False
-        self._tasks: set[asyncio.Task[m.ReportItem | None]] = set()
+        self._tasks: set[JobTask] = set()
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
@@ -153,7 +184,10 @@ class Scheduler:
             return 0
         return min(self.slots.free, self.session.claim_batch_size)
 
-    async def claim(self, limit: int, wait_ms: int = 0) -> list[Job]:
+    async def claim(
+        self, limit: int, wait_ms: int = 0, sink: ReportSink | None = None
+    ) -> list[JobTask]:
+        """Claim up to `limit` jobs and start them (each reports to `sink`); their tasks."""
         if self.session.bot_id is None:
             raise RuntimeError("claim() before registration")
         self._claiming = True
@@ -167,20 +201,22 @@ class Scheduler:
                     wait_ms=wait_ms,
                 )
             )
+            if len(answer.jobs) > limit:
+                log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
+            tasks = []
+            for claimed in answer.jobs:
+                if claimed.id in self.running:
+                    log.warning("job %s handed out again while it runs here; ignored", claimed.id)
+                    continue
+                job = Job.from_claimed(claimed, on_progress=self.running.note_progress)
+                tasks.append(self.start(job, sink))
+            return tasks
         finally:
+            # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
             self._claiming = False
             self._activity_changed()
-        if len(answer.jobs) > limit:
-            log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
-        jobs = []
-        for claimed in answer.jobs:
-            if claimed.id in self.running:
-                log.warning("job %s handed out again while it runs here; ignored", claimed.id)
-                continue
-            jobs.append(Job.from_claimed(claimed, on_progress=self.running.note_progress))
-        return jobs
 
-    def start(self, job: Job, sink: ReportSink | None = None) -> asyncio.Task[m.ReportItem | None]:
+    def start(self, job: Job, sink: ReportSink | None = None) -> JobTask:
         """Run `job` in its own task, holding a slot until the handler is done."""
         self.slots.take()
         task = asyncio.create_task(self._run(job, sink), name=f"job:{job.id}")
@@ -191,18 +227,26 @@ class Scheduler:
         self._activity_changed()
         return task
 
-    def _job_done(self, job_id: str, task: asyncio.Task[m.ReportItem | None]) -> None:
+    def _job_done(self, job_id: str, task: JobTask) -> None:
         self._tasks.discard(task)
         self.running.remove(job_id)
-        self.slots.release()
+        # A thread handler that outlived its job keeps the slot until its thread ends.
+        if not self.threads.hold(task, self.slots.release):
+            self.slots.release()
         self._activity_changed()
 
     async def _run(self, job: Job, sink: ReportSink | None) -> m.ReportItem | None:
         with job_context(job.id):
             log.debug("job %s (%s, attempt %d) started", job.id, job.op, job.attempt)
+            entry = self.running.get(job.id)
+            if entry is not None:
+                entry.started = True
             try:
-                with self._tracer.span("job.run", _span_attributes(job), parent=job.metadata):
-                    report = await execute(self.registry, job)
+                if entry is not None and entry.cancel_reason is not None:
+                    outcome = self._cancelled(job)  # cancelled before it began
+                else:
+                    with self._tracer.span("job.run", _span_attributes(job), parent=job.metadata):
+                        outcome = await run(self.registry, job, self.threads)
             except asyncio.CancelledError:
                 entry = self.running.get(job.id)
                 if entry is None or entry.cancel_reason is None:
@@ -210,20 +254,31 @@ class Scheduler:
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-                report = failed(job, entry.cancel_reason, retryable=False)
+                outcome = self._cancelled(job)
+            report = outcome.report
             succeeded = report.action == "complete"
             self.finished[(job.op, "succeeded" if succeeded else "failed")] += 1
             log.info("job %s %s", job.id, "succeeded" if succeeded else f"failed: {report.error}")
+            self.hooks.job_finished(job, outcome)
             if sink is not None:
                 sink(report)
             return report
 
-    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Stop a running job on the coordinator's word; it is reported failed, for good."""
-        cancelled = self.running.request_cancel(job_id, reason)
+    def _cancelled(self, job: Job) -> Outcome:
+        entry = self.running.get(job.id)
+        assert entry is not None and entry.cancel_reason is not None
+        return Outcome(failed(job, entry.cancel_reason, retryable=entry.cancel_retryable))
+
+    def cancel(self, job_id: str, reason: str = "cancelled", *, retryable: bool = False) -> bool:
+        """Stop a running job; it is reported failed with `reason` (for good, by default)."""
+        cancelled = self.running.request_cancel(job_id, reason, retryable=retryable)
         if cancelled:
-            log.info("job %s: cancel requested by the coordinator", job_id)
+            log.info("job %s: cancelling (%s)", job_id, reason)
         return cancelled
+
+    def cancel_all(self, reason: str, *, retryable: bool) -> int:
+        """Cancel every running job (the end of a drain's grace period); how many."""
+        return sum(self.cancel(e.job.id, reason, retryable=retryable) for e in self.running)
 
     async def flush_outbox(self) -> Delivery:
         delivery = await self.reporter.flush_outbox()
@@ -242,12 +297,12 @@ class Scheduler:
         limit = self.claim_limit()
         if limit == 0:
             return TickResult(delivered=len(flushed.accepted), kept=len(self.outbox))
-        jobs = await self.claim(limit)
-        reports = [r for r in await asyncio.gather(*(self.start(j) for j in jobs)) if r]
+        tasks = await self.claim(limit)
+        reports = [r for r in await asyncio.gather(*tasks) if r]
         delivery = await self.reporter.deliver(reports) if reports else Delivery()
         await self._after_delivery(delivery)
         return TickResult(
-            claimed=len(jobs),
+            claimed=len(tasks),
             succeeded=sum(1 for r in reports if r.action == "complete"),
             failed=sum(1 for r in reports if r.action == "fail"),
             delivered=len(flushed.accepted) + len(delivery.accepted),
@@ -270,14 +325,12 @@ class Scheduler:
             wait_ms = min(30_000, self.settings.long_poll_ms) if long_poll else 0
             started = self.clock.monotonic()
             try:
-                jobs = await self.claim(limit, wait_ms)
+                tasks = await self.claim(limit, wait_ms, self._queue_report)
             except CoordinatorError as exc:
                 await self._claim_failed(exc, stop)
                 continue
             self._error_backoff.reset()
-            for job in jobs:
-                self.start(job, self._queue_report)
-            if jobs:
+            if tasks:
                 self._empty_backoff.reset()
                 continue
             held = self.clock.monotonic() - started >= wait_ms / 2000.0
@@ -296,7 +349,11 @@ class Scheduler:
         if isinstance(exc, OverloadedError) and exc.retry_after_s is not None:
             delay = max(delay, exc.retry_after_s)
         log.warning("claim failed (%s); next try in %.1f s", exc, delay)
-        await sleep_or(self.clock, delay, stop)
+        self.hooks.backing_off(f"claim failed: {exc}")
+        try:
+            await sleep_or(self.clock, delay, stop)
+        finally:
+            self.hooks.backing_off(None)
 
     def _queue_report(self, report: m.ReportItem) -> None:
         self.reports.append(report)
@@ -312,13 +369,14 @@ class Scheduler:
                 await sleep_or(self.clock, None, self.reports_ready, stop)
                 continue
             group, self.reports = self.reports[:MAX_BATCH], self.reports[MAX_BATCH:]
+            if not self.hooks.reachable():
+                self._keep_or_fatal(group)  # the circuit is open: no try, straight to the outbox
+                self._activity_changed()
+                continue
             self._reporting = True
             self._activity_changed()
             try:
-                delivery = await self.reporter.deliver(group)
-            except asyncio.CancelledError:
-                self.keep(group)  # stopped hard mid-delivery: resending is harmless
-                raise
+                delivery = await self._deliver_guarded(group)
             except OutboxError as exc:
                 self.unsaved += group
                 self.hooks.fatal(exc)
@@ -326,15 +384,42 @@ class Scheduler:
             finally:
                 self._reporting = False
                 self._activity_changed()
+            if delivery is None:
+                continue
             await self._after_delivery(delivery)
             if delivery.undelivered:
                 self.flush_now.clear()  # the outbox loop retries after its backoff
+
+    async def _deliver_guarded(self, group: list[m.ReportItem]) -> Delivery | None:
+        """Deliver `group` under a deadline; None when the watchdog gave up on it (the group
+        is then in the outbox). Stopped hard meanwhile, it keeps the group and re-raises."""
+        delivery = asyncio.create_task(self.reporter.deliver(group), name="delivery")
+        name = f"delivery of {len(group)} report(s)"
+        try:
+            with self.watchdog.guard(name, self.settings.report_limit_s, delivery.cancel):
+                return await delivery
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            stopping = current is not None and current.cancelling() > 0
+            self._keep_or_fatal(group)  # resending what may have arrived is harmless
+            if stopping:
+                raise
+            return None
+
+    def _keep_or_fatal(self, items: list[m.ReportItem]) -> None:
+        try:
+            self.outbox.append(items)
+        except OutboxError as exc:
+            self.unsaved += items
+            self.hooks.fatal(exc)
+            return
+        self.reporter.counts.kept += len(items)
 
     async def outbox_loop(self, stop: asyncio.Event) -> None:
         """Retry what the outbox holds: when told the coordinator is back, else with backoff."""
         while not stop.is_set():
             delay = self.session.heartbeat_interval_s
-            if len(self.outbox):
+            if len(self.outbox) and self.hooks.reachable():
                 try:
                     delivery = await self.flush_outbox()
                 except OutboxError as exc:
@@ -342,6 +427,9 @@ class Scheduler:
                     return
                 if delivery.error is not None:
                     delay = self._outbox_backoff.next_s()
+                    retry_after = getattr(delivery.error, "retry_after_s", None)
+                    if retry_after is not None:
+                        delay = max(delay, retry_after)
                     log.info("outbox: %d waiting (%s)", len(self.outbox), delivery.error)
                 else:
                     self._outbox_backoff.reset()
@@ -353,8 +441,9 @@ class Scheduler:
         while not stop.is_set():
             await sleep_or(self.clock, None, stop, self.running.progressed)
             for entry, fraction, message in self.running.take_progress():
-                if not self.session.has(m.FEATURE_PROGRESS):
-                    continue  # heartbeats carry it anyway
+                # Without the feature, or with the coordinator unreachable, heartbeats carry it.
+                if not self.session.has(m.FEATURE_PROGRESS) or not self.hooks.reachable():
+                    continue
                 request = m.ProgressRequest(
                     instance_id=self.session.instance_id,
                     attempt=entry.job.attempt,
@@ -371,20 +460,28 @@ class Scheduler:
 
     # ------------------------------------------------------------ stopping
 
-    async def wait_jobs(self, hard: asyncio.Event) -> bool:
-        """Wait for running jobs to end; False when `hard` is set first."""
+    async def wait_jobs(self, hard: asyncio.Event, limit_s: float | None = None) -> bool:
+        """Wait for running jobs to end; False when `hard` is set or `limit_s` passes first."""
+        deadline = None if limit_s is None else self.clock.monotonic() + limit_s
         while len(self.running):
-            await sleep_or(self.clock, None, self.running.empty, hard)
-            if hard.is_set():
+            left = None if deadline is None else deadline - self.clock.monotonic()
+            if hard.is_set() or (left is not None and left <= 0):
                 return False
+            await sleep_or(self.clock, left, self.running.empty, hard)
         return True
 
-    async def abandon_jobs(self) -> int:
-        """Stop every running job without a report (a hard stop): their leases run out."""
+    async def abandon_jobs(self, wait_s: float | None = None) -> int:
+        """Stop every running job without a report (a hard stop): their leases run out.
+
+        Waits for their tasks to end, at most `wait_s` (a handler may ignore cancellation).
+        """
         tasks = [task for task in self._tasks if not task.done()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if wait_s is None:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        elif tasks:
+            await sleep_or(self.clock, wait_s, self.running.empty)
         if tasks:
             log.warning("stopped hard: %d running job(s) abandoned to the queue", len(tasks))
         return len(tasks)

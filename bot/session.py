@@ -41,6 +41,7 @@ class Session:
     bot_id: str | None = None
     features: frozenset[str] = field(default_factory=frozenset)
     generation: int = 0  # goes up at every (re-)registration
+    token_lifetime_s: float | None = None  # the bot token's `expires_in`, when it has one
 
     @classmethod
     def start(
@@ -69,6 +70,8 @@ class Session:
     def registered(self, answer: m.RegisterResponse) -> None:
         self.bot_id = answer.bot_id
         self.generation += 1
+        expires_in = answer.auth.expires_in if answer.auth else None
+        self.token_lifetime_s = float(expires_in) if expires_in and expires_in > 0 else None
         # A coordinator that sends no config offers none of the extensions.
         self.features = frozenset(answer.config.features) if answer.config else frozenset()
         self.apply_config(answer.config)
@@ -190,7 +193,8 @@ class Registrar:
                 if retry_after is not None:
                     delay = max(delay, retry_after)
                 log.warning("registration failed (%s); next try in %.1f s", exc, delay)
-                if announce and not stop.is_set():
+                # Not when a drain began meanwhile: the drain owns the lifecycle then.
+                if announce and self._lifecycle.state is BotState.REGISTER:
                     self._lifecycle.move(BotState.BACKOFF, "registration failed")
                 if await sleep_or(self._clock, delay, stop):
                     return None

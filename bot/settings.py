@@ -26,6 +26,8 @@ FLAG_FOR: Mapping[str, str] = {
     "BOT_PLUGINS": "--plugins",
     "MAX_CONCURRENCY": "--max-concurrency",
     "BOT_METRICS_PORT": "--metrics-port",
+    "BOT_DRAIN_GRACE_SEC": "--drain-grace",
+    "BOT_CRASH_LOOP_LIMIT": "--crash-loop-limit",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,99}$")
@@ -49,14 +51,36 @@ class Settings:
     enroll_token: str | None = None
     plugins: tuple[str, ...] = ()
     metrics_port: int | None = None
+    # How long a drain lets running jobs finish before cancelling them (fail, retryable).
+    drain_grace_s: float = 60.0
+    # A handler failing this many times in a row quarantines the bot (0: never).
+    crash_loop_limit: int = 10
+    # Failures in a row to reach the coordinator that open the circuit (DEGRADED_NET).
+    circuit_threshold: int = 3
     # Tuning with no environment variable (tests pass small values).
     request_timeout_s: float = 10.0
     long_poll_ms: int = 20_000
     idle_poll_max_ms: int = 5_000
     progress_interval_s: float = 1.0
+    watchdog_tick_s: float = 0.5  # how often deadlines are checked
+    report_limit_s: float = 60.0  # a report delivery running longer is given up (outbox)
+    loop_lag_tick_s: float = 1.0  # how often the event loop's lag is measured
+    loop_lag_limit_s: float = 2.0  # a lag above this is a stall: logged, heartbeat at once
+    token_renew_at: float = 0.8  # renew the bot token at this share of its lifetime
+    cancel_wait_s: float = 5.0  # how long cancelled jobs get to end before they are abandoned
 
 
 # ---------------------------------------------------------------- parsers (text -> value)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 <= value < 1e9:
+        raise ValueError(f"must be 0 or more seconds, got {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -136,6 +160,9 @@ _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BOT_ENROLL_TOKEN": ("enroll_token", _text),
     "BOT_PLUGINS": ("plugins", _modules),
     "BOT_METRICS_PORT": ("metrics_port", _int_between(0, 65_535)),
+    "BOT_DRAIN_GRACE_SEC": ("drain_grace_s", _seconds),
+    "BOT_CRASH_LOOP_LIMIT": ("crash_loop_limit", _int_between(0, 1_000_000)),
+    "BOT_CIRCUIT_THRESHOLD": ("circuit_threshold", _int_between(1, 1_000)),
 }
 
 VARIABLES: tuple[str, ...] = tuple(_VARIABLES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,19 @@ class Job:
     timeout_s: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     on_progress: ProgressSink | None = field(default=None, repr=False, compare=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def cancelled(self) -> bool:
+        """True once the bot stopped waiting for this job (cancel, timeout, end of a drain).
+
+        An async handler is cancelled outright; a plain handler runs in a thread that
+        cannot be stopped, so a long one should check this now and then and return.
+        """
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Mark the job cancelled (the bot does this; `cancelled()` reads it, from any thread)."""
+        self._cancelled.set()
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Tell the coordinator how far the job is (0..1); callable from a thread too.

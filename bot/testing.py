@@ -3,8 +3,8 @@
 `FakeCoordinator` speaks the `bot.api.Api` protocol with the coordinator's
 semantics in small: jobs are queued, claimed under the caller's bot id, and end
 succeeded or failed; reports are idempotent, a second different outcome is a 409.
-Tests script failures (`fail_next`), hold calls (`gates`), and read what was
-asked (`calls`, `count`).
+Tests script failures (`fail_next`), cut the network (`unreachable`), hold calls
+(`gates`), and read what was asked (`calls`, `count`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from bot.disk import Disk
-from bot.errors import ConflictError, ForbiddenError, NotFoundError
+from bot.errors import ConflictError, ForbiddenError, NetworkError, NotFoundError
 from bot.identity import Identity
 from bot.jobs import Registry, load_plugins
 from bot.outbox import Outbox
@@ -68,6 +68,9 @@ class FakeCoordinator:
         self.token: str | None = None
         self.registered = asyncio.Event()
         self.deregistered = False
+        self.expires_in: int | None = None  # the bot token's lifetime, sent at registration
+        #: While True every call fails as if the network were cut (after being recorded).
+        self.unreachable = False
         self._failures: dict[str, list[BaseException]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -117,6 +120,8 @@ class FakeCoordinator:
         gate = self.gates.get(method)
         if gate is not None:
             await gate.wait()
+        if self.unreachable:
+            raise NetworkError(f"{method}: the network is cut")
         failures = self._failures.get(method)
         if failures:
             raise failures.pop(0)
@@ -135,7 +140,7 @@ class FakeCoordinator:
         self.registered.set()
         return m.RegisterResponse(
             bot_id=self.bot_id,
-            auth=m.Auth(access_token="token-1"),
+            auth=m.Auth(access_token="token-1", expires_in=self.expires_in),
             assignment=self.assignment,
             config=self.config or m.BotConfig(features=list(self.features)),
         )

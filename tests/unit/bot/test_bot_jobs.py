@@ -307,7 +307,7 @@ async def test_timeout_fails_the_job() -> None:
     report = await execute(registry, job("forever", timeout_s=0.05))
     assert (report.action, report.error, report.retryable) == (
         "fail",
-        "timed out after 0.05 s",
+        "timeout: the job ran longer than its timeout_s of 0.05 s",
         True,
     )
 

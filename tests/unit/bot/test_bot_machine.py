@@ -246,16 +246,21 @@ class TestHeartbeat:
         self, start_bot: StartBot
     ) -> None:
         fake = FakeCoordinator()
-        fake.fail_next("heartbeat", NetworkError("down"), NetworkError("down"))
-        fake.fail_next("complete", NetworkError("down"))
         running = start_bot(fake, heartbeat_interval_s=1.0)
+        await running.bot.lifecycle.wait_for(WORK_STATES)
+        fake.unreachable = True
         await running.bot.lifecycle.wait_for({S.DEGRADED_NET})
         job_id = fake.add_job("sum", {"a": 4, "b": 4})  # not claimed while degraded
+        claims = fake.count("claim")
+        await eventually(lambda: fake.count("heartbeat") >= 6, "probes go on")
+        assert fake.count("claim") == claims
+        fake.unreachable = False
 
         await fake.wait_finished(1)
         assert fake.jobs[job_id].result == {"result": 8}
         history = running.bot.lifecycle.history
-        assert history.index(S.DEGRADED_NET) < len(history) - 1
+        back = history.index(S.DEGRADED_NET) + 1
+        assert history[back] is S.SYNC  # back through SYNC
         assert await running.stop() == EXIT_OK
 
     async def test_assignment_changes_apply_live(self, start_bot: StartBot) -> None:

@@ -118,7 +118,8 @@ async def test_overloaded_heartbeat_waits_retry_after(start_bot: StartBot) -> No
     running = start_bot(fake, heartbeat_interval_s=1.0)
     await eventually(lambda: fake.count("heartbeat") >= 2, "heartbeat retried")
     assert 0.8 in running.clock.slept
-    assert S.DEGRADED_NET in running.bot.lifecycle.history
+    # Load shedding is an answer: the coordinator is reachable, the circuit stays closed.
+    assert S.DEGRADED_NET not in running.bot.lifecycle.history
     assert await running.stop() == EXIT_OK
 
 

@@ -25,6 +25,7 @@ def test_flags_map_onto_the_variables() -> None:
         "--server", "http://a/v1", "http://b/v1", "--server", "http://c/v1",
         "--name", "w1", "--state-dir", "/tmp/s", "--plugins", "x,y",
         "--max-concurrency", "3", "--metrics-port", "9100", "--log-format", "json",
+        "--drain-grace", "7.5", "--crash-loop-limit", "4",
     )  # fmt: skip
     assert flags_from(args) == {
         "SERVER_BASE": "http://a/v1,http://b/v1,http://c/v1",
@@ -33,6 +34,8 @@ def test_flags_map_onto_the_variables() -> None:
         "BOT_PLUGINS": "x,y",
         "MAX_CONCURRENCY": "3",
         "BOT_METRICS_PORT": "9100",
+        "BOT_DRAIN_GRACE_SEC": "7.5",
+        "BOT_CRASH_LOOP_LIMIT": "4",
     }
     assert args.log_format == "json"
     assert flags_from(parse())["SERVER_BASE"] is None

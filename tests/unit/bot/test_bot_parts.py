@@ -132,19 +132,18 @@ def test_a_custom_table_extends_the_lifecycle() -> None:
     assert lifecycle.state is S.IDLE
 
 
-def test_listeners_and_activity(caplog: pytest.LogCaptureFixture) -> None:
+def test_listeners_and_quiet_work_moves(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG")
     moves: list[tuple[BotState, BotState, str]] = []
     lifecycle = Lifecycle(initial=S.SYNC)
     lifecycle.subscribe(lambda a, b, why: moves.append((a, b, why)))
-    lifecycle.note_activity(S.PROCESS)  # not working yet: ignored
     lifecycle.move(S.IDLE, "registered")
-    lifecycle.note_activity(S.PROCESS)
-    lifecycle.note_activity(S.DRAINING)  # not a work state: ignored
-    assert moves == [(S.SYNC, S.IDLE, "registered"), (S.IDLE, S.PROCESS, "")]
+    lifecycle.move(S.CLAIM)
+    lifecycle.move(S.CLAIM)  # staying put is no move
+    assert moves == [(S.SYNC, S.IDLE, "registered"), (S.IDLE, S.CLAIM, "")]
     info = [r for r in caplog.records if r.levelname == "INFO"]
     assert [r.getMessage() for r in info] == ["state SYNC -> IDLE (registered)"]
-    assert lifecycle.working
+    assert lifecycle.working and not lifecycle.final
 
 
 async def test_wait_for_a_state() -> None:

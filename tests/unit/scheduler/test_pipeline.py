@@ -100,8 +100,9 @@ async def test_extra_and_duplicate_jobs(
 
     fake.claim = generous  # type: ignore[method-assign]
     scheduler.running.add(Job("job_0", "sum", {}))
-    jobs = await scheduler.claim(1)
-    assert [job.id for job in jobs] == ["job_1", "job_2"]
+    tasks = await scheduler.claim(1)
+    assert [task.get_name() for task in tasks] == ["job:job_1", "job:job_2"]
+    await asyncio.gather(*tasks)
     assert "got 3: running them all" in caplog.text and "handed out again" in caplog.text
     scheduler.running.remove("job_0")
 
