@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from botfleet.clock import Clock
 from botfleet.protocol.messages import TERMINAL_STATES
@@ -28,11 +29,37 @@ ClaimObserver = Callable[[float, list[JobRecord]], None]
 """Told the duration (seconds) and the jobs of every claim made in the store."""
 
 
+class Handout:
+    """A counted notice being handed out: wake waiting claims until their limits cover
+    the jobs, and wake more when a woken claim gets fewer than it could take."""
+
+    def __init__(self, operations: tuple[str, ...], remaining: int) -> None:
+        self.operations = operations
+        self.remaining = remaining  # jobs of the notice not known to be claimed yet
+        self.covered = 0  # the limits of the woken claims that have not claimed yet
+        self.tried: set[ClaimWatch] = set()
+
+
+class ClaimWatch:
+    """One waiting claim: its event, its limit, the hand-out that woke it, and the one
+    its claim in progress answers (settled once the claim knows what it got)."""
+
+    def __init__(self, limit: int) -> None:
+        self.event = asyncio.Event()
+        self.limit = max(limit, 1)
+        self.handout: Handout | None = None
+        self.pending: Handout | None = None
+        # Set by a notice of jobs (claim at once); a bot's freed capacity only sets the
+        # event (look whether a job is due first: usually none is).
+        self.jobs_announced = False
+
+
 class Waiters:
-    """Events of waiting requests, by operation and by job id (a `StoreListener`)."""
+    """Waiting requests, by operation, by job id and by bot (a `StoreListener`)."""
 
     def __init__(self) -> None:
-        self._by_operation: dict[str, set[asyncio.Event]] = {}
+        # Insertion-ordered: a counted notice wakes the claims that have waited longest.
+        self._by_operation: dict[str, dict[ClaimWatch, None]] = {}
         self._by_job: dict[str, set[asyncio.Event]] = {}
         self._by_bot: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -50,38 +77,81 @@ class Waiters:
     def close(self) -> None:
         """Shutting down: wake everyone, and let no new wait begin."""
         self._closed = True
-        tables = (self._by_operation, self._by_job, self._by_bot)
-        for events in (group for table in tables for group in table.values()):
-            for event in events:
-                event.set()
+        for watches in self._by_operation.values():
+            for watch in watches:
+                watch.jobs_announced = True
+        for event in self._events():
+            event.set()
 
     # ---- StoreListener
-    def jobs_available(self, operations: Sequence[str]) -> None:
-        self._notify(self._by_operation, tuple(operations))
+    def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
+        """`count` jobs for these operations became claimable (None: unknown, wake all)."""
+        self._call_on_loop(self._jobs_available, tuple(operations), count)
 
     def job_finished(self, job_id: str) -> None:
-        self._notify(self._by_job, (job_id,))
+        self._call_on_loop(_set_all, self._by_job, (job_id,))
 
     def bot_capacity_changed(self, bot_id: str) -> None:
         """A bot's report, cancellation or new assignment may let its waiting claim go on.
 
         A bot refills a freed slot at once, so its next claim can reach us before the
         report that freed the slot: the claim then waits at the concurrency cap, and
-        must wake when the report lands rather than at the next recheck.
+        must wake when the report lands rather than at the next recheck. Such a claim
+        reads whether a job is due before it claims, so the usual report (nothing
+        queued) costs no claim transaction.
         """
-        self._notify(self._by_bot, (bot_id,))
+        self._call_on_loop(_set_all, self._by_bot, (bot_id,))
 
     # ---- waiting
     @contextmanager
     def watch_operations(
-        self, operations: Iterable[str], bot_id: str | None = None
-    ) -> Iterator[asyncio.Event]:
-        with self._watch(self._by_operation, tuple(operations)) as event:
+        self, operations: Iterable[str], bot_id: str | None = None, limit: int = 1
+    ) -> Iterator[ClaimWatch]:
+        """Wait for claimable jobs. After each claim, `settle` what it got."""
+        keys = tuple(operations)
+        watch = ClaimWatch(limit)
+        if self._closed:
+            watch.event.set()
+            watch.jobs_announced = True
+        for key in keys:
+            self._by_operation.setdefault(key, {})[watch] = None
+        try:
             if bot_id is None:
-                yield event
-                return
-            with self._watch(self._by_bot, (bot_id,), event):
-                yield event
+                yield watch
+            else:
+                with self._watch(self._by_bot, (bot_id,), watch.event):
+                    yield watch
+        finally:
+            for key in keys:
+                group = self._by_operation.get(key)
+                if group is not None:
+                    group.pop(watch, None)
+                    if not group:
+                        del self._by_operation[key]
+            # Gone before it claimed what it was woken for: those jobs go to another.
+            self.settle(watch, claimed=0, jobs_left=True)
+            self.begin_claim(watch)
+            self.settle(watch, claimed=0, jobs_left=True)
+
+    def begin_claim(self, watch: ClaimWatch) -> None:
+        """Before a claim: clear the event; the claim answers the hand-out that set it."""
+        self.settle(watch, claimed=0, jobs_left=True)
+        watch.event.clear()
+        watch.jobs_announced = False
+        watch.pending, watch.handout = watch.handout, None
+
+    def settle(self, watch: ClaimWatch, claimed: int, jobs_left: bool) -> None:
+        """The claim got `claimed` jobs; `jobs_left`: may jobs remain (after an empty
+        claim: whether one is due). If it was woken for jobs, wake more claims if the
+        woken ones cannot cover what is left."""
+        handout, watch.pending = watch.pending, None
+        if handout is None:
+            return
+        handout.covered -= watch.limit
+        handout.remaining -= claimed
+        if claimed == 0 and not jobs_left:
+            handout.remaining = 0  # someone else took them: stop handing out
+        self._hand_out(handout)
 
     @contextmanager
     def watch_job(self, job_id: str) -> Iterator[asyncio.Event]:
@@ -90,11 +160,15 @@ class Waiters:
 
     def waiting(self) -> int:
         """How many requests wait (for tests and metrics)."""
-        events = set[asyncio.Event]()
-        for table in (self._by_operation, self._by_job, self._by_bot):
+        return len(set(self._events()))
+
+    def _events(self) -> Iterator[asyncio.Event]:
+        for watches in self._by_operation.values():
+            for watch in watches:
+                yield watch.event
+        for table in (self._by_job, self._by_bot):
             for group in table.values():
-                events |= group
-        return len(events)
+                yield from group
 
     @contextmanager
     def _watch(
@@ -118,21 +192,46 @@ class Waiters:
                     if not group:
                         del table[key]
 
-    def _notify(self, table: dict[str, set[asyncio.Event]], keys: tuple[str, ...]) -> None:
+    def _call_on_loop(self, function: Callable[..., None], *args: Any) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if self._loop is None or running is self._loop:
-            self._wake(table, keys)
+            function(*args)
         elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake, table, keys)
+            self._loop.call_soon_threadsafe(function, *args)
 
-    @staticmethod
-    def _wake(table: dict[str, set[asyncio.Event]], keys: tuple[str, ...]) -> None:
-        for key in keys:
-            for event in table.get(key, ()):
-                event.set()
+    def _jobs_available(self, operations: tuple[str, ...], count: int | None) -> None:
+        if count is None:
+            for key in operations:
+                for watch in self._by_operation.get(key, ()):
+                    watch.jobs_announced = True
+                    watch.event.set()
+            return
+        self._hand_out(Handout(operations, count))
+
+    def _hand_out(self, handout: Handout) -> None:
+        """Wake untried, idle claims, longest waiting first, until their limits cover
+        the jobs not yet claimed. Each claim is tried once per hand-out, so a hand-out
+        nobody can take ends (re-checks remain the safety net)."""
+        for key in handout.operations:
+            for watch in self._by_operation.get(key, ()):
+                if handout.covered >= handout.remaining:
+                    return
+                if watch in handout.tried or watch.handout is not None or watch.event.is_set():
+                    continue
+                handout.tried.add(watch)
+                handout.covered += watch.limit
+                watch.handout = handout
+                watch.jobs_announced = True
+                watch.event.set()
+
+
+def _set_all(table: dict[str, set[asyncio.Event]], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        for event in table.get(key, ()):
+            event.set()
 
 
 class LongPoller:
@@ -173,19 +272,23 @@ class LongPoller:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         # Watch before the first claim, so a job submitted in between is not missed.
-        with self._waiters.watch_operations(operations, bot_id) as wake:
+        with self._waiters.watch_operations(operations, bot_id, limit) as watch:
             claim_next = True
             while True:
                 if claim_next:
-                    wake.clear()
+                    self._waiters.begin_claim(watch)
                     jobs = await self._claim(bot_id, operations, limit, lease_ttl_s)
                     if jobs is None or jobs:
+                        self._waiters.settle(watch, len(jobs or ()), jobs_left=True)
                         return jobs
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._waiters.closed:
                     return []
                 due_in = await self._due_in(operations)
-                if not claim_next and due_in is not None and due_in <= 0:
+                # Woken for jobs and got none: the wake goes on to another if one is due.
+                due_now = due_in is not None and due_in <= 0
+                self._waiters.settle(watch, claimed=0, jobs_left=due_now)
+                if not claim_next and due_now:
                     # A re-check (no notice) found a job due: claim it. Otherwise a
                     # re-check costs one read, not a claim transaction: an idle fleet
                     # of waiting claims must cost almost nothing.
@@ -194,7 +297,12 @@ class LongPoller:
                 timeout = self._recheck_timeout()
                 if due_in is not None and due_in > 0:
                     timeout = min(timeout, due_in)
-                claim_next = await _wait(wake, min(remaining, timeout))
+                # Claim at once on a notice of jobs; after a re-check or a bot's freed
+                # capacity, look first whether a job is due.
+                claim_next = await _wait(watch.event, min(remaining, timeout))
+                claim_next = claim_next and watch.jobs_announced
+                if not claim_next:
+                    watch.event.clear()
                 if not still_wanted():
                     return []
 

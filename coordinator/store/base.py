@@ -181,7 +181,10 @@ class StoreListener(Protocol):
     (PostgreSQL: LISTEN/NOTIFY) or at least by this process (SQLite).
     """
 
-    def jobs_available(self, operations: Sequence[str]) -> None: ...
+    def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
+        """`count` jobs for these operations became claimable; None: an unknown number
+        (the listener then wakes every waiting claim for them)."""
+        ...
 
     def job_finished(self, job_id: str) -> None: ...
 

@@ -127,6 +127,7 @@ async def update_bot(
     if not bot.assignment.paused:
         # A new assignment or an unpause may let waiting claims through.
         tx.changes.ops.extend(bot.assignment.operations)
+        tx.changes.counted = False
     return bot
 
 

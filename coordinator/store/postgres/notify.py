@@ -33,13 +33,19 @@ class Notice(msgspec.Struct, frozen=True):
     origin: str  # the sending store, which has already told its own listener
     ops: tuple[str, ...] = ()
     done: tuple[str, ...] = ()
+    count: int | None = None  # jobs claimable for `ops`; None: unknown (wake every waiter)
 
 
-def encode_notices(origin: str, ops: Sequence[str], done: Sequence[str]) -> list[str]:
-    """Payloads for one change, split so that none is too large for NOTIFY."""
+def encode_notices(
+    origin: str, ops: Sequence[str], done: Sequence[str], count: int | None = None
+) -> list[str]:
+    """Payloads for one change, split so that none is too large for NOTIFY (split, the
+    count of claimable jobs is not kept: each part says "unknown")."""
     payloads: list[str] = []
-    for op_chunk, done_chunk in _chunks(list(dict.fromkeys(ops)), list(dict.fromkeys(done))):
-        notice = Notice(origin, tuple(op_chunk), tuple(done_chunk))
+    chunks = list(_chunks(list(dict.fromkeys(ops)), list(dict.fromkeys(done))))
+    for op_chunk, done_chunk in chunks:
+        part_count = count if len(chunks) == 1 and op_chunk else None
+        notice = Notice(origin, tuple(op_chunk), tuple(done_chunk), part_count)
         payloads.append(msgspec.json.encode(notice).decode())
     return payloads
 

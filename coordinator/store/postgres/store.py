@@ -328,7 +328,8 @@ class PostgresStore:
 
         result, changes = await self._run(in_transaction, transaction=True)
         if changes:
-            self._tell_listener(Notice(self._origin, tuple(changes.ops), tuple(changes.done)))
+            ops = tuple(dict.fromkeys(changes.ops))
+            self._tell_listener(Notice(self._origin, ops, tuple(changes.done), changes.count))
         return result
 
     async def _run(self, work: Callable[[Connection], Awaitable[T]], transaction: bool) -> T:
@@ -393,7 +394,7 @@ class PostgresStore:
         if listener is None:
             return
         if notice.ops:
-            listener.jobs_available(notice.ops)
+            listener.jobs_available(notice.ops, notice.count)
         for job_id in notice.done:
             listener.job_finished(job_id)
 

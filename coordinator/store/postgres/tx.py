@@ -19,6 +19,14 @@ class Changes:
     ops: list[str] = field(default_factory=list)  # operations with jobs claimable again
     done: list[str] = field(default_factory=list)  # jobs now terminal
     notified: bool = False  # the work sent the notices itself (in its last statement)
+    # Each entry of `ops` is one claimable job (False: some entry is not, e.g. a new
+    # assignment, so waiters cannot be told how many jobs there are).
+    counted: bool = True
+
+    @property
+    def count(self) -> int | None:
+        """How many jobs became claimable, when known."""
+        return len(self.ops) if self.counted else None
 
     def moved(self, rows: Sequence[Any]) -> None:
         """Jobs released or expired: queued again (claimable) or failed (finished)."""
@@ -59,7 +67,7 @@ class Tx:
 
     def notices(self) -> list[str]:
         """The NOTIFY payloads for this transaction's changes."""
-        return encode_notices(self.origin, self.changes.ops, self.changes.done)
+        return encode_notices(self.origin, self.changes.ops, self.changes.done, self.changes.count)
 
 
 def snapshot(row: Any) -> JobSnapshot:

@@ -71,7 +71,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             record = _new_record(job, row)
             created = True
         if created:
-            tx.available.add(job.op)
+            tx.available[job.op] += 1
         outcomes.append(SubmitOutcome(job=record, created=created))
     return outcomes
 
@@ -168,5 +168,5 @@ def retry_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
     if row["state"] not in ("failed", "cancelled"):
         return ReportOutcome.CONFLICT, job_from_row(row)
     tx.run("retry_job", {"job_id": job_id, "now": tx.now})
-    tx.available.add(row["op"])
+    tx.available[row["op"]] += 1
     return ReportOutcome.ACCEPTED, _require_job(tx, job_id)

@@ -118,7 +118,7 @@ def _apply(
     if decision.effect is Effect.RETRY:
         run_at = tx.now + round(decision.retry_delay_s * 1_000_000)
         writes.job("retry_job_later", {"job_id": job_id, "run_at": run_at, "error": error})
-        tx.available.add(op)
+        tx.available[op] += 1
         return replace(job, state="queued")
     writes.job("fail_job", {"job_id": job_id, "error": error, "now": tx.now})
     tx.finished.append(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,7 +61,7 @@ def id_list(ids: Iterable[str]) -> str:
 class Tx:
     """One transaction on the writer (or reader) connection, and what it changed.
 
-    `available` collects the operations of jobs that became queued and `finished` the
+    `available` counts the jobs that became queued, by operation, and `finished` the
     ids of jobs that became terminal; the store tells its listener after the commit.
     """
 
@@ -68,7 +69,7 @@ class Tx:
     queries: Queries
     now: int
     retry_delay: RetryDelay
-    available: set[str] = field(default_factory=set)
+    available: Counter[str] = field(default_factory=Counter)
     finished: list[str] = field(default_factory=list)
 
     def run(self, name: str, params: Params | None = None) -> sqlite3.Cursor:

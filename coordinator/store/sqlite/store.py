@@ -252,7 +252,7 @@ class SQLiteStore:
             return
         try:
             if tx.available:
-                listener.jobs_available(sorted(tx.available))
+                listener.jobs_available(sorted(tx.available), tx.available.total())
             for job_id in tx.finished:
                 listener.job_finished(job_id)
         except Exception:

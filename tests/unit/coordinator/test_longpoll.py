@@ -84,7 +84,7 @@ class TestWaiters:
         waiters = Waiters()
         with waiters.watch_operations(["sum"]) as sums, waiters.watch_operations(["x"]) as xs:
             waiters.jobs_available(["sum", "other"])
-            assert sums.is_set() and not xs.is_set()
+            assert sums.event.is_set() and not xs.event.is_set()
         assert waiters.waiting() == 0
 
     async def test_job_finished_wakes_that_job(self) -> None:
@@ -101,15 +101,111 @@ class TestWaiters:
             thread.start()
             thread.join()
             async with asyncio.timeout(GENEROUS_S):
-                await wake.wait()
+                await wake.event.wait()
 
     async def test_close_wakes_everyone_and_later_waits(self) -> None:
         waiters = Waiters()
         with waiters.watch_operations(["sum"]) as before:
             waiters.close()
-            assert before.is_set()
+            assert before.event.is_set()
         with waiters.watch_job("j") as after:
             assert after.is_set()
+
+
+class TestCountedWake:
+    """A notice that says how many jobs came wakes only the claims those jobs need."""
+
+    async def test_wakes_the_longest_waiting_claims_until_their_limits_cover_the_jobs(
+        self,
+    ) -> None:
+        waiters = Waiters()
+        with (
+            waiters.watch_operations(["sum"], limit=2) as first,
+            waiters.watch_operations(["sum"], limit=2) as second,
+            waiters.watch_operations(["sum"], limit=2) as third,
+        ):
+            waiters.jobs_available(["sum"], 3)
+            assert [w.event.is_set() for w in (first, second, third)] == [True, True, False]
+
+    async def test_an_unknown_count_wakes_everyone(self) -> None:
+        waiters = Waiters()
+        with (
+            waiters.watch_operations(["sum"]) as first,
+            waiters.watch_operations(["sum"]) as second,
+        ):
+            waiters.jobs_available(["sum"], None)
+            assert first.event.is_set() and second.event.is_set()
+
+    async def test_a_woken_claim_that_got_nothing_passes_the_wake_on_while_a_job_is_due(
+        self,
+    ) -> None:
+        waiters = Waiters()
+        with (
+            waiters.watch_operations(["sum"]) as first,
+            waiters.watch_operations(["sum"]) as second,
+            waiters.watch_operations(["sum"]) as third,
+        ):
+            waiters.jobs_available(["sum"], 1)
+            assert not second.event.is_set()
+            waiters.begin_claim(first)
+            waiters.settle(first, claimed=0, jobs_left=True)  # at its cap, say
+            assert second.event.is_set() and not third.event.is_set()
+            waiters.begin_claim(second)
+            waiters.settle(second, claimed=0, jobs_left=False)  # taken by someone else
+            assert not third.event.is_set() and not first.event.is_set()
+
+    async def test_each_claim_is_tried_once_per_notice(self) -> None:
+        waiters = Waiters()
+        with (
+            waiters.watch_operations(["sum"]) as first,
+            waiters.watch_operations(["sum"]) as second,
+        ):
+            waiters.jobs_available(["sum"], 1)
+            for watch in (first, second):
+                assert watch.event.is_set()
+                waiters.begin_claim(watch)
+                waiters.settle(watch, claimed=0, jobs_left=True)
+            assert not first.event.is_set() and not second.event.is_set()
+
+    async def test_fewer_jobs_than_expected_wakes_more(self) -> None:
+        waiters = Waiters()
+        with (
+            waiters.watch_operations(["sum"], limit=5) as first,
+            waiters.watch_operations(["sum"], limit=5) as second,
+        ):
+            waiters.jobs_available(["sum"], 4)
+            assert not second.event.is_set()
+            waiters.begin_claim(first)
+            waiters.settle(first, claimed=1, jobs_left=True)  # it had one slot free
+            assert second.event.is_set()
+
+    async def test_a_woken_claim_that_leaves_passes_the_wake_on(self) -> None:
+        waiters = Waiters()
+        leaving = waiters.watch_operations(["sum"])
+        first = leaving.__enter__()
+        with waiters.watch_operations(["sum"]) as second:
+            waiters.jobs_available(["sum"], 1)
+            assert first.event.is_set() and not second.event.is_set()
+            leaving.__exit__(None, None, None)  # the client went away before claiming
+            assert second.event.is_set()
+
+    async def test_one_job_answers_one_of_many_waiting_claims(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        poller = _poller(store, waiters)
+        claims = [
+            asyncio.create_task(poller.claim(f"bot{i}", ["sum"], 5, 60, GENEROUS_S))
+            for i in range(5)
+        ]
+        await _until_waiting(waiters, 5)
+        await _eventually(lambda: store.reads >= 5)
+        store.queued.append(_job("job_1"))
+        waiters.jobs_available(["sum"], 1)
+        done, pending = await asyncio.wait(claims, return_when=asyncio.FIRST_COMPLETED)
+        assert [[j.id for j in task.result() or []] for task in done] == [["job_1"]]
+        assert store.claims == 5 + 1  # the first look of each, then one woken claim
+        waiters.close()
+        assert [await task for task in pending] == [[]] * 4
 
 
 class TestClaim:
@@ -192,6 +288,21 @@ class TestClaim:
         claim.cancel()
         with pytest.raises(asyncio.CancelledError):
             await claim
+
+    async def test_a_bots_freed_capacity_claims_only_when_a_job_is_due(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        claim = asyncio.create_task(
+            _poller(store, waiters).claim("bot", ["sum"], 5, 60, GENEROUS_S)
+        )
+        await _eventually(lambda: store.reads == 1)
+        waiters.bot_capacity_changed("bot")  # a report, with nothing queued
+        await _eventually(lambda: store.reads == 2)
+        assert store.claims == 1 and not claim.done()
+        store.queued.append(_job("job_1"))  # queued while the bot was at its cap
+        waiters.bot_capacity_changed("bot")
+        jobs = await claim
+        assert [j.id for j in jobs or []] == ["job_1"] and store.claims == 2
 
     async def test_unknown_bot(self) -> None:
         store = QueueOnly(FakeClock(NOW))

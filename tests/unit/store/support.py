@@ -134,9 +134,11 @@ class RecordingListener:
 
     available: list[tuple[str, ...]] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
+    counts: list[int | None] = field(default_factory=list)
 
-    def jobs_available(self, operations: Sequence[str]) -> None:
+    def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
         self.available.append(tuple(operations))
+        self.counts.append(count)
 
     def job_finished(self, job_id: str) -> None:
         self.finished.append(job_id)

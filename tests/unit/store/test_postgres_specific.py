@@ -88,7 +88,7 @@ class Recorder:
         self.available: list[tuple[str, ...]] = []
         self.finished: list[str] = []
 
-    def jobs_available(self, operations: Sequence[str]) -> None:
+    def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
         self.available.append(tuple(operations))
 
     def job_finished(self, job_id: str) -> None:

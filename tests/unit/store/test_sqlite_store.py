@@ -144,7 +144,7 @@ class _BrokenListener:
     def __init__(self) -> None:
         self.calls = 0
 
-    def jobs_available(self, operations: Sequence[str]) -> None:
+    def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
         self.calls += 1
         raise RuntimeError("listener bug")
 
@@ -177,7 +177,7 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
     heard: list[Sequence[str]] = []
 
     class Listener:
-        def jobs_available(self, operations: Sequence[str]) -> None:
+        def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
             heard.append(operations)
 
         def job_finished(self, job_id: str) -> None:

@@ -224,6 +224,22 @@ async def test_listener_hears_of_new_requeued_and_finished_jobs(
     await wait_until(lambda: job_id in listener.finished)
 
 
+async def test_listener_is_told_how_many_jobs_became_claimable(
+    store: Store, clock: FakeClock, listener: RecordingListener
+) -> None:
+    # Waiting claims are woken only as many as the jobs need (None would wake them all).
+    await store.submit_jobs([new_job(clock, op="sum") for _ in range(3)] + [new_job(clock)])
+    await wait_until(lambda: listener.announced("sum"))
+    assert listener.counts == [4]
+    bot = await register(store, clock)
+    claimed = await claim_ids(store, bot.id, limit=2)
+    listener.available.clear()
+    listener.counts.clear()
+    await store.report(bot.id, [fail(job_id) for job_id in claimed])
+    await wait_until(lambda: listener.announced("sum"))
+    assert listener.counts == [2]
+
+
 async def test_listener_hears_of_cancel_retry_and_final_failure(
     store: Store, clock: FakeClock, listener: RecordingListener
 ) -> None:
