@@ -20,6 +20,11 @@ PRAGMA synchronous = NORMAL
 -- wait up to 5 s for it instead of failing at once.
 PRAGMA busy_timeout = 5000
 
+-- name: pragma_busy_no_wait
+-- The event loop's own reader: never wait on a lock there (a busy read goes to the
+-- reader thread instead, which may wait).
+PRAGMA busy_timeout = 0
+
 -- name: pragma_foreign_keys
 PRAGMA foreign_keys = ON
 

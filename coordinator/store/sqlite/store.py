@@ -3,9 +3,13 @@
 Threads: every write runs on ONE dedicated writer thread with its own connection, so
 the event loop never blocks on the database and there is exactly one writer; reads
 (listings, stats, lookups) run on a second thread with a read-only connection, which
-WAL lets proceed while the writer writes. Each verb is one transaction; writes start
-with `BEGIN IMMEDIATE`, taking the write lock up front instead of upgrading a read lock
-half-way (which can fail with SQLITE_BUSY when another process shares the file).
+WAL lets proceed while the writer writes. Single-statement point reads on the hot path
+(a job by id, the next run_at of a waiting claim) run on the event loop itself, on a
+third read-only connection that never waits for a lock: an index probe costs less than
+the hop to a thread and back; a read that would wait goes to the reader thread.
+Each verb is one transaction; writes start with `BEGIN IMMEDIATE`, taking the write
+lock up front instead of upgrading a read lock half-way (which can fail with
+SQLITE_BUSY when another process shares the file).
 
 Durability: WAL with `synchronous=NORMAL` (see `sqlite_queries.sql`). A commit survives
 a crash or SIGKILL of the process; the last commits before a power loss or an OS crash
@@ -65,6 +69,7 @@ WRITER_SETUP = (
     "pragma_temp_store_memory",
 )
 READER_SETUP = ("pragma_busy_timeout", "pragma_cache_size", "pragma_query_only")
+LOOP_READER_SETUP = ("pragma_busy_no_wait", "pragma_cache_size", "pragma_query_only")
 
 
 class _DatabaseThread:
@@ -87,15 +92,7 @@ class _DatabaseThread:
         return self._conn
 
     def connect(self, path: str, queries: Queries, setup: Sequence[str]) -> None:
-        conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
-        conn.row_factory = sqlite3.Row
-        try:
-            for name in setup:
-                conn.execute(queries[name])
-        except sqlite3.Error:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = _connect(path, queries, setup)
 
     def disconnect(self, queries: Queries, final: Sequence[str]) -> None:
         if self._conn is None:
@@ -113,6 +110,19 @@ class _DatabaseThread:
         self._executor.shutdown(wait=True)
 
 
+def _connect(path: str, queries: Queries, setup: Sequence[str]) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), set up by `setup`."""
+    conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
+    conn.row_factory = sqlite3.Row
+    try:
+        for name in setup:
+            conn.execute(queries[name])
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
 class SQLiteStore:
     """`Store` on a SQLite file. The constructor does no I/O; `open()` connects and
     migrates."""
@@ -128,6 +138,7 @@ class SQLiteStore:
         self._queries: Queries | None = None
         self._writer: _DatabaseThread | None = None
         self._reader: _DatabaseThread | None = None
+        self._loop_reader: sqlite3.Connection | None = None
 
     # ---------------------------------------------------------------- life
 
@@ -151,6 +162,10 @@ class SQLiteStore:
                 raise StoreError(f"SQLite {self._path}: {exc}") from exc
             raise
         self._queries, self._writer, self._reader = queries, writer, reader
+        try:
+            self._loop_reader = _connect(self._path, queries, LOOP_READER_SETUP)
+        except sqlite3.Error as error:  # the reader thread serves every read then
+            logger.warning("SQLite %s: no reader on the event loop: %s", self._path, error)
 
     def _open_writer(
         self, writer: _DatabaseThread, queries: Queries, migrations: Sequence[Migration]
@@ -170,6 +185,9 @@ class SQLiteStore:
         if writer is None or reader is None or queries is None:
             return
         self._writer = self._reader = None
+        loop_reader, self._loop_reader = self._loop_reader, None
+        if loop_reader is not None:
+            loop_reader.close()
         await reader.call(reader.disconnect, queries, ())
         await writer.call(writer.disconnect, queries, ("pragma_optimize",))
         # Both threads are idle now (their last job just ran), so these joins are quick.
@@ -215,6 +233,17 @@ class SQLiteStore:
 
         result, _ = await reader.call(run)
         return result
+
+    async def _point_read(self, verb: Verb[T]) -> T:
+        """A read of ONE statement (its own snapshot, no transaction needed), on the
+        event loop; on the reader thread when the loop's connection would wait."""
+        conn, queries = self._loop_reader, self._queries
+        if conn is not None and queries is not None:
+            try:
+                return verb(Tx(conn, queries, to_us(self._clock.now()), self._retry_delay))
+            except sqlite3.OperationalError as error:
+                logger.debug("SQLite %s: point read on the reader thread: %s", self._path, error)
+        return await self._read(verb)
 
     def _transaction(
         self, thread: _DatabaseThread, begin: str, now: int, verb: Verb[T]
@@ -337,7 +366,7 @@ class SQLiteStore:
         )
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        return await self._read(lambda tx: sqlite_reads.get_job(tx, job_id))
+        return await self._point_read(lambda tx: sqlite_reads.get_job(tx, job_id))
 
     async def list_jobs(
         self, state: str | None, op: str | None, limit: int, cursor: str | None
@@ -360,7 +389,7 @@ class SQLiteStore:
     async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
         if not operations:
             return None
-        return await self._read(lambda tx: sqlite_reads.next_run_at(tx, operations))
+        return await self._point_read(lambda tx: sqlite_reads.next_run_at(tx, operations))
 
     # ---------------------------------------------------------------- reaper
 
