@@ -95,8 +95,9 @@ class Heartbeat:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.beat_now.clear()
             await sleep_or(self._clock, self._session.heartbeat_interval_s, stop, self.beat_now)
+            # A request for a heartbeat made while this one is on its way brings one more.
+            self.beat_now.clear()
             while not stop.is_set():
                 if not self._handler.healthy():
                     return

@@ -238,7 +238,7 @@ async def run(registry: Registry, job: Job, threads: HandlerThreads | None = Non
         )
     try:
         async with asyncio.timeout(job.timeout_s) as deadline:
-            outcome = await _call(handler, job, threads or HandlerThreads())
+            outcome = await _call(handler, job, HandlerThreads() if threads is None else threads)
     except TimeoutError as exc:
         if deadline.expired():
             job.cancel()

@@ -121,13 +121,12 @@ class Outbox:
         Appends alone would not notice: they go on writing to the open file wherever it went.
         """
         handle = self._handle or self._reopen()
+        if not self._disk.same_file(self.path, handle):
+            raise OutboxError(f"{self.path} is no longer the file this bot keeps reports in")
         try:
-            same = self._disk.same_file(self.path, handle)
             self._disk.probe_dir(self.path.parent)
         except OSError as exc:
             raise _error("write in", self.path.parent, exc) from exc
-        if not same:
-            raise OutboxError(f"{self.path} is no longer the file this bot keeps reports in")
 
     def close(self) -> None:
         if self._handle is not None:

@@ -138,7 +138,9 @@ class Scheduler:
         self.settings = settings
         self.hooks: SchedulerHooks = hooks or StandaloneHooks()
         # Without the bot's watchdog task, deadlines are set but never checked.
-        self.watchdog = watchdog or Watchdog(clock, settings.watchdog_tick_s)
+        self.watchdog = (
+            watchdog if watchdog is not None else Watchdog(clock, settings.watchdog_tick_s)
+        )
         rng = rng or random.Random()
         self.slots = Slots(session.assignment.max_concurrency)
         self.running = RunningJobs(clock)

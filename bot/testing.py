@@ -16,6 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -274,17 +275,31 @@ def standalone_scheduler(
     )
 
 
-class ScaledClock(SystemClock):
-    """Real time, with every `sleep` shortened by `scale` and recorded at its full length.
+class ScaledClock:
+    """Real time running `1/scale` times faster: `sleep(s)` takes `s * scale` real seconds
+    and `monotonic()`/`now()` move on by `s` meanwhile. Every sleep is recorded at its full
+    length (`slept`).
 
-    A bot runs with its production settings (30 s heartbeats, 500 ms backoff) in a
-    fraction of the time, and a test can count what it waited (`slept`) instead of
+    A bot runs with its production settings (30 s heartbeats, 500 ms backoff, 60 s drain
+    grace) in a fraction of the time, and a test can count what it waited instead of
     measuring durations.
     """
 
     def __init__(self, scale: float = 0.01) -> None:
         self.scale = scale
         self.slept: list[float] = []
+        self._real = SystemClock()
+        self._start_mono = self._real.monotonic()
+        self._start_now = self._real.now()
+
+    def _elapsed(self) -> float:
+        return (self._real.monotonic() - self._start_mono) / self.scale
+
+    def monotonic(self) -> float:
+        return self._start_mono + self._elapsed()
+
+    def now(self) -> datetime:
+        return self._start_now + timedelta(seconds=self._elapsed())
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)

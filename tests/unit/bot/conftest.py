@@ -74,6 +74,9 @@ async def start_bot(state_dir: Path) -> AsyncIterator[StartBot]:
         }
         options.update(bot_options or {})
         settings.setdefault("state_dir", state_dir)
+        # On the scaled clock a minute passes in 0.6 s: deadlines only where a test sets them.
+        settings.setdefault("drain_grace_s", 1e6)
+        settings.setdefault("report_limit_s", 1e6)
         bot = Bot(Settings(**settings), **options)
         running = RunningBot(bot, asyncio.create_task(bot.run()), fake, clock)
         started.append(running)
