@@ -1,4 +1,8 @@
-"""Prometheus metrics of one bot, served on BOT_METRICS_PORT (`GET /metrics`).
+"""Prometheus metrics of one bot, with its health, served on BOT_METRICS_PORT.
+
+`GET /metrics` (Prometheus text), `GET /healthz` (the process is alive) and
+`GET /readyz` (registered and in touch with the coordinator: 200 in the work
+states and QUARANTINED, 503 otherwise, the state named in the body).
 
 Values are read from the bot when scraped, so the bot's code carries no metric
 calls: state, running jobs, slots, outbox size, finished jobs by operation and
@@ -13,15 +17,23 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from bot.lifecycle import WORK_STATES
 from bot.state import BotState
 
 if TYPE_CHECKING:
     from bot.machine import Bot
 
 log = logging.getLogger(__name__)
+
+READY_STATES = WORK_STATES | {BotState.QUARANTINED}
 
 
 class BotCollector(Collector):
@@ -74,6 +86,12 @@ class BotCollector(Collector):
         for (op, outcome), count in sorted(scheduler.finished.items()):
             jobs.add_metric([op, outcome], count)
         yield jobs
+        durations = HistogramMetricFamily(
+            "botfleet_bot_job_duration_seconds", "how long handlers ran", labels=["op"]
+        )
+        for op, entry in sorted(scheduler.durations.by_op.items()):
+            durations.add_metric([op], entry.cumulative(), entry.sum_s)
+        yield durations
         reports = CounterMetricFamily(
             "botfleet_bot_reports",
             "reports: accepted, dropped (refused for good), kept in the outbox",
@@ -93,6 +111,7 @@ class MetricsServer:
     """`GET /metrics` on `host:port` (port 0: any free port, see `port` once started)."""
 
     def __init__(self, bot: Bot, port: int, host: str = "0.0.0.0") -> None:
+        self._bot = bot
         self._registry = CollectorRegistry()
         self._registry.register(BotCollector(bot))
         self._host = host
@@ -103,9 +122,22 @@ class MetricsServer:
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "state": self._bot.state.value})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        state = self._bot.state
+        ready = state in READY_STATES
+        return web.json_response(
+            {"status": "ok" if ready else "unavailable", "state": state.value},
+            status=200 if ready else 503,
+        )
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self.port)

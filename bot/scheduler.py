@@ -25,6 +25,7 @@ from typing import Protocol
 
 from bot.api import Api
 from bot.backoff import Backoff
+from bot.durations import Durations
 from bot.errors import AuthError, CoordinatorError, NotFoundError, OutboxError, OverloadedError
 from bot.jobs import Outcome, Registry, failed, run
 from bot.logging_setup import job_context
@@ -147,6 +148,7 @@ class Scheduler:
         self.threads = HandlerThreads()
         self.reporter = Reporter(api, session, outbox)
         self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
+        self.durations = Durations()  # how long handlers ran, by op
         self.reports: list[m.ReportItem] = []  # finished, waiting for the report loop
         self.unsaved: list[m.ReportItem] = []  # neither delivered nor kept (outbox broken)
         self.reports_ready = asyncio.Event()
@@ -243,6 +245,7 @@ class Scheduler:
             entry = self.running.get(job.id)
             if entry is not None:
                 entry.started = True
+            started_s = self.clock.monotonic()
             try:
                 if entry is not None and entry.cancel_reason is not None:
                     outcome = self._cancelled(job)  # cancelled before it began
@@ -259,6 +262,7 @@ class Scheduler:
                 outcome = self._cancelled(job)
             report = outcome.report
             succeeded = report.action == "complete"
+            self.durations.observe(job.op, self.clock.monotonic() - started_s)
             self.finished[(job.op, "succeeded" if succeeded else "failed")] += 1
             log.info("job %s %s", job.id, "succeeded" if succeeded else f"failed: {report.error}")
             self.hooks.job_finished(job, outcome)
@@ -485,7 +489,11 @@ class Scheduler:
         elif tasks:
             await sleep_or(self.clock, wait_s, self.running.empty)
         if tasks:
-            log.warning("stopped hard: %d running job(s) abandoned to the queue", len(tasks))
+            log.warning(
+                "%d running job(s) abandoned, with no report: the coordinator hands them out "
+                "again (at once after deregister, else when their leases run out)",
+                len(tasks),
+            )
         return len(tasks)
 
     def keep(self, items: list[m.ReportItem]) -> None:

@@ -184,10 +184,6 @@ def test_counters_on_both_endpoints_move_as_jobs_complete(run: Run) -> None:
         assert value(scrape(run.coordinator.url), "botfleet_bots", state="online") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/metrics.py has no job duration histogram yet (issue 6; reported to the lead)",
-)
 def test_the_bot_job_duration_histogram_counts_jobs(run: Run) -> None:
     with logs_on_failure(run.processes):
         before = histogram_counts(run.bot_url, "duration")
@@ -201,10 +197,6 @@ def test_the_bot_job_duration_histogram_counts_jobs(run: Run) -> None:
         assert sum(histogram_counts(run.bot_url, "duration").values()) == FIRST_BATCH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the bot's metrics server has no /healthz or /readyz yet (issue 6; reported)",
-)
 def test_the_bot_is_alive_and_ready_once_registered(run: Run) -> None:
     with logs_on_failure(run.processes):
         assert get(f"{run.bot_url}/healthz")[0] == 200
