@@ -79,22 +79,24 @@ class Session:
             self.apply_assignment(answer.assignment)
 
     def apply_config(self, config: m.BotConfig | None) -> list[str]:
-        """Take the coordinator's values; nonsense ones are logged and ignored."""
+        """Take the coordinator's values; what changed, for the log (every heartbeat brings
+        the config again). Nonsense values are logged and ignored."""
         if config is None:
             return []
         changes: list[str] = []
         if config.heartbeat_interval is not None:
-            if 0 < config.heartbeat_interval < 86_400:
+            if not 0 < config.heartbeat_interval < 86_400:
+                log.warning("ignored heartbeat_interval %r", config.heartbeat_interval)
+            elif float(config.heartbeat_interval) != self.heartbeat_interval_s:
                 self.heartbeat_interval_s = float(config.heartbeat_interval)
                 changes.append(f"heartbeat_interval={config.heartbeat_interval:g}s")
-            else:
-                log.warning("ignored heartbeat_interval %r", config.heartbeat_interval)
         if config.claim_batch_size is not None:
-            if config.claim_batch_size >= 1:
-                self.claim_batch_size = min(MAX_CLAIM_LIMIT, config.claim_batch_size)
-                changes.append(f"claim_batch_size={self.claim_batch_size}")
-            else:
+            batch_size = min(MAX_CLAIM_LIMIT, config.claim_batch_size)
+            if config.claim_batch_size < 1:
                 log.warning("ignored claim_batch_size %r", config.claim_batch_size)
+            elif batch_size != self.claim_batch_size:
+                self.claim_batch_size = batch_size
+                changes.append(f"claim_batch_size={self.claim_batch_size}")
         if config.job_lease_ttl is not None and config.job_lease_ttl > 0:
             self.job_lease_ttl_s = float(config.job_lease_ttl)
         if config.bot_lease_ttl is not None and config.bot_lease_ttl > 0:
