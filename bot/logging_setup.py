@@ -1,115 +1,25 @@
-"""Logging: readable lines by default, JSON lines with `--log-format json`.
+"""The bot's logging: readable lines by default, JSON lines with `--log-format json`.
 
-Each line carries the bot's id and, inside a job, the job's id. Both come from
-context variables: `bot_context` holds a mutable `LogContext` (set once per bot,
-so tasks started before registration see the id it gets later), `job_context`
-sets the job id for the code of one job (a thread handler inherits it).
+Every botfleet process logs the same way, so the parts live in `botfleet.logs`;
+this module keeps the name the bot's users know.
 """
 
-from __future__ import annotations
+from botfleet.logs import (
+    LOG_FORMATS,
+    LogContext,
+    LogFormat,
+    bot_context,
+    configure_logging,
+    job_context,
+    make_handler,
+)
 
-import contextlib
-import json
-import logging
-import sys
-from collections.abc import Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Literal, TextIO
-
-LogFormat = Literal["text", "json"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
-
-
-@dataclass(slots=True)
-class LogContext:
-    bot_id: str | None = None
-
-
-_bot: ContextVar[LogContext | None] = ContextVar("botfleet_bot", default=None)
-_job: ContextVar[str | None] = ContextVar("botfleet_job", default=None)
-
-
-def bot_context() -> LogContext:
-    """This task's bot log context, created on first use (tasks inherit it)."""
-    context = _bot.get()
-    if context is None:
-        context = LogContext()
-        _bot.set(context)
-    return context
-
-
-@contextlib.contextmanager
-def job_context(job_id: str) -> Iterator[None]:
-    token = _job.set(job_id)
-    try:
-        yield
-    finally:
-        _job.reset(token)
-
-
-class ContextFilter(logging.Filter):
-    """Adds `bot_id` and `job_id` (None when they do not apply) to every record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        context = _bot.get()
-        record.bot_id = context.bot_id if context else None
-        record.job_id = _job.get()
-        return True
-
-
-class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        tags = [
-            f"{name}={value}"
-            for name in ("bot_id", "job_id")
-            if (value := getattr(record, name, None))
-        ]
-        if not tags:
-            return line
-        first, newline, rest = line.partition("\n")
-        return f"{first} [{' '.join(tags)}]{newline}{rest}"
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name in ("bot_id", "job_id"):
-            value = getattr(record, name, None)
-            if value:
-                entry[name] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def make_handler(fmt: LogFormat = "text", stream: TextIO | None = None) -> logging.Handler:
-    if fmt not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    return handler
-
-
-def configure_logging(
-    fmt: LogFormat = "text", level: int = logging.INFO, stream: TextIO | None = None
-) -> logging.Handler:
-    """Send the root logger's records to `stream` in `fmt`; returns the handler it added."""
-    handler = make_handler(fmt, stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level)
-    # aiohttp's access log and chatty libraries stay at warnings.
-    logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
-    return handler
+__all__ = [
+    "LOG_FORMATS",
+    "LogContext",
+    "LogFormat",
+    "bot_context",
+    "configure_logging",
+    "job_context",
+    "make_handler",
+]
