@@ -136,16 +136,17 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
     http = aiohttp.ClientSession()
 
     def start(coordinator: Coordinator, name: str = "bot-1", **options: Any) -> RunningBot:
-        settings = Settings(
-            server_bases=(coordinator.base,),
-            enroll_token=ENROLL,
-            bot_name=name,
-            state_dir=tmp_path / f"state-{name}",
-            long_poll_ms=1000,
-            min_backoff_ms=50,
-            max_backoff_ms=500,
-            **options.pop("settings", {}),
-        )
+        values: dict[str, Any] = {
+            "server_bases": (coordinator.base,),
+            "enroll_token": ENROLL,
+            "bot_name": name,
+            "state_dir": tmp_path / f"state-{name}",
+            "long_poll_ms": 1000,
+            "min_backoff_ms": 50,
+            "max_backoff_ms": 500,
+        }
+        values.update(options.pop("settings", {}))
+        settings = Settings(**values)
         options.setdefault("http", http)
         bot = Bot(settings, rng=random.Random(11), **options)
         entry = RunningBot(bot, asyncio.create_task(bot.run()))
