@@ -65,7 +65,7 @@ async def test_an_outage_longer_than_the_bot_lease_loses_no_report(
         bot = start_bot(coordinator, api=api, registry=registry_with(slow=slow))
 
         async def running() -> bool:
-            return (await coordinator.job(job_id))["state"] == "running"
+            return bool((await coordinator.job(job_id))["state"] == "running")
 
         await eventually(running, "the job running")
         api.cut = True
