@@ -56,10 +56,9 @@ TRANSITIONS: Mapping[BotState, frozenset[BotState]] = {
     ),
     # The circuit is open: back only through SYNC, once the coordinator answers a probe.
     S.DEGRADED_NET: frozenset({S.SYNC} | _LEAVE),
-    # Released: back to what the pipeline does (a claim held open, a claim backoff too).
-    S.QUARANTINED: frozenset(
-        {S.IDLE, S.CLAIM, S.PROCESS, S.REPORT, S.BACKOFF, S.DEGRADED_NET} | _LEAVE
-    ),
+    # Released: back to what the pipeline does, or to its claim backoff (never CLAIM: a
+    # quarantine gives up the claim on its way).
+    S.QUARANTINED: frozenset({S.IDLE, S.PROCESS, S.REPORT, S.BACKOFF, S.DEGRADED_NET} | _LEAVE),
     S.DRAINING: frozenset({S.SHUTDOWN, S.SAFE_HALT}),
     S.SHUTDOWN: frozenset(),
     S.SAFE_HALT: frozenset(),

@@ -360,7 +360,7 @@ class Bot:
 
     def job_finished(self, job: Job, outcome: Outcome) -> None:
         if self.quarantine.note_job(job.op, outcome.crash):
-            self._settle(self.quarantine.reason or "")
+            self._quarantined(self.quarantine.reason or "")
 
     def fatal(self, error: OutboxError) -> None:
         self.halt(hints.outbox(self.settings, error))
@@ -382,6 +382,12 @@ class Bot:
 
     def replaced(self, error: ConflictError) -> None:
         self.halt(hints.identity(self.settings, error))
+
+    def _quarantined(self, reason: str) -> None:
+        self._settle(reason)
+        if self.scheduler is not None:
+            # A claim held open would still bring work: give it up.
+            self.scheduler.abort_claim()
 
     def _on_circuit(self, previous: Circuit, state: Circuit, reason: str) -> None:
         if state is Circuit.OPEN:
@@ -449,7 +455,7 @@ class Bot:
             self.request_drain("drain requested by the coordinator")
         elif command == "quarantine":
             if self.quarantine.enter("quarantined by the coordinator"):
-                self._settle("quarantined by the coordinator")
+                self._quarantined("quarantined by the coordinator")
         elif command == "release" and self.quarantine.release():
             self._settle("released by the coordinator")
             if self.scheduler is not None:

@@ -156,6 +156,7 @@ class Scheduler:
         self.flush_now = asyncio.Event()  # the coordinator is reachable again
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._claiming = False
+        self._claim_call: asyncio.Future[m.ClaimResponse] | None = None
         self._reporting = False
         self._tasks: set[JobTask] = set()
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
@@ -196,15 +197,23 @@ class Scheduler:
             raise RuntimeError("claim() before registration")
         self._claiming = True
         self._activity_changed()
+        request = m.ClaimRequest(
+            bot_id=self.session.bot_id,
+            operations=list(self.session.claimable()),
+            limit=limit,
+            wait_ms=wait_ms,
+        )
+        call = asyncio.ensure_future(self.api.claim(request))
+        self._claim_call = call
         try:
-            answer = await self.api.claim(
-                m.ClaimRequest(
-                    bot_id=self.session.bot_id,
-                    operations=list(self.session.claimable()),
-                    limit=limit,
-                    wait_ms=wait_ms,
-                )
-            )
+            try:
+                answer = await call
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling() > 0:
+                    raise  # this task is being cancelled, not just the claim
+                log.info("claim on its way given up")
+                return []
             if len(answer.jobs) > limit:
                 log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
             tasks = []
@@ -217,8 +226,21 @@ class Scheduler:
             return tasks
         finally:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
+            self._claim_call = None
             self._claiming = False
             self._activity_changed()
+
+    def abort_claim(self) -> bool:
+        """Give up a claim on its way (held open by long-poll): the bot stopped taking work.
+
+        The coordinator hands out nothing to a claim whose connection closed, so whatever
+        arrives for these operations goes to another bot. True when there was one.
+        """
+        call = self._claim_call
+        if call is None or call.done():
+            return False
+        call.cancel()
+        return True
 
     def start(self, job: Job, sink: ReportSink | None = None) -> JobTask:
         """Run `job` in its own task, holding a slot until the handler is done."""

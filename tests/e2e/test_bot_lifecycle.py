@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +94,9 @@ class Rig:
         return view
 
     def bot_view(self, name: str) -> dict[str, Any]:
-        (view,) = [bot for bot in self.admin("GET", "/bots")["bots"] if bot["name"] == name]
-        return dict(view)
+        """The coordinator's view of bot `name` (empty before it registers)."""
+        views = [bot for bot in self.admin("GET", "/bots")["bots"] if bot["name"] == name]
+        return dict(views[0]) if views else {}
 
     def running(self, ids: list[str]) -> int:
         return sum(1 for job_id in ids if self.job(job_id)["state"] == "running")
@@ -209,3 +212,57 @@ def test_an_unusable_outbox_folder_ends_in_safe_halt(rig: Rig, spoil: Any) -> No
     assert (view["state"], view["lifecycle"]) == ("offline", "safe_halt")
     # Its jobs went back to the queue at once (deregistered), not after a lease ran out.
     assert all(rig.job(job_id)["state"] == "queued" for job_id in ids)
+
+
+def botfleet(rig: Rig, *args: str) -> str:
+    """`botfleet …` as an operator runs it; its standard output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFLEET_", "BOT_"))}
+    env.update(
+        BOTFLEET_SERVER=rig.coordinator.url,
+        BOTFLEET_ADMIN_TOKEN=rig.coordinator.admin_token,
+        COLUMNS="200",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "botfleet", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_operator_sees_and_lifts_a_quarantine(rig: Rig) -> None:
+    bot = rig.start_bot("suspect")
+    # Waiting for work, a bot holds a long-poll claim open: it shows CLAIM (or IDLE).
+    wait_until(
+        lambda: rig.bot_view("suspect").get("lifecycle") in ("idle", "claim"),
+        DEADLINE_S,
+        "the bot waiting for work",
+    )
+    bot_id = rig.bot_view("suspect")["id"]
+
+    botfleet(rig, "bots", "quarantine", bot_id)
+    wait_until(
+        lambda: rig.bot_view("suspect")["lifecycle"] == "quarantined", DEADLINE_S, "quarantined"
+    )
+    listing = [line for line in botfleet(rig, "bots").splitlines() if bot_id in line]
+    assert len(listing) == 1 and "online (quarantined)" in listing[0], listing
+    jobs = [{"op": "sum", "payload": {"a": 1, "b": 2}}]
+    (job_id,) = rig.admin("POST", "/jobs/bulk", {"jobs": jobs})["ids"]
+    heartbeats: set[str] = set()
+
+    def more_heartbeats() -> bool:
+        heartbeats.add(rig.bot_view("suspect")["last_heartbeat"])
+        return len(heartbeats) >= 3
+
+    wait_until(more_heartbeats, DEADLINE_S, "heartbeats while quarantined")
+    assert rig.job(job_id)["state"] == "queued"  # no claims while quarantined
+
+    botfleet(rig, "bots", "release", bot_id)
+    wait_until(lambda: rig.job(job_id)["state"] == "succeeded", DEADLINE_S, "work resumed")
+    path = moves(bot.log())
+    assert ("QUARANTINED", "IDLE") in path, path  # the claim held open was given up
+    assert {source for source, target in path if target == "QUARANTINED"} <= {"IDLE", "CLAIM"}

@@ -359,6 +359,15 @@ async def claim_to_degraded_net(rig: Rig) -> None:
 async def claim_to_quarantined(rig: Rig) -> None:
     await claiming(rig)
     rig.command("quarantine")
+    await rig.reach(S.QUARANTINED)
+    # The claim held open was given up: no work comes through it.
+    await rig.until(
+        "the claim given up",
+        lambda: (
+            rig.running_bot.scheduler is not None
+            and (rig.running_bot.scheduler.activity() is S.IDLE)
+        ),
+    )
 
 
 async def claim_to_register(rig: Rig) -> None:
@@ -486,13 +495,6 @@ async def quarantined_to_idle(rig: Rig) -> None:
     rig.command("release")
 
 
-async def quarantined_to_claim(rig: Rig) -> None:
-    await claiming(rig)
-    rig.command("quarantine")
-    await rig.reach(S.QUARANTINED)
-    rig.command("release")
-
-
 async def quarantined_to_process(rig: Rig) -> None:
     await processing(rig)
     rig.command("quarantine")
@@ -609,7 +611,6 @@ SCENARIOS: dict[tuple[BotState, BotState], Scenario] = {
     (S.DEGRADED_NET, S.DRAINING): degraded_net_to_draining,
     (S.DEGRADED_NET, S.SAFE_HALT): degraded_net_to_safe_halt,
     (S.QUARANTINED, S.IDLE): quarantined_to_idle,
-    (S.QUARANTINED, S.CLAIM): quarantined_to_claim,
     (S.QUARANTINED, S.PROCESS): quarantined_to_process,
     (S.QUARANTINED, S.REPORT): quarantined_to_report,
     (S.QUARANTINED, S.BACKOFF): quarantined_to_backoff,
