@@ -28,6 +28,7 @@ from bot.outbox import Outbox
 from bot.scheduler import Scheduler
 from bot.session import Session
 from bot.settings import Settings
+from bot.watchdog import Watchdog
 from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import messages as m
 
@@ -251,6 +252,7 @@ def standalone_scheduler(
     features: Iterable[str] = (),
     hooks: Any = None,
     disk: Disk | None = None,
+    watchdog: Watchdog | None = None,
 ) -> Scheduler:
     """A registered `Scheduler` outside a bot: outbox opened in `state_dir`, session set up."""
     settings = settings or Settings(state_dir=state_dir)
@@ -272,6 +274,7 @@ def standalone_scheduler(
         settings=settings,
         rng=random.Random(7),
         hooks=hooks,
+        watchdog=watchdog,
     )
 
 

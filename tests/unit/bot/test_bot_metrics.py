@@ -40,6 +40,13 @@ async def test_metrics_are_served(start_bot: StartBot) -> None:
     assert "botfleet_bot_outbox_reports 2.0" in text
     assert "botfleet_bot_slots 2.0" in text and "botfleet_bot_running_jobs 0.0" in text
     assert 'botfleet_bot_state{state="bootstrap"} 0.0' in text
+    for name in (
+        "botfleet_bot_circuit_opened_total",
+        "botfleet_bot_loop_lag_seconds",
+        "botfleet_bot_loop_stalls_total",
+        "botfleet_bot_threads_left_behind",
+    ):
+        assert f"\n{name} " in text, name
     assert await running.stop() == EXIT_OK
 
 

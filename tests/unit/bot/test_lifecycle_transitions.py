@@ -10,6 +10,7 @@ left as designed, a move outside it raises) is checked on the data itself.
 from __future__ import annotations
 
 import errno
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -638,3 +639,11 @@ async def test_transition(source: BotState, target: BotState, state_dir: Path) -
     finally:
         await rig.finish()
     assert rig.running_bot.lifecycle.final
+
+
+def test_the_documented_table_is_the_table() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "bot.md"
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \|", docs.read_text(), flags=re.MULTILINE)
+    documented = [(BotState[source], BotState[target]) for source, target in rows]
+    assert sorted(documented, key=str) == sorted(transitions(), key=str)
+    assert len(documented) == len(set(documented))
