@@ -280,8 +280,8 @@ class Bot:
         start, scheduler, stopping = self.supervisor.start, self.scheduler, self.stopping
         start("heartbeat", self.heartbeat.run(stopping.end))
         start("claim", scheduler.claim_loop(stopping.claims_end))
-        start("report", scheduler.report_loop(stopping.reports_end))
-        start("outbox", scheduler.outbox_loop(stopping.end))
+        start("report", scheduler.reporting.report_loop(stopping.reports_end))
+        start("outbox", scheduler.reporting.outbox_loop(stopping.end))
         start("progress", scheduler.progress_loop(stopping.end))
         start("watchdog", self.watchdog.run(stopping.end))
         start("loop-lag", self.loop_lag.run(stopping.end))
@@ -311,7 +311,7 @@ class Bot:
             return  # a drain or a halt began meanwhile: it owns the lifecycle now
         self.lifecycle.move(self._online_state(), reason)
         self.scheduler.wake.set()
-        self.scheduler.flush_now.set()
+        self.scheduler.reporting.flush_now.set()
 
     def _online_state(self) -> BotState:
         assert self.scheduler is not None

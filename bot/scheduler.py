@@ -3,14 +3,13 @@
 `tick()` flushes the outbox, claims no more jobs than there are free slots,
 runs them under the concurrency limit and reports each: the whole cycle once,
 for tests and simple embedding. The running bot instead runs its loops
-(`claim_loop`, `report_loop`, `outbox_loop`, `progress_loop`) over the same
-parts, so a slot that frees up is refilled at once and finished reports are
-delivered in groups while other jobs still run.
+(`claim_loop`, `progress_loop`, and `reporting`'s `report_loop` and `outbox_loop`)
+over the same parts, so a slot that frees up is refilled at once and finished
+reports are delivered in groups while other jobs still run.
 
 A job's own failure (its handler raised) and a failure to deliver its report
 (the network broke) are kept apart: the first is a `fail` report, the second
-keeps whatever report the job earned in the outbox. While the coordinator is
-unreachable (the circuit is open) reports go to the outbox without a try.
+keeps whatever report the job earned in the outbox (see `bot.reporting`).
 """
 
 from __future__ import annotations
@@ -21,16 +20,17 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from bot.api import Api
 from bot.backoff import Backoff
 from bot.durations import Durations
-from bot.errors import AuthError, CoordinatorError, NotFoundError, OutboxError, OverloadedError
+from bot.errors import AuthError, CoordinatorError, NotFoundError, OverloadedError
+from bot.hooks import SchedulerHooks, StandaloneHooks
 from bot.jobs import Outcome, Registry, failed, run
 from bot.logging_setup import job_context
 from bot.outbox import Outbox
-from bot.reporter import MAX_BATCH, Delivery, Reporter
+from bot.reporter import Delivery, Reporter
+from bot.reporting import Reporting
 from bot.running import RunningJobs
 from bot.session import Session
 from bot.settings import Settings
@@ -46,63 +46,6 @@ from botfleet.tracing import Tracer
 log = logging.getLogger(__name__)
 
 JobTask = asyncio.Task[m.ReportItem | None]
-
-
-class SchedulerHooks(Protocol):
-    """What the scheduler asks of the bot around it (the `Bot` implements this)."""
-
-    def may_claim(self) -> bool:
-        """False while the lifecycle forbids new work (degraded, quarantined, draining)."""
-        ...
-
-    def activity_changed(self, activity: BotState) -> None: ...
-
-    async def renew(self, generation: int) -> bool:
-        """Register again after a 401/404; True when the bot is registered again."""
-        ...
-
-    def fatal(self, error: OutboxError) -> None:
-        """The outbox cannot keep reports: the bot must stop taking work."""
-        ...
-
-    def backing_off(self, reason: str | None) -> None:
-        """Claims wait after an error or load shedding (`reason`); None: the wait is over."""
-        ...
-
-    def reachable(self) -> bool:
-        """False while the circuit is open: no calls but the heartbeat's probes."""
-        ...
-
-    def job_finished(self, job: Job, outcome: Outcome) -> None:
-        """A job ended (its report is on its way): crash-loop accounting."""
-        ...
-
-
-class StandaloneHooks:
-    """Hooks for a scheduler used alone (tests, embedding): it may always claim, cannot
-    re-register, and an outbox failure is raised to the caller of `tick()`."""
-
-    def may_claim(self) -> bool:
-        return True
-
-    def activity_changed(self, activity: BotState) -> None:
-        log.debug("activity: %s", activity.name)
-
-    async def renew(self, generation: int) -> bool:
-        return False
-
-    def fatal(self, error: OutboxError) -> None:
-        raise error
-
-    def backing_off(self, reason: str | None) -> None:
-        if reason is not None:
-            log.debug("backing off: %s", reason)
-
-    def reachable(self) -> bool:
-        return True
-
-    def job_finished(self, job: Job, outcome: Outcome) -> None:
-        log.debug("job %s finished (%s)", job.id, outcome.report.action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,29 +90,34 @@ class Scheduler:
         self.running = RunningJobs(clock)
         self.threads = HandlerThreads()
         self.reporter = Reporter(api, session, outbox)
+        self.reporting = Reporting(
+            reporter=self.reporter,
+            outbox=outbox,
+            session=session,
+            clock=clock,
+            settings=settings,
+            hooks=self.hooks,
+            watchdog=self.watchdog,
+            rng=rng,
+            on_change=self._activity_changed,
+        )
         self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
         self.durations = Durations()  # how long handlers ran, by op
-        self.reports: list[m.ReportItem] = []  # finished, waiting for the report loop
-        self.unsaved: list[m.ReportItem] = []  # neither delivered nor kept (outbox broken)
-        self.reports_ready = asyncio.Event()
         self.wake = asyncio.Event()  # assignment changed, work allowed again
-        self.flush_now = asyncio.Event()  # the coordinator is reachable again
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._claiming = False
         self._claim_call: asyncio.Future[m.ClaimResponse] | None = None
-        self._reporting = False
         self._tasks: set[JobTask] = set()
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
-        self._outbox_backoff = Backoff(low, high, rng)
 
     # ------------------------------------------------------------ shared parts
 
     def activity(self) -> BotState:
         if len(self.running):
             return BotState.PROCESS
-        if self._reporting or self.reports:
+        if self.reporting.busy:
             return BotState.REPORT
         if self._claiming:
             return BotState.CLAIM
@@ -308,27 +256,18 @@ class Scheduler:
         """Cancel every running job (the end of a drain's grace period); how many."""
         return sum(self.cancel(e.job.id, reason, retryable=retryable) for e in self.running)
 
-    async def flush_outbox(self) -> Delivery:
-        delivery = await self.reporter.flush_outbox()
-        await self._after_delivery(delivery)
-        return delivery
-
-    async def _after_delivery(self, delivery: Delivery) -> None:
-        if isinstance(delivery.error, AuthError):
-            await self.hooks.renew(self.session.generation)
-
     # ------------------------------------------------------------ one cycle
 
     async def tick(self) -> TickResult:
         """Flush the outbox, claim up to the free slots, run the jobs, report each."""
-        flushed = await self.flush_outbox() if len(self.outbox) else Delivery()
+        flushed = await self.reporting.flush_outbox() if len(self.outbox) else Delivery()
         limit = self.claim_limit()
         if limit == 0:
             return TickResult(delivered=len(flushed.accepted), kept=len(self.outbox))
         tasks = await self.claim(limit)
         reports = [r for r in await asyncio.gather(*tasks) if r]
         delivery = await self.reporter.deliver(reports) if reports else Delivery()
-        await self._after_delivery(delivery)
+        await self.reporting.after_delivery(delivery)
         return TickResult(
             claimed=len(tasks),
             succeeded=sum(1 for r in reports if r.action == "complete"),
@@ -353,7 +292,7 @@ class Scheduler:
             wait_ms = min(30_000, self.settings.long_poll_ms) if long_poll else 0
             started = self.clock.monotonic()
             try:
-                tasks = await self.claim(limit, wait_ms, self._queue_report)
+                tasks = await self.claim(limit, wait_ms, self.reporting.queue)
             except CoordinatorError as exc:
                 await self._claim_failed(exc, stop)
                 continue
@@ -382,87 +321,6 @@ class Scheduler:
             await sleep_or(self.clock, delay, stop)
         finally:
             self.hooks.backing_off(None)
-
-    def _queue_report(self, report: m.ReportItem) -> None:
-        self.reports.append(report)
-        self.reports_ready.set()
-
-    async def report_loop(self, stop: asyncio.Event) -> None:
-        """Deliver finished jobs' reports; whatever piled up meanwhile goes in one group."""
-        while True:
-            if not self.reports:
-                if stop.is_set():
-                    return
-                self.reports_ready.clear()
-                await sleep_or(self.clock, None, self.reports_ready, stop)
-                continue
-            group, self.reports = self.reports[:MAX_BATCH], self.reports[MAX_BATCH:]
-            if not self.hooks.reachable():
-                self._keep_or_fatal(group)  # the circuit is open: no try, straight to the outbox
-                self._activity_changed()
-                continue
-            self._reporting = True
-            self._activity_changed()
-            try:
-                delivery = await self._deliver_guarded(group)
-            except OutboxError as exc:
-                self.unsaved += group
-                self.hooks.fatal(exc)
-                continue
-            finally:
-                self._reporting = False
-                self._activity_changed()
-            if delivery is None:
-                continue
-            await self._after_delivery(delivery)
-            if delivery.undelivered:
-                self.flush_now.clear()  # the outbox loop retries after its backoff
-
-    async def _deliver_guarded(self, group: list[m.ReportItem]) -> Delivery | None:
-        """Deliver `group` under a deadline; None when the watchdog gave up on it (the group
-        is then in the outbox). Stopped hard meanwhile, it keeps the group and re-raises."""
-        delivery = asyncio.create_task(self.reporter.deliver(group), name="delivery")
-        name = f"delivery of {len(group)} report(s)"
-        try:
-            with self.watchdog.guard(name, self.settings.report_limit_s, delivery.cancel):
-                return await delivery
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            stopping = current is not None and current.cancelling() > 0
-            self._keep_or_fatal(group)  # resending what may have arrived is harmless
-            if stopping:
-                raise
-            return None
-
-    def _keep_or_fatal(self, items: list[m.ReportItem]) -> None:
-        try:
-            self.outbox.append(items)
-        except OutboxError as exc:
-            self.unsaved += items
-            self.hooks.fatal(exc)
-            return
-        self.reporter.counts.kept += len(items)
-
-    async def outbox_loop(self, stop: asyncio.Event) -> None:
-        """Retry what the outbox holds: when told the coordinator is back, else with backoff."""
-        while not stop.is_set():
-            delay = self.session.heartbeat_interval_s
-            if len(self.outbox) and self.hooks.reachable():
-                try:
-                    delivery = await self.flush_outbox()
-                except OutboxError as exc:
-                    self.hooks.fatal(exc)
-                    return
-                if delivery.error is not None:
-                    delay = self._outbox_backoff.next_s()
-                    retry_after = getattr(delivery.error, "retry_after_s", None)
-                    if retry_after is not None:
-                        delay = max(delay, retry_after)
-                    log.info("outbox: %d waiting (%s)", len(self.outbox), delivery.error)
-                else:
-                    self._outbox_backoff.reset()
-            self.flush_now.clear()
-            await sleep_or(self.clock, delay, stop, self.flush_now)
 
     async def progress_loop(self, stop: asyncio.Event) -> None:
         """Send the latest progress of each job, at most once per interval (best effort)."""
@@ -517,21 +375,6 @@ class Scheduler:
                 len(tasks),
             )
         return len(tasks)
-
-    def keep(self, items: list[m.ReportItem]) -> None:
-        """Put reports in the outbox without trying to send them (stopping)."""
-        if not items:
-            return
-        try:
-            self.outbox.append(items)
-        except OutboxError as exc:
-            self.unsaved += items
-            log.error("%d report(s) could not be kept: %s", len(items), exc)
-
-    def keep_pending(self) -> None:
-        """Everything finished but not delivered goes to the outbox (end of a hard stop)."""
-        pending, self.reports = self.reports, []
-        self.keep(pending)
 
 
 def _span_attributes(job: Job) -> dict[str, str | int]:

@@ -114,7 +114,7 @@ class Stopping:
         self.reports_end.set()
         if not await supervisor.join("report", self.hard):
             return await self._stop_hard()
-        scheduler.keep_pending()
+        scheduler.reporting.keep_pending()
         if bot.reachable() and len(bot.outbox):
             try:
                 await scheduler.reporter.flush_outbox()
@@ -150,7 +150,7 @@ class Stopping:
         await bot.supervisor.cancel("claim")
         await bot.scheduler.abandon_jobs()
         await bot.supervisor.cancel_all()
-        bot.scheduler.keep_pending()
+        bot.scheduler.reporting.keep_pending()
         return await self._leave(EXIT_STOPPED_HARD, "stopped hard", farewell=False)
 
     async def _halt(self) -> int:
@@ -166,7 +166,7 @@ class Stopping:
             await supervisor.cancel("report")
         self.end.set()
         await supervisor.cancel_all()
-        scheduler.keep_pending()
+        scheduler.reporting.keep_pending()
         return await self._leave(EXIT_SAFE_HALT, unsafe.why)
 
     async def _leave(self, code: int, reason: str, *, farewell: bool = True) -> int:
@@ -174,7 +174,7 @@ class Stopping:
         assert bot.scheduler is not None
         if len(bot.outbox):
             log.warning("outbox: %d report(s) kept for the next start", len(bot.outbox))
-        for item in bot.scheduler.unsaved:
+        for item in bot.scheduler.reporting.unsaved:
             log.error("report lost (not delivered, not kept): %s", item)
         final, code = (S.SAFE_HALT, EXIT_SAFE_HALT) if self.unsafe else (S.SHUTDOWN, code)
         bot.lifecycle.move(final, self.unsafe.why if self.unsafe else reason)

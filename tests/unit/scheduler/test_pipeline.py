@@ -20,9 +20,9 @@ from bot.errors import (
     OverloadedError,
     ServerError,
 )
+from bot.hooks import StandaloneHooks
 from bot.jobs import Registry, load_plugins
 from bot.running import RunningJobs
-from bot.scheduler import StandaloneHooks
 from bot.state import BotState, Job
 from bot.testing import FailingDisk, FakeCoordinator, ScaledClock
 from botfleet.clock import FakeClock
@@ -206,10 +206,10 @@ async def test_claim_loop_waits_while_not_allowed_then_wakes(
 
     hooks.allowed = True
     scheduler.wake.set()
-    await eventually(lambda: len(scheduler.reports) == 1, "the job ran")
+    await eventually(lambda: len(scheduler.reporting.pending) == 1, "the job ran")
     stop.set()
     await asyncio.wait_for(task, 30)
-    assert scheduler.reports[0].result == {"result": 3}
+    assert scheduler.reporting.pending[0].result == {"result": 3}
     assert BotState.PROCESS in hooks.activities and BotState.CLAIM in hooks.activities
 
 
@@ -223,11 +223,11 @@ async def test_report_loop_with_a_full_outbox_calls_fatal(
     scheduler = make_scheduler(fake, hooks=hooks, disk=disk)
     disk.append_errno = errno.ENOSPC
     report = m.ReportItem(job_id="job_1", action="complete", result={})
-    scheduler.reports.append(report)
-    scheduler.reports_ready.set()
+    scheduler.reporting.pending.append(report)
+    scheduler.reporting.ready.set()
 
-    await run_until(scheduler.report_loop, lambda: bool(hooks.fatals), "fatal")
-    assert scheduler.unsaved == [report]
+    await run_until(scheduler.reporting.report_loop, lambda: bool(hooks.fatals), "fatal")
+    assert scheduler.reporting.unsaved == [report]
     assert isinstance(hooks.fatals[0], OutboxFullError)
 
 
@@ -238,8 +238,8 @@ async def test_report_loop_stopped_mid_delivery_keeps_the_group(
     fake.gates["complete"] = asyncio.Event()  # the delivery hangs
     scheduler = make_scheduler(fake, hooks=Hooks())
     report = m.ReportItem(job_id="job_1", action="complete", result={"r": 1})
-    scheduler.reports.append(report)
-    task = asyncio.create_task(scheduler.report_loop(asyncio.Event()))
+    scheduler.reporting.pending.append(report)
+    task = asyncio.create_task(scheduler.reporting.report_loop(asyncio.Event()))
     await eventually(lambda: fake.count("complete") == 1, "delivery started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -252,9 +252,9 @@ async def test_report_loop_renews_on_401(make_scheduler: MakeScheduler) -> None:
     fake.fail_next("complete", AuthError(401, "expired"))
     hooks = Hooks()
     scheduler = make_scheduler(fake, hooks=hooks)
-    scheduler.reports.append(m.ReportItem(job_id="job_1", action="complete", result={}))
+    scheduler.reporting.pending.append(m.ReportItem(job_id="job_1", action="complete", result={}))
 
-    await run_until(scheduler.report_loop, lambda: hooks.renewals == 1, "renewed")
+    await run_until(scheduler.reporting.report_loop, lambda: hooks.renewals == 1, "renewed")
     assert len(scheduler.outbox) == 1
 
 
@@ -269,7 +269,9 @@ async def test_outbox_loop_backs_off_then_delivers(make_scheduler: MakeScheduler
         [m.ReportItem(job_id=job_id, attempt=1, action="complete", result={"result": 2})]
     )
 
-    await run_until(scheduler.outbox_loop, lambda: len(scheduler.outbox) == 0, "delivered")
+    await run_until(
+        scheduler.reporting.outbox_loop, lambda: len(scheduler.outbox) == 0, "delivered"
+    )
     assert fake.jobs[job_id].result == {"result": 2}
     assert clock.slept[0] == 0.5  # backoff after the failure, not the heartbeat interval
 
@@ -284,7 +286,7 @@ async def test_outbox_loop_that_cannot_rewrite_calls_fatal(
     scheduler.outbox.append([m.ReportItem(job_id="job_x", action="complete", result={})])
     disk.rewrite_errno = errno.EIO
 
-    await asyncio.wait_for(scheduler.outbox_loop(asyncio.Event()), 30)
+    await asyncio.wait_for(scheduler.reporting.outbox_loop(asyncio.Event()), 30)
     assert len(hooks.fatals) == 1 and "cannot rewrite" in str(hooks.fatals[0])
     assert len(scheduler.outbox) == 1
 
@@ -367,10 +369,10 @@ async def test_keep_without_a_disk_remembers_unsaved(make_scheduler: MakeSchedul
     scheduler = make_scheduler(FakeCoordinator(), disk=disk)
     disk.append_errno = errno.EDQUOT
     report = m.ReportItem(job_id="job_1", action="complete", result={})
-    scheduler.reports.append(report)
-    scheduler.keep_pending()
-    scheduler.keep([])
-    assert scheduler.unsaved == [report] and scheduler.reports == []
+    scheduler.reporting.pending.append(report)
+    scheduler.reporting.keep_pending()
+    scheduler.reporting.keep([])
+    assert scheduler.reporting.unsaved == [report] and scheduler.reporting.pending == []
 
 
 def test_progress_after_the_loop_closed_is_dropped() -> None:

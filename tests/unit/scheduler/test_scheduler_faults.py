@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bot.errors import NetworkError, OutboxError, OverloadedError
+from bot.hooks import StandaloneHooks
 from bot.jobs import Outcome, Registry, load_plugins
-from bot.scheduler import StandaloneHooks
 from bot.state import Job
 from bot.testing import FakeCoordinator, ScaledClock
 from bot.watchdog import Watchdog
@@ -135,20 +135,20 @@ async def test_with_the_circuit_open_reports_go_straight_to_the_outbox(
     hooks.up = False
     scheduler = make_scheduler(fake, hooks=hooks)
     report = m.ReportItem(job_id="job_1", action="complete", result={})
-    scheduler.reports.append(report)
-    scheduler.reports_ready.set()
+    scheduler.reporting.pending.append(report)
+    scheduler.reporting.ready.set()
 
-    await run_until(scheduler.report_loop, lambda: len(scheduler.outbox) == 1, "kept")
+    await run_until(scheduler.reporting.report_loop, lambda: len(scheduler.outbox) == 1, "kept")
     assert fake.count("complete") == 0 and scheduler.reporter.counts.kept == 1
 
     # The outbox loop waits for the coordinator too.
     stop = asyncio.Event()
-    task = asyncio.create_task(scheduler.outbox_loop(stop))
+    task = asyncio.create_task(scheduler.reporting.outbox_loop(stop))
     for _ in range(5):
         await asyncio.sleep(0)
     assert fake.count("complete") == 0
     hooks.up = True
-    scheduler.flush_now.set()
+    scheduler.reporting.flush_now.set()
     await eventually(lambda: fake.count("complete") == 1, "flushed once reachable")
     stop.set()
     await asyncio.wait_for(task, 30)
@@ -161,7 +161,7 @@ async def test_the_outbox_loop_honours_retry_after(make_scheduler: MakeScheduler
     scheduler = make_scheduler(fake, clock=clock, hooks=Hooks())
     scheduler.outbox.append([m.ReportItem(job_id="job_x", action="complete", result={})])
 
-    await run_until(scheduler.outbox_loop, lambda: fake.count("complete") >= 2, "retried")
+    await run_until(scheduler.reporting.outbox_loop, lambda: fake.count("complete") >= 2, "retried")
     assert clock.slept[0] >= 9.0
 
 
@@ -172,11 +172,11 @@ async def test_a_delivery_past_its_deadline_is_kept(make_scheduler: MakeSchedule
     watchdog = Watchdog(clock, tick_s=0.5)
     scheduler = make_scheduler(fake, clock=clock, hooks=Hooks(), watchdog=watchdog)
     report = m.ReportItem(job_id="job_1", action="complete", result={})
-    scheduler.reports.append(report)
+    scheduler.reporting.pending.append(report)
     stop = asyncio.Event()
     watching = asyncio.create_task(watchdog.run(stop))
 
-    await run_until(scheduler.report_loop, lambda: len(scheduler.outbox) == 1, "given up")
+    await run_until(scheduler.reporting.report_loop, lambda: len(scheduler.outbox) == 1, "given up")
     stop.set()
     await asyncio.wait_for(watching, 30)
     assert scheduler.outbox.pending() == [report] and watchdog.expired
@@ -195,10 +195,10 @@ async def test_a_kept_group_the_outbox_cannot_take_is_fatal(
     scheduler = make_scheduler(FakeCoordinator(), hooks=hooks, disk=disk)
     disk.append_errno = errno.EIO
     report = m.ReportItem(job_id="job_1", action="complete", result={})
-    scheduler.reports.append(report)
+    scheduler.reporting.pending.append(report)
 
-    await run_until(scheduler.report_loop, lambda: bool(hooks.fatals), "fatal")
-    assert scheduler.unsaved == [report]
+    await run_until(scheduler.reporting.report_loop, lambda: bool(hooks.fatals), "fatal")
+    assert scheduler.reporting.unsaved == [report]
 
 
 async def test_abandoning_waits_at_most_so_long(make_scheduler: MakeScheduler) -> None:
@@ -230,5 +230,5 @@ async def test_network_errors_while_reporting_leave_reports_kept(
     fake = FakeCoordinator()
     fake.fail_next("complete", NetworkError("reset"))
     scheduler = make_scheduler(fake, hooks=Hooks())
-    scheduler.reports.append(m.ReportItem(job_id="job_1", action="complete", result={}))
-    await run_until(scheduler.report_loop, lambda: len(scheduler.outbox) == 1, "kept")
+    scheduler.reporting.pending.append(m.ReportItem(job_id="job_1", action="complete", result={}))
+    await run_until(scheduler.reporting.report_loop, lambda: len(scheduler.outbox) == 1, "kept")

@@ -1,0 +1,178 @@
+"""Finished jobs' reports, from the moment they exist until the coordinator has them.
+
+`queue` takes a finished job's report; `report_loop` delivers what piled up in groups
+(a batch call where the coordinator offers one), each under a deadline of the
+watchdog; what could not be delivered goes to the outbox, which `outbox_loop` retries
+with backoff (honouring `Retry-After`), or at once when told the coordinator is back.
+While the circuit is open, reports go straight to the outbox without a try.
+
+A report the outbox cannot take is *unsaved*: it is logged as lost when the bot ends,
+and the bot halts (`hooks.fatal`): going on would finish work whose results it could
+not keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from bot.backoff import Backoff
+from bot.errors import AuthError, OutboxError
+from bot.hooks import SchedulerHooks
+from bot.outbox import Outbox
+from bot.reporter import MAX_BATCH, Delivery, Reporter
+from bot.session import Session
+from bot.settings import Settings
+from bot.waiting import sleep_or
+from bot.watchdog import Watchdog
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+
+class Reporting:
+    def __init__(
+        self,
+        *,
+        reporter: Reporter,
+        outbox: Outbox,
+        session: Session,
+        clock: Clock,
+        settings: Settings,
+        hooks: SchedulerHooks,
+        watchdog: Watchdog,
+        rng: random.Random,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.reporter = reporter
+        self.outbox = outbox
+        self.session = session
+        self.clock = clock
+        self.settings = settings
+        self.hooks = hooks
+        self.watchdog = watchdog
+        self._on_change = on_change  # the pipeline's activity may have changed
+        self.pending: list[m.ReportItem] = []  # finished, waiting for the report loop
+        self.unsaved: list[m.ReportItem] = []  # neither delivered nor kept (outbox broken)
+        self.ready = asyncio.Event()
+        self.flush_now = asyncio.Event()  # the coordinator is reachable again
+        self.delivering = False
+        self._outbox_backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
+
+    @property
+    def busy(self) -> bool:
+        """Reports wait or are on their way (the REPORT activity)."""
+        return self.delivering or bool(self.pending)
+
+    def queue(self, report: m.ReportItem) -> None:
+        self.pending.append(report)
+        self.ready.set()
+
+    async def flush_outbox(self) -> Delivery:
+        delivery = await self.reporter.flush_outbox()
+        await self.after_delivery(delivery)
+        return delivery
+
+    async def after_delivery(self, delivery: Delivery) -> None:
+        if isinstance(delivery.error, AuthError):
+            await self.hooks.renew(self.session.generation)
+
+    # ------------------------------------------------------------ the loops
+
+    async def report_loop(self, stop: asyncio.Event) -> None:
+        """Deliver finished jobs' reports; whatever piled up meanwhile goes in one group.
+        Once `stop` is set, it delivers what is pending and returns."""
+        while True:
+            if not self.pending:
+                if stop.is_set():
+                    return
+                self.ready.clear()
+                await sleep_or(self.clock, None, self.ready, stop)
+                continue
+            group, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            if not self.hooks.reachable():
+                self._keep_or_fatal(group)  # the circuit is open: no try, straight to the outbox
+                self._on_change()
+                continue
+            self.delivering = True
+            self._on_change()
+            try:
+                delivery = await self._deliver_guarded(group)
+            except OutboxError as exc:
+                self.unsaved += group
+                self.hooks.fatal(exc)
+                continue
+            finally:
+                self.delivering = False
+                self._on_change()
+            if delivery is None:
+                continue
+            await self.after_delivery(delivery)
+            if delivery.undelivered:
+                self.flush_now.clear()  # the outbox loop retries after its backoff
+
+    async def _deliver_guarded(self, group: list[m.ReportItem]) -> Delivery | None:
+        """Deliver `group` under a deadline; None when the watchdog gave up on it (the group
+        is then in the outbox). Stopped hard meanwhile, it keeps the group and re-raises."""
+        delivery = asyncio.create_task(self.reporter.deliver(group), name="delivery")
+        name = f"delivery of {len(group)} report(s)"
+        try:
+            with self.watchdog.guard(name, self.settings.report_limit_s, delivery.cancel):
+                return await delivery
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            stopping = current is not None and current.cancelling() > 0
+            self._keep_or_fatal(group)  # resending what may have arrived is harmless
+            if stopping:
+                raise
+            return None
+
+    def _keep_or_fatal(self, items: list[m.ReportItem]) -> None:
+        try:
+            self.outbox.append(items)
+        except OutboxError as exc:
+            self.unsaved += items
+            self.hooks.fatal(exc)
+            return
+        self.reporter.counts.kept += len(items)
+
+    async def outbox_loop(self, stop: asyncio.Event) -> None:
+        """Retry what the outbox holds: when told the coordinator is back, else with backoff."""
+        while not stop.is_set():
+            delay = self.session.heartbeat_interval_s
+            if len(self.outbox) and self.hooks.reachable():
+                try:
+                    delivery = await self.flush_outbox()
+                except OutboxError as exc:
+                    self.hooks.fatal(exc)
+                    return
+                if delivery.error is not None:
+                    delay = self._outbox_backoff.next_s()
+                    retry_after = getattr(delivery.error, "retry_after_s", None)
+                    if retry_after is not None:
+                        delay = max(delay, retry_after)
+                    log.info("outbox: %d waiting (%s)", len(self.outbox), delivery.error)
+                else:
+                    self._outbox_backoff.reset()
+            self.flush_now.clear()
+            await sleep_or(self.clock, delay, stop, self.flush_now)
+
+    # ------------------------------------------------------------ stopping
+
+    def keep(self, items: list[m.ReportItem]) -> None:
+        """Put reports in the outbox without trying to send them (stopping)."""
+        if not items:
+            return
+        try:
+            self.outbox.append(items)
+        except OutboxError as exc:
+            self.unsaved += items
+            log.error("%d report(s) could not be kept: %s", len(items), exc)
+
+    def keep_pending(self) -> None:
+        """Everything finished but not delivered goes to the outbox (the end of a stop)."""
+        pending, self.pending = self.pending, []
+        self.keep(pending)
