@@ -40,8 +40,9 @@ class HeartbeatHandler(Protocol):
 
     async def renew(self, generation: int) -> bool: ...
 
-    def healthy(self) -> bool:
-        """Check the bot's own state before a heartbeat; False: it halts (the loop ends)."""
+    def check_health(self) -> None:
+        """Check the bot's own state before a heartbeat (the bot halts if it must; a halt
+        during a drain lets the drain, and its heartbeats, go on)."""
         ...
 
     def replaced(self, error: ConflictError) -> None:
@@ -74,7 +75,6 @@ class Heartbeat:
         self._breaker = breaker
         self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
         self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
-        self.sent = 0
 
     def request(self) -> m.HeartbeatRequest:
         return m.HeartbeatRequest(
@@ -90,7 +90,6 @@ class Heartbeat:
             raise RuntimeError("heartbeat before registration")
         if self._breaker is not None:
             self._breaker.probe()
-        self.sent += 1
         return await self._api.heartbeat(bot_id, self.request())
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -99,8 +98,7 @@ class Heartbeat:
             # A request for a heartbeat made while this one is on its way brings one more.
             self.beat_now.clear()
             while not stop.is_set():
-                if not self._handler.healthy():
-                    return
+                self._handler.check_health()
                 if await self._beat_once(stop):
                     break
 

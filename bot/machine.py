@@ -365,20 +365,18 @@ class Bot:
     def fatal(self, error: OutboxError) -> None:
         self.halt(hints.outbox(self.settings, error))
 
-    def healthy(self) -> bool:
+    def check_health(self) -> None:
         """Can the bot still keep reports and its identity? If not, it halts."""
         assert self.session is not None
+        if self.stopping.unsafe is not None:
+            return  # halting already
         try:
             self.outbox.check()
+            self.identity.check(self.session.identity)
         except OutboxError as exc:
             self.fatal(exc)
-            return False
-        try:
-            self.identity.check(self.session.identity)
         except StateDirError as exc:
             self.halt(hints.identity(self.settings, exc))
-            return False
-        return True
 
     def replaced(self, error: ConflictError) -> None:
         self.halt(hints.identity(self.settings, error))

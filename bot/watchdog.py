@@ -25,6 +25,9 @@ from botfleet.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 
+Callback = Callable[[], object]
+
+
 class Guard:
     """One deadline; a context manager that drops it on exit."""
 
@@ -51,9 +54,6 @@ class Guard:
         traceback: TracebackType | None,
     ) -> None:
         self.cancel()
-
-
-Callback = Callable[[], object]
 
 
 class Watchdog:
