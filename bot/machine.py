@@ -296,7 +296,7 @@ class Bot:
         self.scheduler.apply_assignment()
         if len(self.outbox):
             try:
-                # Not scheduler.flush_outbox(): a 401 here must not re-enter renew().
+                # Not reporting.flush_outbox(): a 401 here must not re-enter renew().
                 await self.scheduler.reporter.flush_outbox()
             except OutboxError as exc:
                 self.fatal(exc)
