@@ -9,6 +9,7 @@ moves the client to the next base, so the caller's retry goes there.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -197,15 +198,16 @@ def _error_body(data: bytes) -> tuple[str | None, str]:
     return error.code, f"{error.code}: {error.message}"
 
 
+_DELTA_SECONDS = re.compile(r"[-+]?\d+(\.\d*)?")
+
+
 def parse_retry_after(value: str | None, now: Callable[[], datetime]) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
