@@ -13,6 +13,13 @@ from dataclasses import dataclass
 
 from coordinator.store.base import ReportInput, ReportOutcome, RetryDelay
 
+# Why a job failed for good when its attempts ran out without a report, the same on
+# every backend (a job's `error`).
+LEASE_EXPIRED = "lease expired"
+BOT_LEASE_EXPIRED = "bot lease expired"
+INSTANCE_REPLACED = "bot instance replaced"
+BOT_DEREGISTERED = "bot deregistered"
+
 ACTIVE_STATES = frozenset({"queued", "running"})
 
 

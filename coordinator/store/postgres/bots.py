@@ -11,12 +11,13 @@ from typing import Any
 from coordinator.store.base import BotRecord, HeartbeatOutcome, RegisterOutcome, Registration
 from coordinator.store.postgres.rows import bot_from_row
 from coordinator.store.postgres.tx import Tx, clean_text
-from coordinator.store.rules import command_took_effect
+from coordinator.store.rules import (
+    BOT_DEREGISTERED,
+    INSTANCE_REPLACED,
+    command_took_effect,
+)
 
 # Errors of jobs failed for good because their holder went away (as the SQLite store).
-INSTANCE_REPLACED = "bot instance replaced"
-BOT_DEREGISTERED = "bot deregistered"
-BOT_LEASE_EXPIRED = "bot lease expired"
 COMMANDS = frozenset({"drain", "quarantine", "release"})
 
 

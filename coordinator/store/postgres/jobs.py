@@ -15,10 +15,11 @@ from coordinator.store.base import (
     StoreError,
     SubmitOutcome,
 )
-from coordinator.store.postgres.bots import BOT_LEASE_EXPIRED, release_jobs_of_bots
+from coordinator.store.postgres.bots import release_jobs_of_bots
 from coordinator.store.postgres.reports import LockedJob, ReportBatch
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx, clean_text, snapshot
+from coordinator.store.rules import BOT_LEASE_EXPIRED
 
 
 async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:

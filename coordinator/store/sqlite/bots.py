@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from coordinator.store.base import BotRecord, HeartbeatOutcome, RegisterOutcome, Registration
-from coordinator.store.rules import command_took_effect
+from coordinator.store.rules import BOT_DEREGISTERED, INSTANCE_REPLACED, command_took_effect
 from coordinator.store.sqlite.leases import release_jobs_of_bots
 from coordinator.store.sqlite.rows import (
     Tx,
@@ -19,8 +19,6 @@ from coordinator.store.sqlite.rows import (
     to_us,
 )
 
-INSTANCE_REPLACED = "bot instance replaced"
-BOT_DEREGISTERED = "bot deregistered"
 COMMANDS = frozenset({"drain", "quarantine", "release"})
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coordinator.store.base import ExpiryOutcome
+from coordinator.store.rules import BOT_LEASE_EXPIRED, LEASE_EXPIRED
 from coordinator.store.sqlite.rows import Tx, id_list
-
-LEASE_EXPIRED = "lease expired"
-BOT_LEASE_EXPIRED = "bot lease expired"
 
 
 def release_jobs_of_bots(
