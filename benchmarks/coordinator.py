@@ -29,10 +29,10 @@ if not __package__:  # run as a script (`make bench`): make the repository impor
 
 from benchmarks.fleet import AdminClient, FleetCoordinator, start_coordinator, sum_job
 from benchmarks.harness import (
-    TABLE_FORMATS,
     BenchmarkError,
     CpuMeter,
     Table,
+    add_output_arguments,
     fmt_core,
     fmt_rate,
     fmt_ratio,
@@ -171,8 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per way (10000)")
     parser.add_argument("--bots", type=int, default=4, help="simulated bots (4)")
-    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
-    parser.add_argument("--workdir", type=Path, help="keep logs and SQLite files here")
+    add_output_arguments(parser, "keep logs and SQLite files here")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.bots < 1:
         parser.error("--jobs and --bots must be at least 1")

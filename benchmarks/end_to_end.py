@@ -41,10 +41,10 @@ from benchmarks.fleet import (
     wait_for_succeeded,
 )
 from benchmarks.harness import (
-    TABLE_FORMATS,
     BenchmarkError,
     ChildProcess,
     Table,
+    add_fleet_run_arguments,
     fmt_ms,
     fmt_rate,
     fmt_ratio,
@@ -227,12 +227,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="throughput jobs (10000)")
     parser.add_argument("--bots", type=int, default=2, help="bot processes (2)")
-    parser.add_argument("--latency-jobs", type=int, default=200, help="default 200")
-    parser.add_argument("--warmup-jobs", type=int, default=10, help="uncounted, default 10")
-    parser.add_argument("--runs", type=int, default=3, help="medians over runs (default 3)")
-    parser.add_argument("--timeout", type=float, default=600, help="per phase, seconds")
-    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
-    parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
+    add_fleet_run_arguments(parser)
     defaults = " ".join(f"{k}={v}" for k, v in SEED_DEFAULTS.items())
     tuned = " ".join(f"{k}={v}" for k, v in TUNED.items())
     parser.add_argument(

@@ -7,6 +7,7 @@ bounded in time. All traffic stays on 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -512,3 +513,18 @@ def run_benchmark(
         return 130
     table.print(options.fmt)
     return 0
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, workdir_help: str) -> None:
+    """`--format` and `--workdir`, the same in every benchmark."""
+    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
+    parser.add_argument("--workdir", type=Path, help=workdir_help)
+
+
+def add_fleet_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The latency and repetition flags of the benchmarks that run a whole fleet."""
+    parser.add_argument("--latency-jobs", type=int, default=200, help="default 200")
+    parser.add_argument("--warmup-jobs", type=int, default=10, help="uncounted, default 10")
+    parser.add_argument("--runs", type=int, default=3, help="medians over runs (default 3)")
+    parser.add_argument("--timeout", type=float, default=600, help="per phase, seconds")
+    add_output_arguments(parser, "keep logs and databases here")

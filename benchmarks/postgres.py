@@ -37,9 +37,9 @@ import asyncpg
 from benchmarks.fleet import AdminClient, FleetCoordinator, sum_job, verify_all_succeeded
 from benchmarks.harness import (
     LOCALHOST,
-    TABLE_FORMATS,
     BenchmarkError,
     Table,
+    add_output_arguments,
     fmt_ms,
     fmt_rate,
     free_port,
@@ -322,8 +322,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=DEFAULT_PG_DSN,
         help=f"a PostgreSQL server where databases may be created ({DEFAULT_PG_DSN})",
     )
-    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
-    parser.add_argument("--workdir", type=Path, help="keep logs and SQLite files here")
+    add_output_arguments(parser, "keep logs and SQLite files here")
     args = parser.parse_args(argv)
     for name in ("jobs", "workers", "runs"):
         if getattr(args, name) < 1:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from benchmarks.fleet import start_coordinator
 from benchmarks.harness import (
-    TABLE_FORMATS,
     Table,
+    add_output_arguments,
     code_line,
     fmt_core,
     fmt_mib,
@@ -216,8 +216,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="environment of the measured bot, e.g. MAX_CONCURRENCY=32 (default: none)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="per wait, seconds")
-    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
-    parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
+    add_output_arguments(parser, "keep logs and databases here")
     args = parser.parse_args(argv)
     sections = tuple(part.strip() for part in args.only.split(",") if part.strip())
     unknown = set(sections) - set(SECTIONS)

@@ -46,11 +46,11 @@ from benchmarks.fleet import (
     wait_terminal,
 )
 from benchmarks.harness import (
-    TABLE_FORMATS,
     BenchmarkError,
     CpuMeter,
     RedisServer,
     Table,
+    add_fleet_run_arguments,
     code_line,
     cpu_seconds,
     fmt_core,
@@ -309,12 +309,7 @@ def benchmark(base: Path, options: Options) -> Table:
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs queued (default 10000)")
-    parser.add_argument("--latency-jobs", type=int, default=200, help="default 200")
-    parser.add_argument("--warmup-jobs", type=int, default=10, help="uncounted, default 10")
-    parser.add_argument("--runs", type=int, default=3, help="medians over runs (default 3)")
-    parser.add_argument("--timeout", type=float, default=600, help="per phase, seconds")
-    parser.add_argument("--format", choices=TABLE_FORMATS, default="rich")
-    parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
+    add_fleet_run_arguments(parser)
     parser.add_argument(
         "--bot-env",
         action="append",
