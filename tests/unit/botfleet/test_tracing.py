@@ -37,3 +37,42 @@ def test_unparseable_trace_context_starts_a_new_trace(span_exporter: Any) -> Non
         pass
     (span,) = span_exporter.get_finished_spans()
     assert span.parent is None
+
+
+def test_no_provider_set_costs_no_span(span_exporter: Any, monkeypatch: Any) -> None:
+    """The API's proxy (no provider set): nothing to record and nothing to carry on."""
+    from opentelemetry import trace
+
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    tracer = Tracer("coordinator")
+    metadata: dict[str, Any] = {}
+    with tracer.span("claim", {"botfleet.limit": 2}) as entered:
+        tracer.inject(metadata)
+    assert entered is None
+    assert metadata == {}
+    assert tracer.span("report") is tracer.span("claim")  # one shared no-op, no allocation
+    assert span_exporter.get_finished_spans() == ()
+
+
+def test_no_provider_set_still_continues_incoming_context(monkeypatch: Any) -> None:
+    """A producer's trace context in the job is passed on even with no provider set."""
+    from opentelemetry import trace
+
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    tracer = Tracer("coordinator")
+    parent = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    assert tracer.span("submit", parent=parent) is not tracer.span("claim")
+
+
+def test_provider_set_later_is_used(span_exporter: Any, monkeypatch: Any) -> None:
+    from opentelemetry import trace
+
+    real = trace.get_tracer_provider
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    tracer = Tracer("coordinator")
+    with tracer.span("before"):
+        pass
+    monkeypatch.setattr(trace, "get_tracer_provider", real)
+    with tracer.span("after"):
+        pass
+    assert [span.name for span in span_exporter.get_finished_spans()] == ["botfleet.after"]
