@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from botfleet.clock import Clock
@@ -103,35 +103,43 @@ class Waiters:
         self._call_on_loop(_set_all, self._by_bot, (bot_id,))
 
     # ---- waiting
-    @contextmanager
     def watch_operations(
         self, operations: Iterable[str], bot_id: str | None = None, limit: int = 1
-    ) -> Iterator[ClaimWatch]:
+    ) -> AbstractContextManager[ClaimWatch]:
         """Wait for claimable jobs. After each claim, `settle` what it got."""
-        keys = tuple(operations)
+        return _OperationsWatch(self, tuple(operations), bot_id, limit)
+
+    def enter_operations(self, keys: tuple[str, ...], bot_id: str | None, limit: int) -> ClaimWatch:
+        """`watch_operations` entered (a context manager class, not a generator: this
+        runs for every long-poll claim)."""
         watch = ClaimWatch(limit)
         if self._closed:
             watch.event.set()
             watch.jobs_announced = True
         for key in keys:
-            self._by_operation.setdefault(key, {})[watch] = None
-        try:
-            if bot_id is None:
-                yield watch
-            else:
-                with self._watch(self._by_bot, (bot_id,), watch.event):
-                    yield watch
-        finally:
-            for key in keys:
-                group = self._by_operation.get(key)
-                if group is not None:
-                    group.pop(watch, None)
-                    if not group:
-                        del self._by_operation[key]
-            # Gone before it claimed what it was woken for: those jobs go to another.
-            self.settle(watch, claimed=0, jobs_left=True)
-            self.begin_claim(watch)
-            self.settle(watch, claimed=0, jobs_left=True)
+            group = self._by_operation.get(key)
+            if group is None:
+                group = self._by_operation[key] = {}
+            group[watch] = None
+        if bot_id is not None:
+            self._add(self._by_bot, bot_id, watch.event)
+        return watch
+
+    def leave_operations(
+        self, watch: ClaimWatch, keys: tuple[str, ...], bot_id: str | None
+    ) -> None:
+        if bot_id is not None:
+            self._discard(self._by_bot, bot_id, watch.event)
+        for key in keys:
+            group = self._by_operation.get(key)
+            if group is not None:
+                group.pop(watch, None)
+                if not group:
+                    del self._by_operation[key]
+        # Gone before it claimed what it was woken for: those jobs go to another.
+        self.settle(watch, claimed=0, jobs_left=True)
+        self.begin_claim(watch)
+        self.settle(watch, claimed=0, jobs_left=True)
 
     def begin_claim(self, watch: ClaimWatch) -> None:
         """Before a claim: clear the event; the claim answers the hand-out that set it."""
@@ -153,10 +161,16 @@ class Waiters:
             handout.remaining = 0  # someone else took them: stop handing out
         self._hand_out(handout)
 
-    @contextmanager
-    def watch_job(self, job_id: str) -> Iterator[asyncio.Event]:
-        with self._watch(self._by_job, (job_id,)) as event:
-            yield event
+    def watch_job(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
+        return _JobWatch(self, job_id)
+
+    def enter_job(self, job_id: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._add(self._by_job, job_id, event)
+        return event
+
+    def leave_job(self, job_id: str, event: asyncio.Event) -> None:
+        self._discard(self._by_job, job_id, event)
 
     def waiting(self) -> int:
         """How many requests wait (for tests and metrics)."""
@@ -170,27 +184,21 @@ class Waiters:
             for group in table.values():
                 yield from group
 
-    @contextmanager
-    def _watch(
-        self,
-        table: dict[str, set[asyncio.Event]],
-        keys: tuple[str, ...],
-        event: asyncio.Event | None = None,
-    ) -> Iterator[asyncio.Event]:
-        event = event or asyncio.Event()
+    def _add(self, table: dict[str, set[asyncio.Event]], key: str, event: asyncio.Event) -> None:
         if self._closed:
             event.set()
-        for key in keys:
-            table.setdefault(key, set()).add(event)
-        try:
-            yield event
-        finally:
-            for key in keys:
-                group = table.get(key)
-                if group is not None:
-                    group.discard(event)
-                    if not group:
-                        del table[key]
+        group = table.get(key)
+        if group is None:
+            group = table[key] = set()
+        group.add(event)
+
+    @staticmethod
+    def _discard(table: dict[str, set[asyncio.Event]], key: str, event: asyncio.Event) -> None:
+        group = table.get(key)
+        if group is not None:
+            group.discard(event)
+            if not group:
+                del table[key]
 
     def _call_on_loop(self, function: Callable[..., None], *args: Any) -> None:
         try:
@@ -232,6 +240,46 @@ def _set_all(table: dict[str, set[asyncio.Event]], keys: tuple[str, ...]) -> Non
     for key in keys:
         for event in table.get(key, ()):
             event.set()
+
+
+class _OperationsWatch:
+    __slots__ = ("_bot_id", "_keys", "_limit", "_waiters", "_watch")
+
+    def __init__(
+        self, waiters: Waiters, keys: tuple[str, ...], bot_id: str | None, limit: int
+    ) -> None:
+        self._waiters = waiters
+        self._keys = keys
+        self._bot_id = bot_id
+        self._limit = limit
+        self._watch: ClaimWatch | None = None
+
+    def __enter__(self) -> ClaimWatch:
+        self._watch = self._waiters.enter_operations(self._keys, self._bot_id, self._limit)
+        return self._watch
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._watch is not None:
+            self._waiters.leave_operations(self._watch, self._keys, self._bot_id)
+            self._watch = None
+
+
+class _JobWatch:
+    __slots__ = ("_event", "_job_id", "_waiters")
+
+    def __init__(self, waiters: Waiters, job_id: str) -> None:
+        self._waiters = waiters
+        self._job_id = job_id
+        self._event: asyncio.Event | None = None
+
+    def __enter__(self) -> asyncio.Event:
+        self._event = self._waiters.enter_job(self._job_id)
+        return self._event
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._event is not None:
+            self._waiters.leave_job(self._job_id, self._event)
+            self._event = None
 
 
 class LongPoller:
@@ -347,9 +395,16 @@ class LongPoller:
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
-    """True when the event was set, False when `timeout_s` passed first."""
+    """True when the event was set, False when `timeout_s` passed first.
+
+    `asyncio.timeout` rather than `wait_for`: no task per wait, only a timer handle.
+    A set that lands in the same turn as the timeout still counts as a wake.
+    """
+    if event.is_set():
+        return True
     try:
-        await asyncio.wait_for(event.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
     except TimeoutError:
-        return False
+        return event.is_set()
     return True

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from botfleet.clock import FakeClock, SystemClock
-from coordinator.longpoll import LongPoller, Waiters
+from coordinator.longpoll import LongPoller, Waiters, _wait
 from coordinator.store.base import JobRecord
 from tests.support.processes import wait_until_async
 
@@ -110,6 +110,30 @@ class TestWaiters:
             assert before.event.is_set()
         with waiters.watch_job("j") as after:
             assert after.is_set()
+
+    async def test_a_claim_watch_leaves_its_bot_and_operations(self) -> None:
+        waiters = Waiters()
+        with waiters.watch_operations(["sum", "x"], bot_id="bot_1") as watch:
+            waiters.bot_capacity_changed("bot_1")
+            assert watch.event.is_set() and not watch.jobs_announced
+            assert waiters.waiting() == 1
+        assert waiters.waiting() == 0
+        waiters.bot_capacity_changed("bot_1")  # nobody left to wake: no error
+
+
+class TestWait:
+    async def test_an_event_already_set_answers_at_once(self) -> None:
+        event = asyncio.Event()
+        event.set()
+        assert await _wait(event, GENEROUS_S)
+
+    async def test_a_set_event_wakes_the_wait(self) -> None:
+        event = asyncio.Event()
+        asyncio.get_running_loop().call_soon(event.set)
+        assert await _wait(event, GENEROUS_S)
+
+    async def test_the_timeout_ends_the_wait(self) -> None:
+        assert not await _wait(asyncio.Event(), 0.001)
 
 
 class TestCountedWake:
