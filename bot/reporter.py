@@ -111,21 +111,7 @@ class Reporter:
             return await self._send_each(items)
         except CoordinatorError as exc:
             return Delivery(undelivered=items, error=exc)
-        statuses = {result.job_id: result.status for result in answer.results}
-        delivery = Delivery()
-        for item in items:
-            status = statuses.get(item.job_id)
-            if status == "accepted":
-                delivery.accepted.append(item)
-            elif status is None:
-                delivery.undelivered.append(item)
-            else:
-                level = logging.INFO if status == "conflict" else logging.WARNING
-                _log_dropped(item, status, level)
-                delivery.dropped.append(item)
-        if delivery.undelivered:
-            delivery.error = CoordinatorError("the batch answer left some reports out")
-        return delivery
+        return sort_results(items, answer.results)
 
     async def _send_each(self, items: list[m.ReportItem]) -> Delivery:
         """One call per report, a few at a time (the coordinator may commit them together).
@@ -178,6 +164,26 @@ class Reporter:
                     retry_after_ms=item.retry_after_ms,
                 ),
             )
+
+
+def sort_results(items: Sequence[m.ReportItem], results: Sequence[m.ReportResult]) -> Delivery:
+    """Sort reports by the coordinator's answer to them (a batch report's, or a claim's
+    that carried them); one the answer leaves out stays undelivered."""
+    statuses = {result.job_id: result.status for result in results}
+    delivery = Delivery()
+    for item in items:
+        status = statuses.get(item.job_id)
+        if status == "accepted":
+            delivery.accepted.append(item)
+        elif status is None:
+            delivery.undelivered.append(item)
+        else:
+            level = logging.INFO if status == "conflict" else logging.WARNING
+            _log_dropped(item, status, level)
+            delivery.dropped.append(item)
+    if delivery.undelivered:
+        delivery.error = CoordinatorError("the answer left some reports out")
+    return delivery
 
 
 def _log_dropped(item: m.ReportItem, why: str, level: int = logging.INFO) -> None:

@@ -22,7 +22,7 @@ from bot.backoff import Backoff
 from bot.errors import AuthError, OutboxError
 from bot.hooks import SchedulerHooks
 from bot.outbox import Outbox
-from bot.reporter import MAX_BATCH, Delivery, Reporter
+from bot.reporter import MAX_BATCH, Delivery, Reporter, sort_results
 from bot.session import Session
 from bot.settings import Settings
 from bot.waiting import sleep_or
@@ -31,6 +31,10 @@ from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
+
+# The longest finished reports wait for the claim said to carry them (`report_on_claim`)
+# before they go on their own; that claim normally leaves at the next turns of the loop.
+RIDE_WAIT_S = 0.05
 
 
 class Reporting:
@@ -46,6 +50,7 @@ class Reporting:
         watchdog: Watchdog,
         rng: random.Random,
         on_change: Callable[[], None],
+        claim_will_carry: Callable[[], bool] = lambda: False,
     ) -> None:
         self.reporter = reporter
         self.outbox = outbox
@@ -55,10 +60,12 @@ class Reporting:
         self.hooks = hooks
         self.watchdog = watchdog
         self._on_change = on_change  # the pipeline's activity may have changed
+        self._claim_will_carry = claim_will_carry  # a claim about to leave takes `pending`
         self.pending: list[m.ReportItem] = []  # finished, waiting for the report loop
         self.unsaved: list[m.ReportItem] = []  # neither delivered nor kept (outbox broken)
         self.ready = asyncio.Event()
         self.flush_now = asyncio.Event()  # the coordinator is reachable again
+        self.claim_left = asyncio.Event()  # the claim loop moved: it took `pending`, or not
         self.delivering = False
         self._outbox_backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
 
@@ -70,6 +77,28 @@ class Reporting:
     def queue(self, report: m.ReportItem) -> None:
         self.pending.append(report)
         self.ready.set()
+
+    # ------------------------------------------------------------ riding on claims
+
+    def take_riders(self) -> list[m.ReportItem]:
+        """The pending reports, for a claim to carry (`report_on_claim`)."""
+        riders, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+        return riders
+
+    def rode(self, riders: list[m.ReportItem], results: list[m.ReportResult]) -> None:
+        """The claim that carried `riders` was answered: like a batch report's answer."""
+        delivery = sort_results(riders, results)
+        self.reporter.counts.accepted += len(delivery.accepted)
+        self.reporter.counts.dropped += len(delivery.dropped)
+        if delivery.undelivered:
+            self.ride_back(delivery.undelivered)
+
+    def ride_back(self, riders: list[m.ReportItem]) -> None:
+        """The claim carrying `riders` failed or was given up: deliver them the usual way
+        (the coordinator may have applied them; sending them again is harmless)."""
+        if riders:
+            self.pending[:0] = riders
+            self.ready.set()
 
     async def flush_outbox(self) -> Delivery:
         delivery = await self.reporter.flush_outbox()
@@ -92,6 +121,10 @@ class Reporting:
                 self.ready.clear()
                 await sleep_or(self.clock, None, self.ready, stop)
                 continue
+            if not stop.is_set() and self._claim_will_carry():
+                self.claim_left.clear()
+                if await sleep_or(self.clock, RIDE_WAIT_S, self.claim_left, stop):
+                    continue  # the claim took them, or it did not leave after all: look again
             group, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             if not self.hooks.reachable():
                 self._keep_or_fatal(group)  # the circuit is open: no try, straight to the outbox

@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from bot.api import Api
 from bot.backoff import Backoff
 from bot.durations import Durations
@@ -100,12 +102,15 @@ class Scheduler:
             watchdog=self.watchdog,
             rng=rng,
             on_change=self._activity_changed,
+            claim_will_carry=self._claim_will_carry,
         )
         self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
         self.durations = Durations()  # how long handlers ran, by op
         self.wake = asyncio.Event()  # assignment changed, work allowed again
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._claiming = False
+        self._claim_idle = False  # the claim loop waits for a free slot (or a wake)
+        self._carried = False  # the last claim carried reports (`report_on_claim`)
         self._claim_call: asyncio.Future[m.ClaimResponse] | None = None
         self._tasks: set[JobTask] = set()
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
@@ -145,23 +150,36 @@ class Scheduler:
             raise RuntimeError("claim() before registration")
         self._claiming = True
         self._activity_changed()
+        riders = self.reporting.take_riders() if self._claims_carry() else []
+        self.reporting.claim_left.set()
+        self._carried = bool(riders)
         request = m.ClaimRequest(
             bot_id=self.session.bot_id,
             operations=list(self.session.claimable()),
             limit=limit,
-            wait_ms=wait_ms,
+            # Reports on board: answer at once, so they are not held by a long-poll.
+            wait_ms=0 if riders else wait_ms,
         )
+        if riders:
+            request.instance_id, request.reports = self.session.instance_id, riders
         call = asyncio.ensure_future(self.api.claim(request))
         self._claim_call = call
         try:
             try:
                 answer = await call
             except asyncio.CancelledError:
+                self.reporting.ride_back(riders)
                 current = asyncio.current_task()
                 if current is not None and current.cancelling() > 0:
                     raise  # this task is being cancelled, not just the claim
                 log.info("claim on its way given up")
                 return []
+            except CoordinatorError:
+                self.reporting.ride_back(riders)
+                raise
+            if riders:
+                results = answer.results if answer.results is not msgspec.UNSET else []
+                self.reporting.rode(riders, results)
             if len(answer.jobs) > limit:
                 log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
             tasks = []
@@ -178,6 +196,27 @@ class Scheduler:
             self._claiming = False
             self._activity_changed()
 
+    def _claims_carry(self) -> bool:
+        return self.session.has(m.FEATURE_REPORT_ON_CLAIM) and self.hooks.reachable()
+
+    def _claim_will_carry(self) -> bool:
+        """A claim is about to leave and will carry the pending reports: the claim loop
+        waits for a free slot, and there is one (a finished job frees its slot before its
+        report is queued)."""
+        return (
+            self._claim_idle
+            and self._claims_carry()
+            and self._claiming_allowed()
+            and self.slots.free > 0
+        )
+
+    def _claiming_allowed(self) -> bool:
+        return (
+            not self.session.assignment.paused
+            and bool(self.session.claimable())
+            and self.hooks.may_claim()
+        )
+
     def abort_claim(self) -> bool:
         """Give up a claim on its way (held open by long-poll): the bot stopped taking work.
 
@@ -193,23 +232,30 @@ class Scheduler:
     def start(self, job: Job, sink: ReportSink | None = None) -> JobTask:
         """Run `job` in its own task, holding a slot until the handler is done."""
         self.slots.take()
-        task = asyncio.create_task(self._run(job, sink), name=f"job:{job.id}")
+        task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
         self.running.add(job, task)
         self._tasks.add(task)
         # A callback, not a `finally`: a task cancelled before it ever ran must free its slot too.
-        task.add_done_callback(lambda done: self._job_done(job.id, done))
+        task.add_done_callback(lambda done: self._job_done(job.id, done, sink))
         self._activity_changed()
         return task
 
-    def _job_done(self, job_id: str, task: JobTask) -> None:
+    def _job_done(self, job_id: str, task: JobTask, sink: ReportSink | None) -> None:
         self._tasks.discard(task)
         self.running.remove(job_id)
         # A thread handler that outlived its job keeps the slot until its thread ends.
         if not self.threads.hold(task, self.slots.release):
             self.slots.release()
+        # The report after the slot: the claim that refills the slot can carry it.
+        if sink is not None and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                log.error("job %s: the bot failed running it", job_id, exc_info=error)
+            elif (report := task.result()) is not None:
+                sink(report)
         self._activity_changed()
 
-    async def _run(self, job: Job, sink: ReportSink | None) -> m.ReportItem | None:
+    async def _run(self, job: Job) -> m.ReportItem | None:
         with job_context(job.id):
             log.debug("job %s (%s, attempt %d) started", job.id, job.op, job.attempt)
             entry = self.running.get(job.id)
@@ -234,10 +280,13 @@ class Scheduler:
             succeeded = report.action == "complete"
             self.durations.observe(job.op, self.clock.monotonic() - started_s)
             self.finished[(job.op, "succeeded" if succeeded else "failed")] += 1
-            log.info("job %s %s", job.id, "succeeded" if succeeded else f"failed: {report.error}")
+            # Per job: debug for success (a busy bot runs thousands a second), a warning
+            # for a failure, which someone may need to look at.
+            if succeeded:
+                log.debug("job %s succeeded", job.id)
+            else:
+                log.warning("job %s failed: %s", job.id, report.error)
             self.hooks.job_finished(job, outcome)
-            if sink is not None:
-                sink(report)
             return report
 
     def _cancelled(self, job: Job) -> Outcome:
@@ -286,7 +335,12 @@ class Scheduler:
                 self.wake.clear()
                 self.slots.changed.clear()
                 if (self.claim_limit() if self.hooks.may_claim() else 0) == 0:
-                    await sleep_or(self.clock, None, stop, self.wake, self.slots.changed)
+                    self._claim_idle = True
+                    try:
+                        await sleep_or(self.clock, None, stop, self.wake, self.slots.changed)
+                    finally:
+                        self._claim_idle = False
+                        self.reporting.claim_left.set()  # reports waiting for it look again
                 continue
             long_poll = self.session.has(m.FEATURE_LONG_POLL)
             wait_ms = min(30_000, self.settings.long_poll_ms) if long_poll else 0
@@ -301,7 +355,7 @@ class Scheduler:
                 self._empty_backoff.reset()
                 continue
             held = self.clock.monotonic() - started >= wait_ms / 2000.0
-            if long_poll and held:
+            if long_poll and (held or self._carried):
                 await asyncio.sleep(0)  # the coordinator waited for us: ask again at once
                 continue
             self.wake.clear()

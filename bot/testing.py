@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import msgspec
+
 from bot.disk import Disk
 from bot.errors import ConflictError, ForbiddenError, NetworkError, NotFoundError
 from bot.identity import Identity
@@ -155,6 +157,9 @@ class FakeCoordinator:
 
     async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
         await self._enter("claim", request)
+        results: list[m.ReportResult] | msgspec.UnsetType = msgspec.UNSET
+        if request.reports:  # `report_on_claim`: applied first, as the coordinator does
+            results = self._apply(request.reports)
         handed: list[m.ClaimedJob] = []
         for job_id in list(self.queue):
             if len(handed) >= request.limit:
@@ -177,7 +182,7 @@ class FakeCoordinator:
                 )
             )
         self._touch()
-        return m.ClaimResponse(jobs=handed)
+        return m.ClaimResponse(jobs=handed, results=results)
 
     def _reported(self, job_id: str) -> FakeJob:
         job = self.jobs.get(job_id)
@@ -215,8 +220,11 @@ class FakeCoordinator:
 
     async def report_batch(self, request: m.BatchReportRequest) -> m.BatchReportResponse:
         await self._enter("report_batch", request)
+        return m.BatchReportResponse(results=self._apply(request.reports))
+
+    def _apply(self, reports: list[m.ReportItem]) -> list[m.ReportResult]:
         results = []
-        for item in request.reports:
+        for item in reports:
             status: m.ReportStatus
             try:
                 if item.action == "complete":
@@ -231,7 +239,7 @@ class FakeCoordinator:
             except ForbiddenError:
                 status = "forbidden"
             results.append(m.ReportResult(job_id=item.job_id, status=status))
-        return m.BatchReportResponse(results=results)
+        return results
 
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._enter("progress", request)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from botfleet.protocol import messages as m
 from coordinator.context import AppContext, context
-from coordinator.errors import Forbidden, NotFound
+from coordinator.errors import Forbidden, InvalidBody, NotFound
 from coordinator.routes.common import raise_for_outcome, read_body, respond
 from coordinator.store.base import ReportInput, ReportOutcome
 from coordinator.views import claimed_job
@@ -35,6 +36,14 @@ async def claim(request: web.Request) -> web.Response:
     body = await read_body(request, m.ClaimRequest)
     if body.bot_id != identity.bot_id:
         raise Forbidden(f"this token belongs to bot {identity.bot_id}, not {body.bot_id}")
+    results: list[m.ReportResult] | msgspec.UnsetType = msgspec.UNSET
+    if body.reports:
+        if m.FEATURE_REPORT_ON_CLAIM not in ctx.config.features:
+            raise InvalidBody("reports on a claim need the report_on_claim feature, which is off")
+        if body.instance_id is msgspec.UNSET:
+            raise InvalidBody("`instance_id` is required with `reports` - at `$.instance_id`")
+        # Before the claim: the capacity these reports free is what the claim fills.
+        results = await _apply_reports(ctx, identity.bot_id, body.reports)
     long_poll = m.FEATURE_LONG_POLL in ctx.config.features
     with ctx.tracer.span("claim", {"botfleet.bot_id": body.bot_id, "botfleet.limit": body.limit}):
         jobs = await ctx.poller.claim(
@@ -49,7 +58,7 @@ async def claim(request: web.Request) -> web.Response:
         raise NotFound(
             f"bot {body.bot_id} is unknown or offline; register again", code="bot_not_found"
         )
-    return respond(m.ClaimResponse(jobs=[claimed_job(job) for job in jobs]))
+    return respond(m.ClaimResponse(jobs=[claimed_job(job) for job in jobs], results=results))
 
 
 async def complete(request: web.Request) -> web.Response:
@@ -84,18 +93,24 @@ async def batch_report(request: web.Request) -> web.Response:
     ctx = context(request)
     identity = await ctx.auth.require_bot(request)
     body = await read_body(request, m.BatchReportRequest)
-    reports = [_report_input(item) for item in body.reports]
-    with ctx.tracer.span(
-        "report", {"botfleet.bot_id": identity.bot_id, "botfleet.jobs": len(reports)}
-    ):
-        outcomes = await ctx.store.report(identity.bot_id, reports)
-    ctx.waiters.bot_capacity_changed(identity.bot_id)
+    results = await _apply_reports(ctx, identity.bot_id, body.reports)
+    return respond(m.BatchReportResponse(results=results))
+
+
+async def _apply_reports(
+    ctx: AppContext, bot_id: str, items: list[m.ReportItem]
+) -> list[m.ReportResult]:
+    """Apply a bot's reports in one store transaction; each one's status, in order."""
+    reports = [_report_input(item) for item in items]
+    with ctx.tracer.span("report", {"botfleet.bot_id": bot_id, "botfleet.jobs": len(reports)}):
+        outcomes = await ctx.store.report(bot_id, reports)
+    ctx.waiters.bot_capacity_changed(bot_id)
     results = []
     for report, outcome in zip(reports, outcomes, strict=True):
         if outcome is ReportOutcome.ACCEPTED:
             ctx.metrics.observe_report(report.job_id, report.action)
         results.append(m.ReportResult(job_id=report.job_id, status=STATUS[outcome]))
-    return respond(m.BatchReportResponse(results=results))
+    return results
 
 
 async def progress(request: web.Request) -> web.Response:

@@ -132,6 +132,21 @@ class TestSeedShapes:
             with pytest.raises(ProtocolError, match=r"\$\.limit"):
                 decode(json.dumps(document), m.ClaimRequest)
 
+    def test_claim_request_carrying_reports(self, spec: dict[str, Any]) -> None:
+        """`report_on_claim`: the seed's claim plus `instance_id` and `reports`."""
+        request = m.ClaimRequest(bot_id="bot_1", operations=["sum"], limit=2)
+        seed_shape = json.loads(encode(request))
+        assert seed_shape == {"bot_id": "bot_1", "operations": ["sum"], "limit": 2, "wait_ms": 0}
+        request.instance_id = "inst-1"
+        request.reports = [
+            m.ReportItem(job_id="job_1", action="complete", attempt=1, result={"result": 3}),
+            m.ReportItem(job_id="job_2", action="fail", error="boom", retryable=False),
+        ]
+        document = json.loads(encode(request))
+        assert _errors(spec, "ClaimRequest", document) == []
+        assert decode(json.dumps(document), m.ClaimRequest) == request
+        assert _errors(spec, "ClaimRequest", document | {"reports": [{"job_id": "job_1"}]})
+
     def test_complete_report(self, spec: dict[str, Any]) -> None:
         document = {"instance_id": "inst-1", "attempt": 1, "result": {"result": 100}}
         assert _errors(spec, "CompleteRequest", document) == []
@@ -161,6 +176,7 @@ class TestRoundTrip:
             ),
             m.HeartbeatResponse(lease_until="2026-01-19T10:15:00Z", command="drain"),
             m.ClaimResponse(jobs=[m.ClaimedJob(id="job_1", op="sum", payload={"a": 1})]),
+            m.ClaimResponse(jobs=[], results=[m.ReportResult(job_id="job_0", status="conflict")]),
             m.BatchReportResponse(results=[m.ReportResult(job_id="job_1", status="accepted")]),
             m.ErrorResponse(error=m.ErrorBody(code="invalid_body", message="$.limit")),
         ]
