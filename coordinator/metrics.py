@@ -11,6 +11,7 @@ import collections
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -92,37 +93,53 @@ class Metrics:
             "botfleet_store_up", "1 when the last stats read succeeded", registry=r
         )
 
+        self._submitted_by_op: dict[str, Counter] = {}
+        self._claimed_by_op: dict[str, Counter] = {}
+        self._succeeded_by_op: dict[str, Counter] = {}
+        self._failed_by_op: dict[str, Counter] = {}
+        self._queue_wait_by_op: dict[str, Histogram] = {}
+
     def count_waiting(self, waiting: Callable[[], float]) -> None:
         """Read the number of waiting requests from `waiting` at each scrape."""
         self.waiting.set_function(waiting)
 
     # ---- events
+    # Each event finds its labelled children in plain dicts: `labels()` validates and
+    # locks on every call, and these run for every job.
     def observe_submitted(self, ops: Iterable[str]) -> None:
+        if isinstance(ops, tuple) and len(ops) == 1:  # a single submit
+            _child(self._submitted_by_op, self.submitted, ops[0]).inc()
+            return
         for op, count in collections.Counter(ops).items():  # one labelled child per op, not per job
-            self.submitted.labels(op).inc(count)
+            _child(self._submitted_by_op, self.submitted, op).inc(count)
 
     def observe_claim(self, duration_s: float, jobs: list[JobRecord]) -> None:
         self.claim_seconds.observe(duration_s)
         if not jobs:
             return
         now = self._clock.now()
-        waits: dict[str, list[float]] = {}
+        ops = self._ops
+        counts: dict[str, int] = {}
         for job in jobs:
-            waits.setdefault(job.op, []).append(max(0.0, (now - job.run_at).total_seconds()))
-            self._ops[job.id] = job.op
-            self._ops.move_to_end(job.id)
-        for op, seconds in waits.items():
-            self.claimed.labels(op).inc(len(seconds))
-            histogram = self.queue_wait_seconds.labels(op)
-            for value in seconds:
-                histogram.observe(value)
-        while len(self._ops) > self._ops_remembered:
-            self._ops.popitem(last=False)
+            op = job.op
+            counts[op] = counts.get(op, 0) + 1
+            _child(self._queue_wait_by_op, self.queue_wait_seconds, op).observe(
+                max(0.0, (now - job.run_at).total_seconds())
+            )
+            ops[job.id] = op
+            ops.move_to_end(job.id)
+        for op, count in counts.items():
+            _child(self._claimed_by_op, self.claimed, op).inc(count)
+        while len(ops) > self._ops_remembered:
+            ops.popitem(last=False)
 
     def observe_report(self, job_id: str, action: str) -> None:
         """An accepted report (counted once: a repeat finds the job forgotten)."""
         op = self._ops.pop(job_id, UNKNOWN_OP)
-        (self.succeeded if action == "complete" else self.failed).labels(op).inc()
+        if action == "complete":
+            _child(self._succeeded_by_op, self.succeeded, op).inc()
+        else:
+            _child(self._failed_by_op, self.failed, op).inc()
 
     def observe_expiry(self, outcome: ExpiryOutcome) -> None:
         for job_id in outcome.requeued:
@@ -159,3 +176,15 @@ class Metrics:
         oldest = stats.oldest_queued_at
         age = 0.0 if oldest is None else (self._clock.now() - oldest).total_seconds()
         self.oldest_queued_age.set(max(0.0, age))
+
+
+M = TypeVar("M", Counter, Histogram)
+
+
+def _child(children: dict[str, M], metric: M, op: str) -> M:
+    """`metric.labels(op)`, kept: a labelled child lives as long as its parent here (the
+    ops are never removed from these metrics)."""
+    child = children.get(op)
+    if child is None:
+        child = children[op] = metric.labels(op)
+    return child

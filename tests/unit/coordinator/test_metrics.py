@@ -1,0 +1,60 @@
+"""Counters and histograms by op, as a scrape reads them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from botfleet.clock import FakeClock
+from coordinator.metrics import UNKNOWN_OP, Metrics
+from coordinator.store.base import ExpiryOutcome, JobRecord
+
+NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
+
+
+def _job(job_id: str, op: str, waited_s: float = 0.0) -> JobRecord:
+    return JobRecord(
+        id=job_id,
+        op=op,
+        payload={},
+        state="running",
+        priority=0,
+        attempt=1,
+        max_attempts=3,
+        created_at=NOW,
+        run_at=NOW - timedelta(seconds=waited_s),
+    )
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_submits_claims_and_reports_count_by_op() -> None:
+    metrics = Metrics(FakeClock(NOW))
+    metrics.observe_submitted(("sum",))
+    metrics.observe_submitted(("sum",))
+    metrics.observe_submitted(op for op in ("sum", "subtract", "subtract"))
+    metrics.observe_claim(0.002, [_job("a", "sum", 0.02), _job("b", "subtract"), _job("c", "sum")])
+    metrics.observe_claim(0.001, [])
+    metrics.observe_report("a", "complete")
+    metrics.observe_report("a", "complete")  # a repeat: the job is forgotten
+    metrics.observe_report("b", "fail")
+    assert _value(metrics, "botfleet_jobs_submitted_total", op="sum") == 3
+    assert _value(metrics, "botfleet_jobs_submitted_total", op="subtract") == 2
+    assert _value(metrics, "botfleet_jobs_claimed_total", op="sum") == 2
+    assert _value(metrics, "botfleet_jobs_claimed_total", op="subtract") == 1
+    assert _value(metrics, "botfleet_claim_duration_seconds_count") == 2
+    assert _value(metrics, "botfleet_job_queue_wait_seconds_count", op="sum") == 2
+    assert _value(metrics, "botfleet_job_queue_wait_seconds_bucket", op="sum", le="0.01") == 1
+    assert _value(metrics, "botfleet_jobs_succeeded_total", op="sum") == 1
+    assert _value(metrics, "botfleet_jobs_succeeded_total", op=UNKNOWN_OP) == 1
+    assert _value(metrics, "botfleet_jobs_failed_total", op="subtract") == 1
+
+
+def test_expiries_count_by_op_and_outcome() -> None:
+    metrics = Metrics(FakeClock(NOW))
+    metrics.observe_claim(0.001, [_job("a", "sum"), _job("b", "sum")])
+    metrics.observe_expiry(ExpiryOutcome(requeued=("a",), failed=("b",), bots_offline=("bot_1",)))
+    assert _value(metrics, "botfleet_job_leases_expired_total", op="sum", outcome="requeued") == 1
+    assert _value(metrics, "botfleet_job_leases_expired_total", op="sum", outcome="failed") == 1
+    assert _value(metrics, "botfleet_bot_leases_expired_total") == 1
