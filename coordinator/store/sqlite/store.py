@@ -1,20 +1,36 @@
 """The SQLite store: the default, embedded backend (one file, zero set-up).
 
-Threads: every write runs on ONE dedicated writer thread with its own connection, so
-the event loop never blocks on the database and there is exactly one writer; reads
-(listings, stats, lookups) run on a second thread with a read-only connection, which
-WAL lets proceed while the writer writes. Single-statement point reads on the hot path
-(a job by id, the next run_at of a waiting claim) run on the event loop itself, on a
-third read-only connection that never waits for a lock: an index probe costs less than
-the hop to a thread and back; a read that would wait goes to the reader thread.
-Each verb is one transaction; writes start with `BEGIN IMMEDIATE`, taking the write
-lock up front instead of upgrading a read lock half-way (which can fail with
-SQLITE_BUSY when another process shares the file).
+Writes: exactly ONE writer connection per process, shared (never at the same time)
+between the event loop and a dedicated writer thread; each verb is one transaction that
+starts with `BEGIN IMMEDIATE`, taking the write lock up front instead of upgrading a read
+lock half-way (which can fail with SQLITE_BUSY when another process shares the file).
 
-Durability: WAL with `synchronous=NORMAL` (see `sqlite_queries.sql`). A commit survives
-a crash or SIGKILL of the process; the last commits before a power loss or an OS crash
-may be lost, and the file is never corrupted. That is the usual trade for a job queue
-whose producers and bots retry.
+- A short verb on the hot path (a claim, a report, a submit of a few jobs, a heartbeat,
+  a bot's registration, a cancel or retry) runs inline on the event loop when the writer
+  thread has nothing in flight or queued: a tiny transaction costs ~18 µs, the hop to a
+  thread and back ~80 µs. Inline code has no await point, so it is atomic with respect
+  to the loop, and nothing can be queued on the thread while it runs. Inline, the
+  connection never waits for a lock (busy_timeout 0): when another process holds the
+  write lock (a second coordinator, an operator's sqlite3 shell), the transaction rolls
+  back and the verb runs again, from the start, on the writer thread, which waits (5 s).
+- Anything else (bulk submits, reaper passes, migrations, close), and a short verb while
+  the thread is busy, queues on the writer thread in FIFO order.
+
+Reads (listings, stats, lookups) run on a second thread with a read-only connection,
+which WAL lets proceed while the writer writes. Single-statement point reads on the hot
+path (a job by id, the next run_at of a waiting claim) run on the event loop itself, on a
+third read-only connection that never waits for a lock; a read that would wait goes to
+the reader thread.
+
+Durability: WAL with `synchronous=NORMAL` (see `sqlite_queries.sql`). A commit is in the
+WAL file (in the OS page cache) before the verb returns, inline or not, so it survives a
+crash or SIGKILL of the process; the last commits before a power loss or an OS crash may
+be lost, and the file is never corrupted. That is the usual trade for a job queue whose
+producers and bots retry. The writer does not checkpoint on commit
+(`wal_autocheckpoint = 0`, so no checkpoint and no fsync ever runs on the event loop):
+every few hundred rows written, a PASSIVE checkpoint, which fsyncs the WAL and then the
+database, is queued on the writer thread instead (`threads.Checkpointer`); what a power
+loss can take is bounded by that spacing instead of by SQLite's 1,000-page default.
 """
 
 from __future__ import annotations
@@ -23,7 +39,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -53,6 +69,12 @@ from coordinator.store.sqlite import leases as sqlite_leases
 from coordinator.store.sqlite import reads as sqlite_reads
 from coordinator.store.sqlite import reports as sqlite_reports
 from coordinator.store.sqlite.rows import Tx, to_us
+from coordinator.store.sqlite.threads import (
+    CHECKPOINT_AFTER_CHANGES,
+    Checkpointer,
+    DatabaseThread,
+    connect,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,60 +89,27 @@ WRITER_SETUP = (
     "pragma_foreign_keys",
     "pragma_cache_size",
     "pragma_temp_store_memory",
+    "pragma_no_autocheckpoint",
 )
 READER_SETUP = ("pragma_busy_timeout", "pragma_cache_size", "pragma_query_only")
 LOOP_READER_SETUP = ("pragma_busy_no_wait", "pragma_cache_size", "pragma_query_only")
+# Inline on the loop only up to this many jobs submitted, claimed or reported at once:
+# a larger transaction would hold the loop for longer than the hop to the thread costs.
+INLINE_MAX_SUBMIT = 10
+INLINE_MAX_ROWS = 32
 
 
-class _DatabaseThread:
-    """One thread and the one connection that lives on it (sqlite3 connections are
-    bound to the thread that made them)."""
+@dataclass(slots=True)
+class WritePaths:
+    """Where the write transactions ran (for tests and diagnosis)."""
 
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._conn: sqlite3.Connection | None = None
-
-    async def call(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The connection; call only from this thread."""
-        if self._conn is None:
-            raise StoreError("the SQLite store is not open")
-        return self._conn
-
-    def connect(self, path: str, queries: Queries, setup: Sequence[str]) -> None:
-        self._conn = _connect(path, queries, setup)
-
-    def disconnect(self, queries: Queries, final: Sequence[str]) -> None:
-        if self._conn is None:
-            return
-        conn, self._conn = self._conn, None
-        try:
-            for name in final:
-                conn.execute(queries[name])
-        except sqlite3.Error:
-            logger.warning("SQLite: closing statements failed", exc_info=True)
-        finally:
-            conn.close()
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True)
+    inline: int = 0  # on the event loop
+    thread: int = 0  # on the writer thread
+    busy: int = 0  # inline attempts that found the write lock taken, then ran on the thread
 
 
-def _connect(path: str, queries: Queries, setup: Sequence[str]) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), set up by `setup`."""
-    conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
-    conn.row_factory = sqlite3.Row
-    try:
-        for name in setup:
-            conn.execute(queries[name])
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn
+def _is_busy(error: sqlite3.Error) -> bool:
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 class SQLiteStore:
@@ -136,9 +125,11 @@ class SQLiteStore:
         self._retry_delay = retry_delay
         self._listener: StoreListener | None = None
         self._queries: Queries | None = None
-        self._writer: _DatabaseThread | None = None
-        self._reader: _DatabaseThread | None = None
+        self._writer: DatabaseThread | None = None
+        self._reader: DatabaseThread | None = None
         self._loop_reader: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
+        self.write_paths = WritePaths()
 
     # ---------------------------------------------------------------- life
 
@@ -147,14 +138,14 @@ class SQLiteStore:
             return
         queries = load_queries(QUERIES_FILE)
         migrations = load_migrations(MIGRATIONS_FOLDER)
-        writer = _DatabaseThread("sqlite-writer")
-        reader = _DatabaseThread("sqlite-reader")
+        writer = DatabaseThread("sqlite-writer")
+        reader = DatabaseThread("sqlite-reader")
         try:
             await writer.call(self._open_writer, writer, queries, migrations)
             await reader.call(reader.connect, self._path, queries, READER_SETUP)
         except BaseException as exc:
-            await writer.call(writer.disconnect, queries, ())
             await reader.call(reader.disconnect, queries, ())
+            await writer.call(writer.disconnect, queries, ())
             writer.shutdown()
             reader.shutdown()
             # ValueError: the file has a schema newer than this code.
@@ -162,15 +153,18 @@ class SQLiteStore:
                 raise StoreError(f"SQLite {self._path}: {exc}") from exc
             raise
         self._queries, self._writer, self._reader = queries, writer, reader
+        self._checkpointer = Checkpointer(writer, queries, self._path, CHECKPOINT_AFTER_CHANGES)
         try:
-            self._loop_reader = _connect(self._path, queries, LOOP_READER_SETUP)
+            self._loop_reader = connect(self._path, queries, LOOP_READER_SETUP)
         except sqlite3.Error as error:  # the reader thread serves every read then
             logger.warning("SQLite %s: no reader on the event loop: %s", self._path, error)
 
     def _open_writer(
-        self, writer: _DatabaseThread, queries: Queries, migrations: Sequence[Migration]
+        self, writer: DatabaseThread, queries: Queries, migrations: Sequence[Migration]
     ) -> None:
-        writer.connect(self._path, queries, WRITER_SETUP)
+        # check_same_thread=False: the event loop runs short writes on this connection
+        # too, never while the writer thread has a call in flight (see `_write`).
+        writer.connect(self._path, queries, WRITER_SETUP, check_same_thread=False)
         mode = writer.conn.execute(queries["pragma_journal_wal"]).fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             logger.warning("SQLite %s: WAL is not available (journal mode %s)", self._path, mode)
@@ -179,20 +173,32 @@ class SQLiteStore:
         )
         if applied:
             logger.info("SQLite %s: applied schema versions %s", self._path, applied)
+        # From now on the connection waits for a lock only inside `_write_on_thread`.
+        writer.conn.execute(queries["pragma_busy_no_wait"])
 
     async def close(self) -> None:
         writer, reader, queries = self._writer, self._reader, self._queries
-        if writer is None or reader is None or queries is None:
+        checkpointer = self._checkpointer
+        if writer is None or reader is None or queries is None or checkpointer is None:
             return
         self._writer = self._reader = None
+        self._checkpointer = None
         loop_reader, self._loop_reader = self._loop_reader, None
         if loop_reader is not None:
             loop_reader.close()
         await reader.call(reader.disconnect, queries, ())
-        await writer.call(writer.disconnect, queries, ("pragma_optimize",))
+        await checkpointer.close()
+        # The writer closes last: the last connection to close checkpoints the whole WAL
+        # and removes it (on the writer thread).
+        await writer.call(writer.disconnect, queries, ("pragma_busy_timeout", "pragma_optimize"))
         # Both threads are idle now (their last job just ran), so these joins are quick.
         reader.shutdown()
         writer.shutdown()
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The WAL checkpointer while the store is open (for tests and diagnosis)."""
+        return self._checkpointer
 
     async def ping(self) -> None:
         await self._read(lambda tx: tx.one("ping"))
@@ -202,25 +208,73 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- transactions
 
-    async def _write(self, verb: Verb[T]) -> T:
+    async def _write(self, verb: Verb[T], inline: bool = True) -> T:
         """Run `verb` in a write transaction, then tell the listener what changed.
 
-        Shielded: a caller cancelled mid-way does not stop a transaction that is
-        already queued, so the listener still hears of what it committed."""
+        `inline`: a short verb, run on the event loop when the writer thread has nothing
+        in flight (see the module docstring); else, or when the write lock is taken, on
+        the writer thread. There it is shielded: a caller cancelled mid-way does not stop
+        a transaction that is already queued, so the listener still hears of what it
+        committed."""
         writer = self._writer
         if writer is None:
             raise StoreError("the SQLite store is not open")
-        return await asyncio.shield(self._write_and_notify(writer, verb))
-
-    async def _write_and_notify(self, writer: _DatabaseThread, verb: Verb[T]) -> T:
         now = to_us(self._clock.now())
+        if inline and writer.in_flight == 0:
+            done = self._write_inline(writer.conn, now, verb)
+            if done is not None:
+                result, tx = done
+                self._committed(tx, writer.conn.total_changes)
+                return result
+        return await asyncio.shield(self._write_on_thread(writer, now, verb))
 
-        def run() -> tuple[T, Tx]:
-            return self._transaction(writer, "begin_write", now, verb)
+    def _write_inline(
+        self, conn: sqlite3.Connection, now: int, verb: Verb[T]
+    ) -> tuple[T, Tx] | None:
+        """The transaction on the loop; None when the write lock was taken (rolled back,
+        nothing done: the caller runs the verb again on the thread)."""
+        try:
+            done = self._transaction(conn, "begin_write", now, verb)
+        except sqlite3.Error as error:
+            if _is_busy(error):
+                self.write_paths.busy += 1
+                logger.debug("SQLite %s: write lock taken, to the writer thread", self._path)
+                return None
+            raise StoreError(f"SQLite {self._path}: {error}") from error
+        self.write_paths.inline += 1
+        return done
 
-        result, tx = await writer.call(run)
-        self._notify(tx)
+    async def _write_on_thread(self, writer: DatabaseThread, now: int, verb: Verb[T]) -> T:
+        queries = self._require_queries()
+
+        def run() -> tuple[T, Tx, int]:
+            conn = writer.conn
+            try:
+                conn.execute(queries["pragma_busy_timeout"])
+                result, tx = self._transaction(conn, "begin_write", now, verb)
+            except sqlite3.Error as error:
+                raise StoreError(f"SQLite {self._path}: {error}") from error
+            finally:
+                self._no_wait(conn, queries)
+            return result, tx, conn.total_changes
+
+        result, tx, total_changes = await writer.call(run)
+        self.write_paths.thread += 1
+        self._committed(tx, total_changes)
         return result
+
+    def _no_wait(self, conn: sqlite3.Connection, queries: Queries) -> None:
+        """Back to busy_timeout 0 after a transaction on the writer thread: the loop may
+        use the connection next, and it must never wait there."""
+        try:
+            conn.execute(queries["pragma_busy_no_wait"])
+        except sqlite3.Error:
+            logger.exception("SQLite %s: resetting busy_timeout failed", self._path)
+
+    def _committed(self, tx: Tx, total_changes: int) -> None:
+        self._notify(tx)
+        if self._checkpointer is not None:
+            self._checkpointer.note(total_changes)
 
     async def _read(self, verb: Verb[T]) -> T:
         reader = self._reader
@@ -229,7 +283,10 @@ class SQLiteStore:
         now = to_us(self._clock.now())
 
         def run() -> tuple[T, Tx]:
-            return self._transaction(reader, "begin_read", now, verb)
+            try:
+                return self._transaction(reader.conn, "begin_read", now, verb)
+            except sqlite3.Error as error:
+                raise StoreError(f"SQLite {self._path}: {error}") from error
 
         result, _ = await reader.call(run)
         return result
@@ -246,19 +303,18 @@ class SQLiteStore:
         return await self._read(verb)
 
     def _transaction(
-        self, thread: _DatabaseThread, begin: str, now: int, verb: Verb[T]
+        self, conn: sqlite3.Connection, begin: str, now: int, verb: Verb[T]
     ) -> tuple[T, Tx]:
+        """`verb` between `begin` and COMMIT, rolled back on any error (sqlite3 errors
+        are raised as they are: the caller maps them)."""
         queries = self._require_queries()
-        conn = thread.conn
         tx = Tx(conn, queries, now, self._retry_delay)
         try:
             conn.execute(queries[begin])
             result = verb(tx)
             conn.execute(queries["commit"])
-        except BaseException as exc:
+        except BaseException:
             self._rollback(conn, queries)
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"SQLite {self._path}: {exc}") from exc
             raise
         return result, tx
 
@@ -344,19 +400,25 @@ class SQLiteStore:
     async def submit_jobs(self, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
         if not jobs:
             return []
-        return await self._write(lambda tx: sqlite_jobs.submit_jobs(tx, jobs))
+        return await self._write(
+            lambda tx: sqlite_jobs.submit_jobs(tx, jobs), inline=len(jobs) <= INLINE_MAX_SUBMIT
+        )
 
     async def claim_jobs(
         self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
     ) -> list[JobRecord] | None:
         return await self._write(
-            lambda tx: sqlite_jobs.claim_jobs(tx, bot_id, operations, limit, lease_ttl_s)
+            lambda tx: sqlite_jobs.claim_jobs(tx, bot_id, operations, limit, lease_ttl_s),
+            inline=limit <= INLINE_MAX_ROWS,
         )
 
     async def report(self, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
         if not reports:
             return []
-        return await self._write(lambda tx: sqlite_reports.report(tx, bot_id, reports))
+        return await self._write(
+            lambda tx: sqlite_reports.report(tx, bot_id, reports),
+            inline=len(reports) <= INLINE_MAX_ROWS,
+        )
 
     async def set_progress(
         self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
@@ -394,4 +456,5 @@ class SQLiteStore:
     # ---------------------------------------------------------------- reaper
 
     async def expire_leases(self) -> ExpiryOutcome:
-        return await self._write(sqlite_leases.expire_leases)
+        # A pass may release many jobs at once: always on the writer thread.
+        return await self._write(sqlite_leases.expire_leases, inline=False)

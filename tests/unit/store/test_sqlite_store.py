@@ -14,6 +14,7 @@ from botfleet.clock import FakeClock
 from coordinator.store import open_store
 from coordinator.store.base import StoreError
 from coordinator.store.sqlite import SQLiteStore
+from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     new_job,
@@ -184,8 +185,11 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
             return None
 
     store.set_listener(Listener())
+    # A bulk submit: it goes to the writer thread (a short one would run inline at once,
+    # with no await point to cancel it at).
+    bulk = [new_job(clock, idempotency_key=f"k{n}") for n in range(INLINE_MAX_SUBMIT + 1)]
     try:
-        task = asyncio.create_task(store.submit_jobs([new_job(clock, idempotency_key="k")]))
+        task = asyncio.create_task(store.submit_jobs(bulk))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -193,8 +197,9 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
         # The shielded write finishes on its own; wait for its notice.
         await wait_until(lambda: bool(heard))
         assert [list(ops) for ops in heard] == [["sum"]]
-        (again,) = await store.submit_jobs([new_job(clock, idempotency_key="k")])
+        (again,) = await store.submit_jobs([new_job(clock, idempotency_key="k0")])
         assert not again.created
+        assert store.write_paths.thread == 1
     finally:
         await store.close()
 

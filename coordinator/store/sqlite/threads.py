@@ -1,0 +1,153 @@
+"""The SQLite store's threads and connections: a thread that runs calls on one
+connection, and the checkpointer that keeps the WAL short off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from coordinator.store.base import StoreError
+from coordinator.store.queries import Queries
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Rows written (the writer's total_changes) between two checkpoints. A job sent alone
+# (submit, claim, report) changes about 10 rows and writes about 24 WAL pages, so this
+# checkpoints about every 1,000 pages (4 MiB), as SQLite's own default would.
+CHECKPOINT_AFTER_CHANGES = 400
+
+
+def connect(
+    path: str, queries: Queries, setup: Sequence[str], check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), set up by `setup`."""
+    conn = sqlite3.connect(
+        path, isolation_level=None, cached_statements=256, check_same_thread=check_same_thread
+    )
+    conn.row_factory = sqlite3.Row
+    try:
+        for name in setup:
+            conn.execute(queries[name])
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+class DatabaseThread:
+    """One thread and the one connection that lives on it.
+
+    `in_flight` counts the calls made from the event loop that the loop has not yet seen
+    finish: while it is 0, the thread is not touching its connection, and nothing the
+    loop does synchronously can change that (only the loop submits calls).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+        self.in_flight = 0
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        # Shielded: a cancelled caller would cancel the future at once and count the call
+        # finished while the thread may still be running it on the shared connection.
+        return await asyncio.shield(self.start(function, *args))
+
+    def start(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue `function` on the thread now (it counts in `in_flight` from here on);
+        its future, which must not be cancelled."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        self.in_flight += 1
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: asyncio.Future[Any]) -> None:
+        self.in_flight -= 1
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection; use it from this thread (or, for the writer, from the loop
+        while `in_flight` is 0)."""
+        if self._conn is None:
+            raise StoreError("the SQLite store is not open")
+        return self._conn
+
+    def connect(
+        self, path: str, queries: Queries, setup: Sequence[str], check_same_thread: bool = True
+    ) -> None:
+        self._conn = connect(path, queries, setup, check_same_thread)
+
+    def disconnect(self, queries: Queries, final: Sequence[str]) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            for name in final:
+                conn.execute(queries[name])
+        except sqlite3.Error:
+            logger.warning("SQLite: closing statements failed", exc_info=True)
+        finally:
+            conn.close()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class Checkpointer:
+    """PASSIVE checkpoints on the writer thread, with the writer connection.
+
+    The writer connection has `wal_autocheckpoint = 0`: otherwise the commit that crosses
+    the threshold would copy the WAL into the database file and fsync both on whichever
+    thread committed, which is often the event loop now. Instead, after every
+    `every_changes` rows written, a checkpoint is queued on the writer thread. It runs
+    there, not on a connection of its own, so that no write lands while it runs (writes
+    meanwhile queue behind it, as they waited for SQLite's own checkpoint before): it can
+    copy the whole WAL, and the next write then starts the WAL file over, so the file
+    stops growing. A checkpoint running beside a steady stream of inline writes would
+    always find new frames at its end and the WAL would never start over.
+    """
+
+    def __init__(self, writer: DatabaseThread, queries: Queries, path: str, every: int) -> None:
+        self._writer = writer
+        self._queries = queries
+        self._path = path
+        self._every = every
+        self._mark = 0
+        self._pending: asyncio.Future[None] | None = None
+        self.runs = 0
+        self.last_thread: int | None = None  # the thread that ran the last one (tests)
+
+    def note(self, total_changes: int) -> None:
+        """After a commit, with the writer connection's total_changes: queue a checkpoint
+        when enough was written since the last one and none is pending."""
+        if total_changes - self._mark < self._every:
+            return
+        if self._pending is not None and not self._pending.done():
+            return
+        self._mark = total_changes
+        # Queued at once, not from a task: the writes that follow, inline or not, must
+        # find the thread busy and queue behind it.
+        self._pending = self._writer.start(self._checkpoint)
+
+    async def close(self) -> None:
+        """Wait for a checkpoint still pending (it logs its own failure)."""
+        if self._pending is not None:
+            await self._pending
+
+    def _checkpoint(self) -> None:
+        self.last_thread = threading.get_ident()
+        try:
+            row = self._writer.conn.execute(self._queries["checkpoint_passive"]).fetchone()
+        except (sqlite3.Error, StoreError) as error:
+            # The WAL only grows until the next one succeeds; nothing is lost.
+            logger.warning("SQLite %s: checkpoint failed: %s", self._path, error)
+            return
+        self.runs += 1
+        if row is not None:
+            logger.debug("SQLite %s: checkpoint busy=%s wal=%s copied=%s", self._path, *row)
