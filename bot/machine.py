@@ -294,21 +294,33 @@ class Bot:
             self.lifecycle.move(S.SYNC)
         self._log_context.bot_id = self.session.bot_id
         self.scheduler.apply_assignment()
+        cut: CoordinatorError | None = None
         if len(self.outbox):
+            opened = self.circuit.opened
             try:
                 # Not reporting.flush_outbox(): a 401 here must not re-enter renew().
-                await self.scheduler.reporter.flush_outbox()
+                delivery = await self.scheduler.reporter.flush_outbox()
             except OutboxError as exc:
                 self.fatal(exc)
+            else:
+                if delivery.error is not None and self.circuit.opened > opened:
+                    cut = delivery.error  # the flush's failure opened the circuit
         if announce:
             self._registering = False
-            self._resume(reason)
+            self._resume(reason, cut)
 
-    def _resume(self, reason: str) -> None:
-        """From SYNC on to the online state the bot is in now."""
+    def _resume(self, reason: str, cut: CoordinatorError | None = None) -> None:
+        """From SYNC on to the online state the bot is in now; DEGRADED_NET when the outbox
+        flush at SYNC failed on the network, even if another call got through since (a
+        heartbeat then leads the way back through SYNC, at once)."""
         assert self.scheduler is not None
         if self.lifecycle.state is not S.SYNC or self.stopping.unsafe is not None:
             return  # a drain or a halt began meanwhile: it owns the lifecycle now
+        if cut is not None:
+            self.lifecycle.move(S.DEGRADED_NET, f"the outbox could not be delivered: {cut}")
+            if self.heartbeat is not None:
+                self.heartbeat.beat_now.set()
+            return
         self.lifecycle.move(self._online_state(), reason)
         self.scheduler.wake.set()
         self.scheduler.reporting.flush_now.set()
