@@ -20,6 +20,7 @@ TRACE_KEYS = ("traceparent", "tracestate")
 
 # Reusable: entering and leaving it does nothing, so one instance serves every caller.
 _NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
+_UNKNOWN = object()
 
 
 def available() -> bool:
@@ -74,12 +75,23 @@ class Tracer:
         in `parent`, and no valid span current (so there is nothing to continue)."""
         if self._configured:
             return False
-        if not isinstance(self._trace.get_tracer_provider(), self._proxy_provider):
+        if self._provider_set():
             self._configured = True
             return False
         if parent is not None and any(key in parent for key in TRACE_KEYS):
             return False
         return not self._trace.get_current_span().get_span_context().is_valid
+
+    def _provider_set(self) -> bool:
+        # The API keeps the provider in a module global, None until one is set (in code,
+        # or from OTEL_PYTHON_TRACER_PROVIDER by the get_tracer call in __init__).
+        # Reading it costs nothing; get_tracer_provider() looks in os.environ on every
+        # call while none is set, which showed in the coordinator's profile. Should the
+        # global ever go away, the public call decides.
+        provider = getattr(self._trace, "_TRACER_PROVIDER", _UNKNOWN)
+        if provider is _UNKNOWN:
+            return not isinstance(self._trace.get_tracer_provider(), self._proxy_provider)
+        return provider is not None
 
     @contextlib.contextmanager
     def _span(

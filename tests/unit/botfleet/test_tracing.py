@@ -43,7 +43,7 @@ def test_no_provider_set_costs_no_span(span_exporter: Any, monkeypatch: Any) -> 
     """The API's proxy (no provider set): nothing to record and nothing to carry on."""
     from opentelemetry import trace
 
-    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     tracer = Tracer("coordinator")
     metadata: dict[str, Any] = {}
     with tracer.span("claim", {"botfleet.limit": 2}) as entered:
@@ -58,7 +58,7 @@ def test_no_provider_set_still_continues_incoming_context(monkeypatch: Any) -> N
     """A producer's trace context in the job is passed on even with no provider set."""
     from opentelemetry import trace
 
-    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     tracer = Tracer("coordinator")
     parent = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
     assert tracer.span("submit", parent=parent) is not tracer.span("claim")
@@ -67,12 +67,21 @@ def test_no_provider_set_still_continues_incoming_context(monkeypatch: Any) -> N
 def test_provider_set_later_is_used(span_exporter: Any, monkeypatch: Any) -> None:
     from opentelemetry import trace
 
-    real = trace.get_tracer_provider
-    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    real = trace.get_tracer_provider()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     tracer = Tracer("coordinator")
     with tracer.span("before"):
         pass
-    monkeypatch.setattr(trace, "get_tracer_provider", real)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", real)
     with tracer.span("after"):
         pass
     assert [span.name for span in span_exporter.get_finished_spans()] == ["botfleet.after"]
+
+
+def test_without_the_api_global_the_public_call_decides(monkeypatch: Any) -> None:
+    from opentelemetry import trace
+
+    tracer = Tracer("coordinator")
+    monkeypatch.delattr(trace, "_TRACER_PROVIDER")
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    assert tracer.span("claim") is tracer.span("report")
