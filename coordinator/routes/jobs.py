@@ -142,11 +142,10 @@ def _new_job(body: m.SubmitJob, now: datetime, where: str, tracer: Tracer) -> Ne
 
 
 def _with_trace(metadata: dict[str, Any], tracer: Tracer) -> dict[str, Any]:
-    if not tracer.enabled:
-        return metadata
-    traced = dict(metadata)
-    tracer.inject(traced)
-    return traced
+    """The metadata with the current trace context; the same dict when there is none."""
+    carrier: dict[str, Any] = {}
+    tracer.inject(carrier)
+    return {**metadata, **carrier} if carrier else metadata
 
 
 def _state(job: JobRecord) -> m.JobState:
