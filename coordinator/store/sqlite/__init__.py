@@ -1,4 +1,4 @@
-"""The SQLite backend: one file, WAL, one writer thread (the default store)."""
+"""The SQLite backend: one file, WAL, one writer connection (the default store)."""
 
 from coordinator.store.sqlite.store import SQLiteStore
 
