@@ -22,6 +22,8 @@ from bot.state import BotState
 
 log = logging.getLogger(__name__)
 
+HISTORY_KEPT = 1000  # moves remembered for tests and diagnostics; older ones go
+
 S = BotState
 
 WORK_STATES: frozenset[BotState] = frozenset({S.IDLE, S.CLAIM, S.PROCESS, S.REPORT})
@@ -102,7 +104,7 @@ class Lifecycle:
         self._state = initial
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
-        self.history: list[BotState] = [initial]
+        self.history: list[BotState] = [initial]  # the latest moves (at most 2 * HISTORY_KEPT)
 
     @property
     def state(self) -> BotState:
@@ -133,6 +135,8 @@ class Lifecycle:
             )
         self._state = target
         self.history.append(target)
+        if len(self.history) > 2 * HISTORY_KEPT:
+            del self.history[:HISTORY_KEPT]  # a busy bot moves a few times per job
         quiet = source in WORK_STATES and target in WORK_STATES
         log.log(
             logging.DEBUG if quiet else logging.INFO,

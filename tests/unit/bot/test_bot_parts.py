@@ -12,7 +12,7 @@ import pytest
 from bot.backoff import Backoff, backoff_ms
 from bot.errors import BotError, InvalidTransition, PluginError, SettingsError
 from bot.host import HostFacts, ProcessLoad
-from bot.lifecycle import FINAL_STATES, TRANSITIONS, WORK_STATES, Lifecycle
+from bot.lifecycle import FINAL_STATES, HISTORY_KEPT, TRANSITIONS, WORK_STATES, Lifecycle
 from bot.signals import stop_on_signals
 from bot.slots import Slots
 from bot.state import Assignment, BotState, Job
@@ -115,6 +115,18 @@ def test_the_main_path_is_allowed() -> None:
     for state in path:
         lifecycle.move(state)
     assert lifecycle.history == [S.BOOTSTRAP, *path]
+
+
+def test_the_history_keeps_only_the_latest_moves() -> None:
+    lifecycle = Lifecycle()
+    for state in [S.REGISTER, S.SYNC, S.IDLE]:
+        lifecycle.move(state)
+    cycle = [S.CLAIM, S.PROCESS, S.REPORT, S.IDLE]
+    for _ in range(3 * HISTORY_KEPT):  # a bot that ran 3,000 jobs
+        for state in cycle:
+            lifecycle.move(state)
+    assert HISTORY_KEPT <= len(lifecycle.history) <= 2 * HISTORY_KEPT
+    assert lifecycle.history[-4:] == cycle and lifecycle.state is S.IDLE
 
 
 def test_a_move_not_in_the_table_raises() -> None:
