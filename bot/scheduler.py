@@ -109,6 +109,7 @@ class Scheduler:
         self.wake = asyncio.Event()  # assignment changed, work allowed again
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._claiming = False
+        self._shown: BotState | None = None  # the activity the hooks were last told
         self._claim_idle = False  # the claim loop waits for a free slot (or a wake)
         self._carried = False  # the last claim carried reports (`report_on_claim`)
         self._claim_call: asyncio.Future[m.ClaimResponse] | None = None
@@ -129,7 +130,12 @@ class Scheduler:
         return BotState.IDLE
 
     def _activity_changed(self) -> None:
-        self.hooks.activity_changed(self.activity())
+        # Told only when it differs: the bot's other conditions (circuit, quarantine,
+        # backoff) tell the machine themselves, and this runs several times per job.
+        activity = self.activity()
+        if activity is not self._shown:
+            self._shown = activity
+            self.hooks.activity_changed(activity)
 
     def apply_assignment(self) -> None:
         """Follow `session.assignment` (already updated): resize, and look for work again."""
