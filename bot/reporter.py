@@ -56,6 +56,7 @@ class ReportCounts:
     accepted: int = 0
     dropped: int = 0
     kept: int = 0
+    rode: int = 0  # of `accepted`: those that rode on a claim (`report_on_claim`)
 
 
 class Reporter:

@@ -89,6 +89,7 @@ class Reporting:
         """The claim that carried `riders` was answered: like a batch report's answer."""
         delivery = sort_results(riders, results)
         self.reporter.counts.accepted += len(delivery.accepted)
+        self.reporter.counts.rode += len(delivery.accepted)
         self.reporter.counts.dropped += len(delivery.dropped)
         if delivery.undelivered:
             self.ride_back(delivery.undelivered)

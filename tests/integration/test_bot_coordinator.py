@@ -164,8 +164,12 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
 
 @pytest.mark.parametrize(
     "features",
-    [m.ALL_FEATURES, ()],
-    ids=["all-features", "base-calls-only"],
+    [
+        m.ALL_FEATURES,
+        tuple(f for f in m.ALL_FEATURES if f != m.FEATURE_REPORT_ON_CLAIM),
+        (),
+    ],
+    ids=["all-features", "reports-on-their-own", "base-calls-only"],
 )
 async def test_jobs_run_and_results_reach_the_producer(
     start_coordinator: StartCoordinator, start_bot: StartBot, features: tuple[str, ...]
@@ -186,6 +190,12 @@ async def test_jobs_run_and_results_reach_the_producer(
 
     view = await coordinator.bot(bot.bot_id)
     assert view["state"] == "online" and view["capabilities"] == ["subtract", "sum"]
+    assert bot.bot.scheduler is not None
+    counts = bot.bot.scheduler.reporter.counts
+    assert counts.accepted == 14
+    # Reports ride on claims exactly when the coordinator offers it. Which ones do
+    # depends on timing (one that finishes while a long-poll is out goes alone).
+    assert (counts.rode > 0) is (m.FEATURE_REPORT_ON_CLAIM in features)
     assert await bot.stop() == EXIT_OK
     if m.FEATURE_DEREGISTER in features:
         assert (await coordinator.bot(bot.bot_id))["state"] == "offline"
