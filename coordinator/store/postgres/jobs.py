@@ -19,7 +19,7 @@ from coordinator.store.postgres.bots import release_jobs_of_bots
 from coordinator.store.postgres.reports import LockedJob, ReportBatch
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx, clean_text, snapshot
-from coordinator.store.rules import BOT_LEASE_EXPIRED
+from coordinator.store.rules import BOT_LEASE_EXPIRED, LEASE_EXPIRED
 
 
 async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
@@ -146,7 +146,7 @@ async def expire_leases(tx: Tx) -> ExpiryOutcome:
     lease, so reapers in several coordinators at once never act twice."""
     offline = [row["id"] for row in await tx.fetch("expire_bots", tx.now)]
     released = await release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
-    expired = await tx.fetch("expire_jobs", tx.now)
+    expired = await tx.fetch("expire_jobs", tx.now, LEASE_EXPIRED)
     tx.changes.moved(expired)
     moved = [*released, *expired]
     return ExpiryOutcome(

@@ -344,6 +344,7 @@ WHERE b.id = due.id AND b.online AND b.lease_until < $1
 RETURNING b.id;
 
 -- name: expire_jobs
+-- $1 now, $2 error when the job's attempts are spent (rules.LEASE_EXPIRED).
 -- Running jobs whose lease ran out: queued again, or failed once attempts are spent.
 WITH due AS (
     SELECT id FROM jobs
@@ -359,7 +360,7 @@ WITH due AS (
         finished_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
                            THEN NULL ELSE $1 END,
         error = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                     THEN j.error ELSE 'lease expired' END,
+                     THEN j.error ELSE $2::text END,
         lease_until = NULL
     FROM due
     WHERE j.id = due.id AND j.state = 'running' AND j.lease_until < $1

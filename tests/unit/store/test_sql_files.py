@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.store import rules
 from coordinator.store.migrations import (
     Migration,
     apply_sqlite_migrations,
@@ -201,3 +202,13 @@ def _fill_typical(conn: sqlite3.Connection) -> None:
         rows,
     )
     conn.execute("COMMIT")
+
+
+@pytest.mark.parametrize("filename", ["sqlite_queries.sql", "postgres_queries.sql"])
+def test_failure_texts_come_from_rules_not_sql(filename: str) -> None:
+    """The texts live once, in rules.py; the statements take them as parameters."""
+    texts = (rules.LEASE_EXPIRED, rules.BOT_LEASE_EXPIRED, rules.INSTANCE_REPLACED)
+    texts += (rules.BOT_DEREGISTERED,)
+    for name, sql in load_queries(filename).items():
+        for text in texts:
+            assert f"'{text}'" not in sql, f"{filename}: {name} spells {text!r} itself"
