@@ -117,6 +117,7 @@ class BotRecord:
     last_heartbeat: datetime | None = None
     lifecycle: str | None = None  # the state the bot last reported (IDLE, DRAINING, ...)
     pending_command: str | None = None  # drain, quarantine, release
+    quarantined: bool = False  # an operator's quarantine in force (no `release` since)
     running: tuple[str, ...] = ()  # ids of jobs it holds in state running
     resources: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, Any] = field(default_factory=dict)
@@ -271,7 +272,9 @@ class Store(Protocol):
         the bot's assignment; nothing while paused; never more than
         assignment.max_concurrency running for this bot. Each job's attempt goes up by
         one and its lease is max(lease_ttl_s, timeout_s) from now. None when the bot
-        is unknown or offline.
+        is unknown or offline. Nothing (an empty list) while the bot is quarantined
+        (`rules.claims_withheld`): by the operator until a `release`, or by its own
+        last reported lifecycle QUARANTINED.
         """
         ...
 

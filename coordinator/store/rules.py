@@ -1,4 +1,5 @@
-"""Pure decisions shared by every store backend: what a report does, when a command took hold.
+"""Pure decisions shared by every store backend: what a report does, when a command took
+hold, when a bot gets no jobs.
 
 A backend reads a snapshot of the job and of the attempts this bot held, asks
 `decide_report`, and writes the outcome in the same transaction. Keeping the rules here
@@ -112,3 +113,10 @@ def command_took_effect(command: str, lifecycle: str | None) -> bool:
     if command == "release":
         return state != "QUARANTINED"
     return state in _COMMAND_DONE.get(command, frozenset())
+
+
+def claims_withheld(quarantined: bool, lifecycle: str | None) -> bool:
+    """Whether a claim of this bot gets nothing: an operator's quarantine is in force
+    (the command was given, pending or delivered, and no `release` since), or the bot's
+    last heartbeat reported it QUARANTINED (by command or by itself)."""
+    return quarantined or (lifecycle is not None and lifecycle.upper() == "QUARANTINED")

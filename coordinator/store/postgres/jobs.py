@@ -19,7 +19,7 @@ from coordinator.store.postgres.bots import release_jobs_of_bots
 from coordinator.store.postgres.reports import LockedJob, ReportBatch
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx, clean_text, snapshot
-from coordinator.store.rules import BOT_LEASE_EXPIRED, LEASE_EXPIRED
+from coordinator.store.rules import BOT_LEASE_EXPIRED, LEASE_EXPIRED, claims_withheld
 
 
 async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
@@ -67,6 +67,8 @@ async def claim_jobs(
     assigned = set(bot["operations"])
     wanted = [op for op in dict.fromkeys(operations) if op in assigned]
     if bot["paused"] or not wanted or limit <= 0:
+        return []
+    if claims_withheld(bot["quarantined"], bot["lifecycle"]):
         return []
     rows = await tx.fetch(
         "claim_jobs", bot_id, wanted, limit, bot["max_concurrency"], tx.now, lease_ttl_s

@@ -66,6 +66,7 @@ def bot_from_row(row: Any) -> BotRecord:
         last_heartbeat=row["last_heartbeat"],
         lifecycle=row["lifecycle"],
         pending_command=row["pending_command"],
+        quarantined=bool(row["quarantined"]),
         running=tuple(row["running"]),
         resources=row["resources"],
         constraints=row["constraints"],

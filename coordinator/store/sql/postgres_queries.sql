@@ -112,11 +112,15 @@ SELECT id, NULL, true FROM jobs
 WHERE id = ANY($1::text[]) AND bot_id = $2 AND state = 'cancelled';
 
 -- name: update_bot
+-- NULL parameters leave a field as it is. `quarantine` holds the bot's claims until a
+-- `release` (a `drain` leaves the hold as it is).
 UPDATE bots
 SET operations = coalesce($2::text[], operations),
     max_concurrency = coalesce($3::integer, max_concurrency),
     paused = coalesce($4::boolean, paused),
-    pending_command = coalesce($5::text, pending_command)
+    pending_command = coalesce($5::text, pending_command),
+    quarantined = CASE $5::text WHEN 'quarantine' THEN true WHEN 'release' THEN false
+                                ELSE quarantined END
 WHERE id = $1
 RETURNING id;
 
@@ -155,7 +159,7 @@ WITH held AS (
 SELECT id, op, state FROM released ORDER BY id;
 
 -- name: lock_bot_for_claim
-SELECT operations, max_concurrency, paused FROM bots
+SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
 WHERE id = $1 AND online
 FOR NO KEY UPDATE;
 

@@ -154,12 +154,15 @@ UPDATE bots SET
 WHERE id = :id
 
 -- name: update_bot_assignment
--- NULL parameters leave a field as it is.
+-- NULL parameters leave a field as it is. `quarantine` holds the bot's claims until a
+-- `release` (a `drain` leaves the hold as it is).
 UPDATE bots SET
     operations = coalesce(:operations, operations),
     max_concurrency = coalesce(:max_concurrency, max_concurrency),
     paused = coalesce(:paused, paused),
-    pending_command = coalesce(:command, pending_command)
+    pending_command = coalesce(:command, pending_command),
+    quarantined = CASE :command WHEN 'quarantine' THEN 1 WHEN 'release' THEN 0
+                                ELSE quarantined END
 WHERE id = :id
 
 -- name: set_bot_offline

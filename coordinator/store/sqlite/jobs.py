@@ -13,6 +13,7 @@ from coordinator.store.base import (
     StoreError,
     SubmitOutcome,
 )
+from coordinator.store.rules import claims_withheld
 from coordinator.store.sqlite.rows import (
     Tx,
     dump_json,
@@ -103,7 +104,7 @@ def claim_jobs(
     bot = tx.one("bot_by_id", {"id": bot_id})
     if bot is None or not bot["online"]:
         return None
-    if bot["paused"] or limit <= 0:
+    if bot["paused"] or limit <= 0 or claims_withheld(bool(bot["quarantined"]), bot["lifecycle"]):
         return []
     assigned = set(load_json(bot["operations"]))
     wanted = [op for op in dict.fromkeys(operations) if op in assigned]

@@ -146,6 +146,7 @@ def bot_from_row(row: sqlite3.Row, running: Sequence[str]) -> BotRecord:
         last_heartbeat=maybe_from_us(row["last_heartbeat"]),
         lifecycle=row["lifecycle"],
         pending_command=row["pending_command"],
+        quarantined=bool(row["quarantined"]),
         running=tuple(running),
         resources=load_json(row["resources"]),
         constraints=load_json(row["constraints"]),

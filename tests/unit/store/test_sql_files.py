@@ -212,3 +212,26 @@ def test_failure_texts_come_from_rules_not_sql(filename: str) -> None:
     for name, sql in load_queries(filename).items():
         for text in texts:
             assert f"'{text}'" not in sql, f"{filename}: {name} spells {text!r} itself"
+
+
+def test_upgrade_keeps_a_pending_quarantine(tmp_path: Path) -> None:
+    """Version 2: a quarantine still pending at the upgrade holds the bot's claims."""
+    queries = load_queries("sqlite_queries.sql")
+    migrations = load_migrations("sqlite_migrations")
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    try:
+        apply_sqlite_migrations(conn, queries, migrations[:1], NOW_US)
+        for n, command in enumerate(("quarantine", "drain", None)):
+            conn.execute(
+                "INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities,"
+                " operations, max_concurrency, registered_at, token_hash, token_expires_at,"
+                " lease_until, pending_command, resources, constraints, meta, metrics)"
+                " VALUES (?, ?, 'i', 'n', '1.0.0', '[]', '[]', 1, 0, 'h', 0, 0, ?,"
+                " '{}', '{}', '{}', '{}')",
+                (f"bot_{n}", f"key{n}", command),
+            )
+        apply_sqlite_migrations(conn, queries, migrations, NOW_US)
+        rows = conn.execute("SELECT id, quarantined FROM bots ORDER BY id").fetchall()
+        assert rows == [("bot_0", 1), ("bot_1", 0), ("bot_2", 0)]
+    finally:
+        conn.close()

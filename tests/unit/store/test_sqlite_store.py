@@ -13,6 +13,7 @@ import pytest
 from botfleet.clock import FakeClock
 from coordinator.store import open_store
 from coordinator.store.base import StoreError
+from coordinator.store.migrations import load_migrations
 from coordinator.store.sqlite import SQLiteStore
 from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT
 from tests.unit.store.support import (
@@ -60,14 +61,15 @@ async def test_open_makes_a_wal_database_at_the_latest_version(
     await store.open()
     try:
         assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-        assert _query(path, "SELECT version FROM schema_version") == [(1,)]
+        latest = [(m.version,) for m in load_migrations("sqlite_migrations")]
+        assert _query(path, "SELECT version FROM schema_version") == latest
     finally:
         await store.close()
     # Opening again applies nothing new.
     store = _make(path, clock)
     await store.open()
     await store.close()
-    assert _query(path, "SELECT count(*) FROM schema_version") == [(1,)]
+    assert _query(path, "SELECT count(*) FROM schema_version") == [(len(latest),)]
 
 
 async def test_open_store_builds_a_sqlite_store_from_a_url(db_path: Path, clock: FakeClock) -> None:

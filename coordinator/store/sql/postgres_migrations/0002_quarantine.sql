@@ -1,0 +1,9 @@
+-- botfleet on PostgreSQL, version 2: the operator's quarantine of a bot, kept until `release`.
+--
+-- `pending_command` only lasts until the bot shows that a command took hold, so it
+-- cannot say whether an operator's quarantine is still in force; a claim hands out
+-- nothing while it is (rules.claims_withheld). A quarantine pending at the upgrade
+-- counts; one already delivered shows in the lifecycle the bot reports.
+ALTER TABLE bots ADD COLUMN quarantined boolean NOT NULL DEFAULT false;
+
+UPDATE bots SET quarantined = true WHERE pending_command = 'quarantine';
