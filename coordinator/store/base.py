@@ -81,7 +81,9 @@ class AttemptRecord:
     claimed_at: datetime
     lease_until: datetime
     ended_at: datetime | None
-    outcome: str | None  # succeeded, failed, expired, released, cancelled; None while live
+    # succeeded, failed, expired, released, cancelled, lost (the claim answer never
+    # reached the bot; not charged against max_attempts); None while live
+    outcome: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,7 @@ class HeartbeatOutcome:
     extended: dict[str, datetime]  # job_id -> new lease_until, for jobs it still holds
     cancel: tuple[str, ...]  # listed running jobs that were cancelled by an operator
     command: str | None
+    released: tuple[str, ...] = ()  # its lost claim answers, queued again (uncharged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +245,13 @@ class Store(Protocol):
         state `cancelled` come back in `cancel`. A pending command is returned on
         every heartbeat until the reported lifecycle shows it took effect (drain:
         DRAINING or SHUTDOWN; quarantine: QUARANTINED; release: anything else).
+
+        Lost claim answers: a job this bot holds that was handed out before its
+        previous heartbeat arrived, and that neither that heartbeat nor this one
+        lists, never reached the bot. It is queued again at once (in `released`), its
+        attempt ends as `lost`, and that attempt is not charged against max_attempts
+        (attempt_base goes up with it); the attempt number still rises at the next
+        claim, so a late report of the lost attempt is fenced as any other's.
         """
         ...
 

@@ -88,20 +88,29 @@ async def heartbeat(
     command: str | None = locked["pending_command"]
     if command is not None and command_took_effect(command, effective):
         command = None
+    ids = list(dict.fromkeys(running_job_ids))
+    released: list[Any] = []
+    if locked["last_heartbeat"] is not None:
+        # Before heartbeat_bot, whose answer lists the jobs the bot still holds.
+        released = await tx.fetch(
+            "release_lost_jobs", bot_id, ids, locked["last_heartbeat"], tx.now
+        )
+        tx.changes.moved(released)
     lease_until = tx.now + timedelta(seconds=bot_lease_ttl_s)
     row = await tx.fetchrow(
         "heartbeat_bot", bot_id, tx.now, lease_until, effective, command, metrics
     )
     extended: dict[str, datetime] = {}
     cancel: list[str] = []
-    if running_job_ids:
-        ids = list(dict.fromkeys(running_job_ids))
+    if ids:
         for job in await tx.fetch("extend_leases", ids, bot_id, tx.now, job_lease_ttl_s):
             if job["cancelled"]:
                 cancel.append(job["id"])
             else:
                 extended[job["id"]] = job["lease_until"]
-    return HeartbeatOutcome(bot_from_row(row), extended, tuple(cancel), command)
+    return HeartbeatOutcome(
+        bot_from_row(row), extended, tuple(cancel), command, tuple(r["id"] for r in released)
+    )
 
 
 def check_update(command: str | None, max_concurrency: int | None) -> None:

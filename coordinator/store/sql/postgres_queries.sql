@@ -73,7 +73,7 @@ WHERE id = $1;
 
 -- name: lock_bot_for_heartbeat
 -- A replaced instance is fenced off like an unknown bot: it must not renew leases.
-SELECT lifecycle, pending_command FROM bots
+SELECT lifecycle, pending_command, last_heartbeat FROM bots
 WHERE id = $1 AND instance_id = $2 AND online
 FOR NO KEY UPDATE;
 
@@ -97,7 +97,8 @@ WITH held AS (
 ), extended AS (
     UPDATE jobs j
     SET lease_until = $3::timestamptz
-                      + make_interval(secs => greatest($4::float8, coalesce(j.timeout_s, 0)))
+                      + make_interval(secs => greatest($4::float8, coalesce(j.timeout_s, 0))),
+        seen_at = $3  -- the bot has this attempt (see release_lost_jobs)
     FROM held
     WHERE j.id = held.id AND j.bot_id = $2 AND j.state = 'running'
     RETURNING j.id, j.attempt, j.lease_until
@@ -158,6 +159,34 @@ WITH held AS (
 )
 SELECT id, op, state FROM released ORDER BY id;
 
+-- name: release_lost_jobs
+-- Claim answers that never reached the bot (see Store.heartbeat). $1 bot, $2 job ids
+-- this heartbeat lists, $3 when its previous heartbeat arrived, $4 now. Its jobs
+-- handed out before $3 that neither that heartbeat (seen_at) nor this one lists go
+-- back to the queue at once, uncharged: attempt_base goes up with the attempt, so the
+-- attempts spent stay as they were; the attempt ends as `lost`. Run before
+-- extend_leases, and SKIP LOCKED: a row a report holds is left for the next heartbeat
+-- (no lock waits beside the ones extend_leases takes, so no deadlock with a report).
+WITH lost AS (
+    SELECT id FROM jobs
+    WHERE bot_id = $1 AND state = 'running' AND started_at < $3
+      AND (seen_at IS NULL OR seen_at < $3) AND NOT (id = ANY($2::text[]))
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+), released AS (
+    UPDATE jobs j
+    SET state = 'queued', run_at = $4, lease_until = NULL, attempt_base = j.attempt_base + 1
+    FROM lost
+    WHERE j.id = lost.id AND j.bot_id = $1 AND j.state = 'running' AND j.started_at < $3
+      AND (j.seen_at IS NULL OR j.seen_at < $3)
+    RETURNING j.id, j.op, j.state, j.attempt
+), ended AS (
+    UPDATE attempts a SET ended_at = $4, outcome = 'lost'
+    FROM released r
+    WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
+)
+SELECT id, op, state FROM released ORDER BY id;
+
 -- name: lock_bot_for_claim
 SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
 WHERE id = $1 AND online
@@ -211,7 +240,7 @@ WITH room AS (
     SET state = 'running', attempt = j.attempt + 1, bot_id = $1, started_at = $5,
         lease_until = $5::timestamptz
                       + make_interval(secs => greatest($6::float8, coalesce(j.timeout_s, 0))),
-        progress = NULL, progress_message = NULL
+        seen_at = NULL, progress = NULL, progress_message = NULL
     FROM picked
     WHERE j.id = picked.id AND j.state = 'queued'
     RETURNING j.*

@@ -185,8 +185,10 @@ SELECT count(*) FROM jobs INDEXED BY jobs_running_bot WHERE state = 'running' AN
 -- name: extend_job_leases
 -- Only jobs this bot still holds: running, and its attempt is the current one.
 -- (`+state`: look the listed ids up by id, never walk every running job by state.)
+-- `seen_at`: the bot has this attempt (see `requeue_lost_jobs`).
 UPDATE jobs SET
-    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER)
+    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER),
+    seen_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND +state = 'running' AND bot_id = :bot_id
 RETURNING id, attempt, lease_until
 
@@ -240,6 +242,28 @@ UPDATE jobs INDEXED BY jobs_running_lease SET state = 'failed', lease_until = NU
 WHERE state = 'running' AND lease_until < :now
 RETURNING id
 
+-- name: end_lost_attempts
+-- Claim answers that never reached the bot (see Store.heartbeat): its jobs handed out
+-- before its previous heartbeat arrived (:since), which neither that heartbeat
+-- (seen_at) nor this one (:ids) lists. Run before `requeue_lost_jobs`.
+UPDATE attempts SET ended_at = :now, outcome = 'lost'
+FROM jobs INDEXED BY jobs_running_bot
+WHERE jobs.state = 'running' AND jobs.bot_id = :bot_id
+  AND jobs.started_at < :since AND (jobs.seen_at IS NULL OR jobs.seen_at < :since)
+  AND jobs.id NOT IN (SELECT value FROM json_each(:ids))
+  AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
+  AND attempts.ended_at IS NULL
+
+-- name: requeue_lost_jobs
+-- Those jobs go back to the queue at once, uncharged: attempt_base goes up with the
+-- attempt, so the attempts spent (attempt - attempt_base) stay as they were.
+UPDATE jobs INDEXED BY jobs_running_bot SET
+    state = 'queued', lease_until = NULL, run_at = :now, attempt_base = attempt_base + 1
+WHERE state = 'running' AND bot_id = :bot_id
+  AND started_at < :since AND (seen_at IS NULL OR seen_at < :since)
+  AND id NOT IN (SELECT value FROM json_each(:ids))
+RETURNING id, op
+
 -- ---------------------------------------------------------------- submit and claim
 
 -- name: insert_job
@@ -269,6 +293,7 @@ UPDATE jobs SET
     bot_id = :bot_id,
     started_at = :now,
     lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER),
+    seen_at = NULL,
     progress = NULL,
     progress_message = NULL
 WHERE seq IN (

@@ -8,7 +8,7 @@ from typing import Any
 
 from coordinator.store.base import BotRecord, HeartbeatOutcome, RegisterOutcome, Registration
 from coordinator.store.rules import BOT_DEREGISTERED, INSTANCE_REPLACED, command_took_effect
-from coordinator.store.sqlite.leases import release_jobs_of_bots
+from coordinator.store.sqlite.leases import release_jobs_of_bots, release_lost_jobs
 from coordinator.store.sqlite.rows import (
     Tx,
     dump_json,
@@ -99,10 +99,11 @@ def heartbeat(
             "metrics": dump_json(metrics),
         },
     )
+    ids = id_list(running_job_ids)
+    released = release_lost_jobs(tx, bot_id, row["last_heartbeat"], ids)
     extended: dict[str, Any] = {}
     cancel: tuple[str, ...] = ()
     if running_job_ids:
-        ids = id_list(running_job_ids)
         renewed = tx.all(
             "extend_job_leases",
             {"ids": ids, "bot_id": bot_id, "now": tx.now, "ttl_s": job_lease_ttl_s},
@@ -118,7 +119,11 @@ def heartbeat(
         cancelled = tx.all("cancelled_among", {"ids": ids, "bot_id": bot_id})
         cancel = tuple(r["id"] for r in cancelled)
     return HeartbeatOutcome(
-        bot=require_bot(tx, bot_id), extended=extended, cancel=cancel, command=command
+        bot=require_bot(tx, bot_id),
+        extended=extended,
+        cancel=cancel,
+        command=command,
+        released=released,
     )
 
 

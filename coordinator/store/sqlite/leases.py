@@ -25,6 +25,20 @@ def release_jobs_of_bots(
     return tuple(row["id"] for row in requeued), tuple(row["id"] for row in failed)
 
 
+def release_lost_jobs(
+    tx: Tx, bot_id: str, previous_heartbeat: int | None, listed: str
+) -> tuple[str, ...]:
+    """Queue again, uncharged, the jobs whose claim answer never reached this bot (see
+    `Store.heartbeat`); `listed` is the JSON list of the ids this heartbeat lists."""
+    if previous_heartbeat is None:
+        return ()
+    params = {"now": tx.now, "bot_id": bot_id, "since": previous_heartbeat, "ids": listed}
+    tx.run("end_lost_attempts", params)
+    requeued = tx.all("requeue_lost_jobs", params)
+    tx.available.update(row["op"] for row in requeued)
+    return tuple(row["id"] for row in requeued)
+
+
 def expire_leases(tx: Tx) -> ExpiryOutcome:
     """Bots past their lease go offline and give their jobs back; then jobs past their
     lease are queued again or failed. Each step is a set-based UPDATE that only matches

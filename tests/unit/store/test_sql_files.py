@@ -138,6 +138,8 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("end_attempts_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
         ("requeue_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
         ("fail_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
+        ("end_lost_attempts", "INDEX jobs_running_bot (bot_id=?)"),
+        ("requeue_lost_jobs", "INDEX jobs_running_bot (bot_id=?)"),
         ("count_running_of_bot", "INDEX jobs_running_bot (bot_id=?)"),
         ("extend_job_leases", "(id=?)"),
         ("cancelled_among", "(id=?)"),
@@ -233,5 +235,40 @@ def test_upgrade_keeps_a_pending_quarantine(tmp_path: Path) -> None:
         apply_sqlite_migrations(conn, queries, migrations, NOW_US)
         rows = conn.execute("SELECT id, quarantined FROM bots ORDER BY id").fetchall()
         assert rows == [("bot_0", 1), ("bot_1", 0), ("bot_2", 0)]
+    finally:
+        conn.close()
+
+
+def test_upgrade_keeps_the_attempt_history(tmp_path: Path) -> None:
+    """Version 3 builds the attempts table again (a new outcome): every row stays."""
+    queries = load_queries("sqlite_queries.sql")
+    migrations = load_migrations("sqlite_migrations")
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        apply_sqlite_migrations(conn, queries, migrations[:2], NOW_US)
+        conn.execute(
+            "INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities,"
+            " operations, max_concurrency, registered_at, token_hash, token_expires_at,"
+            " lease_until, resources, constraints, meta, metrics)"
+            " VALUES ('bot_1', 'key', 'i', 'n', '1.0.0', '[]', '[]', 1, 0, 'h', 0, 0,"
+            " '{}', '{}', '{}', '{}')"
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, op, payload, state, attempt, max_attempts, created_at,"
+            " run_at, bot_id) VALUES ('job_1', 'sum', '{}', 'running', 2, 3, 0, 0, 'bot_1')"
+        )
+        history = [
+            ("job_1", 1, "bot_1", 10, 20, 15, "expired"),
+            ("job_1", 2, "bot_1", 30, 40, None, None),
+        ]
+        conn.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?)", history)
+        apply_sqlite_migrations(conn, queries, migrations, NOW_US)
+        assert conn.execute("SELECT * FROM attempts ORDER BY attempt").fetchall() == history
+        conn.execute("UPDATE attempts SET outcome = 'lost' WHERE attempt = 2")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("UPDATE attempts SET outcome = 'gone' WHERE attempt = 2")
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("SELECT seen_at FROM jobs").fetchall() == [(None,)]
     finally:
         conn.close()
