@@ -6,121 +6,48 @@ never for fixed sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEADLINE_S = 60.0
+from botfleet.processes import (
+    DEADLINE_S,
+    ChildProcess,
+    child_env,
+    free_port,
+    port_open,
+    python_module,
+    wait_until,
+    wait_until_async,
+)
+
+__all__ = [
+    "DEADLINE_S",
+    "Coordinator",
+    "Process",
+    "bot_state_dir",
+    "free_port",
+    "http_json",
+    "logs_on_failure",
+    "port_open",
+    "start_bot",
+    "start_coordinator",
+    "wait_until",
+    "wait_until_async",
+]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float = DEADLINE_S, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
-
-
-async def wait_until_async(
-    condition: Callable[[], Awaitable[bool]],
-    deadline_s: float = DEADLINE_S,
-    what: str = "condition",
-) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
-@dataclass
-class Process:
+class Process(ChildProcess):
     """A child process whose output goes to a log file, stopped for sure at the end."""
 
-    name: str
-    args: list[str]
-    log_path: Path
-    env: dict[str, str]
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
-        log.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def signal(self, signum: int) -> None:
-        if self.alive():
-            assert self.popen is not None
-            self.popen.send_signal(signum)
-
-    def kill(self) -> None:
-        """SIGKILL: the crash the system must survive."""
-        self.signal(signal.SIGKILL)
-        self.wait(30)
-
-    def wait(self, timeout: float = DEADLINE_S) -> int:
-        assert self.popen is not None
-        return self.popen.wait(timeout)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM, then SIGKILL if it does not leave in time."""
-        if self.popen is None:
-            return None
-        if self.alive():
-            self.popen.terminate()
-            try:
-                return self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-        return self.popen.wait(timeout)
-
-
-def _env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "BOTFLEET_"))}
-    env.pop("SERVER_BASE", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not leave in time (tests allow 30 s)."""
+        return super().stop(grace_s)
 
 
 @dataclass
@@ -167,14 +94,14 @@ def start_coordinator(
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     db_url = db_url or f"sqlite:///{state_dir / 'botfleet.db'}"
-    args = [
-        sys.executable, "-m", "coordinator",
+    args = python_module(
+        "coordinator",
         "--host", "127.0.0.1", "--port", str(port), "--db", db_url,
         "--state-dir", str(state_dir),
         "--admin-token", admin_token, "--enroll-token", enroll_token,
         *(extra_args or []),
-    ]  # fmt: skip
-    process = Process(name, args, workdir / f"{name}.log", _env({})).start()
+    )  # fmt: skip
+    process = Process(name, args, workdir / f"{name}.log", child_env()).start()
     try:
         wait_until(
             lambda: port_open(port) or not process.alive(), what=f"{name} listening on {port}"
@@ -203,7 +130,7 @@ def start_bot(
     """A `python -m bot` process; `servers` are API bases (`http://host:port/v1`)."""
     state_dir = bot_state_dir(workdir, name)
     state_dir.mkdir(parents=True, exist_ok=True)
-    bot_env = _env(
+    bot_env = child_env(
         {
             "SERVER_BASE": ",".join(servers),
             "BOT_NAME": name,
@@ -212,7 +139,7 @@ def start_bot(
             **(env or {}),
         }
     )
-    args = [sys.executable, "-m", "bot", *(extra_args or [])]
+    args = python_module("bot", *(extra_args or []))
     return Process(f"bot-{name}", args, workdir / f"bot-{name}.log", bot_env).start()
 
 
