@@ -13,23 +13,28 @@ import math
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Protocol, TypeVar
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
-LOCALHOST = "127.0.0.1"
+# The child-process mechanics; the `as` names are re-exported for the benchmarks.
+from botfleet import processes
+from botfleet.processes import LOCALHOST as LOCALHOST
+from botfleet.processes import ChildProcess as ChildProcess
+from botfleet.processes import free_port as free_port
+from botfleet.processes import port_open as port_open
+from botfleet.processes import python_module as python_module
+from botfleet.processes import sigterm_as_interrupt as sigterm_as_interrupt
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
@@ -39,28 +44,14 @@ class BenchmarkError(Exception):
 
 
 # ---------------------------------------------------------------- waiting and ports
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((LOCALHOST, port)) == 0
+# free_port, port_open and the child-process mechanics are botfleet.processes'; these
+# adapters make its failures BenchmarkErrors, which `run_benchmark` reports cleanly.
 
 
 def wait_until(
     condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.01
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
+    processes.wait_until(condition, timeout_s, what, interval_s, error=BenchmarkError)
 
 
 def watch_count(
@@ -84,75 +75,8 @@ def watch_count(
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment without botfleet's own variables, so a child sees only what we set."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("BOT_", "BOTFLEET_")) and key != "SERVER_BASE"
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if part
-    )
-    env.update(extra or {})
-    return env
-
-
-@dataclass
-class ChildProcess:
-    """A process in its own session with its output in a log file; `stop` always ends it."""
-
-    name: str
-    args: list[str]
-    log_path: Path
-    env: dict[str, str]
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ChildProcess:
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=REPO_ROOT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop the children
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        if self.popen is None:
-            raise BenchmarkError(f"{self.name} was never started")
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (a graceful stop), then SIGKILL to its whole session if it lingers."""
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                print(f"note: {self.name} ignored SIGTERM for {timeout_s:.0f} s; killing it")
-        self._kill_session()
-        self.popen.wait(timeout_s)
-
-    def _kill_session(self) -> None:
-        # The process leads its own session (start_new_session), so its group id is its
-        # pid: this reaches any helper it forked and nothing else.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+    """This environment without botfleet's own variables, the repository importable."""
+    return processes.child_env(extra, python_path=[REPO_ROOT])
 
 
 def start_process(
@@ -163,32 +87,14 @@ def start_process(
     env: Mapping[str, str] | None = None,
 ) -> ChildProcess:
     """Start a child whose stop is registered on `stack` before anything else can fail."""
-    process = ChildProcess(name, list(args), workdir / f"{name}.log", child_env(env))
+    log_path = workdir / f"{name}.log"
+    process = ChildProcess(name, list(args), log_path, child_env(env), cwd=REPO_ROOT)
     stack.callback(process.stop)
     return process.start()
 
 
 def require_alive(process: ChildProcess) -> None:
-    if not process.alive():
-        raise BenchmarkError(f"{process.name} exited early; its log ends:\n{process.log_tail()}")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, so the `finally` blocks stop every child."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+    processes.require_alive(process, BenchmarkError)
 
 
 # ---------------------------------------------------------------- a private Redis
