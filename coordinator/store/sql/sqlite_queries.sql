@@ -242,27 +242,19 @@ UPDATE jobs INDEXED BY jobs_running_lease SET state = 'failed', lease_until = NU
 WHERE state = 'running' AND lease_until < :now
 RETURNING id
 
--- name: end_lost_attempts
+-- name: requeue_lost_jobs
 -- Claim answers that never reached the bot (see Store.heartbeat): its jobs handed out
 -- before its previous heartbeat arrived (:since), which neither that heartbeat
--- (seen_at) nor this one (:ids) lists. Run before `requeue_lost_jobs`.
-UPDATE attempts SET ended_at = :now, outcome = 'lost'
-FROM jobs INDEXED BY jobs_running_bot
-WHERE jobs.state = 'running' AND jobs.bot_id = :bot_id
-  AND jobs.started_at < :since AND (jobs.seen_at IS NULL OR jobs.seen_at < :since)
-  AND jobs.id NOT IN (SELECT value FROM json_each(:ids))
-  AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
-  AND attempts.ended_at IS NULL
-
--- name: requeue_lost_jobs
--- Those jobs go back to the queue at once, uncharged: attempt_base goes up with the
--- attempt, so the attempts spent (attempt - attempt_base) stay as they were.
+-- (seen_at) nor this one (:ids) lists. They go back to the queue at once, uncharged:
+-- attempt_base goes up with the attempt, so the attempts spent (attempt -
+-- attempt_base) stay as they were. The caller ends their attempts as `lost`
+-- (`end_attempt`): nothing to do in the usual case of no lost job.
 UPDATE jobs INDEXED BY jobs_running_bot SET
     state = 'queued', lease_until = NULL, run_at = :now, attempt_base = attempt_base + 1
 WHERE state = 'running' AND bot_id = :bot_id
   AND started_at < :since AND (seen_at IS NULL OR seen_at < :since)
   AND id NOT IN (SELECT value FROM json_each(:ids))
-RETURNING id, op
+RETURNING id, op, attempt
 
 -- ---------------------------------------------------------------- submit and claim
 

@@ -33,8 +33,16 @@ def release_lost_jobs(
     if previous_heartbeat is None:
         return ()
     params = {"now": tx.now, "bot_id": bot_id, "since": previous_heartbeat, "ids": listed}
-    tx.run("end_lost_attempts", params)
     requeued = tx.all("requeue_lost_jobs", params)
+    if not requeued:
+        return ()
+    tx.many(
+        "end_attempt",
+        (
+            {"job_id": row["id"], "attempt": row["attempt"], "outcome": "lost", "now": tx.now}
+            for row in requeued
+        ),
+    )
     tx.available.update(row["op"] for row in requeued)
     return tuple(row["id"] for row in requeued)
 

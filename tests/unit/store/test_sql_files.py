@@ -138,7 +138,6 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("end_attempts_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
         ("requeue_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
         ("fail_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("end_lost_attempts", "INDEX jobs_running_bot (bot_id=?)"),
         ("requeue_lost_jobs", "INDEX jobs_running_bot (bot_id=?)"),
         ("count_running_of_bot", "INDEX jobs_running_bot (bot_id=?)"),
         ("extend_job_leases", "(id=?)"),
