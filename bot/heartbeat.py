@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Protocol
 
 from bot.api import Api
@@ -31,6 +32,8 @@ from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
+
+MAX_UNREPORTED = 10_000  # the protocol's bound on a heartbeat's `unreported`
 
 INSTANCE_REPLACED = "instance_replaced"
 
@@ -64,6 +67,7 @@ class Heartbeat:
         settings: Settings,
         rng: random.Random,
         breaker: CircuitBreaker | None = None,
+        unreported: Callable[[], list[str]] = list,
     ) -> None:
         self._api = api
         self._session = session
@@ -73,16 +77,21 @@ class Heartbeat:
         self._handler = handler
         self._clock = clock
         self._breaker = breaker
+        self._unreported = unreported  # finished jobs whose reports wait (their leases stay)
         self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
         self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
 
     def request(self) -> m.HeartbeatRequest:
-        return m.HeartbeatRequest(
+        request = m.HeartbeatRequest(
             instance_id=self._session.instance_id,
             running=self._running.wire(),
             metrics=self._load.sample(),
             state=self._lifecycle.state.value,
         )
+        unreported = self._unreported()
+        if unreported:
+            request.unreported = unreported[:MAX_UNREPORTED]
+        return request
 
     async def beat(self) -> m.HeartbeatResponse:
         bot_id = self._session.bot_id

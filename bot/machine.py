@@ -242,6 +242,7 @@ class Bot:
             settings=self.settings,
             rng=self._rng,
             breaker=self.circuit,
+            unreported=self.scheduler.reporting.unreported,
         )
         self._registrar = Registrar(
             api, session, self.settings, self._host, self.lifecycle, self._clock, self._rng

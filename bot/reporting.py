@@ -67,12 +67,20 @@ class Reporting:
         self.flush_now = asyncio.Event()  # the coordinator is reachable again
         self.claim_left = asyncio.Event()  # the claim loop moved: it took `pending`, or not
         self.delivering = False
+        self._delivering: list[m.ReportItem] = []  # the group `report_loop` is delivering
+        self._riding: list[m.ReportItem] = []  # reports on a claim on its way
         self._outbox_backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
 
     @property
     def busy(self) -> bool:
-        """Reports wait or are on their way (the REPORT activity)."""
-        return self.delivering or bool(self.pending)
+        """Reports wait or are on their way, alone or on a claim (the REPORT activity)."""
+        return self.delivering or bool(self.pending) or bool(self._riding)
+
+    def unreported(self) -> list[str]:
+        """Jobs whose reports the coordinator has not confirmed: queued, on their way
+        (riding on a claim or in a delivery), or kept in the outbox."""
+        waiting = [*self.pending, *self._riding, *self._delivering, *self.outbox.pending()]
+        return list(dict.fromkeys(item.job_id for item in waiting))
 
     def queue(self, report: m.ReportItem) -> None:
         self.pending.append(report)
@@ -83,10 +91,12 @@ class Reporting:
     def take_riders(self) -> list[m.ReportItem]:
         """The pending reports, for a claim to carry (`report_on_claim`)."""
         riders, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+        self._riding = riders
         return riders
 
     def rode(self, riders: list[m.ReportItem], results: list[m.ReportResult]) -> None:
         """The claim that carried `riders` was answered: like a batch report's answer."""
+        self._riding = []
         delivery = sort_results(riders, results)
         self.reporter.counts.accepted += len(delivery.accepted)
         self.reporter.counts.rode += len(delivery.accepted)
@@ -97,6 +107,7 @@ class Reporting:
     def ride_back(self, riders: list[m.ReportItem]) -> None:
         """The claim carrying `riders` failed or was given up: deliver them the usual way
         (the coordinator may have applied them; sending them again is harmless)."""
+        self._riding = []
         if riders:
             self.pending[:0] = riders
             self.ready.set()
@@ -131,7 +142,7 @@ class Reporting:
                 self._keep_or_fatal(group)  # the circuit is open: no try, straight to the outbox
                 self._on_change()
                 continue
-            self.delivering = True
+            self.delivering, self._delivering = True, group
             self._on_change()
             try:
                 delivery = await self._deliver_guarded(group)
@@ -140,7 +151,7 @@ class Reporting:
                 self.hooks.fatal(exc)
                 continue
             finally:
-                self.delivering = False
+                self.delivering, self._delivering = False, []
                 self._on_change()
             if delivery is None:
                 continue

@@ -123,6 +123,13 @@ class HeartbeatRequest(Struct, kw_only=True):
     )
     metrics: BotMetrics = msgspec.field(default_factory=BotMetrics)
     state: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    # Jobs this bot finished whose reports the coordinator has not confirmed yet (queued,
+    # on their way, in the outbox): their leases are kept as for `running`, so a report
+    # held up by the network does not let the job be handed to another bot meanwhile.
+    # Left out when empty; a coordinator that does not know it ignores it.
+    unreported: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class HeartbeatResponse(Struct, kw_only=True):

@@ -79,7 +79,8 @@ async def heartbeat(request: web.Request) -> web.Response:
     outcome = await ctx.store.heartbeat(
         bot_id,
         body.instance_id,
-        [job.job_id for job in body.running],
+        # A finished job whose report is on its way keeps its lease like a running one.
+        [job.job_id for job in body.running] + list(body.unreported or ()),
         body.state,
         {"cpu": body.metrics.cpu, "mem_mb": body.metrics.mem_mb},
         ctx.config.bot_lease_ttl_s,

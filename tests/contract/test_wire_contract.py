@@ -121,6 +121,10 @@ class TestSeedShapes:
         }
         assert _errors(spec, "HeartbeatRequest", document) == []
         assert _errors(spec, "HeartbeatRequest", document | {"metrics": {"cpu": 2}})
+        # Finished jobs whose reports wait (an addition): left out when there are none.
+        assert _errors(spec, "HeartbeatRequest", document | {"unreported": ["job_2"]}) == []
+        assert _errors(spec, "HeartbeatRequest", document | {"unreported": [""]})
+        assert "unreported" not in json.loads(encode(m.HeartbeatRequest(instance_id="i")))
 
     @pytest.mark.parametrize(("limit", "valid"), [(0, False), (1, True), (100, True), (101, False)])
     def test_claim_request_limit(self, spec: dict[str, Any], limit: int, valid: bool) -> None:

@@ -55,3 +55,20 @@ async def test_a_job_the_heartbeats_list_stays_with_its_bot(api: Api) -> None:
     view = await api.job(job_id)
     assert (view["state"], view["attempt"]) == ("running", 1)
     assert await _report(api, bot, job_id, "complete", 1, result={"result": 3}) == 200
+
+
+async def test_a_finished_job_whose_report_waits_keeps_its_lease(api: Api) -> None:
+    """The bot ran it, but its report is held up (in the outbox): the heartbeats name it
+    in `unreported`, so it is neither taken for a lost answer nor let lapse."""
+    bot = await api.register()
+    job_id = await api.submit()
+    await api.claim(bot)
+    for _ in range(8):  # 240 s: past the 180 s job lease too
+        api.clock.advance(INTERVAL_S)
+        status, data = await api.heartbeat(bot, unreported=[job_id])
+        assert status == 200 and job_id in data["extended"], data
+    await api.ctx.reaper.run_once()
+    view = await api.job(job_id)
+    assert (view["state"], view["attempt"]) == ("running", 1)
+    assert await _report(api, bot, job_id, "complete", 1, result={"result": 3}) == 200
+    assert (await api.job(job_id))["state"] == "succeeded"

@@ -231,3 +231,60 @@ async def test_drain_while_a_renewal_is_on_its_way(start_bot: StartBot) -> None:
     assert await running.exit_code() == EXIT_OK
     history = running.bot.lifecycle.history
     assert history[-3:] == [S.REGISTER, S.DRAINING, S.SHUTDOWN]
+
+
+class LosingRideCoordinator(FakeCoordinator):
+    """Claims carrying reports are lost on the network, `losses` times."""
+
+    def __init__(self, losses: int) -> None:
+        super().__init__(features=[m.FEATURE_BATCH_REPORT, m.FEATURE_REPORT_ON_CLAIM])
+        self.losses = losses
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        if request.reports and self.losses:
+            self.losses -= 1
+            await self._enter("claim", request)  # recorded; held while the gate is shut
+            raise NetworkError("connection reset")
+        return await super().claim(request)
+
+
+async def test_reports_on_a_lost_claim_are_delivered_alone(start_bot: StartBot) -> None:
+    """While reports ride on a claim the bot shows REPORT; the claim lost, they go back to
+    the report loop and the bot goes on (no invalid move, nothing lost, nothing twice)."""
+    registry, release = blocking_registry()
+    fake = LosingRideCoordinator(losses=3)
+    ids = [fake.add_job("slow") for _ in range(2)]  # both slots taken: the claim loop waits
+    ids += [fake.add_job("sum", {"a": n, "b": 1}) for n in range(6)]
+    running = start_bot(
+        fake,
+        heartbeat_interval_s=1.0,
+        circuit_threshold=100,
+        bot_options={"registry": registry},
+    )
+    await eventually(lambda: all(runs(running.bot, job_id) for job_id in ids[:2]), "slots full")
+    gate = fake.gates["claim"] = asyncio.Event()
+    release.set()
+    await eventually(lambda: any(r.reports for r in fake.requests("claim")), "reports ride")
+    scheduler = running.bot.scheduler
+    assert scheduler is not None
+    # Meanwhile another report goes alone: the bot still shows REPORT for the riders.
+    scheduler.reporting.queue(m.ReportItem(job_id="job_unknown", action="complete", result={}))
+    await eventually(lambda: fake.count("report_batch") >= 1, "a report went alone")
+    assert running.bot.state is S.REPORT
+    # Their jobs keep their leases: the heartbeats name them until the reports land.
+    riders = {item.job_id for r in fake.requests("claim") if r.reports for item in r.reports}
+    await eventually(
+        lambda: any(riders <= set(h.unreported or ()) for h in fake.requests("heartbeat")),
+        "heartbeats name the reports on their way",
+    )
+    gate.set()
+
+    await fake.wait_finished(len(ids))
+    assert all(fake.jobs[job_id].state == "succeeded" for job_id in ids)
+    assert fake.losses == 0 and not running.task.done()
+    assert S.REPORT in running.bot.lifecycle.history
+    await eventually(lambda: not scheduler.reporting.unreported(), "every report confirmed")
+    assert scheduler.reporter.counts.accepted == len(ids) and len(scheduler.outbox) == 0
+    assert scheduler.reporter.counts.dropped == 1  # job_unknown
+    running.bot.request_stop("test")
+    assert await running.exit_code() == EXIT_OK

@@ -171,3 +171,34 @@ async def test_no_ride_while_the_circuit_is_open(make_scheduler: MakeScheduler) 
     await scheduler.claim(1)
 
     assert _carried(fake) == [] and len(scheduler.reporting.pending) == 1
+
+
+async def test_unreported_names_every_report_not_yet_confirmed(
+    make_scheduler: MakeScheduler,
+) -> None:
+    fake = FakeCoordinator(features=FEATURES)
+    scheduler, _ = await _finished_reports(make_scheduler, fake)
+    reporting = scheduler.reporting
+    assert reporting.unreported() == ["job_a"]  # queued
+
+    fake.gates["claim"] = asyncio.Event()
+    claim = asyncio.create_task(scheduler.claim(1))
+    await eventually(lambda: fake.count("claim") == 2, "the claim left")
+    assert reporting.pending == [] and reporting.unreported() == ["job_a"]  # riding
+    assert reporting.busy
+    fake.gates["claim"].set()
+    await claim
+    assert reporting.unreported() == [] and not reporting.busy  # confirmed
+
+    reporting.queue(m.ReportItem(job_id="job_b", action="complete", result={}))
+    fake.gates["report_batch"] = asyncio.Event()
+    stop = asyncio.Event()
+    loop = asyncio.create_task(reporting.report_loop(stop))
+    await eventually(lambda: fake.count("report_batch") == 1, "a delivery on its way")
+    assert reporting.pending == [] and reporting.unreported() == ["job_b"]  # delivering
+    stop.set()
+    fake.gates["report_batch"].set()
+    await asyncio.wait_for(loop, 30)
+
+    reporting.keep([m.ReportItem(job_id="job_c", action="complete", result={})])
+    assert reporting.unreported() == ["job_c"]  # kept in the outbox
