@@ -202,3 +202,22 @@ async def test_unreported_names_every_report_not_yet_confirmed(
 
     reporting.keep([m.ReportItem(job_id="job_c", action="complete", result={})])
     assert reporting.unreported() == ["job_c"]  # kept in the outbox
+
+
+async def test_a_job_alone_reports_on_the_next_claim_not_behind_a_long_poll(
+    make_scheduler: MakeScheduler,
+) -> None:
+    """One job at a time (a latency-bound producer): the job ends before the claim loop
+    asks again, so its report rides on that claim instead of waiting behind a long-poll."""
+    features = (m.FEATURE_LONG_POLL, *FEATURES)
+    fake = FakeCoordinator(features=features)
+    fake.add_job("sum", {"a": 1, "b": 2})
+    scheduler = make_scheduler(fake, clock=StillClock(), hooks=Hooks(), features=features)
+
+    await _run_both(scheduler, fake, 1)
+
+    assert fake.count("report_batch") == 0
+    first, second, *_ = fake.requests("claim")
+    assert first.limit == 2 and first.reports is msgspec.UNSET
+    assert second.limit == 2 and [r.job_id for r in second.reports] == ["job_1"]
+    assert second.wait_ms == 0
