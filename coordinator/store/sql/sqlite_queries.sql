@@ -32,9 +32,9 @@ PRAGMA busy_timeout = 0
 -- name: pragma_no_autocheckpoint
 -- The writer connection never checkpoints on commit: with the default (1,000 pages) the
 -- commit that crosses the threshold copies the WAL into the database and fsyncs both,
--- and commits now run on the event loop. `checkpoint_passive` runs instead, queued on
--- the writer thread every few hundred rows written (writes meanwhile queue behind it,
--- as they waited for SQLite's own checkpoint before). Durability is unchanged in kind: a
+-- and commits now run on the event loop. `checkpoint_passive` runs instead every few
+-- hundred rows written: its bulk on the reader thread while writes go on, its tail on
+-- the writer thread (writes queue behind that short part). Durability is unchanged in kind: a
 -- commit is in the WAL before it returns, so it survives a SIGKILL of the process; a
 -- power loss or OS crash can lose what was committed since the last checkpoint's fsync,
 -- as with the default; only the spacing of the checkpoints differs. If the process dies

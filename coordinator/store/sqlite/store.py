@@ -29,8 +29,9 @@ be lost, and the file is never corrupted. That is the usual trade for a job queu
 producers and bots retry. The writer does not checkpoint on commit
 (`wal_autocheckpoint = 0`, so no checkpoint and no fsync ever runs on the event loop):
 every few hundred rows written, a PASSIVE checkpoint, which fsyncs the WAL and then the
-database, is queued on the writer thread instead (`threads.Checkpointer`); what a power
-loss can take is bounded by that spacing instead of by SQLite's 1,000-page default.
+database, runs instead, its bulk on the reader thread and its tail on the writer thread
+(`threads.Checkpointer`); what a power loss can take is bounded by that spacing instead
+of by SQLite's 1,000-page default.
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ class SQLiteStore:
                 raise StoreError(f"SQLite {self._path}: {exc}") from exc
             raise
         self._queries, self._writer, self._reader = queries, writer, reader
-        self._checkpointer = Checkpointer(writer, queries, self._path, CHECKPOINT_AFTER_CHANGES)
+        self._checkpointer = Checkpointer(
+            writer, queries, self._path, CHECKPOINT_AFTER_CHANGES, copier=reader
+        )
         try:
             self._loop_reader = connect(self._path, queries, LOOP_READER_SETUP)
         except sqlite3.Error as error:  # the reader thread serves every read then
@@ -186,8 +189,8 @@ class SQLiteStore:
         loop_reader, self._loop_reader = self._loop_reader, None
         if loop_reader is not None:
             loop_reader.close()
+        await checkpointer.close()  # its copy phase runs on the reader thread
         await reader.call(reader.disconnect, queries, ())
-        await checkpointer.close()
         # The writer closes last: the last connection to close checkpoints the whole WAL
         # and removes it (on the writer thread).
         await writer.call(writer.disconnect, queries, ("pragma_busy_timeout", "pragma_optimize"))

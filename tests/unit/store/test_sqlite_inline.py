@@ -305,7 +305,7 @@ async def test_a_full_disk_inline_is_a_store_error_and_the_connection_recovers(
     assert sqlite_store.write_paths == WritePaths(inline=1)
 
 
-async def test_the_wal_is_checkpointed_on_the_writer_thread_and_stops_growing(
+async def test_the_wal_is_checkpointed_off_the_loop_and_stops_growing(
     sqlite_store: SQLiteStore, clock: FakeClock, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loop_thread = threading.get_ident()
@@ -325,6 +325,8 @@ async def test_the_wal_is_checkpointed_on_the_writer_thread_and_stops_growing(
     # checkpoints ran on the writer thread.
     assert {setting for _, setting in seen.calls} == {0}
     assert checkpointer.last_thread not in (None, loop_thread)
+    # The bulk was copied on another thread (the reader's), while writes went on.
+    assert checkpointer.copy_thread not in (None, loop_thread, checkpointer.last_thread)
     assert sqlite_store.write_paths.inline > 0
     # The WAL starts over after each checkpoint: after six rounds it is about as long
     # as one round's writes (they vary a little as the tables grow), not six.
