@@ -58,6 +58,12 @@ class Metrics:
             ["op", "outcome"],
             registry=r,
         )
+        self.claims_lost = Counter(
+            "botfleet_claim_answers_lost",
+            "Jobs whose claim answer never reached the bot (queued again, no attempt used)",
+            ["op"],
+            registry=r,
+        )
         self.bots_expired = Counter(
             "botfleet_bot_leases_expired", "Bots marked offline by the reaper", registry=r
         )
@@ -140,6 +146,10 @@ class Metrics:
             _child(self._succeeded_by_op, self.succeeded, op).inc()
         else:
             _child(self._failed_by_op, self.failed, op).inc()
+
+    def observe_lost_claims(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self.claims_lost.labels(self._ops.pop(job_id, UNKNOWN_OP)).inc()
 
     def observe_expiry(self, outcome: ExpiryOutcome) -> None:
         for job_id in outcome.requeued:

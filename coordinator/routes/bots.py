@@ -90,6 +90,15 @@ async def heartbeat(request: web.Request) -> web.Response:
         raise NotFound(f"bot {bot_id} is unknown or offline; register again", code="bot_not_found")
     # Another coordinator process may have registered a new instance moments ago.
     _check_instance(bot_id, outcome.bot.instance_id, body.instance_id)
+    if outcome.released:
+        ctx.metrics.observe_lost_claims(outcome.released)
+        log.info(
+            "bot %s never got %d job(s) handed to it (claim answers lost): queued again, "
+            "no attempt used: %s",
+            bot_id,
+            len(outcome.released),
+            ", ".join(outcome.released),
+        )
     response = m.HeartbeatResponse(
         lease_until=to_rfc3339(outcome.bot.lease_until),
         assignment=assignment(outcome.bot.assignment),

@@ -30,6 +30,10 @@ async def test_a_lost_claim_answer_is_handed_out_again_uncharged(api: Api) -> No
     assert status == 200, data
     view = await api.job(job_id)
     assert (view["state"], view["attempt"], view["max_attempts"]) == ("queued", 1, 1)
+    lost = api.ctx.metrics.registry.get_sample_value(
+        "botfleet_claim_answers_lost_total", {"op": "sum"}
+    )
+    assert lost == 1
 
     (again,) = await api.claim(bot)
     assert (again["id"], again["attempt"]) == (job_id, 2)
