@@ -13,7 +13,14 @@ on the same machine. Per run and per setting, on a fresh coordinator:
    then GET /v1/jobs/{id}?wait_ms=5000 until it is terminal; p50 and p99 after
    `--warmup-jobs` uncounted ones.
 
-The table quotes medians over `--runs`; the settings alternate which goes first.
+The table quotes medians over `--runs`; the settings alternate which goes first. The CPU
+rows are the CPU time of the coordinator and of the bots during the throughput phase,
+per job.
+
+`--compare settings` (the default) sets the seed's bot defaults against a tuned bot.
+`--compare report-on-claim` keeps the bots' defaults and sets a coordinator that offers
+every extension but `report_on_claim` (each report its own request) against one that
+offers it (a report rides on the next claim).
 Run from the repository root: `python -m benchmarks.end_to_end` (add `--jobs 1000` for a
 quick look).
 """
@@ -43,6 +50,7 @@ from benchmarks.fleet import (
 from benchmarks.harness import (
     BenchmarkError,
     ChildProcess,
+    CpuMeter,
     Table,
     add_fleet_run_arguments,
     fmt_ms,
@@ -65,18 +73,24 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 SEED_DEFAULTS = {"MAX_CONCURRENCY": "2", "CLAIM_BATCH_SIZE": "5"}
 TUNED = {"MAX_CONCURRENCY": "32"}
 
+WITHOUT_REPORT_ON_CLAIM = ",".join(f for f in m.ALL_FEATURES if f != m.FEATURE_REPORT_ON_CLAIM)
+
 THROUGHPUT = "jobs_per_s"
 P50 = "latency_p50_s"
 P99 = "latency_p99_s"
+SERVER_CPU = "coordinator_cpu_s_per_job"
+BOTS_CPU = "bots_cpu_s_per_job"
 
 
 @dataclass(frozen=True, slots=True)
 class Setting:
     name: str
     bot_env: dict[str, str]
+    server_args: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return " ".join(f"{key}={value}" for key, value in self.bot_env.items()) or "no variables"
+        env = " ".join(f"{key}={value}" for key, value in self.bot_env.items()) or "no variables"
+        return f"{env}; coordinator {' '.join(self.server_args) or 'defaults'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,17 +122,26 @@ async def wait_bots_online(
         await asyncio.sleep(0.02)
 
 
-async def throughput(client: AdminClient, jobs: int, timeout_s: float) -> float:
-    """Jobs per second from the first submission to the last success; results checked."""
+async def throughput(
+    client: AdminClient, jobs: int, timeout_s: float, server_pid: int, bot_pids: list[int]
+) -> dict[str, float]:
+    """Jobs per second from the first submission to the last success, and the CPU per job
+    of the coordinator and of the bots meanwhile; results checked."""
     batch = [sum_job(i, 2 * i + 1) for i in range(jobs)]
+    server_cpu, bots_cpu = CpuMeter([server_pid]), CpuMeter(bot_pids)
     started = time.perf_counter()
     ids: list[str] = []
     for offset in range(0, jobs, BULK_SIZE):
         ids += await client.submit_bulk(batch[offset : offset + BULK_SIZE])
     await wait_for_succeeded(client, ids, timeout_s)
     elapsed = time.perf_counter() - started
+    figures = {
+        THROUGHPUT: jobs / elapsed,
+        SERVER_CPU: server_cpu.finish().cpu_s / jobs,
+        BOTS_CPU: bots_cpu.finish().cpu_s / jobs,
+    }
     await verify_all_succeeded(client, jobs)
-    return jobs / elapsed
+    return figures
 
 
 async def submit_to_result(client: AdminClient, n: int, timeout_s: float) -> float:
@@ -139,21 +162,29 @@ async def submit_to_result(client: AdminClient, n: int, timeout_s: float) -> flo
 
 async def measure(workdir: Path, setting: Setting, options: Options) -> dict[str, float]:
     with contextlib.ExitStack() as stack:
-        coordinator: FleetCoordinator = start_coordinator(stack, workdir)
+        coordinator: FleetCoordinator = start_coordinator(
+            stack, workdir, extra_args=setting.server_args
+        )
         bots = [
             start_bot(stack, workdir, coordinator, f"bench-{n}", env=setting.bot_env)
             for n in range(options.bots)
         ]
         async with AdminClient.connect(coordinator) as client:
             await wait_bots_online(client, bots, options.timeout_s)
-            per_s = await throughput(client, options.jobs, options.timeout_s)
+            figures = await throughput(
+                client,
+                options.jobs,
+                options.timeout_s,
+                coordinator.process.pid,
+                [bot.pid for bot in bots],
+            )
             samples = [
                 await submit_to_result(client, n, options.timeout_s)
                 for n in range(options.warmup_jobs + options.latency_jobs)
             ][options.warmup_jobs :]
         for bot in bots:
             require_alive(bot)
-    return {THROUGHPUT: per_s, P50: percentile(samples, 50), P99: percentile(samples, 99)}
+    return figures | {P50: percentile(samples, 50), P99: percentile(samples, 99)}
 
 
 # ---------------------------------------------------------------- the table
@@ -165,10 +196,12 @@ def comparison_table(
     table = Table(
         f"botfleet end to end: SQLite coordinator + {options.bots} bots, medians of "
         f"{options.runs} run(s), {options.jobs:,} jobs, latency over {options.latency_jobs} jobs",
-        ["measure", options.baseline.name, options.tuned.name, "tuned ÷ defaults"],
+        ["measure", options.baseline.name, options.tuned.name, "÷"],
     )
     rows = (
         (f"throughput, {options.jobs:,} sum jobs", THROUGHPUT, fmt_rate),
+        ("↳ coordinator CPU per job", SERVER_CPU, fmt_ms),
+        ("↳ bots' CPU per job", BOTS_CPU, fmt_ms),
         ("submit-to-result p50, idle", P50, fmt_ms),
         ("submit-to-result p99, idle", P99, fmt_ms),
     )
@@ -180,9 +213,9 @@ def comparison_table(
         f"{options.tuned.name}: {options.tuned.describe()}"
     )
     table.notes.append(
-        "the coordinator's register answer sets the claim batch (claim_batch_size 5) and "
-        "features (long_poll, batch_report) for both; throughput runs from the first "
-        "submission to the last success, bots already registered"
+        "÷: the second column over the first; the coordinator's register answer sets the "
+        "claim batch (claim_batch_size 5) and the extensions it offers; throughput runs "
+        "from the first submission to the last success, bots already registered"
     )
     table.notes.append(f"machine: {machine_line()}")
     return table
@@ -231,6 +264,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     defaults = " ".join(f"{k}={v}" for k, v in SEED_DEFAULTS.items())
     tuned = " ".join(f"{k}={v}" for k, v in TUNED.items())
     parser.add_argument(
+        "--compare",
+        choices=["settings", "report-on-claim"],
+        default="settings",
+        help="what the two columns differ in (settings: the bots' environment)",
+    )
+    parser.add_argument(
         "--baseline-env",
         action="append",
         metavar="NAME=VALUE",
@@ -259,9 +298,21 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         timeout_s=args.timeout,
         fmt=args.format,
         workdir=args.workdir,
-        baseline=Setting("seed defaults", baseline or dict(SEED_DEFAULTS)),
-        tuned=Setting("tuned", tuned_env or dict(TUNED)),
+        **_settings(args.compare, baseline, tuned_env),
     )
+
+
+def _settings(compare: str, baseline: dict[str, str], tuned: dict[str, str]) -> dict[str, Setting]:
+    if compare == "report-on-claim":
+        env = baseline or dict(SEED_DEFAULTS)
+        return {
+            "baseline": Setting("reports alone", env, ("--features", WITHOUT_REPORT_ON_CLAIM)),
+            "tuned": Setting("report_on_claim", env),
+        }
+    return {
+        "baseline": Setting("seed defaults", baseline or dict(SEED_DEFAULTS)),
+        "tuned": Setting("tuned", tuned or dict(TUNED)),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

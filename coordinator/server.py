@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from botfleet.clock import Clock, SystemClock
 from botfleet.logs import configure_logging
+from botfleet.protocol.messages import ALL_FEATURES
 from coordinator.app import create_app
 from coordinator.auth import ServerTokens
 from coordinator.config import ServerConfig
@@ -88,6 +90,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="how many jobs bots ask for per claim, told to them at registration (5)",
     )
     parser.add_argument(
+        "--features",
+        metavar="LIST",
+        help=(
+            "the protocol extensions offered to bots, comma-separated (all: "
+            + ",".join(ALL_FEATURES)
+            + "); a bot uses only those offered"
+        ),
+    )
+    parser.add_argument(
         "--log-format",
         default="text",
         choices=["text", "json"],
@@ -124,6 +135,11 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                 defaults.claim_batch_size
                 if args.claim_batch_size is None
                 else args.claim_batch_size
+            ),
+            features=(
+                defaults.features
+                if args.features is None
+                else tuple(f.strip() for f in args.features.split(",") if f.strip())
             ),
         )
     except ValueError as exc:
@@ -230,10 +246,11 @@ def _flag_names(message: str) -> str:
         "reaper_interval_s": "--reaper-interval",
         "reaper_startup_grace_s": "--reaper-grace",
         "claim_batch_size": "--claim-batch-size",
+        "unknown features": "--features: unknown features",
         "port": "--port",
         "admin_token": "--admin-token",
         "enroll_token": "--enroll-token",
     }
     for field, flag in names.items():
-        message = message.replace(field, flag)
+        message = re.sub(rf"\b{field}\b", flag, message)  # whole words: not "teleport"
     return message

@@ -81,3 +81,24 @@ def test_end_to_end_prints_throughput_and_latency_for_both_settings(tmp_path: Pa
     assert "MAX_CONCURRENCY=2 CLAIM_BATCH_SIZE=5" in out
     assert "machine: " in out
     assert leftovers(tmp_path) == []
+
+
+def test_end_to_end_compares_report_on_claim_with_reports_alone(tmp_path: Path) -> None:
+    code, out, err = run_benchmark(
+        tmp_path,
+        "--compare", "report-on-claim",
+        "--jobs", "100", "--latency-jobs", "5", "--warmup-jobs", "1", "--runs", "1",
+        "--timeout", str(BENCHMARK_TIMEOUT_S), "--format", "plain",
+    )  # fmt: skip
+    assert code == 0, f"stdout:\n{out}\nstderr:\n{err}\n{log_tails(tmp_path)}"
+    for label, figure in (
+        ("throughput, 100 sum jobs", RATE),
+        ("coordinator CPU per job", DURATION),
+        ("bots' CPU per job", DURATION),
+    ):
+        pattern = re.escape(label) + rf"\s+{figure}\s+{figure}\s+({RATIO}|n/a)"
+        assert re.search(pattern, out), f"no row {label!r} in:\n{out}"
+    assert re.search(rf"run 1 reports alone: {RATE}, p50 {DURATION}, p99 {DURATION}", out)
+    assert re.search(rf"run 1 report_on_claim: {RATE}, p50 {DURATION}, p99 {DURATION}", out)
+    assert "--features long_poll,batch_report,progress,deregister" in out
+    assert leftovers(tmp_path) == []

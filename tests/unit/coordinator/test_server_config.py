@@ -95,6 +95,14 @@ class TestFromArgs:
         with pytest.raises(ValueError, match="--claim-batch-size"):
             config_from_args(_args("--claim-batch-size", "0"), {})
 
+    def test_features(self) -> None:
+        assert config_from_args(_args(), {}).features == ALL_FEATURES
+        config = config_from_args(_args("--features", "long_poll, batch_report"), {})
+        assert config.features == ("long_poll", "batch_report")
+        assert config_from_args(_args("--features", ""), {}).features == ()
+        with pytest.raises(ValueError, match=r"--features: unknown features.*teleport"):
+            config_from_args(_args("--features", "long_poll,teleport"), {})
+
     def test_a_short_bot_lease_shortens_the_heartbeat(self) -> None:
         config = config_from_args(_args("--bot-lease-ttl", "4"), {})
         assert config.heartbeat_interval_s == 1.0
