@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from aiohttp import web
 
@@ -44,6 +46,9 @@ async def claim(request: web.Request) -> web.Response:
             raise InvalidBody("`instance_id` is required with `reports` - at `$.instance_id`")
         # Before the claim: the capacity these reports free is what the claim fills.
         results = await _apply_reports(ctx, identity.bot_id, body.reports)
+        # A producer waiting on one of these jobs (`GET …?wait_ms`) was just woken: let it
+        # answer before this claim's transaction, not after (p50 2.94 -> 2.47 ms, 4 pairs).
+        await asyncio.sleep(0)
     long_poll = m.FEATURE_LONG_POLL in ctx.config.features
     with ctx.tracer.span("claim", {"botfleet.bot_id": body.bot_id, "botfleet.limit": body.limit}):
         jobs = await ctx.poller.claim(
