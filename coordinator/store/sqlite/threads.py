@@ -133,10 +133,11 @@ class Checkpointer:
         self._queries = queries
         self._path = path
         self._every = every
-        self._mark = 0
+        self._mark = 0  # total_changes up to which the WAL was last checkpointed
         self._pending: asyncio.Future[None] | None = None
         self.runs = 0
         self.last_thread: int | None = None  # the thread that finished the last one (tests)
+        self.last_result: tuple[int, int, int] | None = None  # (busy, WAL pages, copied)
         self.copy_thread: int | None = None  # the thread that ran the last copy (tests)
 
     def note(self, total_changes: int) -> None:
@@ -145,7 +146,7 @@ class Checkpointer:
         if total_changes - self._mark < self._every:
             return
         if self._pending is not None and not self._pending.done():
-            return
+            return  # its finish checkpoints what is written meanwhile
         self._mark = total_changes
         if self._copier is None:
             # Queued at once, not from a task: the writes that follow, inline or not,
@@ -171,6 +172,13 @@ class Checkpointer:
         self.last_thread = threading.get_ident()
         if self._run(self._writer, "finish"):
             self.runs += 1
+            # On the writer thread, nothing else writes: all committed so far is copied,
+            # including what was written during the copy phase.
+            self._mark = self._writer.conn.total_changes
+
+    @property
+    def idle(self) -> bool:
+        return self._pending is None or self._pending.done()
 
     def _run(self, thread: DatabaseThread, phase: str) -> bool:
         try:
@@ -180,6 +188,7 @@ class Checkpointer:
             logger.warning("SQLite %s: checkpoint (%s) failed: %s", self._path, phase, error)
             return False
         if row is not None:
+            self.last_result = (row[0], row[1], row[2])
             logger.debug(
                 "SQLite %s: checkpoint %s busy=%s wal=%s copied=%s", self._path, phase, *row
             )
