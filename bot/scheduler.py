@@ -181,7 +181,7 @@ class Scheduler:
                     raise  # this task is being cancelled, not just the claim
                 log.info("claim on its way given up")
                 return []
-            except CoordinatorError:
+            except Exception:  # a CoordinatorError, or anything else: the reports stay ours
                 self.reporting.ride_back(riders)
                 raise
             if riders:
