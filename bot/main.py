@@ -9,7 +9,6 @@ interrupted while starting.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -20,6 +19,7 @@ from bot.logging_setup import LOG_FORMATS, configure_logging
 from bot.machine import EXIT_BAD_SETTINGS, Bot
 from bot.settings import Settings, load_settings
 from bot.signals import stop_on_signals
+from botfleet import eventloop
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,16 @@ def run_bot(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     level = getattr(logging, str(getattr(args, "log_level", "info")).upper())
     handler = configure_logging(getattr(args, "log_format", "text"), level)
     try:
+        env = os.environ if env is None else env
         try:
-            settings = load_settings(os.environ if env is None else env, flags_from(args))
-        except SettingsError as exc:
+            settings = load_settings(env, flags_from(args))
+            loop_name, loop_factory = eventloop.loop_factory(env)
+        except (SettingsError, eventloop.EventLoopError) as exc:
             log.error("bad setting: %s", exc)
             return EXIT_BAD_SETTINGS
+        log.debug("event loop: %s", loop_name)
         try:
-            return asyncio.run(serve(settings))
+            return eventloop.run(serve(settings), loop_factory)
         except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
             log.warning("interrupted while starting")
             return EXIT_INTERRUPTED

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from botfleet import eventloop
 from botfleet.clock import Clock, SystemClock
 from botfleet.logs import configure_logging
 from botfleet.protocol.messages import ALL_FEATURES
@@ -146,15 +147,18 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         raise ValueError(_flag_names(str(exc))) from None
 
 
-def run_server(args: argparse.Namespace) -> int:
+def run_server(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGINT or SIGTERM (a second one stops at once); the exit status."""
+    env = os.environ if env is None else env
     try:
-        config = config_from_args(args, os.environ)
+        config = config_from_args(args, env)
+        loop_name, loop_factory = eventloop.loop_factory(env)
     except ValueError as exc:
         print(f"botfleet server: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_format, getattr(logging, str(args.log_level).upper()))
-    return asyncio.run(serve(config, SystemClock()))
+    log.debug("event loop: %s", loop_name)
+    return eventloop.run(serve(config, SystemClock()), loop_factory)
 
 
 async def serve(config: ServerConfig, clock: Clock) -> int:

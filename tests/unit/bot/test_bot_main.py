@@ -72,3 +72,8 @@ def test_entry_points_show_help(command: list[str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--max-concurrency" in result.stdout and "SERVER_BASE" in result.stdout
+
+
+def test_unknown_event_loop_exits_2_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    assert run_bot(parse(), env={"BOTFLEET_EVENT_LOOP": "tokio"}) == 2
+    assert "BOTFLEET_EVENT_LOOP='tokio': expected one of auto, uvloop, asyncio" in caplog.text

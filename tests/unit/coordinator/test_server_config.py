@@ -12,7 +12,7 @@ import pytest
 from botfleet.clock import SystemClock
 from botfleet.protocol.messages import ALL_FEATURES
 from coordinator.config import MIB, ServerConfig
-from coordinator.server import add_server_arguments, config_from_args, serve
+from coordinator.server import add_server_arguments, config_from_args, run_server, serve
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -113,6 +113,14 @@ class TestFromArgs:
 
 
 class TestServeFailures:
+    def test_an_unknown_event_loop_exits_2_before_serving(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        args = _args("--state-dir", str(tmp_path), "--port", "0")
+        assert run_server(args, {"BOTFLEET_EVENT_LOOP": "tokio"}) == 2
+        assert "BOTFLEET_EVENT_LOOP='tokio'" in capsys.readouterr().err
+        assert not (tmp_path / "admin_token").exists()  # nothing was set up
+
     async def test_an_unsupported_database_url_exits_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
