@@ -61,6 +61,7 @@ def start_coordinator(
     name: str = "coordinator",
     db_url: str | None = None,
     extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> FleetCoordinator:
     """A coordinator listening on a free port; its database is `db_url` or a fresh
     SQLite file in `workdir/name`."""
@@ -80,7 +81,7 @@ def start_coordinator(
         f"--enroll-token={enroll_token}",
         *extra_args,
     )  # fmt: skip
-    process = start_process(stack, name, args, workdir)
+    process = start_process(stack, name, args, workdir, env)
     wait_until(
         lambda: port_open(port) or not process.alive(),
         START_TIMEOUT_S,

@@ -107,3 +107,20 @@ def test_scale_prints_claims_fleet_and_bot_figures(tmp_path: Path) -> None:
     row(output, "bot RSS after 50 jobs", MIB, "< 60 MiB")
     row(output, "bot RSS, 50 ÷ 20 jobs", RATIO)
     assert processes_using(tmp_path) == []
+
+
+def test_round_trip_prints_the_floor_botfleet_and_the_store(tmp_path: Path) -> None:
+    output = run_benchmark("benchmarks.round_trip", tmp_path, "--round-trips", "20")
+    assert "One round trip of a default bot" in output
+    micros, ceiling = r"[\d,]+ µs", r"[\d,]+ jobs/s"
+    for loop in ("asyncio", "uvloop"):
+        row(output, "bare aiohttp", loop, micros, micros, micros, ceiling)
+        row(output, "botfleet coordinator", loop, micros, micros, micros, ceiling)
+    row(output, "store calls alone", "-", micros, "-", micros, ceiling)
+    assert processes_using(tmp_path) == []
+    bare_servers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "benchmarks.bare_server" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert bare_servers == []
