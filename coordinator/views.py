@@ -58,6 +58,7 @@ def job_view(job: JobRecord) -> m.JobView:
         state=cast(m.JobState, job.state),
         attempt=job.attempt,
         max_attempts=job.max_attempts,
+        attempts_used=job.attempts_used,
         priority=job.priority,
         result=job.result,
         error=job.error,

@@ -98,12 +98,25 @@ def outcome(job: m.JobView) -> str:
 # ---------------------------------------------------------------- jobs
 
 
+def attempts_used(job: m.JobView) -> int:
+    """The attempts charged against max_attempts; `attempt` from a coordinator too old to
+    say (it is the fencing number, which lost claims and retries also raise)."""
+    return job.attempt if isinstance(job.attempts_used, msgspec.UnsetType) else job.attempts_used
+
+
+def attempts_detail(job: m.JobView) -> str:
+    """Used of max, and the attempt number where it differs: bot logs and reports name it."""
+    used = attempts_used(job)
+    text = f"{used} of {job.max_attempts}"
+    return text if used == job.attempt else f"{text} (attempt #{job.attempt})"
+
+
 def jobs_table(jobs: Iterable[m.JobView], now: datetime) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("ID", no_wrap=True)
     table.add_column("OP", no_wrap=True)
     table.add_column("STATE", no_wrap=True)
-    table.add_column("ATTEMPT", justify="right", no_wrap=True)
+    table.add_column("ATTEMPTS", justify="right", no_wrap=True)
     table.add_column("BOT", no_wrap=True)
     table.add_column("CREATED", no_wrap=True)
     table.add_column("RESULT / ERROR", overflow="fold")
@@ -112,7 +125,7 @@ def jobs_table(jobs: Iterable[m.JobView], now: datetime) -> Table:
             job.id,
             job.op,
             state_text(job.state),
-            f"{job.attempt}/{job.max_attempts}",
+            f"{attempts_used(job)}/{job.max_attempts}",
             job.bot_id or "-",
             ago(job.created_at, now),
             outcome(job),
@@ -128,7 +141,7 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         ("id", job.id),
         ("op", job.op),
         ("state", state_text(job.state)),
-        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("attempts", attempts_detail(job)),
         ("priority", str(job.priority)),
         ("payload", compact_json(job.payload)),
     ]

@@ -259,6 +259,11 @@ class JobView(Struct, kw_only=True):
     state: JobState
     attempt: int
     max_attempts: int
+    # The attempts charged against max_attempts. `attempt` is the fencing number, which
+    # also rises for a claim whose answer never reached the bot and keeps rising across an
+    # operator's retry, so it can pass max_attempts; this cannot. Left out by coordinators
+    # older than it (a reader then falls back to `attempt`).
+    attempts_used: NonNegInt | msgspec.UnsetType = msgspec.UNSET
     priority: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None

@@ -61,6 +61,10 @@ class JobRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     lease_until: datetime | None = None
+    # The attempts charged against max_attempts (attempt - attempt_base): a lost claim
+    # and the attempts before an operator's retry are not, so this never passes
+    # max_attempts while `attempt` may.
+    attempts_used: int = 0
     bot_id: str | None = None  # holder of the current (or last) attempt
     result: dict[str, Any] | None = None
     error: str | None = None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 
 from botfleet.protocol import ProtocolError, decode, encode
@@ -168,6 +169,21 @@ class TestSeedShapes:
         heartbeat = decode(b'{"lease_extended_to": "2026-01-19T10:15:00Z"}', m.HeartbeatResponse)
         assert heartbeat.command is None and heartbeat.cancel == []
 
+    def test_job_view_attempts_used(self, spec: dict[str, Any]) -> None:
+        """An addition: the attempts charged against max_attempts, beside the fencing
+        `attempt`; optional, so an older coordinator's view still validates and decodes."""
+        older = {
+            "id": "job_1", "op": "sum", "payload": {}, "state": "running", "attempt": 4,
+            "max_attempts": 3, "created_at": "2026-01-19T10:15:00Z",
+        }  # fmt: skip
+        assert _errors(spec, "JobView", older) == []
+        assert decode(json.dumps(older), m.JobView).attempts_used is msgspec.UNSET
+        assert _errors(spec, "JobView", older | {"attempts_used": 2}) == []
+        assert _errors(spec, "JobView", older | {"attempts_used": -1})
+        assert decode(json.dumps(older | {"attempts_used": 2}), m.JobView).attempts_used == 2
+        view = decode(json.dumps(older), m.JobView)
+        assert "attempts_used" not in json.loads(encode(view))
+
 
 class TestRoundTrip:
     def test_encoded_responses_validate_against_their_schema(self, spec: dict[str, Any]) -> None:
@@ -182,6 +198,16 @@ class TestRoundTrip:
             m.ClaimResponse(jobs=[m.ClaimedJob(id="job_1", op="sum", payload={"a": 1})]),
             m.ClaimResponse(jobs=[], results=[m.ReportResult(job_id="job_0", status="conflict")]),
             m.BatchReportResponse(results=[m.ReportResult(job_id="job_1", status="accepted")]),
+            m.JobView(
+                id="job_1",
+                op="sum",
+                payload={},
+                state="queued",
+                attempt=4,
+                max_attempts=3,
+                attempts_used=2,
+                created_at="2026-01-19T10:15:00Z",
+            ),
             m.ErrorResponse(error=m.ErrorBody(code="invalid_body", message="$.limit")),
         ]
         for sample in samples:

@@ -159,6 +159,29 @@ async def test_dashboard_shows_the_fleet_and_acts_on_it(
         shot = await page.screenshot(tmp_path / "dashboard.png")
         assert shot.startswith(b"\x89PNG") and len(shot) > 20_000
 
+        # A retried job counts its attempts afresh: the failed one, retried and failed
+        # again, is attempt #2 but has used 1 of its 1 attempt (not "2/1").
+        (failed,) = _api(coordinator, "GET", "/jobs?state=failed")["jobs"]
+        _api(coordinator, "POST", f"/jobs/{failed['id']}/retry", {})
+
+        def failed_again() -> bool:
+            job = _api(coordinator, "GET", f"/jobs/{failed['id']}")
+            return (job["state"], job["attempt"], job["attempts_used"]) == ("failed", 2, 1)
+
+        await _eventually(failed_again, "the retried job to fail again")
+        row = f"document.querySelector(\"#jobs a[href='#job={failed['id']}']\")"
+        await page.wait_for(
+            f"{row} !== null && {row}.closest('tr').children[3].innerText === '1/1'",
+            "the retried job's row to show 1/1 attempts",
+        )
+        await page.click(f"#jobs a[href='#job={failed['id']}']")
+        await page.wait_for(
+            "document.getElementById('detail-fields').innerText.includes('1 of 1 (attempt #2)')",
+            "the detail showing 1 of 1 attempts used, attempt #2",
+        )
+        await page.click("#detail-close")
+        await page.wait_for("document.getElementById('job-detail').hidden", "the detail closed")
+
         # Pause a bot from its row; the coordinator records it.
         alpha = next(
             bot for bot in _api(coordinator, "GET", "/bots")["bots"] if bot["name"] == "dash-alpha"

@@ -68,6 +68,18 @@ function outcome(job) {
   return "";
 }
 
+// The attempts charged against max_attempts. `attempt` is the fencing number (lost claims
+// and retries raise it too); a coordinator older than `attempts_used` sends only that.
+function attemptsUsed(job) {
+  return Number.isInteger(job.attempts_used) ? job.attempts_used : job.attempt;
+}
+
+function attemptsDetail(job) {
+  const used = attemptsUsed(job);
+  const text = `${used} of ${job.max_attempts}`;
+  return used === job.attempt ? text : `${text} (attempt #${job.attempt})`;
+}
+
 function toast(text, bad) {
   const node = $("toast");
   node.textContent = text;
@@ -353,7 +365,7 @@ function showJobs(jobs) {
     el("td", {}, jobLink(job.id)),
     el("td", {}, job.op),
     el("td", {}, badge(job.state)),
-    el("td", { class: "num" }, `${job.attempt}/${job.max_attempts}`),
+    el("td", { class: "num" }, `${attemptsUsed(job)}/${job.max_attempts}`),
     el("td", { class: "nowrap", title: job.created_at }, ago(job.created_at)),
     el("td", { class: "clip", title: outcome(job) }, outcome(job))));
   $("jobs").tBodies[0].replaceChildren(...rows);
@@ -408,7 +420,7 @@ async function showJob(id, { quiet }) {
   const fields = [
     ["state", badge(job.state)],
     ["op", job.op],
-    ["attempt", `${job.attempt} of ${job.max_attempts}`],
+    ["attempts", attemptsDetail(job)],
     ["priority", job.priority ?? 0],
     ["payload", json(job.payload)],
   ];

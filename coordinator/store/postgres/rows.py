@@ -34,6 +34,7 @@ def job_from_row(row: Any) -> JobRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         lease_until=row["lease_until"],
+        attempts_used=row["attempt"] - row["attempt_base"],
         bot_id=row["bot_id"],
         result=row["result"],
         error=row["error"],

@@ -102,6 +102,7 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
         started_at=maybe_from_us(row["started_at"]),
         finished_at=maybe_from_us(row["finished_at"]),
         lease_until=maybe_from_us(row["lease_until"]),
+        attempts_used=row["attempt"] - row["attempt_base"],
         bot_id=row["bot_id"],
         result=None if result is None else load_json(result),
         error=row["error"],

@@ -94,6 +94,20 @@ def test_job_detail() -> None:
     assert "30s ago" in text
 
 
+def test_attempts_are_the_used_ones_of_max() -> None:
+    """After lost claims the attempt number passes max_attempts; the attempts used do not."""
+    lost = _job(state="running", attempt=4, attempts_used=2)
+    assert "2/3" in _text(jobs_table([lost], NOW))
+    assert "4/3" not in _text(jobs_table([lost], NOW))
+    assert "2 of 3 (attempt #4)" in _text(job_detail(lost, NOW))
+    plain = _job(attempt=2, attempts_used=2)
+    assert "2 of 3" in _text(job_detail(plain, NOW))
+    assert "attempt #" not in _text(job_detail(plain, NOW))
+    older = _job(attempt=2)  # a coordinator that does not send attempts_used
+    assert "2/3" in _text(jobs_table([older], NOW))
+    assert "attempt #" not in _text(job_detail(older, NOW))
+
+
 def test_bots_table() -> None:
     text = _text(bots_table([_bot()], NOW))
     assert "alpha" in text
