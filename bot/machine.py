@@ -1,7 +1,7 @@
 """The `Bot`: bootstraps, registers, syncs, then runs its named tasks until told to stop.
 
 BOOTSTRAP (settings, identity, plugins, outbox, quarantine checked) -> REGISTER
-(retried with backoff) -> SYNC (assignment/config applied, outbox flushed) -> the
+and SYNC (`bot.registration`, which also registers again when it must) -> the
 online states while the heartbeat, claim, report, outbox, progress, watchdog,
 loop-lag and token tasks run under one `Supervisor`. Online, the state shown is
 derived (`bot.lifecycle.online_state`): DEGRADED_NET while the circuit is open,
@@ -15,17 +15,16 @@ process took its identity, registration is refused, a task crashed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aiohttp
 
 from bot import hints
-from bot.api import Api, HttpApi
+from bot.api import Api
 from bot.circuit import BreakerApi, Circuit, CircuitBreaker
+from bot.connections import coordinator_client, metrics_endpoint
 from bot.disk import Disk
 from bot.errors import (
     ConflictError,
@@ -41,9 +40,9 @@ from bot.identity import IdentityStore, new_instance_id
 from bot.jobs import Outcome, Registry, load_plugins
 from bot.lifecycle import ONLINE_STATES, Lifecycle, online_state
 from bot.logging_setup import LogContext, bot_context
-from bot.metrics import MetricsServer
 from bot.outbox import Outbox
 from bot.quarantine import Quarantine
+from bot.registration import Registration
 from bot.scheduler import Scheduler
 from bot.session import Registrar, Session
 from bot.settings import Settings
@@ -91,7 +90,7 @@ class Bot:
         self._registry = registry
         self._api = api
         self._http = http
-        self._clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._host = host or HostFacts.detect()
         self._disk = disk or Disk()
@@ -104,21 +103,18 @@ class Bot:
             settings.state_dir, disk=self._disk, crash_loop_limit=settings.crash_loop_limit
         )
         self.circuit = CircuitBreaker(settings.circuit_threshold, self._on_circuit)
-        self.watchdog = Watchdog(self._clock, settings.watchdog_tick_s)
+        self.watchdog = Watchdog(self.clock, settings.watchdog_tick_s)
         self.loop_lag = LoopLag(settings.loop_lag_tick_s, settings.loop_lag_limit_s, self._stalled)
         self.supervisor = Supervisor()
         self.stopping = Stopping(self)
-        self._renew_lock = asyncio.Lock()
-        self._registered = asyncio.Event()  # set at every registration (the token timer)
-        self._registering = True  # until the first SYNC, and during announced renewals
+        self.registration = Registration(self)
         self._backoff_reason: str | None = None  # claims wait (BACKOFF)
-        self._log_context = LogContext()
+        self.log_context = LogContext()  # what every log line of this bot carries (its id)
         # Set by run() once the parts exist.
         self.session: Session | None = None
         self.scheduler: Scheduler | None = None
         self.heartbeat: Heartbeat | None = None
         self.api: Api | None = None  # the coordinator, as every part calls it (circuit-counted)
-        self._registrar: Registrar | None = None
         self.metrics_port: int | None = None  # where metrics are served, once they are
 
     @property
@@ -142,7 +138,7 @@ class Bot:
 
     async def run(self) -> int:
         """Run until stopped; the exit code (0 clean, 1 hard stop, 2 bad settings, 3 halt)."""
-        self._log_context = bot_context()
+        self.log_context = bot_context()
         try:
             session = self._bootstrap()
         except SettingsError as exc:
@@ -150,7 +146,13 @@ class Bot:
         except (StateDirError, OutboxError) as exc:
             return self.stopping.halt_now(EXIT_SAFE_HALT, hints.state_dir(self.settings, exc))
         try:
-            async with self._client() as api, self._metrics():
+            async with (
+                coordinator_client(
+                    self.settings, self.clock, api=self._api, http=self._http
+                ) as api,
+                metrics_endpoint(self, self.settings.metrics_port) as metrics_port,
+            ):
+                self.metrics_port = metrics_port
                 return await self._run_online(api, session)
         except SettingsError as exc:
             return self.stopping.halt_now(EXIT_BAD_SETTINGS, hints.bad_setting(exc))
@@ -179,43 +181,8 @@ class Bot:
         )
         return Session.start(settings, identity, registry.operations())
 
-    @contextlib.asynccontextmanager
-    async def _client(self) -> AsyncIterator[Api]:
-        if self._api is not None:
-            yield self._api
-            return
-        own = self._http is None
-        http = self._http or aiohttp.ClientSession()
-        try:
-            yield HttpApi(
-                http,
-                self.settings.server_bases,
-                timeout_s=self.settings.request_timeout_s,
-                enroll_token=self.settings.enroll_token,
-                now=self._clock.now,
-            )
-        finally:
-            if own:
-                await http.close()
-
-    @contextlib.asynccontextmanager
-    async def _metrics(self) -> AsyncIterator[None]:
-        port = self.settings.metrics_port
-        if port is None:
-            yield
-            return
-        server = MetricsServer(self, port)
-        try:
-            await server.start()
-        except OSError as exc:
-            raise SettingsError("BOT_METRICS_PORT", f"cannot listen on {port}: {exc}") from exc
-        self.metrics_port = server.port
-        try:
-            yield
-        finally:
-            await server.stop()
-
-    def _assemble(self, raw_api: Api, session: Session) -> None:
+    def _assemble(self, raw_api: Api, session: Session) -> Registrar:
+        """Build the online parts around `session`; the registrar is the registration's."""
         assert self._registry is not None
         api = BreakerApi(raw_api, self.circuit)
         self.api = api
@@ -225,7 +192,7 @@ class Bot:
             registry=self._registry,
             session=session,
             outbox=self.outbox,
-            clock=self._clock,
+            clock=self.clock,
             settings=self.settings,
             rng=self._rng,
             hooks=self,
@@ -236,18 +203,18 @@ class Bot:
             session=session,
             running=self.scheduler.running,
             lifecycle=self.lifecycle,
-            load=ProcessLoad(self._clock, self._host.cpu_cores),
+            load=ProcessLoad(self.clock, self._host.cpu_cores),
             handler=self,
-            clock=self._clock,
+            clock=self.clock,
             settings=self.settings,
             rng=self._rng,
             breaker=self.circuit,
             unreported=self.scheduler.reporting.unreported,
         )
-        self._registrar = Registrar(
-            api, session, self.settings, self._host, self.lifecycle, self._clock, self._rng
-        )
         self.lifecycle.subscribe(self._on_move)
+        return Registrar(
+            api, session, self.settings, self._host, self.lifecycle, self.clock, self._rng
+        )
 
     def _on_move(self, source: BotState, target: BotState, reason: str) -> None:
         # The coordinator hears of a change of phase (draining, quarantined, released) at
@@ -256,21 +223,18 @@ class Bot:
             self.heartbeat.beat_now.set()
 
     async def _run_online(self, api: Api, session: Session) -> int:
-        self._assemble(api, session)
-        assert self._registrar is not None
+        registrar = self._assemble(api, session)
         stopping = self.stopping
         try:
-            answer = await self._registrar.register(stopping.stop)
+            registered = await self.registration.first(registrar)
         except CoordinatorError as exc:
             return stopping.halt_now(EXIT_SAFE_HALT, hints.refused(self.settings, exc))
-        if answer is None:
+        if not registered:
             return stopping.stopped_before_registering()
-        self._registered.set()
-        await self._sync("registered")
         if stopping.unsafe is None:
             self._start_tasks()
             failed = self.supervisor.failed
-            await sleep_or(self._clock, None, stopping.stop, stopping.halting, failed)
+            await sleep_or(self.clock, None, stopping.stop, stopping.halting, failed)
         if self.supervisor.failure is not None:
             name, error = self.supervisor.failure
             self.halt(hints.crashed(name, error))
@@ -286,47 +250,10 @@ class Bot:
         start("progress", scheduler.progress_loop(stopping.end))
         start("watchdog", self.watchdog.run(stopping.end))
         start("loop-lag", self.loop_lag.run(stopping.end))
-        start("token", self._token_timer(stopping.end))
+        start("token", self.registration.token_timer(stopping.end))
 
-    async def _sync(self, reason: str, announce: bool = True) -> None:
-        """Apply what registration brought and deliver what the outbox kept, then go on."""
-        assert self.scheduler is not None and self.session is not None
-        if announce:
-            self.lifecycle.move(S.SYNC)
-        self._log_context.bot_id = self.session.bot_id
-        self.scheduler.apply_assignment()
-        cut: CoordinatorError | None = None
-        if len(self.outbox):
-            opened = self.circuit.opened
-            try:
-                # Not reporting.flush_outbox(): a 401 here must not re-enter renew().
-                delivery = await self.scheduler.reporter.flush_outbox()
-            except OutboxError as exc:
-                self.fatal(exc)
-            else:
-                if delivery.error is not None and self.circuit.opened > opened:
-                    cut = delivery.error  # the flush's failure opened the circuit
-        if announce:
-            self._registering = False
-            self._resume(reason, cut)
-
-    def _resume(self, reason: str, cut: CoordinatorError | None = None) -> None:
-        """From SYNC on to the online state the bot is in now; DEGRADED_NET when the outbox
-        flush at SYNC failed on the network, even if another call got through since (a
-        heartbeat then leads the way back through SYNC, at once)."""
-        assert self.scheduler is not None
-        if self.lifecycle.state is not S.SYNC or self.stopping.unsafe is not None:
-            return  # a drain or a halt began meanwhile: it owns the lifecycle now
-        if cut is not None:
-            self.lifecycle.move(S.DEGRADED_NET, f"the outbox could not be delivered: {cut}")
-            if self.heartbeat is not None:
-                self.heartbeat.beat_now.set()
-            return
-        self.lifecycle.move(self._online_state(), reason)
-        self.scheduler.wake.set()
-        self.scheduler.reporting.flush_now.set()
-
-    def _online_state(self) -> BotState:
+    def online_state(self) -> BotState:
+        """The online state the conditions call for (`bot.lifecycle.online_state`)."""
         assert self.scheduler is not None
         return online_state(
             self.scheduler.activity(),
@@ -338,23 +265,11 @@ class Bot:
     def _settle(self, reason: str = "") -> None:
         """Show the online state the conditions call for (no move outside the online states)."""
         state = self.lifecycle.state
-        if self._registering or state not in ONLINE_STATES or self.scheduler is None:
+        if self.registration.registering or state not in ONLINE_STATES or self.scheduler is None:
             return
         if state is S.DEGRADED_NET:
             return  # left only through SYNC, once a heartbeat gets through (on_heartbeat)
-        self.lifecycle.move(self._online_state(), reason)
-
-    async def _token_timer(self, stop: asyncio.Event) -> None:
-        """Register again (a new token, same bot) before the token's lifetime runs out."""
-        assert self.session is not None
-        while not stop.is_set():
-            self._registered.clear()
-            lifetime, generation = self.session.token_lifetime_s, self.session.generation
-            wait = None if lifetime is None else max(1.0, lifetime * self.settings.token_renew_at)
-            if await sleep_or(self._clock, wait, stop, self._registered):
-                continue  # registered meanwhile (a new token), or stopping
-            log.info("the bot token expires in %.0f s: renewing it", (lifetime or 0) - (wait or 0))
-            await self.renew(generation)
+        self.lifecycle.move(self.online_state(), reason)
 
     # ------------------------------------------------------------ hooks (scheduler, heartbeat)
 
@@ -419,36 +334,12 @@ class Bot:
             self.heartbeat.beat_now.set()
 
     async def renew(self, generation: int) -> bool:
-        """Register again (after a 404 or 401, or before the token expires); once, however
-        many loops ask at the same time. The same instance id gets the same bot back."""
-        assert self.session is not None and self._registrar is not None
-        async with self._renew_lock:
-            if self.session.generation != generation:
-                return True
-            # Online, the lifecycle shows it; while syncing or draining, it stays quiet.
-            announce = self.lifecycle.state in ONLINE_STATES
-            if announce:
-                self._registering = True
-            try:
-                answer = await self._registrar.register(
-                    self.stopping.stop if announce else self.stopping.hard, announce=announce
-                )
-            except CoordinatorError as exc:
-                self.halt(hints.refused(self.settings, exc))
-                return False
-            if answer is None:
-                return False
-            self._registered.set()
-            # A drain may have begun while the answer was on its way: then sync quietly.
-            await self._sync(
-                "registered again", announce=announce and self.lifecycle.state is S.REGISTER
-            )
-            return True
+        return await self.registration.renew(generation)
 
     async def on_heartbeat(self, answer: m.HeartbeatResponse) -> None:
         assert self.scheduler is not None and self.session is not None
         if self.lifecycle.state is S.DEGRADED_NET:
-            await self._sync("the coordinator answers again")
+            await self.registration.sync("the coordinator answers again")
         changes = self.session.apply_config(answer.config)
         if changes:
             log.info("config from the coordinator: %s", ", ".join(changes))
