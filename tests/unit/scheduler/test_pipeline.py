@@ -364,6 +364,27 @@ async def test_wait_jobs_and_abandon(make_scheduler: MakeScheduler) -> None:
     assert await scheduler.abandon_jobs() == 0
 
 
+async def test_a_job_task_that_raises_frees_its_slot_and_reports_nothing(
+    make_scheduler: MakeScheduler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Handlers' errors become `fail` reports inside the task; should the task itself
+    break (here: the bot's own hook), the slot is freed and nothing is reported: the
+    job's lease runs out and it runs again, rather than being reported wrongly."""
+
+    class BrokenHooks(StandaloneHooks):
+        def job_finished(self, job: Job, outcome: Any) -> None:
+            raise RuntimeError("hook broke")
+
+    scheduler = make_scheduler(FakeCoordinator(), hooks=BrokenHooks())
+    reports: list[m.ReportItem] = []
+    task = scheduler.start(Job("job_1", "sum", {"a": 1, "b": 2}), reports.append)
+    with pytest.raises(RuntimeError, match="hook broke"):
+        await task
+    await eventually(lambda: scheduler.slots.in_use == 0, "the slot freed")
+    assert reports == [] and len(scheduler.running) == 0
+    assert "job job_1: the bot failed running it" in caplog.text
+
+
 async def test_keep_without_a_disk_remembers_unsaved(make_scheduler: MakeScheduler) -> None:
     disk = FailingDisk()
     scheduler = make_scheduler(FakeCoordinator(), disk=disk)
