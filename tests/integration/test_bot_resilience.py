@@ -87,8 +87,18 @@ async def test_an_outage_longer_than_the_bot_lease_loses_no_report(
 
         view = await coordinator.finished(job_id)
         assert (view["state"], view["result"]) == ("succeeded", {"done": True})
-        history = bot.bot.lifecycle.history
-        after = history[history.index(S.DEGRADED_NET) + 1 :]
+
+        def after_the_cut() -> list[BotState]:
+            history = bot.bot.lifecycle.history
+            return history[history.index(S.DEGRADED_NET) + 1 :]
+
+        # The outbox may deliver the kept report before the bot has registered again
+        # (its token still holds): wait for the registration, not just the result.
+        async def synced() -> bool:
+            return S.SYNC in after_the_cut()
+
+        await eventually(synced, "the bot registered again and synced")
+        after = after_the_cut()
         back = after.index(S.SYNC)  # forgotten: registered again (retrying while still cut)
         assert after[0] is S.REGISTER and set(after[:back]) <= {S.REGISTER, S.BACKOFF}
         assert (await coordinator.bot(bot.bot_id))["state"] == "online"
