@@ -5,6 +5,12 @@ available" or "this job finished", and every request waiting on that wakes at
 once. A notice can be missed (another process without LISTEN/NOTIFY, a race), so
 each waiter also looks again about every `recheck_s` (jittered): a missed notice costs
 little. A claim's re-check is one read ("is a job due?"); it claims only when one is.
+
+A claim's first try is a write transaction when jobs are likely there (the busy path)
+and a read first when they probably are not: `Waiters` keeps a process-local hint, the
+operations whose last claim here came back short, with no jobs announced for them since
+beyond what the waiting claims they woke can take. The hint only orders a read and a
+transaction; the answers come from the store.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any
 
 from botfleet.clock import Clock
@@ -24,6 +31,9 @@ from coordinator.store.base import JobRecord, Store
 log = logging.getLogger(__name__)
 
 RECHECK_JITTER = 0.2
+# Bounds the hint's set of drained operations (names come from bots); forgetting it only
+# makes claims try a transaction first again.
+MAX_DRAINED_OPERATIONS = 1024
 
 ClaimObserver = Callable[[float, list[JobRecord]], None]
 """Told the duration (seconds) and the jobs of every claim made in the store."""
@@ -64,6 +74,11 @@ class Waiters:
         self._by_bot: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # The claim hint: operations whose last claim in this process got fewer jobs
+        # than its limit, with no unclaimed jobs announced for them since; and how many
+        # such announcements there were (a claim that overlapped one leaves the hint).
+        self._drained: set[str] = set()
+        self._job_notices = 0
 
     @property
     def closed(self) -> bool:
@@ -101,6 +116,37 @@ class Waiters:
         queued) costs no claim transaction.
         """
         self._call_on_loop(_set_all, self._by_bot, (bot_id,))
+
+    # ---- the claim hint
+    @property
+    def job_notices(self) -> int:
+        """Announcements of jobs no waiting claim was woken for, so far (taken before a
+        claim, for `note_claim`)."""
+        return self._job_notices
+
+    def jobs_likely(self, operations: Sequence[str]) -> bool:
+        """Whether a claim for these operations probably finds jobs: yes unless this
+        process's last claim for each came back short, and jobs announced since went to
+        the waiting claims they woke. Only chooses between claiming at once and reading
+        first; never an answer."""
+        drained = self._drained
+        return not drained or any(op not in drained for op in operations)
+
+    def note_claim(
+        self, operations: Sequence[str], limit: int, claimed: int, notices_before: int
+    ) -> None:
+        """A claim made in the store got `claimed` of `limit` jobs. Full: more may be
+        there. Short: the queue ran dry (or the bot's room was smaller), unless jobs
+        were announced while it ran (`notices_before`: `job_notices` before it)."""
+        if limit <= 0:
+            return
+        if claimed >= limit:
+            if self._drained:
+                self._drained.difference_update(operations)
+        elif notices_before == self._job_notices:
+            if len(self._drained) >= MAX_DRAINED_OPERATIONS:
+                self._drained.clear()
+            self._drained.update(operations)
 
     # ---- waiting
     def watch_operations(
@@ -212,6 +258,7 @@ class Waiters:
 
     def _jobs_available(self, operations: tuple[str, ...], count: int | None) -> None:
         if count is None:
+            self._jobs_unclaimed(operations)
             for key in operations:
                 for watch in self._by_operation.get(key, ()):
                     watch.jobs_announced = True
@@ -234,6 +281,17 @@ class Waiters:
                 watch.handout = handout
                 watch.jobs_announced = True
                 watch.event.set()
+        if handout.covered < handout.remaining:
+            self._jobs_unclaimed(handout.operations)
+
+    def _jobs_unclaimed(self, operations: tuple[str, ...]) -> None:
+        """Jobs came that the waiting claims may not take: a claim that comes now
+        claims at once. (Jobs the woken claims cover leave the hint as it is: a new
+        claim reads first, and the one job of a one-at-a-time producer, taken by the
+        claim its notice woke, costs no second claim transaction.)"""
+        self._job_notices += 1
+        if self._drained:
+            self._drained.difference_update(operations)
 
 
 def _set_all(table: dict[str, set[asyncio.Event]], keys: tuple[str, ...]) -> None:
@@ -315,26 +373,47 @@ class LongPoller:
         `still_wanted` is asked before each claim after a wait: jobs claimed for a
         client that went away would sit under a lease nobody works on.
         """
+        # Jobs probably there (the busy path): claim at once. Otherwise read first
+        # (about a seventh of an empty claim transaction) and claim only if one is due.
+        look_first = not self._waiters.jobs_likely(operations)
         if wait_s <= 0:
+            if look_first:
+                outlook = await self._store.claim_outlook(bot_id, operations)
+                if not outlook.bot_online:
+                    return None
+                if not _is_due(self._seconds_until(outlook.next_run_at)):
+                    return []
             return await self._claim(bot_id, operations, limit, lease_ttl_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        # Watch before the first claim, so a job submitted in between is not missed.
+        # Watch before the first look, so a job submitted in between is not missed: its
+        # notice sets the event, and the wait below returns at once.
         with self._waiters.watch_operations(operations, bot_id, limit) as watch:
             claim_next = True
             while True:
+                due_in: float | None = None
+                looked = False  # due_in is known: the first look found nothing due
                 if claim_next:
                     self._waiters.begin_claim(watch)
-                    jobs = await self._claim(bot_id, operations, limit, lease_ttl_s)
-                    if jobs is None or jobs:
-                        self._waiters.settle(watch, len(jobs or ()), jobs_left=True)
-                        return jobs
+                    if look_first:
+                        look_first = False
+                        outlook = await self._store.claim_outlook(bot_id, operations)
+                        if not outlook.bot_online:
+                            return None
+                        due_in = self._seconds_until(outlook.next_run_at)
+                        looked = not _is_due(due_in)
+                    if not looked:
+                        jobs = await self._claim(bot_id, operations, limit, lease_ttl_s)
+                        if jobs is None or jobs:
+                            self._waiters.settle(watch, len(jobs or ()), jobs_left=True)
+                            return jobs
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._waiters.closed:
                     return []
-                due_in = await self._due_in(operations)
+                if not looked:
+                    due_in = await self._due_in(operations)
                 # Woken for jobs and got none: the wake goes on to another if one is due.
-                due_now = due_in is not None and due_in <= 0
+                due_now = _is_due(due_in)
                 self._waiters.settle(watch, claimed=0, jobs_left=due_now)
                 if not claim_next and due_now:
                     # A re-check (no notice) found a job due: claim it. Otherwise a
@@ -374,16 +453,21 @@ class LongPoller:
     async def _claim(
         self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
     ) -> list[JobRecord] | None:
+        notices = self._waiters.job_notices
         started = time.perf_counter()
         jobs = await self._store.claim_jobs(bot_id, operations, limit, lease_ttl_s)
-        if jobs is not None and self._observe_claim is not None:
-            self._observe_claim(time.perf_counter() - started, jobs)
+        if jobs is not None:
+            if self._observe_claim is not None:
+                self._observe_claim(time.perf_counter() - started, jobs)
+            self._waiters.note_claim(operations, limit, len(jobs), notices)
         return jobs
 
     async def _due_in(self, operations: Sequence[str]) -> float | None:
         """Seconds until the earliest queued job for these operations is due (<= 0: due
         now); None when none is queued."""
-        run_at = await self._store.next_run_at(operations)
+        return self._seconds_until(await self._store.next_run_at(operations))
+
+    def _seconds_until(self, run_at: datetime | None) -> float | None:
         if run_at is None:
             return None
         return (run_at - self._clock.now()).total_seconds()
@@ -392,6 +476,10 @@ class LongPoller:
         """`recheck_s`, jittered by up to a fifth either way, so that a fleet of waiters
         that began together does not re-check in lockstep."""
         return self._recheck_s * self._random.uniform(1 - RECHECK_JITTER, 1 + RECHECK_JITTER)
+
+
+def _is_due(due_in: float | None) -> bool:
+    return due_in is not None and due_in <= 0
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:

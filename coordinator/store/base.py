@@ -172,6 +172,16 @@ class ExpiryOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimOutlook:
+    """What a claim would meet, read without a write transaction: whether the bot may
+    claim at all (known and online; a claim answers None otherwise) and the earliest
+    run_at of a queued job for the operations (None: none queued)."""
+
+    bot_online: bool
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatsRecord:
     jobs_by_state: dict[str, int]
     jobs_by_op: dict[str, dict[str, int]]
@@ -336,6 +346,14 @@ class Store(Protocol):
 
     async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
         """Earliest run_at of a queued job for these operations (long-poll wake-up)."""
+        ...
+
+    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+        """In one read (one snapshot): is the bot known and online, and `next_run_at`.
+
+        Lets a claim that probably finds nothing skip its write transaction: the
+        answer is the one `claim_jobs` would give when no job is due (an empty list,
+        or None for an unknown or offline bot)."""
         ...
 
     # ---- reaper

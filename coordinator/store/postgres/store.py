@@ -30,6 +30,7 @@ from botfleet.clock import Clock
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
+    ClaimOutlook,
     ExpiryOutcome,
     HeartbeatOutcome,
     JobRecord,
@@ -298,6 +299,16 @@ class PostgresStore:
             lambda conn: conn.fetchval(self._queries["next_run_at"], list(operations))
         )
         return None if value is None else _as_datetime(value)
+
+    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+        row = await self._read(
+            lambda conn: conn.fetchrow(self._queries["claim_outlook"], bot_id, list(operations))
+        )
+        run_at = row["next_run_at"]
+        return ClaimOutlook(
+            bot_online=bool(row["bot_online"]),
+            next_run_at=None if run_at is None else _as_datetime(run_at),
+        )
 
     # ------------------------------------------------------------------ reaper
 

@@ -340,6 +340,13 @@ RETURNING *;
 -- name: next_run_at
 SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($1::text[]);
 
+-- name: claim_outlook
+-- What a claim would meet, in one statement (one snapshot), without locking: is the bot
+-- $1 known and online (NULL: unknown), and `next_run_at` for the operations $2.
+SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
+       (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($2::text[]))
+           AS next_run_at;
+
 -- name: queued_operations
 SELECT DISTINCT op FROM jobs WHERE state = 'queued';
 

@@ -314,6 +314,19 @@ SELECT min((
 ))
 FROM json_each(:ops) AS wanted
 
+-- name: claim_outlook
+-- What a claim would meet, in one statement (one snapshot), without the write lock: is
+-- the bot known and online (NULL: unknown), and `next_run_at` for these operations.
+SELECT
+    (SELECT online FROM bots WHERE id = :bot_id) AS bot_online,
+    (
+        SELECT min((
+            SELECT min(run_at) FROM jobs INDEXED BY jobs_queued_run_at
+            WHERE state = 'queued' AND op = wanted.value
+        ))
+        FROM json_each(:ops) AS wanted
+    ) AS next_run_at
+
 -- ---------------------------------------------------------------- reports
 
 -- name: jobs_for_report

@@ -6,7 +6,13 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from coordinator.store.base import AttemptRecord, BotRecord, JobRecord, StatsRecord
+from coordinator.store.base import (
+    AttemptRecord,
+    BotRecord,
+    ClaimOutlook,
+    JobRecord,
+    StatsRecord,
+)
 from coordinator.store.sqlite.rows import (
     Tx,
     attempt_from_row,
@@ -100,3 +106,13 @@ def stats(tx: Tx, window_s: int) -> StatsRecord:
 def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
     row = tx.one("next_run_at", {"ops": dump_json(list(dict.fromkeys(operations)))})
     return None if row is None else maybe_from_us(row[0])
+
+
+def claim_outlook(tx: Tx, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+    ops = dump_json(list(dict.fromkeys(operations)))
+    row = tx.one("claim_outlook", {"bot_id": bot_id, "ops": ops})
+    if row is None:  # one row always comes back; kept for the type checker
+        return ClaimOutlook(bot_online=False, next_run_at=None)
+    return ClaimOutlook(
+        bot_online=bool(row["bot_online"]), next_run_at=maybe_from_us(row["next_run_at"])
+    )

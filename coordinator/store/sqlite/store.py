@@ -18,9 +18,9 @@ lock half-way (which can fail with SQLITE_BUSY when another process shares the f
 
 Reads (listings, stats, lookups) run on a second thread with a read-only connection,
 which WAL lets proceed while the writer writes. Single-statement point reads on the hot
-path (a job by id, the next run_at of a waiting claim) run on the event loop itself, on a
-third read-only connection that never waits for a lock; a read that would wait goes to
-the reader thread.
+path (a job by id, the next run_at of a waiting claim, a claim's outlook) run on the event
+loop itself, on a third read-only connection that never waits for a lock; a read that
+would wait goes to the reader thread.
 
 Durability: WAL with `synchronous=NORMAL` (see `sqlite_queries.sql`). A commit is in the
 WAL file (in the OS page cache) before the verb returns, inline or not, so it survives a
@@ -48,6 +48,7 @@ from botfleet.clock import Clock
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
+    ClaimOutlook,
     ExpiryOutcome,
     HeartbeatOutcome,
     JobRecord,
@@ -455,6 +456,9 @@ class SQLiteStore:
         if not operations:
             return None
         return await self._point_read(lambda tx: sqlite_reads.next_run_at(tx, operations))
+
+    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+        return await self._point_read(lambda tx: sqlite_reads.claim_outlook(tx, bot_id, operations))
 
     # ---------------------------------------------------------------- reaper
 

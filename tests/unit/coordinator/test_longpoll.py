@@ -6,13 +6,16 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from botfleet.clock import FakeClock, SystemClock
 from coordinator.longpoll import LongPoller, Waiters, _wait
-from coordinator.store.base import JobRecord
+from coordinator.store.base import ClaimOutlook, JobRecord, NewJob
+from coordinator.store.sqlite import SQLiteStore
 from tests.support.processes import wait_until_async
+from tests.unit.store.support import registration
 
 NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
 GENEROUS_S = 30.0
@@ -48,6 +51,7 @@ class QueueOnly:
         self.jobs: dict[str, JobRecord] = {}
         self.claims = 0
         self.reads = 0
+        self.outlooks = 0
         self.known_bot = True
 
     async def claim_jobs(
@@ -64,11 +68,32 @@ class QueueOnly:
 
     async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
         self.reads += 1
+        return self._next_run_at(operations)
+
+    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+        self.outlooks += 1
+        return ClaimOutlook(bot_online=self.known_bot, next_run_at=self._next_run_at(operations))
+
+    def _next_run_at(self, operations: Sequence[str]) -> datetime | None:
         times = [j.run_at for j in self.queued if j.op in operations]
         return min(times) if times else None
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         return self.jobs.get(job_id)
+
+
+class SubmitDuringOutlook(QueueOnly):
+    """A job is submitted (and announced) just after the read saw an empty queue: the
+    race between the read and the wait."""
+
+    waiters: Waiters | None = None
+
+    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+        outlook = await super().claim_outlook(bot_id, operations)
+        if self.waiters is not None:
+            self.queued.append(_job("job_1"))
+            self.waiters.jobs_available(["sum"], 1)
+        return outlook
 
 
 def _poller(store: QueueOnly, waiters: Waiters, recheck_s: float = GENEROUS_S) -> LongPoller:
@@ -222,12 +247,13 @@ class TestCountedWake:
             for i in range(5)
         ]
         await _until_waiting(waiters, 5)
-        await _eventually(lambda: store.reads >= 5)
+        await _eventually(lambda: store.reads + store.outlooks >= 5)
         store.queued.append(_job("job_1"))
         waiters.jobs_available(["sum"], 1)
         done, pending = await asyncio.wait(claims, return_when=asyncio.FIRST_COMPLETED)
         assert [[j.id for j in task.result() or []] for task in done] == [["job_1"]]
-        assert store.claims == 5 + 1  # the first look of each, then one woken claim
+        # The first claims, found nothing; the other four only read; then one woken claim.
+        assert store.claims == 1 + 1 and store.outlooks == 4
         waiters.close()
         assert [await task for task in pending] == [[]] * 4
 
@@ -360,6 +386,169 @@ class TestClaim:
         )
         await poller.claim("bot", ["sum"], 5, 60, 0)
         assert len(seen) == 1 and seen[0][1] == ["job_1"] and seen[0][0] >= 0
+
+
+async def _drain(poller: LongPoller, store: QueueOnly) -> None:
+    """A claim that comes back short (nothing queued): the hint now says "drained"."""
+    assert await poller.claim("bot", ["sum"], 2, 60, 0) == []
+    assert store.claims == 1
+
+
+class TestLookBeforeClaiming:
+    """After a claim came back short, the next claim reads before it claims; a claim
+    that filled its limit, or a notice of jobs, makes claims go straight to the store."""
+
+    async def test_skips_the_claim_transaction_when_nothing_is_due(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        store.queued.append(_job("later", run_at=NOW + timedelta(hours=1)))
+        poller = _poller(store, Waiters())
+        await _drain(poller, store)
+        assert await poller.claim("bot", ["sum"], 2, 60, 0) == []
+        assert (store.claims, store.outlooks) == (1, 1)
+
+    async def test_a_long_poll_skips_it_too_and_waits_without_another_read(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        poller = _poller(store, waiters)
+        await _drain(poller, store)
+        claim = asyncio.create_task(poller.claim("bot", ["sum"], 2, 60, GENEROUS_S))
+        await _until_waiting(waiters)
+        assert (store.claims, store.outlooks, store.reads) == (1, 1, 0)
+        store.queued.append(_job("job_1"))
+        waiters.jobs_available(["sum"], 1)
+        assert [j.id for j in await claim or []] == ["job_1"]
+        assert store.claims == 2
+
+    @pytest.mark.parametrize("wait_s", [0.0, GENEROUS_S])
+    async def test_an_unknown_or_offline_bot_still_gets_none(self, wait_s: float) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        poller = _poller(store, waiters)
+        await _drain(poller, store)
+        store.known_bot = False
+        assert await poller.claim("bot", ["sum"], 2, 60, wait_s) is None
+        assert (store.claims, store.outlooks) == (1, 1) and waiters.waiting() == 0
+
+    @pytest.mark.parametrize("wait_s", [0.0, GENEROUS_S])
+    async def test_claims_when_the_read_finds_a_job_due(self, wait_s: float) -> None:
+        # The hint is wrong (a notice was missed): the read, not the hint, decides.
+        store = QueueOnly(FakeClock(NOW))
+        poller = _poller(store, Waiters())
+        await _drain(poller, store)
+        store.queued.append(_job("job_1"))  # no notice
+        jobs = await poller.claim("bot", ["sum"], 2, 60, wait_s)
+        assert [j.id for j in jobs or []] == ["job_1"]
+        assert (store.claims, store.outlooks) == (2, 1)
+
+    async def test_a_job_submitted_between_the_read_and_the_wait_is_claimed(self) -> None:
+        store = SubmitDuringOutlook(FakeClock(NOW))
+        waiters = Waiters()
+        # Re-checks only every hour: only the notice can answer in time.
+        poller = _poller(store, waiters, recheck_s=3600)
+        await _drain(poller, store)
+        store.waiters = waiters
+        async with asyncio.timeout(GENEROUS_S):
+            jobs = await poller.claim("bot", ["sum"], 2, 60, wait_s=3600)
+        assert [j.id for j in jobs or []] == ["job_1"]
+        assert (store.claims, store.outlooks, store.reads) == (2, 1, 0)
+
+    async def test_the_busy_path_claims_directly(self) -> None:
+        # Claims that fill their limit: no read before any of them.
+        store = QueueOnly(FakeClock(NOW))
+        store.queued.extend(_job(f"job_{n}") for n in range(8))
+        poller = _poller(store, Waiters())
+        for wait_s in (0.0, GENEROUS_S, 0.0, GENEROUS_S):
+            assert len(await poller.claim("bot", ["sum"], 2, 60, wait_s) or []) == 2
+        assert (store.claims, store.outlooks, store.reads) == (4, 0, 0)
+
+    async def test_a_full_claim_or_a_notice_of_jobs_makes_claims_direct_again(self) -> None:
+        store = QueueOnly(FakeClock(NOW))
+        waiters = Waiters()
+        poller = _poller(store, waiters)
+        await _drain(poller, store)
+        waiters.jobs_available(["sum"], 1)  # say, submitted through this process
+        store.queued.append(_job("job_1"))
+        assert len(await poller.claim("bot", ["sum"], 1, 60, 0) or []) == 1  # full
+        assert await poller.claim("bot", ["sum"], 1, 60, 0) == []  # direct, and short
+        assert (store.claims, store.outlooks) == (3, 0)
+        assert await poller.claim("bot", ["sum"], 1, 60, 0) == []
+        assert (store.claims, store.outlooks) == (3, 1)
+
+
+class TestClaimHint:
+    def test_drained_only_when_every_operation_came_back_short(self) -> None:
+        waiters = Waiters()
+        assert waiters.jobs_likely(["sum"])
+        waiters.note_claim(["sum"], limit=2, claimed=1, notices_before=waiters.job_notices)
+        assert not waiters.jobs_likely(["sum"])
+        assert waiters.jobs_likely(["sum", "resize"]) and waiters.jobs_likely(["resize"])
+
+    def test_a_notice_during_a_short_claim_keeps_jobs_likely(self) -> None:
+        waiters = Waiters()
+        before = waiters.job_notices
+        waiters.jobs_available(["sum"], 1)  # committed while the claim ran
+        waiters.note_claim(["sum"], limit=2, claimed=0, notices_before=before)
+        assert waiters.jobs_likely(["sum"])
+
+    def test_a_notice_for_other_operations_leaves_the_hint(self) -> None:
+        waiters = Waiters()
+        waiters.note_claim(["sum"], limit=2, claimed=0, notices_before=waiters.job_notices)
+        waiters.jobs_available(["resize"], 3)
+        assert not waiters.jobs_likely(["sum"])
+        waiters.jobs_available(["sum", "resize"], None)
+        assert waiters.jobs_likely(["sum"])
+
+    def test_a_claim_with_no_room_to_fill_says_nothing(self) -> None:
+        waiters = Waiters()
+        waiters.note_claim(["sum"], limit=0, claimed=0, notices_before=waiters.job_notices)
+        assert waiters.jobs_likely(["sum"])
+
+    async def test_jobs_the_woken_claims_cover_leave_the_hint(self) -> None:
+        # One job for one waiting claim (a producer one job at a time): that claim takes
+        # it, so a claim arriving meanwhile reads first.
+        waiters = Waiters()
+        waiters.note_claim(["sum"], limit=2, claimed=1, notices_before=waiters.job_notices)
+        with waiters.watch_operations(["sum"], limit=2) as watch:
+            waiters.jobs_available(["sum"], 1)
+            assert watch.event.is_set() and not waiters.jobs_likely(["sum"])
+            waiters.jobs_available(["sum"], 5)  # more than the waiting claims can take
+            assert waiters.jobs_likely(["sum"])
+
+    async def test_jobs_a_woken_claim_could_not_take_make_jobs_likely(self) -> None:
+        waiters = Waiters()
+        waiters.note_claim(["sum"], limit=1, claimed=0, notices_before=waiters.job_notices)
+        with waiters.watch_operations(["sum"], limit=1) as watch:
+            waiters.jobs_available(["sum"], 1)
+            assert not waiters.jobs_likely(["sum"])
+            waiters.begin_claim(watch)
+            waiters.settle(watch, claimed=0, jobs_left=True)  # at its cap, say
+            assert waiters.jobs_likely(["sum"])  # nobody else waits to take it
+
+
+class TestOnASQLiteStore:
+    """The same on the real default store: a skipped claim runs no write transaction."""
+
+    async def test_a_short_claim_then_reads_only(self, tmp_path: Path) -> None:
+        clock = FakeClock(NOW)
+        store = SQLiteStore(str(tmp_path / "botfleet.db"), clock, lambda attempt: 1.0)
+        await store.open()
+        try:
+            bot = (await store.register_bot(registration(clock))).bot
+            waiters = Waiters()
+            store.set_listener(waiters)
+            poller = LongPoller(store, clock, waiters, GENEROUS_S)
+            assert await poller.claim(bot.id, ["sum"], 2, 60, 0) == []  # a transaction
+            writes = store.write_paths.inline + store.write_paths.thread
+            assert await poller.claim(bot.id, ["sum"], 2, 60, 0) == []
+            assert await poller.claim("bot_unknown", ["sum"], 2, 60, 0) is None
+            assert store.write_paths.inline + store.write_paths.thread == writes
+            # A submit through this store announces the job: the next claim goes straight
+            # to the store and gets it.
+            (outcome,) = await store.submit_jobs([NewJob("sum", {}, run_at=clock.now())])
+            jobs = await poller.claim(bot.id, ["sum"], 2, 60, GENEROUS_S)
+            assert [j.id for j in jobs or []] == [outcome.job.id]
+        finally:
+            await store.close()
 
 
 class TestJobWait:

@@ -132,6 +132,7 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
     [
         ("claim_jobs", "INDEX jobs_claim (op=?)"),
         ("next_run_at", "INDEX jobs_queued_run_at (op=?)"),
+        ("claim_outlook", "INDEX jobs_queued_run_at (op=?)"),
         ("end_expired_attempts", "INDEX jobs_running_lease (lease_until<?)"),
         ("requeue_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
         ("fail_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
