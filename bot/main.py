@@ -90,6 +90,7 @@ def run_bot(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
             log.error("bad setting: %s", exc)
             return EXIT_BAD_SETTINGS
         log.debug("event loop: %s", loop_name)
+        eventloop.freeze_startup_heap()
         try:
             return eventloop.run(serve(settings), loop_factory)
         except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place

@@ -158,6 +158,7 @@ def run_server(args: argparse.Namespace, env: Mapping[str, str] | None = None) -
         return 2
     configure_logging(args.log_format, getattr(logging, str(args.log_level).upper()))
     log.debug("event loop: %s", loop_name)
+    eventloop.freeze_startup_heap()
     return eventloop.run(serve(config, SystemClock()), loop_factory)
 
 

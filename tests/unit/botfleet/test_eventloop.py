@@ -4,6 +4,7 @@ values named."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 import pytest
@@ -51,3 +52,12 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_an_error(
     assert eventloop.loop_factory({}) == ("asyncio", None)
     with pytest.raises(eventloop.EventLoopError, match="uvloop is not installed"):
         eventloop.loop_factory({eventloop.ENV_VAR: "uvloop"})
+
+
+def test_freezing_the_startup_heap_keeps_it_out_of_collections() -> None:
+    gc.unfreeze()
+    try:
+        eventloop.freeze_startup_heap()
+        assert gc.get_freeze_count() > 1000  # this test process's modules and objects
+    finally:
+        gc.unfreeze()
