@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from botfleet.protocol import ProtocolError
 from coordinator.errors import ApiError, error_response, render
-from coordinator.store.base import StoreError
+from coordinator.store.base import StoreError, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ def error_middleware(store_retry_after_s: int, max_body_bytes: int) -> Middlewar
             if exc.status < 400:
                 raise
             return _http_error(request, exc, max_body_bytes)
+        except StoreFull as exc:
+            log.error("%s %s: the database is full: %s", request.method, request.path, exc)
+            return error_response(
+                503,
+                "store_full",
+                "the coordinator's database has no room left (its disk is full); nothing "
+                "of this request was written. Free some space, then try again",
+                {"Retry-After": str(store_retry_after_s)},
+            )
         except StoreError as exc:
             log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
             return error_response(

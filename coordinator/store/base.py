@@ -21,6 +21,11 @@ class StoreError(Exception):
     """The store failed (unreachable, corrupt); not the client's fault."""
 
 
+class StoreFull(StoreError):
+    """The database has no room for the write (disk full, or a size limit): nothing of
+    it was written."""
+
+
 class ReportOutcome(enum.Enum):
     ACCEPTED = "accepted"
     CONFLICT = "conflict"  # job terminal with another outcome, or lease lost (fail)

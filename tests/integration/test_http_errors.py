@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
 
-from tests.integration.harness import ADMIN, Api
+from botfleet.clock import FakeClock
+from coordinator.store.sqlite import SQLiteStore
+from tests.integration.conftest import ClientFactory
+from tests.integration.harness import ADMIN, Api, make_app
 
 
 async def _error(response: ClientResponse) -> dict[str, Any]:
@@ -108,3 +112,39 @@ class TestStoreFailure:
         assert ready.status == 503
         assert (await ready.json())["status"] == "unavailable"
         assert (await api.client.get("/healthz")).status == 200
+
+
+class TestDatabaseFull:
+    """SQLite with no room (`max_page_count`: the same SQLITE_FULL a full disk gives)."""
+
+    async def test_a_full_database_refuses_clearly_and_loses_nothing(
+        self, tmp_path: Path, clock: FakeClock, aiohttp_client: ClientFactory
+    ) -> None:
+        api = Api(await aiohttp_client(make_app(tmp_path, clock)), clock)
+        kept = [await api.submit(payload={"a": n, "b": 1}) for n in range(5)]
+        store = api.ctx.store
+        assert isinstance(store, SQLiteStore)
+        writer = store._writer  # the one connection every write goes through
+        assert writer is not None
+        (pages,) = writer.conn.execute("PRAGMA page_count").fetchone()
+        writer.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+        big = [{"op": "sum", "payload": {"a": n, "b": 1, "pad": "x" * 2000}} for n in range(200)]
+        response = await api.client.post("/v1/jobs/bulk", json={"jobs": big}, headers=ADMIN)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        error = await _error(response)
+        assert error["code"] == "store_full"
+        assert "no room left" in error["message"] and "nothing" in error["message"]
+
+        # Nothing of the refused request was written; everything acknowledged is there.
+        stats = await api.client.get("/v1/stats", headers=ADMIN)
+        assert (await stats.json())["jobs"]["queued"] == 5
+        for job_id in kept:
+            assert (await api.job(job_id))["state"] == "queued"
+
+        writer.conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
+        response = await api.client.post("/v1/jobs/bulk", json={"jobs": big}, headers=ADMIN)
+        assert response.status == 201
+        stats = await api.client.get("/v1/stats", headers=ADMIN)
+        assert (await stats.json())["jobs"]["queued"] == 205

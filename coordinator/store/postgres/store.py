@@ -42,6 +42,7 @@ from coordinator.store.base import (
     RetryDelay,
     StatsRecord,
     StoreError,
+    StoreFull,
     StoreListener,
     SubmitOutcome,
 )
@@ -360,6 +361,8 @@ class PostgresStore:
                 if tries >= _TRANSACTION_TRIES:
                     raise StoreError(f"PostgreSQL: gave up after {tries} tries: {error}") from error
                 log.info("retrying a transaction (try %d): %s", tries + 1, error)
+            except asyncpg.DiskFullError as error:
+                raise StoreFull(f"PostgreSQL: {error}") from error
             except _DATABASE_ERRORS as error:
                 raise StoreError(f"PostgreSQL: {error}") from error
 

@@ -60,6 +60,7 @@ from coordinator.store.base import (
     RetryDelay,
     StatsRecord,
     StoreError,
+    StoreFull,
     StoreListener,
     SubmitOutcome,
 )
@@ -112,6 +113,14 @@ class WritePaths:
 
 def _is_busy(error: sqlite3.Error) -> bool:
     return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _store_error(path: str, error: sqlite3.Error) -> StoreError:
+    """A failed write as the store's error: `StoreFull` when SQLite had no room (the
+    transaction was rolled back, so nothing of it was written)."""
+    if (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL:
+        return StoreFull(f"SQLite {path}: {error}")
+    return StoreError(f"SQLite {path}: {error}")
 
 
 class SQLiteStore:
@@ -244,7 +253,7 @@ class SQLiteStore:
                 self.write_paths.busy += 1
                 logger.debug("SQLite %s: write lock taken, to the writer thread", self._path)
                 return None
-            raise StoreError(f"SQLite {self._path}: {error}") from error
+            raise _store_error(self._path, error) from error
         self.write_paths.inline += 1
         return done
 
@@ -257,7 +266,7 @@ class SQLiteStore:
                 conn.execute(queries["pragma_busy_timeout"])
                 result, tx = self._transaction(conn, "begin_write", now, verb)
             except sqlite3.Error as error:
-                raise StoreError(f"SQLite {self._path}: {error}") from error
+                raise _store_error(self._path, error) from error
             finally:
                 self._no_wait(conn, queries)
             return result, tx, conn.total_changes

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome
+from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome, StoreFull
 from coordinator.store.migrations import load_migrations
 from coordinator.store.postgres import PostgresStore
 from coordinator.store.postgres.notify import decode_notice, encode_notices
@@ -394,3 +394,32 @@ async def test_a_user_who_owns_only_its_schema_can_open_the_store(
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
         await admin.close()
+
+
+async def test_a_full_disk_is_store_full_and_writes_nothing(
+    make_store: Callable[..., Awaitable[PostgresStore]], pg_dsn: str, schema: str, clock: FakeClock
+) -> None:
+    """PostgreSQL's own disk-full error (SQLSTATE 53100, raised here by a trigger as the
+    server raises it when it cannot extend a file) is `StoreFull`; the write rolls back."""
+    store = await make_store()
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        await connection.execute(
+            f"""
+            CREATE FUNCTION {schema}.no_room() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'could not extend file: No space left on device'
+                    USING ERRCODE = '53100';
+            END $$;
+            CREATE TRIGGER no_room BEFORE INSERT ON {schema}.jobs
+                FOR EACH ROW EXECUTE FUNCTION {schema}.no_room();
+            """
+        )
+        with pytest.raises(StoreFull, match="No space left on device"):
+            await store.submit_jobs(new_jobs(clock, 3))
+        assert (await store.stats()).jobs_by_state.get("queued", 0) == 0
+        await connection.execute(f"DROP TRIGGER no_room ON {schema}.jobs")
+        outcomes = await store.submit_jobs(new_jobs(clock, 3))
+        assert all(outcome.created for outcome in outcomes)
+    finally:
+        await connection.close()
