@@ -24,12 +24,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -50,13 +48,14 @@ from benchmarks.harness import (
     start_process,
     wait_until,
 )
+from benchmarks.scale_claims import bench_registration
 from benchmarks.simbot import SimBot
 from botfleet import eventloop
 from botfleet.clock import SystemClock
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import decode, encode
 from coordinator.store import open_store
-from coordinator.store.base import NewJob, Registration, ReportInput
+from coordinator.store.base import NewJob, ReportInput
 
 JOBS_PER_TRIP = 2  # MAX_CONCURRENCY's default: a bot claims no more than its free slots
 LOOPS = ("asyncio", "uvloop")
@@ -200,22 +199,7 @@ async def store_cost(base: Path, trips: int) -> Cost:
     await store.open()
     try:
         now = clock.now()
-        bot = await store.register_bot(
-            Registration(
-                bot_key="bench/store",
-                instance_id=secrets.token_hex(8),
-                name="store",
-                version="1.0.0",
-                capabilities=("sum",),
-                resources={},
-                constraints={"max_concurrency": JOBS_PER_TRIP},
-                meta={},
-                token_hash="-",
-                token_expires_at=now + timedelta(hours=1),
-                lease_until=now + timedelta(hours=1),
-                default_max_concurrency=JOBS_PER_TRIP,
-            )
-        )
+        bot = await store.register_bot(bench_registration(JOBS_PER_TRIP))
         bot_id = bot.bot.id
         count = JOBS_PER_TRIP * (trips + WARMUP + 1)
         for first in range(0, count, 1000):
