@@ -43,6 +43,13 @@ def processes_mentioning(marker: str) -> list[str]:
     return found
 
 
+def _sigint_delivered() -> None:
+    """In the child before exec: a CI that runs us in the background (no job control)
+    has SIGINT ignored, and an ignored signal stays ignored across exec, where Python
+    would then never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _demo(state_dir: Path, jobs: int) -> list[str]:
     return [
         sys.executable, "-m", "botfleet", "demo",
@@ -90,6 +97,7 @@ def test_an_interrupted_demo_leaves_no_process(
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=_env(),
+            preexec_fn=_sigint_delivered,
         )
     try:
         wait_until(
