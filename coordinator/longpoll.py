@@ -26,7 +26,7 @@ from typing import Any
 
 from botfleet.clock import Clock
 from botfleet.protocol.messages import TERMINAL_STATES
-from coordinator.store.base import JobRecord, Store
+from coordinator.store.base import JobRecord, ReportInput, ReportOutcome, Store
 
 log = logging.getLogger(__name__)
 
@@ -450,17 +450,49 @@ class LongPoller:
                     return job
                 await _wait(wake, min(remaining, self._recheck_timeout()))
 
+    def claims_at_once(self, operations: Sequence[str]) -> bool:
+        """Whether a claim for these operations goes straight to a claim transaction
+        (jobs probably there): then reports riding on it may share that transaction."""
+        return self._waiters.jobs_likely(operations)
+
+    async def report_and_claim(
+        self,
+        bot_id: str,
+        reports: Sequence[ReportInput],
+        operations: Sequence[str],
+        limit: int,
+        lease_ttl_s: float,
+    ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+        """The reports and a claim at once, in one store transaction, without waiting."""
+        notices = self._waiters.job_notices
+        started = time.perf_counter()
+        outcomes, jobs = await self._store.report_and_claim(
+            bot_id, reports, operations, limit, lease_ttl_s
+        )
+        self._claimed(operations, limit, jobs, notices, started)
+        return outcomes, jobs
+
     async def _claim(
         self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
     ) -> list[JobRecord] | None:
         notices = self._waiters.job_notices
         started = time.perf_counter()
         jobs = await self._store.claim_jobs(bot_id, operations, limit, lease_ttl_s)
+        self._claimed(operations, limit, jobs, notices, started)
+        return jobs
+
+    def _claimed(
+        self,
+        operations: Sequence[str],
+        limit: int,
+        jobs: list[JobRecord] | None,
+        notices_before: int,
+        started: float,
+    ) -> None:
         if jobs is not None:
             if self._observe_claim is not None:
                 self._observe_claim(time.perf_counter() - started, jobs)
-            self._waiters.note_claim(operations, limit, len(jobs), notices)
-        return jobs
+            self._waiters.note_claim(operations, limit, len(jobs), notices_before)
 
     async def _due_in(self, operations: Sequence[str]) -> float | None:
         """Seconds until the earliest queued job for these operations is due (<= 0: due

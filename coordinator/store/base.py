@@ -322,6 +322,19 @@ class Store(Protocol):
         """
         ...
 
+    async def report_and_claim(
+        self,
+        bot_id: str,
+        reports: Sequence[ReportInput],
+        operations: Sequence[str],
+        limit: int,
+        lease_ttl_s: float,
+    ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+        """`report`, then `claim_jobs`, in ONE transaction: the claim fills the capacity
+        the reports freed. Same answers as the two verbs one after the other (the
+        reports stand even when the claim answers None), one commit instead of two."""
+        ...
+
     async def set_progress(
         self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
     ) -> ReportOutcome: ...

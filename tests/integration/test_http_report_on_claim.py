@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from coordinator.app import create_app
+from coordinator.store.sqlite import SQLiteStore
 from tests.integration.conftest import ClientFactory
-from tests.integration.harness import Api, Bot, server_config, sqlite_store
+from tests.integration.harness import Api, Bot, eventually, server_config, sqlite_store
 
 
 def _claim_body(bot: Bot, reports: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -106,3 +108,61 @@ async def test_off_when_the_server_does_not_offer_it(
     assert m.FEATURE_REPORT_ON_CLAIM not in bot.registration["config"]["features"]
     status, data = await api.post("/v1/jobs/claim", _claim_body(bot, [_done("j")]), bot.headers)
     assert status == 400 and "report_on_claim" in data["error"]["message"]
+
+
+async def test_on_the_busy_path_reports_and_claim_share_one_transaction(
+    tmp_path: Path, clock: FakeClock, aiohttp_client: ClientFactory
+) -> None:
+    store = sqlite_store(tmp_path, clock)
+    assert isinstance(store, SQLiteStore)  # it counts its write transactions
+    api = Api(await aiohttp_client(create_app(server_config(tmp_path), store, clock)), clock)
+
+    def writes() -> int:
+        return store.write_paths.inline + store.write_paths.thread
+
+    bot = await api.register(constraints={"max_concurrency": 2})
+    first = await api.submit_many(2)
+    following = await api.submit_many(2)
+    assert {job["id"] for job in await api.claim(bot, limit=2)} == set(first)
+    before = writes()
+
+    body = _claim_body(bot, [_done(first[0]), _done(first[1])], wait_ms=5000)
+    status, data = await api.post("/v1/jobs/claim", body, bot.headers)
+
+    assert status == 200, data
+    assert {job["id"] for job in data["jobs"]} == set(following)
+    assert [r["status"] for r in data["results"]] == ["accepted", "accepted"]
+    assert writes() == before + 1
+    assert (await api.job(first[0]))["state"] == "succeeded"
+
+
+async def test_when_the_shared_transaction_finds_nothing_the_claim_waits(api: Api) -> None:
+    bot = await api.register(constraints={"max_concurrency": 2})
+    first = await api.submit_many(2)
+    assert {job["id"] for job in await api.claim(bot, limit=2)} == set(first)  # jobs likely
+    body = _claim_body(bot, [_done(first[0]), _done(first[1])], wait_ms=20_000)
+
+    waiting = asyncio.create_task(api.post("/v1/jobs/claim", body, bot.headers))
+    await eventually(lambda: api.ctx.waiters.waiting() >= 1, "the claim waiting")
+    assert not waiting.done()
+    assert (await api.job(first[0]))["state"] == "succeeded"  # the reports did not wait
+    submitted = await api.submit()
+    status, data = await waiting
+
+    assert status == 200, data
+    assert [job["id"] for job in data["jobs"]] == [submitted]
+    assert [r["status"] for r in data["results"]] == ["accepted", "accepted"]
+
+
+async def test_an_offline_bot_is_told_to_register_and_its_reports_stand(api: Api) -> None:
+    bot = await api.register(constraints={"max_concurrency": 2})
+    (job_id,) = await api.submit_many(1)
+    await api.submit_many(1)
+    assert len(await api.claim(bot, limit=1)) == 1  # a full claim: jobs likely
+    api.clock.advance(3600)
+    await api.ctx.reaper.run_once()
+
+    status, data = await api.post("/v1/jobs/claim", _claim_body(bot, [_done(job_id)]), bot.headers)
+
+    assert status == 404 and data["error"]["code"] == "bot_not_found"
+    assert (await api.job(job_id))["state"] == "succeeded"

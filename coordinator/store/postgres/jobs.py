@@ -76,6 +76,22 @@ async def claim_jobs(
     return [job_from_row(row) for row in rows]
 
 
+async def report_and_claim(
+    tx: Tx,
+    bot_id: str,
+    reports: Sequence[ReportInput],
+    operations: Sequence[str],
+    limit: int,
+    lease_ttl_s: float,
+) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+    # The bot's row first, then the reported jobs: the order a heartbeat and a claim
+    # take them in. The other way round, a heartbeat renewing these jobs' leases in
+    # another coordinator would deadlock with us.
+    await tx.fetchrow("lock_bot_for_claim", bot_id)
+    outcomes = await report(tx, bot_id, reports) if reports else []
+    return outcomes, await claim_jobs(tx, bot_id, operations, limit, lease_ttl_s)
+
+
 async def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
     """Lock the named jobs (id order), read this bot's attempts in a fresh snapshot (so a
     report applied by another coordinator while we waited is seen), decide each report

@@ -229,6 +229,20 @@ class PostgresStore:
             return []
         return await self._write(lambda tx: job_verbs.report(tx, bot_id, reports))
 
+    async def report_and_claim(
+        self,
+        bot_id: str,
+        reports: Sequence[ReportInput],
+        operations: Sequence[str],
+        limit: int,
+        lease_ttl_s: float,
+    ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+        return await self._write(
+            lambda tx: job_verbs.report_and_claim(
+                tx, bot_id, reports, operations, limit, lease_ttl_s
+            )
+        )
+
     async def set_progress(
         self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
     ) -> ReportOutcome:

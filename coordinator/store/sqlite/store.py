@@ -433,6 +433,20 @@ class SQLiteStore:
             inline=len(reports) <= INLINE_MAX_ROWS,
         )
 
+    async def report_and_claim(
+        self,
+        bot_id: str,
+        reports: Sequence[ReportInput],
+        operations: Sequence[str],
+        limit: int,
+        lease_ttl_s: float,
+    ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+        def verb(tx: Tx) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+            outcomes = sqlite_reports.report(tx, bot_id, reports) if reports else []
+            return outcomes, sqlite_jobs.claim_jobs(tx, bot_id, operations, limit, lease_ttl_s)
+
+        return await self._write(verb, inline=max(len(reports), limit) <= INLINE_MAX_ROWS)
+
     async def set_progress(
         self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
     ) -> ReportOutcome:
