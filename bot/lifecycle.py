@@ -103,7 +103,9 @@ class Lifecycle:
         self._table = table
         self._state = initial
         self._listeners: list[Listener] = []
-        self._changed = asyncio.Event()
+        # Made when someone waits (`wait_for`), set and dropped by the next move: a busy
+        # bot moves a few times per job and nobody waits, so most moves make no event.
+        self._changed: asyncio.Event | None = None
         self.history: list[BotState] = [initial]  # the latest moves (at most 2 * HISTORY_KEPT)
 
     @property
@@ -127,9 +129,9 @@ class Lifecycle:
     def move(self, target: BotState, reason: str = "") -> None:
         """Move to `target` (staying put is no move); raises `InvalidTransition` if not allowed."""
         source = self._state
-        if target == source:
+        if target is source:
             return
-        if not self.can_move(target):
+        if target not in self._table.get(source, ()):
             raise InvalidTransition(
                 f"no move from {source.name} to {target.name}" + (f" ({reason})" if reason else "")
             )
@@ -138,21 +140,26 @@ class Lifecycle:
         if len(self.history) > 2 * HISTORY_KEPT:
             del self.history[:HISTORY_KEPT]  # a busy bot moves a few times per job
         quiet = source in WORK_STATES and target in WORK_STATES
-        log.log(
-            logging.DEBUG if quiet else logging.INFO,
-            "state %s -> %s%s",
-            source.name,
-            target.name,
-            f" ({reason})" if reason else "",
-        )
+        level = logging.DEBUG if quiet else logging.INFO
+        if log.isEnabledFor(level):  # the quiet moves' arguments cost more than the check
+            log.log(
+                level,
+                "state %s -> %s%s",
+                source.name,
+                target.name,
+                f" ({reason})" if reason else "",
+            )
         for listener in self._listeners:
             listener(source, target, reason)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     async def wait_for(self, states: Iterable[BotState]) -> BotState:
         """Wait until the state is one of `states` (tests and supervisors)."""
         wanted = frozenset(states)
         while self._state not in wanted:
+            if self._changed is None:
+                self._changed = asyncio.Event()
             await self._changed.wait()
         return self._state

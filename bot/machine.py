@@ -219,7 +219,7 @@ class Bot:
     def _on_move(self, source: BotState, target: BotState, reason: str) -> None:
         # The coordinator hears of a change of phase (draining, quarantined, released) at
         # once; other moves wait for the next regular heartbeat.
-        if self.heartbeat is not None and _TELL_AT_ONCE & {source, target}:
+        if self.heartbeat is not None and (source in _TELL_AT_ONCE or target in _TELL_AT_ONCE):
             self.heartbeat.beat_now.set()
 
     async def _run_online(self, api: Api, session: Session) -> int:
@@ -252,24 +252,25 @@ class Bot:
         start("loop-lag", self.loop_lag.run(stopping.end))
         start("token", self.registration.token_timer(stopping.end))
 
-    def online_state(self) -> BotState:
-        """The online state the conditions call for (`bot.lifecycle.online_state`)."""
+    def online_state(self, activity: BotState | None = None) -> BotState:
+        """The online state the conditions call for (`bot.lifecycle.online_state`), the
+        pipeline doing `activity` (None: what the scheduler does now)."""
         assert self.scheduler is not None
         return online_state(
-            self.scheduler.activity(),
+            self.scheduler.activity() if activity is None else activity,
             circuit_open=self.circuit.is_open,
             quarantined=self.quarantine.active,
             backing_off=self._backoff_reason is not None,
         )
 
-    def _settle(self, reason: str = "") -> None:
+    def _settle(self, reason: str = "", activity: BotState | None = None) -> None:
         """Show the online state the conditions call for (no move outside the online states)."""
         state = self.lifecycle.state
         if self.registration.registering or state not in ONLINE_STATES or self.scheduler is None:
             return
         if state is S.DEGRADED_NET:
             return  # left only through SYNC, once a heartbeat gets through (on_heartbeat)
-        self.lifecycle.move(self.online_state(), reason)
+        self.lifecycle.move(self.online_state(activity), reason)
 
     # ------------------------------------------------------------ hooks (scheduler, heartbeat)
 
@@ -277,7 +278,7 @@ class Bot:
         return self.lifecycle.working and self.stopping.may_work()
 
     def activity_changed(self, activity: BotState) -> None:
-        self._settle()
+        self._settle(activity=activity)  # the scheduler's activity, just worked out
 
     def backing_off(self, reason: str | None) -> None:
         self._backoff_reason = reason

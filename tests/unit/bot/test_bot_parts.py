@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import signal
+import threading
 
 import pytest
 
@@ -157,6 +158,8 @@ def test_listeners_and_quiet_work_moves(caplog: pytest.LogCaptureFixture) -> Non
     assert moves == [(S.SYNC, S.IDLE, "registered"), (S.IDLE, S.CLAIM, "")]
     info = [r for r in caplog.records if r.levelname == "INFO"]
     assert [r.getMessage() for r in info] == ["state SYNC -> IDLE (registered)"]
+    debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.name == "bot.lifecycle"]
+    assert [r.getMessage() for r in debug] == ["state IDLE -> CLAIM"]
     assert lifecycle.working and not lifecycle.final
 
 
@@ -171,6 +174,20 @@ async def test_wait_for_a_state() -> None:
     assert {S.IDLE, S.CLAIM, S.PROCESS, S.REPORT} == WORK_STATES
 
 
+async def test_several_wait_for_the_states_they_want() -> None:
+    lifecycle = Lifecycle(initial=S.SYNC)
+    working = asyncio.create_task(lifecycle.wait_for({S.CLAIM}))
+    stopping = asyncio.create_task(lifecycle.wait_for({S.DRAINING}))
+    await asyncio.sleep(0)
+    lifecycle.move(S.IDLE)
+    lifecycle.move(S.CLAIM)  # two moves before the waiters look: they see the latest
+    assert await asyncio.wait_for(working, 30) is S.CLAIM
+    assert not stopping.done()
+    lifecycle.move(S.DRAINING)
+    assert await asyncio.wait_for(stopping, 30) is S.DRAINING
+    assert await asyncio.wait_for(lifecycle.wait_for({S.DRAINING}), 30) is S.DRAINING
+
+
 # ---------------------------------------------------------------- values
 
 
@@ -183,6 +200,17 @@ def test_job_progress_checks_the_fraction() -> None:
         with pytest.raises(ValueError, match="between 0 and 1"):
             job.progress(bad)
     Job("job_2", "sum", {}).progress(0.5)  # no sink: nothing happens
+
+
+def test_a_cancelled_job_reads_so_in_a_handler_thread() -> None:
+    job = Job("job_1", "sum", {})
+    seen: list[bool] = []
+    job.cancel()
+    reader = threading.Thread(target=lambda: seen.append(job.cancelled()))
+    reader.start()
+    reader.join(GENEROUS_S)
+    assert seen == [True]
+    assert not Job("job_2", "sum", {}).cancelled()  # each job its own flag
 
 
 def test_job_from_the_wire() -> None:
