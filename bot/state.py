@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +32,24 @@ class BotState(enum.Enum):
     QUARANTINED = "quarantined"  # told to stop taking work, still heartbeating
     SAFE_HALT = "safe_halt"  # cannot go on safely (e.g. the outbox cannot keep reports)
 
+    # Members are singletons, equal only to themselves: hashed by identity, in C. Enum's
+    # own hash is Python code hashing the name, and states meet sets and dicts several
+    # times a job (the lifecycle table, the work states).
+    __hash__ = object.__hash__
+
 
 ProgressSink = Callable[[str, float, str | None], None]
+
+
+class _Flag:
+    """Raised once, read from any thread. Nobody waits on it, so a `threading.Event`
+    (a lock and a condition, 3 µs to make, one per job) is more than it needs: one
+    attribute write is seen whole by every thread."""
+
+    __slots__ = ("up",)
+
+    def __init__(self) -> None:
+        self.up = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +64,7 @@ class Job:
     timeout_s: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     on_progress: ProgressSink | None = field(default=None, repr=False, compare=False)
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    _cancelled: _Flag = field(default_factory=_Flag, repr=False, compare=False)
 
     def cancelled(self) -> bool:
         """True once the bot stopped waiting for this job (cancel, timeout, end of a drain).
@@ -57,11 +72,11 @@ class Job:
         An async handler is cancelled outright; a plain handler runs in a thread that
         cannot be stopped, so a long one should check this now and then and return.
         """
-        return self._cancelled.is_set()
+        return self._cancelled.up
 
     def cancel(self) -> None:
         """Mark the job cancelled (the bot does this; `cancelled()` reads it, from any thread)."""
-        self._cancelled.set()
+        self._cancelled.up = True
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Tell the coordinator how far the job is (0..1); callable from a thread too.
