@@ -262,8 +262,9 @@ async def test_unknown_operation_fails_with_a_clear_message() -> None:
         (TimeoutError("own timeout"), "TimeoutError: own timeout"),
     ],
 )
+@pytest.mark.parametrize("timeout_s", [30, None])
 async def test_handler_exception_fails_the_job_with_its_text(
-    raised: BaseException, error: str
+    raised: BaseException, error: str, timeout_s: float | None
 ) -> None:
     registry = Registry()
 
@@ -271,7 +272,7 @@ async def test_handler_exception_fails_the_job_with_its_text(
         raise raised
 
     registry.register("explode", explode)
-    report = await execute(registry, job("explode", timeout_s=30))
+    report = await execute(registry, job("explode", timeout_s=timeout_s))
     assert (report.action, report.error, report.retryable) == ("fail", error, True)
 
 
