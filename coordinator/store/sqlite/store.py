@@ -28,10 +28,11 @@ crash or SIGKILL of the process; the last commits before a power loss or an OS c
 be lost, and the file is never corrupted. That is the usual trade for a job queue whose
 producers and bots retry. The writer does not checkpoint on commit
 (`wal_autocheckpoint = 0`, so no checkpoint and no fsync ever runs on the event loop):
-every few hundred rows written, a PASSIVE checkpoint, which fsyncs the WAL and then the
-database, runs instead, its bulk on the reader thread and its tail on the writer thread
-(`threads.Checkpointer`); what a power loss can take is bounded by that spacing instead
-of by SQLite's 1,000-page default.
+every few thousand rows written, and at most half a second after a commit, a PASSIVE
+checkpoint, which fsyncs the WAL and then the database, runs instead, its bulk on the
+reader thread and its tail on the writer thread (`threads.Checkpointer`); what a power
+loss can take is bounded by that spacing, in rows and in time, instead of by SQLite's
+1,000-page default (which has no bound in time).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ from coordinator.store.sqlite import reports as sqlite_reports
 from coordinator.store.sqlite.rows import Tx, to_us
 from coordinator.store.sqlite.threads import (
     CHECKPOINT_AFTER_CHANGES,
+    CHECKPOINT_AFTER_S,
     Checkpointer,
     DatabaseThread,
     connect,
@@ -127,13 +129,21 @@ class SQLiteStore:
     """`Store` on a SQLite file. The constructor does no I/O; `open()` connects and
     migrates."""
 
-    def __init__(self, path: str, clock: Clock, retry_delay: RetryDelay) -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: Clock,
+        retry_delay: RetryDelay,
+        checkpoint_after_changes: int = CHECKPOINT_AFTER_CHANGES,
+        checkpoint_after_s: float = CHECKPOINT_AFTER_S,
+    ) -> None:
         if path == ":memory:" or path.startswith("file::memory:"):
             # The writer and reader threads each open the path: they must share a file.
             raise ValueError("the SQLite store needs a file path, not an in-memory database")
         self._path = path
         self._clock = clock
         self._retry_delay = retry_delay
+        self._checkpoint_after = (checkpoint_after_changes, checkpoint_after_s)
         self._listener: StoreListener | None = None
         self._queries: Queries | None = None
         self._writer: DatabaseThread | None = None
@@ -164,8 +174,9 @@ class SQLiteStore:
                 raise StoreError(f"SQLite {self._path}: {exc}") from exc
             raise
         self._queries, self._writer, self._reader = queries, writer, reader
+        every, every_s = self._checkpoint_after
         self._checkpointer = Checkpointer(
-            writer, queries, self._path, CHECKPOINT_AFTER_CHANGES, copier=reader
+            writer, queries, self._path, every, copier=reader, every_s=every_s
         )
         try:
             self._loop_reader = connect(self._path, queries, LOOP_READER_SETUP)

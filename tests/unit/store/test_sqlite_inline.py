@@ -28,7 +28,6 @@ from coordinator.store.sqlite import reports as sqlite_reports
 from coordinator.store.sqlite.rows import Tx
 from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT, WritePaths
 from coordinator.store.sqlite.threads import (
-    CHECKPOINT_AFTER_CHANGES,
     Checkpointer,
     DatabaseThread,
 )
@@ -73,9 +72,17 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "botfleet.db"
 
 
+# Checkpoints by row count only, so that none starts on a timer in the middle of a test
+# that counts where its writes ran (a checkpoint's tail makes writes queue on the thread).
+ROWS_PER_CHECKPOINT = 400
+NO_TIME_BOUND_S = 3600.0
+
+
 @pytest.fixture
 async def sqlite_store(db_path: Path, clock: FakeClock) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(str(db_path), clock, retry_delay_for_tests)
+    store = SQLiteStore(
+        str(db_path), clock, retry_delay_for_tests, ROWS_PER_CHECKPOINT, NO_TIME_BOUND_S
+    )
     await store.open()
     try:
         yield store
@@ -322,7 +329,7 @@ async def test_the_wal_is_checkpointed_off_the_loop_and_stops_growing(
     sizes: list[int] = []
     for _round in range(6):
         # Each submit writes at least one row: a checkpoint starts in every round.
-        for _ in range(CHECKPOINT_AFTER_CHANGES):
+        for _ in range(ROWS_PER_CHECKPOINT):
             await sqlite_store.submit_jobs([new_job(clock)])
         await wait_until(lambda: checkpointer.runs >= 1 and checkpointer.idle, DEADLINE_S)
         sizes.append(wal.stat().st_size)  # noqa: ASYNC240 (a stat, the loop has no other work)
@@ -338,28 +345,56 @@ async def test_the_wal_is_checkpointed_off_the_loop_and_stops_growing(
     assert sizes[-1] < 1.5 * sizes[0]
 
 
+class _Checkpoints:
+    """A writer and a copier thread on one WAL database with a table `t`, for driving a
+    `Checkpointer` by hand."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.queries = load_queries("sqlite_queries.sql")
+        self.path = str(tmp_path / "checkpoints.db")
+        self.writer = DatabaseThread("test-writer")
+        self.copier = DatabaseThread("test-copier")
+
+    async def __aenter__(self) -> _Checkpoints:
+        await self.writer.call(
+            self.writer.connect, self.path, self.queries, ("pragma_journal_wal",)
+        )
+        await self.copier.call(self.copier.connect, self.path, self.queries, ())
+        await self.writer.call(self.writer.conn.execute, "CREATE TABLE t (n INTEGER)")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.copier.call(self.copier.disconnect, self.queries, ())
+        await self.writer.call(self.writer.disconnect, self.queries, ())
+        self.copier.shutdown()
+        self.writer.shutdown()
+
+    def checkpointer(self, every: int, every_s: float | None = None) -> Checkpointer:
+        return Checkpointer(
+            self.writer, self.queries, self.path, every, copier=self.copier, every_s=every_s
+        )
+
+    async def write(self, rows: int) -> int:
+        """`rows` rows written on the writer thread; the writer's total_changes after."""
+
+        def insert() -> int:
+            for n in range(rows):
+                self.writer.conn.execute("INSERT INTO t VALUES (?)", (n,))
+            return self.writer.conn.total_changes
+
+        return await self.writer.call(insert)
+
+
 async def test_what_is_written_during_the_copy_is_copied_by_the_finish(tmp_path: Path) -> None:
     """Writes go on while a checkpoint copies; its finish, on the writer thread, copies
     what they added, so the whole WAL is in the database and the next write starts it
     over."""
-    queries = load_queries("sqlite_queries.sql")
-    path = str(tmp_path / "checkpoints.db")
-    writer, copier = DatabaseThread("test-writer"), DatabaseThread("test-copier")
-    await writer.call(writer.connect, path, queries, ("pragma_journal_wal",))
-    await copier.call(copier.connect, path, queries, ())
-
-    def write(rows: int) -> int:
-        for n in range(rows):
-            writer.conn.execute("INSERT INTO t VALUES (?)", (n,))
-        return writer.conn.total_changes
-
-    try:
-        await writer.call(writer.conn.execute, "CREATE TABLE t (n INTEGER)")
-        checkpointer = Checkpointer(writer, queries, path, every=10, copier=copier)
+    async with _Checkpoints(tmp_path) as db:
+        checkpointer = db.checkpointer(every=10)
         copying = threading.Event()
-        held = copier.start(copying.wait)  # the copier thread is busy: the copy waits
-        checkpointer.note(await writer.call(write, 10))  # a round starts
-        checkpointer.note(await writer.call(write, 50))  # written during it: no new round
+        held = db.copier.start(copying.wait)  # the copier thread is busy: the copy waits
+        checkpointer.note(await db.write(10))  # a round starts
+        checkpointer.note(await db.write(50))  # written during it: no new round
         copying.set()
         await held
         await checkpointer.close()
@@ -367,13 +402,68 @@ async def test_what_is_written_during_the_copy_is_copied_by_the_finish(tmp_path:
         assert checkpointer.last_result is not None
         busy, wal_pages, copied = checkpointer.last_result
         assert busy == 0 and wal_pages == copied > 0
-        checkpointer.note(await writer.call(write, 5))  # under the threshold since the finish
-        assert checkpointer.idle
+        checkpointer.note(await db.write(5))  # under the threshold since the finish
+        assert checkpointer.idle and not checkpointer.timed
+
+
+async def test_a_commit_is_checkpointed_within_the_time_bound(tmp_path: Path) -> None:
+    """Far below the row count, a commit still gets its checkpoint (and so its fsync)
+    once `every_s` has passed: a quiet coordinator's power-cut window is bounded."""
+    async with _Checkpoints(tmp_path) as db:
+        checkpointer = db.checkpointer(every=1_000_000, every_s=0.01)
+        checkpointer.note(await db.write(1))
+        checkpointer.note(await db.write(1))  # the timer already runs: not a second one
+        await wait_until(lambda: checkpointer.runs == 1 and checkpointer.idle, DEADLINE_S)
+        assert checkpointer.last_result is not None
+        busy, wal_pages, copied = checkpointer.last_result
+        assert busy == 0 and wal_pages == copied > 0
+        assert not checkpointer.timed  # nothing written since: nothing more to do
+        checkpointer.note(await db.write(1))
+        assert checkpointer.timed
+        await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await checkpointer.close()
+
+
+async def test_the_time_bound_during_a_checkpoint_leaves_the_rest_to_the_next(
+    tmp_path: Path,
+) -> None:
+    async with _Checkpoints(tmp_path) as db:
+        checkpointer = db.checkpointer(every=10, every_s=0.01)
+        copying = threading.Event()
+        held = db.copier.start(copying.wait)  # the copy phase waits
+        checkpointer.note(await db.write(10))  # a round starts (by rows)
+        checkpointer.note(await db.write(3))  # below the rows: timed
+        await wait_until(lambda: not checkpointer.timed, DEADLINE_S)  # fired mid-round
+        assert not checkpointer.idle
+        copying.set()
+        await held
+        await wait_until(lambda: checkpointer.idle, DEADLINE_S)
+        assert checkpointer.runs == 1  # its finish copied the 3 rows as well
+        assert not checkpointer.timed
+        checkpointer.note(await db.write(1))
+        await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await checkpointer.close()
+
+
+async def test_closing_cancels_a_timed_checkpoint(tmp_path: Path) -> None:
+    async with _Checkpoints(tmp_path) as db:
+        checkpointer = db.checkpointer(every=1_000_000, every_s=3600.0)
+        checkpointer.note(await db.write(1))
+        assert checkpointer.timed
+        await checkpointer.close()
+        assert not checkpointer.timed and checkpointer.runs == 0
+
+
+async def test_the_store_checkpoints_a_lone_commit_in_time(db_path: Path, clock: FakeClock) -> None:
+    store = SQLiteStore(str(db_path), clock, retry_delay_for_tests, checkpoint_after_s=0.01)
+    await store.open()
+    try:
+        checkpointer = store.checkpointer
+        assert checkpointer is not None
+        await store.submit_jobs([new_job(clock)])
+        await wait_until(lambda: checkpointer.runs >= 1 and checkpointer.idle, DEADLINE_S)
     finally:
-        await copier.call(copier.disconnect, queries, ())
-        await writer.call(writer.disconnect, queries, ())
-        copier.shutdown()
-        writer.shutdown()
+        await store.close()
 
 
 async def test_a_point_read_that_would_wait_goes_to_the_reader_thread(

@@ -31,7 +31,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 def _make(path: Path, clock: FakeClock) -> SQLiteStore:
-    return SQLiteStore(str(path), clock, retry_delay_for_tests)
+    # No checkpoint on a timer: one could make a write the tests expect inline queue on
+    # the writer thread.
+    return SQLiteStore(str(path), clock, retry_delay_for_tests, checkpoint_after_s=3600.0)
 
 
 def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
