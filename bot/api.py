@@ -80,6 +80,9 @@ class HttpApi:
         self._bases = tuple(base.rstrip("/") for base in bases)
         self._active = 0
         self._timeout_s = timeout_s
+        # One ClientTimeout per total (a few: plain calls, long-poll claims): making one
+        # per call cost 1 µs, two calls a job. Frozen, so shared safely.
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._enroll_token = enroll_token
         self._token: str | None = None
         self._now = now or (lambda: datetime.now(UTC))
@@ -141,7 +144,7 @@ class HttpApi:
         bearer = self._enroll_token if enrolling else self._token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
-        timeout = aiohttp.ClientTimeout(total=timeout_s or self._timeout_s)
+        timeout = self._timeout(timeout_s or self._timeout_s)
         try:
             async with self._session.request(
                 method, url, data=encode(body), headers=headers, timeout=timeout
@@ -156,6 +159,14 @@ class HttpApi:
         if status >= 300:
             raise self._error(status, data, retry_after, f"{method} {url}")
         return data
+
+    def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(total_s)
+        if timeout is None:
+            if len(self._timeouts) >= 16:  # totals vary only with settings; bound it anyway
+                self._timeouts.clear()
+            timeout = self._timeouts[total_s] = aiohttp.ClientTimeout(total=total_s)
+        return timeout
 
     def _decode(self, data: bytes, answer: type[T], call: str) -> T:
         try:

@@ -294,6 +294,37 @@ async def test_long_poll_claim_waits_longer_than_the_timeout(
     assert answer.jobs == [] and seen == [300]
 
 
+async def test_a_long_poll_claim_leaves_the_other_calls_their_own_timeout(
+    aiohttp_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    hold = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        await hold.wait()
+        return web.json_response({})
+
+    async def claim(request: web.Request) -> web.Response:
+        await asyncio.sleep(json.loads(await request.text())["wait_ms"] / 1000)
+        return web.json_response({"jobs": []})
+
+    routes = {("PUT", "/v1/bots/{b}/heartbeat"): stuck, ("POST", "/v1/jobs/claim"): claim}
+    api = api_for(http, await serve(aiohttp_server, routes), timeout_s=0.2)
+    for _ in range(2):  # the second time with the timeouts made the first time
+        answer = await api.claim(m.ClaimRequest(bot_id="b", operations=["sum"], wait_ms=300))
+        assert answer.jobs == []
+        with pytest.raises(NetworkError, match="Timeout"):
+            await api.heartbeat("b", m.HeartbeatRequest(instance_id="i"))
+    hold.set()
+
+
+def test_timeouts_are_kept_per_total_and_few() -> None:
+    api = HttpApi(None, ["http://x/v1"], timeout_s=1)  # type: ignore[arg-type]
+    for total in range(1, 40):
+        assert api._timeout(float(total)).total == total
+        assert api._timeout(float(total)) is api._timeout(float(total))
+    assert len(api._timeouts) <= 16
+
+
 def test_needs_a_base() -> None:
     with pytest.raises(ValueError, match="at least one"):
         HttpApi(None, [], timeout_s=1)  # type: ignore[arg-type]
