@@ -462,15 +462,21 @@ class LongPoller:
         operations: Sequence[str],
         limit: int,
         lease_ttl_s: float,
-    ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
-        """The reports and a claim at once, in one store transaction, without waiting."""
+        reported: Callable[[list[ReportOutcome]], None],
+    ) -> list[JobRecord] | None:
+        """The reports and a claim at once, in one store transaction, without waiting.
+
+        `reported` is told the reports' outcomes before the claim is observed, the order
+        of the two verbs: a job a report sends back to the queue and this claim takes
+        again is first let go of, then claimed (the metrics follow jobs by id)."""
         notices = self._waiters.job_notices
         started = time.perf_counter()
         outcomes, jobs = await self._store.report_and_claim(
             bot_id, reports, operations, limit, lease_ttl_s
         )
+        reported(outcomes)
         self._claimed(operations, limit, jobs, notices, started)
-        return outcomes, jobs
+        return jobs
 
     async def _claim(
         self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float

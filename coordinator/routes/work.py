@@ -139,11 +139,16 @@ async def _report_and_claim(
         "botfleet.jobs": len(reports),
         "botfleet.limit": body.limit,
     }
+    results: list[m.ReportResult] = []
+
+    def reported(outcomes: list[ReportOutcome]) -> None:
+        results.extend(_reported(ctx, bot_id, reports, outcomes))
+
     with ctx.tracer.span("report_and_claim", attributes):
-        outcomes, jobs = await ctx.poller.report_and_claim(
-            bot_id, reports, body.operations, body.limit, ctx.config.job_lease_ttl_s
+        jobs = await ctx.poller.report_and_claim(
+            bot_id, reports, body.operations, body.limit, ctx.config.job_lease_ttl_s, reported
         )
-    return _reported(ctx, bot_id, reports, outcomes), jobs
+    return results, jobs
 
 
 def _reported(

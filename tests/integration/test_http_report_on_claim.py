@@ -166,3 +166,27 @@ async def test_an_offline_bot_is_told_to_register_and_its_reports_stand(api: Api
 
     assert status == 404 and data["error"]["code"] == "bot_not_found"
     assert (await api.job(job_id))["state"] == "succeeded"
+
+
+async def test_a_job_the_same_claim_takes_again_keeps_its_metrics(api: Api) -> None:
+    """A retryable failure goes back to the queue (the test server retries at once) and
+    the claim it rode on takes it again: let go of, then claimed, as two requests would."""
+    bot = await api.register(constraints={"max_concurrency": 1})
+    (job_id,) = await api.submit_many(1)
+    await api.submit_many(1)  # the first claim comes back full: jobs likely
+    assert [job["id"] for job in await api.claim(bot, limit=1)] == [job_id]
+    retry = {"job_id": job_id, "action": "fail", "error": "again", "retryable": True}
+    status, data = await api.post("/v1/jobs/claim", _claim_body(bot, [retry], limit=1), bot.headers)
+    assert status == 200, data
+    assert [job["id"] for job in data["jobs"]] == [job_id]
+
+    status, data = await api.post(
+        "/v1/jobs/report",
+        {"instance_id": bot.instance_id, "reports": [_done(job_id)]},
+        bot.headers,
+    )
+
+    assert status == 200 and data["results"][0]["status"] == "accepted", data
+    registry = api.ctx.metrics.registry
+    assert registry.get_sample_value("botfleet_jobs_succeeded_total", {"op": "sum"}) == 1.0
+    assert registry.get_sample_value("botfleet_jobs_succeeded_total", {"op": "unknown"}) is None

@@ -87,8 +87,12 @@ async def report_and_claim(
     # The bot's row first, then the reported jobs: the order a heartbeat and a claim
     # take them in. The other way round, a heartbeat renewing these jobs' leases in
     # another coordinator would deadlock with us.
-    await tx.fetchrow("lock_bot_for_claim", bot_id)
+    # An offline bot has no row to lock: it stays without jobs even if it comes back
+    # meanwhile, so that `claim_jobs` never locks the bot after the jobs.
+    bot = await tx.fetchrow("lock_bot_for_claim", bot_id)
     outcomes = await report(tx, bot_id, reports) if reports else []
+    if bot is None:
+        return outcomes, None
     return outcomes, await claim_jobs(tx, bot_id, operations, limit, lease_ttl_s)
 
 
