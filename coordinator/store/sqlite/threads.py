@@ -140,10 +140,13 @@ class Checkpointer:
         self._path = path
         self._every = every
         self._every_s = every_s
-        self._mark = 0  # total_changes up to which the WAL was last checkpointed
-        self._latest = 0  # total_changes after the last commit noted
+        self._mark = 0  # total_changes when the last checkpoint began or finished
+        self._covered = 0  # total_changes known to be copied into the database file
+        self._latest = 0  # the highest total_changes noted
         self._pending: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._failed = False  # the last finish failed
         self.runs = 0
         self.last_thread: int | None = None  # the thread that finished the last one (tests)
         self.last_result: tuple[int, int, int] | None = None  # (busy, WAL pages, copied)
@@ -153,24 +156,29 @@ class Checkpointer:
         """After a commit (on the event loop), with the writer connection's total_changes:
         start a checkpoint when enough was written since the last one and none is under
         way; otherwise make sure one starts within `every_s`."""
-        self._latest = total_changes
-        if total_changes - self._mark < self._every:
-            if self._every_s is not None and self._timer is None:
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(self._every_s, self._time_is_up)
+        # A commit on the writer thread is noted a loop turn late, maybe after a newer
+        # inline one: never go back.
+        self._latest = max(self._latest, total_changes)
+        if self._latest - self._mark >= self._every:
+            self._start(self._latest)
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._every_s is None or self._timer is not None or self._closed:
             return
-        self._start(total_changes)
+        if self._latest > self._covered:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._every_s, self._time_is_up)
 
     def _time_is_up(self) -> None:
         self._timer = None
-        if self._latest > self._mark:
+        if self._latest > self._covered:
             self._start(self._latest)
 
     def _start(self, total_changes: int) -> None:
         if self._pending is not None and not self._pending.done():
-            # Its finish checkpoints what is written meanwhile; what comes after that
-            # is noted (and timed) again.
-            return
+            return  # its finish copies what is written meanwhile; `_ended` sees to the rest
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -181,6 +189,14 @@ class Checkpointer:
             self._pending = self._writer.start(self._finish)
         else:
             self._pending = asyncio.ensure_future(self._two_phases(self._copier))
+        self._pending.add_done_callback(self._ended)
+
+    def _ended(self, _: asyncio.Future[None]) -> None:
+        # What the checkpoint did not copy (written after its finish, or held back by a
+        # reader's snapshot) gets its time bound again. After a failure (it logged why),
+        # the next commit tries again: not every half second on a broken disk.
+        if not self._failed:
+            self._arm()
 
     async def _two_phases(self, copier: DatabaseThread) -> None:
         await copier.call(self._copy, copier)
@@ -189,6 +205,7 @@ class Checkpointer:
     async def close(self) -> None:
         """Wait for a checkpoint still under way (it logs its own failure); start no
         more (closing the last connection checkpoints everything)."""
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -201,11 +218,18 @@ class Checkpointer:
 
     def _finish(self) -> None:
         self.last_thread = threading.get_ident()
-        if self._run(self._writer, "finish"):
-            self.runs += 1
-            # On the writer thread, nothing else writes: all committed so far is copied,
-            # including what was written during the copy phase.
-            self._mark = self._writer.conn.total_changes
+        row = self._run(self._writer, "finish")
+        self._failed = row is None
+        if row is None:
+            return
+        self.runs += 1
+        # On the writer thread, nothing else writes: the checkpoint saw all committed so
+        # far, including what was written during the copy phase.
+        total_changes = self._writer.conn.total_changes
+        self._mark = total_changes
+        busy, wal_pages, copied = row
+        if busy == 0 and copied == wal_pages:
+            self._covered = total_changes
 
     @property
     def timed(self) -> bool:
@@ -216,16 +240,16 @@ class Checkpointer:
     def idle(self) -> bool:
         return self._pending is None or self._pending.done()
 
-    def _run(self, thread: DatabaseThread, phase: str) -> bool:
+    def _run(self, thread: DatabaseThread, phase: str) -> tuple[int, int, int] | None:
+        """(busy, WAL pages, pages copied); None when the checkpoint failed."""
         try:
             row = thread.conn.execute(self._queries["checkpoint_passive"]).fetchone()
         except (sqlite3.Error, StoreError) as error:
             # The WAL only grows until the next one succeeds; nothing is lost.
             logger.warning("SQLite %s: checkpoint (%s) failed: %s", self._path, phase, error)
-            return False
-        if row is not None:
-            self.last_result = (row[0], row[1], row[2])
-            logger.debug(
-                "SQLite %s: checkpoint %s busy=%s wal=%s copied=%s", self._path, phase, *row
-            )
-        return True
+            return None
+        if row is None:
+            return None
+        self.last_result = (row[0], row[1], row[2])
+        logger.debug("SQLite %s: checkpoint %s busy=%s wal=%s copied=%s", self._path, phase, *row)
+        return self.last_result

@@ -412,15 +412,58 @@ async def test_a_commit_is_checkpointed_within_the_time_bound(tmp_path: Path) ->
     async with _Checkpoints(tmp_path) as db:
         checkpointer = db.checkpointer(every=1_000_000, every_s=0.01)
         checkpointer.note(await db.write(1))
-        checkpointer.note(await db.write(1))  # the timer already runs: not a second one
-        await wait_until(lambda: checkpointer.runs == 1 and checkpointer.idle, DEADLINE_S)
+        assert checkpointer.timed
+        await wait_until(
+            lambda: checkpointer.runs == 1 and checkpointer.idle and not checkpointer.timed,
+            DEADLINE_S,
+        )
         assert checkpointer.last_result is not None
         busy, wal_pages, copied = checkpointer.last_result
         assert busy == 0 and wal_pages == copied > 0
-        assert not checkpointer.timed  # nothing written since: nothing more to do
         checkpointer.note(await db.write(1))
-        assert checkpointer.timed
         await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await checkpointer.close()
+
+
+async def test_a_late_note_of_an_older_commit_does_not_hide_a_newer_one(tmp_path: Path) -> None:
+    """The store notes a commit made on the writer thread a loop turn late, possibly
+    after a newer inline commit: the newer one still gets its checkpoint in time."""
+    async with _Checkpoints(tmp_path) as db:
+        checkpointer = db.checkpointer(every=1_000_000, every_s=0.01)
+        checkpointer.note(await db.write(1))
+        older = await db.write(1)  # committed, its note still to come
+        await wait_until(lambda: checkpointer.runs == 1 and checkpointer.idle, DEADLINE_S)
+        newer = await db.write(1)
+        checkpointer.note(newer)
+        checkpointer.note(older)
+        await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await checkpointer.close()
+
+
+async def test_what_a_reader_held_back_gets_checkpointed_once_it_lets_go(tmp_path: Path) -> None:
+    """A PASSIVE checkpoint cannot copy frames newer than a reader's snapshot; those
+    commits keep their time bound, and are copied once the reader is done."""
+    async with _Checkpoints(tmp_path) as db:
+        checkpointer = db.checkpointer(every=1_000_000, every_s=0.01)
+        reader = sqlite3.connect(db.path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM t").fetchone()  # a snapshot, held
+            checkpointer.note(await db.write(1))
+            await wait_until(lambda: checkpointer.runs >= 1, DEADLINE_S)
+            result = checkpointer.last_result
+            assert result is not None and result[2] < result[1]  # not all copied
+        finally:
+            reader.execute("COMMIT")
+            reader.close()
+
+        def all_copied() -> bool:
+            result = checkpointer.last_result
+            return result is not None and result[0] == 0 and result[1] == result[2]
+
+        await wait_until(
+            lambda: all_copied() and checkpointer.idle and not checkpointer.timed, DEADLINE_S
+        )
         await checkpointer.close()
 
 
