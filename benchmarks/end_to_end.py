@@ -281,7 +281,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         metavar="NAME=VALUE",
         help=f"bot environment of the alternative (default: {tuned})",
     )
+    parser.add_argument(
+        "--tuned-claim-batch",
+        type=int,
+        metavar="N",
+        help="the coordinator's claim_batch_size for the alternative (default: its own, 5); "
+        "with a large MAX_CONCURRENCY, what caps the jobs per claim",
+    )
     args = parser.parse_args(argv)
+    if args.tuned_claim_batch is not None and args.tuned_claim_batch < 1:
+        parser.error("--tuned-claim-batch must be at least 1")
     for name in ("jobs", "bots", "latency_jobs", "runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -298,11 +307,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         timeout_s=args.timeout,
         fmt=args.format,
         workdir=args.workdir,
-        **_settings(args.compare, baseline, tuned_env),
+        **_settings(args.compare, baseline, tuned_env, args.tuned_claim_batch),
     )
 
 
-def _settings(compare: str, baseline: dict[str, str], tuned: dict[str, str]) -> dict[str, Setting]:
+def _settings(
+    compare: str, baseline: dict[str, str], tuned: dict[str, str], tuned_batch: int | None = None
+) -> dict[str, Setting]:
     if compare == "report-on-claim":
         env = baseline or dict(SEED_DEFAULTS)
         return {
@@ -311,7 +322,11 @@ def _settings(compare: str, baseline: dict[str, str], tuned: dict[str, str]) -> 
         }
     return {
         "baseline": Setting("seed defaults", baseline or dict(SEED_DEFAULTS)),
-        "tuned": Setting("tuned", tuned or dict(TUNED)),
+        "tuned": Setting(
+            "tuned",
+            tuned or dict(TUNED),
+            ("--claim-batch-size", str(tuned_batch)) if tuned_batch is not None else (),
+        ),
     }
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from benchmarks import end_to_end
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Under pytest-timeout's 180 s: a stuck benchmark fails with its own message and logs.
 BENCHMARK_TIMEOUT_S = 60
@@ -102,3 +104,17 @@ def test_end_to_end_compares_report_on_claim_with_reports_alone(tmp_path: Path) 
     assert re.search(rf"run 1 report_on_claim: {RATE}, p50 {DURATION}, p99 {DURATION}", out)
     assert "--features long_poll,batch_report,progress,deregister" in out
     assert leftovers(tmp_path) == []
+
+
+def test_the_alternative_may_raise_the_coordinators_claim_batch() -> None:
+    """What the free-slots rule costs: with a large MAX_CONCURRENCY the coordinator's
+    claim_batch_size (5) still caps each claim, unless the alternative raises it."""
+    options = end_to_end.parse_args(
+        ["--tuned-env", "MAX_CONCURRENCY=64", "--tuned-claim-batch", "64"]
+    )
+    assert options.tuned.bot_env == {"MAX_CONCURRENCY": "64"}
+    assert options.tuned.server_args == ("--claim-batch-size", "64")
+    assert "coordinator --claim-batch-size 64" in options.tuned.describe()
+    assert end_to_end.parse_args([]).tuned.server_args == ()
+    with pytest.raises(SystemExit):
+        end_to_end.parse_args(["--tuned-claim-batch", "0"])
