@@ -200,7 +200,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", default=",".join(SECTIONS), help="claims,fleet,bot")
     parser.add_argument("--claim-queues", type=int_list, default=[10_000, 1_000_000])
-    parser.add_argument("--claim-jobs", type=int, default=5_000, help="claimed per queue size")
+    parser.add_argument("--claim-jobs", type=int, default=20_000, help="claimed per queue size")
     parser.add_argument("--claim-batch", type=int, default=100, help="jobs per claim (≤ 100)")
     parser.add_argument("--claim-rounds", type=int, default=10, help="alternating rounds")
     parser.add_argument("--fleet-bots", type=int, default=1_000)

@@ -12,6 +12,8 @@ HTTP, and it does not change what is measured. Then:
 
 The work is cut into rounds that alternate between the sizes, and each figure is the
 median over its rounds, so a busy spell on the machine does not land on one size only.
+After each round, off the clock, as many jobs as it took are queued again, so every
+round runs at the queue size it is named for (and rounds can be long enough to time).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.fleet import start_coordinator
+from benchmarks.fleet import AdminClient, start_coordinator, sum_job
 from benchmarks.harness import BenchmarkError, CpuMeter, median
 from benchmarks.simbot import SimBot
 from botfleet.clock import SystemClock
@@ -36,10 +38,13 @@ from coordinator.store import Store, open_store
 from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome
 
 FILL_CHUNK = 10_000
+HTTP_BULK = 1_000  # jobs per bulk submit (a request body stays well under 1 MiB)
 JOB_LEASE_TTL_S = 180.0
 
 Round = Callable[[int], Awaitable[tuple[float, float]]]
 """Do `n` jobs' worth of cycles; (seconds in claims, seconds in all)."""
+Refill = Callable[[int], Awaitable[None]]
+"""Queue `n` more jobs (off the clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +57,19 @@ class ClaimFigures:
     http_coordinator_cores: float  # coordinator CPU during the HTTP rounds, in cores
 
 
+def sum_jobs(first: int, count: int) -> list[NewJob]:
+    now = datetime.now(UTC)
+    return [
+        NewJob(op="sum", payload={"a": i, "b": i + 1}, run_at=now)
+        for i in range(first, first + count)
+    ]
+
+
 async def fill(store: Store, count: int) -> float:
     """Queue `count` sum jobs; the seconds it took."""
     started = time.perf_counter()
-    now = datetime.now(UTC)
     for offset in range(0, count, FILL_CHUNK):
-        jobs = [
-            NewJob(op="sum", payload={"a": i, "b": i + 1}, run_at=now)
-            for i in range(offset, min(offset + FILL_CHUNK, count))
-        ]
-        await store.submit_jobs(jobs)
+        await store.submit_jobs(sum_jobs(offset, min(FILL_CHUNK, count - offset)))
     return time.perf_counter() - started
 
 
@@ -127,15 +135,18 @@ async def http_round(bot: SimBot, jobs: int, batch: int) -> tuple[float, float]:
 
 
 async def alternate(
-    rounds_by_size: dict[int, Round], claim_jobs: int, rounds: int
+    rounds_by_size: dict[int, tuple[Round, Refill]], claim_jobs: int, rounds: int
 ) -> dict[int, list[tuple[float, float]]]:
-    """Run each size's rounds, alternating sizes (and their order) round by round."""
+    """Run each size's rounds, alternating sizes (and their order) round by round, each
+    followed by its refill."""
     per_round = max(claim_jobs // rounds, 1)
     timings: dict[int, list[tuple[float, float]]] = {size: [] for size in rounds_by_size}
     sizes = list(rounds_by_size)
     for number in range(rounds):
         for size in sizes if number % 2 == 0 else reversed(sizes):
-            timings[size].append(await rounds_by_size[size](per_round))
+            run, refill = rounds_by_size[size]
+            timings[size].append(await run(per_round))
+            await refill(per_round)
     return timings
 
 
@@ -146,13 +157,13 @@ def rate(jobs: int, seconds: Sequence[float]) -> float:
 async def claim_figures(
     workdir: Path, sizes: Sequence[int], claim_jobs: int, batch: int, rounds: int = 10
 ) -> list[ClaimFigures]:
-    if claim_jobs * 2 > min(sizes):
-        raise BenchmarkError(f"{min(sizes)} queued jobs are too few to claim {claim_jobs} twice")
     per_round = max(claim_jobs // rounds, 1)
+    if per_round > min(sizes):
+        raise BenchmarkError(f"{min(sizes)} queued jobs are too few for rounds of {per_round}")
     paths = {size: workdir / f"claims-{size}.db" for size in sizes}
     fill_s: dict[int, float] = {}
     with contextlib.ExitStack() as closing:
-        rounds_by_size: dict[int, Round] = {}
+        rounds_by_size: dict[int, tuple[Round, Refill]] = {}
         async with contextlib.AsyncExitStack() as stack:
             for size in sizes:
                 store = open_store(f"sqlite:///{paths[size]}", SystemClock(), exponential_backoff())
@@ -160,7 +171,10 @@ async def claim_figures(
                 stack.push_async_callback(store.close)
                 fill_s[size] = await fill(store, size)
                 bot_id = (await store.register_bot(bench_registration(batch))).bot.id
-                rounds_by_size[size] = bind_store_round(store, bot_id, batch)
+                rounds_by_size[size] = (
+                    bind_store_round(store, bot_id, batch),
+                    bind_store_refill(store, size),
+                )
             store_timings = await alternate(rounds_by_size, claim_jobs, rounds)
         http_timings, cores = await http_figures(closing, workdir, paths, claim_jobs, batch, rounds)
     return [
@@ -183,6 +197,17 @@ def bind_store_round(store: Store, bot_id: str, batch: int) -> Round:
     return run
 
 
+def bind_store_refill(store: Store, first: int) -> Refill:
+    queued = first
+
+    async def refill(jobs: int) -> None:
+        nonlocal queued
+        await store.submit_jobs(sum_jobs(queued, jobs))
+        queued += jobs
+
+    return refill
+
+
 async def http_figures(
     stack: contextlib.ExitStack,
     workdir: Path,
@@ -193,7 +218,7 @@ async def http_figures(
 ) -> tuple[dict[int, list[tuple[float, float]]], dict[int, float]]:
     """HTTP rounds against one coordinator per file; and each coordinator's CPU in cores."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-        rounds_by_size: dict[int, Round] = {}
+        rounds_by_size: dict[int, tuple[Round, Refill]] = {}
         meters: dict[int, CpuMeter] = {}
         busy_s: dict[int, float] = {}
         for size, path in paths.items():
@@ -202,8 +227,9 @@ async def http_figures(
             )
             bot = SimBot(session, coordinator.api, f"claims-{size}")
             await bot.register(coordinator.enroll_token, max_concurrency=batch)
+            admin = AdminClient(session, coordinator)
+            rounds_by_size[size] = (bind_http_round(bot, batch), bind_http_refill(admin))
             meters[size] = CpuMeter([coordinator.process.pid])
-            rounds_by_size[size] = bind_http_round(bot, batch)
         timings = await alternate(rounds_by_size, claim_jobs, rounds)
         for size, meter in meters.items():
             busy_s[size] = meter.finish().cpu_s
@@ -217,3 +243,12 @@ def bind_http_round(bot: SimBot, batch: int) -> Round:
         return await http_round(bot, jobs, batch)
 
     return run
+
+
+def bind_http_refill(admin: AdminClient) -> Refill:
+    async def refill(jobs: int) -> None:
+        for offset in range(0, jobs, HTTP_BULK):
+            count = min(HTTP_BULK, jobs - offset)
+            await admin.submit_bulk([sum_job(offset + i, 1) for i in range(count)])
+
+    return refill
