@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -15,6 +14,7 @@ from coordinator.store.base import (
     StoreError,
     SubmitOutcome,
 )
+from coordinator.store.ids import new_job_id
 from coordinator.store.postgres.bots import release_jobs_of_bots
 from coordinator.store.postgres.reports import LockedJob, ReportBatch
 from coordinator.store.postgres.rows import job_from_row
@@ -26,7 +26,7 @@ async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
     """One INSERT for the batch; a key seen before (or earlier in the batch) inserts
     nothing, and that job is read back instead."""
     jobs = [replace(job, idempotency_key=clean_text(job.idempotency_key)) for job in jobs]
-    ids = [f"job_{uuid.uuid4().hex}" for _ in jobs]
+    ids = [new_job_id(tx.now) for _ in jobs]
     inserted = await tx.fetch(
         "insert_jobs", tx.now, ids, [job.op for job in jobs], [job.payload for job in jobs],
         [job.priority for job in jobs], [job.max_attempts for job in jobs],

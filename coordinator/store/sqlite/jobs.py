@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ from coordinator.store.base import (
     StoreError,
     SubmitOutcome,
 )
+from coordinator.store.ids import new_job_id
 from coordinator.store.rules import claims_withheld
 from coordinator.store.sqlite.rows import (
     Tx,
@@ -27,10 +27,6 @@ from coordinator.store.sqlite.rows import (
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
-def new_job_id() -> str:
-    return "job_" + secrets.token_hex(8)
-
-
 def _require_job(tx: Tx, job_id: str) -> JobRecord:
     row = tx.one("job_by_id", {"id": job_id})
     if row is None:
@@ -42,9 +38,10 @@ def _require_job(tx: Tx, job_id: str) -> JobRecord:
 
 
 def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
+    now = from_us(tx.now)
     rows: list[dict[str, Any]] = [
         {
-            "id": new_job_id(),
+            "id": new_job_id(now),
             "op": job.op,
             "payload": dump_json(job.payload),
             "priority": job.priority,
