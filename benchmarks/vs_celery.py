@@ -94,6 +94,7 @@ class Options:
     fmt: str
     workdir: Path | None
     bot_env: dict[str, str]
+    claim_batch: int | None = None  # what-if: the coordinator's claim_batch_size
 
 
 def processing_figures(
@@ -129,7 +130,10 @@ def summarise_latency(samples: Sequence[float]) -> dict[str, float]:
 
 async def botfleet_run(workdir: Path, options: Options) -> dict[str, float]:
     with contextlib.ExitStack() as stack:
-        coordinator = start_coordinator(stack, workdir)
+        batch = (
+            () if options.claim_batch is None else ("--claim-batch-size", str(options.claim_batch))
+        )
+        coordinator = start_coordinator(stack, workdir, extra_args=batch)
         async with AdminClient.connect(coordinator) as client:
             jobs = [sum_job(i, i + 1) for i in range(options.jobs)]
             ids: list[str] = []
@@ -267,7 +271,10 @@ def comparison_table(
         table.add_row(label, fmt(ours), fmt(theirs), fmt_ratio(ratio(ours, theirs)), target)
     table.notes.append(f"machine: {machine_line()}")
     table.notes.append(code_line())
-    settings = " ".join(f"{k}={v}" for k, v in options.bot_env.items()) or "default settings"
+    changed = [f"{k}={v}" for k, v in options.bot_env.items()]
+    if options.claim_batch is not None:
+        changed.append(f"coordinator --claim-batch-size {options.claim_batch}")
+    settings = " ".join(changed) or "default settings"
     table.notes.append(
         f"botfleet: SQLite coordinator + 2 bots, {settings}; Celery: Redis broker and "
         "result backend, 2 workers --pool solo (no gossip/mingle/heartbeat)"
@@ -318,7 +325,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="what-if: environment of the bots, e.g. MAX_CONCURRENCY=32 (default: none; "
         "the issue's figures use default settings)",
     )
+    parser.add_argument(
+        "--claim-batch",
+        type=int,
+        metavar="N",
+        help="what-if: the coordinator's claim_batch_size (default: its own, 5); with "
+        "--bot-env MAX_CONCURRENCY=N it shows what the free-slots rule costs",
+    )
     args = parser.parse_args(argv)
+    if args.claim_batch is not None and args.claim_batch < 1:
+        parser.error("--claim-batch must be at least 1")
     bot_env = dict(item.split("=", 1) for item in args.bot_env if "=" in item)
     if len(bot_env) != len(args.bot_env):
         parser.error("--bot-env takes NAME=VALUE")
@@ -336,6 +352,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         args.format,
         args.workdir,
         bot_env,
+        args.claim_batch,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from benchmarks import end_to_end
+from benchmarks import end_to_end, vs_celery
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Under pytest-timeout's 180 s: a stuck benchmark fails with its own message and logs.
@@ -118,3 +118,11 @@ def test_the_alternative_may_raise_the_coordinators_claim_batch() -> None:
     assert end_to_end.parse_args([]).tuned.server_args == ()
     with pytest.raises(SystemExit):
         end_to_end.parse_args(["--tuned-claim-batch", "0"])
+
+
+def test_vs_celery_may_raise_the_coordinators_claim_batch() -> None:
+    options = vs_celery.parse_args(["--bot-env", "MAX_CONCURRENCY=64", "--claim-batch", "64"])
+    assert (options.bot_env, options.claim_batch) == ({"MAX_CONCURRENCY": "64"}, 64)
+    assert vs_celery.parse_args([]).claim_batch is None
+    with pytest.raises(SystemExit):
+        vs_celery.parse_args(["--claim-batch", "0"])
