@@ -259,14 +259,21 @@ async def test_unreachable_server_is_a_network_error_and_fails_over(
     assert (await api.claim(request)).jobs == []
 
 
-async def test_every_call_has_a_timeout(
-    aiohttp_server: ServerFactory, http: aiohttp.ClientSession
-) -> None:
-    hold = asyncio.Event()
+def held_until(hold: asyncio.Event) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler that answers only once `hold` is set (a coordinator that hangs)."""
 
     async def stuck(request: web.Request) -> web.Response:
         await hold.wait()
         return web.json_response({})
+
+    return stuck
+
+
+async def test_every_call_has_a_timeout(
+    aiohttp_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    hold = asyncio.Event()
+    stuck = held_until(hold)
 
     api = api_for(
         http, await serve(aiohttp_server, {("PUT", "/v1/bots/{b}/heartbeat"): stuck}), timeout_s=0.2
@@ -298,10 +305,7 @@ async def test_a_long_poll_claim_leaves_the_other_calls_their_own_timeout(
     aiohttp_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
     hold = asyncio.Event()
-
-    async def stuck(request: web.Request) -> web.Response:
-        await hold.wait()
-        return web.json_response({})
+    stuck = held_until(hold)
 
     async def claim(request: web.Request) -> web.Response:
         await asyncio.sleep(json.loads(await request.text())["wait_ms"] / 1000)
