@@ -4,7 +4,7 @@ Each way of working gets a fresh coordinator process (`python -m coordinator`, a
 SQLite file) with N queued jobs, then W simulated bots claim and complete them as fast
 as they can. The way botfleet's bot works (claim 100 + one batch report per claim) is
 compared in the same run with the plain alternatives: the same claims reported one
-`POST /v1/jobs/{id}/complete` per job, and the seed's defaults (claim 5, one report per
+`POST /v1/jobs/{id}/complete` per job, and the plain defaults (claim 5, one report per
 job). A benchmark, not a test: it prints figures and asserts nothing about speed.
 
     .venv/bin/python benchmarks/coordinator.py [--jobs 10000] [--bots 4]
@@ -104,7 +104,7 @@ async def _work(bot: SimBot, way: Way) -> tuple[int, int]:
 
 
 async def _complete(bot: SimBot, job: m.ClaimedJob) -> None:
-    """`POST /v1/jobs/{id}/complete`: the seed's one-report-per-job call."""
+    """`POST /v1/jobs/{id}/complete`: the base protocol's one-report-per-job call."""
     body = m.CompleteRequest(
         instance_id=bot.instance_id,
         attempt=job.attempt,

@@ -1,9 +1,9 @@
 """End to end through real processes: jobs per second through a coordinator and its bots, and
-submit-to-result latency on an idle system (issue 3).
+submit-to-result latency on an idle system.
 
 A SQLite coordinator (`python -m coordinator`) and `--bots` bots (`python -m bot`), once
-with the seed's default bot settings and once with a tuned setting, in the same run and
-on the same machine. Per run and per setting, on a fresh coordinator:
+with the default bot settings and once with a tuned setting, in the same run and on the
+same machine. Per run and per setting, on a fresh coordinator:
 
 1. throughput: with the bots registered and idle, `--jobs` `sum` jobs are submitted
    (POST /v1/jobs/bulk, 1000 per request); the clock runs from the first submission
@@ -17,7 +17,7 @@ The table quotes medians over `--runs`; the settings alternate which goes first.
 rows are the CPU time of the coordinator and of the bots during the throughput phase,
 per job.
 
-`--compare settings` (the default) sets the seed's bot defaults against a tuned bot.
+`--compare settings` (the default) sets the default bot settings against a tuned bot.
 `--compare report-on-claim` keeps the bots' defaults and sets a coordinator that offers
 every extension but `report_on_claim` (each report its own request) against one that
 offers it (a report rides on the next claim).
@@ -69,7 +69,7 @@ from botfleet.protocol import messages as m
 BULK_SIZE = 1000  # the most one POST /v1/jobs/bulk takes
 LATENCY_WAIT_MS = 5000
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-# The seed's defaults (PROTOCOL.md), spelled out so the table says what was measured.
+# The protocol's default bot settings, spelled out so the table says what was measured.
 SEED_DEFAULTS = {"MAX_CONCURRENCY": "2", "CLAIM_BATCH_SIZE": "5"}
 TUNED = {"MAX_CONCURRENCY": "32"}
 
@@ -273,7 +273,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--baseline-env",
         action="append",
         metavar="NAME=VALUE",
-        help=f"bot environment of the baseline (default: the seed's, {defaults})",
+        help=f"bot environment of the baseline (default: {defaults})",
     )
     parser.add_argument(
         "--tuned-env",

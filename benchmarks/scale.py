@@ -1,4 +1,4 @@
-"""botfleet at scale (issue 7): claims on a large queue, a large idle fleet, one bot's cost.
+"""botfleet at scale: claims on a large queue, a large idle fleet, one bot's cost.
 
 Three sections, each selectable with `--only`:
 
@@ -9,7 +9,7 @@ Three sections, each selectable with `--only`:
 - bot: one real bot's CPU and RSS while idle, and its RSS after each of `--rss-jobs`
   jobs (benchmarks/scale_bot.py).
 
-Prints figures and the issue's targets; never asserts them.
+Prints figures beside botfleet's targets (docs/performance.md); never asserts them.
 Run from the repository root: `python -m benchmarks.scale`.
 """
 
@@ -141,7 +141,7 @@ async def fleet_section(base: Path, options: Options) -> FleetFigures:
 
 
 def benchmark(base: Path, options: Options) -> Table:
-    table = Table("botfleet at scale", ["measure", "figure", "target (issue 7)"])
+    table = Table("botfleet at scale", ["measure", "figure", "target"])
     load_before = load_line()
     if "claims" in options.sections:
         claims_dir = base / "claims"

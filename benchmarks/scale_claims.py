@@ -1,4 +1,4 @@
-"""Claim throughput with a small and a large queue (issue 7: within 20 % of each other).
+"""Claim throughput with a small and a large queue, which should stay close to each other.
 
 Each queue is filled straight through the store (`coordinator.store.open_store`, bulk
 `submit_jobs` of 10,000 per transaction, one SQLite file per size): much faster than

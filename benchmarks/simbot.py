@@ -1,4 +1,4 @@
-"""A simulated bot: the bot ⇄ coordinator calls of PROTOCOL.md over aiohttp, no agent.
+"""A simulated bot: the bot ⇄ coordinator calls of docs/protocol.md over aiohttp, no agent.
 
 Used by the load generator (many idle bots heartbeating and long-polling) and by the
 HTTP claim benchmark (one bot claiming and reporting as fast as it can).

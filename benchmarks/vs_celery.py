@@ -1,21 +1,10 @@
-"""botfleet against Celery, on one machine, in one run (issue 7).
+"""botfleet against Celery, on one machine, in one run.
 
 botfleet: a SQLite coordinator and two bots, default settings. Celery: Redis as broker
-(db 0) and result backend (db 1) on a private redis-server, two `--pool solo` workers.
-Per run and per system, in this order:
-
-1. enqueue throughput: `--jobs` `sum` jobs submitted with no worker running (botfleet:
-   POST /v1/jobs/bulk, 1000 per request, one request at a time; Celery: an
-   `apply_async` loop);
-2. processing throughput: those jobs, already queued; the clock runs from starting the
-   workers until every result is stored (botfleet: GET /v1/stats shows them all
-   succeeded; Celery: the result database holds them all); every result is then
-   read back and checked, outside the clock, the same way for both;
-3. submit-to-result latency: `--latency-jobs` jobs sent one at a time to the now idle
-   system (botfleet: POST /v1/jobs then GET /v1/jobs/{id}?wait_ms; Celery:
-   `apply_async(...).get()`), after a few warm-up jobs that are not counted.
-
-The table quotes medians over `--runs`; systems alternate which goes first.
+and result backend on a private redis-server, two `--pool solo` workers. Each run
+measures enqueue throughput, processing throughput and submit-to-result latency, the
+same way for both systems (docs/performance.md says exactly how); the table quotes
+medians over `--runs`, and the systems alternate which goes first.
 Run from the repository root: `python -m benchmarks.vs_celery`.
 """
 
@@ -323,7 +312,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=[],
         metavar="NAME=VALUE",
         help="what-if: environment of the bots, e.g. MAX_CONCURRENCY=32 (default: none; "
-        "the issue's figures use default settings)",
+        "the published figures use default settings)",
     )
     parser.add_argument(
         "--claim-batch",

@@ -2,10 +2,10 @@
 of their start-up frozen.
 
 Every request costs both sides their event loop's work (selector, transports,
-callbacks), and on the hot paths that is most of what a request costs: a bare
-aiohttp round trip takes about 40 % less CPU on uvloop than on asyncio's own loop
-(see docs/performance.md). uvloop is a dependency on Linux and macOS; elsewhere,
-or with `BOTFLEET_EVENT_LOOP=asyncio`, the standard loop runs the same code.
+callbacks), and on the hot paths that is much of what a request costs; uvloop does
+that work for less CPU (docs/performance.md). uvloop is a dependency on Linux and
+macOS; elsewhere, or with `BOTFLEET_EVENT_LOOP=asyncio`, the standard loop runs the
+same code.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def run(main: Coroutine[Any, Any, T], factory: LoopFactory | None) -> T:
 
 def freeze_startup_heap() -> None:
     """Move everything alive now (modules, classes, the app) out of the garbage
-    collector's reach. A full collection of a coordinator paused every request for
-    28-38 ms, almost all of it spent walking objects made at start-up that live until
-    the end; after this it took about 2 ms. Call once, just before the loop starts."""
+    collector's reach, so a full collection, which pauses every request, skips the
+    objects made at start-up that live until the end anyway. Call once, just before
+    the loop starts."""
     gc.collect()  # what is garbage now is collected, not kept for ever
     gc.freeze()

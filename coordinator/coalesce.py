@@ -1,6 +1,6 @@
 """Group commit for single reports: one store transaction for many `complete`/`fail` calls.
 
-A bot that reports each job with its own request (the seed's way) costs one write
+A bot that reports each job with its own request (the base protocol's way) costs one write
 transaction per job, and the store's writer is the bottleneck. Here, reports of one bot
 that arrive while that bot's previous store call is in flight wait for it and then go
 together in the next call. The first report is not delayed (it goes at the next turn of

@@ -21,8 +21,8 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-BULK_LIMIT = 1000  # PROTOCOL.md: POST /v1/jobs/bulk takes at most 1000 jobs
-MAX_WAIT_MS = 30_000  # PROTOCOL.md: GET /v1/jobs/{id}?wait_ms= at most 30000
+BULK_LIMIT = 1000  # the protocol: POST /v1/jobs/bulk takes at most 1000 jobs
+MAX_WAIT_MS = 30_000  # the protocol: GET /v1/jobs/{id}?wait_ms= at most 30000
 _SHED_STATUSES = frozenset({429, 503})
 _SHED_RETRIES = 5
 _MAX_RETRY_AFTER_S = 10.0

@@ -1,4 +1,4 @@
-"""The wire contract of PROTOCOL.md, defined once.
+"""The wire contract (docs/protocol.md), defined once.
 
 The coordinator decodes requests with these structs (strictly: wrong types and
 out-of-range values are rejected with a message naming the field) and the bot
@@ -27,7 +27,7 @@ ReportStatus = Literal["accepted", "conflict", "not_found", "forbidden"]
 
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
-# Features a coordinator may list in `config.features` (PROTOCOL.md, extensions).
+# Features a coordinator may list in `config.features` (docs/protocol.md, extensions).
 FEATURE_LONG_POLL = "long_poll"
 FEATURE_BATCH_REPORT = "batch_report"
 FEATURE_PROGRESS = "progress"
@@ -88,7 +88,7 @@ class Assignment(Struct, kw_only=True):
 
 
 class BotConfig(Struct, kw_only=True):
-    """Seconds, as the seed names them; a bare server may send none of it."""
+    """Seconds, under the protocol's names; a bare server may send none of it."""
 
     heartbeat_interval: float | None = None
     claim_batch_size: int | None = None
@@ -177,7 +177,7 @@ class ClaimRequest(Struct, kw_only=True):
     # Feature `report_on_claim`: finished jobs' reports ride on the claim for the slots
     # they freed, one request instead of two; applied before the claim, answered in
     # `ClaimResponse.results` exactly as `POST /v1/jobs/report` answers them.
-    # Left out of the JSON when unset: a claim without reports is the seed's claim.
+    # Left out of the JSON when unset: a claim without reports is the plain claim.
     instance_id: NonEmpty | msgspec.UnsetType = msgspec.UNSET
     reports: Annotated[list[ReportItem], msgspec.Meta(max_length=1000)] | msgspec.UnsetType = (
         msgspec.UNSET

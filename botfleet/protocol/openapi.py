@@ -214,7 +214,7 @@ def generate() -> dict[str, Any]:
         "info": {
             "title": "botfleet",
             "version": __version__,
-            "description": "The botfleet coordinator API (PROTOCOL.md).",
+            "description": "The botfleet coordinator API (docs/protocol.md).",
         },
         "paths": paths,
         "components": {

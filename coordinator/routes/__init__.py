@@ -1,4 +1,4 @@
-"""Every route of the API (PROTOCOL.md), one module per audience."""
+"""Every route of the API (docs/protocol.md), one module per audience."""
 
 from __future__ import annotations
 

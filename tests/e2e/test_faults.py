@@ -1,4 +1,4 @@
-"""Issue 4 under faults: real bots (`python -m bot`) reach a real coordinator only through a
+"""Faults: real bots (`python -m bot`) reach a real coordinator only through a
 fault-injecting proxy (tests/e2e/faultproxy.py) that drops, delays and sheds requests, and
 cuts the network twice: once for less than the bot lease (the bots go DEGRADED_NET and come
 back through SYNC), once for longer (the coordinator marks them offline and requeues their

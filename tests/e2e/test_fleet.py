@@ -1,4 +1,4 @@
-"""Issue 3 with real processes: `python -m coordinator` and three `python -m bot` run 1,000
+"""A fleet of real processes: `python -m coordinator` and three `python -m bot` run 1,000
 `sum` jobs, all succeed with the right result; also when a bot is SIGKILLed in the middle,
 and when the coordinator is down for five seconds in the middle.
 

@@ -1,4 +1,4 @@
-"""Issue 6: both `/metrics` endpoints, scraped during a run, show the counters moving as
+"""Metrics: both `/metrics` endpoints, scraped during a run, show the counters moving as
 jobs complete; the bot's `/healthz` and `/readyz` answer once it is registered.
 
 Real processes: `python -m coordinator` and one `python -m bot --metrics-port P`. Every

@@ -1,4 +1,4 @@
-"""The bot against a bare server: only the five base calls of PROTOCOL.md, minimal answers.
+"""The bot against a bare server: only the five base calls of the protocol, minimal answers.
 
 Register answers without `config` or `assignment`, heartbeats answer only
 `lease_until`, claim ignores `wait_ms`, and every other route is a 404. The bot

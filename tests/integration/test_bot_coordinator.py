@@ -1,6 +1,6 @@
 """The bot against the real coordinator, in-process (`create_app` on SQLite in tmp_path).
 
-Only PROTOCOL.md is asked of the coordinator: producers submit over HTTP with the
+Only the protocol is asked of the coordinator: producers submit over HTTP with the
 admin token, the bot registers with the enrollment token and does the rest.
 """
 

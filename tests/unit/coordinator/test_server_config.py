@@ -1,4 +1,4 @@
-"""ServerConfig defaults follow PROTOCOL.md; flags beat the environment; bad values are named."""
+"""ServerConfig defaults follow the protocol; flags beat the environment; bad values are named."""
 
 from __future__ import annotations
 
