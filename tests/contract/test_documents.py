@@ -33,9 +33,9 @@ class Call:
     path: str
     status: int
     request: str | None
-    request_kind: type | None
+    request_kind: type[Any] | None
     response: str
-    response_kind: type
+    response_kind: type[Any]
 
 
 CALLS: tuple[Call, ...] = (
@@ -93,7 +93,7 @@ class Document:
         return f"{stem}.{self.side}.json"
 
     @property
-    def kind(self) -> type:
+    def kind(self) -> type[Any]:
         kind = self.call.request_kind if self.side == "request" else self.call.response_kind
         assert kind is not None
         return kind
