@@ -14,7 +14,9 @@ from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.openapi import ROUTES, generate
 
-# A copy of ../shared/seed-fixtures, kept in the repository so a clean checkout tests alone.
+# A copy of ../shared/seed-fixtures, kept in the repository so a clean checkout tests alone:
+# TestSeedShapes checks these copies everywhere; only their likeness to the originals needs
+# the originals beside the checkout.
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_SEED = Path(__file__).resolve().parents[3] / "shared" / "seed-fixtures"
 
@@ -24,7 +26,9 @@ def _seed(name: str) -> Any:
 
 
 @pytest.mark.skipif(
-    not SHARED_SEED.is_dir(), reason="no ../shared/seed-fixtures beside this checkout"
+    not SHARED_SEED.is_dir(),
+    reason="no ../shared/seed-fixtures beside this checkout to compare the copies with "
+    "(the copies themselves are still tested)",
 )
 @pytest.mark.parametrize("name", ["register_response.json", "claim_jobs_response.json"])
 def test_fixture_copies_match_the_shared_seed(name: str) -> None:
@@ -58,8 +62,14 @@ REGISTER_REQUEST = {
 
 class TestSchemasAreValid:
     def test_every_component_is_a_valid_json_schema(self, spec: dict[str, Any]) -> None:
-        for schema in spec["components"]["schemas"].values():
-            jsonschema.Draft202012Validator.check_schema(schema)
+        meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+        schemas = spec["components"]["schemas"]
+        invalid = {
+            name: [error.message for error in meta.iter_errors(schema)]
+            for name, schema in schemas.items()
+        }
+        assert {name: errors for name, errors in invalid.items() if errors} == {}
+        assert {"RegisterRequest", "ClaimResponse", "JobView", "ErrorResponse"} <= set(schemas)
 
     def test_every_route_references_known_components(self, spec: dict[str, Any]) -> None:
         names = set(spec["components"]["schemas"])

@@ -5,16 +5,17 @@
 - SIGTERM with jobs longer than the drain grace: they are handed back (failed,
   retryable: queued again), exit 0; a second SIGTERM stops at once (exit 1).
 - The outbox folder made unusable while the bot runs: SAFE_HALT, its one line, exit 3.
-  Tests run as root here, where `chmod 0500` does not stop writes: the state folder is
-  replaced by a file instead (the bot checks, before every heartbeat, that its outbox
-  file is still where the next start will look, and that the folder takes a write).
-  The chmod variant runs too, where it has an effect (not as root).
+  Either the state folder is replaced by a file (the bot checks, before every heartbeat,
+  that its outbox file is still where the next start will look, and that the folder
+  takes a write), or it is made read-only; `chmod 0500` does not stop root, so when the
+  tests run as root that bot runs as nobody.
 
 The slow operation comes from a plugin module written to tmp_path (BOT_PLUGINS).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -30,11 +31,14 @@ import pytest
 from tests.support.processes import (
     Coordinator,
     Process,
+    Unprivileged,
     bot_state_dir,
+    can_drop_privileges,
     http_json,
     logs_on_failure,
     start_bot,
     start_coordinator,
+    unprivileged,
     wait_until,
 )
 
@@ -70,16 +74,20 @@ class Rig:
         assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
         return answer
 
-    def start_bot(self, name: str, **env: str) -> Process:
-        plugins = self.workdir / "plugins"
+    def start_bot(self, name: str, as_user: Unprivileged | None = None, **env: str) -> Process:
+        workdir = self.workdir if as_user is None else as_user.workdir
+        plugins = workdir / "plugins"
         plugins.mkdir(exist_ok=True)
         (plugins / "naps.py").write_text(PLUGIN)
         python_path = os.pathsep.join(filter(None, [str(plugins), os.environ.get("PYTHONPATH")]))
+        if as_user is not None:
+            as_user.own(bot_state_dir(workdir, name))
         bot = start_bot(
-            self.workdir,
+            workdir,
             [self.coordinator.api],
             name,
             env={"BOT_PLUGINS": "naps", "PYTHONPATH": python_path, **env},
+            command_prefix=[] if as_user is None else as_user.prefix,
         )
         self.bots.append(bot)
         return bot
@@ -180,34 +188,42 @@ def make_read_only(state_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "spoil",
+    ("spoil", "as_nobody"),
     [
-        replace_state_dir_with_a_file,
+        (replace_state_dir_with_a_file, False),
         pytest.param(
             make_read_only,
+            True,
             marks=pytest.mark.skipif(
-                os.geteuid() == 0, reason="chmod does not stop root from writing"
+                not can_drop_privileges(),
+                reason="running as root without setpriv: no user whom chmod would stop",
             ),
         ),
     ],
     ids=["replaced-by-a-file", "read-only"],
 )
-def test_an_unusable_outbox_folder_ends_in_safe_halt(rig: Rig, spoil: Any) -> None:
+def test_an_unusable_outbox_folder_ends_in_safe_halt(
+    rig: Rig, tmp_path: Path, spoil: Any, as_nobody: bool
+) -> None:
     ids = rig.submit_naps(2, seconds=3600)
-    bot = rig.start_bot("fragile", MAX_CONCURRENCY="2")
-    wait_until(lambda: rig.running(ids) == 2, DEADLINE_S, "two long naps running")
-    state_dir = bot_state_dir(rig.workdir, "fragile")
+    with contextlib.ExitStack() as leave:
+        user = leave.enter_context(unprivileged(tmp_path)) if as_nobody else None
+        bot = rig.start_bot("fragile", as_user=user, MAX_CONCURRENCY="2")
+        leave.callback(bot.stop)  # before its folder goes
+        wait_until(lambda: rig.running(ids) == 2, DEADLINE_S, "two long naps running")
+        state_dir = bot_state_dir(rig.workdir if user is None else user.workdir, "fragile")
 
-    try:
-        spoil(state_dir)
-        assert bot.wait(DEADLINE_S) == 3
-    finally:
-        if state_dir.is_dir():
-            state_dir.chmod(0o700)
-    lines = bot.log().strip().splitlines()
+        try:
+            spoil(state_dir)
+            assert bot.wait(DEADLINE_S) == 3
+        finally:
+            if state_dir.is_dir():
+                state_dir.chmod(0o700)
+        log = bot.log()
+    lines = log.strip().splitlines()
     assert "SAFE_HALT: the outbox cannot keep reports" in lines[-1], lines[-5:]
     assert "Make BOT_STATE_DIR" in lines[-1]
-    assert ("PROCESS", "SAFE_HALT") in moves(bot.log())
+    assert ("PROCESS", "SAFE_HALT") in moves(log)
     view = rig.bot_view("fragile")
     assert (view["state"], view["lifecycle"]) == ("offline", "safe_halt")
     # Its jobs went back to the queue at once (deregistered), not after a lease ran out.

@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium, during a run: a coordinator, bots, jobs.
 
 Chromium comes from Debian (`apt-get install -y chromium`; `make browser` does it).
-Where it is missing the test skips and says so, unless BOTFLEET_REQUIRE_BROWSER=1.
+Where it is missing the test skips and says so, unless BOTFLEET_REQUIRE_BROWSER=1 (as
+`.ci/run` sets it), where it fails.
 The screenshot is kept in the test's tmp_path as dashboard.png.
 """
 

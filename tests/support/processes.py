@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import coverage
 
 from botfleet.processes import (
     DEADLINE_S,
@@ -30,13 +35,16 @@ __all__ = [
     "DEADLINE_S",
     "Coordinator",
     "Process",
+    "Unprivileged",
     "bot_state_dir",
+    "can_drop_privileges",
     "free_port",
     "http_json",
     "logs_on_failure",
     "port_open",
     "start_bot",
     "start_coordinator",
+    "unprivileged",
     "wait_until",
     "wait_until_async",
 ]
@@ -126,8 +134,11 @@ def start_bot(
     enroll_token: str = "enroll-secret",
     env: Mapping[str, str] | None = None,
     extra_args: list[str] | None = None,
+    command_prefix: Sequence[str] = (),
 ) -> Process:
-    """A `python -m bot` process; `servers` are API bases (`http://host:port/v1`)."""
+    """A `python -m bot` process; `servers` are API bases (`http://host:port/v1`).
+
+    `command_prefix` runs it through another command (`Unprivileged.prefix`)."""
     state_dir = bot_state_dir(workdir, name)
     state_dir.mkdir(parents=True, exist_ok=True)
     bot_env = child_env(
@@ -139,8 +150,99 @@ def start_bot(
             **(env or {}),
         }
     )
-    args = python_module("bot", *(extra_args or []))
+    args = [*command_prefix, *python_module("bot", *(extra_args or []))]
     return Process(f"bot-{name}", args, workdir / f"bot-{name}.log", bot_env).start()
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+"""Debian's `nobody` user and `nogroup` group."""
+
+
+@dataclass(frozen=True)
+class Unprivileged:
+    """Where and how a child runs as a user whom file permissions bind.
+
+    As root, children go through `setpriv` to nobody, in a folder of their own under the
+    system's temporary folder (a pytest tmp_path sits in root's private folder); not as
+    root, they run as they are, in the test's folder.
+    """
+
+    workdir: Path
+    prefix: list[str]
+
+    def own(self, path: Path) -> Path:
+        """Make the folder `path` (created if needed) writable by the child's user."""
+        path.mkdir(parents=True, exist_ok=True)
+        if self.prefix:
+            os.chown(path, NOBODY, NOBODY)
+        return path
+
+
+def can_drop_privileges() -> bool:
+    return os.geteuid() != 0 or shutil.which("setpriv") is not None
+
+
+@contextlib.contextmanager
+def unprivileged(tmp_path: Path) -> Iterator[Unprivileged]:
+    """An `Unprivileged` place; stop its children before leaving the block.
+
+    On the way out, coverage data the children wrote goes beside this process's (where
+    the end-of-run combine finds it), their logs are copied into `tmp_path`, and the
+    folder is removed, so no file of another user stays behind.
+    """
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0:
+        yield Unprivileged(tmp_path, [])
+        return
+    if setpriv is None:
+        raise RuntimeError("running as root without setpriv: cannot start a child as nobody")
+    workdir = Path(tempfile.mkdtemp(prefix="botfleet-unprivileged-"))
+    workdir.chmod(0o755)
+    coverage_dir = workdir / "coverage"
+    coverage_dir.mkdir()
+    os.chown(coverage_dir, NOBODY, NOBODY)
+    place = Unprivileged(
+        workdir,
+        [
+            *_coverage_into(coverage_dir),
+            setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+        ],
+    )  # fmt: skip
+    try:
+        yield place
+    finally:
+        _collect_coverage(coverage_dir)
+        for log in workdir.glob("*.log"):
+            shutil.copy(log, tmp_path / log.name)
+        shutil.rmtree(workdir)
+
+
+def _coverage_into(coverage_dir: Path) -> list[str]:
+    """An `env` prefix: coverage in the child writes its data into `coverage_dir`.
+
+    The configuration coverage hands to children carries this process's data file, in a
+    folder the user nobody cannot write, and it wins over COVERAGE_FILE; so the child reads the
+    project's configuration from its file instead, where COVERAGE_FILE applies.
+    """
+    if "COVERAGE_PROCESS_CONFIG" not in os.environ:
+        return []
+    return [
+        "env",
+        "--unset=COVERAGE_PROCESS_CONFIG",
+        f"COVERAGE_PROCESS_START={PROJECT / 'pyproject.toml'}",
+        f"COVERAGE_FILE={coverage_dir / '.coverage'}",
+    ]
+
+
+def _collect_coverage(coverage_dir: Path) -> None:
+    measuring = coverage.Coverage.current()
+    if measuring is None:
+        return
+    data_file = Path(str(measuring.get_option("run:data_file"))).resolve()
+    for part in coverage_dir.glob(".coverage.*"):
+        target = data_file.with_name(data_file.name + part.name.removeprefix(".coverage"))
+        shutil.copyfile(part, target)
 
 
 def http_json(

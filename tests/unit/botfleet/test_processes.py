@@ -76,8 +76,15 @@ def test_port_open_sees_a_listener_on_a_free_port() -> None:
 
 
 def test_wait_until_returns_once_the_condition_holds() -> None:
-    calls = iter(range(10))
-    wait_until(lambda: next(calls) >= 3, what="the third call")
+    calls: list[int] = []
+
+    def fourth_call() -> bool:
+        calls.append(len(calls) + 1)
+        return len(calls) == 4
+
+    wait_until(fourth_call, what="the fourth call", interval_s=0)
+
+    assert calls == [1, 2, 3, 4]  # polled until it held, and not once more
 
 
 def test_wait_until_names_what_it_waited_for() -> None:

@@ -150,7 +150,20 @@ class TestEnrollment:
             await auth.require_enrollment(_request("admin-secret"))
 
     async def test_open_registration_needs_none(self, store: BotsOnly, clock: FakeClock) -> None:
-        await _auth(store, clock, open_registration=True).require_enrollment(_request())
+        requests = [_request(), _request("guess"), _request(_enrol(store, "bot_a"))]
+        closed = _auth(store, clock)
+        for request in requests:
+            with pytest.raises((Unauthorized, Forbidden)):
+                await closed.require_enrollment(request)
+        lookups_when_closed = store.lookups
+
+        admitted = [
+            await _auth(store, clock, open_registration=True).require_enrollment(request)
+            for request in requests
+        ]
+
+        assert admitted == [None, None, None]
+        assert store.lookups == lookups_when_closed  # no token is even looked at
 
 
 class TestBotTokens:
