@@ -6,15 +6,13 @@ Pure bookkeeping: the waiters keep the hand-outs in progress and set the events.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 C = TypeVar("C")
 
 
-@dataclass(frozen=True, slots=True)
-class Handout:
-    """Where a counted notice of jobs stands."""
+class Handout(NamedTuple):
+    """Where a counted notice of jobs stands (a tuple: made on every wake and answer)."""
 
     operations: tuple[str, ...]
     remaining: int  # jobs of the notice not known to be claimed yet
@@ -33,15 +31,16 @@ def wake(handout: Handout, idle: Iterable[tuple[C, int]]) -> tuple[Handout, list
     `idle` is read no further than needed, so every claim read from it is woken: the
     caller may mark each one as tried while it hands it over.
     """
-    covered = handout.covered
+    operations, remaining, covered = handout
     woken: list[C] = []
-    if covered < handout.remaining:
-        for claim, limit in idle:
-            woken.append(claim)
-            covered += limit
-            if covered >= handout.remaining:
-                break
-    return Handout(handout.operations, handout.remaining, covered), woken
+    if covered >= remaining:
+        return handout, woken
+    for claim, limit in idle:
+        woken.append(claim)
+        covered += limit
+        if covered >= remaining:
+            break
+    return Handout(operations, remaining, covered), woken
 
 
 def answered(handout: Handout, limit: int, claimed: int, jobs_left: bool) -> Handout:

@@ -129,39 +129,38 @@ class LongPoller:
         # Watch before the first look, so a job submitted in between is not missed: its
         # notice sets the event, and the first wait returns at once.
         with waiters.watch_operations(operations, bot_id, limit) as watch:
-            # Try once, as a claim without waiting does.
+            # Try once: at once when jobs are probably there, else after a look.
             due_in: float | None = DUE_NOW
             if not self._hint.jobs_likely(operations):
                 outlook = await store.outlook(bot_id, operations)
                 if not outlook.bot_online:
                     return None
                 due_in = store.seconds_until(outlook.next_run_at)
+            # Then, until a claim gets jobs or the time is up: claim, wait, re-check.
             while True:
                 if _is_due(due_in):
-                    # Claim; it answers the notice that woke this claim, if one did.
+                    # The claim answers the notice that woke this request, if one did.
                     waiters.begin_claim(watch)
                     jobs = await store.claim(bot_id, operations, limit, lease_ttl_s)
                     if jobs is None or jobs:
                         waiters.settle(watch, len(jobs or ()), jobs_left=True)
                         return jobs
-                    remaining = self._time_left(loop, deadline)
-                    if remaining <= 0:
+                    if self._time_left(loop, deadline) <= 0:
                         return []
                     due_in = await store.due_in(operations)
                     # Woken for jobs and got none: the wake goes on to another if one is due.
                     waiters.settle(watch, claimed=0, jobs_left=_is_due(due_in))
-                else:
-                    remaining = self._time_left(loop, deadline)
-                    if remaining <= 0:
-                        return []
                 # Wait for a notice, the next delayed job's run_at, the re-check or the end.
+                remaining = self._time_left(loop, deadline)
+                if remaining <= 0:
+                    return []
                 timeout = self._recheck_timeout()
                 if due_in is not None and due_in > 0:
                     timeout = min(timeout, due_in)
                 await woken(watch.event, min(remaining, timeout))
                 if not still_wanted():
                     return []
-                if watch.jobs_announced:
+                if watch.jobs_announced:  # set only with the event, by a notice of jobs
                     due_in = DUE_NOW
                     continue
                 # Re-check (or a bot's freed capacity): one read, not a claim transaction,

@@ -210,6 +210,8 @@ class Waiters:
     def _hand_out(self, notice: Notice) -> None:
         """Wake untried, idle claims until their limits cover the jobs not yet claimed;
         jobs left uncovered make the next claim go straight to the store."""
+        if not notice.handout.uncovered:
+            return
         handout, woken = wake(notice.handout, self._idle(notice))
         notice.handout = handout
         for watch in woken:
