@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from botfleet.clock import Clock, SystemClock
@@ -22,6 +22,8 @@ from coordinator.store.base import ExpiryOutcome, Store
 log = logging.getLogger(__name__)
 
 Observer = Callable[[ExpiryOutcome], None]
+Pause = Callable[[asyncio.Event], Awaitable[None]]
+"""Waits out the interval between two passes, or less once `stop` is set."""
 
 
 class Reaper:
@@ -32,12 +34,14 @@ class Reaper:
         observe: Observer | None = None,
         clock: Clock | None = None,
         startup_grace_s: float = 0.0,
+        pause: Pause | None = None,
     ) -> None:
         self._store = store
         self._interval_s = interval_s
         self._observe = observe
         self._clock = clock or SystemClock()
         self._startup_grace = timedelta(seconds=startup_grace_s)
+        self._pause = pause or self._wait_interval
         self.runs = 0
         self.failures = 0
 
@@ -67,8 +71,9 @@ class Reaper:
         return outcome
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until `stop` is set; the interval is real time, not the clock's
-        (the clock decides which leases are over, the interval only how often to look)."""
+        """Pass after pass until `stop` is set. The interval is real time (unless `pause`
+        says otherwise), not the clock's: the clock decides which leases are over, the
+        interval only how often to look."""
         grace_until = self._clock.now() + self._startup_grace
         if self._startup_grace:
             log.info("reaper: first pass after a grace of %ss", self._startup_grace.seconds)
@@ -78,7 +83,7 @@ class Reaper:
             await self.run_once()
             await self._pause(stop)
 
-    async def _pause(self, stop: asyncio.Event) -> None:
+    async def _wait_interval(self, stop: asyncio.Event) -> None:
         try:
             await asyncio.wait_for(stop.wait(), self._interval_s)
         except TimeoutError:

@@ -25,6 +25,24 @@ async def _eventually(predicate: Callable[[], bool]) -> None:
     await wait_until_async(check, GENEROUS_S, "the condition")
 
 
+class Intervals:
+    """The reaper's pause, ended by the test one interval at a time: no real time passes."""
+
+    def __init__(self) -> None:
+        self._ends: asyncio.Queue[None] = asyncio.Queue()
+
+    async def pause(self, stop: asyncio.Event) -> None:
+        await self._ends.get()
+        self._ends.task_done()
+
+    async def let_pass(self, count: int) -> None:
+        """End `count` intervals; return once the reaper has gone on to its next pause
+        (or ended) after the last one."""
+        for _ in range(count):
+            self._ends.put_nowait(None)
+        await self._ends.join()
+
+
 class LeasesOnly:
     """A store with one job lease and one bot lease, judged by the injected clock."""
 
@@ -71,15 +89,18 @@ async def test_a_failure_is_logged_and_the_next_pass_runs(
 ) -> None:
     clock = FakeClock(NOW + timedelta(seconds=500))
     store = LeasesOnly(clock, failures=2)
-    reaper = Reaper(store, interval_s=0.001)  # type: ignore[arg-type]
+    intervals = Intervals()
+    reaper = Reaper(store, interval_s=1.0, pause=intervals.pause)  # type: ignore[arg-type]
     stop = asyncio.Event()
     with caplog.at_level(logging.ERROR, logger="coordinator.reaper"):
         task = asyncio.create_task(reaper.run(stop))
-        await _eventually(lambda: store.job_lease_until is None)
+        await intervals.let_pass(2)  # a pass right away, then one after each interval
+        assert store.job_lease_until is None
         stop.set()
+        await intervals.let_pass(1)
         await task
     assert reaper.failures == 2
-    assert store.calls >= 3
+    assert store.calls == 3
     assert caplog.text.count("expiring leases failed") == 2
 
 
@@ -100,14 +121,22 @@ async def test_after_a_start_the_first_pass_waits_out_the_grace() -> None:
     # chance to heartbeat yet.
     clock = FakeClock(NOW + timedelta(seconds=500))
     store = LeasesOnly(clock)
-    reaper = Reaper(store, interval_s=0.001, clock=clock, startup_grace_s=120)  # type: ignore[arg-type]
+    intervals = Intervals()
+    reaper = Reaper(
+        store,  # type: ignore[arg-type]
+        interval_s=1.0,
+        clock=clock,
+        startup_grace_s=120,
+        pause=intervals.pause,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(reaper.run(stop))
-    for _ in range(20):  # many intervals go by; the clock does not reach the grace's end
-        await asyncio.sleep(0.002)
-    assert store.calls == 0
+    await intervals.let_pass(20)  # many intervals go by; the clock does not reach the grace's end
+    assert store.calls == 0 and reaper.runs == 0
     clock.advance(120)
-    await _eventually(lambda: store.calls > 0)
+    await intervals.let_pass(1)
+    assert store.calls == 1
     stop.set()
+    await intervals.let_pass(1)
     await task
     assert store.job_lease_until is None and store.bot_lease_until is None

@@ -1,0 +1,97 @@
+"""Every store call of the long-poll, in one place: each claim timed, observed and told
+to the claim hint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from botfleet.clock import Clock
+from coordinator.longpoll.drained import DrainedOperations
+from coordinator.store.base import ClaimOutlook, JobRecord, ReportInput, ReportOutcome, Store
+
+ClaimObserver = Callable[[float, list[JobRecord]], None]
+"""Told the duration (seconds) and the jobs of every claim made in the store."""
+
+
+class StoreCalls:
+    """The store as the long-poll uses it.
+
+    Reads that need no bookkeeping hand back the store's own awaitable, so a claim
+    awaits no more coroutines than the store call itself.
+    """
+
+    __slots__ = ("_clock", "_hint", "_observe_claim", "_store")
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        hint: DrainedOperations,
+        observe_claim: ClaimObserver | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._hint = hint
+        self._observe_claim = observe_claim
+
+    def outlook(self, bot_id: str, operations: Sequence[str]) -> Awaitable[ClaimOutlook]:
+        """Whether the bot may claim, and when a job is next due, in one read."""
+        return self._store.claim_outlook(bot_id, operations)
+
+    def job(self, job_id: str) -> Awaitable[JobRecord | None]:
+        return self._store.get_job(job_id)
+
+    async def due_in(self, operations: Sequence[str]) -> float | None:
+        """Seconds until the earliest queued job for these operations is due (<= 0: due
+        now); None when none is queued."""
+        return self.seconds_until(await self._store.next_run_at(operations))
+
+    def seconds_until(self, run_at: datetime | None) -> float | None:
+        if run_at is None:
+            return None
+        return (run_at - self._clock.now()).total_seconds()
+
+    async def claim(
+        self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
+    ) -> list[JobRecord] | None:
+        """Up to `limit` due jobs under a lease; None for an unknown or offline bot."""
+        notices = self._hint.notices
+        started = time.perf_counter()
+        jobs = await self._store.claim_jobs(bot_id, operations, limit, lease_ttl_s)
+        self._claimed(operations, limit, jobs, notices, started)
+        return jobs
+
+    async def report_and_claim(
+        self,
+        bot_id: str,
+        reports: Sequence[ReportInput],
+        operations: Sequence[str],
+        limit: int,
+        lease_ttl_s: float,
+        reported: Callable[[list[ReportOutcome]], None],
+    ) -> list[JobRecord] | None:
+        """The reports and a claim in one store transaction; `reported` is told the
+        reports' outcomes before the claim is observed."""
+        notices = self._hint.notices
+        started = time.perf_counter()
+        outcomes, jobs = await self._store.report_and_claim(
+            bot_id, reports, operations, limit, lease_ttl_s
+        )
+        reported(outcomes)
+        self._claimed(operations, limit, jobs, notices, started)
+        return jobs
+
+    def _claimed(
+        self,
+        operations: Sequence[str],
+        limit: int,
+        jobs: list[JobRecord] | None,
+        notices_before: int,
+        started: float,
+    ) -> None:
+        if jobs is not None:
+            if self._observe_claim is not None:
+                self._observe_claim(time.perf_counter() - started, jobs)
+            self._hint.note_claim(operations, limit, len(jobs), notices_before)
