@@ -1,8 +1,13 @@
-"""Exponential backoff with full jitter: a pure function, and a counter that keeps the streak."""
+"""Exponential backoff with full jitter, and the retry delay that honours `Retry-After`.
+
+Both are pure functions (the randomness is passed in); `Backoff` only keeps the streak.
+"""
 
 from __future__ import annotations
 
 import random
+
+from bot.errors import OverloadedError
 
 
 def backoff_ms(attempt: int, min_ms: float, max_ms: float, rng: random.Random) -> float:
@@ -19,6 +24,16 @@ def backoff_ms(attempt: int, min_ms: float, max_ms: float, rng: random.Random) -
     return rng.uniform(low, max(low, ceiling))
 
 
+def retry_delay_s(backoff_s: float, error: BaseException, cap_s: float | None = None) -> float:
+    """The wait before trying again after `error`: the backoff, or longer when the
+    coordinator shed load and said when to come back (`Retry-After`); at most `cap_s`
+    (the heartbeat's interval: a lease runs out after a few missed heartbeats)."""
+    delay = backoff_s
+    if isinstance(error, OverloadedError) and error.retry_after_s is not None:
+        delay = max(delay, error.retry_after_s)
+    return delay if cap_s is None else min(delay, cap_s)
+
+
 class Backoff:
     """Consecutive failures (or empty answers) and the wait each one earns."""
 
@@ -32,6 +47,10 @@ class Backoff:
         delay = backoff_ms(self.attempt, self.min_ms, self.max_ms, self._rng) / 1000.0
         self.attempt += 1
         return delay
+
+    def after(self, error: BaseException, cap_s: float | None = None) -> float:
+        """The next wait of the streak, after `error` (see `retry_delay_s`)."""
+        return retry_delay_s(self.next_s(), error, cap_s)
 
     def reset(self) -> None:
         self.attempt = 0

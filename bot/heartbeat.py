@@ -21,7 +21,7 @@ from typing import Protocol
 from bot.api import Api
 from bot.backoff import Backoff
 from bot.circuit import CircuitBreaker
-from bot.errors import AuthError, ConflictError, CoordinatorError, NotFoundError, OverloadedError
+from bot.errors import AuthError, ConflictError, CoordinatorError, NotFoundError
 from bot.host import ProcessLoad
 from bot.lifecycle import Lifecycle
 from bot.running import RunningJobs
@@ -132,9 +132,7 @@ class Heartbeat:
 
     async def _wait_retry(self, stop: asyncio.Event, exc: CoordinatorError) -> bool:
         # Sooner than the interval: the lease runs out after a few missed heartbeats.
-        delay = min(self._backoff.next_s(), self._session.heartbeat_interval_s)
-        if isinstance(exc, OverloadedError) and exc.retry_after_s is not None:
-            delay = max(delay, min(exc.retry_after_s, self._session.heartbeat_interval_s))
+        delay = self._backoff.after(exc, cap_s=self._session.heartbeat_interval_s)
         log.warning("heartbeat failed (%s); next try in %.1f s", exc, delay)
         await sleep_or(self._clock, delay, stop)
         return False

@@ -195,10 +195,7 @@ class Reporting:
                     self.hooks.fatal(exc)
                     return
                 if delivery.error is not None:
-                    delay = self._outbox_backoff.next_s()
-                    retry_after = getattr(delivery.error, "retry_after_s", None)
-                    if retry_after is not None:
-                        delay = max(delay, retry_after)
+                    delay = self._outbox_backoff.after(delivery.error)
                     log.info("outbox: %d waiting (%s)", len(self.outbox), delivery.error)
                 else:
                     self._outbox_backoff.reset()

@@ -26,7 +26,7 @@ import msgspec
 from bot.api import Api
 from bot.backoff import Backoff
 from bot.durations import Durations
-from bot.errors import AuthError, CoordinatorError, NotFoundError, OverloadedError
+from bot.errors import AuthError, CoordinatorError, NotFoundError
 from bot.hooks import SchedulerHooks, StandaloneHooks
 from bot.jobs import Outcome, Registry, failed, run
 from bot.logging_setup import job_context
@@ -379,9 +379,7 @@ class Scheduler:
             log.warning("claim refused (%s): registering again", exc)
             if await self.hooks.renew(self.session.generation):
                 return
-        delay = self._error_backoff.next_s()
-        if isinstance(exc, OverloadedError) and exc.retry_after_s is not None:
-            delay = max(delay, exc.retry_after_s)
+        delay = self._error_backoff.after(exc)
         log.warning("claim failed (%s); next try in %.1f s", exc, delay)
         self.hooks.backing_off(f"claim failed: {exc}")
         try:

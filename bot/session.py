@@ -190,10 +190,7 @@ class Registrar:
             except CoordinatorError as exc:
                 if not exc.transient:
                     raise
-                delay = backoff.next_s()
-                retry_after = getattr(exc, "retry_after_s", None)
-                if retry_after is not None:
-                    delay = max(delay, retry_after)
+                delay = backoff.after(exc)
                 log.warning("registration failed (%s); next try in %.1f s", exc, delay)
                 # Not when a drain began meanwhile: the drain owns the lifecycle then.
                 if announce and self._lifecycle.state is BotState.REGISTER:

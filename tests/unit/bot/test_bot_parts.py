@@ -10,8 +10,15 @@ import threading
 
 import pytest
 
-from bot.backoff import Backoff, backoff_ms
-from bot.errors import BotError, InvalidTransition, PluginError, SettingsError
+from bot.backoff import Backoff, backoff_ms, retry_delay_s
+from bot.errors import (
+    BotError,
+    InvalidTransition,
+    NetworkError,
+    OverloadedError,
+    PluginError,
+    SettingsError,
+)
 from bot.host import HostFacts, ProcessLoad
 from bot.lifecycle import FINAL_STATES, HISTORY_KEPT, TRANSITIONS, WORK_STATES, Lifecycle
 from bot.signals import stop_on_signals
@@ -376,3 +383,25 @@ def test_host_facts_and_load() -> None:
     clock.advance(1.0)
     sample = load.sample()
     assert 0.0 <= sample.cpu <= 1.0 and sample.mem_mb > 0
+
+
+def test_retry_delay_is_the_backoff_or_the_servers_retry_after_whichever_is_longer() -> None:
+    busy = OverloadedError(503, "busy", retry_after_s=7.0)
+    assert retry_delay_s(2.0, busy) == 7.0
+    assert retry_delay_s(9.0, busy) == 9.0
+    assert retry_delay_s(2.0, OverloadedError(429, "busy")) == 2.0
+    assert retry_delay_s(2.0, NetworkError("down")) == 2.0
+
+
+def test_retry_delay_is_capped() -> None:
+    busy = OverloadedError(503, "busy", retry_after_s=60.0)
+    assert retry_delay_s(2.0, busy, cap_s=5.0) == 5.0
+    assert retry_delay_s(8.0, NetworkError("down"), cap_s=5.0) == 5.0
+    assert retry_delay_s(1.0, NetworkError("down"), cap_s=5.0) == 1.0
+
+
+def test_backoff_after_an_error_takes_the_next_step_of_the_streak() -> None:
+    backoff = Backoff(1000, 1000, random.Random(1))
+    assert backoff.after(OverloadedError(503, "busy", retry_after_s=3.0)) == 3.0
+    assert backoff.after(NetworkError("down")) == 1.0
+    assert backoff.attempt == 2
