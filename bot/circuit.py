@@ -48,7 +48,11 @@ class CircuitBreaker:
         self.state = Circuit.CLOSED
         self.failures = 0  # in a row
         self.opened = 0  # how many times it opened (metrics, tests)
-        self._on_change = on_change
+        self._listeners: list[Listener] = [] if on_change is None else [on_change]
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(previous, state, reason)` on every change."""
+        self._listeners.append(listener)
 
     @property
     def is_open(self) -> bool:
@@ -89,8 +93,8 @@ class CircuitBreaker:
             state.value,
             reason,
         )
-        if self._on_change is not None:
-            self._on_change(previous, state, reason)
+        for listener in self._listeners:
+            listener(previous, state, reason)
 
 
 class BreakerApi:

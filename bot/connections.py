@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot.api import Api, HttpApi
 from bot.errors import SettingsError
-from bot.metrics import MetricsServer
+from bot.metrics import MetricsServer, Observed
 from bot.settings import Settings
 from botfleet.clock import Clock
-
-if TYPE_CHECKING:
-    from bot.machine import Bot
 
 
 @contextlib.asynccontextmanager
@@ -50,7 +46,7 @@ async def coordinator_client(
 
 
 @contextlib.asynccontextmanager
-async def metrics_endpoint(bot: Bot, port: int | None) -> AsyncIterator[int | None]:
+async def metrics_endpoint(bot: Observed, port: int | None) -> AsyncIterator[int | None]:
     """Serve the bot's metrics on `port` (None: not at all); yields the port listened on
     (port 0 picks a free one). A port it cannot listen on is a bad setting."""
     if port is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,19 +25,39 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from bot.circuit import CircuitBreaker
 from bot.lifecycle import WORK_STATES
+from bot.outbox import Outbox
+from bot.scheduler import Scheduler
 from bot.state import BotState
-
-if TYPE_CHECKING:
-    from bot.machine import Bot
+from bot.watchdog import LoopLag
 
 log = logging.getLogger(__name__)
 
 READY_STATES = WORK_STATES | {BotState.QUARANTINED}
 
 
+class Observed(Protocol):
+    """What the metrics read of a bot (its scheduler once it is online)."""
+
+    @property
+    def state(self) -> BotState: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def circuit(self) -> CircuitBreaker: ...
+
+    @property
+    def loop_lag(self) -> LoopLag: ...
+
+    @property
+    def scheduler(self) -> Scheduler | None: ...
+
+
 class BotCollector(Collector):
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Observed) -> None:
         self._bot = bot
 
     def collect(self) -> Iterator[Metric]:
@@ -110,7 +130,7 @@ class BotCollector(Collector):
 class MetricsServer:
     """`GET /metrics` on `host:port` (port 0: any free port, see `port` once started)."""
 
-    def __init__(self, bot: Bot, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self, bot: Observed, port: int, host: str = "0.0.0.0") -> None:
         self._bot = bot
         self._registry = CollectorRegistry()
         self._registry.register(BotCollector(bot))

@@ -1,47 +1,136 @@
-"""Staying registered: the first registration, SYNC after every one, and renewals.
+"""Staying registered: registering (with retries), SYNC after every registration, renewals.
 
-REGISTER (the `Registrar` retries with backoff) -> SYNC (the assignment applied, the
-outbox delivered before any new claim) -> the online state the bot is in now. The bot
-registers again after a 404 (the coordinator forgot it: its lease ran out) or a 401
-(its token expired), and before its token expires (the `token` task); once, however
-many loops ask at the same time. The same instance id gets the same bot back.
+REGISTER (the `Registrar` retries transient failures with backoff) -> SYNC (the
+assignment applied, the outbox delivered before any new claim) -> the online state
+the bot is in now. The bot registers again after a 404 (the coordinator forgot it: its
+lease ran out) or a 401 (its token expired), and before its token expires (the `token`
+task); once, however many loops ask at the same time. The same instance id gets the
+same bot back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import random
 
 from bot import hints
-from bot.errors import CoordinatorError, OutboxError
-from bot.lifecycle import ONLINE_STATES
-from bot.session import Registrar
+from bot.api import Api
+from bot.backoff import Backoff
+from bot.errors import CoordinatorError, NotFoundError, OutboxError
+from bot.host import HostFacts
+from bot.lifecycle import ONLINE_STATES, Lifecycle
+from bot.parts import OnlineParts
+from bot.session import Session
+from bot.settings import Settings
 from bot.state import BotState
+from bot.stops import StopRequests
 from bot.waiting import sleep_or
-
-if TYPE_CHECKING:
-    from bot.machine import Bot
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
 
 S = BotState
 
 
+class Registrar:
+    """Registers the bot, retrying until it works, the bot stops, or retrying cannot help."""
+
+    def __init__(
+        self,
+        api: Api,
+        session: Session,
+        settings: Settings,
+        host: HostFacts,
+        lifecycle: Lifecycle,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self._api = api
+        self._session = session
+        self._settings = settings
+        self._host = host
+        self._lifecycle = lifecycle
+        self._clock = clock
+        self._rng = rng
+
+    def request(self) -> m.RegisterRequest:
+        session, host = self._session, self._host
+        return m.RegisterRequest(
+            bot_key=session.identity.bot_key,
+            instance_id=session.instance_id,
+            version=self._settings.bot_version,
+            capabilities=list(session.capabilities),
+            resources=m.Resources(cpu_cores=host.cpu_cores, mem_mb=host.mem_mb),
+            constraints={"max_concurrency": self._settings.max_concurrency},
+            meta={
+                "hostname": host.hostname,
+                "os": host.os,
+                "platform": host.platform,
+                "python": host.python,
+                "name": session.identity.name,
+            },
+        )
+
+    async def register(
+        self, stop: asyncio.Event, *, announce: bool = True
+    ) -> m.RegisterResponse | None:
+        """The coordinator's answer, or None when `stop` was set while waiting to retry.
+
+        Transient failures are retried with backoff; a refused enrollment (401/403),
+        a rejected request (4xx) or a wrong address (404) raise: retrying cannot help.
+        `announce=False` leaves the lifecycle alone (re-registering while draining).
+        """
+        backoff = Backoff(self._settings.min_backoff_ms, self._settings.max_backoff_ms, self._rng)
+        while True:
+            if stop.is_set():
+                return None
+            if announce:
+                self._lifecycle.move(BotState.REGISTER)
+            try:
+                answer = await self._api.register(self.request())
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    404, f"{exc} - is SERVER_BASE right (it ends in /v1)?", code=exc.code
+                ) from exc
+            except CoordinatorError as exc:
+                if not exc.transient:
+                    raise
+                delay = backoff.after(exc)
+                log.warning("registration failed (%s); next try in %.1f s", exc, delay)
+                # Not when a drain began meanwhile: the drain owns the lifecycle then.
+                if announce and self._lifecycle.state is BotState.REGISTER:
+                    self._lifecycle.move(BotState.BACKOFF, "registration failed")
+                if await sleep_or(self._clock, delay, stop):
+                    return None
+                continue
+            self._api.authenticate(answer.auth.access_token if answer.auth else None)
+            self._session.registered(answer)
+            log.info(
+                "registered as %s (features: %s)",
+                answer.bot_id,
+                ",".join(sorted(self._session.features)) or "none",
+            )
+            return answer
+
+
 class Registration:
-    def __init__(self, bot: Bot) -> None:
-        self._bot = bot
-        self._registrar: Registrar | None = None  # given at the first registration
+    """The first registration and every one after it, with the SYNC that follows each."""
+
+    def __init__(self, parts: OnlineParts, stops: StopRequests, registrar: Registrar) -> None:
+        self._parts = parts
+        self._stops = stops
+        self._registrar = registrar
         self._lock = asyncio.Lock()
         self._registered = asyncio.Event()  # set at every registration (the token timer)
-        # The bot's online state is not derived meanwhile (see `Bot.online_state`).
+        # The bot's online state is not derived meanwhile (see `Online.online_state`).
         self.registering = True  # until the first SYNC, and during announced renewals
 
-    async def first(self, registrar: Registrar) -> bool:
+    async def first(self) -> bool:
         """Register (retrying) and sync; False when a stop came first. Raises
         `CoordinatorError` when registration is refused for good."""
-        self._registrar = registrar
-        answer = await registrar.register(self._bot.stopping.stop)
+        answer = await self._registrar.register(self._stops.stop)
         if answer is None:
             return False
         self._registered.set()
@@ -51,49 +140,47 @@ class Registration:
     async def renew(self, generation: int) -> bool:
         """Register again (after a 404 or 401, or before the token expires); once, however
         many loops ask at the same time. The same instance id gets the same bot back."""
-        bot = self._bot
-        assert bot.session is not None and self._registrar is not None
+        parts, stops = self._parts, self._stops
         async with self._lock:
-            if bot.session.generation != generation:
+            if parts.session.generation != generation:
                 return True
             # Online, the lifecycle shows it; while syncing or draining, it stays quiet.
-            announce = bot.lifecycle.state in ONLINE_STATES
+            announce = parts.lifecycle.state in ONLINE_STATES
             if announce:
                 self.registering = True
             try:
                 answer = await self._registrar.register(
-                    bot.stopping.stop if announce else bot.stopping.hard, announce=announce
+                    stops.stop if announce else stops.hard, announce=announce
                 )
             except CoordinatorError as exc:
-                bot.halt(hints.refused(bot.settings, exc))
+                stops.halt(hints.refused(parts.settings, exc))
                 return False
             if answer is None:
                 return False
             self._registered.set()
             # A drain may have begun while the answer was on its way: then sync quietly.
             await self.sync(
-                "registered again", announce=announce and bot.lifecycle.state is S.REGISTER
+                "registered again", announce=announce and parts.lifecycle.state is S.REGISTER
             )
             return True
 
     async def sync(self, reason: str, announce: bool = True) -> None:
         """Apply what registration brought and deliver what the outbox kept, then go on."""
-        bot = self._bot
-        assert bot.scheduler is not None and bot.session is not None
+        parts = self._parts
         if announce:
-            bot.lifecycle.move(S.SYNC)
-        bot.log_context.bot_id = bot.session.bot_id
-        bot.scheduler.apply_assignment()
+            parts.lifecycle.move(S.SYNC)
+        parts.log_context.bot_id = parts.session.bot_id
+        parts.scheduler.apply_assignment()
         cut: CoordinatorError | None = None
-        if len(bot.outbox):
-            opened = bot.circuit.opened
+        if len(parts.outbox):
+            opened = parts.circuit.opened
             try:
                 # Not reporting.flush_outbox(): a 401 here must not re-enter renew().
-                delivery = await bot.scheduler.reporter.flush_outbox()
+                delivery = await parts.scheduler.reporter.flush_outbox()
             except OutboxError as exc:
-                bot.fatal(exc)
+                self._stops.halt(hints.outbox(parts.settings, exc))
             else:
-                if delivery.error is not None and bot.circuit.opened > opened:
+                if delivery.error is not None and parts.circuit.opened > opened:
                     cut = delivery.error  # the flush's failure opened the circuit
         if announce:
             self.registering = False
@@ -103,28 +190,25 @@ class Registration:
         """From SYNC on to the online state the bot is in now; DEGRADED_NET when the outbox
         flush at SYNC failed on the network, even if another call got through since (a
         heartbeat then leads the way back through SYNC, at once)."""
-        bot = self._bot
-        assert bot.scheduler is not None
-        if bot.lifecycle.state is not S.SYNC or bot.stopping.unsafe is not None:
+        parts = self._parts
+        if parts.lifecycle.state is not S.SYNC or self._stops.unsafe is not None:
             return  # a drain or a halt began meanwhile: it owns the lifecycle now
         if cut is not None:
-            bot.lifecycle.move(S.DEGRADED_NET, f"the outbox could not be delivered: {cut}")
-            if bot.heartbeat is not None:
-                bot.heartbeat.beat_now.set()
+            parts.lifecycle.move(S.DEGRADED_NET, f"the outbox could not be delivered: {cut}")
+            parts.heartbeat.beat_now.set()
             return
-        bot.lifecycle.move(bot.online_state(), reason)
-        bot.scheduler.wake.set()
-        bot.scheduler.reporting.flush_now.set()
+        parts.lifecycle.move(parts.online_state(), reason)
+        parts.scheduler.wake.set()
+        parts.scheduler.reporting.flush_now.set()
 
     async def token_timer(self, stop: asyncio.Event) -> None:
         """Register again (a new token, same bot) before the token's lifetime runs out."""
-        bot = self._bot
-        assert bot.session is not None
+        parts = self._parts
         while not stop.is_set():
             self._registered.clear()
-            lifetime, generation = bot.session.token_lifetime_s, bot.session.generation
-            wait = None if lifetime is None else max(1.0, lifetime * bot.settings.token_renew_at)
-            if await sleep_or(bot.clock, wait, stop, self._registered):
+            lifetime, generation = parts.session.token_lifetime_s, parts.session.generation
+            wait = None if lifetime is None else max(1.0, lifetime * parts.settings.token_renew_at)
+            if await sleep_or(parts.clock, wait, stop, self._registered):
                 continue  # registered meanwhile (a new token), or stopping
             log.info("the bot token expires in %.0f s: renewing it", (lifetime or 0) - (wait or 0))
             await self.renew(generation)

@@ -1,27 +1,17 @@
-"""The bot's registration: what the coordinator said (bot id, config, assignment) and how to get it.
+"""What the coordinator said at registration and since: bot id, token, config, assignment.
 
 `Session` is the live view every loop reads: the coordinator's `config` and
-`assignment` override the start-up settings here while the bot runs. `Registrar`
-registers, retrying transient failures with exponential backoff and full jitter.
+`assignment` override the start-up settings here while the bot runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from dataclasses import dataclass, field
 
-from bot.api import Api
-from bot.backoff import Backoff
-from bot.errors import CoordinatorError, NotFoundError
-from bot.host import HostFacts
 from bot.identity import Identity
-from bot.lifecycle import Lifecycle
 from bot.settings import Settings
-from bot.state import Assignment, BotState
-from bot.waiting import sleep_or
-from botfleet.clock import Clock
+from bot.state import Assignment
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
@@ -125,84 +115,3 @@ class Session:
                 ",".join(self.capabilities),
             )
         return True
-
-
-class Registrar:
-    """Registers the bot, retrying until it works, the bot stops, or retrying cannot help."""
-
-    def __init__(
-        self,
-        api: Api,
-        session: Session,
-        settings: Settings,
-        host: HostFacts,
-        lifecycle: Lifecycle,
-        clock: Clock,
-        rng: random.Random,
-    ) -> None:
-        self._api = api
-        self._session = session
-        self._settings = settings
-        self._host = host
-        self._lifecycle = lifecycle
-        self._clock = clock
-        self._rng = rng
-
-    def request(self) -> m.RegisterRequest:
-        session, host = self._session, self._host
-        return m.RegisterRequest(
-            bot_key=session.identity.bot_key,
-            instance_id=session.instance_id,
-            version=self._settings.bot_version,
-            capabilities=list(session.capabilities),
-            resources=m.Resources(cpu_cores=host.cpu_cores, mem_mb=host.mem_mb),
-            constraints={"max_concurrency": self._settings.max_concurrency},
-            meta={
-                "hostname": host.hostname,
-                "os": host.os,
-                "platform": host.platform,
-                "python": host.python,
-                "name": session.identity.name,
-            },
-        )
-
-    async def register(
-        self, stop: asyncio.Event, *, announce: bool = True
-    ) -> m.RegisterResponse | None:
-        """The coordinator's answer, or None when `stop` was set while waiting to retry.
-
-        Transient failures are retried with backoff; a refused enrollment (401/403),
-        a rejected request (4xx) or a wrong address (404) raise: retrying cannot help.
-        `announce=False` leaves the lifecycle alone (re-registering while draining).
-        """
-        backoff = Backoff(self._settings.min_backoff_ms, self._settings.max_backoff_ms, self._rng)
-        while True:
-            if stop.is_set():
-                return None
-            if announce:
-                self._lifecycle.move(BotState.REGISTER)
-            try:
-                answer = await self._api.register(self.request())
-            except NotFoundError as exc:
-                raise NotFoundError(
-                    404, f"{exc} - is SERVER_BASE right (it ends in /v1)?", code=exc.code
-                ) from exc
-            except CoordinatorError as exc:
-                if not exc.transient:
-                    raise
-                delay = backoff.after(exc)
-                log.warning("registration failed (%s); next try in %.1f s", exc, delay)
-                # Not when a drain began meanwhile: the drain owns the lifecycle then.
-                if announce and self._lifecycle.state is BotState.REGISTER:
-                    self._lifecycle.move(BotState.BACKOFF, "registration failed")
-                if await sleep_or(self._clock, delay, stop):
-                    return None
-                continue
-            self._api.authenticate(answer.auth.access_token if answer.auth else None)
-            self._session.registered(answer)
-            log.info(
-                "registered as %s (features: %s)",
-                answer.bot_id,
-                ",".join(sorted(self._session.features)) or "none",
-            )
-            return answer

@@ -104,23 +104,28 @@ class LoopLag:
         self,
         tick_s: float,
         limit_s: float,
-        on_stall: Callable[[float], None],
+        on_stall: Callable[[float], None] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._tick_s = tick_s
         self._limit_s = limit_s
-        self._on_stall = on_stall
+        self._on_stall: list[Callable[[float], None]] = [] if on_stall is None else [on_stall]
         self._clock: Clock = clock or SystemClock()
         self.last_s = 0.0
         self.max_s = 0.0
         self.stalls = 0
+
+    def subscribe(self, on_stall: Callable[[float], None]) -> None:
+        """Call `on_stall(lag_s)` on every stall."""
+        self._on_stall.append(on_stall)
 
     def measured(self, lag_s: float) -> None:
         self.last_s = lag_s
         self.max_s = max(self.max_s, lag_s)
         if lag_s > self._limit_s:
             self.stalls += 1
-            self._on_stall(lag_s)
+            for on_stall in self._on_stall:
+                on_stall(lag_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -546,7 +546,7 @@ async def draining_to_shutdown(rig: Rig) -> None:
 async def draining_to_safe_halt(rig: Rig) -> None:
     await draining(rig)
     rig.break_outbox()
-    await rig.until("the halt noticed", lambda: rig.running_bot.stopping.unsafe is not None)
+    await rig.until("the halt noticed", lambda: rig.running_bot.stops.unsafe is not None)
     rig.release_jobs()
     assert await rig.exit_code() == EXIT_SAFE_HALT
 
