@@ -25,7 +25,7 @@ import msgspec
 
 from bot.errors import PluginError, SettingsError
 from bot.state import Job
-from bot.threads import HandlerThreads
+from bot.work.threads import HandlerThreads
 from botfleet.protocol import encode
 from botfleet.protocol import messages as m
 

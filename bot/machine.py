@@ -18,34 +18,34 @@ from collections.abc import Callable
 
 import aiohttp
 
-from bot import hints
-from bot.api import Api
-from bot.circuit import CircuitBreaker
-from bot.connections import coordinator_client, metrics_endpoint
-from bot.disk import Disk
-from bot.errors import OutboxError, SettingsError, StateDirError, UnsafeError
-from bot.host import HostFacts
-from bot.identity import IdentityStore, new_instance_id
-from bot.jobs import Registry, load_plugins
-from bot.lifecycle import Lifecycle
-from bot.logging_setup import bot_context
-from bot.online import Online
-from bot.outbox import Outbox
-from bot.quarantine import Quarantine
-from bot.scheduler import Scheduler
-from bot.session import Session
-from bot.settings import Settings
-from bot.shutdown import (
+from bot.agent import hints
+from bot.agent.connections import coordinator_client, metrics_endpoint
+from bot.agent.lifecycle import Lifecycle
+from bot.agent.online import Online
+from bot.agent.quarantine import Quarantine
+from bot.agent.shutdown import (
     EXIT_BAD_SETTINGS,
     EXIT_OK,
     EXIT_SAFE_HALT,
     EXIT_STOPPED_HARD,
     end_before_online,
 )
+from bot.agent.stops import StopRequests
+from bot.agent.supervisor import Supervisor
+from bot.agent.watchdog import LoopLag, Watchdog
+from bot.errors import OutboxError, SettingsError, StateDirError, UnsafeError
+from bot.identity import IdentityStore, new_instance_id
+from bot.jobs import Registry, load_plugins
+from bot.link.circuit import CircuitBreaker
+from bot.link.http import Api
+from bot.link.session import Session
+from bot.logging_setup import bot_context
+from bot.reports.outbox import Outbox
+from bot.settings import Settings
 from bot.state import BotState
-from bot.stops import StopRequests
-from bot.supervisor import Supervisor
-from bot.watchdog import LoopLag, Watchdog
+from bot.system.disk import Disk
+from bot.system.host import HostFacts
+from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, SystemClock
 
 __all__ = ["EXIT_BAD_SETTINGS", "EXIT_OK", "EXIT_SAFE_HALT", "EXIT_STOPPED_HARD", "Bot"]

@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from bot.agent.signals import stop_on_signals
 from bot.errors import SettingsError
 from bot.logging_setup import LOG_FORMATS, configure_logging
 from bot.machine import EXIT_BAD_SETTINGS, Bot
 from bot.settings import Settings, load_settings
-from bot.signals import stop_on_signals
 from botfleet import eventloop
 
 log = logging.getLogger(__name__)

@@ -22,15 +22,15 @@ from typing import Any, BinaryIO, cast
 
 import msgspec
 
-from bot.disk import Disk
+from bot.agent.watchdog import Watchdog
 from bot.errors import ConflictError, ForbiddenError, NetworkError, NotFoundError
 from bot.identity import Identity
 from bot.jobs import Registry, load_plugins
-from bot.outbox import Outbox
-from bot.scheduler import Scheduler
-from bot.session import Session
+from bot.link.session import Session
+from bot.reports.outbox import Outbox
 from bot.settings import Settings
-from bot.watchdog import Watchdog
+from bot.system.disk import Disk
+from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import messages as m
 

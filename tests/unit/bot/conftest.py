@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bot.host import HostFacts
 from bot.machine import Bot
 from bot.settings import Settings
+from bot.system.host import HostFacts
 from bot.testing import FakeCoordinator, ScaledClock
 from tests.support.processes import wait_until_async
 

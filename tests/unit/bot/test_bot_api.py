@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.api import HttpApi, parse_retry_after
 from bot.errors import (
     AuthError,
     ConflictError,
@@ -25,6 +24,7 @@ from bot.errors import (
     RejectedError,
     ServerError,
 )
+from bot.link.http import HttpApi, parse_retry_after
 from botfleet.protocol import messages as m
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.durations import BUCKETS_S, Durations
+from bot.work.durations import BUCKETS_S, Durations
 
 
 def test_cumulative_buckets_and_sum() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.disk import Disk
 from bot.errors import StateDirError
 from bot.identity import IdentityStore, compute_bot_key, new_instance_id
+from bot.system.disk import Disk
 
 
 def store(path: Path, disk: Disk | None = None) -> IdentityStore:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.agent.lifecycle import WORK_STATES
 from bot.errors import AuthError, NetworkError, NotFoundError, OverloadedError
 from bot.jobs import Registry, load_plugins
-from bot.lifecycle import WORK_STATES
 from bot.machine import EXIT_BAD_SETTINGS, EXIT_OK, EXIT_SAFE_HALT, EXIT_STOPPED_HARD
-from bot.outbox import Outbox
+from bot.reports.outbox import Outbox
 from bot.state import BotState, Job
 from bot.testing import FailingDisk, FakeCoordinator
 from botfleet.protocol import messages as m

@@ -7,8 +7,8 @@ import socket
 import aiohttp
 import pytest
 
+from bot.agent.lifecycle import WORK_STATES
 from bot.errors import NetworkError
-from bot.lifecycle import WORK_STATES
 from bot.machine import EXIT_BAD_SETTINGS, EXIT_OK
 from bot.testing import FakeCoordinator
 

@@ -10,9 +10,9 @@ from typing import BinaryIO
 
 import pytest
 
-from bot.disk import Disk
 from bot.errors import OutboxError, OutboxFullError
-from bot.outbox import OUTBOX_FILE, Outbox, report_key
+from bot.reports.outbox import OUTBOX_FILE, Outbox, report_key
+from bot.system.disk import Disk
 from bot.testing import FailingDisk
 from botfleet.protocol import messages as m
 

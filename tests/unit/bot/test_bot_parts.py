@@ -10,7 +10,9 @@ import threading
 
 import pytest
 
-from bot.backoff import Backoff, backoff_ms, retry_delay_s
+from bot.agent.lifecycle import FINAL_STATES, HISTORY_KEPT, TRANSITIONS, WORK_STATES, Lifecycle
+from bot.agent.signals import stop_on_signals
+from bot.agent.supervisor import Supervisor
 from bot.errors import (
     BotError,
     InvalidTransition,
@@ -19,14 +21,12 @@ from bot.errors import (
     PluginError,
     SettingsError,
 )
-from bot.host import HostFacts, ProcessLoad
-from bot.lifecycle import FINAL_STATES, HISTORY_KEPT, TRANSITIONS, WORK_STATES, Lifecycle
-from bot.signals import stop_on_signals
-from bot.slots import Slots
+from bot.link.backoff import Backoff, backoff_ms, retry_delay_s
 from bot.state import Assignment, BotState, Job
-from bot.supervisor import Supervisor
+from bot.system.host import HostFacts, ProcessLoad
 from bot.testing import ScaledClock
 from bot.waiting import sleep_or
+from bot.work.slots import Slots
 from botfleet.clock import FakeClock, SystemClock
 from botfleet.protocol import messages as m
 
@@ -165,7 +165,9 @@ def test_listeners_and_quiet_work_moves(caplog: pytest.LogCaptureFixture) -> Non
     assert moves == [(S.SYNC, S.IDLE, "registered"), (S.IDLE, S.CLAIM, "")]
     info = [r for r in caplog.records if r.levelname == "INFO"]
     assert [r.getMessage() for r in info] == ["state SYNC -> IDLE (registered)"]
-    debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.name == "bot.lifecycle"]
+    debug = [
+        r for r in caplog.records if r.levelname == "DEBUG" and r.name == "bot.agent.lifecycle"
+    ]
     assert [r.getMessage() for r in debug] == ["state IDLE -> CLAIM"]
     assert lifecycle.working and not lifecycle.final
 

@@ -11,9 +11,9 @@ import pytest
 
 from bot.errors import AuthError, NetworkError, NotFoundError, RejectedError, ServerError
 from bot.identity import Identity
-from bot.outbox import Outbox
-from bot.reporter import PARALLEL_REPORTS, Reporter
-from bot.session import Session
+from bot.link.session import Session
+from bot.reports.delivery import PARALLEL_REPORTS, Reporter
+from bot.reports.outbox import Outbox
 from bot.settings import Settings
 from bot.testing import FakeCoordinator
 from botfleet.protocol import messages as m

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.agent.quarantine import QUARANTINE_FILE
 from bot.errors import ConflictError, PluginError
 from bot.identity import IDENTITY_FILE
 from bot.jobs import Registry, load_plugins
 from bot.machine import EXIT_OK, EXIT_SAFE_HALT
-from bot.outbox import OUTBOX_FILE, Outbox
-from bot.quarantine import QUARANTINE_FILE
+from bot.reports.outbox import OUTBOX_FILE, Outbox
 from bot.state import BotState, Job
 from bot.testing import FakeCoordinator
 from botfleet.protocol import messages as m

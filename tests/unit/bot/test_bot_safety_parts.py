@@ -15,9 +15,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bot import hints
-from bot import threads as bot_threads
-from bot.circuit import BreakerApi, Circuit, CircuitBreaker, unreachable
+from bot.agent import hints
+from bot.agent.quarantine import QUARANTINE_FILE, CrashLoop, Quarantine
+from bot.agent.watchdog import LoopLag, Watchdog
 from bot.errors import (
     AuthError,
     IdentityTakenError,
@@ -29,12 +29,12 @@ from bot.errors import (
     StateDirError,
 )
 from bot.identity import Identity, IdentityStore
-from bot.outbox import Outbox
-from bot.quarantine import QUARANTINE_FILE, CrashLoop, Quarantine
+from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker, unreachable
+from bot.reports.outbox import Outbox
 from bot.settings import Settings
 from bot.testing import FailingDisk, FakeCoordinator
-from bot.threads import HandlerThreads
-from bot.watchdog import LoopLag, Watchdog
+from bot.work import threads as bot_threads
+from bot.work.threads import HandlerThreads
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 

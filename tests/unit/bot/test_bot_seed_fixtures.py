@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bot.identity import Identity
 from bot.jobs import Registry, execute, load_plugins
-from bot.session import Session
+from bot.link.session import Session
 from bot.settings import Settings
 from bot.state import Job
 from botfleet.protocol import decode

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.agent.lifecycle import FINAL_STATES, ONLINE_STATES, TRANSITIONS, Lifecycle, transitions
+from bot.agent.quarantine import Quarantine
 from bot.errors import AuthError, InvalidTransition, NetworkError, OverloadedError
-from bot.lifecycle import FINAL_STATES, ONLINE_STATES, TRANSITIONS, Lifecycle, transitions
 from bot.machine import EXIT_SAFE_HALT
-from bot.outbox import Outbox
-from bot.quarantine import Quarantine
+from bot.reports.outbox import Outbox
 from bot.state import BotState
 from bot.testing import FailingDisk
 from botfleet.protocol import messages as m

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot.scheduler import Scheduler
 from bot.testing import standalone_scheduler
+from bot.work.scheduler import Scheduler
 
 MakeScheduler = Callable[..., Scheduler]
 

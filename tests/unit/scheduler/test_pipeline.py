@@ -20,11 +20,11 @@ from bot.errors import (
     OverloadedError,
     ServerError,
 )
-from bot.hooks import StandaloneHooks
 from bot.jobs import Registry, load_plugins
-from bot.running import RunningJobs
 from bot.state import BotState, Job
 from bot.testing import FailingDisk, FakeCoordinator, ScaledClock
+from bot.work.hooks import StandaloneHooks
+from bot.work.running_jobs import RunningJobs
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.support.processes import wait_until_async

@@ -7,8 +7,8 @@ import asyncio
 import msgspec
 
 from bot.errors import NetworkError
-from bot.scheduler import Scheduler
 from bot.testing import FakeCoordinator
+from bot.work.scheduler import Scheduler
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 

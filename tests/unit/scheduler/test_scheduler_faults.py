@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from bot.agent.watchdog import Watchdog
 from bot.errors import NetworkError, OutboxError, OverloadedError
-from bot.hooks import StandaloneHooks
 from bot.jobs import Outcome, Registry, load_plugins
 from bot.state import Job
 from bot.testing import FakeCoordinator, ScaledClock
-from bot.watchdog import Watchdog
+from bot.work.hooks import StandaloneHooks
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.support.processes import wait_until_async

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from bot.api import Api, HttpApi
+from bot.agent.metrics import MetricsServer, Observed
 from bot.errors import SettingsError
-from bot.metrics import MetricsServer, Observed
+from bot.link.http import Api, HttpApi
 from bot.settings import Settings
 from botfleet.clock import Clock
 

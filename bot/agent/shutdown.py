@@ -20,12 +20,12 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
+from bot.agent.lifecycle import Lifecycle
+from bot.agent.parts import OnlineParts
+from bot.agent.stops import StopRequests, TaskEnds
 from bot.errors import CoordinatorError, OutboxError, UnsafeError
-from bot.lifecycle import Lifecycle
-from bot.parts import OnlineParts
 from bot.settings import Settings
 from bot.state import BotState
-from bot.stops import StopRequests, TaskEnds
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)

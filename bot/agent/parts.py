@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.api import Api
-from bot.circuit import CircuitBreaker
-from bot.heartbeat import Heartbeat
-from bot.lifecycle import Lifecycle
+from bot.agent.lifecycle import Lifecycle
+from bot.agent.supervisor import Supervisor
+from bot.link.circuit import CircuitBreaker
+from bot.link.heartbeat import Heartbeat
+from bot.link.http import Api
+from bot.link.session import Session
 from bot.logging_setup import LogContext
-from bot.outbox import Outbox
-from bot.scheduler import Scheduler
-from bot.session import Session
+from bot.reports.outbox import Outbox
 from bot.settings import Settings
 from bot.state import BotState
-from bot.supervisor import Supervisor
+from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock
 
 

@@ -18,15 +18,15 @@ import logging
 import random
 from collections.abc import Callable
 
-from bot.backoff import Backoff
+from bot.agent.watchdog import Watchdog
 from bot.errors import AuthError, OutboxError
-from bot.hooks import SchedulerHooks
-from bot.outbox import Outbox
-from bot.reporter import MAX_BATCH, Delivery, Reporter, sort_results
-from bot.session import Session
+from bot.link.backoff import Backoff
+from bot.link.session import Session
+from bot.reports.delivery import MAX_BATCH, Delivery, Reporter, sort_results
+from bot.reports.outbox import Outbox
 from bot.settings import Settings
 from bot.waiting import sleep_or
-from bot.watchdog import Watchdog
+from bot.work.hooks import SchedulerHooks
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 

@@ -11,34 +11,34 @@ from __future__ import annotations
 import logging
 import random
 
-from bot import hints
-from bot.api import Api
-from bot.circuit import BreakerApi, Circuit, CircuitBreaker
-from bot.errors import ConflictError, CoordinatorError, OutboxError, StateDirError
-from bot.heartbeat import Heartbeat
-from bot.host import HostFacts, ProcessLoad
-from bot.identity import IdentityStore
-from bot.jobs import Outcome, Registry
-from bot.lifecycle import ONLINE_STATES, Lifecycle, online_state
-from bot.logging_setup import LogContext
-from bot.outbox import Outbox
-from bot.quarantine import Quarantine
-from bot.registration import Registrar, Registration
-from bot.scheduler import Scheduler
-from bot.session import Session
-from bot.settings import Settings
-from bot.shutdown import (
+from bot.agent import hints
+from bot.agent.lifecycle import ONLINE_STATES, Lifecycle, online_state
+from bot.agent.quarantine import Quarantine
+from bot.agent.registration import Registrar, Registration
+from bot.agent.shutdown import (
     EXIT_SAFE_HALT,
     end_before_online,
     ending_for,
     shut_down,
     stopped_before_registering,
 )
+from bot.agent.stops import StopRequests, TaskEnds
+from bot.agent.supervisor import Supervisor
+from bot.agent.watchdog import LoopLag, Watchdog
+from bot.errors import ConflictError, CoordinatorError, OutboxError, StateDirError
+from bot.identity import IdentityStore
+from bot.jobs import Outcome, Registry
+from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker
+from bot.link.heartbeat import Heartbeat
+from bot.link.http import Api
+from bot.link.session import Session
+from bot.logging_setup import LogContext
+from bot.reports.outbox import Outbox
+from bot.settings import Settings
 from bot.state import BotState, Job
-from bot.stops import StopRequests, TaskEnds
-from bot.supervisor import Supervisor
+from bot.system.host import HostFacts, ProcessLoad
 from bot.waiting import sleep_or
-from bot.watchdog import LoopLag, Watchdog
+from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 

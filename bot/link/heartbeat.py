@@ -18,16 +18,16 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from bot.api import Api
-from bot.backoff import Backoff
-from bot.circuit import CircuitBreaker
+from bot.agent.lifecycle import Lifecycle
 from bot.errors import AuthError, ConflictError, CoordinatorError, NotFoundError
-from bot.host import ProcessLoad
-from bot.lifecycle import Lifecycle
-from bot.running import RunningJobs
-from bot.session import Session
+from bot.link.backoff import Backoff
+from bot.link.circuit import CircuitBreaker
+from bot.link.http import Api
+from bot.link.session import Session
 from bot.settings import Settings
+from bot.system.host import ProcessLoad
 from bot.waiting import sleep_or
+from bot.work.running_jobs import RunningJobs
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 

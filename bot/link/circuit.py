@@ -17,8 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bot.api import Api
 from bot.errors import CoordinatorError, NetworkError, ServerError
+from bot.link.http import Api
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)

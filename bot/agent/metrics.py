@@ -25,12 +25,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from bot.circuit import CircuitBreaker
-from bot.lifecycle import WORK_STATES
-from bot.outbox import Outbox
-from bot.scheduler import Scheduler
+from bot.agent.lifecycle import WORK_STATES
+from bot.agent.watchdog import LoopLag
+from bot.link.circuit import CircuitBreaker
+from bot.reports.outbox import Outbox
 from bot.state import BotState
-from bot.watchdog import LoopLag
+from bot.work.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

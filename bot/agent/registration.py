@@ -14,17 +14,17 @@ import asyncio
 import logging
 import random
 
-from bot import hints
-from bot.api import Api
-from bot.backoff import Backoff
+from bot.agent import hints
+from bot.agent.lifecycle import ONLINE_STATES, Lifecycle
+from bot.agent.parts import OnlineParts
+from bot.agent.stops import StopRequests
 from bot.errors import CoordinatorError, NotFoundError, OutboxError
-from bot.host import HostFacts
-from bot.lifecycle import ONLINE_STATES, Lifecycle
-from bot.parts import OnlineParts
-from bot.session import Session
+from bot.link.backoff import Backoff
+from bot.link.http import Api
+from bot.link.session import Session
 from bot.settings import Settings
 from bot.state import BotState
-from bot.stops import StopRequests
+from bot.system.host import HostFacts
 from bot.waiting import sleep_or
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m

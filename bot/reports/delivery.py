@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.api import Api
 from bot.errors import (
     ConflictError,
     CoordinatorError,
@@ -21,8 +20,9 @@ from bot.errors import (
     NotFoundError,
     RejectedError,
 )
-from bot.outbox import Outbox, report_key
-from bot.session import Session
+from bot.link.http import Api
+from bot.link.session import Session
+from bot.reports.outbox import Outbox, report_key
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from bot.disk import Disk
+from bot.system.disk import Disk
 
 log = logging.getLogger(__name__)
 
