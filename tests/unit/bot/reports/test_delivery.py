@@ -17,8 +17,7 @@ from bot.reports.outbox import Outbox
 from bot.settings import Settings
 from bot.testing import FakeCoordinator
 from botfleet.protocol import messages as m
-
-from .conftest import eventually
+from tests.unit.bot.conftest import eventually
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from bot.agent.lifecycle import WORK_STATES
 from bot.errors import NetworkError
 from bot.machine import EXIT_BAD_SETTINGS, EXIT_OK
 from bot.testing import FakeCoordinator
-
-from .conftest import StartBot, eventually
+from tests.unit.bot.conftest import StartBot, eventually
 
 
 async def test_metrics_are_served(start_bot: StartBot) -> None:

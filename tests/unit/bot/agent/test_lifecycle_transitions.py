@@ -25,8 +25,7 @@ from bot.reports.outbox import Outbox
 from bot.state import BotState
 from bot.testing import FailingDisk
 from botfleet.protocol import messages as m
-
-from .rig import Rig
+from tests.unit.bot.rig import Rig
 
 S = BotState
 Scenario = Callable[[Rig], Awaitable[None]]
@@ -642,7 +641,7 @@ async def test_transition(source: BotState, target: BotState, state_dir: Path) -
 
 
 def test_the_documented_table_is_the_table() -> None:
-    docs = Path(__file__).resolve().parents[3] / "docs" / "bot.md"
+    docs = Path(__file__).resolve().parents[4] / "docs" / "bot.md"
     rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \|", docs.read_text(), flags=re.MULTILINE)
     documented = [(BotState[source], BotState[target]) for source, target in rows]
     assert sorted(documented, key=str) == sorted(transitions(), key=str)

@@ -7,10 +7,14 @@ import logging
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from bot.errors import StateDirError
-from bot.identity import IdentityStore, compute_bot_key, new_instance_id
+from bot.errors import (
+    IdentityTakenError,
+    StateDirError,
+)
+from bot.identity import Identity, IdentityStore, compute_bot_key, new_instance_id
 from bot.system.disk import Disk
 
 
@@ -132,3 +136,22 @@ def test_unreadable_identity_is_a_state_error(tmp_path: Path) -> None:
 
     with pytest.raises(StateDirError, match="cannot read"):
         store(tmp_path, Unreadable()).load("worker", "host", "p")
+
+
+def test_identity_check(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = IdentityStore(tmp_path, make_instance_id=lambda: "inst_1")
+    mine = store.rotate_instance_id(store.load("w", "host", "Linux"))
+    store.check(mine)
+    store.path.unlink()
+    store.check(mine)  # written again
+    assert "was removed" in caplog.text and store.load("w", "host", "Linux") == mine
+
+    other = IdentityStore(tmp_path, make_instance_id=lambda: "inst_2")
+    other.rotate_instance_id(other.load("w", "host", "Linux"))
+    with pytest.raises(IdentityTakenError, match="another bot process"):
+        store.check(mine)
+    store.path.write_bytes(msgspec.json.encode({"bot_key": mine.bot_key, "name": "w"}))
+    with pytest.raises(IdentityTakenError):
+        store.check(mine)
+    assert isinstance(IdentityTakenError(), StateDirError)
+    assert Identity("k", "w").instance_id == ""

@@ -11,9 +11,7 @@ from bot.testing import FakeCoordinator
 from bot.work.scheduler import Scheduler
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
-
-from .conftest import MakeScheduler
-from .test_pipeline import Hooks, eventually
+from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
 
 FEATURES = (m.FEATURE_BATCH_REPORT, m.FEATURE_REPORT_ON_CLAIM)
 
@@ -51,7 +49,7 @@ async def test_reports_ride_on_the_next_claim(make_scheduler: MakeScheduler) -> 
     fake = FakeCoordinator(features=FEATURES)
     for n in range(6):
         fake.add_job("sum", {"a": n, "b": 1})
-    scheduler = make_scheduler(fake, clock=StillClock(), hooks=Hooks(), features=FEATURES)
+    scheduler = make_scheduler(fake, clock=StillClock(), hooks=RecordingHooks(), features=FEATURES)
 
     await _run_both(scheduler, fake, 6)
 
@@ -71,7 +69,7 @@ async def test_without_the_feature_reports_go_on_their_own(make_scheduler: MakeS
     for n in range(4):
         fake.add_job("sum", {"a": n, "b": 1})
     scheduler = make_scheduler(
-        fake, clock=StillClock(), hooks=Hooks(), features=[m.FEATURE_BATCH_REPORT]
+        fake, clock=StillClock(), hooks=RecordingHooks(), features=[m.FEATURE_BATCH_REPORT]
     )
 
     await _run_both(scheduler, fake, 4)
@@ -98,7 +96,7 @@ async def test_a_failed_claim_gives_its_reports_back(make_scheduler: MakeSchedul
     fake = FailingRideCoordinator()
     for n in range(2):
         fake.add_job("sum", {"a": n, "b": 1})
-    scheduler = make_scheduler(fake, clock=StillClock(), hooks=Hooks(), features=FEATURES)
+    scheduler = make_scheduler(fake, clock=StillClock(), hooks=RecordingHooks(), features=FEATURES)
 
     await _run_both(scheduler, fake, 2)
 
@@ -112,7 +110,7 @@ async def _finished_reports(
     make_scheduler: MakeScheduler, fake: FakeCoordinator
 ) -> tuple[Scheduler, m.ReportItem]:
     fake.add_job("sum", {"a": 1, "b": 2}, job_id="job_a")
-    scheduler = make_scheduler(fake, clock=FakeClock(), hooks=Hooks(), features=FEATURES)
+    scheduler = make_scheduler(fake, clock=FakeClock(), hooks=RecordingHooks(), features=FEATURES)
     tasks = await scheduler.claim(1, sink=scheduler.reporting.queue)
     await asyncio.gather(*tasks)
     await eventually(lambda: len(scheduler.reporting.pending) == 1, "the report is queued")
@@ -165,7 +163,7 @@ async def test_no_ride_while_the_circuit_is_open(make_scheduler: MakeScheduler) 
     fake = FakeCoordinator(features=FEATURES)
     scheduler, _ = await _finished_reports(make_scheduler, fake)
     hooks = scheduler.hooks
-    assert isinstance(hooks, Hooks)
+    assert isinstance(hooks, RecordingHooks)
     hooks.reachable = lambda: False  # type: ignore[method-assign]
 
     await scheduler.claim(1)
@@ -212,7 +210,7 @@ async def test_a_job_alone_reports_on_the_next_claim_not_behind_a_long_poll(
     features = (m.FEATURE_LONG_POLL, *FEATURES)
     fake = FakeCoordinator(features=features)
     fake.add_job("sum", {"a": 1, "b": 2})
-    scheduler = make_scheduler(fake, clock=StillClock(), hooks=Hooks(), features=features)
+    scheduler = make_scheduler(fake, clock=StillClock(), hooks=RecordingHooks(), features=features)
 
     await _run_both(scheduler, fake, 1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -201,3 +202,33 @@ def test_close_failure_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     outbox.open()
     outbox.close()
     assert "closing" in caplog.text
+
+
+def test_outbox_check_notices_a_file_or_folder_gone(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with Outbox(state) as outbox:
+        outbox.check()
+        outbox.path.unlink()
+        with pytest.raises(OutboxError, match="no longer the file"):
+            outbox.check()
+    with Outbox(state) as outbox:
+        moved = tmp_path / "moved"
+        state.rename(moved)
+        state.write_text("a file where the folder was")
+        with pytest.raises(OutboxError, match="no longer the file"):
+            outbox.check()
+        state.unlink()
+        moved.rename(state)
+        outbox.check()
+
+
+def test_outbox_check_probes_the_folder(tmp_path: Path) -> None:
+    class ReadOnly(FailingDisk):
+        def probe_dir(self, path: Path) -> None:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+    with (
+        Outbox(tmp_path, disk=ReadOnly()) as outbox,
+        pytest.raises(OutboxError, match="cannot write in"),
+    ):
+        outbox.check()

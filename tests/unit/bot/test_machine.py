@@ -117,6 +117,7 @@ class TestRunAndStop:
         running = start_bot(fake)
         running.bot.request_stop("early")
         assert await running.exit_code() == EXIT_OK
+        assert running.bot.state is BotState.SHUTDOWN and fake.count("register") == 0
 
 
 class TestDrainAndHardStop:
