@@ -1,13 +1,5 @@
-"""The `Bot`: bootstraps, then goes online (`bot.online`) until told to stop.
-
-BOOTSTRAP (settings, identity, plugins, outbox, quarantine checked) -> the online
-parts, built once around the session -> REGISTER and SYNC -> the online states while
-the side tasks run under one `Supervisor` -> one shutdown (`bot.shutdown`).
-
-Stopping is an event, not a cancellation: the first stop request (a signal, or the
-coordinator's `drain`) drains; a second one stops hard. SAFE_HALT ends a bot that
-cannot go on safely: the outbox cannot keep reports, another process took its
-identity, registration is refused, a task crashed.
+"""The `Bot`: bootstraps (settings, identity, plugins, outbox, quarantine), then goes online
+(`bot.agent.online`) until a stop request or a halt ends it (`bot.agent.shutdown`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The command line of the bot: `botfleet bot …`, `python -m bot …`, `python bin/bot.py …`.
 
 `add_bot_arguments` and `run_bot` are what `botfleet/cli/main.py` calls; flags
-override the environment variables of PROTOCOL.md (and docs/bot.md). Exit codes:
+override the environment variables of docs/bot.md. Exit codes:
 0 clean shutdown, 1 stopped hard (second signal), 2 bad settings, 3 safe halt, 130
 interrupted while starting.
 """

@@ -1,6 +1,6 @@
 """An in-memory coordinator for testing bots and handlers without HTTP (the shipped fake).
 
-`FakeCoordinator` speaks the `bot.api.Api` protocol with the coordinator's
+`FakeCoordinator` speaks the `bot.link.http.Api` protocol with the coordinator's
 semantics in small: jobs are queued, claimed under the caller's bot id, and end
 succeeded or failed; reports are idempotent, a second different outcome is a 409.
 Tests script failures (`fail_next`), cut the network (`unreachable`), hold calls

@@ -1,6 +1,6 @@
 """Why the bot must halt and what to do about it: one `UnsafeError` per cause.
 
-The bot ends in SAFE_HALT with one line made of both halves (see `bot.stopping`),
+The bot ends in SAFE_HALT with one line made of both halves (see `bot.agent.shutdown`),
 so an operator reading only the last line of the log knows what to fix.
 """
 

@@ -1,7 +1,7 @@
 """A bot that has a session: its online parts, built at once, and how they answer each other.
 
 The scheduler and the heartbeat call back here (`SchedulerHooks`, `HeartbeatHandler`);
-the state shown is derived (`bot.lifecycle.online_state`): DEGRADED_NET while the
+the state shown is derived (`bot.agent.lifecycle.online_state`): DEGRADED_NET while the
 circuit is open, QUARANTINED, BACKOFF while claims wait, else what the pipeline does.
 Registration and the shutdown reach these parts through `bot.parts.OnlineParts`.
 """

@@ -1,17 +1,6 @@
-"""How a bot ends: one sequence, driven by an `Ending` the stop requests call for.
-
-- **Drain** (the first stop request, or the coordinator's `drain`): no more claims;
-  running jobs get `drain_grace_s` to finish, then are cancelled and reported failed
-  (retryable, so the coordinator hands them out again); reports are delivered or kept
-  in the outbox; a last heartbeat and `deregister` (which releases whatever the bot
-  still holds); exit 0.
-- **Hard stop** (a second request, at any step of a drain or a halt): running jobs are
-  abandoned (their leases run out, or the next start releases them), finished reports
-  go to the outbox, no goodbye; exit 1. No acknowledged report is lost.
-- **Halt** (`UnsafeError`: the outbox cannot keep reports, the identity was taken,
-  registration refused, a task crashed): SAFE_HALT at once, running jobs abandoned,
-  finished reports delivered if the coordinator answers, the outbox left as it is;
-  exit 3. A halt during a drain ends the drain in SAFE_HALT instead of SHUTDOWN.
+"""How a bot ends: one sequence (`shut_down`), driven by an `Ending` the stop requests
+call for: a drain (exit 0), a hard stop (a second request, at any of the drain's waits:
+exit 1) or a halt (going on is unsafe: exit 3). No acknowledged report is lost.
 """
 
 from __future__ import annotations

@@ -80,8 +80,8 @@ class HttpApi:
         self._bases = tuple(base.rstrip("/") for base in bases)
         self._active = 0
         self._timeout_s = timeout_s
-        # One ClientTimeout per total (a few: plain calls, long-poll claims): making one
-        # per call cost 1 µs, two calls a job. Frozen, so shared safely.
+        # One ClientTimeout per total (a few: plain calls, long-poll claims), not one per
+        # call: a job makes two calls. Frozen, so shared safely.
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._enroll_token = enroll_token
         self._token: str | None = None

@@ -13,10 +13,10 @@ a thread is *left behind*:
 
 A call gets a thread of its own for as long as it runs, never a share of one: a thread
 that finished a handler waits a while for the next call (up to `IDLE_KEPT` of them, for
-`IDLE_S`), and a call that finds none waiting starts a new one. Starting a thread cost
-about 105 µs of CPU per job, handing a call to a waiting one far less. Not a
-`ThreadPoolExecutor`: its threads are joined at exit (a stuck handler would hang the
-shutdown) and it queues calls behind busy threads (behind stuck handlers).
+`IDLE_S`), and a call that finds none waiting starts a new one: handing a call to a
+waiting thread costs far less than starting one. Not a `ThreadPoolExecutor`: its
+threads are joined at exit (a stuck handler would hang the shutdown) and it queues
+calls behind busy threads (behind stuck handlers).
 """
 
 from __future__ import annotations
