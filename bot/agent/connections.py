@@ -1,6 +1,6 @@
 """What a bot's run holds open to the outside: the coordinator client and the metrics endpoint.
 
-Both are opened when `Bot.run()` goes online and closed when it ends, whatever ends it.
+Both are opened when `Bot.run()` has bootstrapped and closed when it ends, whatever ends it.
 """
 
 from __future__ import annotations

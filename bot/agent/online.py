@@ -87,6 +87,7 @@ class Online:
         self.ends = TaskEnds()
         self.api: Api = BreakerApi(api, circuit)  # every call counts for the circuit
         self._backoff_reason: str | None = None  # claims wait (BACKOFF)
+        # The parts get `self` as their hooks; they call back only once they run.
         self.scheduler = Scheduler(
             api=self.api,
             registry=registry,

@@ -1,7 +1,7 @@
 """What the scheduler and its report loops ask of the bot around them.
 
-The `Bot` implements `SchedulerHooks`; `StandaloneHooks` serves a scheduler used alone
-(tests, embedding).
+`Online` (`bot.agent.online`) implements `SchedulerHooks`; `StandaloneHooks` serves a
+scheduler used alone (tests, embedding).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class SchedulerHooks(Protocol):
-    """What the scheduler asks of the bot around it (the `Bot` implements this)."""
+    """What the scheduler asks of the bot around it (`Online` implements this)."""
 
     def may_claim(self) -> bool:
         """False while the lifecycle forbids new work (degraded, quarantined, draining)."""
