@@ -104,7 +104,7 @@ async def shut_down(parts: OnlineParts, stops: StopRequests, ends: TaskEnds, end
     #    (retryable); those that ignore it, and all of them on a halt, are abandoned.
     if ending.grace_s is not None and not await scheduler.wait_jobs(hard, ending.grace_s):
         if not hard.is_set():
-            await _cancel_running(parts, stops, ending.grace_s)
+            await _cancel_running(parts, stops, ending.grace_s, ending.abandon_wait_s)
         if hard.is_set():
             ending = ending.hardened()
     if ending.grace_s is None:
@@ -144,10 +144,12 @@ async def shut_down(parts: OnlineParts, stops: StopRequests, ends: TaskEnds, end
     return ending.code
 
 
-async def _cancel_running(parts: OnlineParts, stops: StopRequests, grace_s: float) -> None:
-    """The grace ran out: cancel what runs (reported failed, retryable), give each
-    `cancel_wait_s` to end, and leave a handler that ignores it to its lease."""
-    scheduler, wait_s = parts.scheduler, parts.settings.cancel_wait_s
+async def _cancel_running(
+    parts: OnlineParts, stops: StopRequests, grace_s: float, wait_s: float | None
+) -> None:
+    """The grace ran out: cancel what runs (reported failed, retryable), give it `wait_s`
+    to end, and leave a handler that ignores its cancellation to its lease."""
+    scheduler = parts.scheduler
     cancelled = scheduler.cancel_all(
         f"the bot shut down before the job ended (drain grace of {grace_s:g} s)", retryable=True
     )
