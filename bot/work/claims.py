@@ -60,14 +60,10 @@ class Claims:
         self._on_change = on_change  # the pipeline's activity may have changed
         self.wake = asyncio.Event()  # a hint of new work: assignment changed, work allowed again
         self.waiting_for_room = False  # parked until a slot frees up (or a wake)
-        self._call: asyncio.Future[m.ClaimResponse] | None = None  # the claim on its way
+        self.call: asyncio.Future[m.ClaimResponse] | None = None  # the claim on its way
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
-
-    @property
-    def on_its_way(self) -> bool:
-        return self._call is not None
 
     def limit(self) -> int:
         """How many jobs to ask for now: 0 when paused, full, or nothing to claim."""
@@ -76,9 +72,6 @@ class Claims:
             return 0
         return min(self._runner.slots.free, session.claim_batch_size)
 
-    def _allowed_limit(self) -> int:
-        return self.limit() if self._hooks.may_claim() else 0
-
     def carries(self) -> bool:
         """Claims take the finished reports along (`report_on_claim`)."""
         return self._session.has(m.FEATURE_REPORT_ON_CLAIM) and self._hooks.reachable()
@@ -86,13 +79,22 @@ class Claims:
     def will_carry(self) -> bool:
         """A claim is about to leave and will carry the pending reports: the loop waits for
         room and there is some (a finished job frees its slot before its report is queued)."""
-        return self.waiting_for_room and self.carries() and self._allowed_limit() > 0
+        return (
+            self.waiting_for_room
+            and self.carries()
+            and self._hooks.may_claim()
+            and self.limit() > 0
+        )
 
     # ------------------------------------------------------------ the loop
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep every free slot busy; back off on empty answers and on errors."""
-        while limit := await self._room(stop):
+        while not stop.is_set():
+            limit = self.limit() if self._hooks.may_claim() else 0
+            if not limit:
+                await self._wait_for_room(stop)
+                continue
             long_poll = self._session.has(m.FEATURE_LONG_POLL)
             wait_ms = min(MAX_LONG_POLL_MS, self._settings.long_poll_ms) if long_poll else 0
             started = self._clock.monotonic()
@@ -114,20 +116,18 @@ class Claims:
             self.wake.clear()
             await sleep_or(self._clock, self._empty_backoff.next_s(), stop, self.wake)
 
-    async def _room(self, stop: asyncio.Event) -> int:
-        """How many jobs to claim, once there is room for any; 0 when stop came first."""
-        while not stop.is_set():
-            self.wake.clear()
-            self._runner.slots.changed.clear()
-            if limit := self._allowed_limit():
-                return limit
-            self.waiting_for_room = True
-            try:
-                await sleep_or(self._clock, None, stop, self.wake, self._runner.slots.changed)
-            finally:
-                self.waiting_for_room = False
-                self._reporting.claim_left.set()  # reports waiting for a claim look again
-        return 0
+    async def _wait_for_room(self, stop: asyncio.Event) -> None:
+        """Wait for a free slot, a hint of new work or the stop, whichever comes first."""
+        self.wake.clear()
+        self._runner.slots.changed.clear()
+        if self._hooks.may_claim() and self.limit():
+            return  # room came between the look and the clears
+        self.waiting_for_room = True
+        try:
+            await sleep_or(self._clock, None, stop, self.wake, self._runner.slots.changed)
+        finally:
+            self.waiting_for_room = False
+            self._reporting.claim_left.set()  # reports waiting for a claim look again
 
     async def _failed(self, exc: CoordinatorError, stop: asyncio.Event) -> None:
         if isinstance(exc, NotFoundError | AuthError):
@@ -170,7 +170,7 @@ class Claims:
         if riders:
             request.instance_id, request.reports = session.instance_id, riders
         call = asyncio.ensure_future(self._api.claim(request))
-        self._call = call
+        self.call = call
         self._on_change()
         try:
             try:
@@ -201,7 +201,7 @@ class Claims:
             return tasks, bool(riders)
         finally:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
-            self._call = None
+            self.call = None
             self._on_change()
 
     def abort(self) -> bool:
@@ -210,7 +210,7 @@ class Claims:
         The coordinator hands out nothing to a claim whose connection closed, so whatever
         arrives for these operations goes to another bot. True when there was one.
         """
-        call = self._call
+        call = self.call
         if call is None or call.done():
             return False
         call.cancel()

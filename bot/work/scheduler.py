@@ -115,7 +115,7 @@ class Scheduler:
             return BotState.PROCESS
         if self.reporting.busy:
             return BotState.REPORT
-        if self.claims.on_its_way:
+        if self.claims.call is not None:
             return BotState.CLAIM
         return BotState.IDLE
 
