@@ -18,8 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from bot.disk import Disk
 from bot.errors import IdentityTakenError, StateDirError
+from bot.system.disk import Disk
 
 log = logging.getLogger(__name__)
 

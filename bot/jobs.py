@@ -25,7 +25,7 @@ import msgspec
 
 from bot.errors import PluginError, SettingsError
 from bot.state import Job
-from bot.threads import HandlerThreads
+from bot.work.threads import HandlerThreads
 from botfleet.protocol import encode
 from botfleet.protocol import messages as m
 
@@ -223,7 +223,7 @@ async def run(registry: Registry, job: Job, threads: HandlerThreads | None = Non
     An unknown operation, a handler's exception, a timeout (`timeout_s`) or a result
     that is not a JSON object fail the job; nothing a handler does escapes, except
     cancellation, which belongs to the caller. A plain handler runs in a thread of
-    `threads` (see `bot.threads`).
+    `threads` (see `bot.work.threads`).
     """
     handler = registry.get(job.op)
     if handler is None:
@@ -239,7 +239,7 @@ async def run(registry: Registry, job: Job, threads: HandlerThreads | None = Non
     threads = HandlerThreads() if threads is None else threads
     deadline: asyncio.Timeout | None = None
     try:
-        if job.timeout_s is None:  # no deadline to arm (a timeout(None) costs 2-3 µs a job)
+        if job.timeout_s is None:  # no deadline to arm: a timeout(None) still costs, every job
             outcome = await _call(handler, job, threads)
         else:
             async with asyncio.timeout(job.timeout_s) as deadline:

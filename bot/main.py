@@ -1,7 +1,7 @@
 """The command line of the bot: `botfleet bot …`, `python -m bot …`, `python bin/bot.py …`.
 
 `add_bot_arguments` and `run_bot` are what `botfleet/cli/main.py` calls; flags
-override the environment variables of PROTOCOL.md (and docs/bot.md). Exit codes:
+override the environment variables of docs/bot.md. Exit codes:
 0 clean shutdown, 1 stopped hard (second signal), 2 bad settings, 3 safe halt, 130
 interrupted while starting.
 """
@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from bot.agent.signals import stop_on_signals
 from bot.errors import SettingsError
 from bot.logging_setup import LOG_FORMATS, configure_logging
 from bot.machine import EXIT_BAD_SETTINGS, Bot
 from bot.settings import Settings, load_settings
-from bot.signals import stop_on_signals
 from botfleet import eventloop
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The bot's settings: read from the environment (and flags) when the bot starts, never at import.
 
 Flags override the environment; while the bot runs, values the coordinator sends
-in `config`/`assignment` override both (see `bot.session.Session`), so `Settings`
+in `config`/`assignment` override both (see `bot.link.session.Session`), so `Settings`
 stays the frozen start-up view.
 """
 

@@ -43,8 +43,8 @@ ProgressSink = Callable[[str, float, str | None], None]
 
 class _Flag:
     """Raised once, read from any thread. Nobody waits on it, so a `threading.Event`
-    (a lock and a condition, 3 µs to make, one per job) is more than it needs: one
-    attribute write is seen whole by every thread."""
+    (a lock and a condition, made for every job) is more than it needs: one attribute
+    write is seen whole by every thread."""
 
     __slots__ = ("up",)
 

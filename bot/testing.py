@@ -1,6 +1,6 @@
 """An in-memory coordinator for testing bots and handlers without HTTP (the shipped fake).
 
-`FakeCoordinator` speaks the `bot.api.Api` protocol with the coordinator's
+`FakeCoordinator` speaks the `bot.link.http.Api` protocol with the coordinator's
 semantics in small: jobs are queued, claimed under the caller's bot id, and end
 succeeded or failed; reports are idempotent, a second different outcome is a 409.
 Tests script failures (`fail_next`), cut the network (`unreachable`), hold calls
@@ -22,15 +22,15 @@ from typing import Any, BinaryIO, cast
 
 import msgspec
 
-from bot.disk import Disk
+from bot.agent.watchdog import Watchdog
 from bot.errors import ConflictError, ForbiddenError, NetworkError, NotFoundError
 from bot.identity import Identity
 from bot.jobs import Registry, load_plugins
-from bot.outbox import Outbox
-from bot.scheduler import Scheduler
-from bot.session import Session
+from bot.link.session import Session
+from bot.reports.outbox import Outbox
 from bot.settings import Settings
-from bot.watchdog import Watchdog
+from bot.system.disk import Disk
+from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import messages as m
 

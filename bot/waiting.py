@@ -4,10 +4,10 @@ The bot's loops wait on "stop", "wake up" and "interval passed" together, as
 Procrastinate's worker loop does; the clock is injected so tests do not wait.
 
 The report loop waits here once or twice per job, so the wait is made of one future
-that every event wakes, not a task per event: `asyncio.Event` has no public way to
-be told when it is set, so the future joins the event's own waiters, as `wait()` does
-(`_SHARED_WAIT`). Should an event not look like CPython's (no `_waiters` deque), a
-task waits on it instead, as every event did before (that cost 25-30 µs per wait).
+that every event wakes, not a task per event (which would cost more than the rest of
+the wait): `asyncio.Event` has no public way to be told when it is set, so the future
+joins the event's own waiters, as `wait()` does. Should an event not look like
+CPython's (no `_waiters` deque), a task waits on it instead.
 """
 
 from __future__ import annotations

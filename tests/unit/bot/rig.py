@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.disk import Disk
 from bot.errors import NotFoundError, OverloadedError
 from bot.jobs import Registry, load_plugins
 from bot.machine import Bot
-from bot.outbox import OUTBOX_FILE
+from bot.reports.outbox import OUTBOX_FILE
 from bot.settings import Settings
 from bot.state import BotState, Job
+from bot.system.disk import Disk
 from bot.testing import FakeCoordinator, ScaledClock
 from botfleet.protocol import messages as m
 from tests.support.processes import wait_until_async

@@ -1,27 +1,5 @@
-from __future__ import annotations
+"""`make_scheduler` is the bot tests' fixture (tests/unit/bot/conftest.py)."""
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from tests.unit.bot.conftest import MakeScheduler, make_scheduler
 
-import pytest
-
-from bot.scheduler import Scheduler
-from bot.testing import standalone_scheduler
-
-MakeScheduler = Callable[..., Scheduler]
-
-
-@pytest.fixture
-def make_scheduler(tmp_path: Path) -> Iterator[MakeScheduler]:
-    """`standalone_scheduler` in tmp_path, its outbox closed after the test."""
-    made: list[Scheduler] = []
-
-    def make(api: Any, **options: Any) -> Scheduler:
-        scheduler = standalone_scheduler(api, options.pop("state_dir", tmp_path), **options)
-        made.append(scheduler)
-        return scheduler
-
-    yield make
-    for scheduler in made:
-        scheduler.outbox.close()
+__all__ = ["MakeScheduler", "make_scheduler"]

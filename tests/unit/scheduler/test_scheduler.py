@@ -11,7 +11,7 @@ import pytest
 
 from bot.errors import NetworkError, OutboxFullError, ServerError
 from bot.jobs import Registry, load_plugins
-from bot.outbox import Outbox
+from bot.reports.outbox import Outbox
 from bot.state import Job
 from bot.testing import FailingDisk, FakeCoordinator
 from botfleet.protocol import messages as m

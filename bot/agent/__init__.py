@@ -1,0 +1,1 @@
+"""The agent and its lifecycle: going online, staying registered, stopping, health."""

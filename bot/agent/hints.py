@@ -1,0 +1,54 @@
+"""Why the bot must halt and what to do about it: one `UnsafeError` per cause.
+
+The bot ends in SAFE_HALT with one line made of both halves (see `bot.agent.shutdown`),
+so an operator reading only the last line of the log knows what to fix.
+"""
+
+from __future__ import annotations
+
+from bot.errors import BotError, CoordinatorError, SettingsError, UnsafeError
+from bot.settings import Settings
+
+
+def bad_setting(error: SettingsError) -> UnsafeError:
+    return UnsafeError(f"bad setting {error}", "Fix it and start the bot again")
+
+
+def state_dir(settings: Settings, error: BotError) -> UnsafeError:
+    return UnsafeError(
+        f"the state folder cannot be used: {error}",
+        f"Make BOT_STATE_DIR ({settings.state_dir}) a folder this user can write, with free "
+        "space, and start the bot again",
+    )
+
+
+def outbox(settings: Settings, error: BotError) -> UnsafeError:
+    return UnsafeError(
+        f"the outbox cannot keep reports: {error}",
+        f"Make BOT_STATE_DIR ({settings.state_dir}) a writable folder with free space and "
+        "start the bot again; reports already kept there are delivered then",
+    )
+
+
+def identity(settings: Settings, error: BotError) -> UnsafeError:
+    return UnsafeError(
+        f"this bot's identity cannot be kept: {error}",
+        f"Give each bot process its own BOT_NAME or BOT_STATE_DIR (this one: "
+        f"{settings.state_dir}), then start this bot again",
+    )
+
+
+def refused(settings: Settings, error: CoordinatorError) -> UnsafeError:
+    return UnsafeError(
+        f"registration refused: {error}",
+        f"Check BOT_ENROLL_TOKEN and SERVER_BASE ({', '.join(settings.server_bases)}; it ends "
+        "in /v1), then start the bot again",
+    )
+
+
+def crashed(task: str, error: BaseException) -> UnsafeError:
+    return UnsafeError(
+        f"the bot's {task} task crashed: {error!r}",
+        "This is a bug in the bot: please report it with the log above; starting the bot "
+        "again is safe",
+    )

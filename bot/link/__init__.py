@@ -1,0 +1,1 @@
+"""The link to the coordinator: HTTP calls, circuit breaker, heartbeat, session, backoff."""

@@ -1,0 +1,56 @@
+"""Exponential backoff with full jitter, and the retry delay that honours `Retry-After`.
+
+Both are pure functions (the randomness is passed in); `Backoff` only keeps the streak.
+"""
+
+from __future__ import annotations
+
+import random
+
+from bot.errors import OverloadedError
+
+
+def backoff_ms(attempt: int, min_ms: float, max_ms: float, rng: random.Random) -> float:
+    """The wait before retry number `attempt` (0 for the first retry).
+
+    Full jitter: uniform between `min_ms` and the exponential ceiling
+    `min_ms * 2**attempt`, itself capped at `max_ms`. Spreading retries over the
+    whole window keeps a fleet of bots from coming back in step.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    low = max(0.0, min(min_ms, max_ms))
+    ceiling = min(float(max_ms), low * 2.0 ** min(attempt, 62))
+    return rng.uniform(low, max(low, ceiling))
+
+
+def retry_delay_s(backoff_s: float, error: BaseException, cap_s: float | None = None) -> float:
+    """The wait before trying again after `error`: the backoff, or longer when the
+    coordinator shed load and said when to come back (`Retry-After`); at most `cap_s`
+    (the heartbeat's interval: a lease runs out after a few missed heartbeats)."""
+    delay = backoff_s
+    if isinstance(error, OverloadedError) and error.retry_after_s is not None:
+        delay = max(delay, error.retry_after_s)
+    return delay if cap_s is None else min(delay, cap_s)
+
+
+class Backoff:
+    """Consecutive failures (or empty answers) and the wait each one earns."""
+
+    def __init__(self, min_ms: float, max_ms: float, rng: random.Random) -> None:
+        self.min_ms = min_ms
+        self.max_ms = max_ms
+        self._rng = rng
+        self.attempt = 0
+
+    def next_s(self) -> float:
+        delay = backoff_ms(self.attempt, self.min_ms, self.max_ms, self._rng) / 1000.0
+        self.attempt += 1
+        return delay
+
+    def after(self, error: BaseException, cap_s: float | None = None) -> float:
+        """The next wait of the streak, after `error` (see `retry_delay_s`)."""
+        return retry_delay_s(self.next_s(), error, cap_s)
+
+    def reset(self) -> None:
+        self.attempt = 0

@@ -1,0 +1,141 @@
+"""The circuit breaker: repeated failures to reach the coordinator open it (DEGRADED_NET).
+
+CLOSED: calls go out; `threshold` failures in a row (no answer, or a 5xx that is not
+load shedding) open it. OPEN: the bot stops calling the coordinator - no claims, reports
+go straight to the outbox, no progress - except for its probe, the heartbeat, retried
+with backoff. HALF_OPEN: a probe is on its way; any answer closes the circuit, a
+failure opens it again. An answer with an error status still shows the coordinator is
+reachable: 429/503 are load shedding (the bot backs off), other 4xx are answers.
+
+`BreakerApi` wraps an `Api` so that every call, whichever loop makes it, counts.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from bot.errors import CoordinatorError, NetworkError, ServerError
+from bot.link.http import Api
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Circuit(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+Listener = Callable[[Circuit, Circuit, str], None]
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` means the coordinator could not be reached (as opposed to an answer)."""
+    return isinstance(error, NetworkError | ServerError)
+
+
+class CircuitBreaker:
+    def __init__(self, threshold: int, on_change: Listener | None = None) -> None:
+        if threshold < 1:
+            raise ValueError(f"threshold must be at least 1, got {threshold}")
+        self.threshold = threshold
+        self.state = Circuit.CLOSED
+        self.failures = 0  # in a row
+        self.opened = 0  # how many times it opened (metrics, tests)
+        self._listeners: list[Listener] = [] if on_change is None else [on_change]
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(previous, state, reason)` on every change."""
+        self._listeners.append(listener)
+
+    @property
+    def is_open(self) -> bool:
+        """True while calls other than probes should not go out."""
+        return self.state is not Circuit.CLOSED
+
+    def probe(self) -> None:
+        """A probe goes out (the heartbeat while the circuit is open)."""
+        if self.state is Circuit.OPEN:
+            self._set(Circuit.HALF_OPEN, "probing the coordinator")
+
+    def success(self) -> None:
+        self.failures = 0
+        if self.state is not Circuit.CLOSED:
+            self._set(Circuit.CLOSED, "the coordinator answered")
+
+    def failure(self, error: BaseException) -> None:
+        self.failures += 1
+        if self.state is Circuit.HALF_OPEN:
+            self._set(Circuit.OPEN, f"probe failed: {error}")
+        elif self.state is Circuit.CLOSED and self.failures >= self.threshold:
+            self.opened += 1
+            self._set(Circuit.OPEN, f"{self.failures} failures in a row, the last: {error}")
+
+    def record(self, error: BaseException | None) -> None:
+        """Count the outcome of one call: None (an answer) or the error it raised."""
+        if error is not None and unreachable(error):
+            self.failure(error)
+        else:
+            self.success()
+
+    def _set(self, state: Circuit, reason: str) -> None:
+        previous, self.state = self.state, state
+        log.log(
+            logging.DEBUG if Circuit.HALF_OPEN in (previous, state) else logging.WARNING,
+            "circuit %s -> %s: %s",
+            previous.value,
+            state.value,
+            reason,
+        )
+        for listener in self._listeners:
+            listener(previous, state, reason)
+
+
+class BreakerApi:
+    """An `Api` whose every call is counted by a `CircuitBreaker`."""
+
+    def __init__(self, api: Api, breaker: CircuitBreaker) -> None:
+        self._api = api
+        self.breaker = breaker
+
+    def authenticate(self, token: str | None) -> None:
+        self._api.authenticate(token)
+
+    async def _count(self, call: Awaitable[T]) -> T:
+        try:
+            answer = await call
+        except CoordinatorError as exc:
+            self.breaker.record(exc)
+            raise
+        self.breaker.record(None)
+        return answer
+
+    async def register(self, request: m.RegisterRequest) -> m.RegisterResponse:
+        return await self._count(self._api.register(request))
+
+    async def heartbeat(self, bot_id: str, request: m.HeartbeatRequest) -> m.HeartbeatResponse:
+        return await self._count(self._api.heartbeat(bot_id, request))
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        return await self._count(self._api.claim(request))
+
+    async def complete(self, job_id: str, request: m.CompleteRequest) -> None:
+        await self._count(self._api.complete(job_id, request))
+
+    async def fail(self, job_id: str, request: m.FailRequest) -> None:
+        await self._count(self._api.fail(job_id, request))
+
+    async def report_batch(self, request: m.BatchReportRequest) -> m.BatchReportResponse:
+        return await self._count(self._api.report_batch(request))
+
+    async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
+        await self._count(self._api.progress(job_id, request))
+
+    async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
+        await self._count(self._api.deregister(bot_id, request))

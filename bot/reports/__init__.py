@@ -1,0 +1,1 @@
+"""The reports: the queue of finished jobs' reports, their delivery, the outbox."""

@@ -1,0 +1,217 @@
+"""The claim loop: keeps every free slot busy, and waits on one condition when it cannot.
+
+It waits for room (a free slot, work allowed) or the stop, whichever comes first;
+after an empty answer, for a hint of new work (`wake`), the poll interval or the stop,
+at once. With `report_on_claim`, a claim carries the finished reports that wait, so a
+busy bot reports and claims in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+import msgspec
+
+from bot.errors import AuthError, CoordinatorError, NotFoundError
+from bot.link.backoff import Backoff
+from bot.link.http import Api
+from bot.link.session import Session
+from bot.reports.queue import Reporting
+from bot.settings import Settings
+from bot.state import Job
+from bot.waiting import sleep_or
+from bot.work.hooks import SchedulerHooks
+from bot.work.runner import JobRunner, JobTask, ReportSink
+from botfleet.clock import Clock
+from botfleet.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+# Loop turns in which a job with no I/O ends and queues its report, so that the report
+# rides on the next claim instead of waiting behind a long-poll that left first.
+JOB_FIRST_STEPS = 2
+MAX_LONG_POLL_MS = 30_000  # the protocol's bound on `wait_ms`
+
+
+class Claims:
+    def __init__(
+        self,
+        *,
+        api: Api,
+        session: Session,
+        settings: Settings,
+        clock: Clock,
+        rng: random.Random,
+        hooks: SchedulerHooks,
+        runner: JobRunner,
+        reporting: Reporting,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._api = api
+        self._session = session
+        self._settings = settings
+        self._clock = clock
+        self._hooks = hooks
+        self._runner = runner
+        self._reporting = reporting
+        self._on_change = on_change  # the pipeline's activity may have changed
+        self.wake = asyncio.Event()  # a hint of new work: assignment changed, work allowed again
+        self.waiting_for_room = False  # parked until a slot frees up (or a wake)
+        self.call: asyncio.Future[m.ClaimResponse] | None = None  # the claim on its way
+        low, high = settings.min_backoff_ms, settings.max_backoff_ms
+        self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
+        self._error_backoff = Backoff(low, high, rng)
+
+    def limit(self) -> int:
+        """How many jobs to ask for now: 0 when paused, full, or nothing to claim."""
+        session = self._session
+        if session.assignment.paused or not session.claimable():
+            return 0
+        return min(self._runner.slots.free, session.claim_batch_size)
+
+    def carries(self) -> bool:
+        """Claims take the finished reports along (`report_on_claim`)."""
+        return self._session.has(m.FEATURE_REPORT_ON_CLAIM) and self._hooks.reachable()
+
+    def will_carry(self) -> bool:
+        """A claim is about to leave and will carry the pending reports: the loop waits for
+        room and there is some (a finished job frees its slot before its report is queued)."""
+        return (
+            self.waiting_for_room
+            and self.carries()
+            and self._hooks.may_claim()
+            and self.limit() > 0
+        )
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep every free slot busy; back off on empty answers and on errors."""
+        while not stop.is_set():
+            limit = self.limit() if self._hooks.may_claim() else 0
+            if not limit:
+                await self._wait_for_room(stop)
+                continue
+            long_poll = self._session.has(m.FEATURE_LONG_POLL)
+            wait_ms = min(MAX_LONG_POLL_MS, self._settings.long_poll_ms) if long_poll else 0
+            started = self._clock.monotonic()
+            try:
+                tasks, carried = await self._claim(limit, wait_ms, self._reporting.queue)
+            except CoordinatorError as exc:
+                await self._failed(exc, stop)
+                continue
+            self._error_backoff.reset()
+            if tasks:
+                self._empty_backoff.reset()
+                for _ in range(JOB_FIRST_STEPS):
+                    await asyncio.sleep(0)
+                continue
+            held = self._clock.monotonic() - started >= wait_ms / 2000.0
+            if long_poll and (held or carried):
+                await asyncio.sleep(0)  # the coordinator waited for work: ask again at once
+                continue
+            self.wake.clear()
+            await sleep_or(self._clock, self._empty_backoff.next_s(), stop, self.wake)
+
+    async def _wait_for_room(self, stop: asyncio.Event) -> None:
+        """Wait for a free slot, a hint of new work or the stop, whichever comes first."""
+        self.wake.clear()
+        self._runner.slots.changed.clear()
+        if self._hooks.may_claim() and self.limit():
+            return  # room came between the look and the clears
+        self.waiting_for_room = True
+        try:
+            await sleep_or(self._clock, None, stop, self.wake, self._runner.slots.changed)
+        finally:
+            self.waiting_for_room = False
+            self._reporting.claim_left.set()  # reports waiting for a claim look again
+
+    async def _failed(self, exc: CoordinatorError, stop: asyncio.Event) -> None:
+        if isinstance(exc, NotFoundError | AuthError):
+            log.warning("claim refused (%s): registering again", exc)
+            if await self._hooks.renew(self._session.generation):
+                return
+        delay = self._error_backoff.after(exc)
+        log.warning("claim failed (%s); next try in %.1f s", exc, delay)
+        self._hooks.backing_off(f"claim failed: {exc}")
+        try:
+            await sleep_or(self._clock, delay, stop)
+        finally:
+            self._hooks.backing_off(None)
+
+    # ------------------------------------------------------------ one claim
+
+    async def claim(
+        self, limit: int, wait_ms: int = 0, sink: ReportSink | None = None
+    ) -> list[JobTask]:
+        """Claim up to `limit` jobs and start them (each reports to `sink`); their tasks."""
+        tasks, _ = await self._claim(limit, wait_ms, sink)
+        return tasks
+
+    async def _claim(
+        self, limit: int, wait_ms: int, sink: ReportSink | None
+    ) -> tuple[list[JobTask], bool]:
+        """The started jobs' tasks, and whether the claim carried reports."""
+        session, reporting = self._session, self._reporting
+        if session.bot_id is None:
+            raise RuntimeError("claim() before registration")
+        riders = reporting.take_riders() if self.carries() else []
+        reporting.claim_left.set()
+        request = m.ClaimRequest(
+            bot_id=session.bot_id,
+            operations=list(session.claimable()),
+            limit=limit,
+            # Reports on board: answer at once, so they are not held by a long-poll.
+            wait_ms=0 if riders else wait_ms,
+        )
+        if riders:
+            request.instance_id, request.reports = session.instance_id, riders
+        call = asyncio.ensure_future(self._api.claim(request))
+        self.call = call
+        self._on_change()
+        try:
+            try:
+                answer = await call
+            except asyncio.CancelledError:
+                reporting.ride_back(riders)
+                current = asyncio.current_task()
+                if current is not None and current.cancelling() > 0:
+                    raise  # this task is being cancelled, not just the claim
+                log.info("claim on its way given up")
+                return [], bool(riders)
+            except Exception:  # a CoordinatorError, or anything else: the reports stay ours
+                reporting.ride_back(riders)
+                raise
+            if riders:
+                results = answer.results if answer.results is not msgspec.UNSET else []
+                reporting.rode(riders, results)
+            if len(answer.jobs) > limit:
+                log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
+            running, start = self._runner.running, self._runner.start
+            tasks = []
+            for claimed in answer.jobs:
+                if claimed.id in running:
+                    log.warning("job %s handed out again while it runs here; ignored", claimed.id)
+                    continue
+                job = Job.from_claimed(claimed, on_progress=running.note_progress)
+                tasks.append(start(job, sink))
+            return tasks, bool(riders)
+        finally:
+            # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
+            self.call = None
+            self._on_change()
+
+    def abort(self) -> bool:
+        """Give up a claim on its way (held open by long-poll): the bot stopped taking work.
+
+        The coordinator hands out nothing to a claim whose connection closed, so whatever
+        arrives for these operations goes to another bot. True when there was one.
+        """
+        call = self.call
+        if call is None or call.done():
+            return False
+        call.cancel()
+        return True
