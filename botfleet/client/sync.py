@@ -34,7 +34,15 @@ class _LoopThread:
         )
         self._thread.start()
 
+    @property
+    def stopped(self) -> bool:
+        return self._loop.is_closed()
+
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self.stopped:
+            coroutine.close()
+            # A call on a stopped loop would wait forever; say why instead.
+            raise RuntimeError("the botfleet client is closed")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result()
@@ -51,11 +59,11 @@ class _LoopThread:
                     return
         finally:
             close = getattr(iterator, "aclose", None)
-            if close is not None:
+            if close is not None and not self.stopped:
                 self.run(close())
 
     def stop(self) -> None:
-        if self._thread.is_alive():
+        if not self.stopped:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
@@ -133,8 +141,10 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._loop.run(self._async.aclose())
-        self._loop.stop()
+        """Close the connections and stop the thread; calling it again does nothing."""
+        if not self._loop.stopped:
+            self._loop.run(self._async.aclose())
+            self._loop.stop()
 
     def submit(
         self,

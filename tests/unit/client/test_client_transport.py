@@ -40,6 +40,7 @@ class Fake:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults])
+        app.router.add_get("/v1/jobs", self._list)
         app.router.add_get("/v1/jobs/{id}", self._job)
         app.router.add_post("/v1/jobs/{id}/cancel", self._job)
         app.router.add_get("/v1/stats", self._not_stats)
@@ -66,6 +67,12 @@ class Fake:
 
     async def _job(self, request: web.Request) -> web.Response:
         return web.json_response(_job(request.match_info["id"]))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        """Endless pages of two jobs: the n-th page's cursor is n."""
+        page = int(request.query.get("cursor", "0"))
+        jobs = [_job(f"job_{page}_{n}") for n in range(2)]
+        return web.json_response({"jobs": jobs, "next_cursor": str(page + 1)})
 
     async def _not_stats(self, request: web.Request) -> web.Response:
         return web.json_response({"jobs": "not a mapping"})
@@ -182,3 +189,29 @@ def test_the_blocking_client_works_inside_a_running_loop() -> None:
             return client.ready()  # blocks this loop briefly; its own loop does the work
 
     assert asyncio.run(inside()) is False
+
+
+async def test_the_blocking_client_closes_cleanly(
+    fake: Fake, aiohttp_server: Callable[..., Any]
+) -> None:
+    import asyncio
+    import itertools
+
+    server: TestServer = await aiohttp_server(fake.app())
+    client = Client(str(server.make_url("")), token="t", environ={})
+
+    def use() -> list[str]:
+        first = [view.id for view in itertools.islice(client.jobs(page_size=2), 5)]
+        abandoned = client.jobs()
+        next(abandoned)
+        client.close()
+        client.close()  # again: nothing happens
+        abandoned.close()  # its async generator's loop is gone: no wait, no error
+        with pytest.raises(RuntimeError, match="closed"):
+            client.stats()
+        return first
+
+    first = await asyncio.to_thread(use)
+    assert first == ["job_0_0", "job_0_1", "job_1_0", "job_1_1", "job_2_0"]
+    cursors = [query.get("cursor") for _, path, query in fake.seen if path == "/v1/jobs"]
+    assert cursors == [None, "1", "2", None]  # stopped after the third page; then one more
