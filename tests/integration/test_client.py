@@ -255,3 +255,16 @@ async def test_503_is_retried_after_retry_after_then_unavailable(
     assert isinstance(unavailable.value, ApiError)
     assert down.calls == 4
     assert clock.slept == [2.0, 2.0, 2.0]
+
+
+async def test_one_blocking_client_serves_many_threads(api: Api) -> None:
+    client = Client(url_of(api), token=ADMIN_TOKEN, environ={})
+    try:
+        handles = await asyncio.gather(
+            *(asyncio.to_thread(client.submit, "threads", {"n": n}) for n in range(20))
+        )
+        views = await asyncio.gather(*(asyncio.to_thread(client.get, h) for h in handles))
+    finally:
+        await asyncio.to_thread(client.close)
+    assert sorted(view.payload["n"] for view in views) == list(range(20))
+    assert len({handle.id for handle in handles}) == 20
