@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mappin
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
-from botfleet.client.aio import AsyncClient, JobRef
+from botfleet.client.aio import BULK_CONCURRENCY, DEFAULT_PAGE, AsyncClient, JobRef
 from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import Settings
 from botfleet.client.submitting import JobOptions, JobSpec
@@ -155,7 +155,9 @@ class Client:
         handle = self._loop.run(self._async.submit(op, payload, **options))
         return JobHandle(self, handle.id, handle.state)
 
-    def submit_many(self, jobs: Iterable[JobSpec], *, concurrency: int = 4) -> list[JobHandle]:
+    def submit_many(
+        self, jobs: Iterable[JobSpec], *, concurrency: int = BULK_CONCURRENCY
+    ) -> list[JobHandle]:
         handles = self._loop.run(self._async.submit_many(jobs, concurrency=concurrency))
         return [JobHandle(self, handle.id) for handle in handles]
 
@@ -167,13 +169,17 @@ class Client:
         *,
         state: m.JobState | None = None,
         op: str | None = None,
-        limit: int = 100,
+        limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> m.JobList:
         return self._loop.run(self._async.page(state=state, op=op, limit=limit, cursor=cursor))
 
     def jobs(
-        self, *, state: m.JobState | None = None, op: str | None = None, page_size: int = 100
+        self,
+        *,
+        state: m.JobState | None = None,
+        op: str | None = None,
+        page_size: int = DEFAULT_PAGE,
     ) -> Iterator[m.JobView]:
         return self._loop.iterate(self._async.jobs(state=state, op=op, page_size=page_size))
 
