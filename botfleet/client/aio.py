@@ -19,7 +19,7 @@ from botfleet.clock import Clock, SystemClock
 from botfleet.protocol import messages as m
 
 DEFAULT_PAGE = 100
-BULK_CONCURRENCY = 4  # bulk requests in flight: overlaps encoding, network and commits
+BULK_CONCURRENCY = 2  # bulk requests in flight: one is committed while the next is sent
 
 
 class Identified(Protocol):

@@ -58,9 +58,14 @@ def keyed(specs: Iterable[JobSpec]) -> list[m.SubmitJob]:
     base = f"{KEY_PREFIX}{uuid.uuid4().hex}"
     jobs = []
     for index, spec in enumerate(specs):
-        job = spec if isinstance(spec, m.SubmitJob) else new_job(spec[0], spec[1])
-        if job.idempotency_key is None:
-            job = msgspec.structs.replace(job, idempotency_key=f"{base}:{index}")
+        if isinstance(spec, m.SubmitJob):
+            job = spec
+            if job.idempotency_key is None:
+                job = msgspec.structs.replace(job, idempotency_key=f"{base}:{index}")
+        else:  # built with its key at once: this loop runs per job of a bulk submit
+            op, payload = spec
+            payload = payload if isinstance(payload, dict) else dict(payload)
+            job = m.SubmitJob(op=op, payload=payload, idempotency_key=f"{base}:{index}")
         jobs.append(job)
     return jobs
 
