@@ -52,18 +52,18 @@ async def bots_command(args: argparse.Namespace, ctx: Context) -> int:
         if not args.bot_id:
             raise UsageError(f"bots {args.action}: which bot? give its ID (see `botfleet bots`)")
         return await _act(ctx, args.action, args.bot_id)
-    listing = await ctx.client.bots()
+    bots = await ctx.client.bots()
     if ctx.output.as_json:
-        ctx.output.json(listing)
-    elif not listing.bots:
+        ctx.output.json(m.BotList(bots=bots))
+    elif not bots:
         ctx.output.note("no bots have registered yet; start one with `botfleet bot`")
     else:
-        ctx.output.show(bots_table(listing.bots, ctx.clock.now()))
+        ctx.output.show(bots_table(bots, ctx.clock.now()))
     return EXIT_OK
 
 
 async def _act(ctx: Context, action: str, bot_id: str) -> int:
-    bot = await ctx.client.patch_bot(bot_id, BOT_ACTIONS[action])
+    bot = await ctx.client.update_bot(bot_id, BOT_ACTIONS[action])
     if ctx.output.as_json:
         ctx.output.json(bot)
         return EXIT_OK

@@ -6,14 +6,14 @@ import argparse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from botfleet.cli.client import OperatorClient
 from botfleet.cli.render import Output
+from botfleet.client import AsyncClient
 from botfleet.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    client: OperatorClient
+    client: AsyncClient
     output: Output
     clock: Clock
 

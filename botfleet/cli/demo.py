@@ -21,13 +21,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from botfleet.cli.client import BULK_LIMIT, OperatorClient
 from botfleet.cli.demo_report import DemoOutcome, WhereNext, demo_jobs, summary, tally_by_bot
-from botfleet.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CliError
+from botfleet.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CliError, from_client
 from botfleet.cli.processes import Child, ProcessGroup
 from botfleet.cli.progress import StateProgress
-from botfleet.cli.settings import ClientSettings
+from botfleet.cli.settings import ClientSettings, connect
 from botfleet.cli.waiting import first_cli_error
+from botfleet.client import AsyncClient, BotfleetError
 from botfleet.protocol import messages as m
 
 _START_DEADLINE_S = 30.0
@@ -95,9 +95,11 @@ async def _main(
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     client_settings = ClientSettings(server=fleet.server, admin_token=fleet.admin_token)
-    async with OperatorClient.connect(client_settings) as client:
+    async with connect(client_settings) as client:
         try:
             return await _run(settings, fleet, group, client, out, err)
+        except BotfleetError as exc:
+            raise from_client(exc) from None
         finally:
             await _stop(group, err)
 
@@ -106,7 +108,7 @@ async def _run(
     settings: DemoSettings,
     fleet: _Fleet,
     group: ProcessGroup,
-    client: OperatorClient,
+    client: AsyncClient,
     out: Console,
     err: Console,
 ) -> int:
@@ -195,7 +197,7 @@ def _start_bot(group: ProcessGroup, fleet: _Fleet, number: int) -> Child:
     return group.start(name, [sys.executable, "-m", "bot"], env)
 
 
-async def _wait_until_ready(client: OperatorClient, coordinator: Child) -> None:
+async def _wait_until_ready(client: AsyncClient, coordinator: Child) -> None:
     deadline = time.monotonic() + _START_DEADLINE_S
     while not await client.ready():
         if not coordinator.alive:
@@ -208,15 +210,14 @@ async def _wait_until_ready(client: OperatorClient, coordinator: Child) -> None:
         await asyncio.sleep(_POLL_S)
 
 
-async def _wait_for_bots(client: OperatorClient, bots: list[Child]) -> None:
+async def _wait_for_bots(client: AsyncClient, bots: list[Child]) -> None:
     deadline = time.monotonic() + _START_DEADLINE_S
     names = {bot.name for bot in bots}
     while True:
         for bot in bots:
             if not bot.alive:
                 raise CliError(_died(bot))
-        listing = await client.bots()
-        online = {bot.name for bot in listing.bots if bot.state == "online"}
+        online = {bot.name for bot in await client.bots() if bot.state == "online"}
         if names <= online:
             return
         if time.monotonic() > deadline:
@@ -225,13 +226,12 @@ async def _wait_for_bots(client: OperatorClient, bots: list[Child]) -> None:
         await asyncio.sleep(_POLL_S)
 
 
-async def _submit_all(client: OperatorClient, jobs: list[m.SubmitJob]) -> None:
-    for start in range(0, len(jobs), BULK_LIMIT):
-        await client.submit_bulk(jobs[start : start + BULK_LIMIT])
+async def _submit_all(client: AsyncClient, jobs: list[m.SubmitJob]) -> None:
+    await client.submit_many(jobs)
 
 
 async def _wait_for_all(
-    client: OperatorClient, total: int, bar: StateProgress, bots: list[Child]
+    client: AsyncClient, total: int, bar: StateProgress, bots: list[Child]
 ) -> dict[str, int]:
     deadline = time.monotonic() + _RUN_DEADLINE_S
     while True:
@@ -250,17 +250,10 @@ async def _wait_for_all(
 
 
 async def _outcome(
-    client: OperatorClient, submitted: int, counts: dict[str, int], elapsed_s: float
+    client: AsyncClient, submitted: int, counts: dict[str, int], elapsed_s: float
 ) -> DemoOutcome:
-    names = {bot.id: bot.name for bot in (await client.bots()).bots}
-    jobs: list[m.JobView] = []
-    cursor: str | None = None
-    while True:
-        page = await client.jobs(limit=_PAGE, cursor=cursor)
-        jobs += page.jobs
-        cursor = page.next_cursor
-        if not cursor or not page.jobs:
-            break
+    names = {bot.id: bot.name for bot in await client.bots()}
+    jobs = [job async for job in client.jobs(page_size=_PAGE)]
     failures = [job for job in jobs if job.state == "failed"]
     failures.sort(key=lambda job: job.error or "")
     examples = _distinct_errors(failures)

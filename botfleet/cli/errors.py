@@ -6,6 +6,9 @@ a non-zero exit status, never as a traceback.
 
 from __future__ import annotations
 
+from botfleet.client import ApiError as ClientApiError
+from botfleet.client import BotfleetError, ConnectionFailed
+
 EXIT_OK = 0
 EXIT_ERROR = 1  # the server said no, or could not be reached
 EXIT_USAGE = 2  # bad arguments or configuration (argparse uses 2 too)
@@ -41,6 +44,19 @@ class ApiError(CliError):
         self.code = code
         self.detail = message
         super().__init__(_describe(status, code, message))
+
+
+def from_client(error: BotfleetError) -> CliError:
+    """The client's error as the command line words it."""
+    if isinstance(error, ClientApiError):
+        return ApiError(error.status, error.code, error.message)
+    if isinstance(error, ConnectionFailed):
+        if error.before_sending:
+            return ServerUnreachable(
+                f"{error}; is `botfleet server` running? (set --server or BOTFLEET_SERVER)"
+            )
+        return ServerUnreachable(str(error))
+    return CliError(str(error))
 
 
 def _describe(status: int, code: str, message: str) -> str:

@@ -10,7 +10,6 @@ from rich.table import Table
 from rich.text import Text
 
 from botfleet.cli.argtypes import non_negative_float, positive_float, positive_int
-from botfleet.cli.client import BULK_LIMIT
 from botfleet.cli.context import Context
 from botfleet.cli.errors import EXIT_JOBS_FAILED, EXIT_OK
 from botfleet.cli.payload import build_payload
@@ -109,12 +108,8 @@ def jobs_from_args(args: argparse.Namespace) -> list[m.SubmitJob]:
 async def submit_jobs(ctx: Context, jobs: Sequence[m.SubmitJob]) -> list[str]:
     if len(jobs) == 1:
         return [(await ctx.client.submit(jobs[0])).id]
-    ids: list[str] = []
-    with ctx.output.err.status(f"submitting {len(jobs)} jobs") as status:
-        for start in range(0, len(jobs), BULK_LIMIT):
-            ids += (await ctx.client.submit_bulk(jobs[start : start + BULK_LIMIT])).ids
-            status.update(f"submitting {len(jobs)} jobs: {len(ids)} done")
-    return ids
+    with ctx.output.err.status(f"submitting {len(jobs)} jobs"):
+        return [handle.id for handle in await ctx.client.submit_many(jobs)]
 
 
 async def submit_command(args: argparse.Namespace, ctx: Context) -> int:
@@ -155,7 +150,7 @@ def batch_summary(views: Sequence[m.JobView]) -> Table:
 
 
 async def jobs_command(args: argparse.Namespace, ctx: Context) -> int:
-    page = await ctx.client.jobs(state=args.state, op=args.op, limit=args.limit, cursor=args.cursor)
+    page = await ctx.client.page(state=args.state, op=args.op, limit=args.limit, cursor=args.cursor)
     if ctx.output.as_json:
         ctx.output.json(page)
         return EXIT_OK
@@ -181,11 +176,11 @@ def _flags(args: argparse.Namespace) -> str:
 async def job_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.wait:
         with ctx.output.err.status(f"waiting for {args.job_id}"):
-            view = await ctx.client.job(args.job_id, wait_ms=10_000)
+            view = await ctx.client.get(args.job_id, wait_ms=10_000)
             while view.state not in m.TERMINAL_STATES:
-                view = await ctx.client.job(args.job_id, wait_ms=10_000)
+                view = await ctx.client.get(args.job_id, wait_ms=10_000)
     else:
-        view = await ctx.client.job(args.job_id)
+        view = await ctx.client.get(args.job_id)
     _show_job(ctx, view)
     return EXIT_OK
 

@@ -17,12 +17,12 @@ from rich.console import Console
 
 from botfleet import __version__
 from botfleet.cli.bots import add_bot_commands
-from botfleet.cli.client import OperatorClient
 from botfleet.cli.context import Context, Handler
-from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError, from_client
 from botfleet.cli.jobs import add_job_commands
 from botfleet.cli.render import Output
-from botfleet.cli.settings import add_client_arguments, resolve_settings
+from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
+from botfleet.client import BotfleetError
 from botfleet.clock import SystemClock
 
 PROG = "botfleet"
@@ -132,8 +132,11 @@ async def _run_operator(args: argparse.Namespace, handler: Handler) -> int:
     settings = resolve_settings(args, os.environ)
     out, err = _consoles(os.environ)
     output = Output(out=out, err=err, as_json=args.json)
-    async with OperatorClient.connect(settings) as client:
-        return await handler(args, Context(client=client, output=output, clock=SystemClock()))
+    try:
+        async with connect(settings) as client:
+            return await handler(args, Context(client=client, output=output, clock=SystemClock()))
+    except BotfleetError as exc:
+        raise from_client(exc) from None
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botfleet.cli.errors import UsageError
+from botfleet.client import AsyncClient, RetryPolicy
+from botfleet.client.settings import ENV_CA_FILE
+from botfleet.client.settings import normalize_server as client_normalize_server
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_STATE_DIR = ".state"
@@ -19,6 +22,9 @@ ENV_SERVER = "BOTFLEET_SERVER"
 ENV_ADMIN_TOKEN = "BOTFLEET_ADMIN_TOKEN"
 ENV_STATE_DIR = "BOTFLEET_STATE_DIR"
 ADMIN_TOKEN_FILE = "admin_token"
+# A person at a terminal would rather wait a little for a coordinator that sheds load
+# than see the command fail, but learns at once (after two quick tries) that none runs.
+CLI_RETRY = RetryPolicy(connect_retries=2, base_s=0.2, cap_s=1.0, max_retry_after_s=10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,19 @@ class ClientSettings:
     server: str  # base URL without the `/v1` path, e.g. http://127.0.0.1:8000
     admin_token: str
     timeout_s: float = 30.0
+    ca_file: str | None = None
+
+
+def connect(settings: ClientSettings) -> AsyncClient:
+    """The client every operator command uses (`async with connect(settings) as client`)."""
+    return AsyncClient(
+        settings.server,
+        token=settings.admin_token,
+        ca_file=settings.ca_file,
+        timeout_s=settings.timeout_s,
+        retry=CLI_RETRY,
+        environ={},
+    )
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +66,12 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         f"(env {ENV_STATE_DIR}, default {DEFAULT_STATE_DIR})",
     )
     group.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help=f"a CA bundle to trust besides the system's, for an https:// server "
+        f"(env {ENV_CA_FILE})",
+    )
+    group.add_argument(
         "--timeout",
         metavar="SECONDS",
         type=float,
@@ -57,14 +82,10 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
 
 def normalize_server(url: str) -> str:
     """Accept `host:port`, a trailing slash, or a bot's SERVER_BASE ending in `/v1`."""
-    url = url.strip().rstrip("/")
-    if not url:
-        raise UsageError("--server: empty URL")
-    if "://" not in url:
-        url = "http://" + url
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--server: {url!r} is not an http:// or https:// URL")
-    return url.removesuffix("/v1")
+    try:
+        return client_normalize_server(url)
+    except ValueError as exc:
+        raise UsageError(f"--server: {exc}") from None
 
 
 def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> ClientSettings:
@@ -75,7 +96,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Cl
     if not token:
         state_dir = Path(args.state_dir or environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
         token = read_admin_token(state_dir)
-    return ClientSettings(server=server, admin_token=token, timeout_s=args.timeout)
+    ca_file = args.ca_file or environ.get(ENV_CA_FILE) or None
+    return ClientSettings(server=server, admin_token=token, timeout_s=args.timeout, ca_file=ca_file)
 
 
 def read_admin_token(state_dir: Path) -> str:

@@ -1,7 +1,9 @@
-"""The operator client against a small fake coordinator: answers, errors, retries, waiting."""
+"""The command line's client (botfleet.client, as `connect` sets it up) against a small fake
+coordinator: answers, errors as the command line words them, retries, waiting."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -9,10 +11,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from botfleet.cli.client import OperatorClient
-from botfleet.cli.errors import ApiError, CliError, ServerUnreachable
-from botfleet.cli.settings import ClientSettings
+from botfleet.cli.errors import ApiError, CliError, ServerUnreachable, from_client
+from botfleet.cli.settings import ClientSettings, connect
 from botfleet.cli.waiting import wait_for_jobs
+from botfleet.client import AsyncClient, BotfleetError, ConnectionFailed
+from botfleet.client import Conflict as ClientConflict
+from botfleet.client import NotFound as ClientNotFound
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import encode
 
@@ -111,14 +115,21 @@ def fake() -> FakeCoordinator:
 @pytest.fixture
 async def client(
     fake: FakeCoordinator, aiohttp_server: Callable[..., Any]
-) -> AsyncIterator[OperatorClient]:
+) -> AsyncIterator[AsyncClient]:
     server: TestServer = await aiohttp_server(fake.app())
     settings = ClientSettings(server=str(server.make_url("")).rstrip("/"), admin_token=TOKEN)
-    async with OperatorClient.connect(settings) as operator:
+    async with connect(settings) as operator:
         yield operator
 
 
-async def test_submit_sends_the_job(client: OperatorClient, fake: FakeCoordinator) -> None:
+async def cli_error(call: Any) -> CliError:
+    """The error the command line shows for what `call` (a coroutine) raised."""
+    with pytest.raises(BotfleetError) as raised:
+        await call
+    return from_client(raised.value)
+
+
+async def test_submit_sends_the_job(client: AsyncClient, fake: FakeCoordinator) -> None:
     answer = await client.submit(m.SubmitJob(op="sum", payload={"a": 1}, idempotency_key="k"))
     assert (answer.id, answer.state) == ("job_1", "queued")
     assert fake.bodies[0]["op"] == "sum"
@@ -126,52 +137,57 @@ async def test_submit_sends_the_job(client: OperatorClient, fake: FakeCoordinato
     assert fake.bodies[0]["idempotency_key"] == "k"
 
 
-async def test_bulk_is_limited_to_1000(client: OperatorClient) -> None:
+async def test_bulk_is_limited_to_1000(client: AsyncClient, fake: FakeCoordinator) -> None:
     jobs = [m.SubmitJob(op="sum") for _ in range(1000)]
-    assert len((await client.submit_bulk(jobs)).ids) == 1000
-    with pytest.raises(ValueError, match=r"1\.\.1000"):
-        await client.submit_bulk([*jobs, m.SubmitJob(op="sum")])
+    assert len(await client.submit_many(jobs)) == 1000
+    assert len(await client.submit_many([*jobs, m.SubmitJob(op="sum")])) == 1001
+    assert sorted(len(body["jobs"]) for body in fake.bodies) == [1, 1000, 1000]
 
 
-async def test_wait_ms_is_passed_and_capped(client: OperatorClient, fake: FakeCoordinator) -> None:
-    await client.job("job_2", wait_ms=90_000)
+async def test_wait_ms_is_passed_and_capped(client: AsyncClient, fake: FakeCoordinator) -> None:
+    await client.get("job_2", wait_ms=90_000)
     assert fake.requests[-1] == ("GET", "/v1/jobs/job_2", {"wait_ms": "30000"})
 
 
-async def test_errors_carry_status_code_and_message(client: OperatorClient) -> None:
-    with pytest.raises(ApiError) as missing:
-        await client.job("job_missing")
+async def test_errors_carry_status_code_and_message(client: AsyncClient) -> None:
+    with pytest.raises(ClientNotFound) as missing:
+        await client.get("job_missing")
     assert (missing.value.status, missing.value.code) == (404, "not_found")
-    assert str(missing.value) == "not found: no job job_missing (not_found, HTTP 404)"
-    with pytest.raises(ApiError, match=r"^conflict: job already terminal \(conflict, HTTP 409\)"):
+    assert str(from_client(missing.value)) == "not found: no job job_missing (not_found, HTTP 404)"
+    with pytest.raises(ClientConflict) as conflict:
         await client.cancel("job_3")
+    assert re.match(
+        r"^conflict: job already terminal \(conflict, HTTP 409\)", str(from_client(conflict.value))
+    )
 
 
 async def test_wrong_token_explains_where_the_token_comes_from(
-    client: OperatorClient, aiohttp_server: Callable[..., Any], fake: FakeCoordinator
+    client: AsyncClient, aiohttp_server: Callable[..., Any], fake: FakeCoordinator
 ) -> None:
     server: TestServer = await aiohttp_server(fake.app())
     settings = ClientSettings(server=str(server.make_url("")).rstrip("/"), admin_token="wrong")
-    async with OperatorClient.connect(settings) as wrong:
-        with pytest.raises(ApiError, match=r"rejected the admin token.*--admin-token") as error:
-            await wrong.stats()
-    assert error.value.status == 401
+    async with connect(settings) as wrong:
+        error = await cli_error(wrong.stats())
+    assert isinstance(error, ApiError)
+    assert re.search(r"rejected the admin token.*--admin-token", str(error))
+    assert error.status == 401
 
 
-async def test_load_shedding_is_retried(client: OperatorClient, fake: FakeCoordinator) -> None:
+async def test_load_shedding_is_retried(client: AsyncClient, fake: FakeCoordinator) -> None:
     fake.shed_next = 2
-    assert (await client.job("job_1")).id == "job_1"
+    assert (await client.get("job_1")).id == "job_1"
     assert [path for _, path, _ in fake.requests].count("/v1/jobs/job_1") == 3
 
 
-async def test_unexpected_answers_are_cli_errors(client: OperatorClient) -> None:
-    with pytest.raises(CliError, match=r"unexpected answer from GET /v1/stats \(HTTP 200\)"):
-        await client.stats()
-    with pytest.raises(ApiError, match=r"<html>bad gateway</html> \(http_error, HTTP 502\)"):
-        await client.bots()
+async def test_unexpected_answers_are_cli_errors(client: AsyncClient) -> None:
+    error = await cli_error(client.stats())
+    assert re.match(r"unexpected answer from GET /v1/stats \(HTTP 200\)", str(error))
+    error = await cli_error(client.bots())
+    assert isinstance(error, ApiError)
+    assert re.search(r"<html>bad gateway</html> \(http_error, HTTP 502\)", str(error))
 
 
-async def test_ready(client: OperatorClient) -> None:
+async def test_ready(client: AsyncClient) -> None:
     assert await client.ready()
 
 
@@ -179,14 +195,15 @@ async def test_unreachable() -> None:
     from tests.support.processes import free_port
 
     settings = ClientSettings(server=f"http://127.0.0.1:{free_port()}", admin_token=TOKEN)
-    async with OperatorClient.connect(settings) as operator:
+    async with connect(settings) as operator:
         assert not await operator.ready()
-        with pytest.raises(ServerUnreachable, match="connection refused"):
-            await operator.stats()
+        error = await cli_error(operator.stats())
+    assert isinstance(error, ServerUnreachable)
+    assert "connection refused" in str(error)
 
 
 async def test_wait_for_jobs_reports_counts_until_all_end(
-    client: OperatorClient, fake: FakeCoordinator
+    client: AsyncClient, fake: FakeCoordinator
 ) -> None:
     fake.polls_until_done = 3
     ids = [f"job_{i}" for i in range(20)]
@@ -201,9 +218,19 @@ async def test_wait_for_jobs_reports_counts_until_all_end(
     assert all(query.get("wait_ms") == "5000" for _, path, query in fake.requests)
 
 
-async def test_wait_for_jobs_surfaces_the_first_error(client: OperatorClient) -> None:
-    with pytest.raises(ApiError, match="no job job_missing"):
-        await wait_for_jobs(client, ["job_1", "job_missing"], lambda counts: None)
+async def test_wait_for_jobs_surfaces_the_first_error(client: AsyncClient) -> None:
+    error = await cli_error(wait_for_jobs(client, ["job_1", "job_missing"], lambda counts: None))
+    assert isinstance(error, ApiError)
+    assert "no job job_missing" in str(error)
+
+
+def test_connection_errors_are_worded_for_the_command_line() -> None:
+    refused = ConnectionFailed("cannot reach X (refused)", server="X", before_sending=True)
+    assert str(from_client(refused)) == (
+        "cannot reach X (refused); is `botfleet server` running? (set --server or BOTFLEET_SERVER)"
+    )
+    lost = ConnectionFailed("lost the connection to X", server="X", before_sending=False)
+    assert str(from_client(lost)) == "lost the connection to X"
 
 
 def test_encode_round_trip_of_a_submit() -> None:

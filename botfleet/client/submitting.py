@@ -1,0 +1,74 @@
+"""Jobs as the client sends them: every one carries an idempotency key, so a submit
+retried after a lost answer finds the job it already made instead of making another."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypedDict, Unpack
+
+import msgspec
+
+from botfleet.protocol import messages as m
+
+BULK_LIMIT = 1000  # the protocol: POST /v1/jobs/bulk takes at most 1000 jobs
+KEY_PREFIX = "client-"
+
+JobSpec = m.SubmitJob | tuple[str, Mapping[str, Any]]
+
+
+class JobOptions(TypedDict, total=False):
+    """A submit's optional fields, as the protocol names them (docs/protocol.md)."""
+
+    priority: int
+    delay_ms: int
+    run_at: datetime
+    max_attempts: int
+    timeout_s: float
+    idempotency_key: str
+    metadata: Mapping[str, Any]
+
+
+def new_job(
+    op: str | m.SubmitJob,
+    payload: Mapping[str, Any] | None = None,
+    **options: Unpack[JobOptions],
+) -> m.SubmitJob:
+    """`op` and its payload and options, or a ready `SubmitJob` (then alone)."""
+    if isinstance(op, m.SubmitJob):
+        if payload is not None or options:
+            raise TypeError("give a SubmitJob alone, or an op with its payload and options")
+        return op
+    return m.SubmitJob(
+        op=op,
+        payload=dict(payload or {}),
+        priority=options.get("priority", 0),
+        delay_ms=options.get("delay_ms"),
+        run_at=options.get("run_at"),
+        max_attempts=options.get("max_attempts", 3),
+        timeout_s=options.get("timeout_s"),
+        idempotency_key=options.get("idempotency_key"),
+        metadata=dict(options.get("metadata") or {}),
+    )
+
+
+def keyed(specs: Iterable[JobSpec]) -> list[m.SubmitJob]:
+    """The jobs, each with its own key or one generated here (`client-<uuid>:<index>`)."""
+    base = f"{KEY_PREFIX}{uuid.uuid4().hex}"
+    jobs = []
+    for index, spec in enumerate(specs):
+        if isinstance(spec, m.SubmitJob):
+            job = spec
+            if job.idempotency_key is None:
+                job = msgspec.structs.replace(job, idempotency_key=f"{base}:{index}")
+        else:  # built with its key at once: this loop runs per job of a bulk submit
+            op, payload = spec
+            payload = payload if isinstance(payload, dict) else dict(payload)
+            job = m.SubmitJob(op=op, payload=payload, idempotency_key=f"{base}:{index}")
+        jobs.append(job)
+    return jobs
+
+
+def chunks(jobs: list[m.SubmitJob], size: int = BULK_LIMIT) -> list[list[m.SubmitJob]]:
+    return [jobs[start : start + size] for start in range(0, len(jobs), size)]
