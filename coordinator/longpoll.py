@@ -26,7 +26,7 @@ from typing import Any
 
 from botfleet.clock import Clock
 from botfleet.protocol.messages import TERMINAL_STATES
-from coordinator.store.base import JobRecord, ReportInput, ReportOutcome, Store
+from coordinator.store.base import ClaimInput, JobRecord, ReportInput, ReportOutcome, Store
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ class LongPoller:
         notices = self._waiters.job_notices
         started = time.perf_counter()
         outcomes, jobs = await self._store.report_and_claim(
-            bot_id, reports, operations, limit, lease_ttl_s
+            ClaimInput(bot_id, operations, limit, lease_ttl_s), reports
         )
         reported(outcomes)
         self._claimed(operations, limit, jobs, notices, started)
@@ -483,7 +483,7 @@ class LongPoller:
     ) -> list[JobRecord] | None:
         notices = self._waiters.job_notices
         started = time.perf_counter()
-        jobs = await self._store.claim_jobs(bot_id, operations, limit, lease_ttl_s)
+        jobs = await self._store.claim_jobs(ClaimInput(bot_id, operations, limit, lease_ttl_s))
         self._claimed(operations, limit, jobs, notices, started)
         return jobs
 

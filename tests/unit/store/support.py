@@ -14,6 +14,8 @@ from botfleet.clock import FakeClock
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
+    ClaimInput,
+    HeartbeatInput,
     NewJob,
     Registration,
     ReportInput,
@@ -84,7 +86,7 @@ async def submit(store: Store, clock: FakeClock, **kwargs: Any) -> str:
 async def claim_ids(
     store: Store, bot_id: str, operations: Sequence[str] = ("sum",), limit: int = 10
 ) -> list[str]:
-    jobs = await store.claim_jobs(bot_id, operations, limit, JOB_LEASE_TTL_S)
+    jobs = await store.claim_jobs(ClaimInput(bot_id, operations, limit, JOB_LEASE_TTL_S))
     assert jobs is not None
     return [job.id for job in jobs]
 
@@ -118,13 +120,15 @@ async def heartbeat(
     job_lease_ttl_s: float = JOB_LEASE_TTL_S,
 ) -> Any:
     return await store.heartbeat(
-        bot.id,
-        bot.instance_id,
-        running,
-        lifecycle,
-        {"cpu": 0.5, "mem_mb": 100},
-        BOT_LEASE_TTL_S,
-        job_lease_ttl_s,
+        HeartbeatInput(
+            bot.id,
+            bot.instance_id,
+            running,
+            lifecycle,
+            {"cpu": 0.5, "mem_mb": 100},
+            BOT_LEASE_TTL_S,
+            job_lease_ttl_s,
+        )
     )
 
 

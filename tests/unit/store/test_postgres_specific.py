@@ -20,7 +20,15 @@ import asyncpg
 import pytest
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome, StoreFull
+from coordinator.store.base import (
+    ClaimInput,
+    NewJob,
+    ProgressInput,
+    Registration,
+    ReportInput,
+    ReportOutcome,
+    StoreFull,
+)
 from coordinator.store.migrations import load_migrations
 from coordinator.store.postgres import PostgresStore
 from coordinator.store.postgres.notify import decode_notice, encode_notices
@@ -139,7 +147,7 @@ async def test_concurrent_claims_from_two_stores_never_hand_a_job_twice(
     ]
 
     claims = [
-        (first if i % 2 else second).claim_jobs(bots[i % len(bots)], ["sum"], 7, 60)
+        (first if i % 2 else second).claim_jobs(ClaimInput(bots[i % len(bots)], ["sum"], 7, 60))
         for i in range(60)
     ]
     handed = [job for batch in await asyncio.gather(*claims) for job in batch or []]
@@ -161,7 +169,10 @@ async def test_concurrent_claims_of_one_bot_respect_its_max_concurrency(
     bot = (await first.register_bot(registration(clock, "narrow", max_concurrency=5))).bot.id
 
     batches = await asyncio.gather(
-        *[(first if i % 2 else second).claim_jobs(bot, ["sum"], 5, 60) for i in range(10)]
+        *[
+            (first if i % 2 else second).claim_jobs(ClaimInput(bot, ["sum"], 5, 60))
+            for i in range(10)
+        ]
     )
 
     assert sum(len(batch or []) for batch in batches) == 5
@@ -176,7 +187,7 @@ async def test_two_reapers_at_once_requeue_each_expired_job_once(
     await first.submit_jobs(new_jobs(clock, 40, max_attempts=3))
     await first.submit_jobs(new_jobs(clock, 20, max_attempts=1))
     bot = (await first.register_bot(registration(clock, "holder"))).bot.id
-    claimed = await first.claim_jobs(bot, ["sum"], 100, 30)
+    claimed = await first.claim_jobs(ClaimInput(bot, ["sum"], 100, 30))
     assert claimed is not None and len(claimed) == 60
     clock.advance(31)  # job leases (30 s) ran out; the bot's lease (120 s) did not
 
@@ -200,7 +211,7 @@ async def test_two_reapers_at_once_take_a_silent_bot_offline_once(
     first, second = await make_store(), await make_store()
     await first.submit_jobs(new_jobs(clock, 10))
     bot = (await first.register_bot(registration(clock, "silent"))).bot.id
-    claimed = await first.claim_jobs(bot, ["sum"], 10, 600)
+    claimed = await first.claim_jobs(ClaimInput(bot, ["sum"], 10, 600))
     assert claimed is not None and len(claimed) == 10
     clock.advance(121)  # the bot's lease ran out, its jobs' leases did not
 
@@ -221,10 +232,10 @@ async def test_complete_from_two_attempts_through_two_stores_one_wins(
     [submitted] = await first.submit_jobs(new_jobs(clock, 1))
     slow = (await first.register_bot(registration(clock, "slow"))).bot.id
     fast = (await second.register_bot(registration(clock, "fast"))).bot.id
-    assert await first.claim_jobs(slow, ["sum"], 1, 30)
+    assert await first.claim_jobs(ClaimInput(slow, ["sum"], 1, 30))
     clock.advance(31)
     await second.expire_leases()
-    assert await second.claim_jobs(fast, ["sum"], 1, 30)
+    assert await second.claim_jobs(ClaimInput(fast, ["sum"], 1, 30))
 
     outcomes = await asyncio.gather(
         first.report(slow, [ReportInput(submitted.job.id, "complete", 1, result={"by": "slow"})]),
@@ -253,7 +264,7 @@ async def test_a_notification_from_one_store_reaches_another_stores_listener(
     await eventually(lambda: ("sum",) in receiver_hears.available, "jobs_available on B")
 
     bot = (await receiver.register_bot(registration(clock, "worker"))).bot.id
-    assert await receiver.claim_jobs(bot, ["sum"], 1, 30)
+    assert await receiver.claim_jobs(ClaimInput(bot, ["sum"], 1, 30))
     await receiver.report(bot, [ReportInput(submitted.job.id, "complete", result={"r": 1})])
     await eventually(lambda: submitted.job.id in sender_hears.finished, "job_finished on A")
 
@@ -342,8 +353,10 @@ async def test_text_with_a_nul_character_is_stored_not_refused(
         [NewJob("sum", {"a": "\x00"}, clock.now(), max_attempts=1, idempotency_key="k\x00")]
     )
     bot = (await store.register_bot(registration(clock, "nul\x00bot"))).bot
-    assert await store.claim_jobs(bot.id, ["sum"], 1, 30)
-    progress = await store.set_progress(bot.id, submitted.job.id, None, 0.5, "half\x00way")
+    assert await store.claim_jobs(ClaimInput(bot.id, ["sum"], 1, 30))
+    progress = await store.set_progress(
+        bot.id, ProgressInput(submitted.job.id, None, 0.5, "half\x00way")
+    )
     outcome = await store.report(bot.id, [ReportInput(submitted.job.id, "fail", error="bad\x00")])
 
     assert progress is ReportOutcome.ACCEPTED

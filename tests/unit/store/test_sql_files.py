@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.store import rules
-from coordinator.store.migrations import (
-    Migration,
-    apply_sqlite_migrations,
-    load_migrations,
-    pending_migrations,
-    split_statements,
-)
+from coordinator.store.migrations import Migration, load_migrations, pending_migrations
 from coordinator.store.queries import load_queries, parse_queries
+from coordinator.store.sqlite.schema import apply_sqlite_migrations, split_statements
 
 NOW_US = 1_768_816_800_000_000
 
@@ -134,21 +129,19 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("next_run_at", "INDEX jobs_queued_run_at (op=?)"),
         ("claim_outlook", "INDEX jobs_queued_run_at (op=?)"),
         ("end_expired_attempts", "INDEX jobs_running_lease (lease_until<?)"),
-        ("requeue_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
-        ("fail_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
+        ("expire_jobs", "INDEX jobs_running_lease (lease_until<?)"),
         ("end_attempts_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("requeue_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("fail_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("requeue_lost_jobs", "INDEX jobs_running_bot (bot_id=?)"),
-        ("count_running_of_bot", "INDEX jobs_running_bot (bot_id=?)"),
-        ("extend_job_leases", "(id=?)"),
+        ("release_bot_jobs", "INDEX jobs_running_bot (bot_id=?)"),
+        ("release_lost_jobs", "INDEX jobs_running_bot (bot_id=?)"),
+        ("claim_jobs", "INDEX jobs_running_bot (bot_id=?)"),
+        ("extend_leases", "(id=?)"),
         ("cancelled_among", "(id=?)"),
         ("jobs_for_report", "(id=?)"),
         ("list_jobs_by_state", "INDEX jobs_state_seq (state=? AND seq<?)"),
         ("list_jobs_by_op", "INDEX jobs_op_seq (op=? AND seq<?)"),
-        ("count_finished_since", "INDEX jobs_finished (finished_at>?)"),
+        ("finished_since", "INDEX jobs_finished (finished_at>?)"),
         ("expire_bots", "INDEX bots_online_lease (lease_until<?)"),
-        ("jobs_by_idempotency_keys", "INDEX jobs_idempotency_key (idempotency_key=?)"),
+        ("jobs_by_idempotency_key", "INDEX jobs_idempotency_key (idempotency_key=?)"),
     ],
 )
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])

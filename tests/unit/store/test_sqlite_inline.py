@@ -18,19 +18,16 @@ from typing import Any
 import pytest
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ReportInput, ReportOutcome, StoreError
+from coordinator.store.base import ClaimInput, ReportInput, ReportOutcome, StoreError
 from coordinator.store.queries import load_queries
 from coordinator.store.sqlite import SQLiteStore
 from coordinator.store.sqlite import jobs as sqlite_jobs
 from coordinator.store.sqlite import leases as sqlite_leases
 from coordinator.store.sqlite import reads as sqlite_reads
 from coordinator.store.sqlite import reports as sqlite_reports
-from coordinator.store.sqlite.rows import Tx
-from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT, WritePaths
-from coordinator.store.sqlite.threads import (
-    Checkpointer,
-    DatabaseThread,
-)
+from coordinator.store.sqlite.connection import Checkpointer, DatabaseThread
+from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT
+from coordinator.store.sqlite.tx import Tx, WritePaths
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     new_job,
@@ -168,7 +165,7 @@ async def test_short_writes_run_inline_on_the_loop_and_long_ones_on_the_thread(
     seen.wrap(monkeypatch, sqlite_reports, "report")
     bot = await register(sqlite_store, clock)
     await sqlite_store.submit_jobs([new_job(clock)])
-    (job,) = await sqlite_store.claim_jobs(bot.id, ["sum"], 1, JOB_LEASE_TTL_S) or []
+    (job,) = await sqlite_store.claim_jobs(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S)) or []
     (outcome,) = await sqlite_store.report(
         bot.id, [ReportInput(job.id, "complete", job.attempt, {"sum": 3})]
     )

@@ -12,7 +12,7 @@ import pytest
 
 from botfleet.clock import FakeClock
 from coordinator.store import open_store
-from coordinator.store.base import StoreError
+from coordinator.store.base import ClaimInput, StoreError
 from coordinator.store.migrations import load_migrations
 from coordinator.store.sqlite import SQLiteStore
 from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT
@@ -134,7 +134,7 @@ async def test_many_concurrent_claims_hand_each_job_out_once(
         await store.submit_jobs([new_job(clock) for _ in range(400)])
         claims = await asyncio.gather(
             *(
-                store.claim_jobs(bot.id, ["sum"], 7, JOB_LEASE_TTL_S)
+                store.claim_jobs(ClaimInput(bot.id, ["sum"], 7, JOB_LEASE_TTL_S))
                 for _ in range(15)
                 for bot in bots
             )
@@ -215,7 +215,7 @@ async def test_job_counts_follow_every_transition(tmp_path: Path, clock: FakeClo
     try:
         bot = await register(store, clock)
         ids = [o.job.id for o in await store.submit_jobs([new_job(clock) for _ in range(6)])]
-        await store.claim_jobs(bot.id, ["sum"], 4, JOB_LEASE_TTL_S)
+        await store.claim_jobs(ClaimInput(bot.id, ["sum"], 4, JOB_LEASE_TTL_S))
         await store.cancel_job(ids[0])
         await store.retry_job(ids[0])
         clock.advance(JOB_LEASE_TTL_S + 1)

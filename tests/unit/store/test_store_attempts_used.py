@@ -6,7 +6,7 @@ read through every verb that returns a job, never does."""
 from __future__ import annotations
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import JobRecord, ReportOutcome, Store
+from coordinator.store.base import ClaimInput, JobQuery, JobRecord, ReportOutcome, Store
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     complete,
@@ -24,13 +24,13 @@ async def _read(store: Store, job_id: str) -> JobRecord:
     """The job by id and in the listing, which must agree."""
     job = await store.get_job(job_id)
     assert job is not None
-    listed, _ = await store.list_jobs(None, None, 100, None)
+    listed, _ = await store.list_jobs(JobQuery(None, None, 100, None))
     assert [j.attempts_used for j in listed if j.id == job_id] == [job.attempts_used]
     return job
 
 
 async def _claim(store: Store, bot_id: str, job_id: str) -> JobRecord:
-    jobs = await store.claim_jobs(bot_id, ("sum",), 10, JOB_LEASE_TTL_S)
+    jobs = await store.claim_jobs(ClaimInput(bot_id, ("sum",), 10, JOB_LEASE_TTL_S))
     assert jobs is not None and [job.id for job in jobs] == [job_id]
     return jobs[0]
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import Store
+from coordinator.store.base import BotUpdate, HeartbeatInput, Store
 from tests.unit.store.support import (
     BOT_LEASE_TTL_S,
     JOB_LEASE_TTL_S,
@@ -80,14 +80,14 @@ async def test_new_instance_releases_the_old_instance_jobs_at_once(
 
 async def test_paused_survives_registration(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    await store.update_bot(bot.id, paused=True)
+    await store.update_bot(bot.id, BotUpdate(paused=True))
     again = await register(store, clock, instance_id="instance-2")
     assert again.assignment.paused
 
 
 async def test_assignment_follows_the_registration(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    await store.update_bot(bot.id, operations=["sum"], max_concurrency=1)
+    await store.update_bot(bot.id, BotUpdate(operations=["sum"], max_concurrency=1))
     again = await register(store, clock, capabilities=("sum", "resize"), max_concurrency=3)
     assert again.assignment.operations == ("sum", "resize")
     assert again.assignment.max_concurrency == 3
@@ -170,7 +170,9 @@ async def test_heartbeat_from_unknown_offline_or_replaced_bot_is_none(
 ) -> None:
     bot = await register(store, clock)
     assert (
-        await store.heartbeat("bot_missing", "x", [], None, {}, BOT_LEASE_TTL_S, JOB_LEASE_TTL_S)
+        await store.heartbeat(
+            HeartbeatInput("bot_missing", "x", [], None, {}, BOT_LEASE_TTL_S, JOB_LEASE_TTL_S)
+        )
         is None
     )
     await register(store, clock, instance_id="instance-2")
@@ -193,7 +195,7 @@ async def test_pending_command_until_the_lifecycle_shows_it(
     store: Store, clock: FakeClock, command: str, not_yet: str, done: str
 ) -> None:
     bot = await register(store, clock)
-    updated = await store.update_bot(bot.id, command=command)
+    updated = await store.update_bot(bot.id, BotUpdate(command=command))
     assert updated is not None and updated.pending_command == command
     for _ in range(2):
         outcome = await heartbeat(store, bot, lifecycle=not_yet)
@@ -207,9 +209,9 @@ async def test_pending_command_until_the_lifecycle_shows_it(
 
 async def test_release_command_lasts_while_quarantined(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    await store.update_bot(bot.id, command="quarantine")
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
     await heartbeat(store, bot, lifecycle="QUARANTINED")
-    await store.update_bot(bot.id, command="release")
+    await store.update_bot(bot.id, BotUpdate(command="release"))
     outcome = await heartbeat(store, bot, lifecycle="QUARANTINED")
     assert outcome is not None and outcome.command == "release"
     outcome = await heartbeat(store, bot, lifecycle="IDLE")
@@ -218,14 +220,14 @@ async def test_release_command_lasts_while_quarantined(store: Store, clock: Fake
 
 async def test_update_bot(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    updated = await store.update_bot(bot.id, max_concurrency=1)
+    updated = await store.update_bot(bot.id, BotUpdate(max_concurrency=1))
     assert updated is not None
     assert updated.assignment.max_concurrency == 1
     assert updated.assignment.operations == bot.assignment.operations
-    updated = await store.update_bot(bot.id, operations=["sum"], paused=True)
+    updated = await store.update_bot(bot.id, BotUpdate(operations=["sum"], paused=True))
     assert updated is not None
     assert updated.assignment == type(bot.assignment)(("sum",), 1, True)
-    assert await store.update_bot("bot_missing", paused=True) is None
+    assert await store.update_bot("bot_missing", BotUpdate(paused=True)) is None
 
 
 async def test_deregister_releases_jobs_and_goes_offline(store: Store, clock: FakeClock) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ClaimOutlook, Store
+from coordinator.store.base import ClaimInput, ClaimOutlook, Store
 from tests.unit.store.support import (
     BOT_LEASE_TTL_S,
     JOB_LEASE_TTL_S,
@@ -21,7 +21,7 @@ from tests.unit.store.support import (
 
 async def test_an_unknown_bot_is_not_online(store: Store) -> None:
     assert await store.claim_outlook("bot_missing", ["sum"]) == ClaimOutlook(False, None)
-    assert await store.claim_jobs("bot_missing", ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput("bot_missing", ["sum"], 1, JOB_LEASE_TTL_S)) is None
 
 
 async def test_an_online_bot_with_nothing_queued(store: Store, clock: FakeClock) -> None:
@@ -64,7 +64,7 @@ async def test_a_deregistered_bot_is_not_online(store: Store, clock: FakeClock) 
     await submit(store, clock)
     await store.deregister_bot(bot.id, bot.instance_id)
     assert await store.claim_outlook(bot.id, ["sum"]) == ClaimOutlook(False, clock.now())
-    assert await store.claim_jobs(bot.id, ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S)) is None
 
 
 async def test_a_bot_whose_lease_ran_out_is_not_online(store: Store, clock: FakeClock) -> None:
@@ -72,7 +72,7 @@ async def test_a_bot_whose_lease_ran_out_is_not_online(store: Store, clock: Fake
     clock.advance(BOT_LEASE_TTL_S + 1)
     await store.expire_leases()
     assert not (await store.claim_outlook(bot.id, ["sum"])).bot_online
-    assert await store.claim_jobs(bot.id, ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S)) is None
     # Registering again brings it back.
     again = await register(store, clock)
     assert again.id == bot.id and (await store.claim_outlook(bot.id, ["sum"])).bot_online

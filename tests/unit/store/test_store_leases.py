@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import Store
+from coordinator.store.base import ClaimInput, Store
 from tests.unit.store.support import (
     BOT_LEASE_TTL_S,
     JOB_LEASE_TTL_S,
@@ -86,7 +86,7 @@ async def test_bot_lease_expiry_takes_the_bot_offline_and_requeues(
     (attempt,) = await store.list_attempts(job_id)
     assert attempt.outcome == "released"
     assert await claim_ids(store, alive.id) == [job_id]
-    assert await store.claim_jobs(quiet.id, ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput(quiet.id, ["sum"], 1, JOB_LEASE_TTL_S)) is None
 
 
 async def test_expire_leases_twice_is_idempotent(store: Store, clock: FakeClock) -> None:

@@ -6,7 +6,7 @@ fenced as any other attempt's."""
 from __future__ import annotations
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ReportOutcome, Store
+from coordinator.store.base import ProgressInput, ReportOutcome, Store
 from coordinator.store.rules import BOT_DEREGISTERED, LEASE_EXPIRED
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
@@ -148,7 +148,10 @@ async def test_a_late_complete_of_the_lost_attempt_is_accepted(
     clock.advance(INTERVAL_S)
     assert (await heartbeat(store, bot)).released == (job_id,)
     assert await store.report(bot.id, [fail(job_id, attempt=1)]) == [ReportOutcome.CONFLICT]
-    assert await store.set_progress(bot.id, job_id, 1, 0.5, None) == ReportOutcome.CONFLICT
+    assert (
+        await store.set_progress(bot.id, ProgressInput(job_id, 1, 0.5, None))
+        == ReportOutcome.CONFLICT
+    )
     assert await store.report(bot.id, [complete(job_id, attempt=1, total=3)]) == [
         ReportOutcome.ACCEPTED
     ]

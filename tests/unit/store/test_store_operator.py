@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ReportOutcome, Store
+from coordinator.store.base import JobQuery, ReportOutcome, Store
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     RecordingListener,
@@ -108,20 +108,20 @@ async def test_retry_of_a_live_or_succeeded_job_conflicts(store: Store, clock: F
 
 async def test_list_jobs_newest_first_with_a_stable_cursor(store: Store, clock: FakeClock) -> None:
     ids = [o.job.id for o in await store.submit_jobs([new_job(clock) for _ in range(7)])]
-    page, cursor = await store.list_jobs(None, None, 3, None)
+    page, cursor = await store.list_jobs(JobQuery(None, None, 3, None))
     assert [job.id for job in page] == ids[::-1][:3] and cursor is not None
     # New jobs arriving between pages do not shift the next page.
     await store.submit_jobs([new_job(clock) for _ in range(2)])
-    page, cursor = await store.list_jobs(None, None, 3, cursor)
+    page, cursor = await store.list_jobs(JobQuery(None, None, 3, cursor))
     assert [job.id for job in page] == ids[::-1][3:6] and cursor is not None
-    page, cursor = await store.list_jobs(None, None, 3, cursor)
+    page, cursor = await store.list_jobs(JobQuery(None, None, 3, cursor))
     assert [job.id for job in page] == ids[:1] and cursor is None
 
 
 async def test_list_jobs_exact_last_page_has_no_cursor(store: Store, clock: FakeClock) -> None:
     await store.submit_jobs([new_job(clock) for _ in range(4)])
-    page, cursor = await store.list_jobs(None, None, 2, None)
-    page, cursor = await store.list_jobs(None, None, 2, cursor)
+    page, cursor = await store.list_jobs(JobQuery(None, None, 2, None))
+    page, cursor = await store.list_jobs(JobQuery(None, None, 2, cursor))
     assert len(page) == 2 and cursor is None
 
 
@@ -134,7 +134,7 @@ async def test_list_jobs_filters(store: Store, clock: FakeClock) -> None:
     assert await claim_ids(store, bot.id, ["sum"], limit=1) == [first_sum]
 
     async def ids(state: str | None, op: str | None, limit: int = 10) -> list[str]:
-        page, _ = await store.list_jobs(state, op, limit, None)
+        page, _ = await store.list_jobs(JobQuery(state, op, limit, None))
         return [job.id for job in page]
 
     assert await ids(None, "subtract") == [second_sub, first_sub]
@@ -142,15 +142,15 @@ async def test_list_jobs_filters(store: Store, clock: FakeClock) -> None:
     assert await ids("queued", None) == [second_sub, second_sum, first_sub]
     assert await ids("queued", "sum") == [second_sum]
     assert await ids("failed", None) == []
-    page, cursor = await store.list_jobs("queued", None, 1, None)
-    page, cursor = await store.list_jobs("queued", None, 1, cursor)
+    page, cursor = await store.list_jobs(JobQuery("queued", None, 1, None))
+    page, cursor = await store.list_jobs(JobQuery("queued", None, 1, cursor))
     assert [job.id for job in page] == [second_sum]
 
 
 @pytest.mark.parametrize("cursor", ["", "garbage", "c", "cZZ", "-1", "c" + "f" * 40])
 async def test_malformed_cursor_is_a_value_error(store: Store, cursor: str) -> None:
     with pytest.raises(ValueError):
-        await store.list_jobs(None, None, 10, cursor)
+        await store.list_jobs(JobQuery(None, None, 10, cursor))
 
 
 async def test_stats(store: Store, clock: FakeClock) -> None:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import BotRecord, JobRecord, Store
+from coordinator.store.base import BotRecord, ClaimInput, JobQuery, JobRecord, Store
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     assert_no_overlapping_leases,
@@ -114,7 +114,7 @@ async def run_step(world: World, action: tuple[object, ...]) -> str | None:
         return None
     if kind == "claim":
         assert isinstance(action[2], int)
-        await store.claim_jobs(bot.id, [world.prefix], action[2], JOB_LEASE_TTL_S)
+        await store.claim_jobs(ClaimInput(bot.id, [world.prefix], action[2], JOB_LEASE_TTL_S))
         return None
     if kind == "restart":
         world.restarts += 1
@@ -146,7 +146,7 @@ async def count_by_listing(store: Store) -> dict[str, int]:
     counts: dict[str, int] = {}
     cursor: str | None = None
     while True:
-        page, cursor = await store.list_jobs(None, None, 200, cursor)
+        page, cursor = await store.list_jobs(JobQuery(None, None, 200, cursor))
         for job in page:
             counts[job.state] = counts.get(job.state, 0) + 1
         if cursor is None:

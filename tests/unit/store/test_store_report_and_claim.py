@@ -4,7 +4,7 @@ exactly what `report` then `claim_jobs` would, on every backend."""
 from __future__ import annotations
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ReportOutcome, Store
+from coordinator.store.base import ClaimInput, ReportOutcome, Store
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     RecordingListener,
@@ -31,7 +31,9 @@ async def test_the_claim_fills_the_capacity_the_reports_free(
     assert await claim_ids(store, bot.id, limit=2) == []
 
     reports = [complete(held[0], total=3), fail(held[1], error="give up", retryable=False)]
-    outcomes, jobs = await store.report_and_claim(bot.id, reports, ["sum"], 2, JOB_LEASE_TTL_S)
+    outcomes, jobs = await store.report_and_claim(
+        ClaimInput(bot.id, ["sum"], 2, JOB_LEASE_TTL_S), reports
+    )
 
     assert outcomes == [ACCEPTED, ACCEPTED]
     assert jobs is not None and [job.id for job in jobs] == waiting[:2]
@@ -55,7 +57,9 @@ async def test_each_report_gets_the_answer_report_gives(store: Store, clock: Fak
         complete("job_missing"),
     ]
 
-    outcomes, jobs = await store.report_and_claim(bot.id, reports, ["sum"], 1, JOB_LEASE_TTL_S)
+    outcomes, jobs = await store.report_and_claim(
+        ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S), reports
+    )
 
     # The repeat of an accepted complete is accepted; another attempt's conflicts.
     assert outcomes == [ACCEPTED, CONFLICT, FORBIDDEN, NOT_FOUND]
@@ -66,7 +70,7 @@ async def test_an_unknown_bot_gets_no_jobs_and_its_reports_their_answers(
     store: Store,
 ) -> None:
     outcomes, jobs = await store.report_and_claim(
-        "bot_missing", [complete("job_missing")], ["sum"], 2, JOB_LEASE_TTL_S
+        ClaimInput("bot_missing", ["sum"], 2, JOB_LEASE_TTL_S), [complete("job_missing")]
     )
     assert (outcomes, jobs) == ([NOT_FOUND], None)
 
@@ -82,7 +86,7 @@ async def test_an_offline_bots_reports_stand_though_it_gets_no_jobs(
     await store.expire_leases()
 
     outcomes, jobs = await store.report_and_claim(
-        bot.id, [complete(job_id)], ["sum"], 2, JOB_LEASE_TTL_S
+        ClaimInput(bot.id, ["sum"], 2, JOB_LEASE_TTL_S), [complete(job_id)]
     )
 
     # The job went back to the queue, and a result for an attempt the bot held still
@@ -95,7 +99,9 @@ async def test_an_offline_bots_reports_stand_though_it_gets_no_jobs(
 async def test_without_reports_it_is_a_claim(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
     job_id = await submit(store, clock)
-    outcomes, jobs = await store.report_and_claim(bot.id, [], ["sum"], 5, JOB_LEASE_TTL_S)
+    outcomes, jobs = await store.report_and_claim(
+        ClaimInput(bot.id, ["sum"], 5, JOB_LEASE_TTL_S), []
+    )
     assert outcomes == [] and jobs is not None and [job.id for job in jobs] == [job_id]
 
 
@@ -108,6 +114,6 @@ async def test_listeners_hear_of_the_finished_job_and_of_the_retry(
     listener.available.clear()
 
     reports = [complete(done), fail(retried, error="again")]
-    await store.report_and_claim(bot.id, reports, ["sum"], 1, JOB_LEASE_TTL_S)
+    await store.report_and_claim(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S), reports)
 
     await wait_until(lambda: done in listener.finished and listener.announced("subtract"))

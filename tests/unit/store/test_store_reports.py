@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ReportInput, ReportOutcome, Store
+from coordinator.store.base import ProgressInput, ReportInput, ReportOutcome, Store
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     claim_ids,
@@ -290,22 +290,26 @@ async def test_progress_from_the_holder(store: Store, clock: FakeClock) -> None:
     stranger = await register(store, clock, bot_key="host-b/x", instance_id="i-x")
     job_id = await submit(store, clock)
     await claim_ids(store, bot.id)
-    assert await store.set_progress(bot.id, job_id, 1, 0.25, "a quarter") == ACCEPTED
-    assert await store.set_progress(bot.id, job_id, None, 0.5, None) == ACCEPTED
+    assert await store.set_progress(bot.id, ProgressInput(job_id, 1, 0.25, "a quarter")) == ACCEPTED
+    assert await store.set_progress(bot.id, ProgressInput(job_id, None, 0.5, None)) == ACCEPTED
     job = await store.get_job(job_id)
     assert job is not None and (job.progress, job.progress_message) == (0.5, None)
-    assert await store.set_progress(bot.id, job_id, 2, 0.6, None) == CONFLICT
-    assert await store.set_progress(stranger.id, job_id, None, 0.6, None) == FORBIDDEN
-    assert await store.set_progress(bot.id, "job_missing", None, 0.6, None) == NOT_FOUND
+    assert await store.set_progress(bot.id, ProgressInput(job_id, 2, 0.6, None)) == CONFLICT
+    assert (
+        await store.set_progress(stranger.id, ProgressInput(job_id, None, 0.6, None)) == FORBIDDEN
+    )
+    assert (
+        await store.set_progress(bot.id, ProgressInput("job_missing", None, 0.6, None)) == NOT_FOUND
+    )
     await store.report(bot.id, [complete(job_id)])
-    assert await store.set_progress(bot.id, job_id, 1, 0.9, None) == CONFLICT
+    assert await store.set_progress(bot.id, ProgressInput(job_id, 1, 0.9, None)) == CONFLICT
 
 
 async def test_progress_is_reset_by_a_new_attempt(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
     job_id = await submit(store, clock)
     await claim_ids(store, bot.id)
-    await store.set_progress(bot.id, job_id, 1, 0.7, "most")
+    await store.set_progress(bot.id, ProgressInput(job_id, 1, 0.7, "most"))
     await _expire_and_reclaim(store, clock, bot.id, job_id)
     job = await store.get_job(job_id)
     assert job is not None and job.progress is None and job.attempt == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import Store
+from coordinator.store.base import BotUpdate, ClaimInput, JobQuery, Store
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     claim_ids,
@@ -46,7 +46,7 @@ async def test_same_idempotency_key_gives_the_first_job(store: Store, clock: Fak
     assert first.created and not again.created
     assert again.job.id == first.job.id
     assert again.job.payload == {"a": 1, "b": 2}
-    page, _ = await store.list_jobs(None, None, 10, None)
+    page, _ = await store.list_jobs(JobQuery(None, None, 10, None))
     assert [job.id for job in page] == [first.job.id]
 
 
@@ -80,7 +80,7 @@ async def test_claim_takes_priority_then_fifo(store: Store, clock: FakeClock) ->
     high = await submit(store, clock, priority=10)
     low_second = await submit(store, clock, priority=0)
     middle = await submit(store, clock, op="subtract", priority=5)
-    jobs = await store.claim_jobs(bot.id, ["sum", "subtract"], 10, JOB_LEASE_TTL_S)
+    jobs = await store.claim_jobs(ClaimInput(bot.id, ["sum", "subtract"], 10, JOB_LEASE_TTL_S))
     assert jobs is not None
     assert [job.id for job in jobs] == [high, middle, low_first, low_second]
     for job in jobs:
@@ -103,7 +103,7 @@ async def test_claim_in_small_batches_keeps_the_order(store: Store, clock: FakeC
 async def test_lease_is_the_job_timeout_when_larger(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
     await submit(store, clock, timeout_s=600.0)
-    jobs = await store.claim_jobs(bot.id, ["sum"], 1, JOB_LEASE_TTL_S)
+    jobs = await store.claim_jobs(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S))
     assert jobs is not None
     assert jobs[0].lease_until == clock.now() + timedelta(seconds=600)
     assert jobs[0].timeout_s == 600.0
@@ -140,13 +140,13 @@ async def test_claim_only_assigned_operations(store: Store, clock: FakeClock) ->
     bot = await register(store, clock, capabilities=("sum",))
     await submit(store, clock, op="subtract")
     assert await claim_ids(store, bot.id, ["sum", "subtract"]) == []
-    await store.update_bot(bot.id, operations=["sum", "subtract"])
+    await store.update_bot(bot.id, BotUpdate(operations=["sum", "subtract"]))
     assert len(await claim_ids(store, bot.id, ["sum", "subtract"])) == 1
 
 
 async def test_claim_operations_are_requested_and_assigned(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock, capabilities=("sum", "subtract", "resize"))
-    await store.update_bot(bot.id, operations=["sum", "resize"])
+    await store.update_bot(bot.id, BotUpdate(operations=["sum", "resize"]))
     resize = await submit(store, clock, op="resize")
     await submit(store, clock, op="subtract")
     await submit(store, clock, op="sum")
@@ -156,9 +156,9 @@ async def test_claim_operations_are_requested_and_assigned(store: Store, clock: 
 async def test_paused_bot_gets_nothing(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
     await submit(store, clock)
-    await store.update_bot(bot.id, paused=True)
+    await store.update_bot(bot.id, BotUpdate(paused=True))
     assert await claim_ids(store, bot.id) == []
-    await store.update_bot(bot.id, paused=False)
+    await store.update_bot(bot.id, BotUpdate(paused=False))
     assert len(await claim_ids(store, bot.id)) == 1
 
 
@@ -176,10 +176,10 @@ async def test_claim_never_exceeds_max_concurrency(store: Store, clock: FakeCloc
 
 async def test_unknown_or_offline_bot_claims_none(store: Store, clock: FakeClock) -> None:
     await submit(store, clock)
-    assert await store.claim_jobs("bot_unknown", ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput("bot_unknown", ["sum"], 1, JOB_LEASE_TTL_S)) is None
     bot = await register(store, clock)
     assert await store.deregister_bot(bot.id, bot.instance_id) == ()
-    assert await store.claim_jobs(bot.id, ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S)) is None
 
 
 async def test_a_job_is_handed_out_once(store: Store, clock: FakeClock) -> None:
