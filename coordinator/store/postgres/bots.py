@@ -7,14 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from coordinator.store.base import (
-    BotRecord,
-    BotUpdate,
-    HeartbeatInput,
-    HeartbeatOutcome,
-    RegisterOutcome,
-    Registration,
-)
+from coordinator.store import records
 from coordinator.store.postgres.leases import release_jobs_of_bots, release_lost_jobs
 from coordinator.store.postgres.rows import bot_from_row, clean_text
 from coordinator.store.postgres.tx import Tx
@@ -26,7 +19,7 @@ from coordinator.store.rules import (
 )
 
 
-async def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
+async def register_bot(tx: Tx, registration: records.Registration) -> records.RegisterOutcome:
     reg = replace(
         registration,
         bot_key=clean_text(registration.bot_key),
@@ -55,10 +48,10 @@ async def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
             reg.resources, reg.constraints, reg.meta,
         )  # fmt: skip
     bot = bot_from_row(await tx.fetchrow("get_bot", bot_id))
-    return RegisterOutcome(bot, created, tuple(row["id"] for row in released))
+    return records.RegisterOutcome(bot, created, tuple(row["id"] for row in released))
 
 
-async def heartbeat(tx: Tx, beat: HeartbeatInput) -> HeartbeatOutcome | None:
+async def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
     bot_id = beat.bot_id
     locked = await tx.fetchrow("bot_for_heartbeat", bot_id, clean_text(beat.instance_id))
     if locked is None:
@@ -81,10 +74,10 @@ async def heartbeat(tx: Tx, beat: HeartbeatInput) -> HeartbeatOutcome | None:
                 cancel.append(job["id"])
             else:
                 extended[job["id"]] = job["lease_until"]
-    return HeartbeatOutcome(bot_from_row(row), extended, tuple(cancel), command, released)
+    return records.HeartbeatOutcome(bot_from_row(row), extended, tuple(cancel), command, released)
 
 
-async def update_bot(tx: Tx, bot_id: str, update: BotUpdate) -> BotRecord | None:
+async def update_bot(tx: Tx, bot_id: str, update: records.BotUpdate) -> records.BotRecord | None:
     operations = None if update.operations is None else list(update.operations)
     found = await tx.fetchval(
         "update_bot", bot_id, operations, update.max_concurrency, update.paused, update.command

@@ -5,14 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from coordinator.store.base import (
-    BotRecord,
-    BotUpdate,
-    HeartbeatInput,
-    HeartbeatOutcome,
-    RegisterOutcome,
-    Registration,
-)
+from coordinator.store import records
 from coordinator.store.rules import (
     BOT_DEREGISTERED,
     INSTANCE_REPLACED,
@@ -29,7 +22,7 @@ def new_bot_id() -> str:
     return "bot_" + secrets.token_hex(8)
 
 
-def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
+def register_bot(tx: Tx, registration: records.Registration) -> records.RegisterOutcome:
     existing = tx.one("bot_by_key", {"bot_key": registration.bot_key})
     fields: dict[str, Any] = {
         "bot_key": registration.bot_key,
@@ -59,12 +52,12 @@ def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
             moved = release_jobs_of_bots(tx, [bot_id], INSTANCE_REPLACED)
             released = tuple(row["id"] for row in moved)
         tx.run("reregister_bot", {**fields, "id": bot_id, "new_instance": new_instance})
-    return RegisterOutcome(
+    return records.RegisterOutcome(
         bot=require_bot(tx, bot_id), created=existing is None, released_job_ids=released
     )
 
 
-def heartbeat(tx: Tx, beat: HeartbeatInput) -> HeartbeatOutcome | None:
+def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
     bot_id = beat.bot_id
     row = tx.one("bot_for_heartbeat", {"id": bot_id, "instance_id": beat.instance_id})
     if row is None:
@@ -100,7 +93,7 @@ def heartbeat(tx: Tx, beat: HeartbeatInput) -> HeartbeatOutcome | None:
         extended = {r["id"]: from_us(r["lease_until"]) for r in renewed}
         cancelled = tx.all("cancelled_among", {"ids": ids, "bot_id": bot_id})
         cancel = tuple(r["id"] for r in cancelled)
-    return HeartbeatOutcome(
+    return records.HeartbeatOutcome(
         bot=require_bot(tx, bot_id),
         extended=extended,
         cancel=cancel,
@@ -109,7 +102,7 @@ def heartbeat(tx: Tx, beat: HeartbeatInput) -> HeartbeatOutcome | None:
     )
 
 
-def update_bot(tx: Tx, bot_id: str, update: BotUpdate) -> BotRecord | None:
+def update_bot(tx: Tx, bot_id: str, update: records.BotUpdate) -> records.BotRecord | None:
     operations = update.operations
     found = tx.one(
         "update_bot",

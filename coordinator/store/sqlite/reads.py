@@ -5,16 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from coordinator.store.base import (
-    AttemptRecord,
-    BotRecord,
-    ClaimOutlook,
-    JobQuery,
-    JobRecord,
-    ReportOutcome,
-    StatsRecord,
-    StoreError,
-)
+from coordinator.store import records
+from coordinator.store.base import StoreError
 from coordinator.store.rows import decode_cursor, page_of, stats_from_rows
 from coordinator.store.sqlite.rows import (
     DECODE,
@@ -36,18 +28,18 @@ _LIST_JOBS = {
 }
 
 
-def get_job(tx: Tx, job_id: str) -> JobRecord | None:
+def get_job(tx: Tx, job_id: str) -> records.JobRecord | None:
     row = tx.one("get_job", {"id": job_id})
     return None if row is None else job_from_row(row)
 
 
-def unchanged(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
+def unchanged(tx: Tx, job_id: str) -> tuple[records.ReportOutcome, records.JobRecord | None]:
     """An operator's verb that moved nothing: the job as it is, if there is one."""
     job = get_job(tx, job_id)
-    return (ReportOutcome.NOT_FOUND if job is None else ReportOutcome.CONFLICT), job
+    return (records.ReportOutcome.NOT_FOUND if job is None else records.ReportOutcome.CONFLICT), job
 
 
-def list_jobs(tx: Tx, query: JobQuery) -> tuple[list[JobRecord], str | None]:
+def list_jobs(tx: Tx, query: records.JobQuery) -> tuple[list[records.JobRecord], str | None]:
     before = decode_cursor(query.cursor)
     params = {
         "before": _FIRST_PAGE if before is None else before,
@@ -59,11 +51,11 @@ def list_jobs(tx: Tx, query: JobQuery) -> tuple[list[JobRecord], str | None]:
     return page_of(rows, query.limit, DECODE)
 
 
-def list_attempts(tx: Tx, job_id: str) -> list[AttemptRecord]:
+def list_attempts(tx: Tx, job_id: str) -> list[records.AttemptRecord]:
     return [attempt_from_row(row) for row in tx.all("list_attempts", {"job_id": job_id})]
 
 
-def load_bot(tx: Tx, bot_id: str) -> BotRecord | None:
+def load_bot(tx: Tx, bot_id: str) -> records.BotRecord | None:
     row = tx.one("get_bot", {"id": bot_id})
     if row is None:
         return None
@@ -72,7 +64,7 @@ def load_bot(tx: Tx, bot_id: str) -> BotRecord | None:
     return bot_from_row(row, running)
 
 
-def require_bot(tx: Tx, bot_id: str) -> BotRecord:
+def require_bot(tx: Tx, bot_id: str) -> records.BotRecord:
     """The bot this transaction just read or wrote."""
     bot = load_bot(tx, bot_id)
     if bot is None:
@@ -80,14 +72,14 @@ def require_bot(tx: Tx, bot_id: str) -> BotRecord:
     return bot
 
 
-def list_bots(tx: Tx) -> list[BotRecord]:
+def list_bots(tx: Tx) -> list[records.BotRecord]:
     running: dict[str, list[str]] = {}
     for row in tx.all("running_job_ids_all"):
         running.setdefault(row["bot_id"], []).append(row["id"])
     return [bot_from_row(row, running.get(row["id"], [])) for row in tx.all("list_bots")]
 
 
-def stats(tx: Tx, window_s: int) -> StatsRecord:
+def stats(tx: Tx, window_s: int) -> records.StatsRecord:
     finished = tx.one("finished_since", {"since": tx.now - window_s * 1_000_000})
     oldest = tx.one("oldest_queued")
     return stats_from_rows(
@@ -104,11 +96,11 @@ def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
     return None if row is None else maybe_from_us(row[0])
 
 
-def claim_outlook(tx: Tx, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+def claim_outlook(tx: Tx, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
     ops = dump_json(list(dict.fromkeys(operations)))
     row = tx.one("claim_outlook", {"bot_id": bot_id, "ops": ops})
     if row is None:  # one row always comes back; kept for the type checker
-        return ClaimOutlook(bot_online=False, next_run_at=None)
-    return ClaimOutlook(
+        return records.ClaimOutlook(bot_online=False, next_run_at=None)
+    return records.ClaimOutlook(
         bot_online=bool(row["bot_online"]), next_run_at=maybe_from_us(row["next_run_at"])
     )

@@ -24,29 +24,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from botfleet.clock import Clock
-from coordinator.store.base import (
-    AttemptRecord,
-    BotRecord,
-    BotUpdate,
-    ClaimInput,
-    ClaimOutlook,
-    ExpiryOutcome,
-    HeartbeatInput,
-    HeartbeatOutcome,
-    JobQuery,
-    JobRecord,
-    NewJob,
-    ProgressInput,
-    RegisterOutcome,
-    Registration,
-    ReportInput,
-    ReportOutcome,
-    RetryDelay,
-    StatsRecord,
-    StoreError,
-    StoreListener,
-    SubmitOutcome,
-)
+from coordinator.store import records
+from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -159,19 +138,19 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- bots
 
-    async def register_bot(self, registration: Registration) -> RegisterOutcome:
+    async def register_bot(self, registration: records.Registration) -> records.RegisterOutcome:
         return await self._open().write(lambda tx: bots.register_bot(tx, registration))
 
-    async def get_bot(self, bot_id: str) -> BotRecord | None:
+    async def get_bot(self, bot_id: str) -> records.BotRecord | None:
         return await self._open().read(lambda tx: reads.load_bot(tx, bot_id))
 
-    async def list_bots(self) -> list[BotRecord]:
+    async def list_bots(self) -> list[records.BotRecord]:
         return await self._open().read(reads.list_bots)
 
-    async def heartbeat(self, beat: HeartbeatInput) -> HeartbeatOutcome | None:
+    async def heartbeat(self, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
         return await self._open().write(lambda tx: bots.heartbeat(tx, beat))
 
-    async def update_bot(self, bot_id: str, update: BotUpdate) -> BotRecord | None:
+    async def update_bot(self, bot_id: str, update: records.BotUpdate) -> records.BotRecord | None:
         check_bot_update(update)
         return await self._open().write(lambda tx: bots.update_bot(tx, bot_id, update))
 
@@ -180,52 +159,62 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- jobs
 
-    async def submit_jobs(self, new: Sequence[NewJob]) -> list[SubmitOutcome]:
+    async def submit_jobs(self, new: Sequence[records.NewJob]) -> list[records.SubmitOutcome]:
         if not new:
             return []
         inline = len(new) <= INLINE_MAX_SUBMIT
         return await self._open().write(lambda tx: jobs.submit_jobs(tx, new), inline)
 
-    async def claim_jobs(self, claim: ClaimInput) -> list[JobRecord] | None:
+    async def claim_jobs(self, claim: records.ClaimInput) -> list[records.JobRecord] | None:
         inline = claim.limit <= INLINE_MAX_ROWS
         return await self._open().write(lambda tx: jobs.claim_jobs(tx, claim), inline)
 
-    async def report(self, bot_id: str, batch: Sequence[ReportInput]) -> list[ReportOutcome]:
+    async def report(
+        self, bot_id: str, batch: Sequence[records.ReportInput]
+    ) -> list[records.ReportOutcome]:
         if not batch:
             return []
         inline = len(batch) <= INLINE_MAX_ROWS
         return await self._open().write(lambda tx: reports.report(tx, bot_id, batch), inline)
 
     async def report_and_claim(
-        self, claim: ClaimInput, batch: Sequence[ReportInput]
-    ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
-        def verb(tx: Tx) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+        self, claim: records.ClaimInput, batch: Sequence[records.ReportInput]
+    ) -> tuple[list[records.ReportOutcome], list[records.JobRecord] | None]:
+        def verb(tx: Tx) -> tuple[list[records.ReportOutcome], list[records.JobRecord] | None]:
             outcomes = reports.report(tx, claim.bot_id, batch) if batch else []
             return outcomes, jobs.claim_jobs(tx, claim)
 
         return await self._open().write(verb, max(len(batch), claim.limit) <= INLINE_MAX_ROWS)
 
-    async def set_progress(self, bot_id: str, progress: ProgressInput) -> ReportOutcome:
+    async def set_progress(
+        self, bot_id: str, progress: records.ProgressInput
+    ) -> records.ReportOutcome:
         return await self._open().write(lambda tx: reports.set_progress(tx, bot_id, progress))
 
-    async def get_job(self, job_id: str) -> JobRecord | None:
+    async def get_job(self, job_id: str) -> records.JobRecord | None:
         return await self._open().point_read(lambda tx: reads.get_job(tx, job_id))
 
-    async def list_jobs(self, query: JobQuery) -> tuple[list[JobRecord], str | None]:
+    async def list_jobs(
+        self, query: records.JobQuery
+    ) -> tuple[list[records.JobRecord], str | None]:
         check_limit(query.limit)
         decode_cursor(query.cursor)  # a malformed cursor fails before any I/O
         return await self._open().read(lambda tx: reads.list_jobs(tx, query))
 
-    async def list_attempts(self, job_id: str) -> list[AttemptRecord]:
+    async def list_attempts(self, job_id: str) -> list[records.AttemptRecord]:
         return await self._open().read(lambda tx: reads.list_attempts(tx, job_id))
 
-    async def cancel_job(self, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
+    async def cancel_job(
+        self, job_id: str
+    ) -> tuple[records.ReportOutcome, records.JobRecord | None]:
         return await self._open().write(lambda tx: jobs.cancel_job(tx, job_id))
 
-    async def retry_job(self, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
+    async def retry_job(
+        self, job_id: str
+    ) -> tuple[records.ReportOutcome, records.JobRecord | None]:
         return await self._open().write(lambda tx: jobs.retry_job(tx, job_id))
 
-    async def stats(self, window_s: int = 60) -> StatsRecord:
+    async def stats(self, window_s: int = 60) -> records.StatsRecord:
         return await self._open().read(lambda tx: reads.stats(tx, window_s))
 
     async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
@@ -233,12 +222,12 @@ class SQLiteStore:
             return None
         return await self._open().point_read(lambda tx: reads.next_run_at(tx, operations))
 
-    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
         tx = self._open()
         return await tx.point_read(lambda t: reads.claim_outlook(t, bot_id, operations))
 
     # ---------------------------------------------------------------- reaper
 
-    async def expire_leases(self) -> ExpiryOutcome:
+    async def expire_leases(self) -> records.ExpiryOutcome:
         # A pass may release many jobs at once: always on the writer thread.
         return await self._open().write(lambda tx: leases.expire_leases(tx), inline=False)
