@@ -139,20 +139,42 @@ class RecordingListener:
     available: list[tuple[str, ...]] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     counts: list[int | None] = field(default_factory=list)
+    _heard: asyncio.Event = field(default_factory=asyncio.Event)
 
     def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
         self.available.append(tuple(operations))
         self.counts.append(count)
+        self._heard.set()
 
     def job_finished(self, job_id: str) -> None:
         self.finished.append(job_id)
+        self._heard.set()
 
     def announced(self, op: str) -> bool:
         return any(op in ops for ops in self.available)
 
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        """Until `condition` holds, re-checked each time the store announces something;
+        fail after a generous deadline."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                self._heard.clear()
+                await self._heard.wait()
+
+    async def hears_within(self, timeout_s: float) -> bool:
+        """Whether the store announces anything within `timeout_s` from now."""
+        self._heard.clear()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._heard.wait()
+        except TimeoutError:
+            return False
+        return True
+
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Poll `condition` until true; fail after a generous deadline (never a fixed sleep)."""
+    """Poll `condition`, which a thread makes true, until it holds; fail after a generous
+    deadline."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:

@@ -18,10 +18,10 @@ from coordinator.store.sqlite import SQLiteStore
 from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
+    RecordingListener,
     new_job,
     register,
     retry_delay_for_tests,
-    wait_until,
 )
 
 
@@ -179,16 +179,8 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
 ) -> None:
     store = _make(tmp_path / "botfleet.db", clock)
     await store.open()
-    heard: list[Sequence[str]] = []
-
-    class Listener:
-        def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
-            heard.append(operations)
-
-        def job_finished(self, job_id: str) -> None:
-            return None
-
-    store.set_listener(Listener())
+    listener = RecordingListener()
+    store.set_listener(listener)
     # A bulk submit: it goes to the writer thread (a short one would run inline at once,
     # with no await point to cancel it at).
     bulk = [new_job(clock, idempotency_key=f"k{n}") for n in range(INLINE_MAX_SUBMIT + 1)]
@@ -199,8 +191,8 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
         with pytest.raises(asyncio.CancelledError):
             await task
         # The shielded write finishes on its own; wait for its notice.
-        await wait_until(lambda: bool(heard))
-        assert [list(ops) for ops in heard] == [["sum"]]
+        await listener.until(lambda: bool(listener.available))
+        assert [list(ops) for ops in listener.available] == [["sum"]]
         (again,) = await store.submit_jobs([new_job(clock, idempotency_key="k0")])
         assert not again.created
         assert store.write_paths.thread == 1
