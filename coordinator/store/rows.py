@@ -37,29 +37,32 @@ class Decode:
 
 
 def job_from_row(row: Any, decode: Decode) -> JobRecord:
+    # Claims and reports map many rows: the converters are looked up once.
+    moment, json = decode.moment, decode.json
+    started, finished, lease = row["started_at"], row["finished_at"], row["lease_until"]
     result = row["result"]
     return JobRecord(
         id=row["id"],
         op=row["op"],
-        payload=decode.json(row["payload"]),
+        payload=json(row["payload"]),
         state=row["state"],
         priority=row["priority"],
         attempt=row["attempt"],
         max_attempts=row["max_attempts"],
-        created_at=decode.moment(row["created_at"]),
-        run_at=decode.moment(row["run_at"]),
-        started_at=decode.maybe_moment(row["started_at"]),
-        finished_at=decode.maybe_moment(row["finished_at"]),
-        lease_until=decode.maybe_moment(row["lease_until"]),
+        created_at=moment(row["created_at"]),
+        run_at=moment(row["run_at"]),
+        started_at=None if started is None else moment(started),
+        finished_at=None if finished is None else moment(finished),
+        lease_until=None if lease is None else moment(lease),
         attempts_used=row["attempt"] - row["attempt_base"],
         bot_id=row["bot_id"],
-        result=None if result is None else decode.json(result),
+        result=None if result is None else json(result),
         error=row["error"],
         progress=row["progress"],
         progress_message=row["progress_message"],
         timeout_s=row["timeout_s"],
         idempotency_key=row["idempotency_key"],
-        metadata=decode.json(row["metadata"]),
+        metadata=json(row["metadata"]),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from coordinator.store import records
+import coordinator.store.records as records
 from coordinator.store.postgres.leases import release_jobs_of_bots, release_lost_jobs
 from coordinator.store.postgres.rows import bot_from_row, clean_text
 from coordinator.store.postgres.tx import Tx

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from coordinator.store import records
+import coordinator.store.records as records
 from coordinator.store.postgres.rows import (
     DECODE,
     as_datetime,

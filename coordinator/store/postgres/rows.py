@@ -9,7 +9,7 @@ from typing import Any, overload
 
 import msgspec
 
-from coordinator.store import rows
+import coordinator.store.rows as rows
 from coordinator.store.base import StoreError
 from coordinator.store.records import AttemptRecord, BotRecord, JobRecord
 

@@ -24,12 +24,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import coordinator.store.postgres.bots as bots
+import coordinator.store.postgres.jobs as jobs
+import coordinator.store.postgres.leases as leases
+import coordinator.store.postgres.reads as reads
+import coordinator.store.postgres.reports as reports
+import coordinator.store.postgres.schema as postgres_schema
+import coordinator.store.records as records
 from botfleet.clock import Clock
-from coordinator.store import records
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import tell_listener
-from coordinator.store.postgres import bots, jobs, leases, reads, reports
-from coordinator.store.postgres import schema as postgres_schema
 from coordinator.store.postgres.connection import (
     DATABASE_ERRORS,
     Connection,

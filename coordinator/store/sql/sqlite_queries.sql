@@ -32,12 +32,13 @@ PRAGMA busy_timeout = 0
 -- name: pragma_no_autocheckpoint
 -- The writer connection never checkpoints on commit: with the default (1,000 pages) the
 -- commit that crosses the threshold copies the WAL into the database and fsyncs both,
--- and commits now run on the event loop. `checkpoint_passive` runs instead every few
--- hundred rows written: its bulk on the reader thread while writes go on, its tail on
--- the writer thread (writes queue behind that short part). Durability is unchanged in kind: a
--- commit is in the WAL before it returns, so it survives a SIGKILL of the process; a
--- power loss or OS crash can lose what was committed since the last checkpoint's fsync,
--- as with the default; only the spacing of the checkpoints differs. If the process dies
+-- and commits run on the event loop. `checkpoint_passive` runs instead, spaced by rows
+-- written and by time (`connection.Checkpointer`): its bulk on the reader thread while
+-- writes go on, its tail on the writer thread (writes queue behind that short part).
+-- Durability is the same in kind as with the default: a commit is in the WAL before it
+-- returns, so it survives a SIGKILL of the process; a power loss or OS crash can lose
+-- what was committed since the last checkpoint's fsync; only the spacing of the
+-- checkpoints differs. If the process dies
 -- with a long WAL, the next open replays it. Closing the last connection still
 -- checkpoints everything and removes the WAL.
 PRAGMA wal_autocheckpoint = 0
@@ -366,17 +367,22 @@ FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 SELECT job_id, attempt, outcome FROM attempts
 WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
 
--- name: write_reports
--- One job a batch of reports moved (executemany): its whole new state; the WHERE is
--- the fence (state and attempt as read). The attempts end in `end_attempt`.
+-- name: report_succeeded
+-- A job a batch of reports moved, one statement per outcome (executemany) because an
+-- UPDATE costs by the columns it sets (their indexes are kept up): its new state; the
+-- WHERE is the fence (state and attempt as read). The attempts end in `end_attempt`.
 UPDATE jobs SET
-    state = :state,
-    run_at = coalesce(:run_at, run_at),
-    finished_at = :finished_at,
-    lease_until = NULL,
-    result = :result,
-    result_attempt = :result_attempt,
-    error = :error
+    state = 'succeeded', result = :result, result_attempt = :result_attempt, error = NULL,
+    finished_at = :finished_at, lease_until = NULL
+WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
+
+-- name: report_retried
+UPDATE jobs SET state = 'queued', run_at = :run_at, lease_until = NULL, error = :error
+WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
+
+-- name: report_failed
+UPDATE jobs SET
+    state = 'failed', error = :error, finished_at = :finished_at, lease_until = NULL
 WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
 
 -- name: end_attempt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from coordinator.store import records
+import coordinator.store.records as records
 from coordinator.store.rules import (
     BOT_DEREGISTERED,
     INSTANCE_REPLACED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from coordinator.store import records
+import coordinator.store.records as records
 from coordinator.store.base import StoreError
 from coordinator.store.rows import decode_cursor, page_of, stats_from_rows
 from coordinator.store.sqlite.rows import (

@@ -7,12 +7,21 @@ the shared `ReportBatch`, and written with one `executemany` per statement.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from coordinator.store.base import ProgressInput, ReportInput, ReportOutcome, StoreError
 from coordinator.store.reports import ReportBatch
 from coordinator.store.rules import JobSnapshot, refusal
 from coordinator.store.sqlite.rows import dump_json, from_us, id_list, maybe_to_us
 from coordinator.store.sqlite.tx import Tx
+
+# The statement that writes a job's new state: SQLite's UPDATE costs by the columns it
+# sets, so each outcome sets only its own.
+_STATEMENTS = {
+    "succeeded": "report_succeeded",
+    "queued": "report_retried",
+    "failed": "report_failed",
+}
 
 
 def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
@@ -36,26 +45,23 @@ def _write(tx: Tx, batch: ReportBatch) -> None:
                 for (job_id, attempt), outcome in batch.ended.items()
             ),
         )
-    if batch.changes:
-        moved = tx.many(
-            "write_reports",
-            (
-                {
-                    "job_id": change.job_id,
-                    "state": change.state,
-                    "run_at": maybe_to_us(change.run_at),
-                    "finished_at": maybe_to_us(change.finished_at),
-                    "result": None if change.result is None else dump_json(change.result),
-                    "result_attempt": change.result_attempt,
-                    "error": change.error,
-                    "read_state": change.read_state,
-                    "read_attempt": change.read_attempt,
-                }
-                for change in batch.changes.values()
-            ),
-        ).rowcount
-        if moved != len(batch.changes):  # one writer: the fence cannot fail, unless a bug
-            raise StoreError(f"reports moved {moved} of {len(batch.changes)} jobs")
+    by_statement: dict[str, list[dict[str, Any]]] = {}
+    for change in batch.changes.values():
+        by_statement.setdefault(_STATEMENTS[change.state], []).append(
+            {
+                "job_id": change.job_id,
+                "run_at": maybe_to_us(change.run_at),
+                "finished_at": maybe_to_us(change.finished_at),
+                "result": None if change.result is None else dump_json(change.result),
+                "result_attempt": change.result_attempt,
+                "error": change.error,
+                "read_state": change.read_state,
+                "read_attempt": change.read_attempt,
+            }
+        )
+    moved = sum(tx.many(name, rows).rowcount for name, rows in by_statement.items())
+    if moved != len(batch.changes):  # one writer: the fence cannot fail, unless a bug
+        raise StoreError(f"reports moved {moved} of {len(batch.changes)} jobs")
     tx.changes.ops.extend(batch.requeued_ops)
     tx.changes.done.extend(batch.finished)
 

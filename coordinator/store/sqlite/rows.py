@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from coordinator.store import rows
+import coordinator.store.rows as rows
 from coordinator.store.records import AttemptRecord, BotRecord, JobRecord
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

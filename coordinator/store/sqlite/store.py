@@ -23,13 +23,17 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+import coordinator.store.records as records
+import coordinator.store.sqlite.bots as bots
+import coordinator.store.sqlite.jobs as jobs
+import coordinator.store.sqlite.leases as leases
+import coordinator.store.sqlite.reads as reads
+import coordinator.store.sqlite.reports as reports
 from botfleet.clock import Clock
-from coordinator.store import records
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
-from coordinator.store.sqlite import bots, jobs, leases, reads, reports
 from coordinator.store.sqlite.connection import (
     CHECKPOINT_AFTER_CHANGES,
     CHECKPOINT_AFTER_S,

@@ -73,6 +73,10 @@ SQLITE_ONLY = {
     "end_expired_attempts": "expire_jobs ends them in PostgreSQL",
     "extend_attempt_lease": "extend_leases extends them in PostgreSQL",
     "cancelled_among": "extend_leases answers them in PostgreSQL",
+    # An UPDATE in SQLite costs by the columns it sets: one statement per report outcome.
+    "report_succeeded": "write_reports writes every outcome in one statement in PostgreSQL",
+    "report_retried": "write_reports writes every outcome in one statement in PostgreSQL",
+    "report_failed": "write_reports writes every outcome in one statement in PostgreSQL",
     # No arrays: PostgreSQL's bot rows carry their running job ids.
     "running_job_ids_of_bot": "get_bot carries them in PostgreSQL",
     "running_job_ids_all": "list_bots carries them in PostgreSQL",
@@ -87,6 +91,7 @@ POSTGRES_ONLY = {
     "schema_exists": "a store lives in a schema of its own",
     "notify": "NOTIFY tells the other coordinators; SQLite tells this process only",
     "queued_operations": "wakes every waiter after the listening connection was lost",
+    "write_reports": "a report batch's jobs, attempts and notices in one statement (unnest)",
 }
 
 
