@@ -162,6 +162,7 @@ class Checkpointer:
         self.last_thread: int | None = None  # the thread that finished the last one (tests)
         self.last_result: tuple[int, int, int] | None = None  # (busy, WAL pages, copied)
         self.copy_thread: int | None = None  # the thread that ran the last copy (tests)
+        self._changed = asyncio.Event()  # replaced by a fresh one at each change
 
     def note(self, total_changes: int) -> None:
         """After a commit (on the event loop), with the writer connection's total_changes:
@@ -186,6 +187,7 @@ class Checkpointer:
         self._timer = None
         if self._latest > self._covered:
             self._start(self._latest)
+        self._signal()
 
     def _start(self, total_changes: int) -> None:
         if self._pending is not None and not self._pending.done():
@@ -208,6 +210,16 @@ class Checkpointer:
         # the next commit tries again: not every half second on a broken disk.
         if not self._failed:
             self._arm()
+        self._signal()
+
+    async def changed(self) -> None:
+        """Until a checkpoint round ends or the time bound fires (tests and diagnosis
+        wait on this rather than poll)."""
+        await self._changed.wait()
+
+    def _signal(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def _two_phases(self, copier: DatabaseThread) -> None:
         await copier.call(self._copy, copier)

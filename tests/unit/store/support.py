@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -170,16 +169,6 @@ class RecordingListener:
         except TimeoutError:
             return False
         return True
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Poll `condition`, which a thread makes true, until it holds; fail after a generous
-    deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.005)
 
 
 def assert_no_overlapping_leases(attempts: Sequence[AttemptRecord]) -> None:

@@ -14,11 +14,10 @@ from coordinator.store.queries import load_queries
 from coordinator.store.sqlite import SQLiteStore
 from coordinator.store.sqlite import jobs as sqlite_jobs
 from coordinator.store.sqlite.connection import Checkpointer, DatabaseThread
-from tests.unit.store.sqlite_support import DEADLINE_S, ROWS_PER_CHECKPOINT, Seen
+from tests.unit.store.sqlite_support import ROWS_PER_CHECKPOINT, Seen, until_checkpointed
 from tests.unit.store.support import (
     new_job,
     retry_delay_for_tests,
-    wait_until,
 )
 
 
@@ -36,7 +35,7 @@ async def test_the_wal_is_checkpointed_off_the_loop_and_stops_growing(
         # Each submit writes at least one row: a checkpoint starts in every round.
         for _ in range(ROWS_PER_CHECKPOINT):
             await sqlite_store.submit_jobs([new_job(clock)])
-        await wait_until(lambda: checkpointer.runs >= 1 and checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.runs >= 1 and checkpointer.idle)
         sizes.append(wal.stat().st_size)  # noqa: ASYNC240 (a stat, the loop has no other work)
     # The commits never checkpoint by themselves (no fsync on the loop); the
     # checkpoints ran on the writer thread.
@@ -118,15 +117,15 @@ async def test_a_commit_is_checkpointed_within_the_time_bound(tmp_path: Path) ->
         checkpointer = db.checkpointer(every=1_000_000, every_s=0.01)
         checkpointer.note(await db.write(1))
         assert checkpointer.timed
-        await wait_until(
+        await until_checkpointed(
+            checkpointer,
             lambda: checkpointer.runs == 1 and checkpointer.idle and not checkpointer.timed,
-            DEADLINE_S,
         )
         assert checkpointer.last_result is not None
         busy, wal_pages, copied = checkpointer.last_result
         assert busy == 0 and wal_pages == copied > 0
         checkpointer.note(await db.write(1))
-        await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.runs == 2 and checkpointer.idle)
         await checkpointer.close()
 
 
@@ -137,11 +136,11 @@ async def test_a_late_note_of_an_older_commit_does_not_hide_a_newer_one(tmp_path
         checkpointer = db.checkpointer(every=1_000_000, every_s=0.01)
         checkpointer.note(await db.write(1))
         older = await db.write(1)  # committed, its note still to come
-        await wait_until(lambda: checkpointer.runs == 1 and checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.runs == 1 and checkpointer.idle)
         newer = await db.write(1)
         checkpointer.note(newer)
         checkpointer.note(older)
-        await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.runs == 2 and checkpointer.idle)
         await checkpointer.close()
 
 
@@ -155,7 +154,7 @@ async def test_what_a_reader_held_back_gets_checkpointed_once_it_lets_go(tmp_pat
             reader.execute("BEGIN")
             reader.execute("SELECT count(*) FROM t").fetchone()  # a snapshot, held
             checkpointer.note(await db.write(1))
-            await wait_until(lambda: checkpointer.runs >= 1, DEADLINE_S)
+            await until_checkpointed(checkpointer, lambda: checkpointer.runs >= 1)
             result = checkpointer.last_result
             assert result is not None and result[2] < result[1]  # not all copied
         finally:
@@ -166,8 +165,8 @@ async def test_what_a_reader_held_back_gets_checkpointed_once_it_lets_go(tmp_pat
             result = checkpointer.last_result
             return result is not None and result[0] == 0 and result[1] == result[2]
 
-        await wait_until(
-            lambda: all_copied() and checkpointer.idle and not checkpointer.timed, DEADLINE_S
+        await until_checkpointed(
+            checkpointer, lambda: all_copied() and checkpointer.idle and not checkpointer.timed
         )
         await checkpointer.close()
 
@@ -181,15 +180,15 @@ async def test_the_time_bound_during_a_checkpoint_leaves_the_rest_to_the_next(
         held = db.copier.start(copying.wait)  # the copy phase waits
         checkpointer.note(await db.write(10))  # a round starts (by rows)
         checkpointer.note(await db.write(3))  # below the rows: timed
-        await wait_until(lambda: not checkpointer.timed, DEADLINE_S)  # fired mid-round
+        await until_checkpointed(checkpointer, lambda: not checkpointer.timed)  # fired mid-round
         assert not checkpointer.idle
         copying.set()
         await held
-        await wait_until(lambda: checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.idle)
         assert checkpointer.runs == 1  # its finish copied the 3 rows as well
         assert not checkpointer.timed
         checkpointer.note(await db.write(1))
-        await wait_until(lambda: checkpointer.runs == 2 and checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.runs == 2 and checkpointer.idle)
         await checkpointer.close()
 
 
@@ -209,6 +208,6 @@ async def test_the_store_checkpoints_a_lone_commit_in_time(db_path: Path, clock:
         checkpointer = store.checkpointer
         assert checkpointer is not None
         await store.submit_jobs([new_job(clock)])
-        await wait_until(lambda: checkpointer.runs >= 1 and checkpointer.idle, DEADLINE_S)
+        await until_checkpointed(checkpointer, lambda: checkpointer.runs >= 1 and checkpointer.idle)
     finally:
         await store.close()

@@ -30,7 +30,6 @@ from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     new_job,
     register,
-    wait_until,
 )
 
 HOLD_WRITE_LOCK = """
@@ -149,7 +148,7 @@ async def test_short_writes_queue_in_order_behind_a_busy_writer_thread(
     seen = Seen()
     seen.wrap(monkeypatch, sqlite_jobs, "submit_jobs")
     reaper = asyncio.create_task(sqlite_store.expire_leases())
-    await wait_until(entered.is_set)
+    assert await asyncio.to_thread(entered.wait, DEADLINE_S)
     submits = [
         asyncio.create_task(sqlite_store.submit_jobs([new_job(clock, payload={"n": n})]))
         for n in range(5)
@@ -180,8 +179,9 @@ async def test_a_write_lock_held_elsewhere_sends_the_write_to_the_thread(
     seen.wrap(monkeypatch, sqlite_jobs, "submit_jobs")
     async with _write_lock_held(holder, db_path):
         task = asyncio.create_task(sqlite_store.submit_jobs([new_job(clock)]))
+        await asyncio.sleep(0)  # a yield: the submit has had its first turn
         # The inline BEGIN IMMEDIATE failed at once; the writer thread now waits.
-        await wait_until(lambda: sqlite_store.write_paths.busy == 1)
+        assert sqlite_store.write_paths.busy == 1
     (outcome,) = await task
     assert outcome.created
     # The verb ran once, on the thread (the inline attempt stopped at BEGIN).
@@ -271,7 +271,7 @@ async def test_a_point_read_that_would_wait_goes_to_the_reader_thread(
     async with _other_process(HOLD_WAL_RECOVERY, db_path):
         task = asyncio.create_task(sqlite_store.get_job(outcome.job.id))
         # The loop's reader failed at once (SQLITE_BUSY_RECOVERY); the reader thread waits.
-        await wait_until(lambda: len(seen.calls) == 3)
+        await seen.until_called(3)
     assert await task == outcome.job
     assert seen.threads[1] == loop_thread
     assert seen.threads[2] != loop_thread
