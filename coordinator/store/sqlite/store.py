@@ -92,9 +92,16 @@ class SQLiteStore:
         except sqlite3.Error as error:  # the reader thread serves every read then
             logger.warning("SQLite %s: no reader on the event loop: %s", self._path, error)
         self._tx = Transactions(
-            self._path, self._clock, self._retry_delay, queries, writer, reader, loop_reader,
-            self._committed, self._write_paths,
-        )  # fmt: skip
+            path=self._path,
+            clock=self._clock,
+            retry_delay=self._retry_delay,
+            queries=queries,
+            writer=writer,
+            reader=reader,
+            loop_reader=loop_reader,
+            committed=self._committed,
+            write_paths=self._write_paths,
+        )
 
     async def close(self) -> None:
         tx, checkpointer = self._tx, self._checkpointer
