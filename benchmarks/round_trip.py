@@ -55,7 +55,7 @@ from botfleet.clock import SystemClock
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import decode, encode
 from coordinator.store import open_store
-from coordinator.store.base import NewJob, ReportInput
+from coordinator.store.base import ClaimInput, NewJob, ReportInput
 
 JOBS_PER_TRIP = 2  # MAX_CONCURRENCY's default: a bot claims no more than its free slots
 LOOPS = ("asyncio", "uvloop")
@@ -216,7 +216,9 @@ async def store_cost(base: Path, trips: int) -> Cost:
             reports = [
                 ReportInput(job_id, "complete", attempt, {"result": 3}) for job_id, attempt in held
             ]
-            _, jobs = await store.report_and_claim(bot_id, reports, ["sum"], JOBS_PER_TRIP, 180.0)
+            _, jobs = await store.report_and_claim(
+                ClaimInput(bot_id, ["sum"], JOBS_PER_TRIP, 180.0), reports
+            )
             if jobs is None or len(jobs) != JOBS_PER_TRIP:
                 raise BenchmarkError(f"store claim of {JOBS_PER_TRIP} got {jobs}")
             held = [(job.id, job.attempt) for job in jobs]

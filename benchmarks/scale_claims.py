@@ -35,7 +35,7 @@ from benchmarks.simbot import SimBot
 from botfleet.clock import SystemClock
 from coordinator.retry import exponential_backoff
 from coordinator.store import Store, open_store
-from coordinator.store.base import NewJob, Registration, ReportInput, ReportOutcome
+from coordinator.store.base import ClaimInput, NewJob, Registration, ReportInput, ReportOutcome
 
 FILL_CHUNK = 10_000
 HTTP_BULK = 1_000  # jobs per bulk submit (a request body stays well under 1 MiB)
@@ -106,7 +106,9 @@ async def store_round(store: Store, bot_id: str, jobs: int, batch: int) -> tuple
         if done >= jobs:
             break
         before = time.perf_counter()
-        claimed = await store.claim_jobs(bot_id, ["sum"], min(batch, jobs - done), JOB_LEASE_TTL_S)
+        claimed = await store.claim_jobs(
+            ClaimInput(bot_id, ["sum"], min(batch, jobs - done), JOB_LEASE_TTL_S)
+        )
         claim_s += time.perf_counter() - before
         if not claimed:
             raise BenchmarkError(f"claim_jobs returned nothing after {done} jobs")

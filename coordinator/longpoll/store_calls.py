@@ -9,7 +9,14 @@ from datetime import datetime
 
 from botfleet.clock import Clock
 from coordinator.longpoll.drained import DrainedOperations
-from coordinator.store.base import ClaimOutlook, JobRecord, ReportInput, ReportOutcome, Store
+from coordinator.store.base import (
+    ClaimInput,
+    ClaimOutlook,
+    JobRecord,
+    ReportInput,
+    ReportOutcome,
+    Store,
+)
 
 ClaimObserver = Callable[[float, list[JobRecord]], None]
 """Told the duration (seconds) and the jobs of every claim made in the store."""
@@ -59,7 +66,7 @@ class StoreCalls:
         """Up to `limit` due jobs under a lease; None for an unknown or offline bot."""
         notices = self._hint.notices
         started = time.perf_counter()
-        jobs = await self._store.claim_jobs(bot_id, operations, limit, lease_ttl_s)
+        jobs = await self._store.claim_jobs(ClaimInput(bot_id, operations, limit, lease_ttl_s))
         self._claimed(operations, limit, jobs, notices, started)
         return jobs
 
@@ -77,7 +84,7 @@ class StoreCalls:
         notices = self._hint.notices
         started = time.perf_counter()
         outcomes, jobs = await self._store.report_and_claim(
-            bot_id, reports, operations, limit, lease_ttl_s
+            ClaimInput(bot_id, operations, limit, lease_ttl_s), reports
         )
         reported(outcomes)
         self._claimed(operations, limit, jobs, notices, started)

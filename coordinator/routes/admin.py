@@ -8,6 +8,7 @@ from botfleet.protocol import messages as m
 from coordinator.context import context
 from coordinator.errors import InvalidBody, NotFound
 from coordinator.routes.common import read_body, respond
+from coordinator.store.base import BotUpdate
 from coordinator.views import bot_view, stats
 
 
@@ -45,10 +46,12 @@ async def patch_bot(request: web.Request) -> web.Response:
     patch = body.assignment or m.AssignmentPatch()
     bot = await ctx.store.update_bot(
         bot_id,
-        operations=patch.operations,
-        max_concurrency=patch.max_concurrency,
-        paused=patch.paused,
-        command=body.command,
+        BotUpdate(
+            operations=patch.operations,
+            max_concurrency=patch.max_concurrency,
+            paused=patch.paused,
+            command=body.command,
+        ),
     )
     if bot is None:
         raise NotFound(f"no bot {bot_id}", code="bot_not_found")

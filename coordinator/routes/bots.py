@@ -14,7 +14,7 @@ from coordinator.auth import BotIdentity, bot_token, new_bot_secret
 from coordinator.context import context
 from coordinator.errors import Conflict, InvalidBody, NotFound
 from coordinator.routes.common import read_body, respond
-from coordinator.store.base import Registration
+from coordinator.store.base import HeartbeatInput, Registration
 from coordinator.views import assignment, bot_config
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,16 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await read_body(request, m.HeartbeatRequest)
     _check_instance(bot_id, identity.instance_id, body.instance_id)
     outcome = await ctx.store.heartbeat(
-        bot_id,
-        body.instance_id,
-        # A finished job whose report is on its way keeps its lease like a running one.
-        [job.job_id for job in body.running] + list(body.unreported or ()),
-        body.state,
-        {"cpu": body.metrics.cpu, "mem_mb": body.metrics.mem_mb},
-        ctx.config.bot_lease_ttl_s,
-        ctx.config.job_lease_ttl_s,
+        HeartbeatInput(
+            bot_id,
+            body.instance_id,
+            # A finished job whose report is on its way keeps its lease like a running one.
+            [job.job_id for job in body.running] + list(body.unreported or ()),
+            body.state,
+            {"cpu": body.metrics.cpu, "mem_mb": body.metrics.mem_mb},
+            ctx.config.bot_lease_ttl_s,
+            ctx.config.job_lease_ttl_s,
+        )
     )
     if outcome is None:
         raise NotFound(f"bot {bot_id} is unknown or offline; register again", code="bot_not_found")

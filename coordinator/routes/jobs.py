@@ -12,7 +12,7 @@ from botfleet.tracing import Tracer
 from coordinator.context import context
 from coordinator.errors import Conflict, InvalidBody, InvalidQuery, NotFound
 from coordinator.routes.common import query_int, read_body, respond
-from coordinator.store.base import JobRecord, NewJob, ReportOutcome
+from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome
 from coordinator.views import job_view
 
 JOB_STATES = frozenset(get_args(m.JobState))
@@ -79,7 +79,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     cursor = request.query.get("cursor") or None
     try:
-        jobs, next_cursor = await ctx.store.list_jobs(state, op, limit, cursor)
+        jobs, next_cursor = await ctx.store.list_jobs(JobQuery(state, op, limit, cursor))
     except ValueError:
         raise InvalidQuery(
             "query parameter `cursor` is not a cursor this server gave out", code="invalid_cursor"

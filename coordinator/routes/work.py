@@ -11,7 +11,7 @@ from botfleet.protocol import messages as m
 from coordinator.context import AppContext, context
 from coordinator.errors import Forbidden, InvalidBody, NotFound
 from coordinator.routes.common import raise_for_outcome, read_body, respond
-from coordinator.store.base import JobRecord, ReportInput, ReportOutcome
+from coordinator.store.base import JobRecord, ProgressInput, ReportInput, ReportOutcome
 from coordinator.views import claimed_job
 
 ACCEPTED = m.ReportAccepted()
@@ -21,7 +21,6 @@ STATUS: dict[ReportOutcome, m.ReportStatus] = {
     ReportOutcome.NOT_FOUND: "not_found",
     ReportOutcome.FORBIDDEN: "forbidden",
 }
-NO_ERROR_TEXT = "failed (the bot gave no error text)"
 
 
 def setup(router: web.UrlDispatcher) -> None:
@@ -169,7 +168,7 @@ async def progress(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
     body = await read_body(request, m.ProgressRequest)
     outcome = await ctx.store.set_progress(
-        identity.bot_id, job_id, body.attempt, body.progress, body.message
+        identity.bot_id, ProgressInput(job_id, body.attempt, body.progress, body.message)
     )
     raise_for_outcome(outcome, job_id, f"this bot no longer runs job {job_id}")
     return respond(ACCEPTED)
@@ -191,7 +190,7 @@ def _report_input(item: m.ReportItem) -> ReportInput:
         item.job_id,
         "fail",
         attempt=item.attempt,
-        error=item.error if item.error is not None else NO_ERROR_TEXT,
+        error=item.error,
         retryable=item.retryable,
         retry_after_ms=item.retry_after_ms,
     )

@@ -10,11 +10,58 @@ Time comes from the injected clock; retry delays from the injected policy.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
+
+from coordinator.store.records import (
+    AssignmentRecord,
+    AttemptRecord,
+    BotRecord,
+    BotUpdate,
+    ClaimInput,
+    ClaimOutlook,
+    ExpiryOutcome,
+    HeartbeatInput,
+    HeartbeatOutcome,
+    JobQuery,
+    JobRecord,
+    NewJob,
+    ProgressInput,
+    RegisterOutcome,
+    Registration,
+    ReportInput,
+    ReportOutcome,
+    StatsRecord,
+    SubmitOutcome,
+)
+
+__all__ = [
+    "AssignmentRecord",
+    "AttemptRecord",
+    "BotRecord",
+    "BotUpdate",
+    "ClaimInput",
+    "ClaimOutlook",
+    "ExpiryOutcome",
+    "HeartbeatInput",
+    "HeartbeatOutcome",
+    "JobQuery",
+    "JobRecord",
+    "NewJob",
+    "ProgressInput",
+    "RegisterOutcome",
+    "Registration",
+    "ReportInput",
+    "ReportOutcome",
+    "RetryDelay",
+    "StatsRecord",
+    "Store",
+    "StoreError",
+    "StoreFull",
+    "StoreListener",
+    "SubmitOutcome",
+]
 
 
 class StoreError(Exception):
@@ -24,177 +71,6 @@ class StoreError(Exception):
 class StoreFull(StoreError):
     """The database has no room for the write (disk full, or a size limit): nothing of
     it was written."""
-
-
-class ReportOutcome(enum.Enum):
-    ACCEPTED = "accepted"
-    CONFLICT = "conflict"  # job terminal with another outcome, or lease lost (fail)
-    NOT_FOUND = "not_found"
-    FORBIDDEN = "forbidden"  # the job was never handed to this bot
-
-
-@dataclass(frozen=True, slots=True)
-class AssignmentRecord:
-    operations: tuple[str, ...]
-    max_concurrency: int
-    paused: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    op: str
-    payload: dict[str, Any]
-    run_at: datetime
-    priority: int = 0
-    max_attempts: int = 3
-    timeout_s: float | None = None
-    idempotency_key: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    id: str
-    op: str
-    payload: dict[str, Any]
-    state: str  # queued, running, succeeded, failed, cancelled
-    priority: int
-    attempt: int  # number of the latest attempt (0 before the first claim); the fencing token
-    max_attempts: int
-    created_at: datetime
-    run_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    lease_until: datetime | None = None
-    # The attempts charged against max_attempts (attempt - attempt_base): a lost claim
-    # and the attempts before an operator's retry are not, so this never passes
-    # max_attempts while `attempt` may.
-    attempts_used: int = 0
-    bot_id: str | None = None  # holder of the current (or last) attempt
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    progress: float | None = None
-    progress_message: str | None = None
-    timeout_s: float | None = None
-    idempotency_key: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One hand-out of a job: the history that proves no two live leases overlapped."""
-
-    job_id: str
-    attempt: int
-    bot_id: str
-    claimed_at: datetime
-    lease_until: datetime
-    ended_at: datetime | None
-    # succeeded, failed, expired, released, cancelled, lost (the claim answer never
-    # reached the bot; not charged against max_attempts); None while live
-    outcome: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    bot_key: str
-    instance_id: str
-    name: str
-    version: str
-    capabilities: tuple[str, ...]
-    resources: dict[str, Any]
-    constraints: dict[str, Any]
-    meta: dict[str, Any]
-    token_hash: str
-    token_expires_at: datetime
-    lease_until: datetime
-    default_max_concurrency: int
-
-
-@dataclass(frozen=True, slots=True)
-class BotRecord:
-    id: str
-    bot_key: str
-    instance_id: str
-    name: str
-    version: str
-    capabilities: tuple[str, ...]
-    assignment: AssignmentRecord
-    online: bool
-    registered_at: datetime
-    token_hash: str
-    token_expires_at: datetime
-    lease_until: datetime
-    last_heartbeat: datetime | None = None
-    lifecycle: str | None = None  # the state the bot last reported (IDLE, DRAINING, ...)
-    pending_command: str | None = None  # drain, quarantine, release
-    quarantined: bool = False  # an operator's quarantine in force (no `release` since)
-    running: tuple[str, ...] = ()  # ids of jobs it holds in state running
-    resources: dict[str, Any] = field(default_factory=dict)
-    constraints: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterOutcome:
-    bot: BotRecord
-    created: bool  # first time this bot_key was seen
-    released_job_ids: tuple[str, ...]  # jobs of a replaced instance, queued again
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatOutcome:
-    bot: BotRecord
-    extended: dict[str, datetime]  # job_id -> new lease_until, for jobs it still holds
-    cancel: tuple[str, ...]  # listed running jobs that were cancelled by an operator
-    command: str | None
-    released: tuple[str, ...] = ()  # its lost claim answers, queued again (uncharged)
-
-
-@dataclass(frozen=True, slots=True)
-class ReportInput:
-    job_id: str
-    action: str  # complete or fail
-    attempt: int | None = None
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    retryable: bool = True
-    retry_after_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitOutcome:
-    job: JobRecord
-    created: bool  # False when an idempotency_key matched an earlier job
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryOutcome:
-    bots_offline: tuple[str, ...] = ()
-    requeued: tuple[str, ...] = ()
-    failed: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimOutlook:
-    """What a claim would meet, read without a write transaction: whether the bot may
-    claim at all (known and online; a claim answers None otherwise) and the earliest
-    run_at of a queued job for the operations (None: none queued)."""
-
-    bot_online: bool
-    next_run_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class StatsRecord:
-    jobs_by_state: dict[str, int]
-    jobs_by_op: dict[str, dict[str, int]]
-    bots_by_state: dict[str, int]  # online, offline
-    succeeded_last_window: int
-    failed_last_window: int
-    window_s: int
-    oldest_queued_at: datetime | None
 
 
 class StoreListener(Protocol):
@@ -247,16 +123,7 @@ class Store(Protocol):
 
     async def list_bots(self) -> list[BotRecord]: ...
 
-    async def heartbeat(
-        self,
-        bot_id: str,
-        instance_id: str,
-        running_job_ids: Sequence[str],
-        lifecycle: str | None,
-        metrics: dict[str, Any],
-        bot_lease_ttl_s: float,
-        job_lease_ttl_s: float,
-    ) -> HeartbeatOutcome | None:
+    async def heartbeat(self, beat: HeartbeatInput) -> HeartbeatOutcome | None:
         """Renew the bot lease and the leases of the listed jobs it still holds.
 
         None when the bot is unknown or offline (the caller answers 404). A job's new
@@ -274,14 +141,9 @@ class Store(Protocol):
         """
         ...
 
-    async def update_bot(
-        self,
-        bot_id: str,
-        operations: Sequence[str] | None = None,
-        max_concurrency: int | None = None,
-        paused: bool | None = None,
-        command: str | None = None,
-    ) -> BotRecord | None: ...
+    async def update_bot(self, bot_id: str, update: BotUpdate) -> BotRecord | None:
+        """ValueError for a command or an assignment no bot could follow."""
+        ...
 
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         """Mark offline at once and release the jobs it still holds (as above); None if unknown."""
@@ -292,9 +154,7 @@ class Store(Protocol):
         """Insert in one transaction; an idempotency_key seen before returns that job."""
         ...
 
-    async def claim_jobs(
-        self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
-    ) -> list[JobRecord] | None:
+    async def claim_jobs(self, claim: ClaimInput) -> list[JobRecord] | None:
         """Atomically hand out up to `limit` queued jobs whose run_at has come.
 
         Priority (higher first), then FIFO. Only operations in both `operations` and
@@ -323,27 +183,20 @@ class Store(Protocol):
         ...
 
     async def report_and_claim(
-        self,
-        bot_id: str,
-        reports: Sequence[ReportInput],
-        operations: Sequence[str],
-        limit: int,
-        lease_ttl_s: float,
+        self, claim: ClaimInput, reports: Sequence[ReportInput]
     ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
         """`report`, then `claim_jobs`, in ONE transaction: the claim fills the capacity
         the reports freed. Same answers as the two verbs one after the other (the
         reports stand even when the claim answers None), one commit instead of two."""
         ...
 
-    async def set_progress(
-        self, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
-    ) -> ReportOutcome: ...
+    async def set_progress(self, bot_id: str, progress: ProgressInput) -> ReportOutcome:
+        """Accepted only from the current lease holder, like a fail."""
+        ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
-    async def list_jobs(
-        self, state: str | None, op: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[JobRecord], str | None]:
+    async def list_jobs(self, query: JobQuery) -> tuple[list[JobRecord], str | None]:
         """Newest first; the cursor is opaque and stable under inserts. ValueError if malformed."""
         ...
 

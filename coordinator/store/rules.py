@@ -1,18 +1,26 @@
-"""Pure decisions shared by every store backend: what a report does, when a command took
-hold, when a bot gets no jobs.
+"""Pure decisions shared by every store backend: what a report does, who may claim what,
+what an operator may ask of a bot, and when a command took hold.
 
-A backend reads a snapshot of the job and of the attempts this bot held, asks
-`decide_report`, and writes the outcome in the same transaction. Keeping the rules here
-keeps SQLite and PostgreSQL in agreement and lets them be tested without a database.
+A backend reads rows, asks these functions, and writes what they decided in the same
+transaction. Keeping the rules here keeps SQLite and PostgreSQL in agreement and lets
+them be tested without a database.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from coordinator.store.base import ReportInput, ReportOutcome, RetryDelay
+from coordinator.store.base import RetryDelay
+from coordinator.store.records import (
+    BotUpdate,
+    ClaimInput,
+    Registration,
+    ReportInput,
+    ReportOutcome,
+)
 
 # Why a job failed for good when its attempts ran out without a report, the same on
 # every backend (a job's `error`).
@@ -20,8 +28,11 @@ LEASE_EXPIRED = "lease expired"
 BOT_LEASE_EXPIRED = "bot lease expired"
 INSTANCE_REPLACED = "bot instance replaced"
 BOT_DEREGISTERED = "bot deregistered"
+# A fail report's error when the bot gave none (a job's `error` is never empty once failed).
+NO_ERROR_TEXT = "failed (the bot gave no error text)"
 
 ACTIVE_STATES = frozenset({"queued", "running"})
+COMMANDS = frozenset({"drain", "quarantine", "release"})
 
 
 class Effect(enum.Enum):
@@ -40,6 +51,24 @@ class JobSnapshot:
     max_attempts: int
     result_attempt: int | None  # attempt whose complete made the job succeed
 
+    @classmethod
+    def of(cls, row: Any) -> JobSnapshot:
+        """From a job row of either backend (both index columns by name)."""
+        return cls(
+            state=row["state"],
+            attempt=row["attempt"],
+            bot_id=row["bot_id"],
+            attempt_base=row["attempt_base"],
+            max_attempts=row["max_attempts"],
+            result_attempt=row["result_attempt"],
+        )
+
+    @property
+    def live_attempt(self) -> int | None:
+        """The attempt whose lease is live: a job runs exactly while its latest attempt
+        has not ended (every write that moves a job out of `running` ends it)."""
+        return self.attempt if self.state == "running" else None
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -51,6 +80,19 @@ class Decision:
 
 def attempts_left(job: JobSnapshot) -> bool:
     return job.attempt - job.attempt_base < job.max_attempts
+
+
+def holds_lease(job: JobSnapshot, bot_id: str, attempt: int) -> bool:
+    """Whether `bot_id` holds the live lease of `attempt` (a fail or progress may act)."""
+    return job.state == "running" and job.bot_id == bot_id and job.attempt == attempt
+
+
+def refusal(found: bool, handed: bool) -> ReportOutcome:
+    """Why a report or progress of a bot was not applied: the job is unknown, was never
+    handed to this bot, or this bot's attempt is over."""
+    if not found:
+        return ReportOutcome.NOT_FOUND
+    return ReportOutcome.CONFLICT if handed else ReportOutcome.FORBIDDEN
 
 
 def decide_report(
@@ -66,10 +108,8 @@ def decide_report(
     (None while live). A report naming an attempt this bot never held is CONFLICT: the
     job was handed to it, but that fencing token is not its own.
     """
-    if job is None:
-        return Decision(ReportOutcome.NOT_FOUND)
-    if not held:
-        return Decision(ReportOutcome.FORBIDDEN)
+    if job is None or not held:
+        return Decision(refusal(job is not None, False))
     attempt = report.attempt if report.attempt is not None else max(held)
     if attempt not in held:
         return Decision(ReportOutcome.CONFLICT, attempt=attempt)
@@ -81,8 +121,7 @@ def decide_report(
         return Decision(ReportOutcome.CONFLICT, attempt=attempt)
     if report.action != "fail":
         raise ValueError(f"unknown report action {report.action!r} (complete or fail)")
-    holds_lease = job.state == "running" and job.bot_id == bot_id and job.attempt == attempt
-    if holds_lease:
+    if holds_lease(job, bot_id, attempt):
         if report.retryable and attempts_left(job):
             if report.retry_after_ms is not None:
                 delay_s = max(0, report.retry_after_ms) / 1000.0
@@ -93,6 +132,55 @@ def decide_report(
     if held[attempt] == "failed":
         return Decision(ReportOutcome.ACCEPTED, attempt=attempt)
     return Decision(ReportOutcome.CONFLICT, attempt=attempt)
+
+
+# ---------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    """The bot row a claim reads: what it is assigned and whether it may take work."""
+
+    operations: Collection[str]
+    paused: bool
+    quarantined: bool
+    lifecycle: str | None
+
+
+def claims_withheld(quarantined: bool, lifecycle: str | None) -> bool:
+    """Whether a claim of this bot gets nothing: an operator's quarantine is in force
+    (the command was given, pending or delivered, and no `release` since), or the bot's
+    last heartbeat reported it QUARANTINED (by command or by itself)."""
+    return quarantined or (lifecycle is not None and lifecycle.upper() == "QUARANTINED")
+
+
+def claimable_operations(bot: Claimant, claim: ClaimInput) -> list[str]:
+    """The operations a claim takes jobs for (the ones asked for that the assignment
+    holds, in the order asked); empty when it gets nothing. How many it may take is
+    max_concurrency less the bot's running jobs, counted by the claim statement itself
+    so that concurrent claims of one bot cannot both see the same free slots."""
+    if bot.paused or claim.limit <= 0 or claims_withheld(bot.quarantined, bot.lifecycle):
+        return []
+    return [op for op in dict.fromkeys(claim.operations) if op in bot.operations]
+
+
+# ---------------------------------------------------------------- bots
+
+
+def max_concurrency_of(registration: Registration) -> int:
+    """The bot's own constraint when it is a positive integer, else the server's default."""
+    wanted = registration.constraints.get("max_concurrency")
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 1:
+        return wanted
+    return registration.default_max_concurrency
+
+
+def check_bot_update(update: BotUpdate) -> None:
+    """ValueError for an assignment or command no bot could follow."""
+    if update.command is not None and update.command not in COMMANDS:
+        raise ValueError(f"unknown bot command {update.command!r} (drain, quarantine or release)")
+    if update.max_concurrency is not None and update.max_concurrency < 0:
+        raise ValueError("max_concurrency must not be negative")
 
 
 _COMMAND_DONE: Mapping[str, frozenset[str]] = {
@@ -115,8 +203,12 @@ def command_took_effect(command: str, lifecycle: str | None) -> bool:
     return state in _COMMAND_DONE.get(command, frozenset())
 
 
-def claims_withheld(quarantined: bool, lifecycle: str | None) -> bool:
-    """Whether a claim of this bot gets nothing: an operator's quarantine is in force
-    (the command was given, pending or delivered, and no `release` since), or the bot's
-    last heartbeat reported it QUARANTINED (by command or by itself)."""
-    return quarantined or (lifecycle is not None and lifecycle.upper() == "QUARANTINED")
+def after_heartbeat(
+    reported: str | None, stored: str | None, pending: str | None
+) -> tuple[str | None, str | None]:
+    """(lifecycle, pending command) once a heartbeat is in: a bot that reports no state
+    keeps the last one, and a command is dropped once that state shows it took hold."""
+    lifecycle = reported if reported is not None else stored
+    if pending is not None and command_took_effect(pending, lifecycle):
+        pending = None
+    return lifecycle, pending

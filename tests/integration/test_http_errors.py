@@ -124,8 +124,9 @@ class TestDatabaseFull:
         kept = [await api.submit(payload={"a": n, "b": 1}) for n in range(5)]
         store = api.ctx.store
         assert isinstance(store, SQLiteStore)
-        writer = store._writer  # the one connection every write goes through
-        assert writer is not None
+        transactions = store._tx
+        assert transactions is not None
+        writer = transactions.writer  # the one connection every write goes through
         (pages,) = writer.conn.execute("PRAGMA page_count").fetchone()
         writer.conn.execute(f"PRAGMA max_page_count = {pages}")
 

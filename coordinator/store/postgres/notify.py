@@ -97,13 +97,13 @@ class NotificationRelay:
     ) -> None:
         self._connect = connect
         self._channel = channel
+        self._listening = asyncio.Event()
+        self._lost = asyncio.Event()  # the server closed the connection
         self._on_notice = on_notice
         self._on_reconnect = on_reconnect
         self._probe_interval_s = probe_interval_s
         self._max_backoff_s = max_backoff_s
         self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
-        self._lost = asyncio.Event()
         self._connection: Any = None
 
     @property

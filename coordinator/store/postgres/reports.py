@@ -1,116 +1,85 @@
-"""A batch of reports decided over locked job rows, then written in two bulk statements.
+"""Reports from bots (complete, fail, progress) in the PostgreSQL store.
 
-The PostgreSQL store locks the reported jobs (`SELECT … FOR UPDATE`, in id order),
-loads them here, and applies each report in order with the shared rules
-(`rules.decide_report`), updating its view of each job so a report repeated within one
-batch sees the first one's effect. The resulting changes are written by statements
-whose WHERE re-checks each job's state and attempt as they were read (the fence).
+A batch locks the reported jobs (id order), reads this bot's attempts in a fresh
+snapshot (so a report another coordinator applied while we waited is seen), is decided
+by the shared `ReportBatch`, and is written with its notices in one statement whose
+WHERE re-checks each job's state and attempt as locked (the fence).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
-from coordinator.store.base import ReportInput, ReportOutcome, RetryDelay
-from coordinator.store.rules import Decision, Effect, JobSnapshot, decide_report
-
-NO_ERROR_TEXT = "the job failed without an error message"
-
-
-@dataclass(slots=True)
-class LockedJob:
-    """A job row as locked for this transaction, updated as reports apply."""
-
-    id: str
-    op: str
-    snapshot: JobSnapshot
-    held: dict[int, str | None] = field(default_factory=dict)  # this bot's attempts: outcome
-    live_attempt: int | None = None  # the attempt whose lease is live (any bot's), if any
-    read_state: str = ""  # the fence: state and attempt as locked
-    read_attempt: int = 0
-
-    def __post_init__(self) -> None:
-        self.read_state = self.snapshot.state
-        self.read_attempt = self.snapshot.attempt
+from coordinator.store.base import (
+    ClaimInput,
+    JobRecord,
+    ProgressInput,
+    ReportInput,
+    ReportOutcome,
+    StoreError,
+)
+from coordinator.store.postgres.jobs import claim_jobs
+from coordinator.store.postgres.rows import clean_text
+from coordinator.store.postgres.tx import Tx
+from coordinator.store.reports import ReportBatch
+from coordinator.store.rules import JobSnapshot, refusal
 
 
-@dataclass(frozen=True, slots=True)
-class JobChange:
-    state: str
-    run_at: datetime | None  # None keeps the row's run_at
-    finished_at: datetime | None
-    result: dict[str, Any] | None
-    result_attempt: int | None
-    error: str | None
+async def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
+    reports = [replace(item, error=clean_text(item.error)) for item in reports]
+    job_ids = sorted({item.job_id for item in reports})
+    batch = ReportBatch(bot_id, tx.now, tx.retry_delay)
+    locked = await tx.fetch("jobs_for_report", job_ids)
+    for row in locked:
+        batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
+    for row in await tx.fetch("attempts_for_report", [row["id"] for row in locked], bot_id):
+        batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
+    outcomes = batch.apply_all(reports)
+    await _write(tx, batch)
+    return outcomes
 
 
-@dataclass(slots=True)
-class ReportBatch:
-    bot_id: str
-    now: datetime
-    retry_delay: RetryDelay
-    jobs: dict[str, LockedJob]
-    changes: dict[str, JobChange] = field(default_factory=dict)
-    ended: dict[tuple[str, int], str] = field(default_factory=dict)  # (job, attempt) -> outcome
-    requeued_ops: list[str] = field(default_factory=list)
-    finished: list[str] = field(default_factory=list)
+async def _write(tx: Tx, batch: ReportBatch) -> None:
+    if not batch.changes and not batch.ended:
+        return
+    rows = list(batch.changes.values())
+    ended = list(batch.ended)
+    tx.changes.ops.extend(batch.requeued_ops)
+    tx.changes.done.extend(batch.finished)
+    tx.changes.notified = True
+    moved = await tx.fetchval(
+        "write_reports", [c.job_id for c in rows], [c.state for c in rows],
+        [c.run_at for c in rows], [c.finished_at for c in rows], [c.result for c in rows],
+        [c.result_attempt for c in rows], [c.error for c in rows],
+        [c.read_state for c in rows], [c.read_attempt for c in rows], tx.now,
+        [job_id for job_id, _ in ended], [attempt for _, attempt in ended],
+        [batch.ended[key] for key in ended], tx.channel, tx.notices(),
+    )  # fmt: skip
+    if moved != len(rows):  # the rows are locked: the fence cannot fail, unless a bug
+        raise StoreError(f"reports moved {moved} of {len(rows)} locked jobs")
 
-    def add_attempt(
-        self, job_id: str, attempt: int, bot_id: str, outcome: str | None, live: bool
-    ) -> None:
-        job = self.jobs.get(job_id)
-        if job is None:
-            return
-        if live:
-            job.live_attempt = attempt
-        if bot_id == self.bot_id:
-            job.held[attempt] = outcome
 
-    def apply_all(self, reports: Iterable[ReportInput]) -> list[ReportOutcome]:
-        return [self.apply(report) for report in reports]
+async def report_and_claim(
+    tx: Tx, claim: ClaimInput, reports: Sequence[ReportInput]
+) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
+    # The bot's row first, then the reported jobs: the order a heartbeat and a claim
+    # take them in. The other way round, a heartbeat renewing these jobs' leases in
+    # another coordinator would deadlock with us.
+    # An offline bot has no row to lock: it stays without jobs even if it comes back
+    # meanwhile, so that `claim_jobs` never locks the bot after the jobs.
+    bot = await tx.fetchrow("bot_for_claim", claim.bot_id)
+    outcomes = await report(tx, claim.bot_id, reports) if reports else []
+    if bot is None:
+        return outcomes, None
+    return outcomes, await claim_jobs(tx, claim)
 
-    def apply(self, report: ReportInput) -> ReportOutcome:
-        job = self.jobs.get(report.job_id)
-        snapshot = job.snapshot if job is not None else None
-        held = job.held if job is not None else {}
-        decision = decide_report(snapshot, held, self.bot_id, report, self.retry_delay)
-        if job is not None and decision.effect is not Effect.NONE:
-            self._apply_effect(job, decision, report)
-        return decision.outcome
 
-    def _apply_effect(self, job: LockedJob, decision: Decision, report: ReportInput) -> None:
-        attempt = decision.attempt
-        assert attempt is not None, "an effect always names its attempt"
-        if decision.effect is Effect.SUCCEED:
-            # The first result wins, from any attempt; a live lease of another attempt
-            # is over (its holder gets 409 when it reports).
-            self._end_live_attempt(job, "succeeded" if job.live_attempt == attempt else "cancelled")
-            job.snapshot = replace(job.snapshot, state="succeeded", result_attempt=attempt)
-            self.changes[job.id] = JobChange(
-                "succeeded", None, self.now, report.result or {}, attempt, None
-            )
-            self.finished.append(job.id)
-            return
-        self._end_live_attempt(job, "failed")
-        error = report.error or NO_ERROR_TEXT
-        if decision.effect is Effect.RETRY:
-            job.snapshot = replace(job.snapshot, state="queued")
-            run_at = self.now + timedelta(seconds=decision.retry_delay_s)
-            self.changes[job.id] = JobChange("queued", run_at, None, None, None, error)
-            self.requeued_ops.append(job.op)
-        else:
-            job.snapshot = replace(job.snapshot, state="failed")
-            self.changes[job.id] = JobChange("failed", None, self.now, None, None, error)
-            self.finished.append(job.id)
-
-    def _end_live_attempt(self, job: LockedJob, outcome: str) -> None:
-        live = job.live_attempt
-        if live is None:
-            return
-        self.ended[(job.id, live)] = outcome
-        if live in job.held:
-            job.held[live] = outcome
-        job.live_attempt = None
+async def set_progress(tx: Tx, bot_id: str, progress: ProgressInput) -> ReportOutcome:
+    """One fenced UPDATE (no transaction needed); on a miss, a read of why it missed."""
+    text = clean_text(progress.message)
+    job_id = progress.job_id
+    if await tx.fetchval("set_progress", job_id, bot_id, progress.attempt, progress.progress, text):
+        return ReportOutcome.ACCEPTED
+    found = await tx.fetchrow("job_handed_to_bot", job_id, bot_id)
+    return refusal(found["found"], found["handed"])

@@ -1,12 +1,17 @@
-"""asyncpg rows to store records (and the connection codecs that make them plain Python)."""
+"""How the PostgreSQL store keeps values: asyncpg gives timestamps and, with the codec
+set on each connection, JSON as Python values already."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, overload
 
 import msgspec
 
-from coordinator.store.base import AssignmentRecord, AttemptRecord, BotRecord, JobRecord
+import coordinator.store.rows as rows
+from coordinator.store.base import StoreError
+from coordinator.store.records import AttemptRecord, BotRecord, JobRecord
 
 
 async def init_connection(connection: Any) -> None:
@@ -20,69 +25,39 @@ async def init_connection(connection: Any) -> None:
     )
 
 
+def as_datetime(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise StoreError(f"expected a timestamp, got {value!r}")
+    return value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+DECODE = rows.Decode(moment=as_datetime, json=_same)
+
+
 def job_from_row(row: Any) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        op=row["op"],
-        payload=row["payload"],
-        state=row["state"],
-        priority=row["priority"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        created_at=row["created_at"],
-        run_at=row["run_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        lease_until=row["lease_until"],
-        attempts_used=row["attempt"] - row["attempt_base"],
-        bot_id=row["bot_id"],
-        result=row["result"],
-        error=row["error"],
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-        timeout_s=row["timeout_s"],
-        idempotency_key=row["idempotency_key"],
-        metadata=row["metadata"],
-    )
+    return rows.job_from_row(row, DECODE)
 
 
 def bot_from_row(row: Any) -> BotRecord:
-    return BotRecord(
-        id=row["id"],
-        bot_key=row["bot_key"],
-        instance_id=row["instance_id"],
-        name=row["name"],
-        version=row["version"],
-        capabilities=tuple(row["capabilities"]),
-        assignment=AssignmentRecord(
-            operations=tuple(row["operations"]),
-            max_concurrency=row["max_concurrency"],
-            paused=row["paused"],
-        ),
-        online=row["online"],
-        registered_at=row["registered_at"],
-        token_hash=row["token_hash"],
-        token_expires_at=row["token_expires_at"],
-        lease_until=row["lease_until"],
-        last_heartbeat=row["last_heartbeat"],
-        lifecycle=row["lifecycle"],
-        pending_command=row["pending_command"],
-        quarantined=bool(row["quarantined"]),
-        running=tuple(row["running"]),
-        resources=row["resources"],
-        constraints=row["constraints"],
-        meta=row["meta"],
-        metrics=row["metrics"],
-    )
+    """A row of `get_bot` and its kin, which carry the bot's running job ids."""
+    running: Sequence[str] = row["running"]
+    return rows.bot_from_row(row, running, DECODE)
 
 
 def attempt_from_row(row: Any) -> AttemptRecord:
-    return AttemptRecord(
-        job_id=row["job_id"],
-        attempt=row["attempt"],
-        bot_id=row["bot_id"],
-        claimed_at=row["claimed_at"],
-        lease_until=row["lease_until"],
-        ended_at=row["ended_at"],
-        outcome=row["outcome"],
-    )
+    return rows.attempt_from_row(row, DECODE)
+
+
+@overload
+def clean_text(value: str) -> str: ...
+@overload
+def clean_text(value: None) -> None: ...
+def clean_text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a client's text may (an exception's message)."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")

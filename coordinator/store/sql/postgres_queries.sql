@@ -59,7 +59,8 @@ VALUES ($1, $2, $3, $4, $5, $6::text[], $6::text[], $7, $8, $9, $10, $11, $12, $
 ON CONFLICT (bot_key) DO NOTHING
 RETURNING id;
 
--- name: lock_bot_by_key
+-- name: bot_by_key
+-- Locked: a heartbeat or claim of this bot waits for the re-registration.
 SELECT id, instance_id FROM bots WHERE bot_key = $1 FOR NO KEY UPDATE;
 
 -- name: reregister_bot
@@ -71,7 +72,7 @@ SET instance_id = $2, name = $3, version = $4, capabilities = $5::text[],
     lifecycle = CASE WHEN instance_id = $2 THEN lifecycle END
 WHERE id = $1;
 
--- name: lock_bot_for_heartbeat
+-- name: bot_for_heartbeat
 -- A replaced instance is fenced off like an unknown bot: it must not renew leases.
 SELECT lifecycle, pending_command, last_heartbeat FROM bots
 WHERE id = $1 AND instance_id = $2 AND online
@@ -133,21 +134,18 @@ RETURNING id;
 -- name: release_bot_jobs
 -- $1 bot ids, $2 now, $3 error when the job's attempts are spent.
 -- The live attempt ends as `released`; the job is queued again or failed for good.
+-- A locked row is read as it is once locked, so `attempts_left` is current.
 WITH held AS (
-    SELECT id FROM jobs
+    SELECT id, attempt - attempt_base < max_attempts AS attempts_left FROM jobs
     WHERE bot_id = ANY($1::text[]) AND state = 'running'
     ORDER BY id
     FOR UPDATE
 ), released AS (
     UPDATE jobs j
-    SET state = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                     THEN 'queued' ELSE 'failed' END,
-        run_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                      THEN $2 ELSE j.run_at END,
-        finished_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                           THEN NULL ELSE $2 END,
-        error = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                     THEN j.error ELSE $3 END,
+    SET state = CASE WHEN held.attempts_left THEN 'queued' ELSE 'failed' END,
+        run_at = CASE WHEN held.attempts_left THEN $2 ELSE j.run_at END,
+        finished_at = CASE WHEN held.attempts_left THEN NULL ELSE $2 END,
+        error = CASE WHEN held.attempts_left THEN j.error ELSE $3 END,
         lease_until = NULL
     FROM held
     WHERE j.id = held.id AND j.bot_id = ANY($1::text[]) AND j.state = 'running'
@@ -187,7 +185,8 @@ WITH lost AS (
 )
 SELECT id, op, state FROM released ORDER BY id;
 
--- name: lock_bot_for_claim
+-- name: bot_for_claim
+-- Locked: claims of one bot, in every coordinator, take turns (see claim_jobs).
 SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
 WHERE id = $1 AND online
 FOR NO KEY UPDATE;
@@ -250,7 +249,8 @@ WITH room AS (
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq;
 
--- name: lock_jobs_for_report
+-- name: jobs_for_report
+-- Locked in id order (no deadlock between two batches).
 SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
 FROM jobs
 WHERE id = ANY($1::text[])
@@ -258,9 +258,9 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: attempts_for_report
--- The attempts this bot held, and whoever holds the live one.
-SELECT job_id, attempt, bot_id, outcome, ended_at FROM attempts
-WHERE job_id = ANY($1::text[]) AND (bot_id = $2 OR ended_at IS NULL);
+-- The attempts this bot held.
+SELECT job_id, attempt, outcome FROM attempts
+WHERE job_id = ANY($1::text[]) AND bot_id = $2;
 
 -- name: write_reports
 -- Everything a batch of reports changed, and its notices, in one statement.
@@ -387,20 +387,16 @@ RETURNING b.id;
 -- $1 now, $2 error when the job's attempts are spent (rules.LEASE_EXPIRED).
 -- Running jobs whose lease ran out: queued again, or failed once attempts are spent.
 WITH due AS (
-    SELECT id FROM jobs
+    SELECT id, attempt - attempt_base < max_attempts AS attempts_left FROM jobs
     WHERE state = 'running' AND lease_until < $1
     ORDER BY id
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     UPDATE jobs j
-    SET state = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                     THEN 'queued' ELSE 'failed' END,
-        run_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                      THEN $1 ELSE j.run_at END,
-        finished_at = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                           THEN NULL ELSE $1 END,
-        error = CASE WHEN j.attempt - j.attempt_base < j.max_attempts
-                     THEN j.error ELSE $2::text END,
+    SET state = CASE WHEN due.attempts_left THEN 'queued' ELSE 'failed' END,
+        run_at = CASE WHEN due.attempts_left THEN $1 ELSE j.run_at END,
+        finished_at = CASE WHEN due.attempts_left THEN NULL ELSE $1 END,
+        error = CASE WHEN due.attempts_left THEN j.error ELSE $2::text END,
         lease_until = NULL
     FROM due
     WHERE j.id = due.id AND j.state = 'running' AND j.lease_until < $1

@@ -32,12 +32,13 @@ PRAGMA busy_timeout = 0
 -- name: pragma_no_autocheckpoint
 -- The writer connection never checkpoints on commit: with the default (1,000 pages) the
 -- commit that crosses the threshold copies the WAL into the database and fsyncs both,
--- and commits now run on the event loop. `checkpoint_passive` runs instead every few
--- hundred rows written: its bulk on the reader thread while writes go on, its tail on
--- the writer thread (writes queue behind that short part). Durability is unchanged in kind: a
--- commit is in the WAL before it returns, so it survives a SIGKILL of the process; a
--- power loss or OS crash can lose what was committed since the last checkpoint's fsync,
--- as with the default; only the spacing of the checkpoints differs. If the process dies
+-- and commits run on the event loop. `checkpoint_passive` runs instead, spaced by rows
+-- written and by time (`connection.Checkpointer`): its bulk on the reader thread while
+-- writes go on, its tail on the writer thread (writes queue behind that short part).
+-- Durability is the same in kind as with the default: a commit is in the WAL before it
+-- returns, so it survives a SIGKILL of the process; a power loss or OS crash can lose
+-- what was committed since the last checkpoint's fsync; only the spacing of the
+-- checkpoints differs. If the process dies
 -- with a long WAL, the next open replays it. Closing the last connection still
 -- checkpoints everything and removes the WAL.
 PRAGMA wal_autocheckpoint = 0
@@ -103,14 +104,23 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, 
 
 -- ---------------------------------------------------------------- bots
 
--- name: bot_by_id
+-- name: get_bot
 SELECT * FROM bots WHERE id = :id
 
--- name: bot_by_key
-SELECT * FROM bots WHERE bot_key = :bot_key
-
--- name: all_bots
+-- name: list_bots
 SELECT * FROM bots ORDER BY registered_at, id
+
+-- name: bot_by_key
+SELECT id, instance_id FROM bots WHERE bot_key = :bot_key
+
+-- name: bot_for_heartbeat
+-- A replaced instance is fenced off like an unknown bot: it must not renew leases.
+SELECT lifecycle, pending_command, last_heartbeat FROM bots
+WHERE id = :id AND instance_id = :instance_id AND online = 1
+
+-- name: bot_for_claim
+SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
+WHERE id = :id AND online = 1
 
 -- name: insert_bot
 INSERT INTO bots (
@@ -153,7 +163,7 @@ UPDATE bots SET
     metrics = :metrics
 WHERE id = :id
 
--- name: update_bot_assignment
+-- name: update_bot
 -- NULL parameters leave a field as it is. `quarantine` holds the bot's claims until a
 -- `release` (a `drain` leaves the hold as it is).
 UPDATE bots SET
@@ -164,9 +174,12 @@ UPDATE bots SET
     quarantined = CASE :command WHEN 'quarantine' THEN 1 WHEN 'release' THEN 0
                                 ELSE quarantined END
 WHERE id = :id
+RETURNING id
 
--- name: set_bot_offline
-UPDATE bots SET online = 0 WHERE id = :id
+-- name: deregister_bot
+-- A stale instance cannot take its successor offline.
+UPDATE bots SET online = 0 WHERE id = :id AND instance_id = :instance_id
+RETURNING id
 
 -- name: expire_bots
 UPDATE bots SET online = 0
@@ -179,10 +192,7 @@ SELECT id FROM jobs INDEXED BY jobs_running_bot WHERE state = 'running' AND bot_
 -- name: running_job_ids_all
 SELECT bot_id, id FROM jobs WHERE state = 'running' ORDER BY seq
 
--- name: count_running_of_bot
-SELECT count(*) FROM jobs INDEXED BY jobs_running_bot WHERE state = 'running' AND bot_id = :bot_id
-
--- name: extend_job_leases
+-- name: extend_leases
 -- Only jobs this bot still holds: running, and its attempt is the current one.
 -- (`+state`: look the listed ids up by id, never walk every running job by state.)
 -- `seen_at`: the bot has this attempt (see `requeue_lost_jobs`).
@@ -203,8 +213,9 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND +state = 'cancelled' AND bot
 -- ---------------------------------------------------------------- releasing held jobs
 -- Used when bots go away (new instance, deregistration, bot lease expired) and when job
 -- leases run out. Run in this order: end the attempts while the jobs are still
--- running, queue the jobs with attempts left, fail the rest. INDEXED BY: without
--- planner statistics SQLite would walk every running job through jobs_state_seq.
+-- running, then move the jobs (SQLite has no writable CTEs to do both at once).
+-- INDEXED BY: without planner statistics SQLite would walk every running job through
+-- jobs_state_seq.
 
 -- name: end_attempts_of_bots
 UPDATE attempts SET ended_at = :now, outcome = :outcome
@@ -214,16 +225,21 @@ WHERE jobs.state = 'running'
   AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
   AND attempts.ended_at IS NULL
 
--- name: requeue_jobs_of_bots
-UPDATE jobs INDEXED BY jobs_running_bot SET state = 'queued', lease_until = NULL, run_at = :now
-WHERE state = 'running' AND bot_id IN (SELECT value FROM json_each(:bots))
-  AND attempt - attempt_base < max_attempts
-RETURNING id, op
-
--- name: fail_jobs_of_bots
-UPDATE jobs INDEXED BY jobs_running_bot SET state = 'failed', lease_until = NULL, finished_at = :now, error = :error
-WHERE state = 'running' AND bot_id IN (SELECT value FROM json_each(:bots))
-RETURNING id
+-- name: release_bot_jobs
+-- Each job is queued again, or failed with :error when its attempts are spent.
+UPDATE jobs SET
+    state = CASE WHEN held.attempts_left THEN 'queued' ELSE 'failed' END,
+    run_at = CASE WHEN held.attempts_left THEN :now ELSE run_at END,
+    finished_at = CASE WHEN held.attempts_left THEN NULL ELSE :now END,
+    error = CASE WHEN held.attempts_left THEN error ELSE :error END,
+    lease_until = NULL
+FROM (
+    SELECT seq, attempt - attempt_base < max_attempts AS attempts_left
+    FROM jobs INDEXED BY jobs_running_bot
+    WHERE state = 'running' AND bot_id IN (SELECT value FROM json_each(:bots))
+) AS held
+WHERE jobs.seq = held.seq
+RETURNING id, op, state
 
 -- name: end_expired_attempts
 UPDATE attempts SET ended_at = :now, outcome = 'expired'
@@ -232,17 +248,24 @@ WHERE jobs.state = 'running' AND jobs.lease_until < :now
   AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
   AND attempts.ended_at IS NULL
 
--- name: requeue_expired_jobs
-UPDATE jobs INDEXED BY jobs_running_lease SET state = 'queued', lease_until = NULL, run_at = :now
-WHERE state = 'running' AND lease_until < :now AND attempt - attempt_base < max_attempts
-RETURNING id, op
+-- name: expire_jobs
+-- Running jobs whose lease ran out: queued again, or failed with :error once their
+-- attempts are spent.
+UPDATE jobs SET
+    state = CASE WHEN due.attempts_left THEN 'queued' ELSE 'failed' END,
+    run_at = CASE WHEN due.attempts_left THEN :now ELSE run_at END,
+    finished_at = CASE WHEN due.attempts_left THEN NULL ELSE :now END,
+    error = CASE WHEN due.attempts_left THEN error ELSE :error END,
+    lease_until = NULL
+FROM (
+    SELECT seq, attempt - attempt_base < max_attempts AS attempts_left
+    FROM jobs INDEXED BY jobs_running_lease
+    WHERE state = 'running' AND lease_until < :now
+) AS due
+WHERE jobs.seq = due.seq
+RETURNING id, op, state
 
--- name: fail_expired_jobs
-UPDATE jobs INDEXED BY jobs_running_lease SET state = 'failed', lease_until = NULL, finished_at = :now, error = :error
-WHERE state = 'running' AND lease_until < :now
-RETURNING id
-
--- name: requeue_lost_jobs
+-- name: release_lost_jobs
 -- Claim answers that never reached the bot (see Store.heartbeat): its jobs handed out
 -- before its previous heartbeat arrived (:since), which neither that heartbeat
 -- (seen_at) nor this one (:ids) lists. They go back to the queue at once, uncharged:
@@ -258,8 +281,9 @@ RETURNING id, op, attempt
 
 -- ---------------------------------------------------------------- submit and claim
 
--- name: insert_job
--- An idempotency_key seen before inserts nothing; the caller then reads the first job.
+-- name: insert_jobs
+-- Run once per job (executemany). An idempotency_key seen before inserts nothing; the
+-- caller then reads the first job.
 INSERT INTO jobs (
     id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
     idempotency_key, metadata
@@ -269,7 +293,7 @@ INSERT INTO jobs (
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
--- name: jobs_by_idempotency_keys
+-- name: jobs_by_idempotency_key
 -- INDEXED BY: with planner statistics showing mostly keyless jobs, SQLite would scan.
 SELECT * FROM jobs INDEXED BY jobs_idempotency_key
 WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json_each(:keys))
@@ -278,7 +302,9 @@ WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json
 -- One statement: pick and take. For each operation, the best `limit` runnable jobs come
 -- from the jobs_claim index (priority, then FIFO; INDEXED BY keeps the planner from
 -- sorting every runnable job through another index); the best `limit` of those are
--- taken. Each job's lease is max(ttl, its timeout) from now; the attempt goes up by one.
+-- taken: at most :limit, and no more than leaves the bot at :max_concurrency running jobs
+-- (counted here, so the count and the claim are one snapshot). Each job's lease is
+-- max(ttl, its timeout) from now; the attempt goes up by one.
 UPDATE jobs SET
     state = 'running',
     attempt = attempt + 1,
@@ -298,7 +324,10 @@ WHERE seq IN (
         LIMIT :limit
     )
     ORDER BY candidate.priority DESC, candidate.seq
-    LIMIT :limit
+    LIMIT max(0, min(:limit, :max_concurrency - (
+        SELECT count(*) FROM jobs INDEXED BY jobs_running_bot
+        WHERE state = 'running' AND bot_id = :bot_id
+    )))
 )
 RETURNING *
 
@@ -333,36 +362,51 @@ SELECT
 SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
 FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
--- name: attempts_of_bot
+-- name: attempts_for_report
+-- The attempts this bot held.
 SELECT job_id, attempt, outcome FROM attempts
 WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
 
--- name: succeed_job
+-- name: report_succeeded
+-- A job a batch of reports moved, one statement per outcome (executemany) because an
+-- UPDATE costs by the columns it sets (their indexes are kept up): its new state; the
+-- WHERE is the fence (state and attempt as read). The attempts end in `end_attempt`.
 UPDATE jobs SET
-    state = 'succeeded', result = :result, result_attempt = :attempt, error = NULL,
-    finished_at = :now, lease_until = NULL
-WHERE id = :job_id
+    state = 'succeeded', result = :result, result_attempt = :result_attempt, error = NULL,
+    finished_at = :finished_at, lease_until = NULL
+WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
 
--- name: retry_job_later
+-- name: report_retried
 UPDATE jobs SET state = 'queued', run_at = :run_at, lease_until = NULL, error = :error
-WHERE id = :job_id
+WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
 
--- name: fail_job
-UPDATE jobs SET state = 'failed', error = :error, finished_at = :now, lease_until = NULL
-WHERE id = :job_id
+-- name: report_failed
+UPDATE jobs SET
+    state = 'failed', error = :error, finished_at = :finished_at, lease_until = NULL
+WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
 
 -- name: end_attempt
 UPDATE attempts SET ended_at = :now, outcome = :outcome
 WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
 
 -- name: set_progress
-UPDATE jobs SET progress = :progress, progress_message = :message WHERE id = :job_id
+-- Only from the holder of the live lease (:attempt NULL: whichever attempt it holds).
+UPDATE jobs SET progress = :progress, progress_message = :message
+WHERE id = :job_id AND bot_id = :bot_id AND state = 'running'
+  AND attempt = coalesce(:attempt, attempt)
+RETURNING id
+
+-- name: job_handed_to_bot
+SELECT EXISTS (SELECT 1 FROM jobs WHERE id = :job_id) AS found,
+       EXISTS (SELECT 1 FROM attempts WHERE job_id = :job_id AND bot_id = :bot_id) AS handed
 
 -- ---------------------------------------------------------------- operator verbs
 
 -- name: cancel_job
+-- Its attempt, if still live, ends in `end_attempt` (a no-op for a queued job).
 UPDATE jobs SET state = 'cancelled', finished_at = :now, lease_until = NULL
 WHERE id = :job_id AND state IN ('queued', 'running')
+RETURNING *
 
 -- name: retry_job
 -- A fresh budget of max_attempts: attempts counted from the current number on.
@@ -371,13 +415,14 @@ UPDATE jobs SET
     started_at = NULL, finished_at = NULL, result = NULL, result_attempt = NULL,
     error = NULL, progress = NULL, progress_message = NULL
 WHERE id = :job_id AND state IN ('failed', 'cancelled')
+RETURNING *
 
 -- ---------------------------------------------------------------- reads
 
--- name: job_by_id
+-- name: get_job
 SELECT * FROM jobs WHERE id = :id
 
--- name: attempts_of_job
+-- name: list_attempts
 SELECT * FROM attempts WHERE job_id = :job_id ORDER BY attempt
 
 -- name: list_jobs
@@ -396,18 +441,19 @@ WHERE op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
 SELECT * FROM jobs INDEXED BY jobs_state_seq
 WHERE state = :state AND op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
 
--- name: count_jobs_by_op_and_state
+-- name: count_jobs
 -- Kept by the triggers on jobs (see the migration).
 SELECT op, state, n FROM job_counts WHERE n > 0
 
--- name: count_bots_by_online
+-- name: count_bots
 SELECT online, count(*) AS n FROM bots GROUP BY online
 
--- name: count_finished_since
-SELECT state, count(*) AS n FROM jobs INDEXED BY jobs_finished
+-- name: finished_since
+SELECT count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE state = 'failed') AS failed
+FROM jobs INDEXED BY jobs_finished
 WHERE finished_at IS NOT NULL AND finished_at >= :since AND state IN ('succeeded', 'failed')
-GROUP BY state
 
--- name: oldest_queued_created_at
+-- name: oldest_queued
 SELECT created_at FROM jobs INDEXED BY jobs_state_seq
 WHERE state = 'queued' ORDER BY seq LIMIT 1

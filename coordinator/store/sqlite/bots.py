@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from typing import Any
 
-from coordinator.store.base import BotRecord, HeartbeatOutcome, RegisterOutcome, Registration
-from coordinator.store.rules import BOT_DEREGISTERED, INSTANCE_REPLACED, command_took_effect
-from coordinator.store.sqlite.leases import release_jobs_of_bots, release_lost_jobs
-from coordinator.store.sqlite.rows import (
-    Tx,
-    dump_json,
-    from_us,
-    id_list,
-    load_bot,
-    require_bot,
-    to_us,
+import coordinator.store.records as records
+from coordinator.store.rules import (
+    BOT_DEREGISTERED,
+    INSTANCE_REPLACED,
+    after_heartbeat,
+    max_concurrency_of,
 )
-
-COMMANDS = frozenset({"drain", "quarantine", "release"})
+from coordinator.store.sqlite.leases import release_jobs_of_bots, release_lost_jobs
+from coordinator.store.sqlite.reads import load_bot, require_bot
+from coordinator.store.sqlite.rows import dump_json, from_us, id_list, to_us
+from coordinator.store.sqlite.tx import Tx
 
 
 def new_bot_id() -> str:
     return "bot_" + secrets.token_hex(8)
 
 
-def _max_concurrency(registration: Registration) -> int:
-    wanted = registration.constraints.get("max_concurrency")
-    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 1:
-        return wanted
-    return registration.default_max_concurrency
-
-
-def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
+def register_bot(tx: Tx, registration: records.Registration) -> records.RegisterOutcome:
     existing = tx.one("bot_by_key", {"bot_key": registration.bot_key})
     fields: dict[str, Any] = {
         "bot_key": registration.bot_key,
@@ -42,7 +31,7 @@ def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
         "version": registration.version,
         "capabilities": dump_json(registration.capabilities),
         "operations": dump_json(registration.capabilities),
-        "max_concurrency": _max_concurrency(registration),
+        "max_concurrency": max_concurrency_of(registration),
         "token_hash": registration.token_hash,
         "token_expires_at": to_us(registration.token_expires_at),
         "lease_until": to_us(registration.lease_until),
@@ -60,53 +49,39 @@ def register_bot(tx: Tx, registration: Registration) -> RegisterOutcome:
         new_instance = existing["instance_id"] != registration.instance_id
         if new_instance:
             # The old process is gone: its jobs go back now, not when their leases end.
-            requeued, failed = release_jobs_of_bots(tx, [bot_id], INSTANCE_REPLACED)
-            released = requeued + failed
+            moved = release_jobs_of_bots(tx, [bot_id], INSTANCE_REPLACED)
+            released = tuple(row["id"] for row in moved)
         tx.run("reregister_bot", {**fields, "id": bot_id, "new_instance": new_instance})
-    return RegisterOutcome(
-        bot=require_bot(tx, bot_id),
-        created=existing is None,
-        released_job_ids=released,
+    return records.RegisterOutcome(
+        bot=require_bot(tx, bot_id), created=existing is None, released_job_ids=released
     )
 
 
-def heartbeat(
-    tx: Tx,
-    bot_id: str,
-    instance_id: str,
-    running_job_ids: Sequence[str],
-    lifecycle: str | None,
-    metrics: dict[str, Any],
-    bot_lease_ttl_s: float,
-    job_lease_ttl_s: float,
-) -> HeartbeatOutcome | None:
-    row = tx.one("bot_by_id", {"id": bot_id})
-    # A replaced instance is fenced off like an unknown bot: it must not renew leases.
-    if row is None or not row["online"] or row["instance_id"] != instance_id:
+def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
+    bot_id = beat.bot_id
+    row = tx.one("bot_for_heartbeat", {"id": bot_id, "instance_id": beat.instance_id})
+    if row is None:
         return None
-    effective_lifecycle = lifecycle if lifecycle is not None else row["lifecycle"]
-    command: str | None = row["pending_command"]
-    if command is not None and command_took_effect(command, effective_lifecycle):
-        command = None
+    lifecycle, command = after_heartbeat(beat.lifecycle, row["lifecycle"], row["pending_command"])
     tx.run(
         "heartbeat_bot",
         {
             "id": bot_id,
             "now": tx.now,
-            "lease_until": tx.now + round(bot_lease_ttl_s * 1_000_000),
-            "lifecycle": effective_lifecycle,
+            "lease_until": tx.now + round(beat.bot_lease_ttl_s * 1_000_000),
+            "lifecycle": lifecycle,
             "pending_command": command,
-            "metrics": dump_json(metrics),
+            "metrics": dump_json(beat.metrics),
         },
     )
-    ids = id_list(running_job_ids)
+    ids = id_list(beat.running_job_ids)
     released = release_lost_jobs(tx, bot_id, row["last_heartbeat"], ids)
     extended: dict[str, Any] = {}
     cancel: tuple[str, ...] = ()
-    if running_job_ids:
+    if beat.running_job_ids:
         renewed = tx.all(
-            "extend_job_leases",
-            {"ids": ids, "bot_id": bot_id, "now": tx.now, "ttl_s": job_lease_ttl_s},
+            "extend_leases",
+            {"ids": ids, "bot_id": bot_id, "now": tx.now, "ttl_s": beat.job_lease_ttl_s},
         )
         tx.many(
             "extend_attempt_lease",
@@ -118,7 +93,7 @@ def heartbeat(
         extended = {r["id"]: from_us(r["lease_until"]) for r in renewed}
         cancelled = tx.all("cancelled_among", {"ids": ids, "bot_id": bot_id})
         cancel = tuple(r["id"] for r in cancelled)
-    return HeartbeatOutcome(
+    return records.HeartbeatOutcome(
         bot=require_bot(tx, bot_id),
         extended=extended,
         cancel=cancel,
@@ -127,36 +102,22 @@ def heartbeat(
     )
 
 
-def update_bot(
-    tx: Tx,
-    bot_id: str,
-    operations: Sequence[str] | None,
-    max_concurrency: int | None,
-    paused: bool | None,
-    command: str | None,
-) -> BotRecord | None:
-    if command is not None and command not in COMMANDS:
-        raise ValueError(f"unknown bot command {command!r} (drain, quarantine or release)")
-    if max_concurrency is not None and max_concurrency < 0:
-        raise ValueError("max_concurrency must not be negative")
-    tx.run(
-        "update_bot_assignment",
+def update_bot(tx: Tx, bot_id: str, update: records.BotUpdate) -> records.BotRecord | None:
+    operations = update.operations
+    found = tx.one(
+        "update_bot",
         {
             "id": bot_id,
             "operations": None if operations is None else dump_json(list(operations)),
-            "max_concurrency": max_concurrency,
-            "paused": None if paused is None else int(paused),
-            "command": command,
+            "max_concurrency": update.max_concurrency,
+            "paused": None if update.paused is None else int(update.paused),
+            "command": update.command,
         },
     )
-    return load_bot(tx, bot_id)
+    return None if found is None else load_bot(tx, bot_id)
 
 
 def deregister_bot(tx: Tx, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
-    row = tx.one("bot_by_id", {"id": bot_id})
-    # A stale instance cannot take its successor offline.
-    if row is None or row["instance_id"] != instance_id:
+    if tx.one("deregister_bot", {"id": bot_id, "instance_id": instance_id}) is None:
         return None
-    tx.run("set_bot_offline", {"id": bot_id})
-    requeued, failed = release_jobs_of_bots(tx, [bot_id], BOT_DEREGISTERED)
-    return requeued + failed
+    return tuple(row["id"] for row in release_jobs_of_bots(tx, [bot_id], BOT_DEREGISTERED))

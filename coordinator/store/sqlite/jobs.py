@@ -6,16 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from coordinator.store.base import (
+    ClaimInput,
     JobRecord,
     NewJob,
     ReportOutcome,
-    StoreError,
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
-from coordinator.store.rules import claims_withheld
+from coordinator.store.rules import Claimant, claimable_operations
+from coordinator.store.sqlite.reads import unchanged
 from coordinator.store.sqlite.rows import (
-    Tx,
     dump_json,
     from_us,
     id_list,
@@ -23,18 +23,7 @@ from coordinator.store.sqlite.rows import (
     load_json,
     to_us,
 )
-
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-
-
-def _require_job(tx: Tx, job_id: str) -> JobRecord:
-    row = tx.one("job_by_id", {"id": job_id})
-    if row is None:
-        raise StoreError(f"job {job_id} vanished inside its own transaction")
-    return job_from_row(row)
-
-
-# ---------------------------------------------------------------- submit
+from coordinator.store.sqlite.tx import Tx
 
 
 def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
@@ -54,11 +43,11 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
         }
         for job in jobs
     ]
-    tx.many("insert_job", rows)
+    tx.many("insert_jobs", rows)
     keys = [job.idempotency_key for job in jobs if job.idempotency_key is not None]
     by_key: dict[str, JobRecord] = {}
     if keys:
-        found = tx.all("jobs_by_idempotency_keys", {"keys": id_list(keys)})
+        found = tx.all("jobs_by_idempotency_key", {"keys": id_list(keys)})
         by_key = {row["idempotency_key"]: job_from_row(row) for row in found}
     outcomes: list[SubmitOutcome] = []
     for job, row in zip(jobs, rows, strict=True):
@@ -69,7 +58,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             record = _new_record(job, row)
             created = True
         if created:
-            tx.available[job.op] += 1
+            tx.changes.ops.append(job.op)
         outcomes.append(SubmitOutcome(job=record, created=created))
     return outcomes
 
@@ -92,41 +81,36 @@ def _new_record(job: NewJob, row: dict[str, Any]) -> JobRecord:
     )
 
 
-# ---------------------------------------------------------------- claim
-
-
-def claim_jobs(
-    tx: Tx, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
-) -> list[JobRecord] | None:
-    bot = tx.one("bot_by_id", {"id": bot_id})
-    if bot is None or not bot["online"]:
+def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
+    bot = tx.one("bot_for_claim", {"id": claim.bot_id})
+    if bot is None:
         return None
-    if bot["paused"] or limit <= 0 or claims_withheld(bool(bot["quarantined"]), bot["lifecycle"]):
-        return []
-    assigned = set(load_json(bot["operations"]))
-    wanted = [op for op in dict.fromkeys(operations) if op in assigned]
-    running_row = tx.one("count_running_of_bot", {"bot_id": bot_id})
-    running = running_row[0] if running_row is not None else 0
-    room = min(limit, bot["max_concurrency"] - running)
-    if not wanted or room <= 0:
+    claimant = Claimant(
+        set(load_json(bot["operations"])), bool(bot["paused"]), bool(bot["quarantined"]),
+        bot["lifecycle"],
+    )  # fmt: skip
+    wanted = claimable_operations(claimant, claim)
+    if not wanted:
         return []
     rows = tx.all(
         "claim_jobs",
         {
-            "bot_id": bot_id,
+            "bot_id": claim.bot_id,
             "ops": dump_json(wanted),
-            "limit": room,
+            "limit": claim.limit,
+            "max_concurrency": bot["max_concurrency"],
             "now": tx.now,
-            "ttl_s": lease_ttl_s,
+            "ttl_s": claim.lease_ttl_s,
         },
     )
+    # SQLite has no writable CTEs: the attempts are a second statement.
     tx.many(
         "insert_attempt",
         (
             {
                 "job_id": row["id"],
                 "attempt": row["attempt"],
-                "bot_id": bot_id,
+                "bot_id": claim.bot_id,
                 "now": tx.now,
                 "lease_until": row["lease_until"],
             }
@@ -138,33 +122,20 @@ def claim_jobs(
     return [job_from_row(row) for row in rows]
 
 
-# ---------------------------------------------------------------- operator verbs
-
-
-def _end_attempt(tx: Tx, job_id: str, attempt: int, outcome: str) -> None:
-    tx.run("end_attempt", {"job_id": job_id, "attempt": attempt, "outcome": outcome, "now": tx.now})
-
-
 def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
-    row = tx.one("job_by_id", {"id": job_id})
+    # A running job's holder learns it from its next heartbeat's `cancel`.
+    row = tx.one("cancel_job", {"job_id": job_id, "now": tx.now})
     if row is None:
-        return ReportOutcome.NOT_FOUND, None
-    if row["state"] in TERMINAL_STATES:
-        return ReportOutcome.CONFLICT, job_from_row(row)
-    if row["state"] == "running":
-        # The holder learns it from its next heartbeat's `cancel`; its lease ends now.
-        _end_attempt(tx, job_id, row["attempt"], "cancelled")
-    tx.run("cancel_job", {"job_id": job_id, "now": tx.now})
-    tx.finished.append(job_id)
-    return ReportOutcome.ACCEPTED, _require_job(tx, job_id)
+        return unchanged(tx, job_id)
+    params = {"job_id": job_id, "attempt": row["attempt"], "outcome": "cancelled", "now": tx.now}
+    tx.run("end_attempt", params)
+    tx.changes.done.append(job_id)
+    return ReportOutcome.ACCEPTED, job_from_row(row)
 
 
 def retry_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
-    row = tx.one("job_by_id", {"id": job_id})
+    row = tx.one("retry_job", {"job_id": job_id, "now": tx.now})
     if row is None:
-        return ReportOutcome.NOT_FOUND, None
-    if row["state"] not in ("failed", "cancelled"):
-        return ReportOutcome.CONFLICT, job_from_row(row)
-    tx.run("retry_job", {"job_id": job_id, "now": tx.now})
-    tx.available[row["op"]] += 1
-    return ReportOutcome.ACCEPTED, _require_job(tx, job_id)
+        return unchanged(tx, job_id)
+    tx.changes.ops.append(row["op"])
+    return ReportOutcome.ACCEPTED, job_from_row(row)

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from sqlite3 import Row
 
 from coordinator.store.base import ExpiryOutcome
+from coordinator.store.rows import expiry_from_rows
 from coordinator.store.rules import BOT_LEASE_EXPIRED, LEASE_EXPIRED
-from coordinator.store.sqlite.rows import Tx, id_list
+from coordinator.store.sqlite.rows import id_list
+from coordinator.store.sqlite.tx import Tx
 
 
-def release_jobs_of_bots(
-    tx: Tx, bot_ids: Sequence[str], error: str
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def release_jobs_of_bots(tx: Tx, bot_ids: Sequence[str], error: str) -> list[Row]:
     """End the live attempts of these bots' running jobs as `released`; queue each job
-    again, or fail it with `error` when its attempts are spent. Returns (requeued, failed)."""
+    again, or fail it with `error` when its attempts are spent. Returns rows of (id, op,
+    state), by id."""
     if not bot_ids:
-        return (), ()
+        return []
     bots = id_list(bot_ids)
     tx.run("end_attempts_of_bots", {"now": tx.now, "outcome": "released", "bots": bots})
-    requeued = tx.all("requeue_jobs_of_bots", {"now": tx.now, "bots": bots})
-    failed = tx.all("fail_jobs_of_bots", {"now": tx.now, "bots": bots, "error": error})
-    tx.available.update(row["op"] for row in requeued)
-    tx.finished.extend(row["id"] for row in failed)
-    return tuple(row["id"] for row in requeued), tuple(row["id"] for row in failed)
+    rows = tx.all("release_bot_jobs", {"now": tx.now, "bots": bots, "error": error})
+    rows.sort(key=lambda row: str(row["id"]))
+    tx.changes.moved(rows)
+    return rows
 
 
 def release_lost_jobs(
@@ -33,7 +34,7 @@ def release_lost_jobs(
     if previous_heartbeat is None:
         return ()
     params = {"now": tx.now, "bot_id": bot_id, "since": previous_heartbeat, "ids": listed}
-    requeued = tx.all("requeue_lost_jobs", params)
+    requeued = tx.all("release_lost_jobs", params)
     if not requeued:
         return ()
     tx.many(
@@ -43,7 +44,7 @@ def release_lost_jobs(
             for row in requeued
         ),
     )
-    tx.available.update(row["op"] for row in requeued)
+    tx.changes.ops.extend(row["op"] for row in requeued)
     return tuple(row["id"] for row in requeued)
 
 
@@ -51,15 +52,9 @@ def expire_leases(tx: Tx) -> ExpiryOutcome:
     """Bots past their lease go offline and give their jobs back; then jobs past their
     lease are queued again or failed. Each step is a set-based UPDATE that only matches
     what is still live, so a second reaper right after finds nothing to do."""
-    offline = tuple(row["id"] for row in tx.all("expire_bots", {"now": tx.now}))
-    requeued, failed = release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
+    offline = [row["id"] for row in tx.all("expire_bots", {"now": tx.now})]
+    released = release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
     tx.run("end_expired_attempts", {"now": tx.now})
-    expired_requeued = tx.all("requeue_expired_jobs", {"now": tx.now})
-    expired_failed = tx.all("fail_expired_jobs", {"now": tx.now, "error": LEASE_EXPIRED})
-    tx.available.update(row["op"] for row in expired_requeued)
-    tx.finished.extend(row["id"] for row in expired_failed)
-    return ExpiryOutcome(
-        bots_offline=offline,
-        requeued=requeued + tuple(row["id"] for row in expired_requeued),
-        failed=failed + tuple(row["id"] for row in expired_failed),
-    )
+    expired = tx.all("expire_jobs", {"now": tx.now, "error": LEASE_EXPIRED})
+    tx.changes.moved(expired)
+    return expiry_from_rows(offline, [*released, *expired])

@@ -1,143 +1,80 @@
 """Reports from bots (complete, fail, progress) in the SQLite store, one transaction each.
 
-A batch is read with two queries (the jobs, and the attempts this bot held), decided
-report by report in memory with the shared rules (`rules.py`) against the state the
-earlier reports of the batch left, and written with one `executemany` per statement.
+A batch is read with two queries (the jobs, and the attempts this bot held), decided by
+the shared `ReportBatch`, and written with one `executemany` per statement.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from coordinator.store.base import ReportInput, ReportOutcome
-from coordinator.store.rules import Decision, Effect, JobSnapshot, decide_report
-from coordinator.store.sqlite.rows import Tx, dump_json, id_list
+from coordinator.store.base import ProgressInput, ReportInput, ReportOutcome, StoreError
+from coordinator.store.reports import ReportBatch
+from coordinator.store.rules import JobSnapshot, refusal
+from coordinator.store.sqlite.rows import dump_json, from_us, id_list, maybe_to_us
+from coordinator.store.sqlite.tx import Tx
 
-NO_ERROR_TEXT = "the job failed without an error message"
-
-
-@dataclass(slots=True)
-class _Writes:
-    """What a batch changes. A job's last write wins: each statement sets its whole new
-    state, and only a retry can be followed by another effect (a complete). An
-    attempt's first end wins, as the `ended_at IS NULL` guard in SQL has it."""
-
-    jobs: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    attempts: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-
-    def job(self, statement: str, params: dict[str, Any]) -> None:
-        self.jobs[params["job_id"]] = (statement, params)
-
-    def end_attempt(self, job_id: str, attempt: int, outcome: str, now: int) -> None:
-        self.attempts.setdefault(
-            (job_id, attempt),
-            {"job_id": job_id, "attempt": attempt, "outcome": outcome, "now": now},
-        )
-
-    def flush(self, tx: Tx) -> None:
-        by_statement: dict[str, list[dict[str, Any]]] = {}
-        for statement, params in self.jobs.values():
-            by_statement.setdefault(statement, []).append(params)
-        for statement, rows in by_statement.items():
-            tx.many(statement, rows)
-        if self.attempts:
-            tx.many("end_attempt", self.attempts.values())
-
-
-def _snapshot(row: sqlite3.Row) -> JobSnapshot:
-    return JobSnapshot(
-        state=row["state"],
-        attempt=row["attempt"],
-        bot_id=row["bot_id"],
-        attempt_base=row["attempt_base"],
-        max_attempts=row["max_attempts"],
-        result_attempt=row["result_attempt"],
-    )
-
-
-def _held_attempts(tx: Tx, bot_id: str, job_ids: Sequence[str]) -> dict[str, dict[int, str | None]]:
-    """For each job, the attempts handed to this bot and their outcomes (None: live)."""
-    held: dict[str, dict[int, str | None]] = {job_id: {} for job_id in job_ids}
-    for row in tx.all("attempts_of_bot", {"ids": id_list(job_ids), "bot_id": bot_id}):
-        held[row["job_id"]][row["attempt"]] = row["outcome"]
-    return held
+# The statement that writes a job's new state: SQLite's UPDATE costs by the columns it
+# sets, so each outcome sets only its own.
+_STATEMENTS = {
+    "succeeded": "report_succeeded",
+    "queued": "report_retried",
+    "failed": "report_failed",
+}
 
 
 def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
-    job_ids = list(dict.fromkeys(item.job_id for item in reports))
-    found = tx.all("jobs_for_report", {"ids": id_list(job_ids)})
-    snapshots = {row["id"]: _snapshot(row) for row in found}
-    ops = {row["id"]: row["op"] for row in found}
-    held = _held_attempts(tx, bot_id, job_ids)
-    writes = _Writes()
-    outcomes: list[ReportOutcome] = []
-    for item in reports:
-        job = snapshots.get(item.job_id)
-        decision = decide_report(job, held[item.job_id], bot_id, item, tx.retry_delay)
-        outcomes.append(decision.outcome)
-        if job is not None and decision.effect is not Effect.NONE:
-            snapshots[item.job_id] = _apply(
-                tx, writes, item, job, decision, held[item.job_id], ops[item.job_id]
-            )
-    writes.flush(tx)
+    ids = id_list(dict.fromkeys(item.job_id for item in reports))
+    batch = ReportBatch(bot_id, from_us(tx.now), tx.retry_delay)
+    for row in tx.all("jobs_for_report", {"ids": ids}):
+        batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
+    for row in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
+        batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
+    outcomes = batch.apply_all(reports)
+    _write(tx, batch)
     return outcomes
 
 
-def _apply(
-    tx: Tx,
-    writes: _Writes,
-    item: ReportInput,
-    job: JobSnapshot,
-    decision: Decision,
-    held: dict[int, str | None],
-    op: str,
-) -> JobSnapshot:
-    """Record the writes of one accepted report; return the job as it now stands."""
-    attempt = decision.attempt if decision.attempt is not None else job.attempt
-    job_id = item.job_id
-    if decision.effect is Effect.SUCCEED:
-        result = item.result if item.result is not None else {}
-        writes.job(
-            "succeed_job",
-            {"job_id": job_id, "result": dump_json(result), "attempt": attempt, "now": tx.now},
+def _write(tx: Tx, batch: ReportBatch) -> None:
+    if batch.ended:
+        tx.many(
+            "end_attempt",
+            (
+                {"job_id": job_id, "attempt": attempt, "outcome": outcome, "now": tx.now}
+                for (job_id, attempt), outcome in batch.ended.items()
+            ),
         )
-        if job.state == "running":
-            # The live attempt ends: it succeeded, or another attempt's result won.
-            outcome = "succeeded" if job.attempt == attempt else "cancelled"
-            writes.end_attempt(job_id, job.attempt, outcome, tx.now)
-            if job.attempt in held and held[job.attempt] is None:
-                held[job.attempt] = outcome
-        tx.finished.append(job_id)
-        return replace(job, state="succeeded", result_attempt=attempt)
-    error = item.error if item.error else NO_ERROR_TEXT
-    writes.end_attempt(job_id, attempt, "failed", tx.now)
-    held[attempt] = "failed"
-    if decision.effect is Effect.RETRY:
-        run_at = tx.now + round(decision.retry_delay_s * 1_000_000)
-        writes.job("retry_job_later", {"job_id": job_id, "run_at": run_at, "error": error})
-        tx.available[op] += 1
-        return replace(job, state="queued")
-    writes.job("fail_job", {"job_id": job_id, "error": error, "now": tx.now})
-    tx.finished.append(job_id)
-    return replace(job, state="failed")
+    by_statement: dict[str, list[dict[str, Any]]] = {}
+    for change in batch.changes.values():
+        by_statement.setdefault(_STATEMENTS[change.state], []).append(
+            {
+                "job_id": change.job_id,
+                "run_at": maybe_to_us(change.run_at),
+                "finished_at": maybe_to_us(change.finished_at),
+                "result": None if change.result is None else dump_json(change.result),
+                "result_attempt": change.result_attempt,
+                "error": change.error,
+                "read_state": change.read_state,
+                "read_attempt": change.read_attempt,
+            }
+        )
+    moved = sum(tx.many(name, rows).rowcount for name, rows in by_statement.items())
+    if moved != len(batch.changes):  # one writer: the fence cannot fail, unless a bug
+        raise StoreError(f"reports moved {moved} of {len(batch.changes)} jobs")
+    tx.changes.ops.extend(batch.requeued_ops)
+    tx.changes.done.extend(batch.finished)
 
 
-def set_progress(
-    tx: Tx, bot_id: str, job_id: str, attempt: int | None, progress: float, message: str | None
-) -> ReportOutcome:
-    """Accepted only from the current lease holder, like a fail."""
-    row = tx.one("jobs_for_report", {"ids": id_list([job_id])})
-    if row is None:
-        return ReportOutcome.NOT_FOUND
-    held = _held_attempts(tx, bot_id, [job_id])[job_id]
-    if not held:
-        return ReportOutcome.FORBIDDEN
-    wanted = attempt if attempt is not None else max(held)
-    holds_lease = row["state"] == "running" and row["bot_id"] == bot_id and row["attempt"] == wanted
-    if not holds_lease:
-        return ReportOutcome.CONFLICT
-    tx.run("set_progress", {"job_id": job_id, "progress": progress, "message": message})
-    return ReportOutcome.ACCEPTED
+def set_progress(tx: Tx, bot_id: str, progress: ProgressInput) -> ReportOutcome:
+    params = {
+        "job_id": progress.job_id,
+        "bot_id": bot_id,
+        "attempt": progress.attempt,
+        "progress": progress.progress,
+        "message": progress.message,
+    }
+    if tx.one("set_progress", params) is not None:
+        return ReportOutcome.ACCEPTED
+    found = tx.one("job_handed_to_bot", {"job_id": progress.job_id, "bot_id": bot_id})
+    return refusal(bool(found and found["found"]), bool(found and found["handed"]))

@@ -1,49 +1,22 @@
-"""The store fixture, parametrized over every backend (as Dramatiq's broker fixture is).
-
-`sqlite` runs on a file in tmp_path. `postgres` runs `PostgresStore` in a fresh schema
-of the server in BOTFLEET_TEST_PG_DSN, dropped after the test; it is skipped, with the
-reason, when the backend module or the server is missing, and fails instead when
-BOTFLEET_REQUIRE_POSTGRES=1 (CI).
-"""
+"""The store fixtures, parametrized over every backend (`tests/support/backends.py`)."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import secrets
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from botfleet.clock import FakeClock
 from coordinator.store.base import RetryDelay, Store
+from coordinator.store.postgres import PostgresStore
+from coordinator.store.sqlite import SQLiteStore
+from tests.support.backends import BACKENDS, StoreFactory, backend_stores, reachable_pg_dsn
+from tests.unit.store.sqlite_support import NO_TIME_BOUND_S as SQLITE_NO_TIME_BOUND_S
+from tests.unit.store.sqlite_support import ROWS_PER_CHECKPOINT as SQLITE_ROWS_PER_CHECKPOINT
 from tests.unit.store.support import RecordingListener, retry_delay_for_tests
-
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-BACKENDS = ["sqlite", "postgres"]
-
-StoreFactory = Callable[[], Store]
-
-
-def _pg_dsn() -> str:
-    return os.environ.get("BOTFLEET_TEST_PG_DSN", DEFAULT_PG_DSN)
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("BOTFLEET_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"BOTFLEET_REQUIRE_POSTGRES=1 but {reason}")
-    pytest.skip(reason)
-
-
-async def _pg_execute(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -62,26 +35,8 @@ async def store_factory(
 ) -> AsyncIterator[StoreFactory]:
     """Makes (unopened) stores on one database: several make a restart or a second
     coordinator process."""
-    if request.param == "sqlite":
-        from coordinator.store.sqlite import SQLiteStore
-
-        path = str(tmp_path / "botfleet.db")
-        yield lambda: SQLiteStore(path, clock, retry_delay)
-        return
-    try:
-        postgres = importlib.import_module("coordinator.store.postgres")
-    except ModuleNotFoundError as error:
-        _unavailable(f"coordinator.store.postgres is not there yet ({error})")
-    dsn = _pg_dsn()
-    try:
-        await _pg_execute(dsn, "SELECT 1")
-    except (OSError, TimeoutError) as error:
-        _unavailable(f"PostgreSQL at {dsn} is unreachable ({error!r})")
-    except Exception as error:  # asyncpg's own errors: auth, missing database
-        _unavailable(f"PostgreSQL at {dsn} refused the test connection ({error!r})")
-    schema = "botfleet_test_" + secrets.token_hex(6)
-    yield lambda: postgres.PostgresStore(dsn, clock, retry_delay, schema=schema)
-    await _pg_execute(dsn, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    async with backend_stores(request.param, tmp_path, clock, retry_delay) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -100,3 +55,66 @@ async def listener(store: Store) -> RecordingListener:
     recording = RecordingListener()
     store.set_listener(recording)
     return recording
+
+
+# ---------------------------------------------------------------- SQLite only
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "botfleet.db"
+
+
+@pytest.fixture
+async def sqlite_store(db_path: Path, clock: FakeClock) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(
+        str(db_path),
+        clock,
+        retry_delay_for_tests,
+        SQLITE_ROWS_PER_CHECKPOINT,
+        SQLITE_NO_TIME_BOUND_S,
+    )
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL only
+
+
+@pytest.fixture
+async def pg_dsn() -> str:
+    return await reachable_pg_dsn()
+
+
+@pytest.fixture
+async def schema(pg_dsn: str) -> AsyncIterator[str]:
+    name = f"botfleet_t_{uuid.uuid4().hex[:12]}"
+    yield name
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        await connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def make_store(
+    pg_dsn: str, schema: str, clock: FakeClock
+) -> AsyncIterator[Callable[..., Awaitable[PostgresStore]]]:
+    """Open stores on the test's schema (as several coordinators would); all closed at the end."""
+    stores: list[PostgresStore] = []
+
+    async def make(listener: RecordingListener | None = None) -> PostgresStore:
+        store = PostgresStore(pg_dsn, clock, lambda attempt: 1.0, schema=schema, pool_max=5)
+        stores.append(store)
+        if listener is not None:
+            store.set_listener(listener)
+        await store.open()
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,6 +13,8 @@ from botfleet.clock import FakeClock
 from coordinator.store.base import (
     AttemptRecord,
     BotRecord,
+    ClaimInput,
+    HeartbeatInput,
     NewJob,
     Registration,
     ReportInput,
@@ -84,7 +85,7 @@ async def submit(store: Store, clock: FakeClock, **kwargs: Any) -> str:
 async def claim_ids(
     store: Store, bot_id: str, operations: Sequence[str] = ("sum",), limit: int = 10
 ) -> list[str]:
-    jobs = await store.claim_jobs(bot_id, operations, limit, JOB_LEASE_TTL_S)
+    jobs = await store.claim_jobs(ClaimInput(bot_id, operations, limit, JOB_LEASE_TTL_S))
     assert jobs is not None
     return [job.id for job in jobs]
 
@@ -118,13 +119,15 @@ async def heartbeat(
     job_lease_ttl_s: float = JOB_LEASE_TTL_S,
 ) -> Any:
     return await store.heartbeat(
-        bot.id,
-        bot.instance_id,
-        running,
-        lifecycle,
-        {"cpu": 0.5, "mem_mb": 100},
-        BOT_LEASE_TTL_S,
-        job_lease_ttl_s,
+        HeartbeatInput(
+            bot.id,
+            bot.instance_id,
+            running,
+            lifecycle,
+            {"cpu": 0.5, "mem_mb": 100},
+            BOT_LEASE_TTL_S,
+            job_lease_ttl_s,
+        )
     )
 
 
@@ -135,25 +138,37 @@ class RecordingListener:
     available: list[tuple[str, ...]] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     counts: list[int | None] = field(default_factory=list)
+    _heard: asyncio.Event = field(default_factory=asyncio.Event)
 
     def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
         self.available.append(tuple(operations))
         self.counts.append(count)
+        self._heard.set()
 
     def job_finished(self, job_id: str) -> None:
         self.finished.append(job_id)
+        self._heard.set()
 
     def announced(self, op: str) -> bool:
         return any(op in ops for ops in self.available)
 
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        """Until `condition` holds, re-checked each time the store announces something;
+        fail after a generous deadline."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                self._heard.clear()
+                await self._heard.wait()
 
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Poll `condition` until true; fail after a generous deadline (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.005)
+    async def hears_within(self, timeout_s: float) -> bool:
+        """Whether the store announces anything within `timeout_s` from now."""
+        self._heard.clear()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._heard.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 def assert_no_overlapping_leases(attempts: Sequence[AttemptRecord]) -> None:

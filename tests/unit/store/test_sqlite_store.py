@@ -12,16 +12,16 @@ import pytest
 
 from botfleet.clock import FakeClock
 from coordinator.store import open_store
-from coordinator.store.base import StoreError
+from coordinator.store.base import ClaimInput, StoreError
 from coordinator.store.migrations import load_migrations
 from coordinator.store.sqlite import SQLiteStore
 from coordinator.store.sqlite.store import INLINE_MAX_SUBMIT
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
+    RecordingListener,
     new_job,
     register,
     retry_delay_for_tests,
-    wait_until,
 )
 
 
@@ -134,7 +134,7 @@ async def test_many_concurrent_claims_hand_each_job_out_once(
         await store.submit_jobs([new_job(clock) for _ in range(400)])
         claims = await asyncio.gather(
             *(
-                store.claim_jobs(bot.id, ["sum"], 7, JOB_LEASE_TTL_S)
+                store.claim_jobs(ClaimInput(bot.id, ["sum"], 7, JOB_LEASE_TTL_S))
                 for _ in range(15)
                 for bot in bots
             )
@@ -179,16 +179,8 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
 ) -> None:
     store = _make(tmp_path / "botfleet.db", clock)
     await store.open()
-    heard: list[Sequence[str]] = []
-
-    class Listener:
-        def jobs_available(self, operations: Sequence[str], count: int | None = None) -> None:
-            heard.append(operations)
-
-        def job_finished(self, job_id: str) -> None:
-            return None
-
-    store.set_listener(Listener())
+    listener = RecordingListener()
+    store.set_listener(listener)
     # A bulk submit: it goes to the writer thread (a short one would run inline at once,
     # with no await point to cancel it at).
     bulk = [new_job(clock, idempotency_key=f"k{n}") for n in range(INLINE_MAX_SUBMIT + 1)]
@@ -199,8 +191,8 @@ async def test_a_cancelled_caller_still_commits_and_notifies(
         with pytest.raises(asyncio.CancelledError):
             await task
         # The shielded write finishes on its own; wait for its notice.
-        await wait_until(lambda: bool(heard))
-        assert [list(ops) for ops in heard] == [["sum"]]
+        await listener.until(lambda: bool(listener.available))
+        assert [list(ops) for ops in listener.available] == [["sum"]]
         (again,) = await store.submit_jobs([new_job(clock, idempotency_key="k0")])
         assert not again.created
         assert store.write_paths.thread == 1
@@ -215,7 +207,7 @@ async def test_job_counts_follow_every_transition(tmp_path: Path, clock: FakeClo
     try:
         bot = await register(store, clock)
         ids = [o.job.id for o in await store.submit_jobs([new_job(clock) for _ in range(6)])]
-        await store.claim_jobs(bot.id, ["sum"], 4, JOB_LEASE_TTL_S)
+        await store.claim_jobs(ClaimInput(bot.id, ["sum"], 4, JOB_LEASE_TTL_S))
         await store.cancel_job(ids[0])
         await store.retry_job(ids[0])
         clock.advance(JOB_LEASE_TTL_S + 1)

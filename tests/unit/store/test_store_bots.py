@@ -1,4 +1,5 @@
-"""Registration, heartbeats, assignment and commands, on every backend."""
+"""The bot verbs (bots modules), on every backend: registration, heartbeats,
+assignment, commands and the quarantine."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import Store
+from coordinator.store.base import BotUpdate, ClaimInput, HeartbeatInput, Store
+from coordinator.store.rules import claims_withheld
 from tests.unit.store.support import (
     BOT_LEASE_TTL_S,
     JOB_LEASE_TTL_S,
@@ -80,14 +82,14 @@ async def test_new_instance_releases_the_old_instance_jobs_at_once(
 
 async def test_paused_survives_registration(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    await store.update_bot(bot.id, paused=True)
+    await store.update_bot(bot.id, BotUpdate(paused=True))
     again = await register(store, clock, instance_id="instance-2")
     assert again.assignment.paused
 
 
 async def test_assignment_follows_the_registration(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    await store.update_bot(bot.id, operations=["sum"], max_concurrency=1)
+    await store.update_bot(bot.id, BotUpdate(operations=["sum"], max_concurrency=1))
     again = await register(store, clock, capabilities=("sum", "resize"), max_concurrency=3)
     assert again.assignment.operations == ("sum", "resize")
     assert again.assignment.max_concurrency == 3
@@ -170,7 +172,9 @@ async def test_heartbeat_from_unknown_offline_or_replaced_bot_is_none(
 ) -> None:
     bot = await register(store, clock)
     assert (
-        await store.heartbeat("bot_missing", "x", [], None, {}, BOT_LEASE_TTL_S, JOB_LEASE_TTL_S)
+        await store.heartbeat(
+            HeartbeatInput("bot_missing", "x", [], None, {}, BOT_LEASE_TTL_S, JOB_LEASE_TTL_S)
+        )
         is None
     )
     await register(store, clock, instance_id="instance-2")
@@ -193,7 +197,7 @@ async def test_pending_command_until_the_lifecycle_shows_it(
     store: Store, clock: FakeClock, command: str, not_yet: str, done: str
 ) -> None:
     bot = await register(store, clock)
-    updated = await store.update_bot(bot.id, command=command)
+    updated = await store.update_bot(bot.id, BotUpdate(command=command))
     assert updated is not None and updated.pending_command == command
     for _ in range(2):
         outcome = await heartbeat(store, bot, lifecycle=not_yet)
@@ -207,9 +211,9 @@ async def test_pending_command_until_the_lifecycle_shows_it(
 
 async def test_release_command_lasts_while_quarantined(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    await store.update_bot(bot.id, command="quarantine")
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
     await heartbeat(store, bot, lifecycle="QUARANTINED")
-    await store.update_bot(bot.id, command="release")
+    await store.update_bot(bot.id, BotUpdate(command="release"))
     outcome = await heartbeat(store, bot, lifecycle="QUARANTINED")
     assert outcome is not None and outcome.command == "release"
     outcome = await heartbeat(store, bot, lifecycle="IDLE")
@@ -218,14 +222,14 @@ async def test_release_command_lasts_while_quarantined(store: Store, clock: Fake
 
 async def test_update_bot(store: Store, clock: FakeClock) -> None:
     bot = await register(store, clock)
-    updated = await store.update_bot(bot.id, max_concurrency=1)
+    updated = await store.update_bot(bot.id, BotUpdate(max_concurrency=1))
     assert updated is not None
     assert updated.assignment.max_concurrency == 1
     assert updated.assignment.operations == bot.assignment.operations
-    updated = await store.update_bot(bot.id, operations=["sum"], paused=True)
+    updated = await store.update_bot(bot.id, BotUpdate(operations=["sum"], paused=True))
     assert updated is not None
     assert updated.assignment == type(bot.assignment)(("sum",), 1, True)
-    assert await store.update_bot("bot_missing", paused=True) is None
+    assert await store.update_bot("bot_missing", BotUpdate(paused=True)) is None
 
 
 async def test_deregister_releases_jobs_and_goes_offline(store: Store, clock: FakeClock) -> None:
@@ -241,3 +245,105 @@ async def test_deregister_releases_jobs_and_goes_offline(store: Store, clock: Fa
     # Registering again brings it back online.
     back = await register(store, clock)
     assert back.id == bot.id and back.online
+
+
+@pytest.mark.parametrize(
+    ("quarantined", "lifecycle", "withheld"),
+    [
+        (False, None, False),
+        (False, "IDLE", False),
+        (False, "QUARANTINED", True),
+        (False, "quarantined", True),
+        (True, None, True),
+        (True, "IDLE", True),
+    ],
+)
+def test_claims_withheld(quarantined: bool, lifecycle: str | None, withheld: bool) -> None:
+    assert claims_withheld(quarantined, lifecycle) is withheld
+
+
+async def test_pending_quarantine_hands_out_nothing_until_release(
+    store: Store, clock: FakeClock
+) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    updated = await store.update_bot(bot.id, BotUpdate(command="quarantine"))
+    assert updated is not None and updated.quarantined
+    assert await store.claim_jobs(ClaimInput(bot.id, ["sum"], 10, 30.0)) == []  # empty, not None
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.attempt) == ("queued", 0)
+    released = await store.update_bot(bot.id, BotUpdate(command="release"))
+    assert released is not None and not released.quarantined
+    assert await claim_ids(store, bot.id) == [job_id]
+
+
+async def test_delivered_quarantine_holds_until_release(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
+    outcome = await heartbeat(store, bot, lifecycle="QUARANTINED")
+    assert outcome is not None and outcome.bot.pending_command is None  # delivered
+    assert await claim_ids(store, bot.id) == []
+    # The bot claims to be idle again, but the operator has not released it.
+    await heartbeat(store, bot, lifecycle="IDLE")
+    assert await claim_ids(store, bot.id) == []
+    await store.update_bot(bot.id, BotUpdate(command="release"))
+    assert await claim_ids(store, bot.id) == [job_id]
+
+
+async def test_release_waits_for_the_bot_to_leave_quarantine(
+    store: Store, clock: FakeClock
+) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
+    await heartbeat(store, bot, lifecycle="QUARANTINED")
+    await store.update_bot(bot.id, BotUpdate(command="release"))
+    assert await claim_ids(store, bot.id) == []  # its last heartbeat still said QUARANTINED
+    await heartbeat(store, bot, lifecycle="IDLE")
+    assert await claim_ids(store, bot.id) == [job_id]
+
+
+async def test_a_bot_that_reports_quarantined_gets_nothing(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await heartbeat(store, bot, lifecycle="quarantined")  # its own crash-loop quarantine
+    assert await claim_ids(store, bot.id) == []
+    await heartbeat(store, bot)  # no state: the last reported one stands
+    assert await claim_ids(store, bot.id) == []
+    await heartbeat(store, bot, lifecycle="idle")
+    assert await claim_ids(store, bot.id) == [job_id]
+
+
+async def test_drain_keeps_the_quarantine(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    await submit(store, clock)
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
+    drained = await store.update_bot(bot.id, BotUpdate(command="drain"))
+    assert drained is not None and drained.quarantined and drained.pending_command == "drain"
+    assert await claim_ids(store, bot.id) == []
+
+
+async def test_quarantine_survives_a_new_instance(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock, instance_id="instance-1")
+    job_id = await submit(store, clock)
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
+    await heartbeat(store, bot, lifecycle="QUARANTINED")
+    again = await register(store, clock, instance_id="instance-2")
+    assert again.id == bot.id and again.quarantined and again.lifecycle is None
+    assert await claim_ids(store, bot.id) == []
+    await store.update_bot(bot.id, BotUpdate(command="release"))
+    assert await claim_ids(store, bot.id) == [job_id]
+    listed = {record.id: record for record in await store.list_bots()}
+    assert not listed[bot.id].quarantined
+
+
+async def test_quarantine_keeps_the_jobs_it_already_holds(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    assert await claim_ids(store, bot.id) == [job_id]
+    await store.update_bot(bot.id, BotUpdate(command="quarantine"))
+    outcome = await heartbeat(store, bot, running=[job_id], lifecycle="QUARANTINED")
+    assert outcome is not None and job_id in outcome.extended
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.bot_id) == ("running", bot.id)

@@ -1,16 +1,21 @@
-"""Lease expiry (the reaper) and the attempt history, on every backend."""
+"""Taking jobs back (leases modules), on every backend: the reaper, bots that went away,
+and claim answers that never reached their bot."""
 
 from __future__ import annotations
 
 import asyncio
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import Store
+from coordinator.store.base import ClaimInput, ProgressInput, ReportOutcome, Store
+from coordinator.store.rules import BOT_DEREGISTERED, LEASE_EXPIRED
 from tests.unit.store.support import (
     BOT_LEASE_TTL_S,
     JOB_LEASE_TTL_S,
+    RecordingListener,
     assert_no_overlapping_leases,
     claim_ids,
+    complete,
+    fail,
     heartbeat,
     new_job,
     register,
@@ -86,7 +91,7 @@ async def test_bot_lease_expiry_takes_the_bot_offline_and_requeues(
     (attempt,) = await store.list_attempts(job_id)
     assert attempt.outcome == "released"
     assert await claim_ids(store, alive.id) == [job_id]
-    assert await store.claim_jobs(quiet.id, ["sum"], 1, JOB_LEASE_TTL_S) is None
+    assert await store.claim_jobs(ClaimInput(quiet.id, ["sum"], 1, JOB_LEASE_TTL_S)) is None
 
 
 async def test_expire_leases_twice_is_idempotent(store: Store, clock: FakeClock) -> None:
@@ -150,3 +155,215 @@ async def test_attempt_history_has_no_overlapping_live_leases(
 
 async def test_list_attempts_of_unknown_job_is_empty(store: Store) -> None:
     assert await store.list_attempts("job_missing") == []
+
+
+INTERVAL_S = 30.0  # between two heartbeats (shorter than the job lease)
+
+
+async def test_two_heartbeats_without_the_job_release_it_uncharged(
+    store: Store, clock: FakeClock
+) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock, max_attempts=1)
+    assert await claim_ids(store, bot.id) == [job_id]
+    claimed_at = clock.now()
+    clock.advance(1)
+    first = await heartbeat(store, bot)  # may have left before the claim answer came
+    assert first is not None and first.released == ()
+    clock.advance(INTERVAL_S)
+    second = await heartbeat(store, bot)
+    assert second is not None and second.released == (job_id,)
+    assert second.bot.running == ()
+    job = await store.get_job(job_id)
+    assert job is not None
+    assert (job.state, job.attempt, job.lease_until, job.run_at) == (
+        "queued",
+        1,
+        None,
+        clock.now(),
+    )
+    attempts = await store.list_attempts(job_id)
+    assert [(a.attempt, a.outcome, a.claimed_at, a.ended_at) for a in attempts] == [
+        (1, "lost", claimed_at, clock.now())
+    ]
+    # Uncharged: its only attempt is still to come; the fencing token still rises.
+    assert await claim_ids(store, bot.id) == [job_id]
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.attempt) == ("running", 2)
+    clock.advance(JOB_LEASE_TTL_S + 1)
+    outcome = await store.expire_leases()
+    assert outcome.failed == (job_id,)
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.error) == ("failed", LEASE_EXPIRED)
+    attempts = await store.list_attempts(job_id)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "lost"), (2, "expired")]
+    assert_no_overlapping_leases(attempts)
+
+
+async def test_a_job_lost_again_and_again_is_never_charged(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock, max_attempts=1)
+    await heartbeat(store, bot)
+    for attempt in (1, 2, 3):
+        clock.advance(1)
+        assert await claim_ids(store, bot.id) == [job_id]
+        clock.advance(INTERVAL_S)
+        assert (await heartbeat(store, bot)).released == ()
+        clock.advance(INTERVAL_S)
+        assert (await heartbeat(store, bot)).released == (job_id,), attempt
+    # A failure of the one charged attempt fails the job for good (no attempts left).
+    assert await claim_ids(store, bot.id) == [job_id]
+    assert await store.report(bot.id, [fail(job_id)]) == [ReportOutcome.ACCEPTED]
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.attempt) == ("failed", 4)
+    attempts = await store.list_attempts(job_id)
+    assert [a.outcome for a in attempts] == ["lost", "lost", "lost", "failed"]
+    assert_no_overlapping_leases(attempts)
+
+
+async def test_one_heartbeat_without_the_job_keeps_it(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await heartbeat(store, bot)  # before the claim: the previous heartbeat of the next
+    clock.advance(1)
+    await claim_ids(store, bot.id)
+    clock.advance(INTERVAL_S)
+    outcome = await heartbeat(store, bot)  # the answer may still be on its way
+    assert outcome is not None and outcome.released == ()
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.bot_id) == ("running", bot.id)
+    assert [a.outcome for a in await store.list_attempts(job_id)] == [None]
+
+
+async def test_a_listed_job_is_kept(store: Store, clock: FakeClock) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await claim_ids(store, bot.id)
+    for _ in range(3):
+        clock.advance(INTERVAL_S)
+        outcome = await heartbeat(store, bot, running=[job_id])
+        assert outcome is not None and outcome.released == ()
+        assert job_id in outcome.extended
+
+
+async def test_a_job_only_this_heartbeat_lists_is_kept(store: Store, clock: FakeClock) -> None:
+    """The claim answer came late, after the previous heartbeat left."""
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await claim_ids(store, bot.id)
+    clock.advance(1)
+    await heartbeat(store, bot)
+    clock.advance(INTERVAL_S)
+    outcome = await heartbeat(store, bot, running=[job_id])
+    assert outcome is not None and outcome.released == () and job_id in outcome.extended
+
+
+async def test_a_job_the_previous_heartbeat_listed_is_kept(store: Store, clock: FakeClock) -> None:
+    """It ended on the bot since; its report is on its way."""
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await claim_ids(store, bot.id)
+    clock.advance(1)
+    await heartbeat(store, bot, running=[job_id])
+    clock.advance(INTERVAL_S)
+    outcome = await heartbeat(store, bot)
+    assert outcome is not None and outcome.released == ()
+    job = await store.get_job(job_id)
+    assert job is not None and job.state == "running"
+    assert await store.report(bot.id, [complete(job_id, total=3)]) == [ReportOutcome.ACCEPTED]
+
+
+async def test_a_late_complete_of_the_lost_attempt_is_accepted(
+    store: Store, clock: FakeClock
+) -> None:
+    bot = await register(store, clock)
+    job_id = await submit(store, clock)
+    await claim_ids(store, bot.id)
+    clock.advance(1)
+    await heartbeat(store, bot)
+    clock.advance(INTERVAL_S)
+    assert (await heartbeat(store, bot)).released == (job_id,)
+    assert await store.report(bot.id, [fail(job_id, attempt=1)]) == [ReportOutcome.CONFLICT]
+    assert (
+        await store.set_progress(bot.id, ProgressInput(job_id, 1, 0.5, None))
+        == ReportOutcome.CONFLICT
+    )
+    assert await store.report(bot.id, [complete(job_id, attempt=1, total=3)]) == [
+        ReportOutcome.ACCEPTED
+    ]
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.result) == ("succeeded", {"total": 3})
+    assert await claim_ids(store, bot.id) == []
+
+
+async def test_late_reports_while_another_bot_holds_the_job(store: Store, clock: FakeClock) -> None:
+    lost = await register(store, clock, bot_key="host-a/lost", instance_id="i-lost")
+    other = await register(store, clock, bot_key="host-b/other", instance_id="i-other")
+    job_id = await submit(store, clock)
+    await claim_ids(store, lost.id)
+    clock.advance(1)
+    await heartbeat(store, lost)
+    clock.advance(INTERVAL_S)
+    assert (await heartbeat(store, lost)).released == (job_id,)
+    assert await claim_ids(store, other.id) == [job_id]
+    # A fail from the lost lease: 409, the other bot's lease stands.
+    assert await store.report(lost.id, [fail(job_id, attempt=1)]) == [ReportOutcome.CONFLICT]
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.bot_id, job.attempt) == ("running", other.id, 2)
+    # A complete from it: the first result wins, as from any attempt.
+    assert await store.report(lost.id, [complete(job_id, attempt=1, total=3)]) == [
+        ReportOutcome.ACCEPTED
+    ]
+    assert await store.report(other.id, [fail(job_id)]) == [ReportOutcome.CONFLICT]
+    attempts = await store.list_attempts(job_id)
+    assert [(a.attempt, a.bot_id, a.outcome) for a in attempts] == [
+        (1, lost.id, "lost"),
+        (2, other.id, "cancelled"),
+    ]
+    assert_no_overlapping_leases(attempts)
+
+
+async def test_only_this_bots_jobs_are_released(store: Store, clock: FakeClock) -> None:
+    quiet = await register(store, clock, bot_key="host-a/quiet", instance_id="i-q")
+    busy = await register(store, clock, bot_key="host-b/busy", instance_id="i-b")
+    job_id = await submit(store, clock)
+    await claim_ids(store, quiet.id)
+    for _ in range(3):
+        clock.advance(1)
+        outcome = await heartbeat(store, busy)
+        assert outcome is not None and outcome.released == ()
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.bot_id) == ("running", quiet.id)
+
+
+async def test_release_makes_the_job_available(
+    store: Store, clock: FakeClock, listener: RecordingListener
+) -> None:
+    bot = await register(store, clock)
+    await submit(store, clock, op="subtract")
+    await claim_ids(store, bot.id, ("subtract",))
+    clock.advance(1)
+    await heartbeat(store, bot)
+    listener.available.clear()
+    clock.advance(INTERVAL_S)
+    await heartbeat(store, bot)
+    await listener.until(lambda: listener.announced("subtract"))
+
+
+async def test_a_bot_that_died_still_uses_up_attempts(store: Store, clock: FakeClock) -> None:
+    """Lost answers are free, but a job that takes its bot down is charged each time."""
+    bot = await register(store, clock, instance_id="instance-1")
+    job_id = await submit(store, clock, max_attempts=2)
+    await claim_ids(store, bot.id)
+    clock.advance(1)
+    await heartbeat(store, bot)
+    clock.advance(INTERVAL_S)
+    assert (await heartbeat(store, bot)).released == (job_id,)
+    await claim_ids(store, bot.id)
+    again = await register(store, clock, instance_id="instance-2")  # the bot crashed
+    await claim_ids(store, again.id)
+    assert await store.deregister_bot(again.id, again.instance_id) == (job_id,)
+    job = await store.get_job(job_id)
+    assert job is not None and (job.state, job.error) == ("failed", BOT_DEREGISTERED)
+    attempts = await store.list_attempts(job_id)
+    assert [a.outcome for a in attempts] == ["lost", "released", "released"]

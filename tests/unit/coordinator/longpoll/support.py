@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from botfleet.clock import FakeClock, SystemClock
 from coordinator.longpoll import LongPoller, Waiters
-from coordinator.store.base import ClaimOutlook, JobRecord
+from coordinator.store.base import ClaimInput, ClaimOutlook, JobRecord
 from tests.support.processes import wait_until_async
 
 NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
@@ -47,14 +47,13 @@ class QueueOnly:
         self.outlooks = 0
         self.known_bot = True
 
-    async def claim_jobs(
-        self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
-    ) -> list[JobRecord] | None:
+    async def claim_jobs(self, claim: ClaimInput) -> list[JobRecord] | None:
         self.claims += 1
         if not self.known_bot:
             return None
         now = self.clock.now()
-        due = [j for j in self.queued if j.op in operations and j.run_at <= now][:limit]
+        due = [j for j in self.queued if j.op in claim.operations and j.run_at <= now]
+        due = due[: claim.limit]
         for claimed in due:
             self.queued.remove(claimed)
         return due

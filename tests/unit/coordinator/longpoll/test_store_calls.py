@@ -8,20 +8,15 @@ from datetime import timedelta
 from botfleet.clock import FakeClock
 from coordinator.longpoll.drained import DrainedOperations
 from coordinator.longpoll.store_calls import StoreCalls
-from coordinator.store.base import JobRecord, ReportInput, ReportOutcome
+from coordinator.store.base import ClaimInput, JobRecord, ReportInput, ReportOutcome
 from tests.unit.coordinator.longpoll.support import NOW, QueueOnly, job_record
 
 
 class ReportsToo(QueueOnly):
     async def report_and_claim(
-        self,
-        bot_id: str,
-        reports: Sequence[ReportInput],
-        operations: Sequence[str],
-        limit: int,
-        lease_ttl_s: float,
+        self, claim: ClaimInput, reports: Sequence[ReportInput]
     ) -> tuple[list[ReportOutcome], list[JobRecord] | None]:
-        jobs = await self.claim_jobs(bot_id, operations, limit, lease_ttl_s)
+        jobs = await self.claim_jobs(claim)
         return [ReportOutcome.ACCEPTED] * len(reports), jobs
 
 

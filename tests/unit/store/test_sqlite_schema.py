@@ -1,4 +1,5 @@
-"""The named-query loader, the migrations, and every SQLite statement compiling."""
+"""The SQLite schema: migrations applied once and whole, and every statement compiling
+and using its index."""
 
 from __future__ import annotations
 
@@ -8,47 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.store import rules
-from coordinator.store.migrations import (
-    Migration,
-    apply_sqlite_migrations,
-    load_migrations,
-    pending_migrations,
-    split_statements,
-)
-from coordinator.store.queries import load_queries, parse_queries
+from coordinator.store.migrations import Migration, load_migrations
+from coordinator.store.queries import load_queries
+from coordinator.store.sqlite.schema import apply_sqlite_migrations, split_statements
 
 NOW_US = 1_768_816_800_000_000
-
-
-def test_parse_queries_by_name_keeps_their_comments() -> None:
-    queries = parse_queries(
-        "-- a file comment\n\n-- name: first\n-- what it does\nSELECT 1\n\n"
-        "--name:second\nSELECT\n  2\n"
-    )
-    assert list(queries) == ["first", "second"]
-    assert queries["first"] == "-- what it does\nSELECT 1"
-    assert queries["second"] == "SELECT\n  2"
-    assert len(queries) == 2
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("-- name: a\nSELECT 1\n-- name: a\nSELECT 2", "defined twice"),
-        ("-- name: a\n-- only a comment\n", "empty"),
-        ("SELECT 0\n-- name: a\nSELECT 1", "before the first"),
-    ],
-)
-def test_parse_queries_rejects_bad_files(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_queries(text)
-
-
-def test_missing_query_names_the_file() -> None:
-    queries = parse_queries("-- name: a\nSELECT 1", source="x.sql")
-    with pytest.raises(KeyError, match=r"x\.sql"):
-        queries["b"]
 
 
 def test_split_statements_keeps_trigger_bodies_whole() -> None:
@@ -62,21 +27,6 @@ def test_split_statements_keeps_trigger_bodies_whole() -> None:
     assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
     with pytest.raises(ValueError, match="incomplete"):
         split_statements("CREATE TABLE t (x INTEGER)")
-
-
-@pytest.mark.parametrize("folder", ["sqlite_migrations", "postgres_migrations"])
-def test_migrations_load_in_order(folder: str) -> None:
-    migrations = load_migrations(folder)
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
-    assert migrations[0].name == "initial"
-
-
-def test_pending_migrations() -> None:
-    known = [Migration(1, "a", ""), Migration(2, "b", "")]
-    assert [m.version for m in pending_migrations(known, [1])] == [2]
-    assert pending_migrations(known, [1, 2]) == []
-    with pytest.raises(ValueError, match="newer"):
-        pending_migrations(known, [1, 2, 3])
 
 
 def _migrated(path: Path) -> sqlite3.Connection:
@@ -134,21 +84,19 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("next_run_at", "INDEX jobs_queued_run_at (op=?)"),
         ("claim_outlook", "INDEX jobs_queued_run_at (op=?)"),
         ("end_expired_attempts", "INDEX jobs_running_lease (lease_until<?)"),
-        ("requeue_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
-        ("fail_expired_jobs", "INDEX jobs_running_lease (lease_until<?)"),
+        ("expire_jobs", "INDEX jobs_running_lease (lease_until<?)"),
         ("end_attempts_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("requeue_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("fail_jobs_of_bots", "INDEX jobs_running_bot (bot_id=?)"),
-        ("requeue_lost_jobs", "INDEX jobs_running_bot (bot_id=?)"),
-        ("count_running_of_bot", "INDEX jobs_running_bot (bot_id=?)"),
-        ("extend_job_leases", "(id=?)"),
+        ("release_bot_jobs", "INDEX jobs_running_bot (bot_id=?)"),
+        ("release_lost_jobs", "INDEX jobs_running_bot (bot_id=?)"),
+        ("claim_jobs", "INDEX jobs_running_bot (bot_id=?)"),
+        ("extend_leases", "(id=?)"),
         ("cancelled_among", "(id=?)"),
         ("jobs_for_report", "(id=?)"),
         ("list_jobs_by_state", "INDEX jobs_state_seq (state=? AND seq<?)"),
         ("list_jobs_by_op", "INDEX jobs_op_seq (op=? AND seq<?)"),
-        ("count_finished_since", "INDEX jobs_finished (finished_at>?)"),
+        ("finished_since", "INDEX jobs_finished (finished_at>?)"),
         ("expire_bots", "INDEX bots_online_lease (lease_until<?)"),
-        ("jobs_by_idempotency_keys", "INDEX jobs_idempotency_key (idempotency_key=?)"),
+        ("jobs_by_idempotency_key", "INDEX jobs_idempotency_key (idempotency_key=?)"),
     ],
 )
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
@@ -204,16 +152,6 @@ def _fill_typical(conn: sqlite3.Connection) -> None:
         rows,
     )
     conn.execute("COMMIT")
-
-
-@pytest.mark.parametrize("filename", ["sqlite_queries.sql", "postgres_queries.sql"])
-def test_failure_texts_come_from_rules_not_sql(filename: str) -> None:
-    """The texts live once, in rules.py; the statements take them as parameters."""
-    texts = (rules.LEASE_EXPIRED, rules.BOT_LEASE_EXPIRED, rules.INSTANCE_REPLACED)
-    texts += (rules.BOT_DEREGISTERED,)
-    for name, sql in load_queries(filename).items():
-        for text in texts:
-            assert f"'{text}'" not in sql, f"{filename}: {name} spells {text!r} itself"
 
 
 def test_upgrade_keeps_a_pending_quarantine(tmp_path: Path) -> None:

@@ -1,38 +1,102 @@
-"""Random histories of claims, reports, heartbeats, expiry and operator verbs never break
-the lease invariants (hypothesis), on every backend.
-
-One store serves every example of a test (a fresh database per example would be too slow
-on PostgreSQL); each example registers its own bots and submits jobs of its own
-operation, and the invariants are about each job on its own, so examples do not disturb
-each other.
-"""
+"""A store as a whole, on every backend: restarts, open and close, and random runs of
+every verb keeping the invariants."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import BotRecord, JobRecord, Store
+from coordinator.store.base import (
+    BotRecord,
+    ClaimInput,
+    JobQuery,
+    JobRecord,
+    ReportOutcome,
+    Store,
+    StoreError,
+)
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     assert_no_overlapping_leases,
+    claim_ids,
     complete,
     fail,
     heartbeat,
     new_job,
     register,
+    submit,
 )
 
+ACCEPTED = ReportOutcome.ACCEPTED
+
+
+async def test_data_survives_close_and_reopen(
+    store_factory: Callable[[], Store], clock: FakeClock
+) -> None:
+    first = store_factory()
+    await first.open()
+    bot = await register(first, clock)
+    done = await submit(first, clock)
+    running = await submit(first, clock, idempotency_key="keep")
+    await claim_ids(first, bot.id, limit=2)
+    await first.report(bot.id, [complete(done, total=3)])
+    await first.close()
+
+    second = store_factory()
+    await second.open()
+    try:
+        job = await second.get_job(done)
+        assert job is not None and (job.state, job.result) == ("succeeded", {"total": 3})
+        again = await second.get_bot(bot.id)
+        assert again is not None and again.running == (running,)
+        (outcome,) = await second.submit_jobs([new_job(clock, idempotency_key="keep")])
+        assert not outcome.created and outcome.job.id == running
+        assert await second.report(bot.id, [complete(running)]) == [ACCEPTED]
+    finally:
+        await second.close()
+
+
+async def test_open_twice_and_close_twice(
+    store_factory: Callable[[], Store], clock: FakeClock
+) -> None:
+    store = store_factory()
+    await store.close()  # before open: nothing to do
+    with pytest.raises(StoreError):
+        await store.ping()
+    await store.open()
+    await store.open()
+    await store.ping()
+    (outcome,) = await store.submit_jobs([new_job(clock)])
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.ping()
+    await store.open()  # the second open changed nothing the first one made
+    try:
+        found = await store.get_job(outcome.job.id)
+        assert found is not None and found.state == "queued"
+    finally:
+        await store.close()
+
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
 _examples = itertools.count()
 
+
 bot_index = st.integers(min_value=0, max_value=1)
+
+
 pick = st.integers(min_value=0, max_value=1000)
+
+
 step = st.one_of(
     st.tuples(st.just("submit"), st.integers(1, 3), st.integers(1, 3)),
     st.tuples(st.just("claim"), bot_index, st.integers(1, 3)),
@@ -114,7 +178,7 @@ async def run_step(world: World, action: tuple[object, ...]) -> str | None:
         return None
     if kind == "claim":
         assert isinstance(action[2], int)
-        await store.claim_jobs(bot.id, [world.prefix], action[2], JOB_LEASE_TTL_S)
+        await store.claim_jobs(ClaimInput(bot.id, [world.prefix], action[2], JOB_LEASE_TTL_S))
         return None
     if kind == "restart":
         world.restarts += 1
@@ -146,7 +210,7 @@ async def count_by_listing(store: Store) -> dict[str, int]:
     counts: dict[str, int] = {}
     cursor: str | None = None
     while True:
-        page, cursor = await store.list_jobs(None, None, 200, cursor)
+        page, cursor = await store.list_jobs(JobQuery(None, None, 200, cursor))
         for job in page:
             counts[job.state] = counts.get(job.state, 0) + 1
         if cursor is None:

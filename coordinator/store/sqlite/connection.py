@@ -1,5 +1,5 @@
-"""The SQLite store's threads and connections: a thread that runs calls on one
-connection, and the checkpointer that keeps the WAL short off the event loop."""
+"""The SQLite store's connections: the thread each lives on, and the checkpointer that
+keeps the WAL short off the event loop."""
 
 from __future__ import annotations
 
@@ -19,14 +19,23 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # When a checkpoint starts: after this many rows written (the writer's total_changes)
-# or this long after the first commit it has not covered, whichever comes first. A job
-# sent alone (submit, claim, report) changes about 10 rows and writes about 24 WAL pages:
-# at 400 rows (SQLite's own spacing, about 1,000 pages) a busy coordinator checkpointed
-# every 40 jobs, and the tail of each, which writes wait for, landed in 2.8 % of
-# submit-to-result times: the p99. The time bound caps what a power cut can take (the
-# WAL is fsynced only by checkpoints) and, on a quiet coordinator, is what triggers.
+# or this long after the first commit it has not covered, whichever comes first. Wider
+# than SQLite's own spacing because writes wait for the tail of each checkpoint; the
+# time bound caps what a power cut can take (only checkpoints fsync the WAL) and is
+# what triggers on a quiet coordinator.
 CHECKPOINT_AFTER_CHANGES = 4000
 CHECKPOINT_AFTER_S = 0.5
+
+WRITER_SETUP = (
+    "pragma_busy_timeout",
+    "pragma_synchronous_normal",
+    "pragma_foreign_keys",
+    "pragma_cache_size",
+    "pragma_temp_store_memory",
+    "pragma_no_autocheckpoint",
+)
+READER_SETUP = ("pragma_busy_timeout", "pragma_cache_size", "pragma_query_only")
+LOOP_READER_SETUP = ("pragma_busy_no_wait", "pragma_cache_size", "pragma_query_only")
 
 
 def connect(
@@ -44,6 +53,11 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def reader_on_loop(path: str, queries: Queries) -> sqlite3.Connection:
+    """The read-only connection the event loop reads on: it never waits for a lock."""
+    return connect(path, queries, LOOP_READER_SETUP)
 
 
 class DatabaseThread:
@@ -114,15 +128,12 @@ class Checkpointer:
     `every_changes` rows written:
 
     1. *copy*: a checkpoint on the `copier` thread's connection (the reader thread's)
-       copies the bulk of the WAL while writes go on (a few ms for ~1,000 pages);
+       copies the bulk of the WAL while writes go on;
     2. *finish*: a checkpoint queued on the writer thread copies what was committed during
        the copy. No write lands while it runs (writes queue behind it), so the whole WAL
        is copied and the next write starts the WAL file over: the file stops growing. A
        copy phase alone would, under a steady stream of writes, always end with new
        frames and the WAL would never start over.
-
-    Writes used to wait for the whole checkpoint (about 12 us per transaction in the
-    WAL); now they wait for the tail only.
     """
 
     def __init__(
@@ -151,6 +162,7 @@ class Checkpointer:
         self.last_thread: int | None = None  # the thread that finished the last one (tests)
         self.last_result: tuple[int, int, int] | None = None  # (busy, WAL pages, copied)
         self.copy_thread: int | None = None  # the thread that ran the last copy (tests)
+        self._changed = asyncio.Event()  # replaced by a fresh one at each change
 
     def note(self, total_changes: int) -> None:
         """After a commit (on the event loop), with the writer connection's total_changes:
@@ -175,6 +187,7 @@ class Checkpointer:
         self._timer = None
         if self._latest > self._covered:
             self._start(self._latest)
+        self._signal()
 
     def _start(self, total_changes: int) -> None:
         if self._pending is not None and not self._pending.done():
@@ -197,6 +210,16 @@ class Checkpointer:
         # the next commit tries again: not every half second on a broken disk.
         if not self._failed:
             self._arm()
+        self._signal()
+
+    async def changed(self) -> None:
+        """Until a checkpoint round ends or the time bound fires (tests and diagnosis
+        wait on this rather than poll)."""
+        await self._changed.wait()
+
+    def _signal(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def _two_phases(self, copier: DatabaseThread) -> None:
         await copier.call(self._copy, copier)

@@ -1,0 +1,73 @@
+"""The read-only verbs of the PostgreSQL store: lone statements outside a transaction
+(each has its own snapshot), and the reads the write verbs share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import coordinator.store.records as records
+from coordinator.store.postgres.rows import (
+    DECODE,
+    as_datetime,
+    attempt_from_row,
+    bot_from_row,
+    job_from_row,
+)
+from coordinator.store.postgres.tx import Tx
+from coordinator.store.rows import decode_cursor, page_of, stats_from_rows
+
+
+async def get_job(tx: Tx, job_id: str) -> records.JobRecord | None:
+    row = await tx.fetchrow("get_job", job_id)
+    return None if row is None else job_from_row(row)
+
+
+async def unchanged(tx: Tx, job_id: str) -> tuple[records.ReportOutcome, records.JobRecord | None]:
+    """An operator's verb that moved nothing: the job as it is, if there is one."""
+    job = await get_job(tx, job_id)
+    return (records.ReportOutcome.NOT_FOUND if job is None else records.ReportOutcome.CONFLICT), job
+
+
+async def list_jobs(tx: Tx, query: records.JobQuery) -> tuple[list[records.JobRecord], str | None]:
+    before = decode_cursor(query.cursor)
+    rows = await tx.fetch("list_jobs", query.state, query.op, before, query.limit + 1)
+    return page_of(rows, query.limit, DECODE)
+
+
+async def list_attempts(tx: Tx, job_id: str) -> list[records.AttemptRecord]:
+    return [attempt_from_row(row) for row in await tx.fetch("list_attempts", job_id)]
+
+
+async def get_bot(tx: Tx, bot_id: str) -> records.BotRecord | None:
+    row = await tx.fetchrow("get_bot", bot_id)
+    return None if row is None else bot_from_row(row)
+
+
+async def list_bots(tx: Tx) -> list[records.BotRecord]:
+    return [bot_from_row(row) for row in await tx.fetch("list_bots")]
+
+
+async def stats(tx: Tx, window_s: int) -> records.StatsRecord:
+    finished = await tx.fetchrow("finished_since", tx.now - timedelta(seconds=window_s))
+    return stats_from_rows(
+        await tx.fetch("count_jobs"),
+        await tx.fetch("count_bots"),
+        finished,
+        await tx.fetchval("oldest_queued"),
+        window_s,
+    )
+
+
+async def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
+    value = await tx.fetchval("next_run_at", list(operations))
+    return None if value is None else as_datetime(value)
+
+
+async def claim_outlook(tx: Tx, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
+    row = await tx.fetchrow("claim_outlook", bot_id, list(operations))
+    run_at = row["next_run_at"]
+    return records.ClaimOutlook(
+        bot_online=bool(row["bot_online"]),
+        next_run_at=None if run_at is None else as_datetime(run_at),
+    )
