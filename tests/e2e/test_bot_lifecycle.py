@@ -1,4 +1,4 @@
-"""Issue 4 with real processes: how a `python -m bot` ends.
+"""How a `python -m bot` ends, with real processes.
 
 - SIGTERM while slow jobs run: they finish, the outbox is empty, the process exits 0
   and the coordinator shows none of its jobs running (and the bot offline).
