@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from coordinator.store.records import (
     AssignmentRecord,
@@ -166,3 +166,15 @@ def expiry_from_rows(offline: Sequence[str], moved: Sequence[Any]) -> ExpiryOutc
         requeued=tuple(row["id"] for row in moved if row["state"] == "queued"),
         failed=tuple(row["id"] for row in moved if row["state"] == "failed"),
     )
+
+
+@overload
+def clean_text(value: str) -> str: ...
+@overload
+def clean_text(value: None) -> None: ...
+def clean_text(value: str | None) -> str | None:
+    """Client text with NUL made storable: PostgreSQL text cannot hold NUL, and SQLite's JSON
+    functions end a string at one."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")

@@ -9,8 +9,9 @@ from typing import Any
 
 import coordinator.store.records as records
 from coordinator.store.postgres.leases import release_jobs_of_bots, release_lost_jobs
-from coordinator.store.postgres.rows import bot_from_row, clean_text
+from coordinator.store.postgres.rows import bot_from_row
 from coordinator.store.postgres.tx import Tx
+from coordinator.store.rows import clean_text
 from coordinator.store.rules import (
     BOT_DEREGISTERED,
     INSTANCE_REPLACED,

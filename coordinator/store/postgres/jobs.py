@@ -15,8 +15,9 @@ from coordinator.store.base import (
 )
 from coordinator.store.ids import new_job_id
 from coordinator.store.postgres.reads import unchanged
-from coordinator.store.postgres.rows import clean_text, job_from_row
+from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx
+from coordinator.store.rows import clean_text
 from coordinator.store.rules import Claimant, claimable_operations
 
 

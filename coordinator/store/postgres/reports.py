@@ -20,9 +20,9 @@ from coordinator.store.base import (
     StoreError,
 )
 from coordinator.store.postgres.jobs import claim_jobs
-from coordinator.store.postgres.rows import clean_text
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.reports import ReportBatch
+from coordinator.store.rows import clean_text
 from coordinator.store.rules import JobSnapshot, refusal
 
 

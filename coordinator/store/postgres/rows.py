@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, overload
+from typing import Any
 
 import msgspec
 
@@ -50,14 +50,3 @@ def bot_from_row(row: Any) -> BotRecord:
 
 def attempt_from_row(row: Any) -> AttemptRecord:
     return rows.attempt_from_row(row, DECODE)
-
-
-@overload
-def clean_text(value: str) -> str: ...
-@overload
-def clean_text(value: None) -> None: ...
-def clean_text(value: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL; a client's text may (an exception's message)."""
-    if value is None or "\x00" not in value:
-        return value
-    return value.replace("\x00", "\ufffd")

@@ -13,6 +13,7 @@ from coordinator.store.base import (
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
+from coordinator.store.rows import clean_text
 from coordinator.store.rules import Claimant, claimable_operations
 from coordinator.store.sqlite.reads import unchanged
 from coordinator.store.sqlite.rows import (
@@ -38,13 +39,13 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             "now": tx.now,
             "run_at": to_us(job.run_at),
             "timeout_s": job.timeout_s,
-            "idempotency_key": job.idempotency_key,
+            "idempotency_key": clean_text(job.idempotency_key),
             "metadata": dump_json(job.metadata),
         }
         for job in jobs
     ]
     tx.many("insert_jobs", rows)
-    keys = [job.idempotency_key for job in jobs if job.idempotency_key is not None]
+    keys = [row["idempotency_key"] for row in rows if row["idempotency_key"] is not None]
     by_key: dict[str, JobRecord] = {}
     if keys:
         found = tx.all("jobs_by_idempotency_key", {"keys": id_list(keys)})
@@ -52,7 +53,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
     outcomes: list[SubmitOutcome] = []
     for job, row in zip(jobs, rows, strict=True):
         if job.idempotency_key is not None:
-            record = by_key[job.idempotency_key]
+            record = by_key[row["idempotency_key"]]
             created = record.id == row["id"]
         else:
             record = _new_record(job, row)

@@ -378,3 +378,12 @@ async def test_submit_and_resubmit_answer_with_the_attempts_used(
     (again,) = await store.submit_jobs([new_job(clock, idempotency_key="k")])
     assert (again.created, again.job.id) == (False, first.job.id)
     assert (again.job.state, again.job.attempt, again.job.attempts_used) == ("succeeded", 1, 1)
+
+
+async def test_idempotency_key_with_a_nul_character(store: Store, clock: FakeClock) -> None:
+    """A key is client text; one with a NUL still finds its first job, on every backend."""
+    (first,) = await store.submit_jobs([new_job(clock, idempotency_key="k\x00a")])
+    (other,) = await store.submit_jobs([new_job(clock, idempotency_key="k\x00b")])
+    (again,) = await store.submit_jobs([new_job(clock, idempotency_key="k\x00a")])
+    assert first.created and other.created and other.job.id != first.job.id
+    assert again.job.id == first.job.id and not again.created
