@@ -18,6 +18,7 @@ from bot.agent.quarantine import Quarantine
 from bot.agent.shutdown import (
     EXIT_BAD_SETTINGS,
     EXIT_OK,
+    EXIT_RESTART,
     EXIT_SAFE_HALT,
     EXIT_STOPPED_HARD,
     end_before_online,
@@ -40,7 +41,14 @@ from bot.system.host import HostFacts
 from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, SystemClock
 
-__all__ = ["EXIT_BAD_SETTINGS", "EXIT_OK", "EXIT_SAFE_HALT", "EXIT_STOPPED_HARD", "Bot"]
+__all__ = [
+    "EXIT_BAD_SETTINGS",
+    "EXIT_OK",
+    "EXIT_RESTART",
+    "EXIT_SAFE_HALT",
+    "EXIT_STOPPED_HARD",
+    "Bot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +121,8 @@ class Bot:
     # ------------------------------------------------------------ run
 
     async def run(self) -> int:
-        """Run until stopped; the exit code (0 clean, 1 hard stop, 2 bad settings, 3 halt)."""
+        """Run until stopped; the exit code (0 clean, 1 hard stop, 2 bad settings, 3 halt,
+        4 drained for a restart)."""
         lifecycle, stops = self.lifecycle, self.stops
         log_context = bot_context()
         try:

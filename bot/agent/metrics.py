@@ -95,10 +95,16 @@ class BotCollector(Collector):
         yield GaugeMetricFamily(
             "botfleet_bot_slots", "jobs allowed at once", value=scheduler.slots.capacity
         )
+        threads = scheduler.threads
         yield GaugeMetricFamily(
             "botfleet_bot_threads_left_behind",
-            "handler threads still running after their job was cancelled or timed out",
-            value=scheduler.threads.left_behind,
+            "abandoned handler threads still running (their job was cancelled or timed out)",
+            value=threads.abandoned,
+        )
+        yield CounterMetricFamily(
+            "botfleet_bot_threads_abandoned",
+            "handler threads abandoned: their job ended while the handler ran on",
+            value=threads.abandoned_total,
         )
         jobs = CounterMetricFamily(
             "botfleet_bot_jobs", "jobs run to an outcome", labels=["op", "outcome"]

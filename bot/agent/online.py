@@ -210,6 +210,12 @@ class Online:
         if self.quarantine.note_job(job.op, outcome.crash):
             self._quarantined(self.quarantine.reason or "")
 
+    def threads_exhausted(self, abandoned: int) -> None:
+        self.stops.request_restart(
+            f"{abandoned} abandoned handler threads still run (their handlers ignored "
+            "cancellation): draining for a restart"
+        )
+
     def fatal(self, error: OutboxError) -> None:
         self.stops.halt(hints.outbox(self.settings, error))
 

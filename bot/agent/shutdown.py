@@ -1,6 +1,7 @@
 """How a bot ends: one sequence (`shut_down`), driven by an `Ending` the stop requests
 call for: a drain (exit 0), a hard stop (a second request, at any of the drain's waits:
-exit 1) or a halt (going on is unsafe: exit 3). No acknowledged report is lost.
+exit 1), a halt (going on is unsafe: exit 3) or a drain for a restart (too many
+abandoned handler threads: exit 4). No acknowledged report is lost.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ EXIT_OK = 0
 EXIT_STOPPED_HARD = 1
 EXIT_BAD_SETTINGS = 2
 EXIT_SAFE_HALT = 3
+EXIT_RESTART = 4  # drained; only a new process is rid of the abandoned handler threads
 
 S = BotState
 
@@ -58,7 +60,8 @@ class Ending:
 
 
 def ending_for(stops: StopRequests, settings: Settings) -> Ending:
-    """A halt, unless a drain began first (a halt during a drain ends that drain)."""
+    """A halt, unless a drain began first (a halt during a drain ends that drain); a
+    drain for a restart exits 4."""
     if stops.unsafe is not None and not stops.stop.is_set():
         return Ending(
             code=EXIT_SAFE_HALT,
@@ -72,8 +75,8 @@ def ending_for(stops: StopRequests, settings: Settings) -> Ending:
             farewell=True,
         )
     return Ending(
-        code=EXIT_OK,
-        reason="drained",
+        code=EXIT_RESTART if stops.restart else EXIT_OK,
+        reason="drained for a restart" if stops.restart else "drained",
         shown=S.DRAINING,
         why=stops.reason,
         grace_s=settings.drain_grace_s,

@@ -1,7 +1,8 @@
 """Requests to stop: a drain, a hard stop, a halt; events that the loops wait on.
 
 The first stop request (a signal, or the coordinator's `drain`) drains; a second one
-stops hard. A halt (`UnsafeError`) says going on is unsafe. Each may come at any time,
+stops hard. A restart drains too, then exits for the supervisor to start the bot
+again. A halt (`UnsafeError`) says going on is unsafe. Each may come at any time,
 before the bot is online too; `bot.shutdown` acts on them.
 """
 
@@ -21,6 +22,7 @@ class StopRequests:
         self.hard = asyncio.Event()  # stop now
         self.halting = asyncio.Event()  # `unsafe` is set
         self.reason = ""
+        self.restart = False  # the drain ends in an exit that asks for a new process
         self.unsafe: UnsafeError | None = None
 
     def may_work(self) -> bool:
@@ -40,6 +42,12 @@ class StopRequests:
             log.info("stopping: %s", reason)
             self.reason = reason
             self.stop.set()
+
+    def request_restart(self, reason: str) -> None:
+        """Drain, then exit for a restart; nothing when the bot is ending already."""
+        if self.may_work():
+            self.restart = True
+            self.request_drain(reason)
 
     def halt(self, error: UnsafeError) -> None:
         """Going on is unsafe: the first error is the one the bot ends with."""

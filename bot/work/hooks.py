@@ -45,6 +45,11 @@ class SchedulerHooks(Protocol):
         """A job ended (its report is on its way): crash-loop accounting."""
         ...
 
+    def threads_exhausted(self, abandoned: int) -> None:
+        """More abandoned handler threads run than a bot lives with: it should drain and
+        exit for its supervisor to restart it (only a new process is rid of them)."""
+        ...
+
 
 class StandaloneHooks:
     """Hooks for a scheduler used alone (tests, embedding): it may always claim, cannot
@@ -71,3 +76,6 @@ class StandaloneHooks:
 
     def job_finished(self, job: Job, outcome: Outcome) -> None:
         log.debug("job %s finished (%s)", job.id, outcome.report.action)
+
+    def threads_exhausted(self, abandoned: int) -> None:
+        log.warning("%d abandoned handler threads still run", abandoned)

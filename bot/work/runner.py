@@ -1,8 +1,9 @@
 """The job runner: each claimed job in a task of its own, holding a slot until it ends.
 
 A job's own failure (its handler raised) becomes its `fail` report; a job cancelled
-(by the coordinator, or at the end of a drain's grace) reports why; a job abandoned
-(a hard stop, a halt) reports nothing and its lease runs out.
+(by the coordinator, a timeout, or at the end of a drain's grace) reports why; a job
+abandoned (a hard stop, a halt) reports nothing and its lease runs out. A plain
+handler's thread that outlives its job is abandoned: the slot comes back at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from bot.work.durations import Durations
 from bot.work.hooks import SchedulerHooks
 from bot.work.running_jobs import RunningJobs
 from bot.work.slots import Slots
-from bot.work.threads import HandlerThreads
+from bot.work.threads import ABANDONED_LIMIT, HandlerThreads
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 from botfleet.tracing import Tracer
@@ -61,16 +62,19 @@ class JobRunner:
         self.running.add(job, task)
         self._tasks.add(task)
         # A callback, not a `finally`: a task cancelled before it ever ran must free its slot too.
-        task.add_done_callback(lambda done: self._job_done(job.id, done, sink))
+        task.add_done_callback(lambda done: self._job_done(job, done, sink))
         self._on_change()
         return task
 
-    def _job_done(self, job_id: str, task: JobTask, sink: ReportSink | None) -> None:
+    def _job_done(self, job: Job, task: JobTask, sink: ReportSink | None) -> None:
+        job_id = job.id
         self._tasks.discard(task)
         self.running.remove(job_id)
-        # A thread handler that outlived its job keeps the slot until its thread ends.
-        if not self.threads.hold(task, self.slots.release):
-            self.slots.release()
+        # A thread handler that outlived its job gives its slot back all the same: one
+        # that never returns must not hold it for ever.
+        if self.threads.abandon(task):
+            self._abandoned(job)
+        self.slots.release()
         # The report after the slot: the claim that refills the slot can carry it.
         if sink is not None and not task.cancelled():
             error = task.exception()
@@ -113,6 +117,19 @@ class JobRunner:
                 log.warning("job %s failed: %s", job.id, report.error)
             self.hooks.job_finished(job, outcome)
             return report
+
+    def _abandoned(self, job: Job) -> None:
+        alive = self.threads.abandoned
+        log.warning(
+            "job %s (%s): its handler ignored the cancellation; its thread is abandoned and "
+            "runs on, its slot is free (%d abandoned thread(s) running, a restart past %d)",
+            job.id,
+            job.op,
+            alive,
+            ABANDONED_LIMIT,
+        )
+        if alive > ABANDONED_LIMIT:
+            self.hooks.threads_exhausted(alive)
 
     def _cancelled(self, job: Job) -> Outcome:
         entry = self.running.get(job.id)

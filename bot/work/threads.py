@@ -3,10 +3,13 @@
 Python cannot interrupt a thread. When a thread handler's job is cancelled (by the
 coordinator, a timeout or the end of a drain's grace period), the bot stops waiting
 and reports the job at once, but the thread runs on until the handler returns. Such
-a thread is *left behind*:
+a thread is *abandoned* (`abandon`):
 
-- it keeps its job's slot until it really ends, so MAX_CONCURRENCY stays a true
-  bound on the handlers running at once (`hold`);
+- its job's slot comes back at once, so a handler that never returns cannot hold
+  it for ever; the bot counts the abandoned threads still running instead, and
+  restarts itself past `ABANDONED_LIMIT` of them (a restart is the only way to get
+  rid of them);
+- it is never handed another call, even once its handler returns;
 - it is a daemon thread, so it never keeps the process from exiting;
 - the handler can stop early by checking `job.cancelled()` now and then
   (cooperative cancellation).
@@ -31,15 +34,18 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+Work = Callable[[], bool]  # one call; False when its thread must end after it
+
 IDLE_KEPT = 8  # threads waiting for the next call at most; one more ends at once
 IDLE_S = 30.0  # a thread waiting this long for a call ends
 IDLE_NAME = "handler-idle"
+ABANDONED_LIMIT = 8  # abandoned threads still running that a bot lives with; one more: restart
 
 
 @dataclass(slots=True)
 class _Thread:
     name: str
-    on_end: Callable[[], None] | None = None  # set once left behind
+    abandoned: bool = False
 
 
 class HandlerThreads:
@@ -47,6 +53,7 @@ class HandlerThreads:
         self._lock = threading.Lock()
         self._threads: dict[object, _Thread] = {}
         self._idle: list[_Worker] = []  # threads waiting for a call
+        self.abandoned_total = 0  # threads ever abandoned (a counter)
 
     @property
     def running(self) -> int:
@@ -54,10 +61,10 @@ class HandlerThreads:
             return len(self._threads)
 
     @property
-    def left_behind(self) -> int:
-        """Threads still running though nobody waits for them any more."""
+    def abandoned(self) -> int:
+        """Abandoned threads still running: nobody waits for them any more."""
         with self._lock:
-            return sum(1 for thread in self._threads.values() if thread.on_end is not None)
+            return sum(1 for thread in self._threads.values() if thread.abandoned)
 
     @property
     def idle(self) -> int:
@@ -69,14 +76,14 @@ class HandlerThreads:
         """`function(argument)` in a daemon thread of its own, named `name`, with this task's
         context variables.
 
-        The key of the thread is the calling task: `hold(task, …)` asks about it later.
+        The key of the thread is the calling task: `abandon(task)` gives it up later.
         """
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Any] = loop.create_future()
         key = asyncio.current_task()
         context = contextvars.copy_context()
 
-        def target() -> None:
+        def target() -> bool:
             threading.current_thread().name = name
             try:
                 value, error = context.run(function, argument), None
@@ -84,12 +91,14 @@ class HandlerThreads:
                 value, error = None, exc
             with self._lock:
                 entry = self._threads.pop(key, None)
+            abandoned = entry is not None and entry.abandoned
+            if abandoned:
+                log.info("%s: an abandoned handler returned at last; its thread ends", name)
             try:
                 loop.call_soon_threadsafe(_resolve, result, value, error)
-                if entry is not None and entry.on_end is not None:
-                    loop.call_soon_threadsafe(entry.on_end)
             except RuntimeError:  # the loop closed while this thread ran on
                 log.debug("thread %s ended after the bot stopped", name)
+            return not abandoned
 
         with self._lock:
             self._threads[key] = _Thread(name)
@@ -122,19 +131,15 @@ class HandlerThreads:
                 return True
             return False
 
-    def hold(self, key: object, on_end: Callable[[], None]) -> bool:
-        """If the thread of task `key` still runs, call `on_end` (on the loop) once it ends
-        and return True; False when it has ended already (or never was)."""
+    def abandon(self, key: object) -> bool:
+        """Give up the thread of task `key` if it still runs (True): nobody waits for it, and
+        it ends once its handler returns. False when it has ended already (or never was)."""
         with self._lock:
             entry = self._threads.get(key)
-            if entry is None:
+            if entry is None or entry.abandoned:
                 return False
-            entry.on_end = on_end
-        log.warning(
-            "%s: the bot stopped waiting, the thread runs on until its handler returns "
-            "(it keeps its slot meanwhile)",
-            entry.name,
-        )
+            entry.abandoned = True
+            self.abandoned_total += 1
         return True
 
 
@@ -143,15 +148,15 @@ class _Worker:
 
     def __init__(self, pool: HandlerThreads) -> None:
         self._pool = pool
-        self._work: Callable[[], None] | None = None
+        self._work: Work | None = None
         self._handed = threading.Lock()  # held while there is no work: `hand` releases it
         self._handed.acquire()
 
-    def start(self, work: Callable[[], None], name: str) -> None:
+    def start(self, work: Work, name: str) -> None:
         self._work = work
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
-    def hand(self, work: Callable[[], None]) -> None:
+    def hand(self, work: Work) -> None:
         self._work = work
         self._handed.release()
 
@@ -159,8 +164,10 @@ class _Worker:
         while True:
             work, self._work = self._work, None
             if work is not None:
-                work()
+                reusable = work()
                 del work  # the call's handler, job and result go with it
+                if not reusable:
+                    return  # abandoned: no later job may meet what its handler left behind
             threading.current_thread().name = IDLE_NAME
             if not self._pool._park(self):
                 return

@@ -134,6 +134,7 @@ class RecordingHooks(StandaloneHooks):
         self.backoffs: list[str | None] = []
         self.finished: list[Outcome] = []
         self.fatals: list[OutboxError] = []
+        self.exhausted: list[int] = []  # abandoned threads running, each time past the limit
 
     def may_claim(self) -> bool:
         return self.allowed
@@ -156,6 +157,9 @@ class RecordingHooks(StandaloneHooks):
 
     def job_finished(self, job: Job, outcome: Outcome) -> None:
         self.finished.append(outcome)
+
+    def threads_exhausted(self, abandoned: int) -> None:
+        self.exhausted.append(abandoned)
 
 
 async def run_until(

@@ -15,10 +15,11 @@ from bot.agent.quarantine import QUARANTINE_FILE
 from bot.errors import ConflictError, PluginError
 from bot.identity import IDENTITY_FILE
 from bot.jobs import Registry, load_plugins
-from bot.machine import EXIT_OK, EXIT_SAFE_HALT
+from bot.machine import EXIT_OK, EXIT_RESTART, EXIT_SAFE_HALT
 from bot.reports.outbox import OUTBOX_FILE, Outbox
 from bot.state import BotState, Job
 from bot.testing import FakeCoordinator
+from bot.work.threads import ABANDONED_LIMIT
 from botfleet.protocol import messages as m
 
 from .conftest import StartBot, eventually, runs
@@ -335,7 +336,7 @@ class TestOpenCircuit:
 
 
 class TestThreadHandlers:
-    async def test_a_timed_out_thread_keeps_its_slot_until_it_ends(
+    async def test_a_timed_out_thread_gives_its_slot_back_at_once(
         self, start_bot: StartBot
     ) -> None:
         release = threading.Event()
@@ -351,17 +352,40 @@ class TestThreadHandlers:
         running = start_bot(fake, bot_options={"registry": registry_with(stuck=stuck)})
         await eventually(lambda: fake.jobs[stuck_id].state == "failed", "timed out")
         assert (fake.jobs[stuck_id].error or "").startswith("timeout: ")
+        assert fake.jobs[stuck_id].retryable is True
         scheduler = running.bot.scheduler
         assert scheduler is not None
+        assert scheduler.threads.abandoned == 1
+        # Its slot came back: the next job runs while the abandoned thread still blocks.
         waiting = fake.add_job("sum", {"a": 1, "b": 1})
-        await eventually(lambda: scheduler.threads.left_behind == 1, "thread left behind")
-        assert scheduler.slots.in_use == 1 and len(scheduler.running) == 0
-        assert fake.jobs[waiting].state == "queued"  # its slot is still taken
+        await eventually(lambda: fake.jobs[waiting].state == "succeeded", "the next job ran")
+        assert scheduler.threads.abandoned == 1
 
         release.set()
-        await fake.wait_finished(2)
+        await eventually(lambda: scheduler.threads.abandoned == 0, "the thread ended")
         assert seen_cancelled == [True] and scheduler.slots.in_use == 0
         assert await running.stop() == EXIT_OK
+
+    async def test_past_eight_abandoned_threads_the_bot_drains_and_exits_4(
+        self, start_bot: StartBot
+    ) -> None:
+        release = threading.Event()
+
+        def hung(job: Job) -> dict[str, bool]:
+            release.wait(30)
+            return {}
+
+        fake = FakeCoordinator(assignment=m.Assignment(max_concurrency=1))
+        hung_ids = [fake.add_job("hung", timeout_s=0.01) for _ in range(ABANDONED_LIMIT + 1)]
+        later = fake.add_job("sum", {"a": 1, "b": 2})
+        running = start_bot(fake, bot_options={"registry": registry_with(hung=hung)})
+        try:
+            assert await running.exit_code() == EXIT_RESTART
+        finally:
+            release.set()
+        assert [fake.jobs[i].state for i in hung_ids] == ["failed"] * len(hung_ids)
+        assert fake.jobs[later].state == "queued"  # the drain claimed nothing more
+        assert running.bot.lifecycle.state is BotState.SHUTDOWN
 
     async def test_a_thread_handler_can_stop_on_cancel(self, start_bot: StartBot) -> None:
         stopped = threading.Event()

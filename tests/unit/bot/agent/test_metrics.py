@@ -44,6 +44,7 @@ async def test_metrics_are_served(start_bot: StartBot) -> None:
         "botfleet_bot_loop_lag_seconds",
         "botfleet_bot_loop_stalls_total",
         "botfleet_bot_threads_left_behind",
+        "botfleet_bot_threads_abandoned_total",
     ):
         assert f"\n{name} " in text, name
     assert await running.stop() == EXIT_OK

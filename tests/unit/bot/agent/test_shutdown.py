@@ -7,6 +7,7 @@ from pathlib import Path
 from bot.agent.lifecycle import Lifecycle
 from bot.agent.shutdown import (
     EXIT_OK,
+    EXIT_RESTART,
     EXIT_SAFE_HALT,
     EXIT_STOPPED_HARD,
     end_before_online,
@@ -37,6 +38,32 @@ def test_a_stop_request_drains(tmp_path: Path) -> None:
     )
     assert (ending.grace_s, ending.abandon_wait_s) == (7.0, 2.0)
     assert ending.deliver and ending.flush_outbox and ending.farewell
+
+
+def test_a_restart_drains_and_exits_4(tmp_path: Path) -> None:
+    stops = StopRequests()
+    stops.request_restart("9 abandoned handler threads still run")
+    ending = ending_for(stops, settings(tmp_path))
+    assert (ending.code, ending.shown, ending.why, ending.reason) == (
+        EXIT_RESTART,
+        S.DRAINING,
+        "9 abandoned handler threads still run",
+        "drained for a restart",
+    )
+    assert (ending.grace_s, ending.abandon_wait_s) == (7.0, 2.0)
+    assert ending.deliver and ending.flush_outbox and ending.farewell
+
+
+def test_a_restart_asked_for_while_ending_changes_nothing(tmp_path: Path) -> None:
+    drained = StopRequests()
+    drained.request_stop("SIGTERM")
+    drained.request_restart("too many abandoned threads")
+    assert ending_for(drained, settings(tmp_path)).code == EXIT_OK
+    halted = StopRequests()
+    halted.halt(UnsafeError("outbox gone", "fix it"))
+    halted.request_restart("too many abandoned threads")
+    assert ending_for(halted, settings(tmp_path)).code == EXIT_SAFE_HALT
+    assert not halted.stop.is_set()
 
 
 def test_a_halt_abandons_the_jobs_and_still_says_goodbye(tmp_path: Path) -> None:

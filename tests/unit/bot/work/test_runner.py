@@ -1,8 +1,11 @@
-"""The job runner: a slot per job, reports of cancelled jobs, crashes told, jobs abandoned."""
+"""The job runner: a slot per job, reports of cancelled and timed-out jobs, crashes told, jobs
+and hung handlers' threads abandoned."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,8 +14,9 @@ from bot.jobs import Registry, load_plugins
 from bot.state import Job
 from bot.testing import FakeCoordinator, ScaledClock
 from bot.work.hooks import StandaloneHooks
+from bot.work.threads import ABANDONED_LIMIT
 from botfleet.protocol import messages as m
-from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
+from tests.unit.bot.conftest import GENEROUS_S, MakeScheduler, RecordingHooks, eventually
 
 
 async def test_wait_jobs_and_abandon(make_scheduler: MakeScheduler) -> None:
@@ -111,3 +115,112 @@ async def test_abandoning_waits_at_most_so_long(make_scheduler: MakeScheduler) -
     assert not task.done()
     release.set()
     await asyncio.wait_for(task, 30)
+
+
+class Hung:
+    """A plain handler that blocks on an event it is given only at the end of the test."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.started = threading.Semaphore(0)
+
+    def __call__(self, job: Job) -> dict[str, Any]:
+        self.threads.append(threading.current_thread())
+        self.started.release()
+        self.release.wait(GENEROUS_S)
+        return {}
+
+
+@pytest.fixture
+def hung() -> Iterator[Hung]:
+    handler = Hung()
+    yield handler
+    handler.release.set()  # the abandoned threads end with the test
+
+
+def _registry(**handlers: Any) -> Registry:
+    registry = load_plugins(Registry(), entry_points=())
+    for name, handler in handlers.items():
+        registry.register(name, handler)
+    return registry
+
+
+async def test_a_hung_plain_handler_past_its_timeout_gives_its_slot_back(
+    make_scheduler: MakeScheduler, hung: Hung, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = RecordingHooks(renewed=False)
+    scheduler = make_scheduler(FakeCoordinator(), registry=_registry(hung=hung), hooks=hooks)
+    reports: list[m.ReportItem] = []
+    # The deadline is asyncio's own (the job's), so the test waits on the job, not a clock.
+    await scheduler.start(Job("job_1", "hung", {}, timeout_s=0.001), reports.append)
+    (report,) = reports
+    assert (report.action, report.retryable) == ("fail", True)
+    assert (report.error or "").startswith("timeout: ")
+    assert scheduler.slots.in_use == 0 and len(scheduler.running) == 0
+    assert (scheduler.threads.abandoned, scheduler.threads.abandoned_total) == (1, 1)
+    assert "job job_1 (hung): its handler ignored the cancellation" in caplog.text
+    assert hooks.exhausted == []
+
+    # The next plain job runs in a thread of its own: the abandoned one is never reused.
+    seen: list[threading.Thread] = []
+
+    def quick(job: Job) -> dict[str, Any]:
+        seen.append(threading.current_thread())
+        return {}
+
+    scheduler.runner.registry.register("quick", quick)
+    await scheduler.start(Job("job_2", "quick", {}), reports.append)
+    assert reports[-1].action == "complete" and seen[0] is not hung.threads[0]
+    assert scheduler.slots.in_use == 0
+
+
+async def test_an_operator_cancel_of_a_hung_plain_handler_abandons_its_thread(
+    make_scheduler: MakeScheduler, hung: Hung
+) -> None:
+    scheduler = make_scheduler(
+        FakeCoordinator(), registry=_registry(hung=hung), hooks=RecordingHooks(renewed=False)
+    )
+    reports: list[m.ReportItem] = []
+    task = scheduler.start(Job("job_1", "hung", {}), reports.append)
+    await asyncio.to_thread(hung.started.acquire)
+    assert scheduler.cancel("job_1", "cancelled") is True
+    await asyncio.wait_for(task, GENEROUS_S)
+    (report,) = reports
+    assert (report.action, report.error, report.retryable) == ("fail", "cancelled", False)
+    assert scheduler.slots.in_use == 0 and scheduler.threads.abandoned == 1
+
+
+async def test_past_the_limit_of_abandoned_threads_the_bot_is_told(
+    make_scheduler: MakeScheduler, hung: Hung
+) -> None:
+    hooks = RecordingHooks(renewed=False)
+    scheduler = make_scheduler(FakeCoordinator(), registry=_registry(hung=hung), hooks=hooks)
+    for n in range(ABANDONED_LIMIT):
+        await scheduler.start(Job(f"job_{n}", "hung", {}, timeout_s=0.001))
+    assert scheduler.threads.abandoned == ABANDONED_LIMIT and hooks.exhausted == []
+    await scheduler.start(Job("job_last", "hung", {}, timeout_s=0.001))
+    assert hooks.exhausted == [ABANDONED_LIMIT + 1] and scheduler.slots.in_use == 0
+
+
+async def test_an_async_handler_past_its_timeout_is_cancelled_and_failed(
+    make_scheduler: MakeScheduler,
+) -> None:
+    cancelled = asyncio.Event()
+
+    async def forever(job: Job) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    scheduler = make_scheduler(
+        FakeCoordinator(), registry=_registry(forever=forever), hooks=RecordingHooks(False)
+    )
+    reports: list[m.ReportItem] = []
+    await scheduler.start(Job("job_1", "forever", {}, timeout_s=0.001), reports.append)
+    (report,) = reports
+    assert cancelled.is_set() and (report.action, report.retryable) == ("fail", True)
+    assert (report.error or "").startswith("timeout: ")
+    assert scheduler.slots.in_use == 0 and scheduler.threads.abandoned_total == 0

@@ -1,4 +1,4 @@
-"""Plain handlers' threads: kept for the next call, never shared, left behind holding their slot."""
+"""Plain handlers' threads: kept for the next call, never shared, abandoned and counted."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from bot.work.threads import HandlerThreads
 from tests.unit.bot.conftest import GENEROUS_S, eventually
 
 
-async def test_a_thread_left_behind_keeps_its_hold_until_it_ends() -> None:
+async def test_an_abandoned_thread_is_counted_until_it_ends_and_never_reused() -> None:
     threads = HandlerThreads()
     release = threading.Event()
-    ended, started = asyncio.Event(), asyncio.Event()
+    started = asyncio.Event()
     loop = asyncio.get_running_loop()
+    used: list[threading.Thread] = []
 
     def blocking(value: int) -> int:
+        used.append(threading.current_thread())
         loop.call_soon_threadsafe(started.set)
-        release.wait(30)
+        release.wait(GENEROUS_S)
         return value * 2
 
     async def call() -> int:
@@ -30,16 +32,28 @@ async def test_a_thread_left_behind_keeps_its_hold_until_it_ends() -> None:
         return result
 
     task = asyncio.create_task(call())
-    await asyncio.wait_for(started.wait(), 30)
+    await asyncio.wait_for(started.wait(), GENEROUS_S)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert threads.hold(task, ended.set) is True
-    assert threads.left_behind == 1
+    assert threads.abandon(task) is True
+    assert threads.abandon(task) is False  # counted once
+    assert (threads.abandoned, threads.abandoned_total) == (1, 1)
+    # A call meanwhile gets a thread of its own, never the abandoned one.
+    assert await threads.call(_current_thread, None, "job:y") is not used[0]
     release.set()
-    await asyncio.wait_for(ended.wait(), 30)
-    assert threads.running == 0 and threads.left_behind == 0
-    assert threads.hold(task, ended.set) is False
+    await eventually(lambda: not used[0].is_alive(), "the abandoned thread ended")
+    assert threads.running == 0 and (threads.abandoned, threads.abandoned_total) == (0, 1)
+    assert threads.abandon(task) is False
+    # Once its handler returned it ended: it never waits for the next call.
+    assert await threads.call(_current_thread, None, "job:z") is not used[0]
+
+
+async def test_a_thread_that_ended_is_not_abandoned() -> None:
+    threads = HandlerThreads()
+    task = asyncio.create_task(threads.call(lambda value: value, 1, "job:a"))
+    assert await task == 1
+    assert threads.abandon(task) is False and threads.abandoned_total == 0
 
 
 async def test_thread_results_and_errors_reach_the_caller() -> None:
