@@ -42,7 +42,14 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
         tokens=tokens,
         auth=Authenticator(store, clock, tokens, config.open_registration, cache),
         waiters=waiters,
-        poller=LongPoller(store, clock, waiters, config.long_poll_recheck_s, metrics.observe_claim),
+        poller=LongPoller(
+            store,
+            clock,
+            waiters,
+            config.long_poll_recheck_s,
+            metrics.observe_claim,
+            default_timeout_s=config.default_job_timeout_s,
+        ),
         reports=ReportCoalescer(store),
         reaper=Reaper(
             store,

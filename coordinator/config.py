@@ -8,6 +8,7 @@ from pathlib import Path
 from botfleet.protocol.messages import ALL_FEATURES
 
 MIB = 1024 * 1024
+MAX_JOB_TIMEOUT_S = 604_800  # a week: the most a job's own timeout_s may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class ServerConfig:
     bot_lease_ttl_s: float = 120.0
     job_lease_ttl_s: float = 180.0
     claim_batch_size: int = 5
+    # The time limit of a job submitted without timeout_s, told to the bot that claims it.
+    default_job_timeout_s: float | None = None
     default_max_concurrency: int = 2
     features: tuple[str, ...] = ALL_FEATURES
     tracing: bool | None = None  # OpenTelemetry spans: None = when installed
@@ -65,6 +68,12 @@ class ServerConfig:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.default_max_concurrency < 0:
             raise ValueError("default_max_concurrency must not be negative")
+        timeout = self.default_job_timeout_s
+        if timeout is not None and not 0 < timeout <= MAX_JOB_TIMEOUT_S:
+            raise ValueError(
+                f"default_job_timeout_s must be more than 0 and at most a week "
+                f"({MAX_JOB_TIMEOUT_S} s), got {timeout:g} s"
+            )
         if self.reaper_startup_grace_s is not None and self.reaper_startup_grace_s < 0:
             raise ValueError("reaper_startup_grace_s must not be negative")
         if self.token_cache_ttl_s < 0 or self.token_cache_size < 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from botfleet import eventloop
+from botfleet.cli.argtypes import duration
 from botfleet.clock import Clock, SystemClock
 from botfleet.logs import configure_logging
 from botfleet.protocol.messages import ALL_FEATURES
@@ -85,6 +86,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="after a start, before leases are first expired (default: --bot-lease-ttl)",
     )
     parser.add_argument(
+        "--default-job-timeout",
+        type=duration,
+        metavar="DURATION",
+        help="the time limit of jobs submitted without timeout_s (30s, 5m, 1h, 7d; default: none)",
+    )
+    parser.add_argument(
         "--claim-batch-size",
         type=int,
         metavar="N",
@@ -132,6 +139,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             job_lease_ttl_s=_pick(args.job_lease_ttl, defaults.job_lease_ttl_s),
             reaper_interval_s=_pick(args.reaper_interval, defaults.reaper_interval_s),
             reaper_startup_grace_s=args.reaper_grace,
+            default_job_timeout_s=args.default_job_timeout,
             claim_batch_size=(
                 defaults.claim_batch_size
                 if args.claim_batch_size is None
@@ -251,6 +259,7 @@ def _flag_names(message: str) -> str:
         "reaper_interval_s": "--reaper-interval",
         "reaper_startup_grace_s": "--reaper-grace",
         "claim_batch_size": "--claim-batch-size",
+        "default_job_timeout_s": "--default-job-timeout",
         "unknown features": "--features: unknown features",
         "port": "--port",
         "admin_token": "--admin-token",

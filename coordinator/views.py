@@ -35,7 +35,8 @@ def bot_config(config: ServerConfig) -> m.BotConfig:
     )
 
 
-def claimed_job(job: JobRecord) -> m.ClaimedJob:
+def claimed_job(job: JobRecord, default_timeout_s: float | None = None) -> m.ClaimedJob:
+    """`job` as handed to a bot; one without its own timeout gets `default_timeout_s`."""
     metadata: dict[str, Any] = dict(job.metadata)
     metadata["priority"] = job.priority
     metadata["created_at"] = to_rfc3339(job.created_at)
@@ -45,7 +46,7 @@ def claimed_job(job: JobRecord) -> m.ClaimedJob:
         payload=job.payload,
         lease_until=_time(job.lease_until),
         attempt=job.attempt,
-        timeout_s=job.timeout_s,
+        timeout_s=default_timeout_s if job.timeout_s is None else job.timeout_s,
         metadata=metadata,
     )
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TypeVar
 
 N = TypeVar("N", int, float)
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 
 
 def positive_int(text: str) -> int:
@@ -27,6 +31,19 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
     return value
+
+
+def duration(text: str) -> float:
+    """`30s`, `5m`, `1h`, `7d` (a bare number is seconds) as seconds, more than 0."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a duration such as 30s, 5m, 1h or 7d, not {text!r}"
+        )
+    seconds = float(match[1]) * _UNIT_S[match[2]]
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return seconds
 
 
 def _number(text: str, kind: type[N], what: str) -> N:

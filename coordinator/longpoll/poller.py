@@ -35,10 +35,11 @@ class LongPoller:
         recheck_s: float,
         observe_claim: ClaimObserver | None = None,
         rng: random.Random | None = None,
+        default_timeout_s: float | None = None,
     ) -> None:
         self._waiters = waiters
         self._hint = waiters.hint
-        self._store = StoreCalls(store, clock, waiters.hint, observe_claim)
+        self._store = StoreCalls(store, clock, waiters.hint, observe_claim, default_timeout_s)
         self._recheck_s = recheck_s
         self._random = rng or random.Random()
 

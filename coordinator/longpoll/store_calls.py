@@ -29,7 +29,7 @@ class StoreCalls:
     awaits no more coroutines than the store call itself.
     """
 
-    __slots__ = ("_clock", "_hint", "_observe_claim", "_store")
+    __slots__ = ("_clock", "_default_timeout_s", "_hint", "_observe_claim", "_store")
 
     def __init__(
         self,
@@ -37,8 +37,10 @@ class StoreCalls:
         clock: Clock,
         hint: DrainedOperations,
         observe_claim: ClaimObserver | None = None,
+        default_timeout_s: float | None = None,
     ) -> None:
         self._store = store
+        self._default_timeout_s = default_timeout_s  # of jobs without their own: the lease
         self._clock = clock
         self._hint = hint
         self._observe_claim = observe_claim
@@ -66,7 +68,9 @@ class StoreCalls:
         """Up to `limit` due jobs under a lease; None for an unknown or offline bot."""
         notices = self._hint.notices
         started = time.perf_counter()
-        jobs = await self._store.claim_jobs(ClaimInput(bot_id, operations, limit, lease_ttl_s))
+        jobs = await self._store.claim_jobs(
+            ClaimInput(bot_id, operations, limit, lease_ttl_s, self._default_timeout_s)
+        )
         self._claimed(operations, limit, jobs, notices, started)
         return jobs
 
@@ -84,7 +88,7 @@ class StoreCalls:
         notices = self._hint.notices
         started = time.perf_counter()
         outcomes, jobs = await self._store.report_and_claim(
-            ClaimInput(bot_id, operations, limit, lease_ttl_s), reports
+            ClaimInput(bot_id, operations, limit, lease_ttl_s, self._default_timeout_s), reports
         )
         reported(outcomes)
         self._claimed(operations, limit, jobs, notices, started)

@@ -51,7 +51,7 @@ async def claim(request: web.Request) -> web.Response:
             if jobs is None:
                 raise _bot_not_found(body.bot_id)
             if jobs or not long_poll or body.wait_ms <= 0:
-                return _claim_response(jobs, results)
+                return _claim_response(ctx, jobs, results)
             # Nothing was due after all: wait as any claim does.
         else:
             # Before the claim: the capacity these reports free is what the claim fills.
@@ -70,13 +70,16 @@ async def claim(request: web.Request) -> web.Response:
         )
     if jobs is None:
         raise _bot_not_found(body.bot_id)
-    return _claim_response(jobs, results)
+    return _claim_response(ctx, jobs, results)
 
 
 def _claim_response(
-    jobs: list[JobRecord], results: list[m.ReportResult] | msgspec.UnsetType
+    ctx: AppContext, jobs: list[JobRecord], results: list[m.ReportResult] | msgspec.UnsetType
 ) -> web.Response:
-    return respond(m.ClaimResponse(jobs=[claimed_job(job) for job in jobs], results=results))
+    timeout_s = ctx.config.default_job_timeout_s
+    return respond(
+        m.ClaimResponse(jobs=[claimed_job(job, timeout_s) for job in jobs], results=results)
+    )
 
 
 def _bot_not_found(bot_id: str) -> NotFound:

@@ -184,12 +184,13 @@ class StatsRecord:
 @dataclass(frozen=True, slots=True)
 class ClaimInput:
     """A claim: up to `limit` jobs for `operations`, each under a lease of
-    max(lease_ttl_s, its timeout_s)."""
+    max(lease_ttl_s, its timeout_s, or `default_timeout_s` for a job without one)."""
 
     bot_id: str
     operations: Sequence[str]
     limit: int
     lease_ttl_s: float
+    default_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,7 @@ class HeartbeatInput:
     metrics: dict[str, Any]
     bot_lease_ttl_s: float
     job_lease_ttl_s: float
+    default_timeout_s: float | None = None  # of jobs without their own, as in ClaimInput
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,10 @@ async def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOu
     extended: dict[str, datetime] = {}
     cancel: list[str] = []
     if ids:
-        for job in await tx.fetch("extend_leases", ids, bot_id, tx.now, beat.job_lease_ttl_s):
+        held = await tx.fetch(
+            "extend_leases", ids, bot_id, tx.now, beat.job_lease_ttl_s, beat.default_timeout_s
+        )
+        for job in held:
             if job["cancelled"]:
                 cancel.append(job["id"])
             else:

@@ -67,7 +67,7 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
         return []
     rows = await tx.fetch(
         "claim_jobs", claim.bot_id, wanted, claim.limit, bot["max_concurrency"], tx.now,
-        claim.lease_ttl_s,
+        claim.lease_ttl_s, claim.default_timeout_s,
     )  # fmt: skip
     return [job_from_row(row) for row in rows]
 

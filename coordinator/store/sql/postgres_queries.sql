@@ -88,7 +88,8 @@ RETURNING bots.*,
                 ORDER BY j.seq) AS running;
 
 -- name: extend_leases
--- $1 job ids the bot lists as running, $2 bot, $3 now, $4 job lease ttl (s).
+-- $1 job ids the bot lists as running, $2 bot, $3 now, $4 job lease ttl (s), $5 the
+-- default timeout (s) of a job without its own (NULL: none).
 -- Returns the extended jobs, and the listed ones an operator cancelled.
 WITH held AS (
     SELECT id FROM jobs
@@ -98,7 +99,8 @@ WITH held AS (
 ), extended AS (
     UPDATE jobs j
     SET lease_until = $3::timestamptz
-                      + make_interval(secs => greatest($4::float8, coalesce(j.timeout_s, 0))),
+                      + make_interval(secs => greatest(
+                          $4::float8, coalesce(j.timeout_s, $5::float8, 0))),
         seen_at = $3  -- the bot has this attempt (see release_lost_jobs)
     FROM held
     WHERE j.id = held.id AND j.bot_id = $2 AND j.state = 'running'
@@ -212,7 +214,8 @@ SELECT * FROM jobs WHERE idempotency_key = ANY($1::text[]);
 
 -- name: claim_jobs
 -- $1 bot, $2 operations (already narrowed to the assignment), $3 limit,
--- $4 max_concurrency, $5 now, $6 lease ttl (s). The caller holds the bot's row lock,
+-- $4 max_concurrency, $5 now, $6 lease ttl (s), $7 the default timeout (s) of a job
+-- without its own (NULL: none). The caller holds the bot's row lock,
 -- so this statement's snapshot counts the bot's running jobs exactly.
 -- For each operation, the best runnable jobs come from the jobs_claim index (priority,
 -- then FIFO), locked with SKIP LOCKED so concurrent claims pass each other by; the
@@ -238,7 +241,8 @@ WITH room AS (
     UPDATE jobs j
     SET state = 'running', attempt = j.attempt + 1, bot_id = $1, started_at = $5,
         lease_until = $5::timestamptz
-                      + make_interval(secs => greatest($6::float8, coalesce(j.timeout_s, 0))),
+                      + make_interval(secs => greatest(
+                          $6::float8, coalesce(j.timeout_s, $7::float8, 0))),
         seen_at = NULL, progress = NULL, progress_message = NULL
     FROM picked
     WHERE j.id = picked.id AND j.state = 'queued'

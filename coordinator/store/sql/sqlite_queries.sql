@@ -197,7 +197,7 @@ SELECT bot_id, id FROM jobs WHERE state = 'running' ORDER BY seq
 -- (`+state`: look the listed ids up by id, never walk every running job by state.)
 -- `seen_at`: the bot has this attempt (see `requeue_lost_jobs`).
 UPDATE jobs SET
-    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER),
+    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, :default_timeout_s, 0)) * 1000000 AS INTEGER),
     seen_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND +state = 'running' AND bot_id = :bot_id
 RETURNING id, attempt, lease_until
@@ -304,13 +304,14 @@ WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json
 -- sorting every runnable job through another index); the best `limit` of those are
 -- taken: at most :limit, and no more than leaves the bot at :max_concurrency running jobs
 -- (counted here, so the count and the claim are one snapshot). Each job's lease is
--- max(ttl, its timeout) from now; the attempt goes up by one.
+-- max(ttl, its timeout, or the default timeout without one) from now; the attempt goes up
+-- by one.
 UPDATE jobs SET
     state = 'running',
     attempt = attempt + 1,
     bot_id = :bot_id,
     started_at = :now,
-    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, 0)) * 1000000 AS INTEGER),
+    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, :default_timeout_s, 0)) * 1000000 AS INTEGER),
     seen_at = NULL,
     progress = NULL,
     progress_message = NULL

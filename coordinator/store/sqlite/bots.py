@@ -81,7 +81,13 @@ def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOutcome 
     if beat.running_job_ids:
         renewed = tx.all(
             "extend_leases",
-            {"ids": ids, "bot_id": bot_id, "now": tx.now, "ttl_s": beat.job_lease_ttl_s},
+            {
+                "ids": ids,
+                "bot_id": bot_id,
+                "now": tx.now,
+                "ttl_s": beat.job_lease_ttl_s,
+                "default_timeout_s": beat.default_timeout_s,
+            },
         )
         tx.many(
             "extend_attempt_lease",

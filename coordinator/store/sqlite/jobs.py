@@ -102,6 +102,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
             "max_concurrency": bot["max_concurrency"],
             "now": tx.now,
             "ttl_s": claim.lease_ttl_s,
+            "default_timeout_s": claim.default_timeout_s,
         },
     )
     # SQLite has no writable CTEs: the attempts are a second statement.

@@ -52,6 +52,8 @@ class TestValidation:
             ({"heartbeat_interval_s": 120, "bot_lease_ttl_s": 120}, "heartbeat_interval_s"),
             ({"features": ("long_poll", "teleport")}, "teleport"),
             ({"admin_token": "  "}, "admin_token"),
+            ({"default_job_timeout_s": 0}, "default_job_timeout_s"),
+            ({"default_job_timeout_s": 604_801}, "default_job_timeout_s"),
         ],
     )
     def test_bad_values_are_named(self, changes: dict[str, object], named: str) -> None:
@@ -110,6 +112,30 @@ class TestFromArgs:
     def test_errors_name_the_flag(self) -> None:
         with pytest.raises(ValueError, match="--job-lease-ttl"):
             config_from_args(_args("--job-lease-ttl", "0"), {})
+
+    @pytest.mark.parametrize(
+        ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604_800), ("1.5", 1.5)]
+    )
+    def test_default_job_timeout_is_a_duration(self, text: str, seconds: float) -> None:
+        assert config_from_args(_args("--default-job-timeout", text), {}).default_job_timeout_s == (
+            seconds
+        )
+
+    def test_no_default_job_timeout_by_default(self) -> None:
+        assert config_from_args(_args(), {}).default_job_timeout_s is None
+
+    @pytest.mark.parametrize("text", ["soon", "0s", "-5m", "5 minutes", "1w", ""])
+    def test_a_bad_default_job_timeout_stops_naming_the_flag(
+        self, text: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as stopped:
+            _args(f"--default-job-timeout={text}")
+        assert stopped.value.code == 2
+        assert "argument --default-job-timeout: must be" in capsys.readouterr().err
+
+    def test_a_default_job_timeout_over_a_week_is_refused_naming_the_flag(self) -> None:
+        with pytest.raises(ValueError, match="--default-job-timeout must be more than 0"):
+            config_from_args(_args("--default-job-timeout", "8d"), {})
 
 
 class TestServeFailures:

@@ -117,6 +117,7 @@ async def heartbeat(
     running: Sequence[str] = (),
     lifecycle: str | None = None,
     job_lease_ttl_s: float = JOB_LEASE_TTL_S,
+    default_timeout_s: float | None = None,
 ) -> Any:
     return await store.heartbeat(
         HeartbeatInput(
@@ -127,6 +128,7 @@ async def heartbeat(
             {"cpu": 0.5, "mem_mb": 100},
             BOT_LEASE_TTL_S,
             job_lease_ttl_s,
+            default_timeout_s,
         )
     )
 

@@ -4,6 +4,7 @@ and claim answers that never reached their bot."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from botfleet.clock import FakeClock
 from coordinator.store.base import ClaimInput, ProgressInput, ReportOutcome, Store
@@ -367,3 +368,26 @@ async def test_a_bot_that_died_still_uses_up_attempts(store: Store, clock: FakeC
     assert job is not None and (job.state, job.error) == ("failed", BOT_DEREGISTERED)
     attempts = await store.list_attempts(job_id)
     assert [a.outcome for a in attempts] == ["lost", "released", "released"]
+
+
+async def test_a_default_timeout_sets_the_lease_of_jobs_without_their_own(
+    store: Store, clock: FakeClock
+) -> None:
+    """The coordinator's default job timeout: a job without timeout_s is leased as if it had
+    it, at the claim and at every heartbeat; a job's own timeout_s (even a shorter one) wins."""
+    bot = await register(store, clock)
+    plain = await submit(store, clock)
+    own = await submit(store, clock, timeout_s=1.0)
+    default_s = JOB_LEASE_TTL_S * 10
+    jobs = await store.claim_jobs(ClaimInput(bot.id, ["sum"], 10, JOB_LEASE_TTL_S, default_s))
+    assert jobs is not None
+    leases = {job.id: job.lease_until for job in jobs}
+    assert leases[plain] == clock.now() + timedelta(seconds=default_s)
+    assert leases[own] == clock.now() + timedelta(seconds=JOB_LEASE_TTL_S)
+    assert {job.id: job.timeout_s for job in jobs} == {plain: None, own: 1.0}  # as submitted
+
+    clock.advance(JOB_LEASE_TTL_S + 1)
+    outcome = await store.expire_leases()
+    assert outcome.requeued == (own,)  # only the job with its own, shorter limit
+    beat = await heartbeat(store, bot, [plain], default_timeout_s=default_s)
+    assert beat.extended == {plain: clock.now() + timedelta(seconds=default_s)}
