@@ -2,8 +2,8 @@
 
 `add_bot_arguments` and `run_bot` are what `botfleet/cli/main.py` calls; flags
 override the environment variables of docs/bot.md. Exit codes:
-0 clean shutdown, 1 stopped hard (second signal), 2 bad settings, 3 safe halt, 130
-interrupted while starting.
+0 clean shutdown, 1 stopped hard (second signal), 2 bad settings, 3 safe halt, 4 drained
+for a restart (too many abandoned handler threads), 130 interrupted while starting.
 """
 
 from __future__ import annotations
