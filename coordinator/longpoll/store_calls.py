@@ -69,7 +69,9 @@ class StoreCalls:
         notices = self._hint.notices
         started = time.perf_counter()
         jobs = await self._store.claim_jobs(
-            ClaimInput(bot_id, operations, limit, lease_ttl_s, self._default_timeout_s)
+            ClaimInput(
+                bot_id, operations, limit, lease_ttl_s, default_timeout_s=self._default_timeout_s
+            )
         )
         self._claimed(operations, limit, jobs, notices, started)
         return jobs
@@ -88,7 +90,10 @@ class StoreCalls:
         notices = self._hint.notices
         started = time.perf_counter()
         outcomes, jobs = await self._store.report_and_claim(
-            ClaimInput(bot_id, operations, limit, lease_ttl_s, self._default_timeout_s), reports
+            ClaimInput(
+                bot_id, operations, limit, lease_ttl_s, default_timeout_s=self._default_timeout_s
+            ),
+            reports,
         )
         reported(outcomes)
         self._claimed(operations, limit, jobs, notices, started)

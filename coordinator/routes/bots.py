@@ -86,7 +86,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             {"cpu": body.metrics.cpu, "mem_mb": body.metrics.mem_mb},
             ctx.config.bot_lease_ttl_s,
             ctx.config.job_lease_ttl_s,
-            ctx.config.default_job_timeout_s,
+            default_timeout_s=ctx.config.default_job_timeout_s,
         )
     )
     if outcome is None:

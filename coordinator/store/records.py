@@ -190,7 +190,7 @@ class ClaimInput:
     operations: Sequence[str]
     limit: int
     lease_ttl_s: float
-    default_timeout_s: float | None = None
+    default_timeout_s: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +202,8 @@ class HeartbeatInput:
     metrics: dict[str, Any]
     bot_lease_ttl_s: float
     job_lease_ttl_s: float
-    default_timeout_s: float | None = None  # of jobs without their own, as in ClaimInput
+    # Of jobs without their own, as in ClaimInput.
+    default_timeout_s: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

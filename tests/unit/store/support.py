@@ -128,7 +128,7 @@ async def heartbeat(
             {"cpu": 0.5, "mem_mb": 100},
             BOT_LEASE_TTL_S,
             job_lease_ttl_s,
-            default_timeout_s,
+            default_timeout_s=default_timeout_s,
         )
     )
 

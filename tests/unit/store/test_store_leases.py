@@ -379,7 +379,9 @@ async def test_a_default_timeout_sets_the_lease_of_jobs_without_their_own(
     plain = await submit(store, clock)
     own = await submit(store, clock, timeout_s=1.0)
     default_s = JOB_LEASE_TTL_S * 10
-    jobs = await store.claim_jobs(ClaimInput(bot.id, ["sum"], 10, JOB_LEASE_TTL_S, default_s))
+    jobs = await store.claim_jobs(
+        ClaimInput(bot.id, ["sum"], 10, JOB_LEASE_TTL_S, default_timeout_s=default_s)
+    )
     assert jobs is not None
     leases = {job.id: job.lease_until for job in jobs}
     assert leases[plain] == clock.now() + timedelta(seconds=default_s)
