@@ -100,6 +100,22 @@ class RejectedError(HttpError):
     """The coordinator rejected the request as invalid (400, 413, other 4xx)."""
 
 
+class TooLargeError(RejectedError):
+    """The request body is over the coordinator's size limit (413); `limit_bytes` is that
+    limit when the answer says it."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        limit_bytes: int | None = None,
+    ) -> None:
+        super().__init__(status, message, code=code)
+        self.limit_bytes = limit_bytes
+
+
 class AuthError(HttpError):
     """The token is missing, wrong or expired (401)."""
 

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, cast
 import msgspec
 
 from bot.agent.watchdog import Watchdog
-from bot.errors import ConflictError, ForbiddenError, NetworkError, NotFoundError
+from bot.errors import ConflictError, ForbiddenError, NetworkError, NotFoundError, TooLargeError
 from bot.identity import Identity
 from bot.jobs import Registry, load_plugins
 from bot.link.session import Session
@@ -32,6 +32,7 @@ from bot.settings import Settings
 from bot.system.disk import Disk
 from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, FakeClock, SystemClock
+from botfleet.protocol import encode
 from botfleet.protocol import messages as m
 
 
@@ -59,8 +60,13 @@ class FakeCoordinator:
         assignment: m.Assignment | None = None,
         config: m.BotConfig | None = None,
         bot_id: str = "bot_fake",
+        max_body_bytes: int | None = None,
     ) -> None:
         self.features = list(features)
+        #: A request encoded larger than this gets 413; it is announced in `config` unless
+        #: `announce_limit` is False (a coordinator that does not say it).
+        self.max_body_bytes = max_body_bytes
+        self.announce_limit = True
         self.assignment = assignment
         self.config = config
         self.bot_id = bot_id
@@ -129,6 +135,14 @@ class FakeCoordinator:
         failures = self._failures.get(method)
         if failures:
             raise failures.pop(0)
+        limit = self.max_body_bytes
+        if limit is not None and len(encode(request)) > limit:
+            raise TooLargeError(
+                413,
+                f"{method}: 413 body_too_large: request body too large (limit {limit} bytes)",
+                code="body_too_large",
+                limit_bytes=limit,
+            )
 
     def _touch(self) -> None:
         self._changed.set()
@@ -146,7 +160,11 @@ class FakeCoordinator:
             bot_id=self.bot_id,
             auth=m.Auth(access_token="token-1", expires_in=self.expires_in),
             assignment=self.assignment,
-            config=self.config or m.BotConfig(features=list(self.features)),
+            config=self.config
+            or m.BotConfig(
+                features=list(self.features),
+                max_body_bytes=self.max_body_bytes if self.announce_limit else None,
+            ),
         )
 
     async def heartbeat(self, bot_id: str, request: m.HeartbeatRequest) -> m.HeartbeatResponse:

@@ -9,6 +9,8 @@ from botfleet.protocol.messages import ALL_FEATURES
 
 MIB = 1024 * 1024
 MAX_JOB_TIMEOUT_S = 604_800  # a week: the most a job's own timeout_s may be
+# The smallest body limit: a `fail` report with the longest error text must always fit.
+MIN_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,7 @@ class ServerConfig:
     features: tuple[str, ...] = ALL_FEATURES
     tracing: bool | None = None  # OpenTelemetry spans: None = when installed
     # Limits and housekeeping.
-    max_body_bytes: int = MIB
+    max_body_bytes: int = 8 * MIB
     token_ttl_s: int = 86_400
     reaper_interval_s: float = 1.0
     # Before the first expiry after a start; None = one bot lease (see reaper.py).
@@ -60,10 +62,15 @@ class ServerConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        at_least_one = ("claim_batch_size", "max_body_bytes", "token_ttl_s", "stats_window_s")
+        at_least_one = ("claim_batch_size", "token_ttl_s", "stats_window_s")
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_body_bytes < MIN_BODY_BYTES:
+            raise ValueError(
+                f"max_body_bytes must be at least {MIN_BODY_BYTES}, got {self.max_body_bytes!r} "
+                "(a failure report must always fit)"
+            )
         if not 0 <= self.port <= 65_535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.default_max_concurrency < 0:

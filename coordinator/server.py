@@ -98,6 +98,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="how many jobs bots ask for per claim, told to them at registration (5)",
     )
     parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="the largest request body taken, in bytes; told to bots, which fail a job whose "
+        "result cannot fit (8388608: 8 MiB)",
+    )
+    parser.add_argument(
         "--features",
         metavar="LIST",
         help=(
@@ -144,6 +151,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                 defaults.claim_batch_size
                 if args.claim_batch_size is None
                 else args.claim_batch_size
+            ),
+            max_body_bytes=(
+                defaults.max_body_bytes if args.max_body_bytes is None else args.max_body_bytes
             ),
             features=(
                 defaults.features
@@ -260,6 +270,7 @@ def _flag_names(message: str) -> str:
         "reaper_startup_grace_s": "--reaper-grace",
         "claim_batch_size": "--claim-batch-size",
         "default_job_timeout_s": "--default-job-timeout",
+        "max_body_bytes": "--max-body-bytes",
         "unknown features": "--features: unknown features",
         "port": "--port",
         "admin_token": "--admin-token",

@@ -32,6 +32,7 @@ def bot_config(config: ServerConfig) -> m.BotConfig:
         job_lease_ttl=config.job_lease_ttl_s,
         bot_lease_ttl=config.bot_lease_ttl_s,
         features=list(config.features),
+        max_body_bytes=config.max_body_bytes,
     )
 
 

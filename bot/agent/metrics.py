@@ -120,7 +120,8 @@ class BotCollector(Collector):
         yield durations
         reports = CounterMetricFamily(
             "botfleet_bot_reports",
-            "reports: accepted, dropped (refused for good), kept in the outbox",
+            "reports: accepted, dropped (refused for good), kept in the outbox, replaced "
+            "(too large to deliver)",
             labels=["outcome"],
         )
         counts = scheduler.reporter.counts
@@ -128,6 +129,7 @@ class BotCollector(Collector):
             ("accepted", counts.accepted),
             ("dropped", counts.dropped),
             ("kept", counts.kept),
+            ("replaced", counts.replaced),
         ):
             reports.add_metric([outcome], count)
         yield reports

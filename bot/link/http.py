@@ -8,6 +8,7 @@ moves the client to the next base, so the caller's retry goes there.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from bot.errors import (
     OverloadedError,
     RejectedError,
     ServerError,
+    TooLargeError,
 )
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
@@ -38,6 +40,8 @@ T = TypeVar("T")
 
 # Extra time beyond `wait_ms` for a long-poll claim to come back.
 LONG_POLL_GRACE_S = 5.0
+# A body larger than this is sent from a file object (aiohttp's own threshold).
+LARGE_BODY_BYTES = 1024 * 1024
 
 
 class Api(Protocol):
@@ -145,9 +149,12 @@ class HttpApi:
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         timeout = self._timeout(timeout_s or self._timeout_s)
+        payload = encode(body)
+        # aiohttp writes a bytes body in one go, holding the loop; a file object, in chunks.
+        data = io.BytesIO(payload) if len(payload) > LARGE_BODY_BYTES else payload
         try:
             async with self._session.request(
-                method, url, data=encode(body), headers=headers, timeout=timeout
+                method, url, data=data, headers=headers, timeout=timeout
             ) as response:
                 data = await response.read()
                 status = response.status
@@ -187,6 +194,11 @@ class HttpApi:
             return OverloadedError(
                 status, message, code=code, retry_after_s=parse_retry_after(retry_after, self._now)
             )
+        if status == 413:
+            limit = _LIMIT.search(text)
+            return TooLargeError(
+                status, message, code=code, limit_bytes=int(limit[1]) if limit else None
+            )
         kind: type[HttpError] = _BY_STATUS.get(status) or (
             ServerError if status >= 500 else RejectedError
         )
@@ -209,6 +221,8 @@ def _error_body(data: bytes) -> tuple[str | None, str]:
     return error.code, f"{error.code}: {error.message}"
 
 
+# How the coordinator's 413 names its limit ("request body too large (limit N bytes)").
+_LIMIT = re.compile(r"limit (\d+) bytes")
 _DELTA_SECONDS = re.compile(r"[-+]?\d+(\.\d*)?")
 
 

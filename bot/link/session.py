@@ -32,6 +32,7 @@ class Session:
     features: frozenset[str] = field(default_factory=frozenset)
     generation: int = 0  # goes up at every (re-)registration
     token_lifetime_s: float | None = None  # the bot token's `expires_in`, when it has one
+    max_body_bytes: int | None = None  # the coordinator's request limit, when it says
 
     @classmethod
     def start(
@@ -93,6 +94,14 @@ class Session:
             self.bot_lease_ttl_s = float(config.bot_lease_ttl)
         if config.features:
             self.features = frozenset(config.features)
+        limit = config.max_body_bytes
+        if limit is not None and limit < 1:
+            log.warning("ignored max_body_bytes %r", limit)
+            limit = None
+        if limit != self.max_body_bytes:
+            self.max_body_bytes = limit
+            if limit is not None:
+                changes.append(f"max_body_bytes={limit}")
         return changes
 
     def apply_assignment(self, wire: m.Assignment) -> bool:

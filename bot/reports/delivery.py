@@ -1,9 +1,14 @@
 """Delivering reports: one batch call when the coordinator offers `batch_report`, else one each.
 
 A report is *done* once the coordinator accepted it, or refused it for good (409
-conflict: already terminal or lease lost; 404/403: not ours to report); a done
+conflict: already terminal or lease lost; 404/403: not ours to report), or once it
+stands replaced by a smaller one because no request can carry it (`sizing`); a done
 report is never sent again. The rest are *undelivered*: `deliver` keeps them in
 the outbox, `flush_outbox` leaves them there.
+
+Batches are cut to fit the coordinator's limit; a batch answered 413 all the same (a
+coordinator that does not say its limit) is halved until the report too large is alone,
+so it does not sink the others.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from bot.errors import (
     ForbiddenError,
     NotFoundError,
     RejectedError,
+    TooLargeError,
 )
 from bot.link.http import Api
 from bot.link.session import Session
+from bot.reports import sizing
 from bot.reports.outbox import Outbox, report_key
 from botfleet.protocol import messages as m
 
@@ -36,16 +43,18 @@ class Delivery:
     accepted: list[m.ReportItem] = field(default_factory=list)
     dropped: list[m.ReportItem] = field(default_factory=list)  # refused for good
     undelivered: list[m.ReportItem] = field(default_factory=list)
+    replaced: list[m.ReportItem] = field(default_factory=list)  # too large; a `fail` went instead
     error: CoordinatorError | None = None  # why `undelivered` were not delivered
 
     @property
     def done(self) -> list[m.ReportItem]:
-        return self.accepted + self.dropped
+        return self.accepted + self.dropped + self.replaced
 
     def merge(self, other: Delivery) -> None:
         self.accepted += other.accepted
         self.dropped += other.dropped
         self.undelivered += other.undelivered
+        self.replaced += other.replaced
         self.error = self.error or other.error
 
 
@@ -56,6 +65,7 @@ class ReportCounts:
     accepted: int = 0
     dropped: int = 0
     kept: int = 0
+    replaced: int = 0  # too large to deliver: failed (a result) or cut (an error text)
     rode: int = 0  # of `accepted`: those that rode on a claim (`report_on_claim`)
 
 
@@ -83,6 +93,9 @@ class Reporter:
         if not pending:
             return Delivery()
         delivery = await self.send(pending)
+        kept = {report_key(item) for item in pending}
+        # What stands for a report too large, when it could not be sent either.
+        self.outbox.append([i for i in delivery.undelivered if report_key(i) not in kept])
         self.outbox.remove({report_key(item) for item in delivery.done})
         if delivery.accepted:
             log.info("outbox: %d report(s) delivered", len(delivery.accepted))
@@ -90,9 +103,11 @@ class Reporter:
 
     async def send(self, items: Sequence[m.ReportItem]) -> Delivery:
         delivery = Delivery()
+        limit = self._session.max_body_bytes
+        if limit is not None:
+            items = self._fit(items, limit, delivery)
         batch = self._session.has(m.FEATURE_BATCH_REPORT)
-        for start in range(0, len(items), MAX_BATCH):
-            chunk = list(items[start : start + MAX_BATCH])
+        for chunk in sizing.groups(items, limit if batch else None, MAX_BATCH):
             if delivery.error is not None:
                 delivery.undelivered += chunk
                 continue
@@ -100,12 +115,46 @@ class Reporter:
             delivery.merge(part)
         self.counts.accepted += len(delivery.accepted)
         self.counts.dropped += len(delivery.dropped)
+        self.counts.replaced += len(delivery.replaced)
+        return delivery
+
+    @staticmethod
+    def _fit(items: Sequence[m.ReportItem], limit: int, delivery: Delivery) -> list[m.ReportItem]:
+        """`items`, each too large for `limit` replaced (the original counts as done)."""
+        fitted = []
+        for item in items:
+            fitting = sizing.fit(item, limit)
+            if fitting is not item:
+                delivery.replaced.append(item)
+            fitted.append(fitting)
+        return fitted
+
+    async def _too_large(self, item: m.ReportItem, exc: TooLargeError) -> Delivery:
+        """`item` was refused as too large (413): send what stands for it, or drop it."""
+        smaller = sizing.shrunk(item, exc.limit_bytes)
+        if smaller is None:
+            _log_dropped(item, str(exc), logging.ERROR)
+            return Delivery(dropped=[item])
+        batch = self._session.has(m.FEATURE_BATCH_REPORT)
+        delivery = await (self._send_batch([smaller]) if batch else self._send_each([smaller]))
+        delivery.replaced.append(item)
         return delivery
 
     async def _send_batch(self, items: list[m.ReportItem]) -> Delivery:
         request = m.BatchReportRequest(instance_id=self._session.instance_id, reports=items)
         try:
             answer = await self._api.report_batch(request)
+        except TooLargeError as exc:
+            if len(items) == 1:
+                return await self._too_large(items[0], exc)
+            log.info("batch of %d reports too large (%s); halving it", len(items), exc)
+            half = len(items) // 2
+            delivery = await self._send_batch(items[:half])
+            if delivery.error is not None:
+                delivery.undelivered += items[half:]
+                return delivery
+            delivery.merge(await self._send_batch(items[half:]))
+            return delivery
         except (RejectedError, NotFoundError) as exc:
             # One bad report must not hold the others back: send them one by one.
             log.warning("batch report refused (%s); sending one by one", exc)
@@ -130,6 +179,8 @@ class Reporter:
                     return
                 try:
                     await self._send_one(item)
+                except TooLargeError as exc:
+                    delivery.merge(await self._too_large(item, exc))
                 except ConflictError as exc:
                     _log_dropped(item, str(exc))
                     delivery.dropped.append(item)

@@ -6,6 +6,9 @@ watchdog; what could not be delivered goes to the outbox, which `outbox_loop` re
 with backoff (honouring `Retry-After`), or at once when told the coordinator is back.
 While the circuit is open, reports go straight to the outbox without a try.
 
+A report too large for the coordinator's request limit is replaced as it is queued
+(`sizing`), so no report that can never fit waits anywhere.
+
 A report the outbox cannot take is *unsaved*: it is logged as lost when the bot ends,
 and the bot halts (`hooks.fatal`): going on would finish work whose results it could
 not keep.
@@ -22,6 +25,7 @@ from bot.agent.watchdog import Watchdog
 from bot.errors import AuthError, OutboxError
 from bot.link.backoff import Backoff
 from bot.link.session import Session
+from bot.reports import sizing
 from bot.reports.delivery import MAX_BATCH, Delivery, Reporter, sort_results
 from bot.reports.outbox import Outbox
 from bot.settings import Settings
@@ -69,6 +73,9 @@ class Reporting:
         self.delivering = False
         self._delivering: list[m.ReportItem] = []  # the group `report_loop` is delivering
         self._riding: list[m.ReportItem] = []  # reports on a claim on its way
+        # A claim carrying reports was too large: the next group goes alone, where the
+        # delivery splits it until each report fits or stands replaced.
+        self._alone = False
         self._outbox_backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
 
     @property
@@ -83,14 +90,26 @@ class Reporting:
         return list(dict.fromkeys(item.job_id for item in waiting))
 
     def queue(self, report: m.ReportItem) -> None:
+        limit = self.session.max_body_bytes
+        if limit is not None:
+            fitting = sizing.fit(report, limit)
+            if fitting is not report:
+                self.reporter.counts.replaced += 1
+            report = fitting
         self.pending.append(report)
         self.ready.set()
 
     # ------------------------------------------------------------ riding on claims
 
-    def take_riders(self) -> list[m.ReportItem]:
-        """The pending reports, for a claim to carry (`report_on_claim`)."""
-        riders, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+    def take_riders(self, budget_bytes: int | None = None) -> list[m.ReportItem]:
+        """The pending reports that fit in `budget_bytes`, for a claim to carry
+        (`report_on_claim`); none after a claim carrying reports was too large."""
+        if self._alone:
+            return []
+        count = MAX_BATCH
+        if budget_bytes is not None:
+            count = sizing.fitting(self.pending[:MAX_BATCH], budget_bytes)
+        riders, self.pending = self.pending[:count], self.pending[count:]
         self._riding = riders
         return riders
 
@@ -104,10 +123,12 @@ class Reporting:
         if delivery.undelivered:
             self.ride_back(delivery.undelivered)
 
-    def ride_back(self, riders: list[m.ReportItem]) -> None:
+    def ride_back(self, riders: list[m.ReportItem], *, alone: bool = False) -> None:
         """The claim carrying `riders` failed or was given up: deliver them the usual way
-        (the coordinator may have applied them; sending them again is harmless)."""
+        (the coordinator may have applied them; sending them again is harmless). `alone`:
+        the claim was too large; they go on their own, not on the next claim."""
         self._riding = []
+        self._alone = self._alone or alone
         if riders:
             self.pending[:0] = riders
             self.ready.set()
@@ -133,11 +154,12 @@ class Reporting:
                 self.ready.clear()
                 await sleep_or(self.clock, None, self.ready, stop)
                 continue
-            if not stop.is_set() and self._claim_will_carry():
+            if not stop.is_set() and not self._alone and self._claim_will_carry():
                 self.claim_left.clear()
                 if await sleep_or(self.clock, RIDE_WAIT_S, self.claim_left, stop):
                     continue  # the claim took them, or it did not leave after all: look again
             group, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            self._alone = False
             if not self.hooks.reachable():
                 self._keep_or_fatal(group)  # the circuit is open: no try, straight to the outbox
                 self._on_change()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from bot.errors import AuthError, CoordinatorError, NotFoundError
+from bot.errors import AuthError, CoordinatorError, NotFoundError, TooLargeError
 from bot.link.backoff import Backoff
 from bot.link.http import Api
 from bot.link.session import Session
@@ -26,6 +26,7 @@ from bot.waiting import sleep_or
 from bot.work.hooks import SchedulerHooks
 from bot.work.runner import JobRunner, JobTask, ReportSink
 from botfleet.clock import Clock
+from botfleet.protocol import encode
 from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
@@ -158,15 +159,13 @@ class Claims:
         session, reporting = self._session, self._reporting
         if session.bot_id is None:
             raise RuntimeError("claim() before registration")
-        riders = reporting.take_riders() if self.carries() else []
-        reporting.claim_left.set()
         request = m.ClaimRequest(
-            bot_id=session.bot_id,
-            operations=list(session.claimable()),
-            limit=limit,
-            # Reports on board: answer at once, so they are not held by a long-poll.
-            wait_ms=0 if riders else wait_ms,
+            bot_id=session.bot_id, operations=list(session.claimable()), limit=limit
         )
+        riders = reporting.take_riders(self._room(request)) if self.carries() else []
+        reporting.claim_left.set()
+        # Reports on board: answer at once, so they are not held by a long-poll.
+        request.wait_ms = 0 if riders else wait_ms
         if riders:
             request.instance_id, request.reports = session.instance_id, riders
         call = asyncio.ensure_future(self._api.claim(request))
@@ -175,6 +174,12 @@ class Claims:
         try:
             try:
                 answer = await call
+            except TooLargeError:
+                if not riders:
+                    raise
+                log.info("claim with %d report(s) too large; they go on their own", len(riders))
+                reporting.ride_back(riders, alone=True)
+                return [], True
             except asyncio.CancelledError:
                 reporting.ride_back(riders)
                 current = asyncio.current_task()
@@ -203,6 +208,21 @@ class Claims:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
             self.call = None
             self._on_change()
+
+    def _room(self, request: m.ClaimRequest) -> int | None:
+        """Bytes left for reports in `request` under the coordinator's limit (None: unknown)."""
+        limit = self._session.max_body_bytes
+        if limit is None:
+            return None
+        envelope = m.ClaimRequest(
+            bot_id=request.bot_id,
+            operations=request.operations,
+            limit=request.limit,
+            wait_ms=0,
+            instance_id=self._session.instance_id,
+            reports=[],
+        )
+        return limit - len(encode(envelope))
 
     def abort(self) -> bool:
         """Give up a claim on its way (held open by long-poll): the bot stopped taking work.

@@ -95,6 +95,9 @@ class BotConfig(Struct, kw_only=True):
     job_lease_ttl: float | None = None
     bot_lease_ttl: float | None = None
     features: list[str] = msgspec.field(default_factory=list)
+    # The largest request body the coordinator takes: a bot checks a report against it
+    # before sending, since a report that cannot fit can never be delivered.
+    max_body_bytes: int | None = None
 
 
 class RegisterResponse(Struct, kw_only=True):

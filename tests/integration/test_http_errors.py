@@ -11,9 +11,12 @@ import pytest
 from aiohttp import ClientResponse
 
 from botfleet.clock import FakeClock
+from coordinator.config import MIN_BODY_BYTES, ServerConfig
 from coordinator.store.sqlite import SQLiteStore
 from tests.integration.conftest import ClientFactory
 from tests.integration.harness import ADMIN, Api, make_app
+
+LIMIT = ServerConfig().max_body_bytes
 
 
 async def _error(response: ClientResponse) -> dict[str, Any]:
@@ -71,21 +74,35 @@ class TestBodies:
         assert "$.metrics.cpu" in (await _error(response))["message"]
 
     async def test_a_body_over_the_limit_is_413(self, api: Api) -> None:
-        body = b'{"op": "sum", "payload": {"blob": "' + b"x" * (1024 * 1024) + b'"}}'
+        body = b'{"op": "sum", "payload": {"blob": "' + b"x" * LIMIT + b'"}}'
         response = await api.client.post("/v1/jobs", data=io.BytesIO(body), headers=ADMIN)
         assert response.status == 413
-        assert (await _error(response))["code"] == "body_too_large"
+        error = await _error(response)
+        assert error["code"] == "body_too_large" and f"limit {LIMIT} bytes" in error["message"]
 
     async def test_a_chunked_body_over_the_limit_is_413_too(self, api: Api) -> None:
         async def chunks() -> AsyncIterator[bytes]:
             yield b'{"op": "sum", "payload": {"blob": "'
-            for _ in range(20):
+            for _ in range(LIMIT // 65_536 + 4):
                 yield b"x" * 65_536
             yield b'"}}'
 
         response = await api.client.post("/v1/jobs", data=chunks(), headers=ADMIN)
         assert response.status == 413
         assert (await _error(response))["code"] == "body_too_large"
+
+    async def test_the_limit_is_a_setting(
+        self, tmp_path: Path, clock: FakeClock, aiohttp_client: ClientFactory
+    ) -> None:
+        client = await aiohttp_client(make_app(tmp_path, clock, max_body_bytes=MIN_BODY_BYTES))
+        blob = b"x" * MIN_BODY_BYTES
+        body = b'{"op": "sum", "payload": {"blob": "' + blob + b'"}}'
+        response = await client.post("/v1/jobs", data=io.BytesIO(body), headers=ADMIN)
+        assert response.status == 413
+        assert f"limit {MIN_BODY_BYTES} bytes" in (await _error(response))["message"]
+        body = b'{"op": "sum", "payload": {"blob": "' + blob[:60_000] + b'"}}'
+        response = await client.post("/v1/jobs", data=io.BytesIO(body), headers=ADMIN)
+        assert response.status == 201, await response.text()
 
 
 class TestRoutes:

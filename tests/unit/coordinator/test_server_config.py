@@ -11,7 +11,7 @@ import pytest
 
 from botfleet.clock import SystemClock
 from botfleet.protocol.messages import ALL_FEATURES
-from coordinator.config import MIB, ServerConfig
+from coordinator.config import MIB, MIN_BODY_BYTES, ServerConfig
 from coordinator.server import add_server_arguments, config_from_args, run_server, serve
 
 
@@ -30,7 +30,7 @@ class TestDefaults:
         assert config.job_lease_ttl_s == 180
         assert config.claim_batch_size == 5
         assert config.default_max_concurrency == 2
-        assert config.max_body_bytes == MIB
+        assert config.max_body_bytes == 8 * MIB
         assert config.token_ttl_s == 86_400
         assert config.features == ALL_FEATURES
         assert not config.open_registration
@@ -54,6 +54,8 @@ class TestValidation:
             ({"admin_token": "  "}, "admin_token"),
             ({"default_job_timeout_s": 0}, "default_job_timeout_s"),
             ({"default_job_timeout_s": 604_801}, "default_job_timeout_s"),
+            ({"max_body_bytes": 0}, "max_body_bytes"),
+            ({"max_body_bytes": MIN_BODY_BYTES - 1}, "max_body_bytes"),
         ],
     )
     def test_bad_values_are_named(self, changes: dict[str, object], named: str) -> None:
@@ -105,6 +107,13 @@ class TestFromArgs:
         with pytest.raises(ValueError, match=r"--features: unknown features.*teleport"):
             config_from_args(_args("--features", "long_poll,teleport"), {})
 
+    def test_max_body_bytes(self) -> None:
+        assert config_from_args(_args(), {}).max_body_bytes == 8 * MIB
+        assert config_from_args(_args("--max-body-bytes", str(MIB)), {}).max_body_bytes == MIB
+        for bad in ("0", "-5"):
+            with pytest.raises(ValueError, match="--max-body-bytes must be at least 65536"):
+                config_from_args(_args("--max-body-bytes", bad), {})
+
     def test_a_short_bot_lease_shortens_the_heartbeat(self) -> None:
         config = config_from_args(_args("--bot-lease-ttl", "4"), {})
         assert config.heartbeat_interval_s == 1.0
@@ -146,6 +155,22 @@ class TestServeFailures:
         assert run_server(args, {"BOTFLEET_EVENT_LOOP": "tokio"}) == 2
         assert "BOTFLEET_EVENT_LOOP='tokio'" in capsys.readouterr().err
         assert not (tmp_path / "admin_token").exists()  # nothing was set up
+
+    @pytest.mark.parametrize("value", ["0", "-5"])
+    def test_a_bad_max_body_bytes_exits_2_naming_the_flag(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+    ) -> None:
+        args = _args("--state-dir", str(tmp_path), "--port", "0", "--max-body-bytes", value)
+        assert run_server(args, {}) == 2
+        assert f"--max-body-bytes must be at least 65536, got {value}" in capsys.readouterr().err
+
+    def test_a_max_body_bytes_not_a_number_is_a_usage_error(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as caught:
+            _args("--max-body-bytes", "abc")
+        assert caught.value.code == 2
+        assert "--max-body-bytes: invalid int value: 'abc'" in capsys.readouterr().err
 
     async def test_an_unsupported_database_url_exits_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -23,6 +23,7 @@ from bot.errors import (
     OverloadedError,
     RejectedError,
     ServerError,
+    TooLargeError,
 )
 from bot.link.http import HttpApi, parse_retry_after
 from botfleet.protocol import messages as m
@@ -177,7 +178,7 @@ async def test_extension_calls(aiohttp_server: ServerFactory, http: aiohttp.Clie
         (403, ForbiddenError, "forbidden"),
         (404, NotFoundError, "not_found"),
         (409, ConflictError, "conflict"),
-        (413, RejectedError, "too_large"),
+        (413, TooLargeError, "too_large"),
         (500, ServerError, "internal"),
         (502, ServerError, "bad_gateway"),
     ],
@@ -198,6 +199,26 @@ async def test_error_statuses_map_to_exceptions(
     assert caught.value.status == status  # type: ignore[attr-defined]
     assert caught.value.code == code  # type: ignore[attr-defined]
     assert f"{status} {code}: no way" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("message", "limit"),
+    [("request body too large (limit 1048576 bytes)", 1048576), ("too big", None)],
+)
+async def test_413_says_the_limit_when_the_answer_does(
+    aiohttp_server: ServerFactory, http: aiohttp.ClientSession, message: str, limit: int | None
+) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        error = {"code": "body_too_large", "message": message}
+        return web.json_response({"error": error}, status=413)
+
+    api = api_for(http, await serve(aiohttp_server, {("POST", "/v1/jobs/report"): refuse}))
+    request = m.BatchReportRequest(
+        instance_id="i", reports=[m.ReportItem(job_id="job_1", action="complete", result={})]
+    )
+    with pytest.raises(TooLargeError) as caught:
+        await api.report_batch(request)
+    assert caught.value.limit_bytes == limit and not caught.value.transient
 
 
 @pytest.mark.parametrize(
