@@ -19,6 +19,8 @@ OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A
 Version = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+\.\d+$")]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+# An attempt number a bot reports; bounded so that no store integer can overflow on it.
+Attempt = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 Timestamp = str  # RFC 3339 UTC, e.g. 2026-01-19T10:15:00Z
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -151,7 +153,7 @@ class DeregisterRequest(Struct, kw_only=True):
 class ReportItem(Struct, kw_only=True):
     job_id: NonEmpty
     action: Literal["complete", "fail"]
-    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    attempt: Attempt | None = None
     result: dict[str, Any] | None = None
     error: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
     retryable: bool = True
@@ -204,13 +206,13 @@ class ClaimResponse(Struct, kw_only=True):
 
 class CompleteRequest(Struct, kw_only=True):
     instance_id: NonEmpty
-    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    attempt: Attempt | None = None
     result: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class FailRequest(Struct, kw_only=True):
     instance_id: NonEmpty
-    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    attempt: Attempt | None = None
     error: Annotated[str, msgspec.Meta(max_length=10_000)]
     retryable: bool = True
     retry_after_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] | None = None
@@ -222,7 +224,7 @@ class ReportAccepted(Struct, kw_only=True):
 
 class ProgressRequest(Struct, kw_only=True):
     instance_id: NonEmpty
-    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    attempt: Attempt | None = None
     progress: Fraction
     message: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 

@@ -73,6 +73,31 @@ class TestBodies:
         assert response.status == 400
         assert "$.metrics.cpu" in (await _error(response))["message"]
 
+    async def test_an_attempt_too_large_for_the_store_is_named(self, api: Api) -> None:
+        """An attempt past any store integer is refused at the door, never a 500."""
+        bot = await api.register()
+        job_id = await api.submit()
+        huge = 2**63
+        calls = [
+            (f"/v1/jobs/{job_id}/progress", {"progress": 0.5}, "$.attempt"),
+            (f"/v1/jobs/{job_id}/complete", {"result": {}}, "$.attempt"),
+            (f"/v1/jobs/{job_id}/fail", {"error": "e"}, "$.attempt"),
+            (
+                "/v1/jobs/report",
+                {"reports": [{"job_id": job_id, "action": "complete"}]},
+                "$.reports[0].attempt",
+            ),
+        ]
+        for path, body, field in calls:
+            if path.endswith("report"):
+                body["reports"][0]["attempt"] = huge
+            else:
+                body["attempt"] = huge
+            body["instance_id"] = bot.instance_id
+            response = await api.client.post(path, json=body, headers=bot.headers)
+            assert response.status == 400, path
+            assert field in (await _error(response))["message"], path
+
     async def test_a_body_over_the_limit_is_413(self, api: Api) -> None:
         body = b'{"op": "sum", "payload": {"blob": "' + b"x" * LIMIT + b'"}}'
         response = await api.client.post("/v1/jobs", data=io.BytesIO(body), headers=ADMIN)
