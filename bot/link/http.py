@@ -8,7 +8,6 @@ moves the client to the next base, so the caller's retry goes there.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from bot.errors import (
 )
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
+from botfleet.protocol.codec import request_body
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ T = TypeVar("T")
 
 # Extra time beyond `wait_ms` for a long-poll claim to come back.
 LONG_POLL_GRACE_S = 5.0
-# A body larger than this is sent from a file object (aiohttp's own threshold).
-LARGE_BODY_BYTES = 1024 * 1024
 
 
 class Api(Protocol):
@@ -150,8 +148,7 @@ class HttpApi:
             headers["Authorization"] = f"Bearer {bearer}"
         timeout = self._timeout(timeout_s or self._timeout_s)
         payload = encode(body)
-        # aiohttp writes a bytes body in one go, holding the loop; a file object, in chunks.
-        data = io.BytesIO(payload) if len(payload) > LARGE_BODY_BYTES else payload
+        data = request_body(payload)
         try:
             async with self._session.request(
                 method, url, data=data, headers=headers, timeout=timeout

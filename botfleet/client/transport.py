@@ -22,7 +22,7 @@ from botfleet.client.retry import SHED_STATUSES, RetryPolicy
 from botfleet.client.settings import Settings
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
-from botfleet.protocol.codec import ProtocolError, decode, encode
+from botfleet.protocol.codec import ProtocolError, decode, encode, request_body
 
 T = TypeVar("T")
 
@@ -123,7 +123,7 @@ class Transport:
             async with self._open().request(
                 method,
                 server + path,
-                data=data,
+                data=None if data is None else request_body(data),
                 params=params,
                 headers=self._headers,
                 timeout=timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any, TypeVar
 
 import msgspec
@@ -44,3 +45,13 @@ def decode(data: bytes | str, kind: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from exc
     return result
+
+
+# aiohttp writes a bytes body in one go, holding the event loop, and warns past this size;
+# a file object it sends in chunks.
+LARGE_BODY_BYTES = 1024 * 1024
+
+
+def request_body(payload: bytes) -> bytes | io.BytesIO:
+    """An encoded body as aiohttp sends it best: large ones from a file object."""
+    return io.BytesIO(payload) if len(payload) > LARGE_BODY_BYTES else payload
