@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 
 from bot.agent.watchdog import Watchdog
-from bot.errors import AuthError, OutboxError
+from bot.errors import AuthError, CoordinatorError, OutboxError
 from bot.link.backoff import Backoff
 from bot.link.session import Session
 from bot.reports import sizing
@@ -77,6 +77,7 @@ class Reporting:
         # delivery splits it until each report fits or stands replaced.
         self._alone = False
         self._outbox_backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
+        self._failed_delivery: CoordinatorError | None = None  # for the outbox loop to retry
 
     @property
     def busy(self) -> bool:
@@ -179,7 +180,11 @@ class Reporting:
                 continue
             await self.after_delivery(delivery)
             if delivery.undelivered:
-                self.flush_now.clear()  # the outbox loop retries after its backoff
+                # Their answer may have been lost after the coordinator took them; until it
+                # hears again it counts those jobs against max_concurrency. So the outbox
+                # loop retries after its backoff, not a heartbeat interval later.
+                self._failed_delivery = delivery.error
+                self.flush_now.set()
 
     async def _deliver_guarded(self, group: list[m.ReportItem]) -> Delivery | None:
         """Deliver `group` under a deadline; None when the watchdog gave up on it (the group
@@ -210,7 +215,10 @@ class Reporting:
         """Retry what the outbox holds: when told the coordinator is back, else with backoff."""
         while not stop.is_set():
             delay = self.session.heartbeat_interval_s
-            if len(self.outbox) and self.hooks.reachable():
+            failed, self._failed_delivery = self._failed_delivery, None
+            if failed is not None:
+                delay = self._outbox_backoff.after(failed)  # a delivery just failed
+            elif len(self.outbox) and self.hooks.reachable():
                 try:
                     delivery = await self.flush_outbox()
                 except OutboxError as exc:

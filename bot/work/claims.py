@@ -3,7 +3,8 @@
 It waits for room (a free slot, work allowed) or the stop, whichever comes first;
 after an empty answer, for a hint of new work (`wake`), the poll interval or the stop,
 at once. With `report_on_claim`, a claim carries the finished reports that wait, so a
-busy bot reports and claims in one call.
+busy bot reports and claims in one call. With `claim_id`, a claim whose answer was not
+read is retried under the same id, so the coordinator hands back what it gave out.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from collections.abc import Callable
 
 import msgspec
 
-from bot.errors import AuthError, CoordinatorError, NotFoundError, TooLargeError
+from bot.errors import (
+    AuthError,
+    CoordinatorError,
+    NotFoundError,
+    OverloadedError,
+    TooLargeError,
+)
 from bot.link.backoff import Backoff
 from bot.link.http import Api
 from bot.link.session import Session
@@ -62,6 +70,10 @@ class Claims:
         self.wake = asyncio.Event()  # a hint of new work: assignment changed, work allowed again
         self.waiting_for_room = False  # parked until a slot frees up (or a wake)
         self.call: asyncio.Future[m.ClaimResponse] | None = None  # the claim on its way
+        # The id of the claim whose answer has not been read yet: kept until one is, so a
+        # retry after a lost answer repeats it (None: the next claim is a new one).
+        self.claim_id: str | None = None
+        self._repeated = False  # this streak of failures already asked again at once
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
@@ -105,6 +117,7 @@ class Claims:
                 await self._failed(exc, stop)
                 continue
             self._error_backoff.reset()
+            self._repeated = False
             if tasks:
                 self._empty_backoff.reset()
                 for _ in range(JOB_FIRST_STEPS):
@@ -135,6 +148,10 @@ class Claims:
             log.warning("claim refused (%s): registering again", exc)
             if await self._hooks.renew(self._session.generation):
                 return
+        if self._repeat_at_once(exc):
+            self._repeated = True
+            log.info("claim answer not read (%s); asking again at once", exc)
+            return
         delay = self._error_backoff.after(exc)
         log.warning("claim failed (%s); next try in %.1f s", exc, delay)
         self._hooks.backing_off(f"claim failed: {exc}")
@@ -142,6 +159,15 @@ class Claims:
             await sleep_or(self._clock, delay, stop)
         finally:
             self._hooks.backing_off(None)
+
+    def _repeat_at_once(self, exc: CoordinatorError) -> bool:
+        """Whether to repeat a failed claim without waiting: the first failure of a streak
+        whose answer may have been lost on the way (no answer, a 5xx, or a 429/503 that
+        names no time). Under the same `claim_id` the coordinator hands back what it gave
+        out, so a lost answer costs one request; a second failure in a row backs off."""
+        if self._repeated or self.claim_id is None or not exc.transient:
+            return False
+        return not (isinstance(exc, OverloadedError) and exc.retry_after_s is not None)
 
     # ------------------------------------------------------------ one claim
 
@@ -168,6 +194,10 @@ class Claims:
         request.wait_ms = 0 if riders else wait_ms
         if riders:
             request.instance_id, request.reports = session.instance_id, riders
+        if session.has(m.FEATURE_CLAIM_ID):
+            if self.claim_id is None:
+                self.claim_id = uuid.uuid4().hex
+            request.claim_id = self.claim_id
         call = asyncio.ensure_future(self._api.claim(request))
         self.call = call
         self._on_change()
@@ -190,6 +220,7 @@ class Claims:
             except Exception:  # a CoordinatorError, or anything else: the reports stay ours
                 reporting.ride_back(riders)
                 raise
+            self.claim_id = None  # answered: the next claim is a new one
             if riders:
                 results = answer.results if answer.results is not msgspec.UNSET else []
                 reporting.rode(riders, results)

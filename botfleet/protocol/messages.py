@@ -35,12 +35,14 @@ FEATURE_BATCH_REPORT = "batch_report"
 FEATURE_PROGRESS = "progress"
 FEATURE_DEREGISTER = "deregister"
 FEATURE_REPORT_ON_CLAIM = "report_on_claim"
+FEATURE_CLAIM_ID = "claim_id"
 ALL_FEATURES = (
     FEATURE_LONG_POLL,
     FEATURE_BATCH_REPORT,
     FEATURE_PROGRESS,
     FEATURE_DEREGISTER,
     FEATURE_REPORT_ON_CLAIM,
+    FEATURE_CLAIM_ID,
 )
 
 
@@ -187,6 +189,9 @@ class ClaimRequest(Struct, kw_only=True):
     reports: Annotated[list[ReportItem], msgspec.Meta(max_length=1000)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    # Feature `claim_id`: fresh for each claim, the same again on a retry of a claim whose
+    # answer was lost; a repeat gets back the jobs already handed out for it.
+    claim_id: NonEmpty | msgspec.UnsetType = msgspec.UNSET
 
 
 class ClaimedJob(Struct, kw_only=True):

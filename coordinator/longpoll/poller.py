@@ -11,7 +11,7 @@ from botfleet.clock import Clock
 from botfleet.protocol.messages import TERMINAL_STATES
 from coordinator.longpoll.store_calls import ClaimObserver, StoreCalls
 from coordinator.longpoll.waiters import Waiters
-from coordinator.store.base import JobRecord, ReportInput, ReportOutcome, Store
+from coordinator.store.base import ClaimInput, JobRecord, ReportInput, ReportOutcome, Store
 
 RECHECK_JITTER = 0.2
 # A job due now: what a notice of jobs, or the hint that jobs are probably there, means.
@@ -39,7 +39,8 @@ class LongPoller:
     ) -> None:
         self._waiters = waiters
         self._hint = waiters.hint
-        self._store = StoreCalls(store, clock, waiters.hint, observe_claim, default_timeout_s)
+        self._store = StoreCalls(store, clock, waiters.hint, observe_claim)
+        self._default_timeout_s = default_timeout_s  # of jobs without their own: the lease
         self._recheck_s = recheck_s
         self._random = rng or random.Random()
 
@@ -51,16 +52,26 @@ class LongPoller:
         lease_ttl_s: float,
         wait_s: float,
         still_wanted: Callable[[], bool] = _always,
+        claim_id: str | None = None,
     ) -> Claimed:
         """Jobs claimed (maybe after waiting up to `wait_s`); None for an unknown/offline bot.
 
         `still_wanted` is asked after each wait: jobs claimed for a client that went
-        away would sit under a lease nobody works on. (A plain function handing back
-        the coroutine of its path: no extra await on the claim's hot path.)
+        away would sit under a lease nobody works on. A repeated `claim_id` that has
+        jobs running under the bot gets them back at once. (A plain function handing
+        back the coroutine of its path: no extra await on the claim's hot path.)
         """
+        claim = ClaimInput(
+            bot_id,
+            operations,
+            limit,
+            lease_ttl_s,
+            claim_id,
+            default_timeout_s=self._default_timeout_s,
+        )
         if wait_s <= 0:
-            return self._claim_now(bot_id, operations, limit, lease_ttl_s)
-        return self._claim_waiting(bot_id, operations, limit, lease_ttl_s, wait_s, still_wanted)
+            return self._claim_now(claim)
+        return self._claim_waiting(claim, wait_s, still_wanted)
 
     def claims_at_once(self, operations: Sequence[str]) -> bool:
         """Whether a claim for these operations goes straight to a claim transaction
@@ -75,15 +86,22 @@ class LongPoller:
         limit: int,
         lease_ttl_s: float,
         reported: Callable[[list[ReportOutcome]], None],
+        claim_id: str | None = None,
     ) -> Claimed:
         """The reports and a claim at once, in one store transaction, without waiting.
 
         `reported` is told the reports' outcomes before the claim is observed, the order
         of the two verbs: a job a report sends back to the queue and this claim takes
         again is first let go of, then claimed (the metrics follow jobs by id)."""
-        return self._store.report_and_claim(
-            bot_id, reports, operations, limit, lease_ttl_s, reported
+        claim = ClaimInput(
+            bot_id,
+            operations,
+            limit,
+            lease_ttl_s,
+            claim_id,
+            default_timeout_s=self._default_timeout_s,
         )
+        return self._store.report_and_claim(claim, reports, reported)
 
     async def job(self, job_id: str, wait_s: float) -> JobRecord | None:
         """The job, once terminal or when `wait_s` has passed; None if unknown."""
@@ -102,28 +120,23 @@ class LongPoller:
                     return job
                 await woken(wake, min(remaining, self._recheck_timeout()))
 
-    async def _claim_now(
-        self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
-    ) -> list[JobRecord] | None:
+    async def _claim_now(self, claim: ClaimInput) -> list[JobRecord] | None:
         # Jobs probably there (the busy path): claim at once. Otherwise read first (far
-        # cheaper than an empty claim transaction) and claim only if one is due.
-        if not self._hint.jobs_likely(operations):
-            outlook = await self._store.outlook(bot_id, operations)
+        # cheaper than an empty claim transaction) and claim only if one is due, or the
+        # claim is a repeat with jobs to hand back.
+        if not self._hint.jobs_likely(claim.operations):
+            outlook = await self._store.outlook(claim)
             if not outlook.bot_online:
                 return None
-            if not _is_due(self._store.seconds_until(outlook.next_run_at)):
+            due_in = self._store.seconds_until(outlook.next_run_at)
+            if not _is_due(due_in) and not outlook.handed_out:
                 return []
-        return await self._store.claim(bot_id, operations, limit, lease_ttl_s)
+        return await self._store.claim(claim)
 
     async def _claim_waiting(
-        self,
-        bot_id: str,
-        operations: Sequence[str],
-        limit: int,
-        lease_ttl_s: float,
-        wait_s: float,
-        still_wanted: Callable[[], bool],
+        self, claim: ClaimInput, wait_s: float, still_wanted: Callable[[], bool]
     ) -> list[JobRecord] | None:
+        bot_id, operations, limit = claim.bot_id, claim.operations, claim.limit
         waiters, store = self._waiters, self._store
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -133,16 +146,16 @@ class LongPoller:
             # Try once: at once when jobs are probably there, else after a look.
             due_in: float | None = DUE_NOW
             if not self._hint.jobs_likely(operations):
-                outlook = await store.outlook(bot_id, operations)
+                outlook = await store.outlook(claim)
                 if not outlook.bot_online:
                     return None
-                due_in = store.seconds_until(outlook.next_run_at)
+                due_in = DUE_NOW if outlook.handed_out else store.seconds_until(outlook.next_run_at)
             # Then, until a claim gets jobs or the time is up: claim, wait, re-check.
             while True:
                 if _is_due(due_in):
                     # The claim answers the notice that woke this request, if one did.
                     waiters.begin_claim(watch)
-                    jobs = await store.claim(bot_id, operations, limit, lease_ttl_s)
+                    jobs = await store.claim(claim)
                     if jobs is None or jobs:
                         waiters.settle(watch, len(jobs or ()), jobs_left=True)
                         return jobs

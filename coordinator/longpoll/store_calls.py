@@ -29,7 +29,7 @@ class StoreCalls:
     awaits no more coroutines than the store call itself.
     """
 
-    __slots__ = ("_clock", "_default_timeout_s", "_hint", "_observe_claim", "_store")
+    __slots__ = ("_clock", "_hint", "_observe_claim", "_store")
 
     def __init__(
         self,
@@ -37,17 +37,18 @@ class StoreCalls:
         clock: Clock,
         hint: DrainedOperations,
         observe_claim: ClaimObserver | None = None,
-        default_timeout_s: float | None = None,
     ) -> None:
         self._store = store
-        self._default_timeout_s = default_timeout_s  # of jobs without their own: the lease
         self._clock = clock
         self._hint = hint
         self._observe_claim = observe_claim
 
-    def outlook(self, bot_id: str, operations: Sequence[str]) -> Awaitable[ClaimOutlook]:
-        """Whether the bot may claim, and when a job is next due, in one read."""
-        return self._store.claim_outlook(bot_id, operations)
+    def outlook(self, claim: ClaimInput) -> Awaitable[ClaimOutlook]:
+        """Whether the bot may claim, when a job is next due, and whether the claim is a
+        repeat that has jobs to hand back, in one read."""
+        if claim.claim_id is None:
+            return self._store.claim_outlook(claim.bot_id, claim.operations)
+        return self._store.claim_outlook(claim.bot_id, claim.operations, claim.claim_id)
 
     def job(self, job_id: str) -> Awaitable[JobRecord | None]:
         return self._store.get_job(job_id)
@@ -62,41 +63,28 @@ class StoreCalls:
             return None
         return (run_at - self._clock.now()).total_seconds()
 
-    async def claim(
-        self, bot_id: str, operations: Sequence[str], limit: int, lease_ttl_s: float
-    ) -> list[JobRecord] | None:
-        """Up to `limit` due jobs under a lease; None for an unknown or offline bot."""
+    async def claim(self, claim: ClaimInput) -> list[JobRecord] | None:
+        """Up to `limit` due jobs under a lease (or a repeat's jobs); None for an unknown
+        or offline bot."""
         notices = self._hint.notices
         started = time.perf_counter()
-        jobs = await self._store.claim_jobs(
-            ClaimInput(
-                bot_id, operations, limit, lease_ttl_s, default_timeout_s=self._default_timeout_s
-            )
-        )
-        self._claimed(operations, limit, jobs, notices, started)
+        jobs = await self._store.claim_jobs(claim)
+        self._claimed(claim.operations, claim.limit, jobs, notices, started)
         return jobs
 
     async def report_and_claim(
         self,
-        bot_id: str,
+        claim: ClaimInput,
         reports: Sequence[ReportInput],
-        operations: Sequence[str],
-        limit: int,
-        lease_ttl_s: float,
         reported: Callable[[list[ReportOutcome]], None],
     ) -> list[JobRecord] | None:
         """The reports and a claim in one store transaction; `reported` is told the
         reports' outcomes before the claim is observed."""
         notices = self._hint.notices
         started = time.perf_counter()
-        outcomes, jobs = await self._store.report_and_claim(
-            ClaimInput(
-                bot_id, operations, limit, lease_ttl_s, default_timeout_s=self._default_timeout_s
-            ),
-            reports,
-        )
+        outcomes, jobs = await self._store.report_and_claim(claim, reports)
         reported(outcomes)
-        self._claimed(operations, limit, jobs, notices, started)
+        self._claimed(claim.operations, claim.limit, jobs, notices, started)
         return jobs
 
     def _claimed(

@@ -39,6 +39,7 @@ async def claim(request: web.Request) -> web.Response:
         raise Forbidden(f"this token belongs to bot {identity.bot_id}, not {body.bot_id}")
     results: list[m.ReportResult] | msgspec.UnsetType = msgspec.UNSET
     long_poll = m.FEATURE_LONG_POLL in ctx.config.features
+    claim_id = _claim_id(ctx, body)
     if body.reports:
         if m.FEATURE_REPORT_ON_CLAIM not in ctx.config.features:
             raise InvalidBody("reports on a claim need the report_on_claim feature, which is off")
@@ -47,7 +48,7 @@ async def claim(request: web.Request) -> web.Response:
         if body.limit > 0 and ctx.poller.claims_at_once(body.operations):
             # The busy path: reports and claim share one transaction (one commit, and
             # the pages both touch written to the WAL once).
-            results, jobs = await _report_and_claim(ctx, identity.bot_id, body)
+            results, jobs = await _report_and_claim(ctx, identity.bot_id, body, claim_id)
             if jobs is None:
                 raise _bot_not_found(body.bot_id)
             if jobs or not long_poll or body.wait_ms <= 0:
@@ -67,10 +68,19 @@ async def claim(request: web.Request) -> web.Response:
             ctx.config.job_lease_ttl_s,
             wait_s=body.wait_ms / 1000 if long_poll else 0.0,
             still_wanted=lambda: _client_connected(request),
+            claim_id=claim_id,
         )
     if jobs is None:
         raise _bot_not_found(body.bot_id)
     return _claim_response(ctx, jobs, results)
+
+
+def _claim_id(ctx: AppContext, body: m.ClaimRequest) -> str | None:
+    """The claim's id, heeded only while the feature is offered (else ignored as any
+    unknown field is)."""
+    if body.claim_id is msgspec.UNSET or m.FEATURE_CLAIM_ID not in ctx.config.features:
+        return None
+    return body.claim_id
 
 
 def _claim_response(
@@ -133,7 +143,7 @@ async def _apply_reports(
 
 
 async def _report_and_claim(
-    ctx: AppContext, bot_id: str, body: m.ClaimRequest
+    ctx: AppContext, bot_id: str, body: m.ClaimRequest, claim_id: str | None
 ) -> tuple[list[m.ReportResult], list[JobRecord] | None]:
     reports = [_report_input(item) for item in body.reports or ()]
     attributes: dict[str, str | int] = {
@@ -148,7 +158,13 @@ async def _report_and_claim(
 
     with ctx.tracer.span("report_and_claim", attributes):
         jobs = await ctx.poller.report_and_claim(
-            bot_id, reports, body.operations, body.limit, ctx.config.job_lease_ttl_s, reported
+            bot_id,
+            reports,
+            body.operations,
+            body.limit,
+            ctx.config.job_lease_ttl_s,
+            reported,
+            claim_id=claim_id,
         )
     return results, jobs
 

@@ -219,12 +219,15 @@ class Store(Protocol):
         """Earliest run_at of a queued job for these operations (long-poll wake-up)."""
         ...
 
-    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
-        """In one read (one snapshot): is the bot known and online, and `next_run_at`.
+    async def claim_outlook(
+        self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
+    ) -> ClaimOutlook:
+        """In one read (one snapshot): is the bot known and online, `next_run_at`, and
+        whether `claim_id` has jobs running under the bot.
 
         Lets a claim that probably finds nothing skip its write transaction: the
-        answer is the one `claim_jobs` would give when no job is due (an empty list,
-        or None for an unknown or offline bot)."""
+        answer is the one `claim_jobs` would give when no job is due and the claim is
+        no repeat (an empty list, or None for an unknown or offline bot)."""
         ...
 
     # ---- reaper

@@ -164,10 +164,12 @@ class ExpiryOutcome:
 class ClaimOutlook:
     """What a claim would meet, read without a write transaction: whether the bot may
     claim at all (known and online; a claim answers None otherwise) and the earliest
-    run_at of a queued job for the operations (None: none queued)."""
+    run_at of a queued job for the operations (None: none queued), and whether the
+    claim's `claim_id` already has jobs running under the bot (a repeat: answer at once)."""
 
     bot_online: bool
     next_run_at: datetime | None
+    handed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +186,15 @@ class StatsRecord:
 @dataclass(frozen=True, slots=True)
 class ClaimInput:
     """A claim: up to `limit` jobs for `operations`, each under a lease of
-    max(lease_ttl_s, its timeout_s, or `default_timeout_s` for a job without one)."""
+    max(lease_ttl_s, its timeout_s, or `default_timeout_s` for a job without one). With
+    `claim_id`, a repeat of a claim that handed jobs out gets those (the ones still
+    running under this bot) instead."""
 
     bot_id: str
     operations: Sequence[str]
     limit: int
     lease_ttl_s: float
+    claim_id: str | None = None
     default_timeout_s: float | None = field(default=None, kw_only=True)
 
 

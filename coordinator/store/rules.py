@@ -164,6 +164,14 @@ def claimable_operations(bot: Claimant, claim: ClaimInput) -> list[str]:
     return [op for op in dict.fromkeys(claim.operations) if op in bot.operations]
 
 
+def answers_repeat(claim: ClaimInput, handed_out: int) -> bool:
+    """Whether a claim is the repeat of one whose answer was lost: its `claim_id` already
+    has `handed_out` jobs running under the bot. It gets those back and claims nothing
+    new, so a retry neither strands them nor counts them twice against max_concurrency.
+    A repeat whose jobs have all ended (or went back to the queue) claims anew."""
+    return claim.claim_id is not None and handed_out > 0
+
+
 # ---------------------------------------------------------------- bots
 
 

@@ -60,6 +60,8 @@ CALLS: tuple[Call, ...] = (
          "deregister", m.ReportAccepted),
     Call("post", "/v1/jobs/claim", 200, "claim_with_reports", m.ClaimRequest,
          "claim_with_reports", m.ClaimResponse),
+    Call("post", "/v1/jobs/claim", 200, "claim_with_id", m.ClaimRequest,
+         "claim_with_id", m.ClaimResponse),
     # Producer and operator.
     Call("post", "/v1/jobs", 201, "submit", m.SubmitJob, "submit", m.SubmitResponse),
     Call("post", "/v1/jobs/bulk", 201, "bulk_submit", m.BulkSubmitRequest,

@@ -5,7 +5,7 @@ requests, drawn from a seeded RNG, it:
 
 - drops the connection before forwarding (the coordinator never sees the request),
 - drops it after forwarding (the coordinator acted, the answer is lost),
-- delays the request,
+- delays the request (by `min_delay_s` to `max_delay_s`),
 - answers 503 with `Retry-After` itself (load shedding).
 
 `cut(seconds)` cuts the network for a while: every request in flight and every new
@@ -39,10 +39,11 @@ _SKIP_HEADERS = frozenset(
 class Faults:
     drop_before: float = 0.0  # share of requests dropped before reaching the coordinator
     drop_after: float = 0.0  # share whose answer is lost after the coordinator handled them
-    delay: float = 0.0  # share delayed by up to `max_delay_s`
+    delay: float = 0.0  # share delayed by `min_delay_s` to `max_delay_s`
     max_delay_s: float = 0.05
+    min_delay_s: float = 0.0
     overload: float = 0.0  # share answered 503 by the proxy
-    retry_after_s: int = 1
+    retry_after_s: int | None = 1  # its `Retry-After` (None: left out)
 
 
 class FaultProxy:
@@ -145,16 +146,17 @@ class FaultProxy:
         body = await request.read()
         if self._roll(faults.overload):
             self.counts["overload"] += 1
+            retry_after = faults.retry_after_s
             return web.json_response(
                 {"error": {"code": "overloaded", "message": "shedding load (fault proxy)"}},
                 status=503,
-                headers={"Retry-After": str(faults.retry_after_s)},
+                headers={} if retry_after is None else {"Retry-After": str(retry_after)},
             )
         if self._roll(faults.drop_before):
             return self._drop(request, "drop_before")
         if self._roll(faults.delay):
             self.counts["delay"] += 1
-            await asyncio.sleep(self._rng.uniform(0, faults.max_delay_s))
+            await asyncio.sleep(self._rng.uniform(faults.min_delay_s, faults.max_delay_s))
         drop_after = self._roll(faults.drop_after)
         assert self._client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS}

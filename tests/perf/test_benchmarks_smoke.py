@@ -124,3 +124,13 @@ def test_round_trip_prints_the_floor_botfleet_and_the_store(tmp_path: Path) -> N
         if "benchmarks.bare_server" in " ".join(p.info["cmdline"] or [])
     ]
     assert bare_servers == []
+
+
+def test_faults_prints_both_networks_and_the_share(tmp_path: Path) -> None:
+    output = run_benchmark("benchmarks.faults", tmp_path, "--jobs", "40", "--cut", "0.5")
+    assert "2 bots (MAX_CONCURRENCY 8), 40 sum jobs a run" in output
+    row(output, "throughput", RATE, RATE, r"\d+ %", "≥ 50 %")
+    row(output, "run", r"[\d.]+ s", r"[\d.]+ s")
+    row(output, "longest a bot delivered nothing while jobs waited", r"[\d.]+ s", r"[\d.]+ s")
+    assert "machine: " in output
+    assert processes_using(tmp_path) == []

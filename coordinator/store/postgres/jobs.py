@@ -18,7 +18,7 @@ from coordinator.store.postgres.reads import unchanged
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.rows import clean_text
-from coordinator.store.rules import Claimant, claimable_operations
+from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
 
 
 async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
@@ -61,13 +61,17 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     bot = await tx.fetchrow("bot_for_claim", claim.bot_id)
     if bot is None:
         return None
+    if claim.claim_id is not None:
+        handed_out = await tx.fetch("jobs_of_claim", claim.claim_id, claim.bot_id)
+        if answers_repeat(claim, len(handed_out)):
+            return [job_from_row(row) for row in handed_out]
     claimant = Claimant(set(bot["operations"]), bot["paused"], bot["quarantined"], bot["lifecycle"])
     wanted = claimable_operations(claimant, claim)
     if not wanted:
         return []
     rows = await tx.fetch(
         "claim_jobs", claim.bot_id, wanted, claim.limit, bot["max_concurrency"], tx.now,
-        claim.lease_ttl_s, claim.default_timeout_s,
+        claim.lease_ttl_s, claim.default_timeout_s, claim.claim_id,
     )  # fmt: skip
     return [job_from_row(row) for row in rows]
 

@@ -64,10 +64,13 @@ async def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
     return None if value is None else as_datetime(value)
 
 
-async def claim_outlook(tx: Tx, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
-    row = await tx.fetchrow("claim_outlook", bot_id, list(operations))
+async def claim_outlook(
+    tx: Tx, bot_id: str, operations: Sequence[str], claim_id: str | None
+) -> records.ClaimOutlook:
+    row = await tx.fetchrow("claim_outlook", bot_id, list(operations), claim_id)
     run_at = row["next_run_at"]
     return records.ClaimOutlook(
         bot_online=bool(row["bot_online"]),
         next_run_at=None if run_at is None else as_datetime(run_at),
+        handed_out=bool(row["handed_out"]),
     )

@@ -204,8 +204,10 @@ class PostgresStore:
     async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
         return await self._read(lambda tx: reads.next_run_at(tx, operations))
 
-    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
-        return await self._read(lambda tx: reads.claim_outlook(tx, bot_id, operations))
+    async def claim_outlook(
+        self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
+    ) -> records.ClaimOutlook:
+        return await self._read(lambda tx: reads.claim_outlook(tx, bot_id, operations, claim_id))
 
     # ------------------------------------------------------------------ reaper
 

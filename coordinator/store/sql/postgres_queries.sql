@@ -215,7 +215,8 @@ SELECT * FROM jobs WHERE idempotency_key = ANY($1::text[]);
 -- name: claim_jobs
 -- $1 bot, $2 operations (already narrowed to the assignment), $3 limit,
 -- $4 max_concurrency, $5 now, $6 lease ttl (s), $7 the default timeout (s) of a job
--- without its own (NULL: none). The caller holds the bot's row lock,
+-- without its own (NULL: none), $8 claim id (NULL: none), recorded with each attempt
+-- for a repeat of the claim to find. The caller holds the bot's row lock,
 -- so this statement's snapshot counts the bot's running jobs exactly.
 -- For each operation, the best runnable jobs come from the jobs_claim index (priority,
 -- then FIFO), locked with SKIP LOCKED so concurrent claims pass each other by; the
@@ -248,10 +249,19 @@ WITH room AS (
     WHERE j.id = picked.id AND j.state = 'queued'
     RETURNING j.*
 ), recorded AS (
-    INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until)
-    SELECT id, attempt, $1, $5, lease_until FROM claimed
+    INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until, claim_id)
+    SELECT id, attempt, $1, $5, lease_until, $8::text FROM claimed
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq;
+
+-- name: jobs_of_claim
+-- $1 claim id, $2 bot. The jobs a claim with this id handed out that still run under
+-- this bot in that attempt: what a repeat of the claim gets back, in queue order. Run
+-- under the bot's row lock, so a repeat sees the first claim once it has committed.
+SELECT j.* FROM attempts a
+JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
+WHERE a.claim_id = $1 AND a.bot_id = $2 AND j.state = 'running' AND j.bot_id = $2
+ORDER BY j.priority DESC, j.seq;
 
 -- name: jobs_for_report
 -- Locked in id order (no deadlock between two batches).
@@ -346,10 +356,17 @@ SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($1::text[]);
 
 -- name: claim_outlook
 -- What a claim would meet, in one statement (one snapshot), without locking: is the bot
--- $1 known and online (NULL: unknown), and `next_run_at` for the operations $2.
+-- $1 known and online (NULL: unknown), `next_run_at` for the operations $2, and whether
+-- the claim id $3 (NULL: none) has jobs running under the bot (a repeated claim).
 SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
        (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($2::text[]))
-           AS next_run_at;
+           AS next_run_at,
+       EXISTS (
+           SELECT 1 FROM attempts a
+           JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
+           WHERE a.claim_id = $3::text AND a.bot_id = $1 AND j.state = 'running'
+               AND j.bot_id = $1
+       ) AS handed_out;
 
 -- name: queued_operations
 SELECT DISTINCT op FROM jobs WHERE state = 'queued';

@@ -333,8 +333,18 @@ WHERE seq IN (
 RETURNING *
 
 -- name: insert_attempt
-INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until)
-VALUES (:job_id, :attempt, :bot_id, :now, :lease_until)
+INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until, claim_id)
+VALUES (:job_id, :attempt, :bot_id, :now, :lease_until, :claim_id)
+
+-- name: jobs_of_claim
+-- The jobs a claim with this id handed out that still run under this bot in that
+-- attempt: what a repeat of the claim gets back, in queue order. INDEXED BY and CROSS
+-- JOIN (attempts first): the planner would rather walk every running job.
+SELECT jobs.* FROM attempts INDEXED BY attempts_claim_id
+CROSS JOIN jobs ON jobs.id = attempts.job_id AND jobs.attempt = attempts.attempt
+WHERE attempts.claim_id = :claim_id AND attempts.bot_id = :bot_id
+    AND jobs.state = 'running' AND jobs.bot_id = :bot_id
+ORDER BY jobs.priority DESC, jobs.seq
 
 -- name: next_run_at
 -- The earliest run_at of a queued job for these operations: one index probe per operation.
@@ -346,7 +356,8 @@ FROM json_each(:ops) AS wanted
 
 -- name: claim_outlook
 -- What a claim would meet, in one statement (one snapshot), without the write lock: is
--- the bot known and online (NULL: unknown), and `next_run_at` for these operations.
+-- the bot known and online (NULL: unknown), `next_run_at` for these operations, and
+-- whether :claim_id (NULL: none) has jobs running under the bot (a repeated claim).
 SELECT
     (SELECT online FROM bots WHERE id = :bot_id) AS bot_online,
     (
@@ -355,7 +366,13 @@ SELECT
             WHERE state = 'queued' AND op = wanted.value
         ))
         FROM json_each(:ops) AS wanted
-    ) AS next_run_at
+    ) AS next_run_at,
+    EXISTS (
+        SELECT 1 FROM attempts INDEXED BY attempts_claim_id
+        CROSS JOIN jobs ON jobs.id = attempts.job_id AND jobs.attempt = attempts.attempt
+        WHERE attempts.claim_id = :claim_id AND attempts.bot_id = :bot_id
+            AND jobs.state = 'running' AND jobs.bot_id = :bot_id
+    ) AS handed_out
 
 -- ---------------------------------------------------------------- reports
 

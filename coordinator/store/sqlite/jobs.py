@@ -14,7 +14,7 @@ from coordinator.store.base import (
 )
 from coordinator.store.ids import new_job_id
 from coordinator.store.rows import clean_text
-from coordinator.store.rules import Claimant, claimable_operations
+from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
 from coordinator.store.sqlite.reads import unchanged
 from coordinator.store.sqlite.rows import (
     dump_json,
@@ -86,6 +86,10 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     bot = tx.one("bot_for_claim", {"id": claim.bot_id})
     if bot is None:
         return None
+    if claim.claim_id is not None:
+        handed_out = tx.all("jobs_of_claim", {"claim_id": claim.claim_id, "bot_id": claim.bot_id})
+        if answers_repeat(claim, len(handed_out)):
+            return [job_from_row(row) for row in handed_out]
     claimant = Claimant(
         set(load_json(bot["operations"])), bool(bot["paused"]), bool(bot["quarantined"]),
         bot["lifecycle"],
@@ -115,6 +119,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
                 "bot_id": claim.bot_id,
                 "now": tx.now,
                 "lease_until": row["lease_until"],
+                "claim_id": claim.claim_id,
             }
             for row in rows
         ),

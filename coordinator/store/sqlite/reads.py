@@ -96,11 +96,15 @@ def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
     return None if row is None else maybe_from_us(row[0])
 
 
-def claim_outlook(tx: Tx, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
+def claim_outlook(
+    tx: Tx, bot_id: str, operations: Sequence[str], claim_id: str | None
+) -> records.ClaimOutlook:
     ops = dump_json(list(dict.fromkeys(operations)))
-    row = tx.one("claim_outlook", {"bot_id": bot_id, "ops": ops})
+    row = tx.one("claim_outlook", {"bot_id": bot_id, "ops": ops, "claim_id": claim_id})
     if row is None:  # one row always comes back; kept for the type checker
         return records.ClaimOutlook(bot_online=False, next_run_at=None)
     return records.ClaimOutlook(
-        bot_online=bool(row["bot_online"]), next_run_at=maybe_from_us(row["next_run_at"])
+        bot_online=bool(row["bot_online"]),
+        next_run_at=maybe_from_us(row["next_run_at"]),
+        handed_out=bool(row["handed_out"]),
     )

@@ -233,9 +233,11 @@ class SQLiteStore:
             return None
         return await self._open().point_read(lambda tx: reads.next_run_at(tx, operations))
 
-    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> records.ClaimOutlook:
+    async def claim_outlook(
+        self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
+    ) -> records.ClaimOutlook:
         tx = self._open()
-        return await tx.point_read(lambda t: reads.claim_outlook(t, bot_id, operations))
+        return await tx.point_read(lambda t: reads.claim_outlook(t, bot_id, operations, claim_id))
 
     # ---------------------------------------------------------------- reaper
 

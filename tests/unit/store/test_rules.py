@@ -12,6 +12,7 @@ from coordinator.store.rules import (
     Effect,
     JobSnapshot,
     after_heartbeat,
+    answers_repeat,
     check_bot_update,
     claimable_operations,
     command_took_effect,
@@ -197,3 +198,14 @@ def test_after_a_heartbeat_the_state_reported_or_kept_settles_the_command() -> N
     assert after_heartbeat(None, "DRAINING", "drain") == ("DRAINING", None)
     assert after_heartbeat("BUSY", "DRAINING", "drain") == ("BUSY", "drain")
     assert after_heartbeat("QUARANTINED", None, None) == ("QUARANTINED", None)
+
+
+@pytest.mark.parametrize(
+    ("claim_id", "handed_out", "repeat"),
+    [("c1", 2, True), ("c1", 0, False), (None, 2, False), (None, 0, False)],
+)
+def test_a_claim_is_a_repeat_while_its_id_has_jobs_running(
+    claim_id: str | None, handed_out: int, repeat: bool
+) -> None:
+    claim = ClaimInput("bot_1", ["sum"], 5, 30.0, claim_id)
+    assert answers_repeat(claim, handed_out) is repeat

@@ -62,7 +62,9 @@ class QueueOnly:
         self.reads += 1
         return self._next_run_at(operations)
 
-    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
+    async def claim_outlook(
+        self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
+    ) -> ClaimOutlook:
         self.outlooks += 1
         return ClaimOutlook(bot_online=self.known_bot, next_run_at=self._next_run_at(operations))
 

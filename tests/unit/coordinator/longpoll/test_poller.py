@@ -32,8 +32,10 @@ class SubmitDuringOutlook(QueueOnly):
 
     waiters: Waiters | None = None
 
-    async def claim_outlook(self, bot_id: str, operations: Sequence[str]) -> ClaimOutlook:
-        outlook = await super().claim_outlook(bot_id, operations)
+    async def claim_outlook(
+        self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
+    ) -> ClaimOutlook:
+        outlook = await super().claim_outlook(bot_id, operations, claim_id)
         if self.waiters is not None:
             self.queued.append(job_record("job_1"))
             self.waiters.jobs_available(["sum"], 1)

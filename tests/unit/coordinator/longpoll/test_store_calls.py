@@ -36,7 +36,7 @@ async def test_a_claim_is_observed_and_noted_in_the_hint() -> None:
     store.queued.append(job_record("job_1"))
     events: list[str] = []
     calls, hint = _calls(store, events)
-    jobs = await calls.claim("bot", ["sum"], 2, 60)
+    jobs = await calls.claim(ClaimInput("bot", ["sum"], 2, 60))
     assert [j.id for j in jobs or []] == ["job_1"]
     assert events == ["claimed ['job_1']"]
     assert not hint.jobs_likely(["sum"])  # short: the queue ran dry
@@ -47,7 +47,7 @@ async def test_an_unknown_bot_is_neither_observed_nor_noted() -> None:
     store.known_bot = False
     events: list[str] = []
     calls, hint = _calls(store, events)
-    assert await calls.claim("bot", ["sum"], 2, 60) is None
+    assert await calls.claim(ClaimInput("bot", ["sum"], 2, 60)) is None
     assert events == [] and hint.jobs_likely(["sum"])
 
 
@@ -58,7 +58,9 @@ async def test_reports_are_told_before_the_claim_is_observed() -> None:
     calls, hint = _calls(store, events)
     report = ReportInput("job_0", "complete", attempt=1, result={})
     jobs = await calls.report_and_claim(
-        "bot", [report], ["sum"], 2, 60, lambda outcomes: events.append(f"reported {outcomes}")
+        ClaimInput("bot", ["sum"], 2, 60),
+        [report],
+        lambda outcomes: events.append(f"reported {outcomes}"),
     )
     assert len(jobs or []) == 2
     assert events == [

@@ -1,0 +1,131 @@
+"""`claim_id`: a claim whose answer was not read is retried under the same id, and the next
+claim after an answer is a new one; no id goes to a coordinator that does not offer it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+from bot.errors import CoordinatorError, NetworkError, OverloadedError, ServerError
+from bot.machine import EXIT_OK
+from bot.testing import FakeCoordinator
+from botfleet.clock import FakeClock
+from botfleet.protocol import messages as m
+from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, StartBot, run_until
+
+
+def _ids(fake: FakeCoordinator) -> list[object]:
+    return [request.claim_id for request in fake.requests("claim")]
+
+
+async def test_a_failed_claim_is_retried_with_its_id_and_an_answered_one_is_not(
+    make_scheduler: MakeScheduler,
+) -> None:
+    fake = FakeCoordinator(features=[m.FEATURE_CLAIM_ID])
+    fake.add_job("sum", {"a": 1, "b": 2})
+    fake.fail_next(
+        "claim",
+        NetworkError("connection reset"),
+        ServerError(502, "bad gateway"),
+        OverloadedError(429, "slow down", retry_after_s=1.0),
+    )
+    scheduler = make_scheduler(fake, features=[m.FEATURE_CLAIM_ID])
+    for _ in range(3):
+        with pytest.raises(CoordinatorError):
+            await scheduler.claim(1)
+    await asyncio.gather(*await scheduler.claim(1))
+    await scheduler.claim(1)
+    await scheduler.claim(1)
+    ids = _ids(fake)
+    assert all(isinstance(claim_id, str) and claim_id for claim_id in ids)
+    assert ids[0] == ids[1] == ids[2] == ids[3]
+    assert len({ids[3], ids[4], ids[5]}) == 3
+
+
+async def test_no_claim_id_without_the_feature(make_scheduler: MakeScheduler) -> None:
+    fake = FakeCoordinator()
+    scheduler = make_scheduler(fake)
+    await scheduler.claim(1)
+    assert _ids(fake) == [msgspec.UNSET]
+    assert b"claim_id" not in msgspec.json.encode(fake.requests("claim")[0])
+
+
+class LosesTheFirstAnswer(FakeCoordinator):
+    """Hands jobs out and drops the answer once; a repeated `claim_id` gets them back."""
+
+    def __init__(self) -> None:
+        super().__init__(features=[m.FEATURE_CLAIM_ID])
+        self.handed: dict[str, m.ClaimResponse] = {}
+        self.lost = 0
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        assert isinstance(request.claim_id, str)
+        again = self.handed.get(request.claim_id)
+        if again is not None:
+            self.calls.append(("claim", request))
+            return again
+        answer = await super().claim(request)
+        self.handed[request.claim_id] = answer
+        if answer.jobs and not self.lost:
+            self.lost += 1
+            raise NetworkError("the answer was lost on its way back")
+        return answer
+
+
+async def test_a_lost_claim_answer_is_recovered_by_the_retry(start_bot: StartBot) -> None:
+    fake = LosesTheFirstAnswer()
+    for i in range(2):
+        fake.add_job("sum", {"a": i, "b": 1})
+    running = start_bot(fake)
+
+    await fake.wait_finished(2)
+
+    assert fake.lost == 1
+    assert [job.result for job in fake.finished()] == [{"result": 1}, {"result": 2}]
+    first, retry = _ids(fake)[:2]
+    assert first == retry
+    assert await running.stop() == EXIT_OK
+
+
+class SleepsAtClaim(FakeCoordinator):
+    """Notes how many sleeps the bot's clock had done at each claim."""
+
+    def __init__(self, clock: FakeClock, features: list[str]) -> None:
+        super().__init__(features=features)
+        self.clock = clock
+        self.slept_at_claim: list[int] = []
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        self.slept_at_claim.append(len(self.clock.slept))
+        return await super().claim(request)
+
+
+@pytest.mark.parametrize(
+    ("features", "slept"), [([m.FEATURE_CLAIM_ID], [0, 0, 1]), ([], [0, 1, 2])]
+)
+async def test_a_lost_answer_is_asked_again_at_once_then_backs_off(
+    make_scheduler: MakeScheduler, features: list[str], slept: list[int]
+) -> None:
+    clock = FakeClock()
+    fake = SleepsAtClaim(clock, features)
+    fake.fail_next("claim", NetworkError("reset"), ServerError(502, "bad gateway"))
+    scheduler = make_scheduler(fake, clock=clock, hooks=RecordingHooks(), features=features)
+
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 3, "claims")
+
+    assert fake.slept_at_claim[:3] == slept
+
+
+async def test_a_shed_claim_that_names_a_time_waits_for_it(make_scheduler: MakeScheduler) -> None:
+    clock = FakeClock()
+    fake = SleepsAtClaim(clock, [m.FEATURE_CLAIM_ID])
+    fake.fail_next("claim", OverloadedError(503, "busy", retry_after_s=2.0))
+    scheduler = make_scheduler(
+        fake, clock=clock, hooks=RecordingHooks(), features=[m.FEATURE_CLAIM_ID]
+    )
+
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 2, "claims")
+
+    assert fake.slept_at_claim[:2] == [0, 1] and clock.slept[0] >= 2.0
