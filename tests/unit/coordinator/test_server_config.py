@@ -52,6 +52,9 @@ class TestValidation:
             ({"heartbeat_interval_s": 120, "bot_lease_ttl_s": 120}, "heartbeat_interval_s"),
             ({"features": ("long_poll", "teleport")}, "teleport"),
             ({"admin_token": "  "}, "admin_token"),
+            ({"retain_finished_s": 0}, "retain_finished_s"),
+            ({"retain_bots_s": -1}, "retain_bots_s"),
+            ({"retention_batch_size": 0}, "retention_batch_size"),
         ],
     )
     def test_bad_values_are_named(self, changes: dict[str, object], named: str) -> None:
@@ -102,6 +105,26 @@ class TestFromArgs:
         assert config_from_args(_args("--features", ""), {}).features == ()
         with pytest.raises(ValueError, match=r"--features: unknown features.*teleport"):
             config_from_args(_args("--features", "long_poll,teleport"), {})
+
+    def test_retention(self) -> None:
+        week_s = 7 * 86_400
+        config = config_from_args(_args(), {})
+        assert (config.retain_finished_s, config.retain_bots_s) == (week_s, week_s)
+        config = config_from_args(_args("--retain-finished", "1m", "--retain-bots", "never"), {})
+        assert (config.retain_finished_s, config.retain_bots_s) == (60, None)
+        assert config.retention.finished_s == 60 and config.retention.bots_s is None
+        config = config_from_args(_args("--retain-finished", "90", "--retain-bots", "2h"), {})
+        assert (config.retain_finished_s, config.retain_bots_s) == (90, 7200)
+
+    @pytest.mark.parametrize("flag", ["--retain-finished", "--retain-bots"])
+    @pytest.mark.parametrize("value", ["x", "-1", "0", "7x", "", "1.5.h"])
+    def test_a_bad_duration_stops_the_server_naming_the_flag(
+        self, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as stopped:
+            _args(flag, value)
+        assert stopped.value.code == 2
+        assert f"argument {flag}: must be" in capsys.readouterr().err
 
     def test_a_short_bot_lease_shortens_the_heartbeat(self) -> None:
         config = config_from_args(_args("--bot-lease-ttl", "4"), {})
