@@ -106,14 +106,7 @@ class Reaper:
             )
             more = batch.more
         if total:
-            log.info(
-                "reaper: %d queued job(s) expired %s, %d finished job(s) deleted, "
-                "%d offline bot(s) forgotten",
-                len(total.expired),
-                _sample(total.expired),
-                total.jobs_deleted,
-                total.bots_forgotten,
-            )
+            log.info("reaper: %s", _swept(total))
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -139,3 +132,15 @@ class Reaper:
 def _sample(ids: tuple[str, ...], limit: int = 5) -> str:
     shown = ", ".join(ids[:limit])
     return f"[{shown}{', …' if len(ids) > limit else ''}]"
+
+
+def _swept(outcome: SweepOutcome) -> str:
+    """What a sweep did, naming only the kinds it touched."""
+    parts = []
+    if outcome.expired:
+        parts.append(f"{len(outcome.expired)} queued job(s) expired {_sample(outcome.expired)}")
+    if outcome.jobs_deleted:
+        parts.append(f"{outcome.jobs_deleted} finished job(s) deleted")
+    if outcome.bots_forgotten:
+        parts.append(f"{outcome.bots_forgotten} offline bot(s) forgotten")
+    return ", ".join(parts)

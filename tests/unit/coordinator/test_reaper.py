@@ -176,8 +176,16 @@ async def test_a_pass_sweeps_batch_after_batch_until_one_is_short(
     assert store.sweeps == 3 and seen == [full, full, last]
     assert "1 queued job(s) expired [job_9], 5 finished job(s) deleted" in caplog.text
     assert "1 offline bot(s) forgotten" in caplog.text
-    await reaper.run_once()
+    with caplog.at_level(logging.INFO, logger="coordinator.reaper"):
+        caplog.clear()
+        await reaper.run_once()
     assert store.sweeps == 4
+    assert "expired" not in caplog.text  # a sweep that did nothing says nothing
+    deleted_only = SweepOutcome(jobs_deleted=3)
+    store.batches.append(deleted_only)
+    with caplog.at_level(logging.INFO, logger="coordinator.reaper"):
+        await reaper.run_once()
+    assert "reaper: 3 finished job(s) deleted\n" in caplog.text
 
 
 async def test_a_failed_sweep_is_counted_and_the_next_pass_sweeps_again(
