@@ -11,7 +11,8 @@ reports waiting in the bots' outboxes into conflicts.
 
 After the leases, each pass sweeps (`Store.sweep`) batch after batch while a batch
 comes back full: every batch is its own short transaction, so a large backlog never
-holds the database's write lock for long.
+holds the database's write lock for long. Sweeps also run during the grace: what is
+past its retention or its expiry does not depend on heartbeats.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class Reaper:
         if self._startup_grace:
             log.info("reaper: first pass after a grace of %ss", self._startup_grace.seconds)
         while not stop.is_set() and self._clock.now() < grace_until:
+            await self.sweep()  # retention and expiry owe nothing to the bots' heartbeats
             await self._pause(stop)
         while not stop.is_set():
             await self.run_once()

@@ -208,3 +208,24 @@ async def test_without_a_retention_the_reaper_does_not_sweep() -> None:
     reaper = Reaper(store, interval_s=1.0)  # type: ignore[arg-type]
     await reaper.run_once()
     assert (store.calls, store.sweeps) == (1, 0)
+
+
+async def test_sweeps_run_during_the_grace() -> None:
+    clock = FakeClock(NOW)
+    store = Sweeping(clock, [SweepOutcome(jobs_deleted=1), SweepOutcome(), SweepOutcome()])
+    intervals = Intervals()
+    reaper = Reaper(
+        store,  # type: ignore[arg-type]
+        interval_s=1.0,
+        clock=clock,
+        startup_grace_s=120,
+        pause=intervals.pause,
+        retention=Retention(),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reaper.run(stop))
+    await intervals.let_pass(2)
+    assert (store.calls, store.sweeps) == (0, 3)
+    stop.set()
+    await intervals.let_pass(1)
+    await task
