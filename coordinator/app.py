@@ -57,6 +57,8 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
             metrics.observe_expiry,
             clock,
             startup_grace_s=config.reaper_grace_s,
+            retention=config.retention,
+            observe_sweep=metrics.observe_sweep,
         ),
         metrics=metrics,
         tracer=Tracer("coordinator", enabled=config.tracing),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botfleet.protocol.messages import ALL_FEATURES
+from coordinator.store.retention import DEFAULT_BATCH_SIZE, DEFAULT_RETAIN_S, Retention
 
 MIB = 1024 * 1024
 MAX_JOB_TIMEOUT_S = 604_800  # a week: the most a job's own timeout_s may be
@@ -38,6 +39,10 @@ class ServerConfig:
     reaper_interval_s: float = 1.0
     # Before the first expiry after a start; None = one bot lease (see reaper.py).
     reaper_startup_grace_s: float | None = None
+    # Finished jobs and offline bots are deleted this long after; None keeps them.
+    retain_finished_s: float | None = DEFAULT_RETAIN_S
+    retain_bots_s: float | None = DEFAULT_RETAIN_S
+    retention_batch_size: int = DEFAULT_BATCH_SIZE  # rows per sweep transaction
     # A waiting claim or GET looks again about this often (jittered), in case a notice was
     # missed. Notices come from this process (SQLite) or LISTEN/NOTIFY, which is re-armed
     # with a wake-all after a reconnect (PostgreSQL), so this is only a safety net.
@@ -62,7 +67,12 @@ class ServerConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        at_least_one = ("claim_batch_size", "token_ttl_s", "stats_window_s")
+        at_least_one = (
+            "claim_batch_size",
+            "token_ttl_s",
+            "stats_window_s",
+            "retention_batch_size",
+        )
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -83,6 +93,10 @@ class ServerConfig:
             )
         if self.reaper_startup_grace_s is not None and self.reaper_startup_grace_s < 0:
             raise ValueError("reaper_startup_grace_s must not be negative")
+        for retain in ("retain_finished_s", "retain_bots_s"):
+            value = getattr(self, retain)
+            if value is not None and not value > 0:
+                raise ValueError(f"{retain} must be positive, got {value!r}")
         if self.token_cache_ttl_s < 0 or self.token_cache_size < 0:
             raise ValueError("token cache settings must not be negative")
         if self.heartbeat_interval_s >= self.bot_lease_ttl_s:
@@ -102,6 +116,10 @@ class ServerConfig:
     def reaper_grace_s(self) -> float:
         grace = self.reaper_startup_grace_s
         return self.bot_lease_ttl_s if grace is None else grace
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(self.retain_finished_s, self.retain_bots_s, self.retention_batch_size)
 
     @property
     def database_url(self) -> str:

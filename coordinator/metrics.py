@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from botfleet.clock import Clock
 from botfleet.protocol.messages import JobState
-from coordinator.store.base import ExpiryOutcome, JobRecord, Store, StoreError
+from coordinator.store.base import ExpiryOutcome, JobRecord, Store, StoreError, SweepOutcome
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,17 @@ class Metrics:
         )
         self.bots_expired = Counter(
             "botfleet_bot_leases_expired", "Bots marked offline by the reaper", registry=r
+        )
+        self.jobs_expired = Counter(
+            "botfleet_jobs_expired",
+            "Queued jobs cancelled because their expires_in_ms ran out",
+            registry=r,
+        )
+        self.jobs_deleted = Counter(
+            "botfleet_jobs_deleted", "Finished jobs deleted past their retention", registry=r
+        )
+        self.bots_forgotten = Counter(
+            "botfleet_bots_forgotten", "Offline bots deleted past their retention", registry=r
         )
         self.claim_seconds = Histogram(
             "botfleet_claim_duration_seconds",
@@ -158,6 +169,14 @@ class Metrics:
             self.expired.labels(self._ops.pop(job_id, UNKNOWN_OP), "failed").inc()
         if outcome.bots_offline:
             self.bots_expired.inc(len(outcome.bots_offline))
+
+    def observe_sweep(self, outcome: SweepOutcome) -> None:
+        if outcome.expired:
+            self.jobs_expired.inc(len(outcome.expired))
+        if outcome.jobs_deleted:
+            self.jobs_deleted.inc(outcome.jobs_deleted)
+        if outcome.bots_forgotten:
+            self.bots_forgotten.inc(outcome.bots_forgotten)
 
     # ---- scrape
     async def render(self, store: Store) -> bytes:

@@ -12,11 +12,12 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
 from botfleet import eventloop
-from botfleet.cli.argtypes import duration
+from botfleet.cli.argtypes import duration, duration_or_never
 from botfleet.clock import Clock, SystemClock
 from botfleet.logs import configure_logging
 from botfleet.protocol.messages import ALL_FEATURES
@@ -36,6 +37,8 @@ DEFAULT_STATE_DIR = ".state"
 DEFAULT_HEARTBEAT_INTERVAL_S = 30.0
 SHUTDOWN_TIMEOUT_S = 10.0
 LISTEN_BACKLOG = 1024
+# A retention flag left out, told apart from `never` (None).
+_NOT_GIVEN = object()
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +87,21 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="S",
         help="after a start, before leases are first expired (default: --bot-lease-ttl)",
+    )
+    retain = parser.add_argument_group("retention (durations: 30s, 5m, 2h, 7d)")
+    retain.add_argument(
+        "--retain-finished",
+        type=duration_or_never,
+        default=_NOT_GIVEN,
+        metavar="DURATION",
+        help="delete finished jobs, with their attempts, this long after they end (7d; never)",
+    )
+    retain.add_argument(
+        "--retain-bots",
+        type=duration_or_never,
+        default=_NOT_GIVEN,
+        metavar="DURATION",
+        help="forget bots offline for this long; their jobs keep their ids (7d; never)",
     )
     parser.add_argument(
         "--default-job-timeout",
@@ -147,6 +165,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             reaper_interval_s=_pick(args.reaper_interval, defaults.reaper_interval_s),
             reaper_startup_grace_s=args.reaper_grace,
             default_job_timeout_s=args.default_job_timeout,
+            retain_finished_s=_retain(args.retain_finished, defaults.retain_finished_s),
+            retain_bots_s=_retain(args.retain_bots, defaults.retain_bots_s),
             claim_batch_size=(
                 defaults.claim_batch_size
                 if args.claim_batch_size is None
@@ -260,6 +280,13 @@ def _pick(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
+def _retain(value: object, default: float | None) -> float | None:
+    """A retention flag: not given (the default), `never` (None), or seconds."""
+    if value is _NOT_GIVEN:
+        return default
+    return None if value is None else float(cast(float, value))
+
+
 def _flag_names(message: str) -> str:
     """Config field names in an error, as the flags a user typed."""
     names = {
@@ -268,6 +295,8 @@ def _flag_names(message: str) -> str:
         "job_lease_ttl_s": "--job-lease-ttl",
         "reaper_interval_s": "--reaper-interval",
         "reaper_startup_grace_s": "--reaper-grace",
+        "retain_finished_s": "--retain-finished",
+        "retain_bots_s": "--retain-bots",
         "claim_batch_size": "--claim-batch-size",
         "default_job_timeout_s": "--default-job-timeout",
         "max_body_bytes": "--max-body-bytes",

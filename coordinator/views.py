@@ -75,6 +75,7 @@ def job_view(job: JobRecord) -> m.JobView:
         timeout_s=job.timeout_s,
         idempotency_key=job.idempotency_key,
         metadata=job.metadata,
+        expires_at=_time(job.expires_at),
     )
 
 

@@ -8,8 +8,9 @@ from typing import TypeVar
 
 N = TypeVar("N", int, float)
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")
-_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+NEVER = "never"
 
 
 def positive_int(text: str) -> int:
@@ -33,21 +34,26 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def duration(text: str) -> float:
-    """`30s`, `5m`, `1h`, `7d` (a bare number is seconds) as seconds, more than 0."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"must be a duration such as 30s, 5m, 1h or 7d, not {text!r}"
-        )
-    seconds = float(match[1]) * _UNIT_S[match[2]]
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return seconds
-
-
 def _number(text: str, kind: type[N], what: str) -> N:
     try:
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+
+
+def duration(text: str) -> float:
+    """Seconds from `500ms`, `30s`, `5m`, `2h`, `7d` or a bare number of seconds; more than 0."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a duration such as 30s, 5m, 2h or 7d, not {text!r}"
+        )
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return seconds
+
+
+def duration_or_never(text: str) -> float | None:
+    """A `duration`, or None for `never`."""
+    return None if text.strip().lower() == NEVER else duration(text)

@@ -247,6 +247,8 @@ class SubmitJob(Struct, kw_only=True):
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=604_800)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Still queued this long after the submit: the job ends cancelled, error "expired".
+    expires_in_ms: Annotated[int, msgspec.Meta(ge=1, le=31_536_000_000)] | None = None
 
 
 class SubmitResponse(Struct, kw_only=True):
@@ -288,6 +290,8 @@ class JobView(Struct, kw_only=True):
     timeout_s: float | None = None
     idempotency_key: str | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    # When a job still queued ends as expired (submit's expires_in_ms); None: never.
+    expires_at: Timestamp | None = None
 
 
 class JobList(Struct, kw_only=True):

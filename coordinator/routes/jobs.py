@@ -138,6 +138,9 @@ def _new_job(body: m.SubmitJob, now: datetime, where: str, tracer: Tracer) -> Ne
         timeout_s=body.timeout_s,
         idempotency_key=body.idempotency_key,
         metadata=_with_trace(body.metadata, tracer),
+        expires_at=(
+            None if body.expires_in_ms is None else now + timedelta(milliseconds=body.expires_in_ms)
+        ),
     )
 
 

@@ -35,6 +35,7 @@ from coordinator.store.records import (
     StatsRecord,
     SubmitOutcome,
 )
+from coordinator.store.retention import Retention, SweepOutcome
 
 __all__ = [
     "AssignmentRecord",
@@ -54,6 +55,7 @@ __all__ = [
     "Registration",
     "ReportInput",
     "ReportOutcome",
+    "Retention",
     "RetryDelay",
     "StatsRecord",
     "Store",
@@ -61,6 +63,7 @@ __all__ = [
     "StoreFull",
     "StoreListener",
     "SubmitOutcome",
+    "SweepOutcome",
 ]
 
 
@@ -235,4 +238,12 @@ class Store(Protocol):
         """Bots past lease_until go offline and their jobs are released; jobs past
         their lease are queued again (new attempt) or, with max_attempts spent,
         failed with the error "lease expired". Safe to run in every process at once."""
+        ...
+
+    async def sweep(self, policy: Retention) -> SweepOutcome:
+        """One batch of housekeeping in one transaction, at most `policy.batch_size` rows
+        of each kind: queued jobs past their expires_at end `cancelled` with the error
+        "expired"; jobs finished before the retention are deleted with their attempts;
+        offline bots silent for longer than theirs are forgotten (jobs keep their ids).
+        Safe in every process at once; the caller repeats while `more`."""
         ...

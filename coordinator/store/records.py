@@ -34,6 +34,7 @@ class NewJob:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None  # still queued then: cancelled as expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class JobRecord:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
     # Claims and reports map many rows: the converters are looked up once.
     moment, json = decode.moment, decode.json
     started, finished, lease = row["started_at"], row["finished_at"], row["lease_until"]
+    expires = row["expires_at"]
     result = row["result"]
     return JobRecord(
         id=row["id"],
@@ -63,6 +64,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         timeout_s=row["timeout_s"],
         idempotency_key=row["idempotency_key"],
         metadata=json(row["metadata"]),
+        expires_at=None if expires is None else moment(expires),
     )
 
 

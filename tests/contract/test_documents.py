@@ -67,6 +67,11 @@ CALLS: tuple[Call, ...] = (
     Call("post", "/v1/jobs/bulk", 201, "bulk_submit", m.BulkSubmitRequest,
          "bulk_submit", m.BulkSubmitResponse),
     Call("get", "/v1/jobs/{job_id}", 200, None, None, "get_job", m.JobView),
+    # Submit's expires_in_ms, and a job that expired while queued.
+    Call("post", "/v1/jobs", 201, "submit_expiring", m.SubmitJob, "submit", m.SubmitResponse),
+    Call("post", "/v1/jobs/bulk", 201, "bulk_submit_expiring", m.BulkSubmitRequest,
+         "bulk_submit", m.BulkSubmitResponse),
+    Call("get", "/v1/jobs/{job_id}", 200, None, None, "get_job_expired", m.JobView),
     Call("get", "/v1/jobs", 200, None, None, "list_jobs", m.JobList),
     Call("post", "/v1/jobs/{job_id}/cancel", 200, None, None, "cancel_job", m.JobView),
     Call("post", "/v1/jobs/{job_id}/retry", 200, None, None, "retry_job", m.JobView),

@@ -45,6 +45,14 @@ class TestBodies:
             ("/v1/jobs/bulk", {"jobs": []}, "$.jobs"),
             ("/v1/jobs/bulk", {"jobs": [{"op": "sum"}, {"op": 5}]}, "$.jobs[1].op"),
             ("/v1/jobs", {"op": "sum", "run_at": "yesterday"}, "$.run_at"),
+            ("/v1/jobs", {"op": "sum", "expires_in_ms": 0}, "$.expires_in_ms"),
+            ("/v1/jobs", {"op": "sum", "expires_in_ms": -1}, "$.expires_in_ms"),
+            ("/v1/jobs", {"op": "sum", "expires_in_ms": "x"}, "$.expires_in_ms"),
+            (
+                "/v1/jobs/bulk",
+                {"jobs": [{"op": "sum"}, {"op": "sum", "expires_in_ms": 0}]},
+                "$.jobs[1].expires_in_ms",
+            ),
         ],
     )
     async def test_invalid_fields_are_named(

@@ -133,4 +133,16 @@ def test_faults_prints_both_networks_and_the_share(tmp_path: Path) -> None:
     row(output, "run", r"[\d.]+ s", r"[\d.]+ s")
     row(output, "longest a bot delivered nothing while jobs waited", r"[\d.]+ s", r"[\d.]+ s")
     assert "machine: " in output
+
+
+def test_soak_prints_the_curve_and_whether_it_levelled_off(tmp_path: Path) -> None:
+    output = run_benchmark(
+        "benchmarks.soak", tmp_path, "--jobs", "3000", "--rate", "1500", "--retain", "1s"
+    )
+    assert "Soak: 3,000 sum jobs" in output
+    row(output, "start", "0", r"\d+ s", r"[\d,]+", MIB, MIB, MIB)
+    row(output, "50 %", "1,500", r"\d+ s", r"[\d,]+", MIB, MIB, MIB)
+    row(output, "drained", "3,000", r"\d+ s", r"[\d,]+", MIB, MIB, MIB)
+    for series in ("database", "coordinator RSS", "bot RSS"):
+        assert re.search(rf"{series}: (levelled off|still growing) \([+-][\d.]+% ", output)
     assert processes_using(tmp_path) == []

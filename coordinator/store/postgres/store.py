@@ -29,6 +29,7 @@ import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
 import coordinator.store.postgres.reads as reads
 import coordinator.store.postgres.reports as reports
+import coordinator.store.postgres.retention as retention
 import coordinator.store.postgres.schema as postgres_schema
 import coordinator.store.records as records
 from botfleet.clock import Clock
@@ -44,6 +45,7 @@ from coordinator.store.postgres.connection import (
 from coordinator.store.postgres.notify import Notice, NotificationRelay
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.queries import load_queries
+from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
 
@@ -213,6 +215,9 @@ class PostgresStore:
 
     async def expire_leases(self) -> records.ExpiryOutcome:
         return await self._write(leases.expire_leases)
+
+    async def sweep(self, policy: Retention) -> SweepOutcome:
+        return await self._write(lambda tx: retention.sweep(tx, policy))
 
     # ------------------------------------------------------------------ plumbing
 

@@ -198,13 +198,13 @@ FOR NO KEY UPDATE;
 -- name: insert_jobs
 -- $1 now, then one array per column; an idempotency_key seen before inserts nothing.
 INSERT INTO jobs (id, op, payload, state, priority, max_attempts, created_at, run_at,
-                  timeout_s, idempotency_key, metadata)
+                  timeout_s, idempotency_key, metadata, expires_at)
 SELECT u.id, u.op, u.payload, 'queued', u.priority, u.max_attempts, $1, u.run_at,
-       u.timeout_s, u.idempotency_key, u.metadata
+       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at
 FROM unnest($2::text[], $3::text[], $4::json[], $5::integer[], $6::integer[],
-            $7::timestamptz[], $8::float8[], $9::text[], $10::json[])
+            $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[])
      WITH ORDINALITY AS u(id, op, payload, priority, max_attempts, run_at, timeout_s,
-                          idempotency_key, metadata, ord)
+                          idempotency_key, metadata, expires_at, ord)
 ORDER BY u.ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
@@ -431,3 +431,54 @@ SELECT id, op, state FROM expired ORDER BY id;
 
 -- name: notify
 SELECT pg_notify($1, $2);
+
+-- ------------------------------------------------------------------ retention
+-- Each statement locks its batch with SKIP LOCKED and re-checks its WHERE, so reapers
+-- in several coordinators take disjoint rows and count each row once.
+
+-- name: expire_queued_jobs
+-- $1 now, $2 error, $3 limit: queued jobs past their expires_at end cancelled.
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1
+    ORDER BY expires_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j SET state = 'cancelled', error = $2::text, finished_at = $1, lease_until = NULL
+FROM due
+WHERE j.id = due.id AND j.state = 'queued'
+RETURNING j.id, j.op, j.state;
+
+-- name: delete_finished_jobs
+-- $1 before, $2 limit: the oldest jobs finished before $1, with their attempts.
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE finished_at IS NOT NULL AND finished_at < $1
+      AND state IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY finished_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM jobs j USING due
+    WHERE j.id = due.id AND j.finished_at < $1
+      AND j.state IN ('succeeded', 'failed', 'cancelled')
+    RETURNING j.id
+), attempts_deleted AS (
+    DELETE FROM attempts a USING deleted WHERE a.job_id = deleted.id
+)
+SELECT count(*) FROM deleted;
+
+-- name: forget_bots
+-- $1 before, $2 limit: offline bots last heard of before $1; their ids stay on jobs.
+WITH due AS (
+    SELECT id FROM bots
+    WHERE NOT online AND coalesce(last_heartbeat, registered_at) < $1
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), forgotten AS (
+    DELETE FROM bots b USING due
+    WHERE b.id = due.id AND NOT b.online AND coalesce(b.last_heartbeat, b.registered_at) < $1
+    RETURNING b.id
+)
+SELECT count(*) FROM forgotten;

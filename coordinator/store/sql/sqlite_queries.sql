@@ -52,7 +52,9 @@ PRAGMA wal_autocheckpoint = 0
 PRAGMA wal_checkpoint(PASSIVE)
 
 -- name: pragma_foreign_keys
-PRAGMA foreign_keys = ON
+-- Off, as PostgreSQL has none: a forgotten bot's id stays on its jobs' history, and
+-- attempts are only ever written together with their job.
+PRAGMA foreign_keys = OFF
 
 -- name: pragma_cache_size
 -- 64 MiB of page cache per connection: the claim and state indexes of a million jobs
@@ -286,10 +288,10 @@ RETURNING id, op, attempt
 -- caller then reads the first job.
 INSERT INTO jobs (
     id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
-    idempotency_key, metadata
+    idempotency_key, metadata, expires_at
 ) VALUES (
     :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
-    :idempotency_key, :metadata
+    :idempotency_key, :metadata, :expires_at
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
@@ -475,3 +477,41 @@ WHERE finished_at IS NOT NULL AND finished_at >= :since AND state IN ('succeeded
 -- name: oldest_queued
 SELECT created_at FROM jobs INDEXED BY jobs_state_seq
 WHERE state = 'queued' ORDER BY seq LIMIT 1
+
+-- ---------------------------------------------------------------- retention
+
+-- name: expire_queued_jobs
+-- Queued jobs past their expires_at end cancelled with :error, at most :limit of them.
+UPDATE jobs SET state = 'cancelled', error = :error, finished_at = :now, lease_until = NULL
+WHERE seq IN (
+    SELECT seq FROM jobs INDEXED BY jobs_queued_expires
+    WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= :now
+    ORDER BY expires_at
+    LIMIT :limit
+)
+RETURNING id, op, state
+
+-- name: delete_finished_jobs
+-- The oldest :limit jobs finished before :before (jobs_finished holds the state too).
+DELETE FROM jobs
+WHERE seq IN (
+    SELECT seq FROM jobs INDEXED BY jobs_finished
+    WHERE finished_at IS NOT NULL AND finished_at < :before
+      AND state IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY finished_at
+    LIMIT :limit
+)
+RETURNING id
+
+-- name: delete_attempts_of_jobs
+DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(:ids))
+
+-- name: forget_bots
+-- Offline bots last heard of before :before, at most :limit; their ids stay on jobs.
+DELETE FROM bots
+WHERE id IN (
+    SELECT id FROM bots INDEXED BY bots_offline_seen
+    WHERE online = 0 AND coalesce(last_heartbeat, registered_at) < :before
+    LIMIT :limit
+)
+RETURNING id

@@ -22,6 +22,8 @@ from coordinator.store.sqlite.rows import (
     id_list,
     job_from_row,
     load_json,
+    maybe_from_us,
+    maybe_to_us,
     to_us,
 )
 from coordinator.store.sqlite.tx import Tx
@@ -41,6 +43,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             "timeout_s": job.timeout_s,
             "idempotency_key": clean_text(job.idempotency_key),
             "metadata": dump_json(job.metadata),
+            "expires_at": maybe_to_us(job.expires_at),
         }
         for job in jobs
     ]
@@ -79,6 +82,7 @@ def _new_record(job: NewJob, row: dict[str, Any]) -> JobRecord:
         timeout_s=job.timeout_s,
         idempotency_key=job.idempotency_key,
         metadata=job.metadata,
+        expires_at=maybe_from_us(row["expires_at"]),
     )
 
 

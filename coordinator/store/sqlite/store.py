@@ -29,9 +29,11 @@ import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.reads as reads
 import coordinator.store.sqlite.reports as reports
+import coordinator.store.sqlite.retention as retention
 from botfleet.clock import Clock
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
+from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
 from coordinator.store.sqlite.connection import (
@@ -244,3 +246,7 @@ class SQLiteStore:
     async def expire_leases(self) -> records.ExpiryOutcome:
         # A pass may release many jobs at once: always on the writer thread.
         return await self._open().write(lambda tx: leases.expire_leases(tx), inline=False)
+
+    async def sweep(self, policy: Retention) -> SweepOutcome:
+        # A batch of deletions is too long for the event loop: on the writer thread.
+        return await self._open().write(lambda tx: retention.sweep(tx, policy), inline=False)

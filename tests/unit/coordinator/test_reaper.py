@@ -11,7 +11,7 @@ import pytest
 
 from botfleet.clock import FakeClock
 from coordinator.reaper import Reaper
-from coordinator.store.base import ExpiryOutcome, StoreError
+from coordinator.store.base import ExpiryOutcome, Retention, StoreError, SweepOutcome
 from tests.support.processes import wait_until_async
 
 NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
@@ -140,3 +140,92 @@ async def test_after_a_start_the_first_pass_waits_out_the_grace() -> None:
     await intervals.let_pass(1)
     await task
     assert store.job_lease_until is None and store.bot_lease_until is None
+
+
+class Sweeping(LeasesOnly):
+    """Also sweeps: `batches` answers in turn, a StoreError where one is None."""
+
+    def __init__(self, clock: FakeClock, batches: list[SweepOutcome | None]) -> None:
+        super().__init__(clock)
+        self.batches = batches
+        self.sweeps = 0
+
+    async def sweep(self, policy: Retention) -> SweepOutcome:
+        self.sweeps += 1
+        batch = self.batches.pop(0)
+        if batch is None:
+            raise StoreError("database is locked")
+        return batch
+
+
+async def test_a_pass_sweeps_batch_after_batch_until_one_is_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    full = SweepOutcome(jobs_deleted=2, more=True)
+    last = SweepOutcome(expired=("job_9",), jobs_deleted=1, bots_forgotten=1)
+    store = Sweeping(FakeClock(NOW), [full, full, last, SweepOutcome()])
+    seen: list[SweepOutcome] = []
+    reaper = Reaper(
+        store,  # type: ignore[arg-type]
+        interval_s=1.0,
+        retention=Retention(batch_size=2),
+        observe_sweep=seen.append,
+    )
+    with caplog.at_level(logging.INFO, logger="coordinator.reaper"):
+        await reaper.run_once()
+    assert store.sweeps == 3 and seen == [full, full, last]
+    assert "1 queued job(s) expired [job_9], 5 finished job(s) deleted" in caplog.text
+    assert "1 offline bot(s) forgotten" in caplog.text
+    with caplog.at_level(logging.INFO, logger="coordinator.reaper"):
+        caplog.clear()
+        await reaper.run_once()
+    assert store.sweeps == 4
+    assert "expired" not in caplog.text  # a sweep that did nothing says nothing
+    deleted_only = SweepOutcome(jobs_deleted=3)
+    store.batches.append(deleted_only)
+    with caplog.at_level(logging.INFO, logger="coordinator.reaper"):
+        await reaper.run_once()
+    assert "reaper: 3 finished job(s) deleted\n" in caplog.text
+
+
+async def test_a_failed_sweep_is_counted_and_the_next_pass_sweeps_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = Sweeping(
+        FakeClock(NOW), [SweepOutcome(jobs_deleted=1, more=True), None, SweepOutcome()]
+    )
+    reaper = Reaper(store, interval_s=1.0, retention=Retention())  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="coordinator.reaper"):
+        await reaper.run_once()
+    assert (store.sweeps, reaper.failures) == (2, 1)
+    assert "sweeping failed" in caplog.text
+    await reaper.run_once()
+    assert store.sweeps == 3
+
+
+async def test_without_a_retention_the_reaper_does_not_sweep() -> None:
+    store = Sweeping(FakeClock(NOW), [])
+    reaper = Reaper(store, interval_s=1.0)  # type: ignore[arg-type]
+    await reaper.run_once()
+    assert (store.calls, store.sweeps) == (1, 0)
+
+
+async def test_sweeps_run_during_the_grace() -> None:
+    clock = FakeClock(NOW)
+    store = Sweeping(clock, [SweepOutcome(jobs_deleted=1), SweepOutcome(), SweepOutcome()])
+    intervals = Intervals()
+    reaper = Reaper(
+        store,  # type: ignore[arg-type]
+        interval_s=1.0,
+        clock=clock,
+        startup_grace_s=120,
+        pause=intervals.pause,
+        retention=Retention(),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reaper.run(stop))
+    await intervals.let_pass(2)
+    assert (store.calls, store.sweeps) == (0, 3)
+    stop.set()
+    await intervals.let_pass(1)
+    await task

@@ -56,6 +56,9 @@ class TestValidation:
             ({"default_job_timeout_s": 604_801}, "default_job_timeout_s"),
             ({"max_body_bytes": 0}, "max_body_bytes"),
             ({"max_body_bytes": MIN_BODY_BYTES - 1}, "max_body_bytes"),
+            ({"retain_finished_s": 0}, "retain_finished_s"),
+            ({"retain_bots_s": -1}, "retain_bots_s"),
+            ({"retention_batch_size": 0}, "retention_batch_size"),
         ],
     )
     def test_bad_values_are_named(self, changes: dict[str, object], named: str) -> None:
@@ -113,6 +116,26 @@ class TestFromArgs:
         for bad in ("0", "-5"):
             with pytest.raises(ValueError, match="--max-body-bytes must be at least 65536"):
                 config_from_args(_args("--max-body-bytes", bad), {})
+
+    def test_retention(self) -> None:
+        week_s = 7 * 86_400
+        config = config_from_args(_args(), {})
+        assert (config.retain_finished_s, config.retain_bots_s) == (week_s, week_s)
+        config = config_from_args(_args("--retain-finished", "1m", "--retain-bots", "never"), {})
+        assert (config.retain_finished_s, config.retain_bots_s) == (60, None)
+        assert config.retention.finished_s == 60 and config.retention.bots_s is None
+        config = config_from_args(_args("--retain-finished", "90", "--retain-bots", "2h"), {})
+        assert (config.retain_finished_s, config.retain_bots_s) == (90, 7200)
+
+    @pytest.mark.parametrize("flag", ["--retain-finished", "--retain-bots"])
+    @pytest.mark.parametrize("value", ["x", "-1", "0", "7x", "", "1.5.h"])
+    def test_a_bad_duration_stops_the_server_naming_the_flag(
+        self, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as stopped:
+            _args(flag, value)
+        assert stopped.value.code == 2
+        assert f"argument {flag}: must be" in capsys.readouterr().err
 
     def test_a_short_bot_lease_shortens_the_heartbeat(self) -> None:
         config = config_from_args(_args("--bot-lease-ttl", "4"), {})

@@ -53,7 +53,7 @@ SQLITE_ONLY = {
     "pragma_busy_no_wait": "a lock wait bound per connection",
     "pragma_busy_timeout": "a lock wait bound per connection",
     "pragma_cache_size": "page cache per connection",
-    "pragma_foreign_keys": "SQLite enforces foreign keys only when asked",
+    "pragma_foreign_keys": "a connection setting in SQLite (off: PostgreSQL has none)",
     "pragma_journal_wal": "WAL is a file mode",
     "pragma_no_autocheckpoint": "the store checkpoints the WAL itself",
     "pragma_optimize": "planner statistics refreshed on close",
@@ -71,6 +71,7 @@ SQLITE_ONLY = {
     "end_attempt": "write_reports, cancel_job and release_lost_jobs end them in PostgreSQL",
     "end_attempts_of_bots": "release_bot_jobs ends them in PostgreSQL",
     "end_expired_attempts": "expire_jobs ends them in PostgreSQL",
+    "delete_attempts_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
     "extend_attempt_lease": "extend_leases extends them in PostgreSQL",
     "cancelled_among": "extend_leases answers them in PostgreSQL",
     # An UPDATE in SQLite costs by the columns it sets: one statement per report outcome.
