@@ -322,10 +322,19 @@ class BotList(Struct, kw_only=True):
     bots: list[BotView]
 
 
+AssignmentField = Literal["operations", "max_concurrency", "paused"]
+
+
 class AssignmentPatch(Struct, kw_only=True):
+    """An operator's change; it lasts across the bot's re-registrations. A field listed in
+    `follow_bot` is handed back: it follows what the bot registers with again."""
+
     operations: Annotated[list[OpName], msgspec.Meta(max_length=1000)] | None = None
     max_concurrency: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
     paused: bool | None = None
+    follow_bot: Annotated[list[AssignmentField], msgspec.Meta(max_length=3)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class PatchBotRequest(Struct, kw_only=True):

@@ -44,15 +44,17 @@ async def patch_bot(request: web.Request) -> web.Response:
     if body.assignment is None and body.command is None:
         raise InvalidBody("give `assignment` and/or `command` - at `$`")
     patch = body.assignment or m.AssignmentPatch()
-    bot = await ctx.store.update_bot(
-        bot_id,
-        BotUpdate(
-            operations=patch.operations,
-            max_concurrency=patch.max_concurrency,
-            paused=patch.paused,
-            command=body.command,
-        ),
+    update = BotUpdate(
+        operations=patch.operations,
+        max_concurrency=patch.max_concurrency,
+        paused=patch.paused,
+        command=body.command,
+        follow_bot=frozenset(patch.follow_bot),
     )
+    try:
+        bot = await ctx.store.update_bot(bot_id, update)
+    except ValueError as exc:
+        raise InvalidBody(f"{exc} - at `$.assignment`") from None
     if bot is None:
         raise NotFound(f"no bot {bot_id}", code="bot_not_found")
     # A bot unpaused, given more operations or slots may now claim what waits.

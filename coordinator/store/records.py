@@ -221,6 +221,8 @@ class BotUpdate:
     max_concurrency: int | None = None
     paused: bool | None = None
     command: str | None = None  # drain, quarantine or release
+    # Assignment fields handed back: they follow what the bot registers with again.
+    follow_bot: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,13 @@ them be tested without a database.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from coordinator.store.base import RetryDelay
 from coordinator.store.records import (
+    AssignmentRecord,
     BotUpdate,
     ClaimInput,
     Registration,
@@ -33,6 +34,7 @@ NO_ERROR_TEXT = "failed (the bot gave no error text)"
 
 ACTIVE_STATES = frozenset({"queued", "running"})
 COMMANDS = frozenset({"drain", "quarantine", "release"})
+ASSIGNMENT_FIELDS = frozenset({"operations", "max_concurrency", "paused"})
 
 
 class Effect(enum.Enum):
@@ -189,6 +191,68 @@ def check_bot_update(update: BotUpdate) -> None:
         raise ValueError(f"unknown bot command {update.command!r} (drain, quarantine or release)")
     if update.max_concurrency is not None and update.max_concurrency < 0:
         raise ValueError("max_concurrency must not be negative")
+    unknown = sorted(update.follow_bot - ASSIGNMENT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown assignment field {unknown[0]!r} to hand back")
+    given = {
+        name
+        for name, value in (
+            ("operations", update.operations),
+            ("max_concurrency", update.max_concurrency),
+            ("paused", update.paused),
+        )
+        if value is not None
+    }
+    both = sorted(given & update.follow_bot)
+    if both:
+        raise ValueError(f"{both[0]} is both given and handed back to the bot")
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorChoices:
+    """What an operator chose of a bot's assignment; None follows what the bot registers
+    with. A bot never asks to be paused, so `paused` False is also the hand-back."""
+
+    operations: tuple[str, ...] | None = None
+    max_concurrency: int | None = None
+    paused: bool = False
+
+
+def choices_after(current: OperatorChoices, update: BotUpdate) -> OperatorChoices:
+    """The operator's choices once `update` is in: a field given is chosen, a field
+    handed back follows the bot again, and any other keeps the choice in force, so a
+    re-registration never undoes an operator's change."""
+    back = update.follow_bot
+    operations = current.operations
+    if "operations" in back:
+        operations = None
+    elif update.operations is not None:
+        operations = tuple(update.operations)
+    max_concurrency = current.max_concurrency
+    if "max_concurrency" in back:
+        max_concurrency = None
+    elif update.max_concurrency is not None:
+        max_concurrency = update.max_concurrency
+    paused = current.paused
+    if "paused" in back:
+        paused = False
+    elif update.paused is not None:
+        paused = update.paused
+    return OperatorChoices(operations, max_concurrency, paused)
+
+
+def assignment_of(
+    operations: Sequence[str], max_concurrency: int, chosen: OperatorChoices
+) -> AssignmentRecord:
+    """The assignment in force: each field the operator chose, else what the bot asks
+    (its capabilities and its concurrency)."""
+    return AssignmentRecord(
+        operations=chosen.operations if chosen.operations is not None else tuple(operations),
+        max_concurrency=(
+            chosen.max_concurrency if chosen.max_concurrency is not None else max_concurrency
+        ),
+        paused=chosen.paused,
+    )
 
 
 _COMMAND_DONE: Mapping[str, frozenset[str]] = {

@@ -207,9 +207,12 @@ async def test_heartbeats_reach_the_coordinator(
     coordinator = await start_coordinator()
     bot = start_bot(coordinator)
     await bot.ready()
+    # Registration counts as the first heartbeat; a real one comes later.
+    registered = (await coordinator.bot(bot.bot_id))["last_heartbeat"]
+    assert registered is not None
 
     async def heartbeat_seen() -> bool:
-        return (await coordinator.bot(bot.bot_id)).get("last_heartbeat") is not None
+        return (await coordinator.bot(bot.bot_id))["last_heartbeat"] != registered
 
     await eventually(heartbeat_seen, "a heartbeat")
     assert await bot.stop() == EXIT_OK

@@ -167,3 +167,48 @@ class TestOperatorBots:
         assert response.status == 404
         response = await api.client.get("/v1/bots/bot_nope", headers=ADMIN)
         assert response.status == 404
+
+    async def test_an_operators_change_outlasts_registration_until_handed_back(
+        self, api: Api
+    ) -> None:
+        bot = await api.register("worker-1", capabilities=("sum", "subtract"), instance_id="a")
+        assert bot.registration["assignment"]["max_concurrency"] == 2
+        response = await api.client.patch(
+            f"/v1/bots/{bot.id}", json={"assignment": {"max_concurrency": 9}}, headers=ADMIN
+        )
+        assert response.status == 200
+        again = await api.register("worker-1", capabilities=("sum",), instance_id="b")
+        assert again.registration["assignment"] == {
+            "operations": ["sum"],
+            "max_concurrency": 9,
+            "paused": False,
+        }
+        response = await api.client.patch(
+            f"/v1/bots/{bot.id}",
+            json={"assignment": {"follow_bot": ["max_concurrency"], "max_concurrency": None}},
+            headers=ADMIN,
+        )
+        assert response.status == 200
+        assert (await response.json())["assignment"]["max_concurrency"] == 2
+
+    async def test_a_field_both_given_and_handed_back_is_400(self, api: Api) -> None:
+        bot = await api.register()
+        response = await api.client.patch(
+            f"/v1/bots/{bot.id}",
+            json={"assignment": {"paused": True, "follow_bot": ["paused"]}},
+            headers=ADMIN,
+        )
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["code"] == "invalid_body"
+        assert "paused is both given and handed back" in error["message"]
+        response = await api.client.patch(
+            f"/v1/bots/{bot.id}", json={"assignment": {"follow_bot": ["colour"]}}, headers=ADMIN
+        )
+        assert response.status == 400
+
+    async def test_registration_is_the_first_heartbeat(self, api: Api) -> None:
+        bot = await api.register()
+        view = await (await api.client.get(f"/v1/bots/{bot.id}", headers=ADMIN)).json()
+        assert view["last_heartbeat"] is not None
+        assert view["last_heartbeat"] == view["registered_at"]

@@ -15,9 +15,22 @@ from coordinator.store.rows import clean_text
 from coordinator.store.rules import (
     BOT_DEREGISTERED,
     INSTANCE_REPLACED,
+    OperatorChoices,
     after_heartbeat,
+    assignment_of,
+    choices_after,
     max_concurrency_of,
 )
+
+
+def operator_choices(row: Any) -> OperatorChoices:
+    """The operator's choices kept in a bot row (`bot_by_key`, `bot_assignment`)."""
+    operations = row["operator_operations"]
+    return OperatorChoices(
+        operations=None if operations is None else tuple(operations),
+        max_concurrency=row["operator_max_concurrency"],
+        paused=row["paused"],
+    )
 
 
 async def register_bot(tx: Tx, registration: records.Registration) -> records.RegisterOutcome:
@@ -43,10 +56,12 @@ async def register_bot(tx: Tx, registration: records.Registration) -> records.Re
         if existing["instance_id"] != reg.instance_id:
             # The old process is gone: its jobs go back now, not when their leases end.
             released = await release_jobs_of_bots(tx, [bot_id], INSTANCE_REPLACED)
+        assignment = assignment_of(capabilities, max_concurrency, operator_choices(existing))
         await tx.execute(
             "reregister_bot", bot_id, reg.instance_id, reg.name, reg.version, capabilities,
             max_concurrency, reg.token_hash, reg.token_expires_at, reg.lease_until,
-            reg.resources, reg.constraints, reg.meta,
+            reg.resources, reg.constraints, reg.meta, list(assignment.operations),
+            assignment.max_concurrency, tx.now,
         )  # fmt: skip
     bot = bot_from_row(await tx.fetchrow("get_bot", bot_id))
     return records.RegisterOutcome(bot, created, tuple(row["id"] for row in released))
@@ -82,12 +97,16 @@ async def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOu
 
 
 async def update_bot(tx: Tx, bot_id: str, update: records.BotUpdate) -> records.BotRecord | None:
-    operations = None if update.operations is None else list(update.operations)
-    found = await tx.fetchval(
-        "update_bot", bot_id, operations, update.max_concurrency, update.paused, update.command
-    )
-    if found is None:
+    row = await tx.fetchrow("bot_assignment", bot_id)
+    if row is None:
         return None
+    chosen = choices_after(operator_choices(row), update)
+    assignment = assignment_of(row["capabilities"], row["bot_max_concurrency"], chosen)
+    chosen_operations = None if chosen.operations is None else list(chosen.operations)
+    await tx.execute(
+        "update_bot", bot_id, list(assignment.operations), assignment.max_concurrency,
+        assignment.paused, update.command, chosen_operations, chosen.max_concurrency,
+    )  # fmt: skip
     bot = bot_from_row(await tx.fetchrow("get_bot", bot_id))
     if not bot.assignment.paused:
         # A new assignment or an unpause may let waiting claims through.

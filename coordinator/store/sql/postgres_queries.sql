@@ -50,26 +50,43 @@ ORDER BY b.registered_at, b.id;
 -- name: insert_bot
 -- $1 id, $2 bot_key, $3 instance_id, $4 name, $5 version, $6 capabilities,
 -- $7 max_concurrency, $8 now, $9 token_hash, $10 token_expires_at, $11 lease_until,
--- $12 resources, $13 constraints, $14 meta
+-- $12 resources, $13 constraints, $14 meta. Registration counts as the bot's first
+-- heartbeat (last_heartbeat).
 INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities, operations,
-                  max_concurrency, registered_at, token_hash, token_expires_at,
-                  lease_until, resources, constraints, meta, metrics)
-VALUES ($1, $2, $3, $4, $5, $6::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14,
-        '{}'::json)
+                  max_concurrency, bot_max_concurrency, registered_at, last_heartbeat,
+                  token_hash, token_expires_at, lease_until, resources, constraints, meta,
+                  metrics)
+VALUES ($1, $2, $3, $4, $5, $6::text[], $6::text[], $7, $7, $8, $8, $9, $10, $11, $12, $13,
+        $14, '{}'::json)
 ON CONFLICT (bot_key) DO NOTHING
 RETURNING id;
 
 -- name: bot_by_key
 -- Locked: a heartbeat or claim of this bot waits for the re-registration.
-SELECT id, instance_id FROM bots WHERE bot_key = $1 FOR NO KEY UPDATE;
+SELECT id, instance_id, operator_operations, operator_max_concurrency, paused FROM bots
+WHERE bot_key = $1 FOR NO KEY UPDATE;
+
+-- name: bot_assignment
+-- What an operator's change starts from: the bot's own asks and the operator's choices.
+SELECT capabilities, bot_max_concurrency, operator_operations, operator_max_concurrency,
+       paused
+FROM bots WHERE id = $1 FOR NO KEY UPDATE;
 
 -- name: reregister_bot
--- paused and a pending command survive; the assignment follows the registration.
+-- $1 bot, $2 instance, $3 name, $4 version, $5 capabilities, $6 the bot's own
+-- concurrency, $7 token_hash, $8 token_expires_at, $9 lease_until, $10 resources,
+-- $11 constraints, $12 meta, $13 operations and $14 max_concurrency in force (the
+-- caller chose them: rules.assignment_of), $15 now. paused and a pending command
+-- survive. A new instance starts with no reported lifecycle, and its registration
+-- counts as its first heartbeat; the same instance keeps its last one, which tells
+-- what its next heartbeat must list.
 UPDATE bots
 SET instance_id = $2, name = $3, version = $4, capabilities = $5::text[],
-    operations = $5::text[], max_concurrency = $6, online = true, token_hash = $7,
-    token_expires_at = $8, lease_until = $9, resources = $10, constraints = $11, meta = $12,
-    lifecycle = CASE WHEN instance_id = $2 THEN lifecycle END
+    operations = $13::text[], max_concurrency = $14, bot_max_concurrency = $6,
+    online = true, token_hash = $7, token_expires_at = $8, lease_until = $9,
+    resources = $10, constraints = $11, meta = $12,
+    lifecycle = CASE WHEN instance_id = $2 THEN lifecycle END,
+    last_heartbeat = CASE WHEN instance_id = $2 THEN last_heartbeat ELSE $15 END
 WHERE id = $1;
 
 -- name: bot_for_heartbeat
@@ -116,12 +133,16 @@ SELECT id, NULL, true FROM jobs
 WHERE id = ANY($1::text[]) AND bot_id = $2 AND state = 'cancelled';
 
 -- name: update_bot
--- NULL parameters leave a field as it is. `quarantine` holds the bot's claims until a
--- `release` (a `drain` leaves the hold as it is).
+-- $1 bot, $2 operations, $3 max_concurrency, $4 paused (in force), $5 command (NULL
+-- leaves the pending one), $6 and $7 the operator's operations and concurrency (the
+-- caller chose them all: rules.choices_after). `quarantine` holds the bot's claims
+-- until a `release` (a `drain` leaves the hold as it is).
 UPDATE bots
-SET operations = coalesce($2::text[], operations),
-    max_concurrency = coalesce($3::integer, max_concurrency),
-    paused = coalesce($4::boolean, paused),
+SET operations = $2::text[],
+    max_concurrency = $3::integer,
+    paused = $4::boolean,
+    operator_operations = $6::text[],
+    operator_max_concurrency = $7::integer,
     pending_command = coalesce($5::text, pending_command),
     quarantined = CASE $5::text WHEN 'quarantine' THEN true WHEN 'release' THEN false
                                 ELSE quarantined END

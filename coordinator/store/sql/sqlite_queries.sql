@@ -113,7 +113,14 @@ SELECT * FROM bots WHERE id = :id
 SELECT * FROM bots ORDER BY registered_at, id
 
 -- name: bot_by_key
-SELECT id, instance_id FROM bots WHERE bot_key = :bot_key
+SELECT id, instance_id, operator_operations, operator_max_concurrency, paused FROM bots
+WHERE bot_key = :bot_key
+
+-- name: bot_assignment
+-- What an operator's change starts from: the bot's own asks and the operator's choices.
+SELECT capabilities, bot_max_concurrency, operator_operations, operator_max_concurrency,
+       paused
+FROM bots WHERE id = :id
 
 -- name: bot_for_heartbeat
 -- A replaced instance is fenced off like an unknown bot: it must not renew leases.
@@ -125,20 +132,22 @@ SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
 WHERE id = :id AND online = 1
 
 -- name: insert_bot
+-- Registration counts as the bot's first heartbeat (last_heartbeat).
 INSERT INTO bots (
     id, bot_key, instance_id, name, version, capabilities, operations, max_concurrency,
-    paused, online, registered_at, token_hash, token_expires_at, lease_until,
-    resources, constraints, meta, metrics
+    bot_max_concurrency, paused, online, registered_at, last_heartbeat, token_hash,
+    token_expires_at, lease_until, resources, constraints, meta, metrics
 ) VALUES (
     :id, :bot_key, :instance_id, :name, :version, :capabilities, :operations,
-    :max_concurrency, 0, 1, :now, :token_hash, :token_expires_at, :lease_until,
-    :resources, :constraints, :meta, '{}'
+    :max_concurrency, :bot_max_concurrency, 0, 1, :now, :now, :token_hash,
+    :token_expires_at, :lease_until, :resources, :constraints, :meta, '{}'
 )
 
 -- name: reregister_bot
 -- A known bot_key registers again. `paused` and a pending command survive; the
--- assignment's operations and concurrency follow the new registration. A new instance
--- starts with no reported lifecycle.
+-- caller chose the assignment (rules.assignment_of). A new instance starts with no
+-- reported lifecycle, and its registration counts as its first heartbeat; the same
+-- instance keeps its last one, which tells what its next heartbeat must list.
 UPDATE bots SET
     instance_id = :instance_id,
     name = :name,
@@ -146,6 +155,8 @@ UPDATE bots SET
     capabilities = :capabilities,
     operations = :operations,
     max_concurrency = :max_concurrency,
+    bot_max_concurrency = :bot_max_concurrency,
+    last_heartbeat = CASE WHEN :new_instance THEN :now ELSE last_heartbeat END,
     online = 1,
     token_hash = :token_hash,
     token_expires_at = :token_expires_at,
@@ -166,12 +177,15 @@ UPDATE bots SET
 WHERE id = :id
 
 -- name: update_bot
--- NULL parameters leave a field as it is. `quarantine` holds the bot's claims until a
+-- The caller chose the assignment and the operator's choices (rules.choices_after); a
+-- NULL command leaves the pending one. `quarantine` holds the bot's claims until a
 -- `release` (a `drain` leaves the hold as it is).
 UPDATE bots SET
-    operations = coalesce(:operations, operations),
-    max_concurrency = coalesce(:max_concurrency, max_concurrency),
-    paused = coalesce(:paused, paused),
+    operations = :operations,
+    max_concurrency = :max_concurrency,
+    paused = :paused,
+    operator_operations = :operator_operations,
+    operator_max_concurrency = :operator_max_concurrency,
     pending_command = coalesce(:command, pending_command),
     quarantined = CASE :command WHEN 'quarantine' THEN 1 WHEN 'release' THEN 0
                                 ELSE quarantined END

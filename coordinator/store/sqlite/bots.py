@@ -9,12 +9,15 @@ import coordinator.store.records as records
 from coordinator.store.rules import (
     BOT_DEREGISTERED,
     INSTANCE_REPLACED,
+    OperatorChoices,
     after_heartbeat,
+    assignment_of,
+    choices_after,
     max_concurrency_of,
 )
 from coordinator.store.sqlite.leases import release_jobs_of_bots, release_lost_jobs
 from coordinator.store.sqlite.reads import load_bot, require_bot
-from coordinator.store.sqlite.rows import dump_json, from_us, id_list, to_us
+from coordinator.store.sqlite.rows import dump_json, from_us, id_list, load_json, to_us
 from coordinator.store.sqlite.tx import Tx
 
 
@@ -22,16 +25,30 @@ def new_bot_id() -> str:
     return "bot_" + secrets.token_hex(8)
 
 
+def operator_choices(row: Any) -> OperatorChoices:
+    """The operator's choices kept in a bot row (`bot_by_key`, `bot_assignment`)."""
+    operations = row["operator_operations"]
+    return OperatorChoices(
+        operations=None if operations is None else tuple(load_json(operations)),
+        max_concurrency=row["operator_max_concurrency"],
+        paused=bool(row["paused"]),
+    )
+
+
 def register_bot(tx: Tx, registration: records.Registration) -> records.RegisterOutcome:
     existing = tx.one("bot_by_key", {"bot_key": registration.bot_key})
+    own_concurrency = max_concurrency_of(registration)
+    chosen = OperatorChoices() if existing is None else operator_choices(existing)
+    assignment = assignment_of(registration.capabilities, own_concurrency, chosen)
     fields: dict[str, Any] = {
         "bot_key": registration.bot_key,
         "instance_id": registration.instance_id,
         "name": registration.name,
         "version": registration.version,
         "capabilities": dump_json(registration.capabilities),
-        "operations": dump_json(registration.capabilities),
-        "max_concurrency": max_concurrency_of(registration),
+        "operations": dump_json(list(assignment.operations)),
+        "max_concurrency": assignment.max_concurrency,
+        "bot_max_concurrency": own_concurrency,
         "token_hash": registration.token_hash,
         "token_expires_at": to_us(registration.token_expires_at),
         "lease_until": to_us(registration.lease_until),
@@ -109,18 +126,27 @@ def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOutcome 
 
 
 def update_bot(tx: Tx, bot_id: str, update: records.BotUpdate) -> records.BotRecord | None:
-    operations = update.operations
-    found = tx.one(
+    row = tx.one("bot_assignment", {"id": bot_id})
+    if row is None:
+        return None
+    chosen = choices_after(operator_choices(row), update)
+    assignment = assignment_of(load_json(row["capabilities"]), row["bot_max_concurrency"], chosen)
+    operator_operations = chosen.operations
+    tx.one(
         "update_bot",
         {
             "id": bot_id,
-            "operations": None if operations is None else dump_json(list(operations)),
-            "max_concurrency": update.max_concurrency,
-            "paused": None if update.paused is None else int(update.paused),
+            "operations": dump_json(list(assignment.operations)),
+            "max_concurrency": assignment.max_concurrency,
+            "paused": int(assignment.paused),
+            "operator_operations": (
+                None if operator_operations is None else dump_json(list(operator_operations))
+            ),
+            "operator_max_concurrency": chosen.max_concurrency,
             "command": update.command,
         },
     )
-    return None if found is None else load_bot(tx, bot_id)
+    return load_bot(tx, bot_id)
 
 
 def deregister_bot(tx: Tx, bot_id: str, instance_id: str) -> tuple[str, ...] | None:

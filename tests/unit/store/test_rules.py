@@ -7,13 +7,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coordinator.store.base import BotUpdate, ClaimInput, Registration, ReportInput, ReportOutcome
+from coordinator.store.records import AssignmentRecord
 from coordinator.store.rules import (
     Claimant,
     Effect,
     JobSnapshot,
+    OperatorChoices,
     after_heartbeat,
     answers_repeat,
+    assignment_of,
     check_bot_update,
+    choices_after,
     claimable_operations,
     command_took_effect,
     decide_report,
@@ -187,11 +191,44 @@ def test_max_concurrency_is_the_bots_own_positive_integer_or_the_default(
     [
         (BotUpdate(command="explode"), "unknown bot command"),
         (BotUpdate(max_concurrency=-1), "must not be negative"),
+        (BotUpdate(follow_bot=frozenset({"colour"})), "unknown assignment field 'colour'"),
+        (
+            BotUpdate(operations=["sum"], follow_bot=frozenset({"operations"})),
+            "operations is both given and handed back",
+        ),
+        (
+            BotUpdate(max_concurrency=0, follow_bot=frozenset({"max_concurrency"})),
+            "max_concurrency is both given",
+        ),
     ],
 )
 def test_a_bot_update_no_bot_could_follow_is_refused(update: BotUpdate, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_bot_update(update)
+
+
+def test_an_operators_choice_lasts_until_changed_or_handed_back() -> None:
+    chosen = choices_after(OperatorChoices(), BotUpdate(max_concurrency=0, paused=True))
+    assert chosen == OperatorChoices(None, 0, True)
+    chosen = choices_after(chosen, BotUpdate(operations=["sum"], command="drain"))
+    assert chosen == OperatorChoices(("sum",), 0, True)
+    assert choices_after(chosen, BotUpdate()) == chosen
+    handed = choices_after(chosen, BotUpdate(follow_bot=frozenset({"max_concurrency", "paused"})))
+    assert handed == OperatorChoices(("sum",), None, False)
+    assert choices_after(handed, BotUpdate(follow_bot=frozenset({"operations"}))) == (
+        OperatorChoices()
+    )
+
+
+def test_the_assignment_takes_each_chosen_field_else_the_bots_own() -> None:
+    own = (("sum", "resize"), 4)
+    assert assignment_of(*own, OperatorChoices()) == AssignmentRecord(("sum", "resize"), 4)
+    assert assignment_of(*own, OperatorChoices(max_concurrency=0)) == AssignmentRecord(
+        ("sum", "resize"), 0
+    )
+    assert assignment_of(*own, OperatorChoices(("sum",), None, True)) == AssignmentRecord(
+        ("sum",), 4, True
+    )
 
 
 def test_after_a_heartbeat_the_state_reported_or_kept_settles_the_command() -> None:

@@ -214,3 +214,28 @@ def test_upgrade_keeps_the_attempt_history(tmp_path: Path) -> None:
         assert conn.execute("SELECT seen_at FROM jobs").fetchall() == [(None,)]
     finally:
         conn.close()
+
+
+def test_upgrade_lets_a_bot_follow_its_own_concurrency(tmp_path: Path) -> None:
+    """Version 6: a bot registered before it keeps its concurrency as its own ask, and
+    no operator's choice is invented for it."""
+    queries = load_queries("sqlite_queries.sql")
+    migrations = load_migrations("sqlite_migrations")
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    try:
+        before = [migration for migration in migrations if migration.version < 6]
+        apply_sqlite_migrations(conn, queries, before, NOW_US)
+        conn.execute(
+            "INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities,"
+            " operations, max_concurrency, registered_at, token_hash, token_expires_at,"
+            " lease_until, resources, constraints, meta, metrics)"
+            " VALUES ('bot_1', 'key', 'i', 'n', '1.0.0', '[]', '[]', 4, 0, 'h', 0, 0,"
+            " '{}', '{}', '{}', '{}')"
+        )
+        apply_sqlite_migrations(conn, queries, migrations, NOW_US)
+        row = conn.execute(
+            "SELECT bot_max_concurrency, operator_operations, operator_max_concurrency FROM bots"
+        ).fetchone()
+        assert row == (4, None, None)
+    finally:
+        conn.close()

@@ -80,21 +80,6 @@ async def test_new_instance_releases_the_old_instance_jobs_at_once(
     assert await claim_ids(store, old.id) == [job_id]
 
 
-async def test_paused_survives_registration(store: Store, clock: FakeClock) -> None:
-    bot = await register(store, clock)
-    await store.update_bot(bot.id, BotUpdate(paused=True))
-    again = await register(store, clock, instance_id="instance-2")
-    assert again.assignment.paused
-
-
-async def test_assignment_follows_the_registration(store: Store, clock: FakeClock) -> None:
-    bot = await register(store, clock)
-    await store.update_bot(bot.id, BotUpdate(operations=["sum"], max_concurrency=1))
-    again = await register(store, clock, capabilities=("sum", "resize"), max_concurrency=3)
-    assert again.assignment.operations == ("sum", "resize")
-    assert again.assignment.max_concurrency == 3
-
-
 async def test_list_bots_and_running_jobs(store: Store, clock: FakeClock) -> None:
     one = await register(store, clock, bot_key="host-a/one", instance_id="i-one")
     clock.advance(1)
