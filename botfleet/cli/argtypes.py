@@ -46,7 +46,7 @@ def duration(text: str) -> float:
     match = _DURATION.match(text.lower())
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"must be a duration such as 30s, 5m, 2h or 7d, not {text!r}"
+            f"must be a duration such as 30s, 5m, 1h or 7d, not {text!r}"
         )
     seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
     if not seconds > 0:

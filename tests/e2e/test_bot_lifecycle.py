@@ -34,7 +34,6 @@ from tests.support.processes import (
     Unprivileged,
     bot_state_dir,
     can_drop_privileges,
-    http_json,
     logs_on_failure,
     start_bot,
     start_coordinator,
@@ -68,11 +67,7 @@ class Rig:
     bots: list[Process]
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = http_json(
-            self.coordinator.api + path, method, body, self.coordinator.admin_token
-        )
-        assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
-        return answer
+        return self.coordinator.admin(method, path, body)
 
     def start_bot(self, name: str, as_user: Unprivileged | None = None, **env: str) -> Process:
         workdir = self.workdir if as_user is None else as_user.workdir

@@ -26,7 +26,6 @@ from tests.support.processes import (
     Coordinator,
     Process,
     bot_state_dir,
-    http_json,
     logs_on_failure,
     port_open,
     start_bot,
@@ -62,11 +61,7 @@ class Fleet:
         return [self.coordinator.process, *self.bots.values()]
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = http_json(
-            self.coordinator.api + path, method, body, self.coordinator.admin_token
-        )
-        assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
-        return answer
+        return self.coordinator.admin(method, path, body)
 
     def job_counts(self) -> dict[str, int]:
         counts: dict[str, int] = self.admin("GET", "/stats")["jobs"]

@@ -30,7 +30,6 @@ from tests.e2e.faultproxy import FaultProxy, Faults, summary
 from tests.support.processes import (
     Coordinator,
     Process,
-    http_json,
     logs_on_failure,
     start_bot,
     start_coordinator,
@@ -73,11 +72,7 @@ class Rig:
         return [self.coordinator.process, *self.bots]
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = http_json(
-            self.coordinator.api + path, method, body, self.coordinator.admin_token
-        )
-        assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
-        return answer
+        return self.coordinator.admin(method, path, body)
 
     def done(self) -> int:
         jobs: dict[str, int] = self.admin("GET", "/stats")["jobs"]

@@ -23,7 +23,6 @@ from botfleet.processes import child_env, python_module
 from tests.support.processes import (
     Coordinator,
     Process,
-    http_json,
     logs_on_failure,
     start_bot,
     start_coordinator,
@@ -58,11 +57,7 @@ class Rig:
         self.bots: list[Process] = []
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = http_json(
-            self.coordinator.api + path, method, body, self.coordinator.admin_token
-        )
-        assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
-        return answer
+        return self.coordinator.admin(method, path, body)
 
     def start_bot(self, name: str) -> Process:
         plugins = self.workdir / "plugins"

@@ -80,6 +80,12 @@ class Coordinator:
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """One admin call under /v1; anything but a 2xx fails the test, naming the call."""
+        status, answer = http_json(self.api + path, method, body, self.admin_token)
+        assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
+        return answer
+
     def restart(self) -> Coordinator:
         """Start again on the same port and database (after stop or kill)."""
         self.process = Process(
