@@ -19,8 +19,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,26 +223,6 @@ def test_an_unusable_outbox_folder_ends_in_safe_halt(
     assert all(rig.job(job_id)["state"] == "queued" for job_id in ids)
 
 
-def botfleet(rig: Rig, *args: str) -> str:
-    """`botfleet …` as an operator runs it; its standard output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFLEET_", "BOT_"))}
-    env.update(
-        BOTFLEET_SERVER=rig.coordinator.url,
-        BOTFLEET_ADMIN_TOKEN=rig.coordinator.admin_token,
-        COLUMNS="200",
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "botfleet", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=DEADLINE_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_the_operator_sees_and_lifts_a_quarantine(rig: Rig) -> None:
     bot = rig.start_bot("suspect")
     # Waiting for work, a bot holds a long-poll claim open: it shows CLAIM (or IDLE).
@@ -255,11 +233,11 @@ def test_the_operator_sees_and_lifts_a_quarantine(rig: Rig) -> None:
     )
     bot_id = rig.bot_view("suspect")["id"]
 
-    botfleet(rig, "bots", "quarantine", bot_id)
+    rig.coordinator.botfleet("bots", "quarantine", bot_id)
     wait_until(
         lambda: rig.bot_view("suspect")["lifecycle"] == "quarantined", DEADLINE_S, "quarantined"
     )
-    listing = [line for line in botfleet(rig, "bots").splitlines() if bot_id in line]
+    listing = [line for line in rig.coordinator.botfleet("bots").splitlines() if bot_id in line]
     assert len(listing) == 1 and "online (quarantined)" in listing[0], listing
     jobs = [{"op": "sum", "payload": {"a": 1, "b": 2}}]
     (job_id,) = rig.admin("POST", "/jobs/bulk", {"jobs": jobs})["ids"]
@@ -272,7 +250,7 @@ def test_the_operator_sees_and_lifts_a_quarantine(rig: Rig) -> None:
     wait_until(more_heartbeats, DEADLINE_S, "heartbeats while quarantined")
     assert rig.job(job_id)["state"] == "queued"  # no claims while quarantined
 
-    botfleet(rig, "bots", "release", bot_id)
+    rig.coordinator.botfleet("bots", "release", bot_id)
     wait_until(lambda: rig.job(job_id)["state"] == "succeeded", DEADLINE_S, "work resumed")
     path = moves(bot.log())
     assert ("QUARANTINED", "IDLE") in path, path  # the claim held open was given up

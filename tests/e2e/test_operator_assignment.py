@@ -10,10 +10,7 @@ shows one as soon as the bot is listed.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,23 +55,7 @@ class Fleet:
         return dict(views[0]) if views else {}
 
     def botfleet(self, *args: str) -> str:
-        """`botfleet …` as an operator runs it; its standard output."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFLEET_", "BOT_"))}
-        env.update(
-            BOTFLEET_SERVER=self.coordinator.url,
-            BOTFLEET_ADMIN_TOKEN=self.coordinator.admin_token,
-            COLUMNS="200",
-        )
-        done = subprocess.run(
-            [sys.executable, "-m", "botfleet", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=DEADLINE_S,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return self.coordinator.botfleet(*args, timeout_s=DEADLINE_S)
 
     def processes(self) -> list[Process]:
         return [self.coordinator.process, *self.bots]

@@ -10,6 +10,8 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -79,6 +81,22 @@ class Coordinator:
     @property
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def botfleet(self, *args: str, timeout_s: float = 60.0) -> str:
+        """`botfleet …` as an operator on this machine runs it against this coordinator;
+        its standard output (a non-zero exit fails the test with its stderr)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFLEET_", "BOT_"))}
+        env.update(BOTFLEET_SERVER=self.url, BOTFLEET_ADMIN_TOKEN=self.admin_token, COLUMNS="200")
+        done = subprocess.run(
+            [sys.executable, "-m", "botfleet", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         """One admin call under /v1; anything but a 2xx fails the test, naming the call."""
