@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 # The documentation site, into site/ (ignored by git). --strict: a broken link, a missing
 # page or an unknown reference fails; the reference pages are generated from the code.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The dashboard test drives a real headless Chromium (Debian's package). Installing it
 # needs root and apt. `.ci/run` sets BOTFLEET_REQUIRE_BROWSER=1: there a failed install
