@@ -1,7 +1,8 @@
 """Submit jobs to the handlers of handlers.py and see each way a job ends.
 
-Run with a coordinator up and a bot that loads handlers.py (see its docstring);
-BOTFLEET_SERVER and BOTFLEET_TOKEN say where the coordinator is and which token to use.
+Run with a coordinator up and a bot that loads handlers.py (see its docstring).
+BOTFLEET_SERVER and BOTFLEET_TOKEN say where the coordinator is and which token
+to use.
 """
 
 from botfleet.client import Client, JobFailed
@@ -10,7 +11,8 @@ from botfleet.client import Client, JobFailed
 def main() -> None:
     with Client() as client:
         # Async handler: its result.
-        counted = client.submit("word_count", {"text": "the cat saw the dog and the cat", "top": 2})
+        text = "the cat saw the dog and the cat"
+        counted = client.submit("word_count", {"text": text, "top": 2})
         print("word_count:", counted.result(timeout=60))
 
         # Plain handler, in a thread.
@@ -22,12 +24,12 @@ def main() -> None:
         try:
             bad.result(timeout=60)
         except JobFailed as failed:
-            print(f"invalid payload after {failed.job.attempt} attempt:", failed.job.error)
+            attempts = failed.job.attempt
+            print(f"invalid payload after {attempts} attempt:", failed.job.error)
 
-        # A job past its timeout_s is cancelled; the plain handler sees it and stops.
-        slow = client.submit(
-            "digest", {"seed": "x", "rounds": 100_000_000}, timeout_s=1, max_attempts=1
-        )
+        # Past its timeout_s, a job is cancelled: the plain handler sees it, stops.
+        endless = {"seed": "x", "rounds": 100_000_000}
+        slow = client.submit("digest", endless, timeout_s=1, max_attempts=1)
         try:
             slow.result(timeout=120)
         except JobFailed as failed:

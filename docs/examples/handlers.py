@@ -10,6 +10,7 @@ in BOT_PLUGINS or --plugins:
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import asyncio
 import hashlib
 import logging
@@ -20,6 +21,7 @@ import msgspec
 from bot import Job, PluginError, op
 
 log = logging.getLogger(__name__)
+# --8<-- [end:imports]
 T = TypeVar("T")
 
 
@@ -32,8 +34,9 @@ class WordCount(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def payload_as(kind: type[T], job: Job) -> T:
-    """The job's payload as `kind`. A payload that does not fit fails the job at once and
-    for good (PluginError is not retried), with msgspec's message naming the field."""
+    """The job's payload as `kind`. A payload that does not fit fails the job
+    at once and for good (PluginError is not retried), with msgspec's message
+    naming the field."""
     try:
         return msgspec.convert(job.payload, kind)
     except msgspec.ValidationError as exc:
@@ -46,8 +49,8 @@ def payload_as(kind: type[T], job: Job) -> T:
 # --8<-- [start:async]
 @op("word_count")
 async def word_count(job: Job) -> dict[str, Any]:
-    """Count the words of a text. Async: it runs on the bot's event loop, so it must not
-    block; a long loop gives the loop a turn now and then."""
+    """Count the words of a text. Async: it runs on the bot's event loop, so
+    it must not block; a long loop gives the loop a turn now and then."""
     payload = payload_as(WordCount, job)
     words = payload.text.lower().split()
     counts: dict[str, int] = {}
@@ -57,8 +60,9 @@ async def word_count(job: Job) -> dict[str, Any]:
             job.progress(done / len(words), f"{done} words")
             await asyncio.sleep(0)  # heartbeats and other jobs run meanwhile
     log.info("counted %d words", len(words))
-    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: payload.top]
-    return {"words": len(words), "top": [[word, count] for word, count in top]}
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    top = [[word, count] for word, count in ranked[: payload.top]]
+    return {"words": len(words), "top": top}
 
 
 # --8<-- [end:async]
@@ -74,9 +78,10 @@ class Digest(msgspec.Struct, forbid_unknown_fields=True):
 
 @op("digest")
 def digest(job: Job) -> dict[str, Any] | None:
-    """Hash a seed over and over. Plain (blocking, CPU-bound): it runs in a thread of its
-    own. A thread cannot be stopped from outside, so it checks `job.cancelled()` and
-    returns early once the job was cancelled, timed out, or the bot's drain ran out."""
+    """Hash a seed over and over. Plain (blocking, CPU-bound): it runs in a
+    thread of its own. A thread cannot be stopped from outside, so it checks
+    `job.cancelled()` and returns early once the job was cancelled, timed out,
+    or the bot's drain ran out."""
     payload = payload_as(Digest, job)
     value = payload.seed.encode()
     for round_ in range(1, payload.rounds + 1):
@@ -84,7 +89,7 @@ def digest(job: Job) -> dict[str, Any] | None:
         if round_ % 10_000 == 0:
             if job.cancelled():
                 log.warning("stopped at round %d of %d", round_, payload.rounds)
-                return None  # the bot has already reported the job; this is not used
+                return None  # the job is already reported: this is not used
             job.progress(round_ / payload.rounds, f"round {round_}")
     return {"digest": value.hex(), "rounds": payload.rounds}
 
