@@ -10,7 +10,7 @@ from msgspec import inspect as mi
 
 from bot import settings as bot_settings
 from botfleet.cli.main import DELEGATED_PARSERS, build_parser
-from botfleet.protocol.openapi import ROUTES
+from botfleet.protocol.openapi import ROUTES, generate
 from botfleet.reference import PAGES, UnknownReference, fill, render
 from botfleet.reference.cli import cli_reference, commands
 from botfleet.reference.http import http_reference, messages
@@ -113,6 +113,16 @@ def test_every_route_and_message() -> None:
         assert isinstance(info, mi.StructType)
         for field in info.fields:
             assert f"| `{field.encode_name}` |" in text, f"{kind.__name__}.{field.name}"
+
+
+def test_everything_the_openapi_document_has() -> None:
+    text = http_reference()
+    document = generate()
+    for path, operations in document["paths"].items():
+        for method in operations:
+            assert f"`{method.upper()} {path}`" in text
+    for name in document["components"]["schemas"]:
+        assert f"\n### {name}\n" in text, name
 
 
 def test_message_fields_show_types_bounds_and_defaults() -> None:
