@@ -29,27 +29,45 @@ PROG = "botfleet"
 _PIPE_WIDTH = 500  # no wrapping or cropping when the output goes to a pipe or a file
 
 
-def run_server_command(argv: Sequence[str]) -> int:
-    try:
-        from coordinator.server import add_server_arguments, run_server
-    except ImportError as exc:
-        raise CliError(f"the coordinator is not available here: {exc}") from None
+def server_parser() -> argparse.ArgumentParser:
+    """`botfleet server`'s flags (ImportError where the coordinator is not installed)."""
+    from coordinator.server import add_server_arguments
+
     parser = argparse.ArgumentParser(
         prog=f"{PROG} server", description="Run the coordinator (HTTP API and dashboard)."
     )
     add_server_arguments(parser)
+    return parser
+
+
+def bot_parser() -> argparse.ArgumentParser:
+    """`botfleet bot`'s flags (ImportError where the bot agent is not installed)."""
+    from bot.main import add_bot_arguments
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} bot", description="Run a bot: claim jobs from the coordinator, run them."
+    )
+    add_bot_arguments(parser)
+    return parser
+
+
+def run_server_command(argv: Sequence[str]) -> int:
+    try:
+        from coordinator.server import run_server
+
+        parser = server_parser()
+    except ImportError as exc:
+        raise CliError(f"the coordinator is not available here: {exc}") from None
     return run_server(parser.parse_args(argv))
 
 
 def run_bot_command(argv: Sequence[str]) -> int:
     try:
-        from bot.main import add_bot_arguments, run_bot
+        from bot.main import run_bot
+
+        parser = bot_parser()
     except ImportError as exc:
         raise CliError(f"the bot agent is not available here: {exc}") from None
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} bot", description="Run a bot: claim jobs from the coordinator, run them."
-    )
-    add_bot_arguments(parser)
     return run_bot(parser.parse_args(argv))
 
 
@@ -66,6 +84,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
 DELEGATED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "server": (run_server_command, "run the coordinator (see `botfleet server --help`)"),
     "bot": (run_bot_command, "run a bot (see `botfleet bot --help`)"),
+}
+# Their parsers, for what reads every command's flags (the documentation's reference).
+DELEGATED_PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "server": server_parser,
+    "bot": bot_parser,
 }
 
 
