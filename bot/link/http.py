@@ -28,6 +28,7 @@ from bot.errors import (
     OverloadedError,
     RejectedError,
     ServerError,
+    TlsError,
     TooLargeError,
 )
 from botfleet.protocol import ProtocolError, decode, encode
@@ -156,6 +157,8 @@ class HttpApi:
                 data = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TlsError(base, _certificate_reason(exc)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._fail_over(base)
             detail = str(exc) or type(exc).__name__
@@ -208,6 +211,14 @@ _BY_STATUS: dict[int, type[HttpError]] = {
     404: NotFoundError,
     409: ConflictError,
 }
+
+
+def _certificate_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """`certificate verify failed: unable to get local issuer certificate`, without the
+    OpenSSL source position."""
+    error = exc.certificate_error
+    reason = getattr(error, "verify_message", None) or str(error)
+    return f"certificate verify failed: {reason}"
 
 
 def _error_body(data: bytes) -> tuple[str | None, str]:
