@@ -184,6 +184,7 @@ def test_a_caller_trusting_another_ca_stops_with_one_line(tmp_path: Path, pki: P
             log = bot.log()
             assert "Traceback" not in log
             (halt,) = [line for line in log.splitlines() if "SAFE_HALT:" in line]
+            assert log.strip().splitlines()[-1] == halt  # the last word, and one line
             assert coordinator.api in halt
             assert "certificate verify failed" in halt
             assert "BOT_CA_FILE" in halt
@@ -346,3 +347,21 @@ def test_listening_off_loopback_without_tls_warns_once(
             assert "WARNING" in warnings[0] and "0.0.0.0" in warnings[0]
     finally:
         process.stop()
+
+
+def test_a_bot_with_an_unusable_tls_file_stops_at_start(tmp_path: Path, pki: Pki) -> None:
+    env = child_env(
+        {
+            "SERVER_BASE": f"https://{HOST}:{free_port()}/v1",
+            "BOT_STATE_DIR": str(tmp_path / "bot"),
+            "BOT_CA_FILE": str(pki.ca_file),
+            "BOT_CLIENT_CERT": str(pki.cert),
+            "BOT_CLIENT_KEY": str(tmp_path / "absent.key"),
+        }
+    )
+    done = subprocess.run(
+        python_module("bot"), capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    line = one_error_line(done.stderr + done.stdout)
+    assert f"BOT_CLIENT_KEY: cannot read {tmp_path / 'absent.key'}" in line
