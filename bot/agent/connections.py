@@ -41,6 +41,7 @@ async def coordinator_client(
             timeout_s=settings.request_timeout_s,
             enroll_token=settings.enroll_token,
             now=clock.now,
+            client_certificate=settings.client_cert is not None,
         )
     finally:
         if own:

@@ -237,6 +237,7 @@ def test_mutual_tls_refuses_callers_without_a_client_certificate(tmp_path: Path,
             assert accepted.returncode == 0, accepted.stderr
 
             wait_until(lambda: "registration failed" in without.log(), what="the bot refused")
+            assert "set BOT_CLIENT_CERT" in without.log()
             status, answer = http_json(coord.api + "/bots", token="admin-secret", context=context)
             assert {bot["name"] for bot in answer["bots"]} == {"with-cert"}
             with_cert.stop()
