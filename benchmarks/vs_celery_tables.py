@@ -17,6 +17,7 @@ from benchmarks.harness import (
     fmt_rate,
     fmt_ratio,
     machine_line,
+    medians,
     ratio,
 )
 
@@ -105,12 +106,18 @@ class Tables:
             print(flush=True)
 
 
-# (label, key, throughput: a drop is the cost; else latency: a rise is), target
+# CPU seconds per job processed: less moved by other work on the machine than the rates.
+SERVER_CPU_PER_JOB = "server_cpu_s_per_job"
+WORKER_CPU_PER_JOB = "worker_cpu_s_per_job"
+
+# (label, key, throughput: a drop is the cost; else time or CPU: a rise is), target
 _TLS_ROWS = (
     ("processing throughput", PROCESS, True, "cost < 30 %"),
     ("  after the first result", STEADY, True, "(info)"),
     ("  CPU, coordinator", SERVER_CORES, False, "(info)"),
     ("  CPU, 2 bots", WORKER_CORES, False, "(info)"),
+    ("  CPU per job, coordinator", SERVER_CPU_PER_JOB, False, "(info)"),
+    ("  CPU per job, 2 bots", WORKER_CPU_PER_JOB, False, "(info)"),
     ("enqueue throughput", ENQUEUE, True, "(info)"),
     ("  client submit_many", CLIENT_ENQUEUE, True, "(info)"),
     ("submit-to-result p50", P50, False, "(info)"),
@@ -122,6 +129,18 @@ def tls_cost(plain: float, https: float, throughput: bool) -> float:
     """The share TLS takes: the throughput lost, or the time (or CPU) added."""
     share = ratio(https, plain)
     return 1 - share if throughput else share - 1
+
+
+def cpu_per_job(figures: dict[str, float]) -> dict[str, float]:
+    rate = figures[PROCESS]
+    return {
+        SERVER_CPU_PER_JOB: figures[SERVER_CORES] / rate,
+        WORKER_CPU_PER_JOB: figures[WORKER_CORES] / rate,
+    }
+
+
+def fmt_us(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1e6:,.0f} µs"
 
 
 def fmt_cost(share: float) -> str:
@@ -139,9 +158,16 @@ def tls_cost_table(
         f"{options.jobs:,} jobs, latency over {options.latency_jobs} jobs",
         ["measure", "HTTP", "HTTPS", "TLS cost", "target"],
     )
+    plain = plain | medians([cpu_per_job(run) for run, _ in per_run])
+    https = https | medians([cpu_per_job(run) for _, run in per_run])
     for label, key, throughput, target in _TLS_ROWS:
         ours, theirs = plain.get(key, math.nan), https.get(key, math.nan)
-        fmt = fmt_rate if throughput else fmt_core if "cores" in key else fmt_ms
+        fmt = (
+            fmt_rate if throughput
+            else fmt_core if "cores" in key
+            else fmt_us if "per_job" in key
+            else fmt_ms
+        )  # fmt: skip
         cost = fmt_cost(tls_cost(ours, theirs, throughput))
         table.add_row(label, fmt(ours), fmt(theirs), cost, target)
     costs = [fmt_cost(tls_cost(a[PROCESS], b[PROCESS], True)) for a, b in per_run]
