@@ -88,6 +88,19 @@ class NetworkError(CoordinatorError):
     transient = True
 
 
+class TlsError(CoordinatorError):
+    """The coordinator's certificate could not be verified: the bot must not talk to it.
+
+    Not transient: the same certificate fails the same way on every try, and a bot that
+    kept retrying would hide a wrong address or a missing CA file (BOT_CA_FILE).
+    """
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"cannot verify the certificate of {server}: {reason}")
+        self.server = server
+        self.reason = reason
+
+
 class HttpError(CoordinatorError):
     """The coordinator answered with an error status."""
 

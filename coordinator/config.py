@@ -7,6 +7,7 @@ from pathlib import Path
 
 from botfleet.protocol.messages import ALL_FEATURES
 from coordinator.store.retention import DEFAULT_BATCH_SIZE, DEFAULT_RETAIN_S, Retention
+from coordinator.tls import TlsFiles
 
 MIB = 1024 * 1024
 MAX_JOB_TIMEOUT_S = 604_800  # a week: the most a job's own timeout_s may be
@@ -23,6 +24,10 @@ class ServerConfig:
     admin_token: str | None = None  # None: generated on first start, kept in state_dir
     enroll_token: str | None = None
     open_registration: bool = False
+    # HTTPS: a certificate and its key; with a client CA, callers must present a certificate.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     # What bots are told (seconds), and the leases the coordinator grants.
     heartbeat_interval_s: float = 30.0
     bot_lease_ttl_s: float = 120.0
@@ -111,6 +116,18 @@ class ServerConfig:
             token = getattr(self, token_field)
             if token is not None and not token.strip():
                 raise ValueError(f"{token_field} must not be empty")
+
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS)")
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The files to serve HTTPS with; None: plain HTTP."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     @property
     def reaper_grace_s(self) -> float:

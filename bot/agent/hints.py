@@ -6,7 +6,7 @@ so an operator reading only the last line of the log knows what to fix.
 
 from __future__ import annotations
 
-from bot.errors import BotError, CoordinatorError, SettingsError, UnsafeError
+from bot.errors import BotError, CoordinatorError, SettingsError, TlsError, UnsafeError
 from bot.settings import Settings
 
 
@@ -44,6 +44,19 @@ def refused(settings: Settings, error: CoordinatorError) -> UnsafeError:
         f"Check BOT_ENROLL_TOKEN and SERVER_BASE ({', '.join(settings.server_bases)}; it ends "
         "in /v1), then start the bot again",
     )
+
+
+def untrusted(error: TlsError) -> UnsafeError:
+    return UnsafeError(
+        str(error),
+        "Set BOT_CA_FILE to the CA bundle that signed the coordinator's certificate (or "
+        "fix SERVER_BASE), then start the bot again",
+    )
+
+
+def cannot_go_on(settings: Settings, error: CoordinatorError) -> UnsafeError:
+    """A call refused for good: the certificate, or registration."""
+    return untrusted(error) if isinstance(error, TlsError) else refused(settings, error)
 
 
 def crashed(task: str, error: BaseException) -> UnsafeError:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bot.errors import CoordinatorError, NetworkError, ServerError
+from bot.errors import CoordinatorError, NetworkError, ServerError, TlsError
 from bot.link.http import Api
 from botfleet.protocol import messages as m
 
@@ -98,11 +98,21 @@ class CircuitBreaker:
 
 
 class BreakerApi:
-    """An `Api` whose every call is counted by a `CircuitBreaker`."""
+    """An `Api` whose every call is counted by a `CircuitBreaker`.
 
-    def __init__(self, api: Api, breaker: CircuitBreaker) -> None:
+    A `TlsError` is not counted: the coordinator was reached but cannot be trusted, which
+    no waiting mends; `on_untrusted` hears of it (the bot halts) instead.
+    """
+
+    def __init__(
+        self,
+        api: Api,
+        breaker: CircuitBreaker,
+        on_untrusted: Callable[[TlsError], None] | None = None,
+    ) -> None:
         self._api = api
         self.breaker = breaker
+        self._on_untrusted = on_untrusted
 
     def authenticate(self, token: str | None) -> None:
         self._api.authenticate(token)
@@ -110,6 +120,10 @@ class BreakerApi:
     async def _count(self, call: Awaitable[T]) -> T:
         try:
             answer = await call
+        except TlsError as exc:
+            if self._on_untrusted is not None:
+                self._on_untrusted(exc)
+            raise
         except CoordinatorError as exc:
             self.breaker.record(exc)
             raise

@@ -28,6 +28,7 @@ from bot.errors import (
     OverloadedError,
     RejectedError,
     ServerError,
+    TlsError,
     TooLargeError,
 )
 from botfleet.protocol import ProtocolError, decode, encode
@@ -75,6 +76,7 @@ class HttpApi:
         timeout_s: float,
         enroll_token: str | None = None,
         now: Callable[[], datetime] | None = None,
+        client_certificate: bool = False,
     ) -> None:
         if not bases:
             raise ValueError("at least one server base URL is needed")
@@ -88,6 +90,7 @@ class HttpApi:
         self._enroll_token = enroll_token
         self._token: str | None = None
         self._now = now or (lambda: datetime.now(UTC))
+        self._client_certificate = client_certificate  # one is presented (mutual TLS)
 
     @property
     def base(self) -> str:
@@ -156,13 +159,26 @@ class HttpApi:
                 data = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TlsError(base, _certificate_reason(exc)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._fail_over(base)
             detail = str(exc) or type(exc).__name__
-            raise NetworkError(f"{method} {url}: {detail}") from exc
+            raise NetworkError(f"{method} {url}: {detail}{self._hint(base, exc)}") from exc
         if status >= 300:
             raise self._error(status, data, retry_after, f"{method} {url}")
         return data
+
+    def _hint(self, base: str, exc: BaseException) -> str:
+        """A coordinator that requires client certificates hangs up on a bot without one
+        (TLS 1.3 says so only after the handshake): name the likely cause."""
+        if (
+            isinstance(exc, aiohttp.ServerDisconnectedError)
+            and base.startswith("https://")
+            and not self._client_certificate
+        ):
+            return " (if the coordinator requires client certificates, set BOT_CLIENT_CERT)"
+        return ""
 
     def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(total_s)
@@ -208,6 +224,14 @@ _BY_STATUS: dict[int, type[HttpError]] = {
     404: NotFoundError,
     409: ConflictError,
 }
+
+
+def _certificate_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """`certificate verify failed: unable to get local issuer certificate`, without the
+    OpenSSL source position."""
+    error = exc.certificate_error
+    reason = getattr(error, "verify_message", None) or str(error)
+    return f"certificate verify failed: {reason}"
 
 
 def _error_body(data: bytes) -> tuple[str | None, str]:

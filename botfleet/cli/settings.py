@@ -13,8 +13,9 @@ from pathlib import Path
 
 from botfleet.cli.errors import UsageError
 from botfleet.client import AsyncClient, RetryPolicy
-from botfleet.client.settings import ENV_CA_FILE
+from botfleet.client.settings import ENV_CA_FILE, ENV_CLIENT_CERT, ENV_CLIENT_KEY
 from botfleet.client.settings import normalize_server as client_normalize_server
+from botfleet.tls import TlsFileError, client_context
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_STATE_DIR = ".state"
@@ -33,6 +34,16 @@ class ClientSettings:
     admin_token: str
     timeout_s: float = 30.0
     ca_file: str | None = None
+    client_cert: str | None = None  # mutual TLS
+    client_key: str | None = None
+
+
+# The flag and the variable of each TLS file, for errors.
+_TLS_FLAGS = {
+    "ca_file": f"--ca-file ({ENV_CA_FILE})",
+    "client_cert": f"--client-cert ({ENV_CLIENT_CERT})",
+    "client_key": f"--client-key ({ENV_CLIENT_KEY})",
+}
 
 
 def connect(settings: ClientSettings) -> AsyncClient:
@@ -41,6 +52,8 @@ def connect(settings: ClientSettings) -> AsyncClient:
         settings.server,
         token=settings.admin_token,
         ca_file=settings.ca_file,
+        client_cert=settings.client_cert,
+        client_key=settings.client_key,
         timeout_s=settings.timeout_s,
         retry=CLI_RETRY,
         environ={},
@@ -72,6 +85,15 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         f"(env {ENV_CA_FILE})",
     )
     group.add_argument(
+        "--client-cert",
+        metavar="FILE",
+        help="a PEM client certificate (and its key, unless --client-key), for a coordinator "
+        f"that requires one (mutual TLS) (env {ENV_CLIENT_CERT})",
+    )
+    group.add_argument(
+        "--client-key", metavar="FILE", help=f"the client certificate's key (env {ENV_CLIENT_KEY})"
+    )
+    group.add_argument(
         "--timeout",
         metavar="SECONDS",
         type=float,
@@ -97,7 +119,20 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Cl
         state_dir = Path(args.state_dir or environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
         token = read_admin_token(state_dir)
     ca_file = args.ca_file or environ.get(ENV_CA_FILE) or None
-    return ClientSettings(server=server, admin_token=token, timeout_s=args.timeout, ca_file=ca_file)
+    client_cert = getattr(args, "client_cert", None) or environ.get(ENV_CLIENT_CERT) or None
+    client_key = getattr(args, "client_key", None) or environ.get(ENV_CLIENT_KEY) or None
+    try:
+        client_context(ca_file, client_cert, client_key)
+    except TlsFileError as exc:
+        raise UsageError(f"{_TLS_FLAGS[exc.field]}: {exc}") from None
+    return ClientSettings(
+        server=server,
+        admin_token=token,
+        timeout_s=args.timeout,
+        ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
 
 
 def read_admin_token(state_dir: Path) -> str:

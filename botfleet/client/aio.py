@@ -66,7 +66,8 @@ class AsyncClient:
     """The producer and operator API; use as `async with AsyncClient(...) as client`.
 
     `server`, `token` and `ca_file` default to `BOTFLEET_SERVER`, `BOTFLEET_TOKEN`
-    (else `BOTFLEET_ADMIN_TOKEN`) and `BOTFLEET_CA_FILE`. `timeout_s` bounds each
+    (else `BOTFLEET_ADMIN_TOKEN`) and `BOTFLEET_CA_FILE`; `client_cert` and `client_key`
+    (mutual TLS) to `BOTFLEET_CLIENT_CERT` and `BOTFLEET_CLIENT_KEY`. `timeout_s` bounds each
     request (beyond the server-side wait it asks for).
     """
 
@@ -76,6 +77,8 @@ class AsyncClient:
         *,
         token: str | None = None,
         ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -83,7 +86,10 @@ class AsyncClient:
         rng: random.Random | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
-        self.settings = resolve(server, token, ca_file, timeout_s, environ)
+        self.settings = resolve(
+            server, token, ca_file, timeout_s, environ, client_cert=client_cert,
+            client_key=client_key,
+        )  # fmt: skip
         self._clock = clock or SystemClock()
         self._http = Transport(
             self.settings, retry or RetryPolicy(), self._clock, rng or random.Random()

@@ -109,6 +109,8 @@ class Client:
         *,
         token: str | None = None,
         ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -116,8 +118,9 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         self._async = AsyncClient(
-            server, token=token, ca_file=ca_file, timeout_s=timeout_s, retry=retry,
-            clock=clock, environ=environ, rng=rng,
+            server, token=token, ca_file=ca_file, client_cert=client_cert,
+            client_key=client_key, timeout_s=timeout_s, retry=retry, clock=clock,
+            environ=environ, rng=rng,
         )  # fmt: skip
         self._loop = _LoopThread()
 

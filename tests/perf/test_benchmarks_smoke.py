@@ -85,6 +85,10 @@ def test_vs_celery_prints_both_systems_and_the_ratios(tmp_path: Path) -> None:
     row(output, "submit-to-result p99", DURATION, DURATION, RATIO, "≤ 2×")
     assert re.search(r"run 1 botfleet\s*: process " + RATE, output)
     assert re.search(r"run 1 celery\s*: process " + RATE, output)
+    assert re.search(r"run 1 https\s*: process " + RATE, output)
+    assert "botfleet over HTTP and over HTTPS" in output
+    row(output, "processing throughput", RATE, RATE, r"[-+][0-9.]+ %", "cost < 30 %")
+    row(output, "submit-to-result p99", DURATION, DURATION, r"[-+][0-9.]+ %")
     assert "machine: " in output
     assert processes_using(tmp_path) == []
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+import trustme
 
 from botfleet.cli.errors import UsageError
 from botfleet.cli.settings import add_client_arguments, normalize_server, resolve_settings
@@ -44,6 +45,24 @@ def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
     assert (flagged.server, flagged.admin_token) == ("http://flag:2", "f")
     default = resolve_settings(_args("--admin-token", "t"), {})
     assert default.server == "http://127.0.0.1:8000"
+
+
+def test_tls_flags_and_variables_are_checked_and_named(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ca.issue_cert("cli@botfleet.test").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "me.pem")
+    )
+    env = {"BOTFLEET_ADMIN_TOKEN": "t", "BOTFLEET_CA_FILE": str(tmp_path / "ca.pem")}
+    settings = resolve_settings(_args("--client-cert", str(tmp_path / "me.pem")), env)
+    assert settings.ca_file == str(tmp_path / "ca.pem")
+    assert (settings.client_cert, settings.client_key) == (str(tmp_path / "me.pem"), None)
+    from_env = resolve_settings(_args(), {**env, "BOTFLEET_CLIENT_CERT": str(tmp_path / "me.pem")})
+    assert from_env.client_cert == str(tmp_path / "me.pem")
+    with pytest.raises(UsageError, match=r"^--ca-file \(BOTFLEET_CA_FILE\): cannot read"):
+        resolve_settings(_args("--ca-file", str(tmp_path / "absent.pem")), env)
+    with pytest.raises(UsageError, match=r"^--client-key \(BOTFLEET_CLIENT_KEY\): .*needs"):
+        resolve_settings(_args("--client-key", str(tmp_path / "me.pem")), env)
 
 
 def test_token_from_the_state_folder(tmp_path: Path) -> None:
