@@ -21,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from botfleet.clock import Clock
+from botfleet.protocol.messages import Role
 from coordinator.config import ServerConfig
 from coordinator.errors import Forbidden, Unauthorized
 from coordinator.store.base import Store
@@ -93,6 +94,21 @@ def bearer_token(request: web.Request) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a role token belongs to: its name (recorded on the jobs it submits) and role."""
+
+    name: str
+    role: Role
+    token_id: str | None = None  # None for the server's own admin and enrollment tokens
+
+
+# The names under which the server's own tokens act (a job submitted with the admin
+# token says `submitted_by: admin`); no API token may take them.
+ADMIN = Principal("admin", "admin")
+ENROLL = Principal("enroll", "enroll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +189,21 @@ class Authenticator:
         if _same(hash_token(token), self._tokens.admin_hash):
             return
         await self._refuse(token, "this call needs the admin token")
+
+    async def principal(self, request: web.Request) -> Principal:
+        """The role token of this request; 401 for an unknown one, 403 for a bot token."""
+        token = bearer_token(request)
+        token_hash = hash_token(token)
+        # Both comparisons always run, so timing tells nothing about which one matched.
+        admin = _same(token_hash, self._tokens.admin_hash)
+        enroll = _same(token_hash, self._tokens.enroll_hash)
+        if admin:
+            return ADMIN
+        if enroll:
+            return ENROLL
+        if await self._bot_identity(token) is not None:
+            raise Forbidden("this call needs a role token; a bot token has no role")
+        raise Unauthorized("invalid token")
 
     async def require_enrollment(self, request: web.Request) -> None:
         if self._open_registration:

@@ -26,6 +26,8 @@ Timestamp = str  # RFC 3339 UTC, e.g. 2026-01-19T10:15:00Z
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 BotCommand = Literal["drain", "quarantine", "release"]
 ReportStatus = Literal["accepted", "conflict", "not_found", "forbidden"]
+# What a token may do (docs/protocol.md, "Roles and tokens").
+Role = Literal["admin", "operator", "producer", "reader", "enroll"]
 
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -360,3 +362,13 @@ class Stats(Struct, kw_only=True):
 class Health(Struct, kw_only=True):
     status: Literal["ok", "unavailable"]
     detail: str | None = None
+
+
+# ---------------------------------------------------------------- roles and tokens
+
+
+class WhoAmI(Struct, kw_only=True):
+    """Who the calling token is: its name and its role."""
+
+    name: str
+    role: Role

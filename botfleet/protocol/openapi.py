@@ -16,7 +16,7 @@ class Route:
     method: str
     path: str
     summary: str
-    auth: str | None  # "admin", "enroll", "bot" or None
+    auth: str | None  # "admin", "enroll", "bot", "token" (any role token) or None
     request: type | None
     response: type | None
     status: int = 200
@@ -139,6 +139,7 @@ ROUTES: tuple[Route, ...] = (
         m.BotView,
     ),
     Route("get", "/v1/stats", "Counts and throughput", "admin", None, m.Stats),
+    Route("get", "/v1/whoami", "The calling token's name and role", "token", None, m.WhoAmI),
     Route("get", "/healthz", "Process alive", None, None, m.Health),
     Route("get", "/readyz", "Store reachable", None, None, m.Health),
 )
@@ -152,7 +153,12 @@ _ERROR_STATUSES = {
     "413": "Body too large",
 }
 
-_SECURITY = {"admin": "adminToken", "enroll": "enrollToken", "bot": "botToken"}
+_SECURITY = {
+    "admin": "adminToken",
+    "enroll": "enrollToken",
+    "bot": "botToken",
+    "token": "roleToken",
+}
 
 
 def _ref(kind: type) -> dict[str, str]:

@@ -84,6 +84,7 @@ CALLS: tuple[Call, ...] = (
     Call("patch", "/v1/bots/{bot_id}", 200, "patch_bot_follow_bot", m.PatchBotRequest,
          "patch_bot", m.BotView),
     Call("get", "/v1/stats", 200, None, None, "stats", m.Stats),
+    Call("get", "/v1/whoami", 200, None, None, "whoami", m.WhoAmI),
     Call("get", "/healthz", 200, None, None, "healthz", m.Health),
     Call("get", "/readyz", 200, None, None, "readyz", m.Health),
 )  # fmt: skip

@@ -52,6 +52,7 @@ async def test_a_valid_token_of_another_kind_is_403(api: Api, bot: Bot, route: R
         "admin": [ENROLL, bot.headers],
         "enroll": [ADMIN, bot.headers],
         "bot": [ADMIN, ENROLL],
+        "token": [bot.headers],
     }[str(route.auth)]
     for headers in others:
         status, data = await _call(api, route, headers, bot)
@@ -86,6 +87,13 @@ async def test_open_registration_needs_no_token(
     assert response.status == 201
     # the admin API stays closed
     assert (await client.get("/v1/bots")).status == 401
+
+
+async def test_whoami_names_the_server_tokens(api: Api) -> None:
+    for headers, expected in ((ADMIN, "admin"), (ENROLL, "enroll")):
+        response = await api.client.get("/v1/whoami", headers=headers)
+        assert response.status == 200
+        assert await response.json() == {"name": expected, "role": expected}
 
 
 async def test_unauthenticated_endpoints(api: Api) -> None:
