@@ -23,6 +23,7 @@ class Scene:
     bot: Bot
     running: str  # a job claimed by bot
     cancelled: str  # a job cancelled by the operator
+    token_id: str  # a role token
 
 
 @pytest.fixture
@@ -33,14 +34,22 @@ async def scene(api: Api) -> Scene:
     cancelled = await api.submit()
     response = await api.client.post(f"/v1/jobs/{cancelled}/cancel", headers=ADMIN)
     assert response.status == 200
-    return Scene(bot, running, cancelled)
+    response = await api.client.post(
+        "/v1/tokens", json={"name": "scene", "role": "reader"}, headers=ADMIN
+    )
+    assert response.status == 201
+    return Scene(bot, running, cancelled, (await response.json())["id"])
 
 
 def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
     """A valid call of `route`: path, headers, body."""
     bot = scene.bot
     job_id = scene.cancelled if route.path.endswith("/retry") else scene.running
-    path = route.path.replace("{bot_id}", bot.id).replace("{job_id}", job_id)
+    path = (
+        route.path.replace("{bot_id}", bot.id)
+        .replace("{job_id}", job_id)
+        .replace("{token_id}", scene.token_id)
+    )
     headers = {
         "admin": ADMIN,
         "enroll": ENROLL,
@@ -69,6 +78,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "SubmitJob": {"op": "sum", "payload": {"a": 1}},
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
+        "CreateTokenRequest": {"name": "surface", "role": "producer", "expires_in_s": 3600},
     }
     body = bodies[route.request.__name__] if route.request is not None else None
     return path, headers, body
