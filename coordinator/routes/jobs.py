@@ -15,10 +15,10 @@ from aiohttp import web
 from botfleet.protocol import messages as m
 from botfleet.tracing import Tracer
 from coordinator.auth import Principal
-from coordinator.context import AppContext, context
-from coordinator.errors import Conflict, InvalidBody, InvalidQuery, NotFound
+from coordinator.context import context
+from coordinator.errors import Conflict, InvalidBody, InvalidQuery
 from coordinator.gate import principal_of
-from coordinator.routes.common import query_int, read_body, respond
+from coordinator.routes.common import check_job_access, no_job, query_int, read_body, respond
 from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome, SubmitOutcome
 from coordinator.views import job_view
 
@@ -73,13 +73,12 @@ async def get_job(request: web.Request) -> web.Response:
     principal = principal_of(request)
     job_id = request.match_info["job_id"]
     wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
-    if principal.role == "producer":
-        # Checked before any wait, so how long the answer takes says nothing about
-        # another submitter's job.
-        await _own_job(ctx, principal, job_id)
+    # Checked before any wait, so how long the answer takes says nothing about another
+    # submitter's job.
+    await check_job_access(ctx, principal, job_id)
     job = await ctx.poller.job(job_id, wait_ms / 1000)
     if job is None:
-        raise _no_job(job_id)
+        raise no_job(job_id)
     return respond(job_view(job))
 
 
@@ -109,8 +108,7 @@ async def cancel(request: web.Request) -> web.Response:
     ctx = context(request)
     principal = principal_of(request)
     job_id = request.match_info["job_id"]
-    if principal.role == "producer":
-        await _own_job(ctx, principal, job_id)
+    await check_job_access(ctx, principal, job_id)
     outcome, job = await ctx.store.cancel_job(job_id)
     return respond(job_view(_changed(job_id, outcome, job, "cancelled")))
 
@@ -119,17 +117,9 @@ async def retry(request: web.Request) -> web.Response:
     ctx = context(request)
     principal = principal_of(request)
     job_id = request.match_info["job_id"]
-    if principal.role == "producer":
-        await _own_job(ctx, principal, job_id)
+    await check_job_access(ctx, principal, job_id)
     outcome, job = await ctx.store.retry_job(job_id)
     return respond(job_view(_changed(job_id, outcome, job, "retried")))
-
-
-async def _own_job(ctx: AppContext, principal: Principal, job_id: str) -> None:
-    """404, as for an unknown job, unless this producer submitted the job."""
-    job = await ctx.store.get_job(job_id)
-    if job is None or job.submitted_by != principal.name:
-        raise _no_job(job_id)
 
 
 def _check_key_owner(principal: Principal, outcomes: list[SubmitOutcome]) -> None:
@@ -146,13 +136,9 @@ def _check_key_owner(principal: Principal, outcomes: list[SubmitOutcome]) -> Non
             )
 
 
-def _no_job(job_id: str) -> NotFound:
-    return NotFound(f"no job {job_id}", code="job_not_found")
-
-
 def _changed(job_id: str, outcome: ReportOutcome, job: JobRecord | None, verb: str) -> JobRecord:
     if outcome is ReportOutcome.NOT_FOUND or job is None:
-        raise _no_job(job_id)
+        raise no_job(job_id)
     if outcome is not ReportOutcome.ACCEPTED:
         raise Conflict(f"job {job_id} is {job.state}; it cannot be {verb}", code="job_state")
     return job
