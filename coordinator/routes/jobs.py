@@ -63,8 +63,9 @@ async def submit_bulk(request: web.Request) -> web.Response:
             for i, job in enumerate(body.jobs)
         ]
         outcomes = await ctx.store.submit_jobs(jobs)
-    _check_key_owner(principal, outcomes)
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
+    # The others in the request stand (they are committed): the 409 says which key clashed.
+    _check_key_owner(principal, outcomes)
     return respond(m.BulkSubmitResponse(ids=[o.job.id for o in outcomes]), 201)
 
 
