@@ -78,12 +78,15 @@ def _path(pattern: str, bot: Bot, job_id: str) -> str:
 def _verdict(rule: Rule, route: tuple[str, str], role: str, status: int, message: str) -> str:
     """What is wrong with this answer; empty when it is what the rule says."""
     if rule.public:
-        return "" if status not in (401, 403) else "refused on a public route"
+        return "" if status < 400 else f"{status} on a public route"
     if rule.allows(role):
         if route in HANDLER_REFUSES_ROLES and status == 403:
             # Let in by the gate (whose refusals start "this call needs"), refused after.
             return f"refused by the gate: {message}" if message.startswith(GATE) else ""
-        return "" if status not in (401, 403) else f"refused although allowed: {message}"
+        # Let in: the handler answers (2xx, or 400/404/409 about the body, id or state).
+        if status in (401, 403) or status >= 500:
+            return f"refused although allowed ({status}): {message}"
+        return ""
     if status != 403:
         return f"expected 403, got {status}"
     if route[0] != "HEAD" and rule.roles and rule.needs not in message:
