@@ -24,10 +24,10 @@ def _with_database(dsn: str, database: str) -> str:
 
 @pytest.fixture
 async def pg_database() -> AsyncIterator[str]:
-    """The DSN of a fresh database, `botfleet_e2e_<random>` on the server of
-    BOTFLEET_TEST_PG_DSN, dropped after the test (WITH (FORCE), so a killed
-    coordinator's leftovers cannot keep it). Skips without a reachable PostgreSQL,
-    unless BOTFLEET_REQUIRE_POSTGRES=1 (CI), where it fails."""
+    """The DSN of a fresh database, `botfleet_e2e_<random>`, created on the server of
+    BOTFLEET_TEST_PG_DSN and dropped after the test (WITH (FORCE), so a killed
+    coordinator's leftovers cannot keep it). Without a reachable PostgreSQL the test
+    skips, unless BOTFLEET_REQUIRE_POSTGRES=1 (CI), where it fails."""
     server = _server_dsn()
     try:
         admin = await asyncpg.connect(server, timeout=5)
