@@ -15,7 +15,7 @@ submitter's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 from botfleet.protocol.messages import Role
 
@@ -104,3 +104,16 @@ RULES: dict[tuple[str, str], Rule] = {
 def rule_for(method: str, path: str) -> Rule | None:
     """The rule of a route; HEAD follows GET (aiohttp answers HEAD on every GET route)."""
     return RULES.get(("GET" if method == "HEAD" else method, path))
+
+
+def document_roles(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document, each operation marked with what its rule takes
+    (`x-botfleet-roles`: roles, and `bot` for a bot's own token); changed in place."""
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            rule = rule_for(method.upper(), path)
+            if rule is None or rule.public:
+                continue
+            takes = [role for role in ROLES if rule.allows(role)]
+            operation["x-botfleet-roles"] = [*takes, "bot"] if rule.bot else takes
+    return document

@@ -11,6 +11,7 @@ from botfleet.clock import Clock
 from botfleet.protocol import encode
 from botfleet.protocol.openapi import generate
 from botfleet.tracing import Tracer
+from coordinator.access import document_roles
 from coordinator.auth import Authenticator, BotTokenCache, load_server_tokens
 from coordinator.coalesce import ReportCoalescer
 from coordinator.config import ServerConfig
@@ -65,7 +66,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
         ),
         metrics=metrics,
         tracer=Tracer("coordinator", enabled=config.tracing),
-        openapi=encode(generate()),
+        openapi=encode(document_roles(generate())),
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,

@@ -115,3 +115,20 @@ async def test_each_role_gets_what_its_rule_says(api: Api, caller: Caller) -> No
         if problem:
             wrong.append(f"{method} {pattern}: {problem}")
     assert wrong == []
+
+
+async def test_the_served_api_document_names_the_roles_of_each_operation(api: Api) -> None:
+    document = await (await api.client.get("/openapi.json")).json()
+    operations = document["paths"]["/v1/jobs"]
+    assert operations["get"]["x-botfleet-roles"] == ["admin", "operator", "producer", "reader"]
+    assert operations["post"]["x-botfleet-roles"] == ["admin", "producer"]
+    assert document["paths"]["/v1/jobs/claim"]["post"]["x-botfleet-roles"] == ["bot"]
+    assert document["paths"]["/v1/bots/{bot_id}"]["delete"]["x-botfleet-roles"] == [
+        "admin",
+        "operator",
+        "bot",
+    ]
+    assert "x-botfleet-roles" not in document["paths"]["/healthz"]["get"]
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            assert ("security" in operation) == ("x-botfleet-roles" in operation), (method, path)
