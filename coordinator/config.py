@@ -53,6 +53,10 @@ class ServerConfig:
     # with a wake-all after a reconnect (PostgreSQL), so this is only a safety net.
     long_poll_recheck_s: float = 5.0
     token_cache_ttl_s: float = 5.0
+    # More failed authentications than this from one address within the window: that
+    # address is answered 429 until the window clears (counted per process).
+    auth_failure_limit: int = 20
+    auth_failure_window_s: float = 60.0
     token_cache_size: int = 10_000
     store_retry_after_s: int = 1  # Retry-After of a 503 when the store fails
     stats_window_s: int = 60
@@ -68,6 +72,7 @@ class ServerConfig:
             "long_poll_recheck_s",
             "retry_base_s",
             "retry_cap_s",
+            "auth_failure_window_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -77,6 +82,7 @@ class ServerConfig:
             "token_ttl_s",
             "stats_window_s",
             "retention_batch_size",
+            "auth_failure_limit",
         )
         for name in at_least_one:
             if getattr(self, name) < 1:

@@ -22,6 +22,7 @@ from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliErr
 from botfleet.cli.jobs import add_job_commands
 from botfleet.cli.render import Output
 from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
+from botfleet.cli.tokens import add_token_commands
 from botfleet.client import BotfleetError
 from botfleet.clock import SystemClock
 
@@ -96,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="botfleet: bots claim jobs from a coordinator under leases.",
-        epilog="Operator commands find the coordinator in --server/BOTFLEET_SERVER and the "
-        "admin token in --admin-token/BOTFLEET_ADMIN_TOKEN or the server's state folder. "
+        epilog="Operator commands find the coordinator in --server/BOTFLEET_SERVER and a "
+        "token in --token/BOTFLEET_TOKEN (or --admin-token/BOTFLEET_ADMIN_TOKEN), else the "
+        "admin token in the server's state folder. "
         "Exit status: 0 ok, 1 error, 2 usage, 3 some waited-for jobs did not succeed.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_job_commands(subparsers, [common])
     add_bot_commands(subparsers, [common])
+    add_token_commands(subparsers, [common])
 
     demo = subparsers.add_parser(
         "demo",

@@ -166,6 +166,8 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         rows.append(("timeout", f"{job.timeout_s:g} s"))
     if job.idempotency_key:
         rows.append(("idempotency key", job.idempotency_key))
+    if job.submitted_by:
+        rows.append(("submitted by", job.submitted_by))
     if job.metadata:
         rows.append(("metadata", compact_json(job.metadata)))
     for label, value in rows:

@@ -1,7 +1,9 @@
-"""Where the operator commands find the coordinator and the admin token.
+"""Where the operator commands find the coordinator and the token.
 
 Order, first found wins: the flag, the environment variable, then (for the
-token) the file the coordinator wrote into its state folder on first start.
+token) the admin token the coordinator wrote into its state folder on first start.
+Any role token works (`--token`/`BOTFLEET_TOKEN`); `--admin-token`/
+`BOTFLEET_ADMIN_TOKEN` are the older names, still read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from botfleet.tls import TlsFileError, client_context
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_STATE_DIR = ".state"
 ENV_SERVER = "BOTFLEET_SERVER"
+ENV_TOKEN = "BOTFLEET_TOKEN"
 ENV_ADMIN_TOKEN = "BOTFLEET_ADMIN_TOKEN"
 ENV_STATE_DIR = "BOTFLEET_STATE_DIR"
 ADMIN_TOKEN_FILE = "admin_token"
@@ -68,10 +71,12 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"coordinator base URL (env {ENV_SERVER}, default {DEFAULT_SERVER})",
     )
     group.add_argument(
-        "--admin-token",
+        "--token",
         metavar="TOKEN",
-        help=f"admin token (env {ENV_ADMIN_TOKEN}, default: read from the state folder)",
+        help=f"a role token (env {ENV_TOKEN}; else --admin-token/{ENV_ADMIN_TOKEN}; "
+        "default: the admin token in the state folder)",
     )
+    group.add_argument("--admin-token", metavar="TOKEN", help="the older name of --token")
     group.add_argument(
         "--state-dir",
         metavar="DIR",
@@ -114,7 +119,12 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Cl
     server = normalize_server(args.server or environ.get(ENV_SERVER) or DEFAULT_SERVER)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    token = args.admin_token or environ.get(ENV_ADMIN_TOKEN)
+    token = (
+        getattr(args, "token", None)
+        or args.admin_token
+        or environ.get(ENV_TOKEN)
+        or environ.get(ENV_ADMIN_TOKEN)
+    )
     if not token:
         state_dir = Path(args.state_dir or environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
         token = read_admin_token(state_dir)
@@ -141,7 +151,7 @@ def read_admin_token(state_dir: Path) -> str:
         token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise UsageError(
-            f"no admin token: pass --admin-token or set {ENV_ADMIN_TOKEN}, or run where "
+            f"no admin token: pass --token (any role's) or set {ENV_TOKEN}, or run where "
             f"`botfleet server` keeps its state ({path} does not exist; see --state-dir)"
         ) from None
     except OSError as exc:

@@ -266,6 +266,31 @@ class AsyncClient:
         """Whether the coordinator answers `GET /readyz` (it reaches its store)."""
         return await self._http.ready()
 
+    # ------------------------------------------------------------ tokens
+
+    async def whoami(self) -> m.WhoAmI:
+        """The name and role of this client's token."""
+        return await self._http.call("GET", "/v1/whoami", m.WhoAmI)
+
+    async def create_token(
+        self, name: str, role: m.Role, *, expires_in_s: int | None = None
+    ) -> m.CreatedToken:
+        """A new role token (admin): its secret is in `.token`, shown this once."""
+        request = m.CreateTokenRequest(name=name, role=role, expires_in_s=expires_in_s)
+        # Not resent after a lost answer: the secret of a token made then would be lost.
+        return await self._http.call(
+            "POST", "/v1/tokens", m.CreatedToken, body=request, idempotent=False
+        )
+
+    async def tokens(self) -> list[m.TokenView]:
+        """The role tokens not revoked (admin); never their secrets."""
+        return (await self._http.call("GET", "/v1/tokens", m.TokenList)).tokens
+
+    async def revoke_token(self, token_id: str) -> m.TokenView:
+        """Revoke a token by its id (admin): its next call is refused."""
+        path = f"/v1/tokens/{_segment(token_id)}"
+        return await self._http.call("DELETE", path, m.TokenView)
+
 
 def _assign(paused: bool) -> m.PatchBotRequest:
     return m.PatchBotRequest(assignment=m.AssignmentPatch(paused=paused))

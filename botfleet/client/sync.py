@@ -232,3 +232,17 @@ class Client:
 
     def ready(self) -> bool:
         return self._loop.run(self._async.ready())
+
+    def whoami(self) -> m.WhoAmI:
+        return self._loop.run(self._async.whoami())
+
+    def create_token(
+        self, name: str, role: m.Role, *, expires_in_s: int | None = None
+    ) -> m.CreatedToken:
+        return self._loop.run(self._async.create_token(name, role, expires_in_s=expires_in_s))
+
+    def tokens(self) -> list[m.TokenView]:
+        return self._loop.run(self._async.tokens())
+
+    def revoke_token(self, token_id: str) -> m.TokenView:
+        return self._loop.run(self._async.revoke_token(token_id))

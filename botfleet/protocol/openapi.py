@@ -16,7 +16,7 @@ class Route:
     method: str
     path: str
     summary: str
-    auth: str | None  # "admin", "enroll", "bot" or None
+    auth: str | None  # "admin", "enroll", "bot", "token" (any role token) or None
     request: type | None
     response: type | None
     status: int = 200
@@ -139,6 +139,25 @@ ROUTES: tuple[Route, ...] = (
         m.BotView,
     ),
     Route("get", "/v1/stats", "Counts and throughput", "admin", None, m.Stats),
+    Route("get", "/v1/whoami", "The calling token's name and role", "token", None, m.WhoAmI),
+    Route(
+        "post",
+        "/v1/tokens",
+        "Create a role token (its secret is shown once)",
+        "admin",
+        m.CreateTokenRequest,
+        m.CreatedToken,
+        201,
+    ),
+    Route("get", "/v1/tokens", "List the tokens not revoked", "admin", None, m.TokenList),
+    Route(
+        "delete",
+        "/v1/tokens/{token_id}",
+        "Revoke a token: its next call is refused",
+        "admin",
+        None,
+        m.TokenView,
+    ),
     Route("get", "/healthz", "Process alive", None, None, m.Health),
     Route("get", "/readyz", "Store reachable", None, None, m.Health),
 )
@@ -152,7 +171,12 @@ _ERROR_STATUSES = {
     "413": "Body too large",
 }
 
-_SECURITY = {"admin": "adminToken", "enroll": "enrollToken", "bot": "botToken"}
+_SECURITY = {
+    "admin": "adminToken",
+    "enroll": "enrollToken",
+    "bot": "botToken",
+    "token": "roleToken",
+}
 
 
 def _ref(kind: type) -> dict[str, str]:

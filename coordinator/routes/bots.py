@@ -1,4 +1,4 @@
-"""A bot's own life: register (enrollment token), heartbeat and deregister (its bot token)."""
+"""A bot's own life: register (an enrollment token), heartbeat and deregister (its bot token)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from botfleet.clock import to_rfc3339
 from botfleet.protocol import messages as m
 from coordinator.auth import BotIdentity, bot_token, new_bot_secret
 from coordinator.context import context
-from coordinator.errors import Conflict, InvalidBody, NotFound
+from coordinator.errors import Conflict, Forbidden, InvalidBody, NotFound
+from coordinator.gate import caller
 from coordinator.routes.common import read_body, respond
 from coordinator.store.base import HeartbeatInput, Registration
 from coordinator.views import assignment, bot_config
@@ -30,7 +31,6 @@ def setup(router: web.UrlDispatcher) -> None:
 
 async def register(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_enrollment(request)
     body = await read_body(request, m.RegisterRequest)
     _check_constraints(body.constraints)
     now = ctx.clock.now()
@@ -116,6 +116,8 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def deregister(request: web.Request) -> web.Response:
     ctx = context(request)
     bot_id = request.match_info["bot_id"]
+    if caller(request) is not None:  # an operator's token: forgetting a bot is not offered
+        raise Forbidden(f"deregistering bot {bot_id} needs its own token (from register)")
     identity = await ctx.auth.require_bot(request, bot_id)
     # Some HTTP clients cannot send a body with DELETE: then the token's instance is meant.
     if request.can_read_body:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
@@ -38,6 +39,7 @@ from coordinator.store.records import (
 from coordinator.store.retention import Retention, SweepOutcome
 
 __all__ = [
+    "ApiTokenRecord",
     "AssignmentRecord",
     "AttemptRecord",
     "BotRecord",
@@ -49,6 +51,7 @@ __all__ = [
     "HeartbeatOutcome",
     "JobQuery",
     "JobRecord",
+    "NewApiToken",
     "NewJob",
     "ProgressInput",
     "RegisterOutcome",
@@ -231,6 +234,28 @@ class Store(Protocol):
         Lets a claim that probably finds nothing skip its write transaction: the
         answer is the one `claim_jobs` would give when no job is due and the claim is
         no repeat (an empty list, or None for an unknown or offline bot)."""
+        ...
+
+    # ---- role tokens
+    async def create_api_token(self, token: NewApiToken) -> ApiTokenRecord | None:
+        """None when a live token already has this name (the name is free again once
+        that one is revoked)."""
+        ...
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        """The token, revoked or expired ones included (the caller says which)."""
+        ...
+
+    async def list_api_tokens(self) -> list[ApiTokenRecord]:
+        """The tokens not revoked, oldest first."""
+        ...
+
+    async def revoke_api_token(self, token_id: str) -> ApiTokenRecord | None:
+        """Revoked from now on; None when unknown or revoked already."""
+        ...
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        """last_used_at = now, only when it is older than `stale_before` (or unset)."""
         ...
 
     # ---- reaper

@@ -35,6 +35,7 @@ class NewJob:
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None  # still queued then: cancelled as expired
+    submitted_by: str | None = None  # the name of the token that submitted it
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class JobRecord:
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
+    submitted_by: str | None = None  # None for jobs older than role tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +237,10 @@ class ProgressInput:
 
 @dataclass(frozen=True, slots=True)
 class JobQuery:
-    """A page of `list_jobs`: newest first, filtered by state and operation."""
+    """A page of `list_jobs`: newest first, filtered by state, operation and submitter."""
 
     state: str | None = None
     op: str | None = None
     limit: int = 100
     cursor: str | None = None  # opaque, from the previous page
+    submitted_by: str | None = None  # only the jobs this token name submitted

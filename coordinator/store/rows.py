@@ -65,6 +65,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         idempotency_key=row["idempotency_key"],
         metadata=json(row["metadata"]),
         expires_at=None if expires is None else moment(expires),
+        submitted_by=row["submitted_by"],
     )
 
 

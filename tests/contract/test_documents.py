@@ -84,6 +84,14 @@ CALLS: tuple[Call, ...] = (
     Call("patch", "/v1/bots/{bot_id}", 200, "patch_bot_follow_bot", m.PatchBotRequest,
          "patch_bot", m.BotView),
     Call("get", "/v1/stats", 200, None, None, "stats", m.Stats),
+    Call("get", "/v1/whoami", 200, None, None, "whoami", m.WhoAmI),
+    # Role tokens.
+    Call("post", "/v1/tokens", 201, "create_token", m.CreateTokenRequest,
+         "create_token", m.CreatedToken),
+    Call("post", "/v1/tokens", 201, "create_token_no_expiry", m.CreateTokenRequest,
+         "create_token_no_expiry", m.CreatedToken),
+    Call("get", "/v1/tokens", 200, None, None, "list_tokens", m.TokenList),
+    Call("delete", "/v1/tokens/{token_id}", 200, None, None, "revoke_token", m.TokenView),
     Call("get", "/healthz", 200, None, None, "healthz", m.Health),
     Call("get", "/readyz", 200, None, None, "readyz", m.Health),
 )  # fmt: skip

@@ -31,8 +31,10 @@ import coordinator.store.postgres.reads as reads
 import coordinator.store.postgres.reports as reports
 import coordinator.store.postgres.retention as retention
 import coordinator.store.postgres.schema as postgres_schema
+import coordinator.store.postgres.tokens as tokens
 import coordinator.store.records as records
 from botfleet.clock import Clock
+from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import tell_listener
 from coordinator.store.postgres.connection import (
@@ -210,6 +212,23 @@ class PostgresStore:
         self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
     ) -> records.ClaimOutlook:
         return await self._read(lambda tx: reads.claim_outlook(tx, bot_id, operations, claim_id))
+
+    # ------------------------------------------------------------------ role tokens
+
+    async def create_api_token(self, token: NewApiToken) -> ApiTokenRecord | None:
+        return await self._write(lambda tx: tokens.create_api_token(tx, token))
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        return await self._read(lambda tx: reads.api_token_by_hash(tx, token_hash))
+
+    async def list_api_tokens(self) -> list[ApiTokenRecord]:
+        return await self._read(reads.list_api_tokens)
+
+    async def revoke_api_token(self, token_id: str) -> ApiTokenRecord | None:
+        return await self._write(lambda tx: tokens.revoke_api_token(tx, token_id))
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        await self._write(lambda tx: tokens.touch_api_token(tx, token_id, stale_before))
 
     # ------------------------------------------------------------------ reaper
 

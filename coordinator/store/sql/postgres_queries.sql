@@ -219,13 +219,14 @@ FOR NO KEY UPDATE;
 -- name: insert_jobs
 -- $1 now, then one array per column; an idempotency_key seen before inserts nothing.
 INSERT INTO jobs (id, op, payload, state, priority, max_attempts, created_at, run_at,
-                  timeout_s, idempotency_key, metadata, expires_at)
+                  timeout_s, idempotency_key, metadata, expires_at, submitted_by)
 SELECT u.id, u.op, u.payload, 'queued', u.priority, u.max_attempts, $1, u.run_at,
-       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at
+       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at, u.submitted_by
 FROM unnest($2::text[], $3::text[], $4::json[], $5::integer[], $6::integer[],
-            $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[])
+            $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[],
+            $12::text[])
      WITH ORDINALITY AS u(id, op, payload, priority, max_attempts, run_at, timeout_s,
-                          idempotency_key, metadata, expires_at, ord)
+                          idempotency_key, metadata, expires_at, submitted_by, ord)
 ORDER BY u.ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
@@ -342,6 +343,16 @@ SELECT * FROM jobs WHERE id = $1;
 -- Newest first; $3 is the seq of the last job of the previous page.
 SELECT * FROM jobs
 WHERE ($1::text IS NULL OR state = $1::text)
+  AND ($2::text IS NULL OR op = $2::text)
+  AND ($3::bigint IS NULL OR seq < $3::bigint)
+ORDER BY seq DESC
+LIMIT $4;
+
+-- name: list_jobs_of_submitter
+-- A producer's jobs only ($5), from its own stretch of jobs_submitted_by_seq.
+SELECT * FROM jobs
+WHERE submitted_by = $5::text
+  AND ($1::text IS NULL OR state = $1::text)
   AND ($2::text IS NULL OR op = $2::text)
   AND ($3::bigint IS NULL OR seq < $3::bigint)
 ORDER BY seq DESC
@@ -503,3 +514,31 @@ WITH due AS (
     RETURNING b.id
 )
 SELECT count(*) FROM forgotten;
+
+-- ---------------------------------------------------------------- role tokens
+
+-- name: insert_api_token
+-- $1 id, $2 name, $3 role, $4 token hash, $5 now, $6 expires_at. A live token of the
+-- same name (api_tokens_live_name) inserts nothing and returns no row.
+INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: api_token_by_hash
+SELECT * FROM api_tokens WHERE token_hash = $1;
+
+-- name: list_api_tokens
+-- Live tokens (expired ones included: they are listed until revoked), oldest first.
+SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY created_at, id;
+
+-- name: revoke_api_token
+-- $1 id, $2 now.
+UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
+RETURNING *;
+
+-- name: touch_api_token
+-- $1 id, $2 now, $3 stale_before: last_used_at moves only when older than that, so a
+-- token in steady use costs one write a minute, not one per call.
+UPDATE api_tokens SET last_used_at = $2
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3);

@@ -302,10 +302,10 @@ RETURNING id, op, attempt
 -- caller then reads the first job.
 INSERT INTO jobs (
     id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
-    idempotency_key, metadata, expires_at
+    idempotency_key, metadata, expires_at, submitted_by
 ) VALUES (
     :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
-    :idempotency_key, :metadata, :expires_at
+    :idempotency_key, :metadata, :expires_at, :submitted_by
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
@@ -475,6 +475,13 @@ WHERE op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
 SELECT * FROM jobs INDEXED BY jobs_state_seq
 WHERE state = :state AND op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
 
+-- name: list_jobs_of_submitter
+-- A producer's jobs only, from its own stretch of the index; state and op filter those.
+SELECT * FROM jobs INDEXED BY jobs_submitted_by_seq
+WHERE submitted_by = :submitted_by AND seq < :before
+  AND (:state IS NULL OR state = :state) AND (:op IS NULL OR op = :op)
+ORDER BY seq DESC LIMIT :limit
+
 -- name: count_jobs
 -- Kept by the triggers on jobs (see the migration).
 SELECT op, state, n FROM job_counts WHERE n > 0
@@ -529,3 +536,29 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING id
+
+-- ---------------------------------------------------------------- role tokens
+
+-- name: insert_api_token
+-- A live token of the same name (api_tokens_live_name) inserts nothing and returns no row.
+INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at)
+VALUES (:id, :name, :role, :token_hash, :now, :expires_at)
+ON CONFLICT DO NOTHING
+RETURNING *
+
+-- name: api_token_by_hash
+SELECT * FROM api_tokens WHERE token_hash = :token_hash
+
+-- name: list_api_tokens
+-- Live tokens (expired ones included: they are listed until revoked), oldest first.
+SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY created_at, id
+
+-- name: revoke_api_token
+UPDATE api_tokens SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL
+RETURNING *
+
+-- name: touch_api_token
+-- last_used_at moves only when older than :stale_before: a token in steady use costs
+-- one write a minute, not one per call.
+UPDATE api_tokens SET last_used_at = :now
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale_before)

@@ -44,6 +44,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             "idempotency_key": clean_text(job.idempotency_key),
             "metadata": dump_json(job.metadata),
             "expires_at": maybe_to_us(job.expires_at),
+            "submitted_by": job.submitted_by,
         }
         for job in jobs
     ]
@@ -83,6 +84,7 @@ def _new_record(job: NewJob, row: dict[str, Any]) -> JobRecord:
         idempotency_key=job.idempotency_key,
         metadata=job.metadata,
         expires_at=maybe_from_us(row["expires_at"]),
+        submitted_by=job.submitted_by,
     )
 
 

@@ -30,7 +30,9 @@ import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.reads as reads
 import coordinator.store.sqlite.reports as reports
 import coordinator.store.sqlite.retention as retention
+import coordinator.store.sqlite.tokens as tokens
 from botfleet.clock import Clock
+from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
 from coordinator.store.retention import Retention, SweepOutcome
@@ -240,6 +242,23 @@ class SQLiteStore:
     ) -> records.ClaimOutlook:
         tx = self._open()
         return await tx.point_read(lambda t: reads.claim_outlook(t, bot_id, operations, claim_id))
+
+    # ---------------------------------------------------------------- role tokens
+
+    async def create_api_token(self, token: NewApiToken) -> ApiTokenRecord | None:
+        return await self._open().write(lambda tx: tokens.create_api_token(tx, token))
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        return await self._open().point_read(lambda tx: reads.api_token_by_hash(tx, token_hash))
+
+    async def list_api_tokens(self) -> list[ApiTokenRecord]:
+        return await self._open().read(reads.list_api_tokens)
+
+    async def revoke_api_token(self, token_id: str) -> ApiTokenRecord | None:
+        return await self._open().write(lambda tx: tokens.revoke_api_token(tx, token_id))
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        await self._open().write(lambda tx: tokens.touch_api_token(tx, token_id, stale_before))
 
     # ---------------------------------------------------------------- reaper
 

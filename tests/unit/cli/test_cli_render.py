@@ -92,6 +92,8 @@ def test_job_detail() -> None:
     assert '{"a":1,"b":2}' in text
     assert "finished" in text
     assert "30s ago" in text
+    assert "submitted by" not in text
+    assert "submitted by  ci" in _text(job_detail(_job(submitted_by="ci"), NOW))
 
 
 def test_attempts_are_the_used_ones_of_max() -> None:

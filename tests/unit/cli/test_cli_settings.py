@@ -1,4 +1,4 @@
-"""Where operator commands find the coordinator and the admin token."""
+"""Where operator commands find the coordinator and the token."""
 
 from __future__ import annotations
 
@@ -65,6 +65,23 @@ def test_tls_flags_and_variables_are_checked_and_named(tmp_path: Path) -> None:
         resolve_settings(_args("--client-key", str(tmp_path / "me.pem")), env)
 
 
+def test_any_role_token_by_flag_or_environment_first(tmp_path: Path) -> None:
+    (tmp_path / "admin_token").write_text("from-file\n", encoding="utf-8")
+    folder = ("--state-dir", str(tmp_path))
+    both = {"BOTFLEET_TOKEN": "env-new", "BOTFLEET_ADMIN_TOKEN": "env-old"}
+    assert (
+        resolve_settings(_args(*folder, "--token", "t", "--admin-token", "a"), both).admin_token
+        == "t"
+    )
+    assert resolve_settings(_args(*folder, "--admin-token", "a"), both).admin_token == "a"
+    assert resolve_settings(_args(*folder), both).admin_token == "env-new"
+    assert (
+        resolve_settings(_args(*folder), {"BOTFLEET_ADMIN_TOKEN": "env-old"}).admin_token
+        == "env-old"
+    )
+    assert resolve_settings(_args(*folder), {}).admin_token == "from-file"
+
+
 def test_token_from_the_state_folder(tmp_path: Path) -> None:
     (tmp_path / "admin_token").write_text("from-file\n", encoding="utf-8")
     assert resolve_settings(_args("--state-dir", str(tmp_path)), {}).admin_token == "from-file"
@@ -73,7 +90,7 @@ def test_token_from_the_state_folder(tmp_path: Path) -> None:
 
 
 def test_missing_or_empty_token_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="--admin-token or set BOTFLEET_ADMIN_TOKEN"):
+    with pytest.raises(UsageError, match=r"pass --token .* or set BOTFLEET_TOKEN"):
         resolve_settings(_args("--state-dir", str(tmp_path)), {})
     (tmp_path / "admin_token").write_text("\n", encoding="utf-8")
     with pytest.raises(UsageError, match="empty"):
