@@ -16,7 +16,7 @@ class Route:
     method: str
     path: str
     summary: str
-    auth: str | None  # "admin", "enroll", "bot" or None
+    auth: str | None  # "admin", "enroll", "bot", alternatives as "bot or admin", or None
     request: type | None
     response: type | None
     status: int = 200
@@ -44,8 +44,8 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "delete",
         "/v1/bots/{bot_id}",
-        "Deregister at the end of a drain",
-        "bot",
+        "Deregister at the end of a drain (bot token); forget an offline bot (admin token)",
+        "bot or admin",
         m.DeregisterRequest,
         m.ReportAccepted,
     ),
@@ -138,6 +138,22 @@ ROUTES: tuple[Route, ...] = (
         m.PatchBotRequest,
         m.BotView,
     ),
+    Route(
+        "post",
+        "/v1/bots/{bot_id}/revoke",
+        "Revoke a bot: its token dies, its jobs are queued again, its bot_key is refused",
+        "admin",
+        None,
+        m.BotView,
+    ),
+    Route(
+        "post",
+        "/v1/bots/{bot_id}/allow",
+        "Lift a bot's revocation: its bot_key may register again",
+        "admin",
+        None,
+        m.BotView,
+    ),
     Route("get", "/v1/stats", "Counts and throughput", "admin", None, m.Stats),
     Route("get", "/healthz", "Process alive", None, None, m.Health),
     Route("get", "/readyz", "Store reachable", None, None, m.Health),
@@ -190,7 +206,7 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     operation["responses"] = responses
     if route.auth is not None:
-        operation["security"] = [{_SECURITY[route.auth]: []}]
+        operation["security"] = [{_SECURITY[name]: []} for name in route.auth.split(" or ")]
     return operation
 
 

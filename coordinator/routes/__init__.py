@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coordinator.routes import admin, bots, health, jobs, work
+from coordinator.routes import admin, bots, health, jobs, revocation, work
 
 
 def setup_routes(router: web.UrlDispatcher) -> None:
@@ -13,4 +13,5 @@ def setup_routes(router: web.UrlDispatcher) -> None:
     jobs.setup(router)
     bots.setup(router)
     admin.setup(router)
+    revocation.setup(router)
     health.setup(router)

@@ -52,6 +52,7 @@ async def test_a_valid_token_of_another_kind_is_403(api: Api, bot: Bot, route: R
         "admin": [ENROLL, bot.headers],
         "enroll": [ADMIN, bot.headers],
         "bot": [ADMIN, ENROLL],
+        "bot or admin": [ENROLL],
     }[str(route.auth)]
     for headers in others:
         status, data = await _call(api, route, headers, bot)

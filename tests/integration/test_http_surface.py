@@ -41,7 +41,13 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
     bot = scene.bot
     job_id = scene.cancelled if route.path.endswith("/retry") else scene.running
     path = route.path.replace("{bot_id}", bot.id).replace("{job_id}", job_id)
-    headers = {"admin": ADMIN, "enroll": ENROLL, "bot": bot.headers, None: {}}[route.auth]
+    headers = {
+        "admin": ADMIN,
+        "enroll": ENROLL,
+        "bot": bot.headers,
+        "bot or admin": bot.headers,  # deregister; forgetting is in test_http_revocation
+        None: {},
+    }[route.auth]
     instance = {"instance_id": bot.instance_id}
     bodies: dict[str, Any] = {
         "RegisterRequest": {
