@@ -6,7 +6,14 @@ so an operator reading only the last line of the log knows what to fix.
 
 from __future__ import annotations
 
-from bot.errors import BotError, CoordinatorError, SettingsError, UnsafeError
+from bot.errors import (
+    BotError,
+    BotRevokedError,
+    CoordinatorError,
+    RevokedHalt,
+    SettingsError,
+    UnsafeError,
+)
 from bot.settings import Settings
 
 
@@ -39,10 +46,20 @@ def identity(settings: Settings, error: BotError) -> UnsafeError:
 
 
 def refused(settings: Settings, error: CoordinatorError) -> UnsafeError:
+    if isinstance(error, BotRevokedError):
+        return revoked(error)
     return UnsafeError(
         f"registration refused: {error}",
         f"Check BOT_ENROLL_TOKEN and SERVER_BASE ({', '.join(settings.server_bases)}; it ends "
         "in /v1), then start the bot again",
+    )
+
+
+def revoked(error: BotRevokedError) -> RevokedHalt:
+    return RevokedHalt(
+        f"this bot is revoked: {error}",
+        "It stays stopped (exit 5: its supervisor should not restart it); start it again "
+        "once an operator has allowed it",
     )
 
 
