@@ -160,9 +160,11 @@ def test_no_secret_is_written_to_any_log(fleet: Fleet) -> None:
     # The search reads the right text: the public half of each bot token, its bot id, is
     # in the bots' logs.
     everything = "\n".join(written.values())
-    assert all(token.rpartition(".")[0] in everything for token in fleet.proxy.tokens - {
-        fleet.coordinator.admin_token, fleet.coordinator.enroll_token
-    })  # fmt: skip
+    bot_tokens = fleet.proxy.tokens - {
+        fleet.coordinator.admin_token,
+        fleet.coordinator.enroll_token,
+    }
+    assert all(token.rpartition(".")[0] in everything for token in bot_tokens)
     leaks = [
         f"{what} in {where}"
         for what, secret in found.items()
