@@ -31,7 +31,8 @@ from tests.support.processes import (
 pytestmark = pytest.mark.e2e
 
 DEADLINE_S = 60.0
-TIMING = ["--bot-lease-ttl", "6", "--heartbeat-interval", "1", "--reaper-interval", "0.25"]
+# A long bot lease: however loaded the machine, "doomed" registers once before the revocation.
+TIMING = ["--bot-lease-ttl", "30", "--heartbeat-interval", "1", "--reaper-interval", "0.25"]
 PLUGIN = """
 import asyncio
 import os
