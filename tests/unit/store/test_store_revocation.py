@@ -3,6 +3,9 @@ clock; two stores on one database stand for two coordinator processes."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from botfleet.clock import FakeClock
@@ -14,6 +17,7 @@ from coordinator.store.base import (
     Retention,
     Store,
 )
+from coordinator.store.sqlite import SQLiteStore
 from tests.support.backends import StoreFactory
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
@@ -184,3 +188,16 @@ async def test_retention_keeps_revoked_bots(store: Store, clock: FakeClock) -> N
     assert await store.get_bot(offline.id) is None
     kept = await store.get_bot(revoked.id)
     assert kept is not None and kept.revoked_at is not None
+
+
+async def test_forget_refuses_an_offline_bot_that_still_holds_jobs(
+    sqlite_store: SQLiteStore, db_path: Path, clock: FakeClock
+) -> None:
+    """Every write that takes a bot offline gives its jobs back in the same transaction;
+    should a database break that, forgetting the bot is refused rather than strand them."""
+    bot = await register(sqlite_store, clock)
+    await submit(sqlite_store, clock)
+    await claim_ids(sqlite_store, bot.id)
+    with sqlite3.connect(db_path) as other:
+        other.execute("UPDATE bots SET online = 0 WHERE id = ?", (bot.id,))
+    assert await sqlite_store.forget_bot(bot.id) is ForgetOutcome.RUNNING
