@@ -4,7 +4,9 @@ The bot "doomed" runs two jobs that would take an hour on it (a plugin naps long
 on that bot). `botfleet bots revoke ID` cuts it off: it halts with one line and exit 5,
 without registering in a loop, and its jobs, queued again without using an attempt (each
 allows one), finish on the bot "spare". Once allowed, "doomed" registers again as the
-same bot. A bot that left is forgotten with `botfleet bots forget ID`.
+same bot. A bot that left is forgotten with `botfleet bots forget ID`. With two
+coordinators on one PostgreSQL, a revocation made through one cuts off a bot working
+through the other at once, although that one has the bot's token in its cache.
 """
 
 from __future__ import annotations
@@ -141,3 +143,35 @@ def test_a_revoked_bot_stops_and_its_jobs_finish_elsewhere_without_using_an_atte
     assert "forgotten" in fleet.botfleet("bots", "forget", spare_id)
     assert fleet.bot_view("spare") == {}
     assert fleet.job(ids[0])["bot_id"] == spare_id
+
+
+@pytest.mark.postgres
+def test_a_revocation_through_one_coordinator_stops_a_bot_of_the_other(
+    tmp_path: Path, pg_database: str
+) -> None:
+    here = start_coordinator(tmp_path, "coordinator-1", db_url=pg_database, extra_args=TIMING)
+    there = start_coordinator(tmp_path, "coordinator-2", db_url=pg_database, extra_args=TIMING)
+    fleet = Fleet(tmp_path, here)
+    try:
+        with logs_on_failure(lambda: [*fleet.processes(), there.process]):
+            doomed = fleet.start_bot("doomed")
+            wait_until(
+                lambda: fleet.bot_view("doomed").get("state") == "online", DEADLINE_S, "online"
+            )
+            bot_id = fleet.bot_view("doomed")["id"]
+            job = {"op": "nap", "payload": {"slow_on": "doomed"}, "max_attempts": 1}
+            job_id = fleet.admin("POST", "/jobs", job)["id"]
+            wait_until(lambda: fleet.job(job_id)["state"] == "running", DEADLINE_S, "running")
+
+            there.botfleet("bots", "revoke", bot_id, timeout_s=DEADLINE_S)
+
+            assert doomed.wait(DEADLINE_S) == EXIT_REVOKED
+            assert "SAFE_HALT: this bot is revoked" in doomed.log()
+            view = fleet.job(job_id)
+            assert (view["state"], view["attempts_used"]) == ("queued", 0)
+            assert fleet.bot_view("doomed")["revoked_at"] is not None
+    finally:
+        for bot in fleet.bots:
+            bot.stop()
+        here.process.stop()
+        there.process.stop()
