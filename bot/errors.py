@@ -47,6 +47,15 @@ class UnsafeError(BotError):
         self.todo = todo
 
 
+class RevokedHalt(UnsafeError):
+    """An operator revoked this bot: it must not work again until an operator allows it.
+
+    The bot ends in SAFE_HALT as for any halt, but says no goodbye (its token is dead)
+    and exits 5, which a supervisor can be told not to restart (systemd:
+    `RestartPreventExitStatus=5`): starting it again would only be refused again.
+    """
+
+
 class PluginError(BotError):
     """A plugin could not run the job.
 
@@ -135,6 +144,11 @@ class AuthError(HttpError):
 
 class ForbiddenError(HttpError):
     """The token is valid but not allowed to do this (403)."""
+
+
+class BotRevokedError(ForbiddenError):
+    """An operator revoked this bot: the coordinator refuses its bot_key at registration
+    (403 `bot_revoked`)."""
 
 
 class NotFoundError(HttpError):

@@ -289,6 +289,8 @@ class Authenticator:
         bot = await self._store.get_bot(bot_id)
         if bot is None or not _same(hash_token(secret), bot.token_hash):
             return None
+        if bot.revoked_at is not None:  # see routes.revocation
+            raise Unauthorized(f"bot {bot.id} is revoked", code="bot_revoked")
         identity = BotIdentity(bot.id, bot.instance_id, bot.token_expires_at)
         self._cache.put(token_hash, identity)
         return identity

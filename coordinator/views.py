@@ -121,6 +121,7 @@ def bot_view(bot: BotRecord) -> m.BotView:
             if metrics
             else None
         ),
+        revoked_at=_time(bot.revoked_at),
     )
 
 

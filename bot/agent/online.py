@@ -16,9 +16,9 @@ from bot.agent.lifecycle import ONLINE_STATES, Lifecycle, online_state
 from bot.agent.quarantine import Quarantine
 from bot.agent.registration import Registrar, Registration
 from bot.agent.shutdown import (
-    EXIT_SAFE_HALT,
     end_before_online,
     ending_for,
+    halt_code,
     shut_down,
     stopped_before_registering,
 )
@@ -126,7 +126,7 @@ class Online:
             registered = await self.registration.first()
         except CoordinatorError as exc:
             refused = hints.cannot_go_on(self.settings, exc)
-            return end_before_online(self.lifecycle, stops, EXIT_SAFE_HALT, refused)
+            return end_before_online(self.lifecycle, stops, halt_code(refused), refused)
         if not registered:
             return stopped_before_registering(self.lifecycle, stops)
         if stops.unsafe is None:

@@ -20,6 +20,7 @@ import aiohttp
 
 from bot.errors import (
     AuthError,
+    BotRevokedError,
     ConflictError,
     ForbiddenError,
     HttpError,
@@ -212,6 +213,8 @@ class HttpApi:
             return TooLargeError(
                 status, message, code=code, limit_bytes=int(limit[1]) if limit else None
             )
+        if status == 403 and code == "bot_revoked":
+            return BotRevokedError(status, message, code=code)
         kind: type[HttpError] = _BY_STATUS.get(status) or (
             ServerError if status >= 500 else RejectedError
         )

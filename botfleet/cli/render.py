@@ -195,6 +195,8 @@ def assignment_text(assignment: m.Assignment) -> str:
 
 
 def bot_state(bot: m.BotView) -> Text:
+    if bot.revoked_at is not None:
+        return Text("revoked", style="bold red")
     text = state_text(bot.state)
     if bot.lifecycle and bot.lifecycle != bot.state:
         text.append(f" ({bot.lifecycle})", style="dim")

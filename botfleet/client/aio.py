@@ -259,6 +259,23 @@ class AsyncClient:
     async def release(self, bot_id: str) -> m.BotView:
         return await self.update_bot(bot_id, m.PatchBotRequest(command="release"))
 
+    async def revoke_bot(self, bot_id: str) -> m.BotView:
+        """Cut a bot off at once: its token stops working, its jobs are queued again
+        without using an attempt, and its bot_key cannot register until `allow_bot`."""
+        path = f"/v1/bots/{_segment(bot_id)}/revoke"
+        return await self._http.call("POST", path, m.BotView)
+
+    async def allow_bot(self, bot_id: str) -> m.BotView:
+        """Lift a revocation: the bot may register again (for a new token)."""
+        path = f"/v1/bots/{_segment(bot_id)}/allow"
+        return await self._http.call("POST", path, m.BotView)
+
+    async def forget_bot(self, bot_id: str) -> None:
+        """Forget an offline bot; its jobs keep its id. `Conflict` while it is online,
+        holds jobs, or is revoked."""
+        path = f"/v1/bots/{_segment(bot_id)}"
+        await self._http.call("DELETE", path, m.ReportAccepted, idempotent=False)
+
     async def stats(self) -> m.Stats:
         return await self._http.call("GET", "/v1/stats", m.Stats)
 

@@ -227,6 +227,15 @@ class Client:
     def release(self, bot_id: str) -> m.BotView:
         return self._loop.run(self._async.release(bot_id))
 
+    def revoke_bot(self, bot_id: str) -> m.BotView:
+        return self._loop.run(self._async.revoke_bot(bot_id))
+
+    def allow_bot(self, bot_id: str) -> m.BotView:
+        return self._loop.run(self._async.allow_bot(bot_id))
+
+    def forget_bot(self, bot_id: str) -> None:
+        self._loop.run(self._async.forget_bot(bot_id))
+
     def stats(self) -> m.Stats:
         return self._loop.run(self._async.stats())
 

@@ -320,6 +320,9 @@ class BotView(Struct, kw_only=True):
     lease_until: Timestamp | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     metrics: BotMetrics | None = None
+    # Set while an operator's revocation is in force: the bot is offline, its token is
+    # refused and its bot_key may not register until `POST /v1/bots/{id}/allow`.
+    revoked_at: Timestamp | None = None
 
 
 class BotList(Struct, kw_only=True):

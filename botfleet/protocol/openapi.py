@@ -16,7 +16,8 @@ class Route:
     method: str
     path: str
     summary: str
-    auth: str | None  # "admin", "enroll", "bot", "token" (any role token) or None
+    auth: str | None  # "admin", "enroll", "bot", "token" (any role token),
+    # alternatives as "bot or admin", or None
     request: type | None
     response: type | None
     status: int = 200
@@ -44,8 +45,8 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "delete",
         "/v1/bots/{bot_id}",
-        "Deregister at the end of a drain",
-        "bot",
+        "Deregister at the end of a drain (bot token); forget an offline bot (admin token)",
+        "bot or admin",
         m.DeregisterRequest,
         m.ReportAccepted,
     ),
@@ -138,6 +139,22 @@ ROUTES: tuple[Route, ...] = (
         m.PatchBotRequest,
         m.BotView,
     ),
+    Route(
+        "post",
+        "/v1/bots/{bot_id}/revoke",
+        "Revoke a bot: its token dies, its jobs are queued again, its bot_key is refused",
+        "admin",
+        None,
+        m.BotView,
+    ),
+    Route(
+        "post",
+        "/v1/bots/{bot_id}/allow",
+        "Lift a bot's revocation: its bot_key may register again",
+        "admin",
+        None,
+        m.BotView,
+    ),
     Route("get", "/v1/stats", "Counts and throughput", "admin", None, m.Stats),
     Route("get", "/v1/whoami", "The calling token's name and role", "token", None, m.WhoAmI),
     Route(
@@ -214,7 +231,7 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     operation["responses"] = responses
     if route.auth is not None:
-        operation["security"] = [{_SECURITY[route.auth]: []}]
+        operation["security"] = [{_SECURITY[name]: []} for name in route.auth.split(" or ")]
     return operation
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coordinator.routes import admin, bots, health, jobs, tokens, work
+from coordinator.routes import admin, bots, health, jobs, revocation, tokens, work
 
 
 def setup_routes(router: web.UrlDispatcher) -> None:
@@ -14,4 +14,5 @@ def setup_routes(router: web.UrlDispatcher) -> None:
     bots.setup(router)
     admin.setup(router)
     tokens.setup(router)
+    revocation.setup(router)
     health.setup(router)

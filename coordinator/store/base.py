@@ -23,6 +23,7 @@ from coordinator.store.records import (
     ClaimInput,
     ClaimOutlook,
     ExpiryOutcome,
+    ForgetOutcome,
     HeartbeatInput,
     HeartbeatOutcome,
     JobQuery,
@@ -33,6 +34,7 @@ from coordinator.store.records import (
     Registration,
     ReportInput,
     ReportOutcome,
+    RevokeOutcome,
     StatsRecord,
     SubmitOutcome,
 )
@@ -43,10 +45,12 @@ __all__ = [
     "AssignmentRecord",
     "AttemptRecord",
     "BotRecord",
+    "BotRevoked",
     "BotUpdate",
     "ClaimInput",
     "ClaimOutlook",
     "ExpiryOutcome",
+    "ForgetOutcome",
     "HeartbeatInput",
     "HeartbeatOutcome",
     "JobQuery",
@@ -60,6 +64,7 @@ __all__ = [
     "ReportOutcome",
     "Retention",
     "RetryDelay",
+    "RevokeOutcome",
     "StatsRecord",
     "Store",
     "StoreError",
@@ -77,6 +82,14 @@ class StoreError(Exception):
 class StoreFull(StoreError):
     """The database has no room for the write (disk full, or a size limit): nothing of
     it was written."""
+
+
+class BotRevoked(Exception):
+    """A revoked bot's bot_key tried to register: nothing was written."""
+
+    def __init__(self, bot_id: str) -> None:
+        super().__init__(f"bot {bot_id} is revoked")
+        self.bot_id = bot_id
 
 
 class StoreListener(Protocol):
@@ -122,6 +135,7 @@ class Store(Protocol):
         attempts are spent, so a job that crashes its bot cannot loop forever).
         `paused` survives a new registration; operations and max_concurrency follow the registration
         (capabilities; constraints["max_concurrency"] or default_max_concurrency).
+        A revoked bot's bot_key raises `BotRevoked`.
         """
         ...
 
@@ -153,6 +167,25 @@ class Store(Protocol):
 
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         """Mark offline at once and release the jobs it still holds (as above); None if unknown."""
+        ...
+
+    async def revoke_bot(self, bot_id: str) -> RevokeOutcome | None:
+        """An operator cuts the bot off; None if unknown. At once and for every process:
+        the bot goes offline (its heartbeats and claims find no online bot), its reports
+        are refused as CONFLICT, and its bot_key raises `BotRevoked` at registration.
+        The jobs it holds go back to the queue uncharged (attempt_base goes up with the
+        attempt, as for a lost claim); their attempts end as `revoked`. Revoking a
+        revoked bot changes nothing (its `revoked_at` stays the first)."""
+        ...
+
+    async def allow_bot(self, bot_id: str) -> BotRecord | None:
+        """Lift a revocation: the bot_key may register again (a new token; the token it
+        had before stays dead). None if unknown."""
+        ...
+
+    async def forget_bot(self, bot_id: str) -> ForgetOutcome:
+        """Delete an offline bot that holds no running job and is not revoked; its id
+        stays on its jobs and their attempts."""
         ...
 
     # ---- jobs

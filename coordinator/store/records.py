@@ -78,7 +78,8 @@ class AttemptRecord:
     claimed_at: datetime
     lease_until: datetime
     ended_at: datetime | None
-    # succeeded, failed, expired, released, cancelled, lost (the claim answer never
+    # succeeded, failed, expired, released, cancelled, revoked (a revocation ended it;
+    # its reports are stale), lost (the claim answer never
     # reached the bot; not charged against max_attempts); None while live
     outcome: str | None
 
@@ -122,6 +123,22 @@ class BotRecord:
     constraints: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Set while an operator's revocation is in force: its token and bot_key are refused.
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeOutcome:
+    bot: BotRecord
+    requeued: tuple[str, ...]  # the jobs it held, queued again without using an attempt
+
+
+class ForgetOutcome(enum.Enum):
+    FORGOTTEN = "forgotten"
+    NOT_FOUND = "not_found"
+    ONLINE = "online"  # an online bot is deregistered by itself, or revoked, first
+    RUNNING = "running"  # it still holds running jobs
+    REVOKED = "revoked"  # forgetting would lift the ban on its bot_key: allow it first
 
 
 @dataclass(frozen=True, slots=True)

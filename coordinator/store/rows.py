@@ -96,6 +96,7 @@ def bot_from_row(row: Any, running: Sequence[str], decode: Decode) -> BotRecord:
         constraints=decode.json(row["constraints"]),
         meta=decode.json(row["meta"]),
         metrics=decode.json(row["metrics"]),
+        revoked_at=decode.maybe_moment(row["revoked_at"]),
     )
 
 

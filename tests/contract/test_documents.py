@@ -83,6 +83,8 @@ CALLS: tuple[Call, ...] = (
          "patch_bot", m.BotView),
     Call("patch", "/v1/bots/{bot_id}", 200, "patch_bot_follow_bot", m.PatchBotRequest,
          "patch_bot", m.BotView),
+    Call("post", "/v1/bots/{bot_id}/revoke", 200, None, None, "revoke_bot", m.BotView),
+    Call("post", "/v1/bots/{bot_id}/allow", 200, None, None, "allow_bot", m.BotView),
     Call("get", "/v1/stats", 200, None, None, "stats", m.Stats),
     Call("get", "/v1/whoami", 200, None, None, "whoami", m.WhoAmI),
     # Role tokens.

@@ -59,6 +59,7 @@ async def test_a_valid_token_of_another_kind_is_403(api: Api, bot: Bot, route: R
         "enroll": [bot.headers],  # the admin token may register a bot too
         "bot": [ADMIN, ENROLL],
         "token": [bot.headers],
+        "bot or admin": [ENROLL],
     }[str(route.auth)]
     for headers in others:
         status, data = await _call(api, route, headers, bot)

@@ -56,6 +56,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "enroll": ENROLL,
         "bot": bot.headers,
         "token": ADMIN,
+        "bot or admin": bot.headers,  # deregister; forgetting is in test_http_revocation
         None: {},
     }[route.auth]
     instance = {"instance_id": bot.instance_id}

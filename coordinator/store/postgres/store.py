@@ -30,6 +30,7 @@ import coordinator.store.postgres.leases as leases
 import coordinator.store.postgres.reads as reads
 import coordinator.store.postgres.reports as reports
 import coordinator.store.postgres.retention as retention
+import coordinator.store.postgres.revocation as revocation
 import coordinator.store.postgres.schema as postgres_schema
 import coordinator.store.postgres.tokens as tokens
 import coordinator.store.records as records
@@ -151,6 +152,15 @@ class PostgresStore:
 
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         return await self._write(lambda tx: bots.deregister_bot(tx, bot_id, instance_id))
+
+    async def revoke_bot(self, bot_id: str) -> records.RevokeOutcome | None:
+        return await self._write(lambda tx: revocation.revoke_bot(tx, bot_id))
+
+    async def allow_bot(self, bot_id: str) -> records.BotRecord | None:
+        return await self._write(lambda tx: revocation.allow_bot(tx, bot_id))
+
+    async def forget_bot(self, bot_id: str) -> records.ForgetOutcome:
+        return await self._write(lambda tx: revocation.forget_bot(tx, bot_id))
 
     # ------------------------------------------------------------------ jobs
 

@@ -63,8 +63,8 @@ RETURNING id;
 
 -- name: bot_by_key
 -- Locked: a heartbeat or claim of this bot waits for the re-registration.
-SELECT id, instance_id, operator_operations, operator_max_concurrency, paused FROM bots
-WHERE bot_key = $1 FOR NO KEY UPDATE;
+SELECT id, instance_id, operator_operations, operator_max_concurrency, paused, revoked_at
+FROM bots WHERE bot_key = $1 FOR NO KEY UPDATE;
 
 -- name: bot_assignment
 -- What an operator's change starts from: the bot's own asks and the operator's choices.
@@ -294,8 +294,11 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: attempts_for_report
--- The attempts this bot held.
-SELECT job_id, attempt, outcome FROM attempts
+-- The attempts this bot held; all of them read `revoked` while the bot is revoked.
+SELECT job_id, attempt,
+       CASE WHEN EXISTS (SELECT 1 FROM bots WHERE id = $2 AND revoked_at IS NOT NULL)
+            THEN 'revoked' ELSE outcome END AS outcome
+FROM attempts
 WHERE job_id = ANY($1::text[]) AND bot_id = $2;
 
 -- name: write_reports
@@ -506,11 +509,13 @@ SELECT count(*) FROM deleted;
 WITH due AS (
     SELECT id FROM bots
     WHERE NOT online AND coalesce(last_heartbeat, registered_at) < $1
+      AND revoked_at IS NULL
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), forgotten AS (
     DELETE FROM bots b USING due
     WHERE b.id = due.id AND NOT b.online AND coalesce(b.last_heartbeat, b.registered_at) < $1
+      AND b.revoked_at IS NULL
     RETURNING b.id
 )
 SELECT count(*) FROM forgotten;
@@ -542,3 +547,52 @@ RETURNING *;
 -- token in steady use costs one write a minute, not one per call.
 UPDATE api_tokens SET last_used_at = $2
 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3);
+
+-- ------------------------------------------------------------------ revocation
+
+-- name: revoke_bot
+-- $1 bot, $2 now. Offline at once: heartbeats and claims of the bot find no online bot
+-- (they lock the row, so one in flight finishes first). The token hash stays, so a
+-- call with the token is told it is revoked (see allow_bot).
+UPDATE bots SET revoked_at = coalesce(revoked_at, $2), online = false, pending_command = NULL
+WHERE id = $1
+RETURNING id;
+
+-- name: requeue_jobs_of_revoked_bot
+-- $1 bot, $2 now. Uncharged, as a lost claim: attempt_base goes up with the attempt;
+-- the attempt ends as `revoked`, so a late report of it is stale.
+WITH held AS (
+    SELECT id FROM jobs
+    WHERE bot_id = $1 AND state = 'running'
+    ORDER BY id
+    FOR UPDATE
+), requeued AS (
+    UPDATE jobs j
+    SET state = 'queued', run_at = $2, lease_until = NULL, attempt_base = j.attempt_base + 1
+    FROM held
+    WHERE j.id = held.id AND j.bot_id = $1 AND j.state = 'running'
+    RETURNING j.id, j.op, j.state, j.attempt
+), ended AS (
+    UPDATE attempts a SET ended_at = $2, outcome = 'revoked'
+    FROM requeued r
+    WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
+)
+SELECT id, op, state FROM requeued ORDER BY id;
+
+-- name: allow_bot
+-- The token it had when revoked stays dead: the bot registers again for a new one.
+UPDATE bots SET
+    token_hash = CASE WHEN revoked_at IS NULL THEN token_hash ELSE '' END,
+    revoked_at = NULL
+WHERE id = $1
+RETURNING id;
+
+-- name: bot_for_forget
+SELECT online, revoked_at,
+       EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND bot_id = $1) AS running
+FROM bots WHERE id = $1
+FOR UPDATE;
+
+-- name: forget_bot
+-- Its id stays on its jobs and their attempts.
+DELETE FROM bots WHERE id = $1 AND NOT online AND revoked_at IS NULL;

@@ -113,8 +113,8 @@ SELECT * FROM bots WHERE id = :id
 SELECT * FROM bots ORDER BY registered_at, id
 
 -- name: bot_by_key
-SELECT id, instance_id, operator_operations, operator_max_concurrency, paused FROM bots
-WHERE bot_key = :bot_key
+SELECT id, instance_id, operator_operations, operator_max_concurrency, paused, revoked_at
+FROM bots WHERE bot_key = :bot_key
 
 -- name: bot_assignment
 -- What an operator's change starts from: the bot's own asks and the operator's choices.
@@ -397,8 +397,11 @@ SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attemp
 FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: attempts_for_report
--- The attempts this bot held.
-SELECT job_id, attempt, outcome FROM attempts
+-- The attempts this bot held; all of them read `revoked` while the bot is revoked.
+SELECT job_id, attempt,
+       CASE WHEN EXISTS (SELECT 1 FROM bots WHERE id = :bot_id AND revoked_at IS NOT NULL)
+            THEN 'revoked' ELSE outcome END AS outcome
+FROM attempts
 WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
 
 -- name: report_succeeded
@@ -533,6 +536,7 @@ DELETE FROM bots
 WHERE id IN (
     SELECT id FROM bots INDEXED BY bots_offline_seen
     WHERE online = 0 AND coalesce(last_heartbeat, registered_at) < :before
+      AND revoked_at IS NULL
     LIMIT :limit
 )
 RETURNING id
@@ -562,3 +566,45 @@ RETURNING *
 -- one write a minute, not one per call.
 UPDATE api_tokens SET last_used_at = :now
 WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale_before)
+
+-- ---------------------------------------------------------------- revocation
+
+-- name: revoke_bot
+-- Offline at once: heartbeats and claims of the bot find no online bot. The token hash
+-- stays, so a call with the token is told it is revoked (see `allow_bot`).
+UPDATE bots SET revoked_at = coalesce(revoked_at, :now), online = 0, pending_command = NULL
+WHERE id = :id
+RETURNING id
+
+-- name: end_attempts_of_revoked_bot
+-- Before `requeue_jobs_of_revoked_bot`, while the jobs still run.
+UPDATE attempts SET ended_at = :now, outcome = 'revoked'
+FROM jobs INDEXED BY jobs_running_bot
+WHERE jobs.state = 'running' AND jobs.bot_id = :bot_id
+  AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
+  AND attempts.ended_at IS NULL
+
+-- name: requeue_jobs_of_revoked_bot
+-- Uncharged, as a lost claim: attempt_base goes up with the attempt.
+UPDATE jobs INDEXED BY jobs_running_bot SET
+    state = 'queued', lease_until = NULL, run_at = :now, attempt_base = attempt_base + 1
+WHERE state = 'running' AND bot_id = :bot_id
+RETURNING id, op, state
+
+-- name: allow_bot
+-- The token it had when revoked stays dead: the bot registers again for a new one.
+UPDATE bots SET
+    token_hash = CASE WHEN revoked_at IS NULL THEN token_hash ELSE '' END,
+    revoked_at = NULL
+WHERE id = :id
+RETURNING id
+
+-- name: bot_for_forget
+SELECT online, revoked_at,
+       EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_running_bot
+               WHERE state = 'running' AND bot_id = :id) AS running
+FROM bots WHERE id = :id
+
+-- name: forget_bot
+-- Its id stays on its jobs and their attempts.
+DELETE FROM bots WHERE id = :id AND online = 0 AND revoked_at IS NULL

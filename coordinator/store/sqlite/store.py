@@ -30,6 +30,7 @@ import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.reads as reads
 import coordinator.store.sqlite.reports as reports
 import coordinator.store.sqlite.retention as retention
+import coordinator.store.sqlite.revocation as revocation
 import coordinator.store.sqlite.tokens as tokens
 from botfleet.clock import Clock
 from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
@@ -171,6 +172,16 @@ class SQLiteStore:
 
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         return await self._open().write(lambda tx: bots.deregister_bot(tx, bot_id, instance_id))
+
+    async def revoke_bot(self, bot_id: str) -> records.RevokeOutcome | None:
+        # Not inline: a bot may hold many jobs.
+        return await self._open().write(lambda tx: revocation.revoke_bot(tx, bot_id), inline=False)
+
+    async def allow_bot(self, bot_id: str) -> records.BotRecord | None:
+        return await self._open().write(lambda tx: revocation.allow_bot(tx, bot_id))
+
+    async def forget_bot(self, bot_id: str) -> records.ForgetOutcome:
+        return await self._open().write(lambda tx: revocation.forget_bot(tx, bot_id))
 
     # ---------------------------------------------------------------- jobs
 

@@ -118,6 +118,12 @@ def test_bots_table() -> None:
     assert "sum ×4 paused" in text
 
 
+def test_a_revoked_bot_shows_revoked() -> None:
+    revoked = _bot(state="offline", lifecycle="safe_halt", revoked_at="2026-01-19T10:00:00Z")
+    text = _text(bots_table([revoked], NOW))
+    assert "revoked" in text and "offline" not in text
+
+
 def test_stats_view() -> None:
     stats = m.Stats(
         jobs={"queued": 4, "succeeded": 10},

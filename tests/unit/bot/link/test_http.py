@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.errors import (
     AuthError,
+    BotRevokedError,
     ConflictError,
     ForbiddenError,
     NetworkError,
@@ -180,6 +181,7 @@ async def test_extension_calls(aiohttp_server: ServerFactory, http: aiohttp.Clie
         (400, RejectedError, "invalid"),
         (401, AuthError, "unauthorized"),
         (403, ForbiddenError, "forbidden"),
+        (403, BotRevokedError, "bot_revoked"),
         (404, NotFoundError, "not_found"),
         (409, ConflictError, "conflict"),
         (413, TooLargeError, "too_large"),
