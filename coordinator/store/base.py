@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
@@ -231,6 +232,19 @@ class Store(Protocol):
         Lets a claim that probably finds nothing skip its write transaction: the
         answer is the one `claim_jobs` would give when no job is due and the claim is
         no repeat (an empty list, or None for an unknown or offline bot)."""
+        ...
+
+    # ---- job logs
+    async def append_logs(self, batch: LogAppend) -> LogAppendOutcome:
+        """Keep a bot's lines of one attempt, in order, numbered after the job's last
+        line, while the job's log stays within `batch.max_bytes` (`joblogs.fit`).
+        Only from the bot that attempt was handed to (else CONFLICT), whether or not the
+        attempt has ended: a bot sends its last lines after its report. NOT_FOUND for
+        an unknown job."""
+        ...
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        """Lines after `query.after`, in order; None for an unknown job."""
         ...
 
     # ---- reaper

@@ -79,6 +79,8 @@ class AttemptRecord:
     # succeeded, failed, expired, released, cancelled, lost (the claim answer never
     # reached the bot; not charged against max_attempts); None while live
     outcome: str | None
+    # why it failed, expired or was released (its report's error, "lease expired"...)
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,11 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "SubmitJob": {"op": "sum", "payload": {"a": 1}},
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
+        "LogBatch": {
+            **instance,
+            "attempt": 1,
+            "lines": [{"ts": "2026-01-19T10:15:00Z", "text": "hello"}],
+        },
     }
     body = bodies[route.request.__name__] if route.request is not None else None
     return path, headers, body

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import coordinator.store.postgres.bots as bots
+import coordinator.store.postgres.joblogs as joblogs
 import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
 import coordinator.store.postgres.reads as reads
@@ -35,6 +36,7 @@ import coordinator.store.records as records
 from botfleet.clock import Clock
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import tell_listener
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.postgres.connection import (
     DATABASE_ERRORS,
     Connection,
@@ -218,6 +220,12 @@ class PostgresStore:
 
     async def sweep(self, policy: Retention) -> SweepOutcome:
         return await self._write(lambda tx: retention.sweep(tx, policy))
+
+    async def append_logs(self, batch: LogAppend) -> LogAppendOutcome:
+        return await self._write(lambda tx: joblogs.append_logs(tx, batch))
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        return await self._read(lambda tx: joblogs.read_logs(tx, query))
 
     # ------------------------------------------------------------------ plumbing
 

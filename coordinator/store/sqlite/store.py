@@ -25,6 +25,7 @@ from datetime import datetime
 
 import coordinator.store.records as records
 import coordinator.store.sqlite.bots as bots
+import coordinator.store.sqlite.joblogs as joblogs
 import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.reads as reads
@@ -33,6 +34,7 @@ import coordinator.store.sqlite.retention as retention
 from botfleet.clock import Clock
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -240,6 +242,15 @@ class SQLiteStore:
     ) -> records.ClaimOutlook:
         tx = self._open()
         return await tx.point_read(lambda t: reads.claim_outlook(t, bot_id, operations, claim_id))
+
+    # ---------------------------------------------------------------- job logs
+
+    async def append_logs(self, batch: LogAppend) -> LogAppendOutcome:
+        inline = len(batch.lines) <= INLINE_MAX_ROWS
+        return await self._open().write(lambda tx: joblogs.append_logs(tx, batch), inline)
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        return await self._open().read(lambda tx: joblogs.read_logs(tx, query))
 
     # ---------------------------------------------------------------- reaper
 

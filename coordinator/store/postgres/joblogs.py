@@ -1,0 +1,88 @@
+"""Job log lines on PostgreSQL: appending a bot's batch under the cap, reading by cursor.
+
+A batch locks its job's `job_log_sizes` row, so batches of one job arriving at several
+coordinators at once are numbered one after the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator.store.joblogs import (
+    LogAppend,
+    LogAppendOutcome,
+    LogLineRecord,
+    LogPage,
+    LogQuery,
+    LogSizes,
+    clean_line,
+    fit,
+    holder_refusal,
+)
+from coordinator.store.postgres.rows import as_datetime
+from coordinator.store.postgres.tx import Tx
+from coordinator.store.records import ReportOutcome
+
+
+async def append_logs(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
+    holder = await tx.fetchrow("log_holder", batch.job_id, batch.attempt, batch.bot_id)
+    if holder is None or not holder["held"]:
+        return LogAppendOutcome(holder_refusal(holder is not None))
+    await tx.execute("ensure_log_sizes", batch.job_id)
+    sizes = _sizes(await tx.fetchrow("lock_log_sizes", batch.job_id))
+    lines = [clean_line(line) for line in batch.lines]
+    kept, after = fit(sizes, lines, batch.max_bytes)
+    if kept:
+        stored = lines[:kept]
+        await tx.execute(
+            "append_log_lines",
+            batch.job_id,
+            batch.attempt,
+            list(range(sizes.last_seq + 1, sizes.last_seq + kept + 1)),
+            [line.ts for line in stored],
+            [line.level for line in stored],
+            [line.text for line in stored],
+        )
+    if after != sizes:
+        await tx.execute(
+            "put_log_sizes",
+            batch.job_id,
+            after.last_seq,
+            after.bytes,
+            after.dropped_lines,
+            after.dropped_bytes,
+        )
+    return LogAppendOutcome(ReportOutcome.ACCEPTED, stored=kept, dropped=len(lines) - kept)
+
+
+async def read_logs(tx: Tx, query: LogQuery) -> LogPage | None:
+    head = await tx.fetchrow("log_page_head", query.job_id)
+    if head is None:
+        return None
+    rows = await tx.fetch("read_logs", query.job_id, query.attempt, query.after, query.limit)
+    finished_at = head["finished_at"]
+    return LogPage(
+        job_state=head["state"],
+        job_attempt=head["attempt"],
+        finished_at=None if finished_at is None else as_datetime(finished_at),
+        sizes=_sizes(head),
+        lines=[
+            LogLineRecord(
+                seq=row["seq"],
+                attempt=row["attempt"],
+                ts=as_datetime(row["ts"]),
+                level=row["level"],
+                text=row["text"],
+            )
+            for row in rows
+        ],
+    )
+
+
+def _sizes(row: Any) -> LogSizes:
+    return LogSizes(
+        last_seq=row["last_seq"],
+        bytes=row["bytes"],
+        dropped_lines=row["dropped_lines"],
+        dropped_bytes=row["dropped_bytes"],
+    )
