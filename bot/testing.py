@@ -34,6 +34,7 @@ from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import encode
 from botfleet.protocol import messages as m
+from botfleet.protocol.joblogs import LogBatch
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class FakeCoordinator:
         self.expires_in: int | None = None  # the bot token's lifetime, sent at registration
         #: While True every call fails as if the network were cut (after being recorded).
         self.unreachable = False
+        self.log_lines: dict[str, list[str]] = {}  # job id -> the texts of its lines
         self._failures: dict[str, list[BaseException]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -262,6 +264,10 @@ class FakeCoordinator:
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._enter("progress", request)
         self._reported(job_id).progress = request.progress
+
+    async def logs(self, job_id: str, request: LogBatch) -> None:
+        await self._enter("logs", request)
+        self.log_lines.setdefault(job_id, []).extend(line.text for line in request.lines)
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._enter("deregister", request)
