@@ -24,9 +24,9 @@ from botfleet.protocol import messages as m
 
 log = logging.getLogger(__name__)
 
-SHIP_INTERVAL_S = 0.25
+SHIP_INTERVAL_S = 0.5
 MAX_ROUND_LINES = 5000  # lines taken from the buffer per round
-BATCH_LINES = 500
+BATCH_LINES = 1000  # the protocol's MAX_BATCH_LINES
 # Characters of text per batch: even written as six-byte JSON escapes, well below the
 # protocol's MAX_BATCH_BYTES.
 BATCH_CHARS = 64 * 1024
@@ -67,13 +67,46 @@ class LogShipper:
             return
         while len(buffer) and self._hooks.reachable():
             batches = buffer.take(MAX_ROUND_LINES, BATCH_LINES, BATCH_CHARS)
-            unsent = await self._send_all(batches)
+            if self._session.has(m.FEATURE_LOGS_BULK):
+                unsent = await self._send_bulk(batches)
+            else:
+                unsent = await self._send_each(batches)
             if unsent:
                 buffer.put_back(unsent)
                 return
 
-    async def _send_all(self, batches: list[Batch]) -> list[Batch]:
-        """Send the batches, a few at a time; those that may succeed later come back."""
+    async def _send_bulk(self, batches: list[Batch]) -> list[Batch]:
+        """Several attempts' batches per call, within one batch's limits."""
+        groups = _groups(batches)
+        for number, group in enumerate(groups):
+            request = wire.BulkLogRequest(
+                instance_id=self._session.instance_id,
+                batches=[
+                    wire.JobLogBatch(
+                        job_id=batch.job_id,
+                        attempt=batch.attempt,
+                        lines=[_wire_line(line) for line in batch.lines],
+                        dropped=batch.dropped,
+                    )
+                    for batch in group
+                ],
+            )
+            try:
+                answer = await self._api.logs_bulk(request)
+            except CoordinatorError as exc:
+                if exc.transient:
+                    return [batch for rest in groups[number:] for batch in rest]
+                self._refused(group, exc)
+                continue
+            for batch, result in zip(group, answer.results, strict=False):
+                if result.status == "accepted":
+                    self.sent_lines += len(batch.lines)
+                else:
+                    self._refused([batch], result.status)
+        return []
+
+    async def _send_each(self, batches: list[Batch]) -> list[Batch]:
+        """One call per batch, a few at a time; those that may succeed later come back."""
         unsent: list[Batch] = []
         for start in range(0, len(batches), SENDS_AT_ONCE):
             group = batches[start : start + SENDS_AT_ONCE]
@@ -97,11 +130,30 @@ class LogShipper:
         except CoordinatorError as exc:
             if exc.transient:
                 return False
-            self.refused_lines += len(batch.lines)
-            log.debug("log lines of %s not kept: %s", batch.job_id, exc)
+            self._refused([batch], exc)
             return True
         self.sent_lines += len(batch.lines)
         return True
+
+    def _refused(self, batches: list[Batch], why: object) -> None:
+        for batch in batches:
+            self.refused_lines += len(batch.lines)
+            log.debug("log lines of %s not kept: %s", batch.job_id, why)
+
+
+def _groups(batches: list[Batch]) -> list[list[Batch]]:
+    """Consecutive batches packed into calls of at most one batch's lines and characters."""
+    groups: list[list[Batch]] = []
+    lines = chars = 0
+    for batch in batches:
+        size = len(batch.lines)
+        if not groups or lines + size > BATCH_LINES or chars + batch.chars > BATCH_CHARS:
+            groups.append([])
+            lines = chars = 0
+        groups[-1].append(batch)
+        lines += size
+        chars += batch.chars
+    return groups
 
 
 def _wire_line(line: Line) -> wire.LogLine:

@@ -33,7 +33,7 @@ from bot.errors import (
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import request_body
-from botfleet.protocol.joblogs import LogBatch
+from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class Api(Protocol):
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None: ...
 
     async def logs(self, job_id: str, request: LogBatch) -> None: ...
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse: ...
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None: ...
 
@@ -129,6 +131,10 @@ class HttpApi:
 
     async def logs(self, job_id: str, request: LogBatch) -> None:
         await self._send("POST", f"/jobs/{quote(job_id, safe='')}/logs", request)
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse:
+        data = await self._send("POST", "/jobs/logs", request)
+        return self._decode(data, BulkLogResponse, "logs")
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._send("DELETE", f"/bots/{quote(bot_id, safe='')}", request)

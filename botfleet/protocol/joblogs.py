@@ -45,6 +45,36 @@ class LogBatch(Struct, kw_only=True):
     dropped: NonNegInt = 0
 
 
+class JobLogBatch(Struct, kw_only=True):
+    """One attempt's lines inside a `BulkLogRequest`."""
+
+    job_id: NonEmpty
+    attempt: Attempt
+    lines: list[LogLine]
+    dropped: NonNegInt = 0
+
+
+class BulkLogRequest(Struct, kw_only=True):
+    """Lines of several jobs in one call (feature `logs_bulk`); the limits of one batch
+    apply to all its lines together."""
+
+    instance_id: NonEmpty
+    batches: list[JobLogBatch]
+
+
+class BulkLogResult(Struct, kw_only=True):
+    job_id: str
+    attempt: int
+    # accepted; conflict: the attempt was not handed to this bot; not_found: no such job
+    status: Literal["accepted", "conflict", "not_found"]
+    stored: int = 0
+    dropped: int = 0
+
+
+class BulkLogResponse(Struct, kw_only=True):
+    results: list[BulkLogResult]
+
+
 class LogBatchAccepted(Struct, kw_only=True):
     status: Literal["accepted"] = "accepted"
     stored: int = 0  # lines kept

@@ -159,6 +159,14 @@ ROUTES: tuple[Route, ...] = (
         logs.LogBatch,
         logs.LogBatchAccepted,
     ),
+    Route(
+        "post",
+        "/v1/jobs/logs",
+        "Send several jobs' log lines at once (feature logs_bulk)",
+        "bot",
+        logs.BulkLogRequest,
+        logs.BulkLogResponse,
+    ),
     Route("get", "/v1/bots", "List bots", "admin", None, m.BotList),
     Route("get", "/v1/bots/{bot_id}", "One bot", "admin", None, m.BotView),
     Route(

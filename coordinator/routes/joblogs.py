@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC
-from typing import cast
+from typing import Literal, cast
 
 from aiohttp import web
 
@@ -40,6 +40,7 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/jobs/{job_id}/attempts", list_attempts)
     router.add_get("/v1/jobs/{job_id}/logs", read_logs)
     router.add_post("/v1/jobs/{job_id}/logs", append_logs)
+    router.add_post("/v1/jobs/logs", append_logs_bulk)
 
 
 async def list_attempts(request: web.Request) -> web.Response:
@@ -74,7 +75,7 @@ async def append_logs(request: web.Request) -> web.Response:
         raise _too_large()
     lines = [_new_line(line) for line in body.lines]
     batch = LogAppend(identity.bot_id, job_id, body.attempt, lines, ctx.config.max_log_bytes)
-    outcome = await ctx.store.append_logs(batch)
+    (outcome,) = await ctx.store.append_logs([batch])
     if outcome.outcome is ReportOutcome.NOT_FOUND:
         raise NotFound(f"no job {job_id}", code="job_not_found")
     if outcome.outcome is not ReportOutcome.ACCEPTED:
@@ -87,6 +88,51 @@ async def append_logs(request: web.Request) -> web.Response:
     if outcome.stored:
         ctx.waiters.logs_arrived(job_id)
     return respond(wire.LogBatchAccepted(stored=outcome.stored, dropped=outcome.dropped))
+
+
+async def append_logs_bulk(request: web.Request) -> web.Response:
+    ctx = context(request)
+    identity = await ctx.auth.require_bot(request)
+    if m.FEATURE_LOGS_BULK not in ctx.config.features:
+        raise NotFound("this coordinator does not offer the logs_bulk feature")
+    if request.content_length is not None and request.content_length > wire.MAX_BATCH_BYTES:
+        raise _too_large()
+    body = await read_body(request, wire.BulkLogRequest)
+    if sum(len(item.lines) for item in body.batches) > wire.MAX_BATCH_LINES:
+        raise _too_large()
+    cap = ctx.config.max_log_bytes
+    batches = [
+        LogAppend(
+            identity.bot_id, item.job_id, item.attempt, [_new_line(x) for x in item.lines], cap
+        )
+        for item in body.batches
+    ]
+    outcomes = await ctx.store.append_logs(batches)
+    results: list[wire.BulkLogResult] = []
+    received = dropped = 0
+    for item, outcome in zip(body.batches, outcomes, strict=True):
+        results.append(
+            wire.BulkLogResult(
+                job_id=item.job_id,
+                attempt=item.attempt,
+                status=_BULK_STATUS.get(outcome.outcome, "conflict"),
+                stored=outcome.stored,
+                dropped=outcome.dropped,
+            )
+        )
+        if outcome.outcome is ReportOutcome.ACCEPTED:
+            received += len(item.lines)
+            dropped += outcome.dropped + item.dropped
+            if outcome.stored:
+                ctx.waiters.logs_arrived(item.job_id)
+    ctx.metrics.observe_log_lines(identity.bot_id, received, dropped)
+    return respond(wire.BulkLogResponse(results=results))
+
+
+_BULK_STATUS: dict[ReportOutcome, Literal["accepted", "conflict", "not_found"]] = {
+    ReportOutcome.ACCEPTED: "accepted",
+    ReportOutcome.NOT_FOUND: "not_found",
+}
 
 
 def _too_large() -> ApiError:

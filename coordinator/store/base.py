@@ -235,9 +235,10 @@ class Store(Protocol):
         ...
 
     # ---- job logs
-    async def append_logs(self, batch: LogAppend) -> LogAppendOutcome:
-        """Keep a bot's lines of one attempt, in order, numbered after the job's last
-        line, while the job's log stays within `batch.max_bytes` (`joblogs.fit`).
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        """In one transaction, for each batch: keep a bot's lines of one attempt, in
+        order, numbered after the job's last line, while the job's log stays within
+        `max_bytes` (`joblogs.fit`).
         Only from the bot that attempt was handed to (else CONFLICT), whether or not the
         attempt has ended: a bot sends its last lines after its report. NOT_FOUND for
         an unknown job."""

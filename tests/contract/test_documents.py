@@ -87,6 +87,8 @@ CALLS: tuple[Call, ...] = (
     # Job logs and attempts (feature `logs` for the bot's batches).
     Call("post", "/v1/jobs/{job_id}/logs", 200, "job_logs", logs.LogBatch,
          "job_logs", logs.LogBatchAccepted),
+    Call("post", "/v1/jobs/logs", 200, "job_logs_bulk", logs.BulkLogRequest,
+         "job_logs_bulk", logs.BulkLogResponse),
     Call("get", "/v1/jobs/{job_id}/logs", 200, None, None, "read_job_logs", logs.JobLogs),
     Call("get", "/v1/jobs/{job_id}/attempts", 200, None, None, "list_attempts",
          logs.AttemptList),

@@ -148,3 +148,29 @@ async def test_every_attempt_is_listed_with_its_error(api: Api) -> None:
     assert (await get(api, "/v1/jobs/job_nope/attempts"))[0] == 404
     response = await api.client.get(f"/v1/jobs/{job_id}/attempts", headers=bot.headers)
     assert response.status in (401, 403)  # a bot token reads no job's attempts
+
+
+async def test_several_jobs_lines_in_one_call_each_get_their_answer(api: Api) -> None:
+    bot, job_id = await running_job(api)
+    other_job = await api.submit()
+    line = {"ts": "2026-01-19T10:15:00Z", "text": "bulk"}
+    body = {
+        "instance_id": bot.instance_id,
+        "batches": [
+            {"job_id": job_id, "attempt": 1, "lines": [line, line]},
+            {"job_id": other_job, "attempt": 1, "lines": [line]},  # queued: not this bot's
+            {"job_id": "job_nope", "attempt": 1, "lines": [line]},
+        ],
+    }
+    status, data = await api.post("/v1/jobs/logs", body, bot.headers)
+    assert status == 200
+    assert [(r["job_id"], r["status"], r["stored"]) for r in data["results"]] == [
+        (job_id, "accepted", 2),
+        (other_job, "conflict", 0),
+        ("job_nope", "not_found", 0),
+    ]
+    _, page = await get(api, f"/v1/jobs/{job_id}/logs")
+    assert [line["text"] for line in page["lines"]] == ["bulk", "bulk"]
+    body["batches"] = [{"job_id": job_id, "attempt": 1, "lines": [line] * 1001}]
+    status, data = await api.post("/v1/jobs/logs", body, bot.headers)
+    assert status == 413 and data["error"]["code"] == "log_batch_too_large"

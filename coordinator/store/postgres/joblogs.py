@@ -6,6 +6,7 @@ coordinators at once are numbered one after the other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from coordinator.store.joblogs import (
@@ -24,7 +25,17 @@ from coordinator.store.postgres.tx import Tx
 from coordinator.store.records import ReportOutcome
 
 
-async def append_logs(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
+async def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+    # Each job's sizes row is locked in job id order, as every other transaction here
+    # locks them, so two coordinators appending for the same jobs cannot deadlock.
+    order = sorted(range(len(batches)), key=lambda i: (batches[i].job_id, i))
+    outcomes: dict[int, LogAppendOutcome] = {}
+    for index in order:
+        outcomes[index] = await _append(tx, batches[index])
+    return [outcomes[index] for index in range(len(batches))]
+
+
+async def _append(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
     holder = await tx.fetchrow("log_holder", batch.job_id, batch.attempt, batch.bot_id)
     if holder is None or not holder["held"]:
         return LogAppendOutcome(holder_refusal(holder is not None))

@@ -221,8 +221,8 @@ class PostgresStore:
     async def sweep(self, policy: Retention) -> SweepOutcome:
         return await self._write(lambda tx: retention.sweep(tx, policy))
 
-    async def append_logs(self, batch: LogAppend) -> LogAppendOutcome:
-        return await self._write(lambda tx: joblogs.append_logs(tx, batch))
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        return await self._write(lambda tx: joblogs.append_logs(tx, batches))
 
     async def read_logs(self, query: LogQuery) -> LogPage | None:
         return await self._read(lambda tx: joblogs.read_logs(tx, query))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from coordinator.store.joblogs import (
@@ -20,7 +21,11 @@ from coordinator.store.sqlite.rows import from_us, maybe_from_us, to_us
 from coordinator.store.sqlite.tx import Tx
 
 
-def append_logs(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
+def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+    return [_append(tx, batch) for batch in batches]
+
+
+def _append(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
     job = {"job_id": batch.job_id}
     holder = tx.one("log_holder", {**job, "attempt": batch.attempt, "bot_id": batch.bot_id})
     if holder is None or not holder["held"]:

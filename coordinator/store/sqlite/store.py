@@ -245,9 +245,9 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- job logs
 
-    async def append_logs(self, batch: LogAppend) -> LogAppendOutcome:
-        inline = len(batch.lines) <= INLINE_MAX_ROWS
-        return await self._open().write(lambda tx: joblogs.append_logs(tx, batch), inline)
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        inline = sum(len(batch.lines) for batch in batches) <= INLINE_MAX_ROWS
+        return await self._open().write(lambda tx: joblogs.append_logs(tx, batches), inline)
 
     async def read_logs(self, query: LogQuery) -> LogPage | None:
         return await self._open().read(lambda tx: joblogs.read_logs(tx, query))

@@ -20,7 +20,7 @@ def lines(clock: FakeClock, *texts: str, level: str = "info") -> list[NewLogLine
 async def append(
     store: Store, bot_id: str, job_id: str, attempt: int, texts: list[NewLogLine], cap: int = CAP
 ) -> tuple[ReportOutcome, int, int]:
-    outcome = await store.append_logs(LogAppend(bot_id, job_id, attempt, texts, cap))
+    (outcome,) = await store.append_logs([LogAppend(bot_id, job_id, attempt, texts, cap)])
     return outcome.outcome, outcome.stored, outcome.dropped
 
 

@@ -151,3 +151,17 @@ async def test_a_full_buffer_ships_its_marker(make_scheduler: MakeScheduler) -> 
     assert len(fake.log_lines["job_1"]) == logs.capacity + 1
     (last,) = [r for name, r in fake.calls if name == "logs" and r.dropped]
     assert last.dropped == 5
+
+
+async def test_with_logs_bulk_several_jobs_share_one_call(make_scheduler: MakeScheduler) -> None:
+    fake = FakeCoordinator()
+    scheduler = make_scheduler(fake, features=[m.FEATURE_LOGS, m.FEATURE_LOGS_BULK])
+    for n in range(3):
+        scheduler.logs.write(f"job_{n}", 1, "info", f"line of {n}")
+    fake.fail_next("logs_bulk", NetworkError("down"))
+    await scheduler.log_shipper.ship()
+    assert fake.log_lines == {}  # kept for the next round
+    await scheduler.log_shipper.ship()
+    assert fake.log_lines == {f"job_{n}": [f"line of {n}"] for n in range(3)}
+    assert [name for name, _ in fake.calls].count("logs_bulk") == 2
+    assert scheduler.log_shipper.sent_lines == 3
