@@ -46,7 +46,9 @@ from botfleet.protocol import joblogs as wire
 from botfleet.protocol import messages as m
 
 BULK_SIZE = 1000
+WITHOUT_LOGS = ",".join(f for f in m.ALL_FEATURES if f not in (m.FEATURE_LOGS, m.FEATURE_LOGS_BULK))
 PLUGIN = "benchmarks.logging_ops"
+LINES_PER_JOB = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class Options:
     bots: int
     rounds: int
     timeout_s: float
+    capture_only: bool
     fmt: str
     workdir: Path | None
 
@@ -98,7 +101,7 @@ def per_line_us(lines: int) -> dict[str, float]:
             request = wire.LogBatch(
                 instance_id="inst",
                 attempt=batch.attempt,
-                lines=[wire.LogLine(ts=x.ts, level="info", text=x.text) for x in batch.lines],
+                lines=batch.lines,
             )
             encode(request)
             shipped += len(batch.lines)
@@ -110,9 +113,10 @@ def per_line_us(lines: int) -> dict[str, float]:
 
 
 async def one_phase(
-    client: AdminClient, op: str, jobs: int, done_before: int, timeout_s: float
+    client: AdminClient, lines: int, jobs: int, done_before: int, timeout_s: float
 ) -> float:
-    batch = [m.SubmitJob(op=op, payload={"a": i, "b": 1}) for i in range(jobs)]
+    payload = {"b": 1, "lines": lines}
+    batch = [m.SubmitJob(op="sum_logged", payload={"a": i, **payload}) for i in range(jobs)]
     started = time.perf_counter()
     ids: list[str] = []
     for offset in range(0, jobs, BULK_SIZE):
@@ -121,10 +125,11 @@ async def one_phase(
     return jobs / (time.perf_counter() - started)
 
 
-async def fleet_throughput(workdir: Path, options: Options) -> dict[str, list[float]]:
-    rates: dict[str, list[float]] = {"sum": [], "sum_logged": []}
+async def fleet_throughput(workdir: Path, options: Options) -> dict[int, list[float]]:
+    rates: dict[int, list[float]] = {0: [], LINES_PER_JOB: []}
     with contextlib.ExitStack() as stack:
-        coordinator = start_coordinator(stack, workdir)
+        extra = (f"--features={WITHOUT_LOGS}",) if options.capture_only else ()
+        coordinator = start_coordinator(stack, workdir, extra_args=extra)
         bots = [
             start_bot(stack, workdir, coordinator, f"logs-{n}", env={"BOT_PLUGINS": PLUGIN})
             for n in range(options.bots)
@@ -133,11 +138,11 @@ async def fleet_throughput(workdir: Path, options: Options) -> dict[str, list[fl
             await wait_bots_online(client, bots, options.timeout_s)
             done = 0
             for round_ in range(options.rounds):
-                order = ("sum", "sum_logged") if round_ % 2 == 0 else ("sum_logged", "sum")
-                for op in order:
-                    rate = await one_phase(client, op, options.jobs, done, options.timeout_s)
+                order = (0, LINES_PER_JOB) if round_ % 2 == 0 else (LINES_PER_JOB, 0)
+                for lines in order:
+                    rate = await one_phase(client, lines, options.jobs, done, options.timeout_s)
                     done += options.jobs
-                    rates[op].append(rate)
+                    rates[lines].append(rate)
         for bot in bots:
             require_alive(bot)
     return rates
@@ -146,10 +151,11 @@ async def fleet_throughput(workdir: Path, options: Options) -> dict[str, list[fl
 def benchmark(workdir: Path, options: Options) -> Table:
     lines = per_line_us(options.lines)
     rates = asyncio.run(fleet_throughput(workdir, options))
-    plain, logged = median(rates["sum"]), median(rates["sum_logged"])
+    plain, logged = median(rates[0]), median(rates[LINES_PER_JOB])
     table = Table(
         f"botfleet job logs: {options.lines:,} lines in one process; SQLite coordinator + "
-        f"{options.bots} bots, {options.rounds} round(s) of {options.jobs:,} jobs per kind",
+        f"{options.bots} bots, {options.rounds} round(s) of {options.jobs:,} jobs per kind"
+        + (" (capture only: the coordinator takes no lines)" if options.capture_only else ""),
         ["measure", "value"],
     )
     for name, value in lines.items():
@@ -159,9 +165,7 @@ def benchmark(workdir: Path, options: Options) -> Table:
     table.add_row("slower with logs", f"{(1 - logged / plain) * 100:.1f} %")
     table.add_row(
         "rounds (jobs/s, none | logged)",
-        " ".join(
-            f"{a:.0f}|{b:.0f}" for a, b in zip(rates["sum"], rates["sum_logged"], strict=True)
-        ),
+        " ".join(f"{a:.0f}|{b:.0f}" for a, b in zip(rates[0], rates[LINES_PER_JOB], strict=True)),
     )
     table.add_row("machine", machine_line())
     table.add_row("load", load_line())
@@ -175,6 +179,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--bots", type=int, default=2, help="bot processes (2)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of both kinds (3)")
     parser.add_argument("--timeout", type=float, default=600, help="per phase, seconds")
+    parser.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="a coordinator without the logs feature: the bots capture lines and drop them "
+        "(the bots' share of the cost)",
+    )
     add_output_arguments(parser, "keep logs and databases here")
     args = parser.parse_args(argv)
     return Options(
@@ -183,6 +193,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         bots=args.bots,
         rounds=args.rounds,
         timeout_s=args.timeout,
+        capture_only=args.capture_only,
         fmt=args.format,
         workdir=args.workdir,
     )

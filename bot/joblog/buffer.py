@@ -14,8 +14,10 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from botfleet.clock import Clock
+from botfleet.protocol.joblogs import LogLevel, LogLine
 
 REDACTED = "[REDACTED]"
 MAX_LINE_CHARS = 8192  # the protocol's longest line; a longer one is cut
@@ -43,13 +45,10 @@ class Redactor:
 
 
 AttemptKey = tuple[str, int]  # (job id, attempt)
+_Entry = tuple[str, int, datetime | None, str, str]  # job id, attempt, time, level, text
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    ts: datetime
-    level: str
-    text: str
+Line = LogLine  # a line as it is sent
 
 
 @dataclass(slots=True)
@@ -71,39 +70,36 @@ class LogBuffer:
         self.capacity = capacity
         self._redact = redact or Redactor()
         self._lock = threading.Lock()
-        # Lines in the order written; None marks where an attempt began to lose lines
-        # (its marker goes there, with the count of `_dropped`).
-        self._lines: deque[tuple[AttemptKey, Line | None]] = deque()
+        # Lines in the order written, as plain tuples (the cheapest thing to make on a
+        # handler's path); a None time marks where an attempt began to lose lines (its
+        # marker goes there, with the count of `_dropped`).
+        self._lines: deque[_Entry] = deque()
         self._dropped: dict[AttemptKey, int] = {}
         self._held = 0  # lines in `_lines` (its markers not counted)
         self.dropped_total = 0  # lines ever refused (a counter)
-        self.written_total = 0  # lines ever kept
 
     def __len__(self) -> int:
         return len(self._lines)
 
     def write(self, job_id: str, attempt: int, level: str, text: str | bytes) -> None:
         """Keep one line of this attempt, or count it as dropped when the buffer is full."""
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        elif not isinstance(text, str):
-            text = str(text)
+        if text.__class__ is not str:
+            text = _as_text(text)
         if len(text) > MAX_LINE_CHARS:
             text = text[: MAX_LINE_CHARS - 1] + "…"
         if self._redact.secrets:
             text = self._redact(text)
-        line = Line(self._clock.now(), level, text)
-        key = (job_id, attempt)
+        entry = (job_id, attempt, self._clock.now(), level, text)
         with self._lock:
             if self._held < self.capacity:
-                self._lines.append((key, line))
+                self._lines.append(entry)
                 self._held += 1
-                self.written_total += 1
                 return
             self.dropped_total += 1
+            key = (job_id, attempt)
             count = self._dropped.get(key)
-            if count is None:
-                self._lines.append((key, None))  # one marker per run of lost lines
+            if count is None:  # one marker per run of lost lines
+                self._lines.append((job_id, attempt, None, level, ""))
             self._dropped[key] = (count or 0) + 1
 
     def take(self, round_lines: int, batch_lines: int, batch_chars: int) -> list[Batch]:
@@ -114,15 +110,18 @@ class LogBuffer:
             taken: list[tuple[AttemptKey, Line]] = []
             lost: dict[AttemptKey, int] = {}
             while self._lines and len(taken) < round_lines:
-                key, line = self._lines.popleft()
-                if line is None:
+                job_id, attempt, ts, level, text = self._lines.popleft()
+                key = (job_id, attempt)
+                if ts is None:
                     count = self._dropped.pop(key, 0)
                     if not count:
                         continue
                     lost[key] = lost.get(key, 0) + count
-                    line = Line(self._clock.now(), "warning", dropped_marker(count))
+                    marker = dropped_marker(count)
+                    line = LogLine(ts=self._clock.now(), level="warning", text=marker)
                 else:
                     self._held -= 1
+                    line = LogLine(ts=ts, level=cast(LogLevel, level), text=_sendable(text))
                 taken.append((key, line))
         open_batches: dict[AttemptKey, Batch] = {}
         batches: list[Batch] = []
@@ -135,7 +134,7 @@ class LogBuffer:
             if batch is None or full:
                 batch = open_batches[key] = Batch(key[0], key[1])
                 batches.append(batch)
-            batch.lines.append(_sendable(line))
+            batch.lines.append(line)
             batch.chars += size
         for key, count in lost.items():
             open_batches[key].dropped += count
@@ -146,8 +145,11 @@ class LogBuffer:
         buffer may hold one round more than its capacity until they are sent."""
         with self._lock:
             for batch in reversed(batches):
-                key = (batch.job_id, batch.attempt)
-                self._lines.extendleft((key, line) for line in reversed(batch.lines))
+                job_id, attempt = batch.job_id, batch.attempt
+                self._lines.extendleft(
+                    (job_id, attempt, line.ts, line.level, line.text)
+                    for line in reversed(batch.lines)
+                )
                 self._held += len(batch.lines)
 
     def clear(self) -> int:
@@ -164,11 +166,19 @@ def dropped_marker(count: int) -> str:
     return f"[botfleet] {count} line(s) dropped: the bot's log buffer was full"
 
 
-def _sendable(line: Line) -> Line:
-    """The line as valid UTF-8 (a lone surrogate, from bytes decoded with
+def _as_text(text: object) -> str:
+    if isinstance(text, bytes | bytearray):
+        return bytes(text).decode("utf-8", "replace")
+    return str(text)
+
+
+def _sendable(text: str) -> str:
+    """The text as valid UTF-8 (a lone surrogate, from bytes decoded with
     `surrogateescape` for example, cannot be sent)."""
+    if text.isascii():
+        return text
     try:
-        line.text.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
-        return Line(line.ts, line.level, line.text.encode("utf-8", "replace").decode("utf-8"))
-    return line
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text

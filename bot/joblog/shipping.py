@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
 
 from bot.errors import CoordinatorError
-from bot.joblog.buffer import Batch, Line, LogBuffer
+from bot.joblog.buffer import Batch, LogBuffer
 from bot.link.http import Api
 from bot.link.session import Session
 from bot.waiting import sleep_or
@@ -85,7 +84,7 @@ class LogShipper:
                     wire.JobLogBatch(
                         job_id=batch.job_id,
                         attempt=batch.attempt,
-                        lines=[_wire_line(line) for line in batch.lines],
+                        lines=batch.lines,
                         dropped=batch.dropped,
                     )
                     for batch in group
@@ -122,7 +121,7 @@ class LogShipper:
         request = wire.LogBatch(
             instance_id=self._session.instance_id,
             attempt=batch.attempt,
-            lines=[_wire_line(line) for line in batch.lines],
+            lines=batch.lines,
             dropped=batch.dropped,
         )
         try:
@@ -154,7 +153,3 @@ def _groups(batches: list[Batch]) -> list[list[Batch]]:
         lines += size
         chars += batch.chars
     return groups
-
-
-def _wire_line(line: Line) -> wire.LogLine:
-    return wire.LogLine(ts=line.ts, level=cast(wire.LogLevel, line.level), text=line.text)

@@ -145,9 +145,12 @@ def _too_large() -> ApiError:
 
 
 def _new_line(line: wire.LogLine) -> NewLogLine:
-    ts = line.ts if line.ts.tzinfo is not None else line.ts.replace(tzinfo=UTC)
-    text = line.text if len(line.text) <= wire.MAX_LINE_CHARS else line.text[: wire.MAX_LINE_CHARS]
-    return NewLogLine(ts.astimezone(UTC), line.level, text)
+    ts, text = line.ts, line.text
+    if ts.tzinfo is not UTC:
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    if len(text) > wire.MAX_LINE_CHARS:
+        text = text[: wire.MAX_LINE_CHARS]
+    return NewLogLine(ts, line.level, text)
 
 
 async def read_logs(request: web.Request) -> web.Response:

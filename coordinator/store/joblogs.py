@@ -30,7 +30,8 @@ class NewLogLine:
 
     @property
     def size(self) -> int:
-        return len(self.text.encode("utf-8"))
+        text = self.text
+        return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class LogPage:
 
 def clean_line(line: NewLogLine) -> NewLogLine:
     """Text any backend can store: no NUL, no lone surrogate (never valid UTF-8)."""
+    if line.text.isascii() and "\x00" not in line.text:  # nearly every line
+        return line
     text = clean_text(line.text)
     try:
         text.encode("utf-8")

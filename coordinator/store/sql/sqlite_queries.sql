@@ -545,8 +545,14 @@ SELECT jobs.id,
                WHERE job_id = :job_id AND attempt = :attempt AND bot_id = :bot_id) AS held
 FROM jobs WHERE id = :job_id
 
+-- name: log_attempts_held
+-- Of the jobs :ids, the attempts handed to :bot_id (a batch of several jobs' lines).
+SELECT job_id, attempt FROM attempts
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
+
 -- name: lock_log_sizes
-SELECT last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes WHERE job_id = :job_id
+SELECT job_id, last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
+WHERE job_id IN (SELECT value FROM json_each(:ids))
 
 -- name: put_log_sizes
 INSERT INTO job_log_sizes (job_id, last_seq, bytes, dropped_lines, dropped_bytes)
@@ -572,5 +578,6 @@ SELECT seq, attempt, ts, level, text FROM job_logs
 WHERE job_id = :job_id AND seq > :after ORDER BY seq LIMIT :limit
 
 -- name: read_logs_of_attempt
-SELECT seq, attempt, ts, level, text FROM job_logs INDEXED BY job_logs_attempt
-WHERE job_id = :job_id AND attempt = :attempt AND seq > :after ORDER BY seq LIMIT :limit
+-- Walks the job's lines (at most the cap's worth) in cursor order for one attempt's.
+SELECT seq, attempt, ts, level, text FROM job_logs
+WHERE job_id = :job_id AND seq > :after AND attempt = :attempt ORDER BY seq LIMIT :limit

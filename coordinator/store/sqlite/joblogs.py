@@ -1,4 +1,8 @@
-"""Job log lines on SQLite: appending a bot's batch under the cap, reading by cursor."""
+"""Job log lines on SQLite: appending bots' batches under the cap, reading by cursor.
+
+A call's batches (one per attempt, often of many jobs) are read with two statements and
+written with two, whatever their number: SQLite's one writer is every job's bottleneck.
+"""
 
 from __future__ import annotations
 
@@ -17,50 +21,66 @@ from coordinator.store.joblogs import (
     holder_refusal,
 )
 from coordinator.store.records import ReportOutcome
-from coordinator.store.sqlite.rows import from_us, maybe_from_us, to_us
+from coordinator.store.sqlite.rows import from_us, id_list, maybe_from_us, to_us
 from coordinator.store.sqlite.tx import Tx
 
 
 def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
-    return [_append(tx, batch) for batch in batches]
-
-
-def _append(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
-    job = {"job_id": batch.job_id}
-    holder = tx.one("log_holder", {**job, "attempt": batch.attempt, "bot_id": batch.bot_id})
-    if holder is None or not holder["held"]:
-        return LogAppendOutcome(holder_refusal(holder is not None))
-    row = tx.one("lock_log_sizes", job)
-    sizes = LogSizes() if row is None else _sizes(row)
-    lines = [clean_line(line) for line in batch.lines]
-    kept, after = fit(sizes, lines, batch.max_bytes)
-    if kept:
-        tx.many(
-            "append_log_lines",
-            (
-                {
-                    "job_id": batch.job_id,
-                    "seq": sizes.last_seq + index,
-                    "attempt": batch.attempt,
-                    "ts": to_us(line.ts),
-                    "level": line.level,
-                    "text": line.text,
-                }
-                for index, line in enumerate(lines[:kept], start=1)
-            ),
-        )
-    if after != sizes:
-        tx.run(
-            "put_log_sizes",
+    if not batches:
+        return []
+    ids = id_list(dict.fromkeys(batch.job_id for batch in batches))
+    bot_ids = {batch.bot_id for batch in batches}
+    held: set[tuple[str, int]] = set()
+    for bot_id in bot_ids:  # one in practice: a call comes from one bot
+        params = {"ids": ids, "bot_id": bot_id}
+        held.update((row["job_id"], row["attempt"]) for row in tx.all("log_attempts_held", params))
+    sizes = {row["job_id"]: _sizes(row) for row in tx.all("lock_log_sizes", {"ids": ids})}
+    before = dict(sizes)
+    lines: list[dict[str, Any]] = []
+    outcomes: list[LogAppendOutcome] = []
+    for batch in batches:
+        if (batch.job_id, batch.attempt) not in held:
+            outcomes.append(_refused(tx, batch))
+            continue
+        current = sizes.get(batch.job_id, LogSizes())
+        cleaned = [clean_line(line) for line in batch.lines]
+        kept, sizes[batch.job_id] = fit(current, cleaned, batch.max_bytes)
+        lines.extend(
             {
-                **job,
-                "last_seq": after.last_seq,
-                "bytes": after.bytes,
-                "dropped_lines": after.dropped_lines,
-                "dropped_bytes": after.dropped_bytes,
-            },
+                "job_id": batch.job_id,
+                "seq": current.last_seq + index,
+                "attempt": batch.attempt,
+                "ts": to_us(line.ts),
+                "level": line.level,
+                "text": line.text,
+            }
+            for index, line in enumerate(cleaned[:kept], start=1)
         )
-    return LogAppendOutcome(ReportOutcome.ACCEPTED, stored=kept, dropped=len(lines) - kept)
+        outcomes.append(LogAppendOutcome(ReportOutcome.ACCEPTED, kept, len(cleaned) - kept))
+    if lines:
+        tx.many("append_log_lines", lines)
+    changed = [
+        {
+            "job_id": job_id,
+            "last_seq": after.last_seq,
+            "bytes": after.bytes,
+            "dropped_lines": after.dropped_lines,
+            "dropped_bytes": after.dropped_bytes,
+        }
+        for job_id, after in sizes.items()
+        if before.get(job_id) != after
+    ]
+    if changed:
+        tx.many("put_log_sizes", changed)
+    return outcomes
+
+
+def _refused(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
+    found = tx.one(
+        "log_holder",
+        {"job_id": batch.job_id, "attempt": batch.attempt, "bot_id": batch.bot_id},
+    )
+    return LogAppendOutcome(holder_refusal(found is not None))
 
 
 def read_logs(tx: Tx, query: LogQuery) -> LogPage | None:

@@ -164,3 +164,31 @@ async def test_retention_deletes_a_jobs_lines_with_it(store: Store, clock: FakeC
     again = await submit(store, clock)
     assert await claim_ids(store, bot.id) == [again]
     assert (await append(store, bot.id, again, 1, lines(clock, "fresh")))[1] == 1
+
+
+async def test_one_call_appends_for_several_jobs_and_refuses_only_the_strangers(
+    store: Store, clock: FakeClock
+) -> None:
+    bot = await register(store, clock)
+    for _ in range(2):
+        await submit(store, clock)
+    first, second = await claim_ids(store, bot.id, limit=2)
+    queued = await submit(store, clock)
+    outcomes = await store.append_logs(
+        [
+            LogAppend(bot.id, first, 1, lines(clock, "1a"), CAP),
+            LogAppend(bot.id, second, 1, lines(clock, "2a", "2b"), CAP),
+            LogAppend(bot.id, queued, 1, lines(clock, "never"), CAP),
+            LogAppend(bot.id, first, 1, lines(clock, "1b"), CAP),
+        ]
+    )
+    assert [(o.outcome, o.stored) for o in outcomes] == [
+        (ReportOutcome.ACCEPTED, 1),
+        (ReportOutcome.ACCEPTED, 2),
+        (ReportOutcome.CONFLICT, 0),
+        (ReportOutcome.ACCEPTED, 1),
+    ]
+    page = await store.read_logs(LogQuery(first))
+    assert page is not None and [(x.seq, x.text) for x in page.lines] == [(1, "1a"), (2, "1b")]
+    assert await texts(store, second) == ["2a", "2b"]
+    assert await texts(store, queued) == []

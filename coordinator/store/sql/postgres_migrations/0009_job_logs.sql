@@ -19,9 +19,6 @@ CREATE TABLE job_logs (
     PRIMARY KEY (job_id, seq)
 );
 
--- Reading one attempt's lines by cursor without walking the other attempts'.
-CREATE INDEX job_logs_attempt ON job_logs (job_id, attempt, seq);
-
 CREATE TABLE job_log_sizes (
     job_id        text PRIMARY KEY,
     last_seq      bigint NOT NULL,

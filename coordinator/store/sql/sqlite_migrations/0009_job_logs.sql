@@ -17,9 +17,6 @@ CREATE TABLE job_logs (
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 
--- Reading one attempt's lines by cursor without walking the other attempts'.
-CREATE INDEX job_logs_attempt ON job_logs (job_id, attempt, seq);
-
 CREATE TABLE job_log_sizes (
     job_id        TEXT PRIMARY KEY,
     last_seq      INTEGER NOT NULL,
