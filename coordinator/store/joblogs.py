@@ -1,7 +1,9 @@
 """Job log lines in the store: the records, and the rules both backends share.
 
 A job's lines are numbered from 1 (`seq`, the readers' cursor) across its attempts, and
-kept up to a cap of text bytes per job: a batch keeps its lines in order while they fit;
+stored in chunks, one per batch a bot sent (`encode_chunk`, `lines_of_chunks`). They are
+kept up to a cap of bytes per job (a line's UTF-8 text and its newline): a batch keeps
+its lines in order while they fit;
 from the first line that does not, that line and every later one of the job is dropped
 and only counted, so a reader sees one marker saying how much is missing
 (`marker_line`) instead of a log with holes.
@@ -9,9 +11,11 @@ and only counted, so a reader sees one marker saying how much is missing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from coordinator.store.records import ReportOutcome
 from coordinator.store.rows import clean_text
@@ -20,6 +24,10 @@ from coordinator.store.rows import clean_text
 # back): a follower keeps waiting this long after the job ended before it stops.
 FOLLOW_GRACE_S = 2.0
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_ENCODER = msgspec.json.Encoder()
+_CHUNK = msgspec.json.Decoder(list[tuple[int, str, str]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +38,9 @@ class NewLogLine:
 
     @property
     def size(self) -> int:
+        """Its bytes against the cap: its text and a newline (so empty lines count too)."""
         text = self.text
-        return len(text) if text.isascii() else len(text.encode("utf-8"))
+        return 1 + (len(text) if text.isascii() else len(text.encode("utf-8")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +117,10 @@ def fit(sizes: LogSizes, lines: Sequence[NewLogLine], max_bytes: int) -> tuple[i
     used = sizes.bytes
     if not sizes.dropped_lines:
         for line in lines:
-            if used + line.size > max_bytes:
+            size = line.size
+            if used + size > max_bytes:
                 break
-            used += line.size
+            used += size
             kept += 1
     refused = lines[kept:]
     return kept, LogSizes(
@@ -119,6 +129,30 @@ def fit(sizes: LogSizes, lines: Sequence[NewLogLine], max_bytes: int) -> tuple[i
         dropped_lines=sizes.dropped_lines + len(refused),
         dropped_bytes=sizes.dropped_bytes + sum(line.size for line in refused),
     )
+
+
+def encode_chunk(lines: Sequence[NewLogLine]) -> str:
+    """A batch's lines as one stored value: JSON [[ts_us, level, text], ...]."""
+    rows = [((line.ts - _EPOCH) // _MICROSECOND, line.level, line.text) for line in lines]
+    return _ENCODER.encode(rows).decode("utf-8")
+
+
+def lines_of_chunks(
+    chunks: Iterable[tuple[int, int, str]], after: int, limit: int
+) -> list[LogLineRecord]:
+    """The lines after `after` of chunks (first seq, attempt, JSON) in order, at most
+    `limit` of them."""
+    found: list[LogLineRecord] = []
+    for first_seq, attempt, text in chunks:
+        for offset, (us, level, line) in enumerate(_CHUNK.decode(text)):
+            seq = first_seq + offset
+            if seq <= after:
+                continue
+            ts = _EPOCH + timedelta(microseconds=us)
+            found.append(LogLineRecord(seq, attempt, ts, level, line))
+            if len(found) >= limit:
+                return found
+    return found
 
 
 def holder_refusal(job_found: bool) -> ReportOutcome:

@@ -11,7 +11,7 @@ import pytest
 
 from botfleet.client import Client
 from tests.integration.client_support import Blocking, async_client, collect, url_of
-from tests.integration.harness import ADMIN_TOKEN, Api, Bot
+from tests.integration.harness import ADMIN_TOKEN, Api, Bot, eventually
 from tests.integration.test_http_job_logs import batch, running_job
 
 
@@ -58,7 +58,9 @@ async def test_following_ends_with_the_job(api: Api) -> None:
         body = {"instance_id": bot.instance_id, "result": {"sum": 3}}
         assert (await api.post(f"/v1/jobs/{job_id}/complete", body, bot.headers))[0] == 200
         await send(api, bot, job_id, "after the result")
-        api.clock.advance(10)  # past the grace for the last lines
+        await eventually(lambda: len(seen) == 2, "the follower to see both lines")
+        assert not follower.done()  # the bot may still send lines for a while
+        api.clock.advance(10)  # past that grace: the log is complete
         await asyncio.wait_for(follower, 30)
     assert seen == ["first", "after the result"]
 

@@ -12,13 +12,14 @@ from typing import Any
 from coordinator.store.joblogs import (
     LogAppend,
     LogAppendOutcome,
-    LogLineRecord,
     LogPage,
     LogQuery,
     LogSizes,
     clean_line,
+    encode_chunk,
     fit,
     holder_refusal,
+    lines_of_chunks,
 )
 from coordinator.store.postgres.rows import as_datetime
 from coordinator.store.postgres.tx import Tx
@@ -44,15 +45,13 @@ async def _append(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
     lines = [clean_line(line) for line in batch.lines]
     kept, after = fit(sizes, lines, batch.max_bytes)
     if kept:
-        stored = lines[:kept]
         await tx.execute(
             "append_log_lines",
             batch.job_id,
+            sizes.last_seq + kept,
+            sizes.last_seq + 1,
             batch.attempt,
-            list(range(sizes.last_seq + 1, sizes.last_seq + kept + 1)),
-            [line.ts for line in stored],
-            [line.level for line in stored],
-            [line.text for line in stored],
+            encode_chunk(lines[:kept]),
         )
     if after != sizes:
         await tx.execute(
@@ -77,16 +76,11 @@ async def read_logs(tx: Tx, query: LogQuery) -> LogPage | None:
         job_attempt=head["attempt"],
         finished_at=None if finished_at is None else as_datetime(finished_at),
         sizes=_sizes(head),
-        lines=[
-            LogLineRecord(
-                seq=row["seq"],
-                attempt=row["attempt"],
-                ts=as_datetime(row["ts"]),
-                level=row["level"],
-                text=row["text"],
-            )
-            for row in rows
-        ],
+        lines=lines_of_chunks(
+            ((row["first_seq"], row["attempt"], row["lines"]) for row in rows),
+            query.after,
+            query.limit,
+        ),
     )
 
 

@@ -532,10 +532,9 @@ WHERE job_id = $1
 FOR UPDATE;
 
 -- name: append_log_lines
--- $1 job, $2 attempt, then the lines' seq, ts, level and text.
-INSERT INTO job_logs (job_id, seq, attempt, ts, level, text)
-SELECT $1, u.seq, $2, u.ts, u.level, u.text
-FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::text[]) AS u(seq, ts, level, text);
+-- $1 job, $2 last seq, $3 first seq, $4 attempt, $5 the lines (JSON).
+INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
+VALUES ($1, $2, $3, $4, $5);
 
 -- name: put_log_sizes
 UPDATE job_log_sizes SET last_seq = $2, bytes = $3, dropped_lines = $4, dropped_bytes = $5
@@ -551,7 +550,8 @@ WHERE j.id = $1;
 
 -- name: read_logs
 -- $1 job, $2 attempt (NULL: all), $3 after, $4 limit.
-SELECT seq, attempt, ts, level, text FROM job_logs
-WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) AND seq > $3
-ORDER BY seq
+-- The chunks holding lines after $3, in order (at most $4: each has a line).
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) AND last_seq > $3
+ORDER BY last_seq
 LIMIT $4;

@@ -562,8 +562,8 @@ ON CONFLICT (job_id) DO UPDATE SET
     dropped_lines = excluded.dropped_lines, dropped_bytes = excluded.dropped_bytes
 
 -- name: append_log_lines
-INSERT INTO job_logs (job_id, seq, attempt, ts, level, text)
-VALUES (:job_id, :seq, :attempt, :ts, :level, :text)
+INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
+VALUES (:job_id, :last_seq, :first_seq, :attempt, :lines)
 
 -- name: log_page_head
 SELECT jobs.state, jobs.attempt, jobs.finished_at,
@@ -574,10 +574,12 @@ FROM jobs LEFT JOIN job_log_sizes AS s ON s.job_id = jobs.id
 WHERE jobs.id = :job_id
 
 -- name: read_logs
-SELECT seq, attempt, ts, level, text FROM job_logs
-WHERE job_id = :job_id AND seq > :after ORDER BY seq LIMIT :limit
+-- The chunks holding lines after :after, in order (at most :limit: each has a line).
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = :job_id AND last_seq > :after ORDER BY last_seq LIMIT :limit
 
 -- name: read_logs_of_attempt
--- Walks the job's lines (at most the cap's worth) in cursor order for one attempt's.
-SELECT seq, attempt, ts, level, text FROM job_logs
-WHERE job_id = :job_id AND seq > :after AND attempt = :attempt ORDER BY seq LIMIT :limit
+-- Walks the job's chunks (at most the cap's worth) in cursor order for one attempt's.
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = :job_id AND last_seq > :after AND attempt = :attempt
+ORDER BY last_seq LIMIT :limit

@@ -12,16 +12,17 @@ from typing import Any
 from coordinator.store.joblogs import (
     LogAppend,
     LogAppendOutcome,
-    LogLineRecord,
     LogPage,
     LogQuery,
     LogSizes,
     clean_line,
+    encode_chunk,
     fit,
     holder_refusal,
+    lines_of_chunks,
 )
 from coordinator.store.records import ReportOutcome
-from coordinator.store.sqlite.rows import from_us, id_list, maybe_from_us, to_us
+from coordinator.store.sqlite.rows import id_list, maybe_from_us
 from coordinator.store.sqlite.tx import Tx
 
 
@@ -36,7 +37,7 @@ def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
         held.update((row["job_id"], row["attempt"]) for row in tx.all("log_attempts_held", params))
     sizes = {row["job_id"]: _sizes(row) for row in tx.all("lock_log_sizes", {"ids": ids})}
     before = dict(sizes)
-    lines: list[dict[str, Any]] = []
+    chunks: list[dict[str, Any]] = []
     outcomes: list[LogAppendOutcome] = []
     for batch in batches:
         if (batch.job_id, batch.attempt) not in held:
@@ -45,20 +46,19 @@ def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
         current = sizes.get(batch.job_id, LogSizes())
         cleaned = [clean_line(line) for line in batch.lines]
         kept, sizes[batch.job_id] = fit(current, cleaned, batch.max_bytes)
-        lines.extend(
-            {
-                "job_id": batch.job_id,
-                "seq": current.last_seq + index,
-                "attempt": batch.attempt,
-                "ts": to_us(line.ts),
-                "level": line.level,
-                "text": line.text,
-            }
-            for index, line in enumerate(cleaned[:kept], start=1)
-        )
+        if kept:
+            chunks.append(
+                {
+                    "job_id": batch.job_id,
+                    "last_seq": current.last_seq + kept,
+                    "first_seq": current.last_seq + 1,
+                    "attempt": batch.attempt,
+                    "lines": encode_chunk(cleaned[:kept]),
+                }
+            )
         outcomes.append(LogAppendOutcome(ReportOutcome.ACCEPTED, kept, len(cleaned) - kept))
-    if lines:
-        tx.many("append_log_lines", lines)
+    if chunks:
+        tx.many("append_log_lines", chunks)
     changed = [
         {
             "job_id": job_id,
@@ -97,16 +97,11 @@ def read_logs(tx: Tx, query: LogQuery) -> LogPage | None:
         job_attempt=head["attempt"],
         finished_at=maybe_from_us(head["finished_at"]),
         sizes=_sizes(head),
-        lines=[
-            LogLineRecord(
-                seq=row["seq"],
-                attempt=row["attempt"],
-                ts=from_us(row["ts"]),
-                level=row["level"],
-                text=row["text"],
-            )
-            for row in rows
-        ],
+        lines=lines_of_chunks(
+            ((row["first_seq"], row["attempt"], row["lines"]) for row in rows),
+            query.after,
+            query.limit,
+        ),
     )
 
 

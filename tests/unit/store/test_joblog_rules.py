@@ -26,15 +26,16 @@ def test_fit_counts_utf8_bytes_and_stops_at_the_first_line_that_does_not_fit() -
     clock = FakeClock()
     lines = [line(clock, "é" * 4), line(clock, "zz"), line(clock, "y")]
     kept, after = fit(LogSizes(last_seq=4, bytes=90), lines, 99)
-    # "éééé" is 8 bytes (98); "zz" would pass the cap, so it and the line after it drop.
-    assert (kept, after) == (1, LogSizes(last_seq=5, bytes=98, dropped_lines=2, dropped_bytes=3))
+    # "éééé" is 8 bytes and a newline (99); "zz" would pass the cap, so it and the line
+    # after it drop.
+    assert (kept, after) == (1, LogSizes(last_seq=5, bytes=99, dropped_lines=2, dropped_bytes=5))
 
 
 def test_once_a_line_was_dropped_no_later_line_is_kept() -> None:
     clock = FakeClock()
     sizes = LogSizes(last_seq=3, bytes=10, dropped_lines=1, dropped_bytes=50)
     kept, after = fit(sizes, [line(clock, "a")], 1000)
-    assert (kept, after) == (0, LogSizes(3, 10, 2, 51))
+    assert (kept, after) == (0, LogSizes(3, 10, 2, 52))
 
 
 def test_the_marker_says_what_the_cap_dropped_after_the_last_kept_line() -> None:

@@ -100,8 +100,8 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("jobs_of_claim", "INDEX attempts_claim_id (claim_id=?)"),
         ("claim_outlook", "INDEX attempts_claim_id (claim_id=?)"),
         # A job's log, by cursor, even with the cap's worth of lines.
-        ("read_logs", "PRIMARY KEY (job_id=? AND seq>?)"),
-        ("read_logs_of_attempt", "PRIMARY KEY (job_id=? AND seq>?)"),
+        ("read_logs", "PRIMARY KEY (job_id=? AND last_seq>?)"),
+        ("read_logs_of_attempt", "PRIMARY KEY (job_id=? AND last_seq>?)"),
         ("delete_logs_of_jobs", "PRIMARY KEY (job_id=?)"),
         ("lock_log_sizes", "PRIMARY KEY (job_id=?)"),
     ],
