@@ -165,3 +165,26 @@ async def test_with_logs_bulk_several_jobs_share_one_call(make_scheduler: MakeSc
     assert fake.log_lines == {f"job_{n}": [f"line of {n}"] for n in range(3)}
     assert [name for name, _ in fake.calls].count("logs_bulk") == 2
     assert scheduler.log_shipper.sent_lines == 3
+
+
+async def test_logs_that_cannot_be_sent_never_hold_a_report_back(
+    make_scheduler: MakeScheduler, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    release.set()
+    fake = FakeCoordinator()
+    ids = [fake.add_job("chatty", {"name": f"h{n}"}) for n in range(2)]  # two slots
+    scheduler = make_scheduler(
+        fake,
+        registry=registry_with_loggers(release),
+        clock=ScaledClock(0.001),
+        features=[m.FEATURE_LOGS, m.FEATURE_LOGS_BULK, m.FEATURE_BATCH_REPORT],
+    )
+    fake.fail_next("logs_bulk", *(NetworkError("logs down") for _ in range(5)))
+    result = await asyncio.wait_for(scheduler.tick(), 30)
+    assert (result.succeeded, result.delivered, result.kept) == (2, 2, 0)
+    await scheduler.log_shipper.ship()  # the coordinator cannot take lines: they wait
+    assert fake.log_lines == {} and len(scheduler.logs) == 2 * 2 * LINES
+    for _ in range(5):
+        await scheduler.log_shipper.ship()
+    assert sorted(fake.log_lines) == sorted(ids)
