@@ -126,8 +126,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-log-bytes",
         type=int,
         metavar="N",
-        help="the job log text kept per job, in bytes; past it, one line says how much was "
-        "dropped (1048576: 1 MiB)",
+        help="the job log kept per job, in bytes (text and a newline a line); past it, one line "
+        "says how much was dropped (1048576: 1 MiB)",
     )
     parser.add_argument(
         "--features",

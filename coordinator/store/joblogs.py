@@ -155,6 +155,50 @@ def lines_of_chunks(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One batch's kept lines as stored: lines `first_seq` to `last_seq` of a job."""
+
+    job_id: str
+    first_seq: int
+    last_seq: int
+    attempt: int
+    lines: str  # encode_chunk
+
+
+@dataclass(slots=True)
+class AppendPlan:
+    """What a call's batches write, decided over the rows its transaction read."""
+
+    outcomes: list[LogAppendOutcome | None]  # None: refused (the backend reads why)
+    chunks: list[Chunk]
+    sizes: dict[str, LogSizes]  # the jobs whose sizes changed, as they are now
+
+
+def plan_appends(
+    batches: Sequence[LogAppend], held: set[tuple[str, int]], sizes: dict[str, LogSizes]
+) -> AppendPlan:
+    """Each batch in turn: refused unless its attempt is in `held` (handed to its bot),
+    else its lines numbered after the job's last and kept while they fit its cap."""
+    now = dict(sizes)
+    plan = AppendPlan([], [], {})
+    for batch in batches:
+        if (batch.job_id, batch.attempt) not in held:
+            plan.outcomes.append(None)
+            continue
+        current = now.get(batch.job_id, LogSizes())
+        lines = [clean_line(line) for line in batch.lines]
+        kept, now[batch.job_id] = fit(current, lines, batch.max_bytes)
+        if kept:
+            first, last = current.last_seq + 1, current.last_seq + kept
+            plan.chunks.append(
+                Chunk(batch.job_id, first, last, batch.attempt, encode_chunk(lines[:kept]))
+            )
+        plan.outcomes.append(LogAppendOutcome(ReportOutcome.ACCEPTED, kept, len(lines) - kept))
+    plan.sizes = {job_id: after for job_id, after in now.items() if sizes.get(job_id) != after}
+    return plan
+
+
 def holder_refusal(job_found: bool) -> ReportOutcome:
     """Lines for a job that is unknown, or whose attempt was not handed to this bot."""
     return ReportOutcome.CONFLICT if job_found else ReportOutcome.NOT_FOUND

@@ -1,7 +1,8 @@
 """Job log lines on PostgreSQL: appending a bot's batch under the cap, reading by cursor.
 
-A batch locks its job's `job_log_sizes` row, so batches of one job arriving at several
-coordinators at once are numbered one after the other.
+A call locks its jobs' `job_log_sizes` rows (in id order), so batches of one job arriving
+at several coordinators at once are numbered one after the other; each call reads and
+writes with a few statements, whatever its number of jobs.
 """
 
 from __future__ import annotations
@@ -15,54 +16,59 @@ from coordinator.store.joblogs import (
     LogPage,
     LogQuery,
     LogSizes,
-    clean_line,
-    encode_chunk,
-    fit,
     holder_refusal,
     lines_of_chunks,
+    plan_appends,
 )
 from coordinator.store.postgres.rows import as_datetime
 from coordinator.store.postgres.tx import Tx
-from coordinator.store.records import ReportOutcome
 
 
 async def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
-    # Each job's sizes row is locked in job id order, as every other transaction here
-    # locks them, so two coordinators appending for the same jobs cannot deadlock.
-    order = sorted(range(len(batches)), key=lambda i: (batches[i].job_id, i))
-    outcomes: dict[int, LogAppendOutcome] = {}
-    for index in order:
-        outcomes[index] = await _append(tx, batches[index])
-    return [outcomes[index] for index in range(len(batches))]
-
-
-async def _append(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
-    holder = await tx.fetchrow("log_holder", batch.job_id, batch.attempt, batch.bot_id)
-    if holder is None or not holder["held"]:
-        return LogAppendOutcome(holder_refusal(holder is not None))
-    await tx.execute("ensure_log_sizes", batch.job_id)
-    sizes = _sizes(await tx.fetchrow("lock_log_sizes", batch.job_id))
-    lines = [clean_line(line) for line in batch.lines]
-    kept, after = fit(sizes, lines, batch.max_bytes)
-    if kept:
+    if not batches:
+        return []
+    ids = sorted({batch.job_id for batch in batches})
+    held: set[tuple[str, int]] = set()
+    for bot_id in {batch.bot_id for batch in batches}:  # one: a call comes from one bot
+        rows = await tx.fetch("log_attempts_held", ids, bot_id)
+        held.update((row["job_id"], row["attempt"]) for row in rows)
+    mine = sorted({job_id for job_id, _ in held})
+    sizes: dict[str, LogSizes] = {}
+    if mine:
+        # Rows to lock, locked in id order: calls for the same jobs take turns.
+        await tx.execute("ensure_log_sizes", mine)
+        for row in await tx.fetch("lock_log_sizes", mine):
+            sizes[row["job_id"]] = _sizes(row)
+    plan = plan_appends(batches, held, sizes)
+    if plan.chunks:
+        chunks = plan.chunks
         await tx.execute(
             "append_log_lines",
-            batch.job_id,
-            sizes.last_seq + kept,
-            sizes.last_seq + 1,
-            batch.attempt,
-            encode_chunk(lines[:kept]),
+            [chunk.job_id for chunk in chunks],
+            [chunk.last_seq for chunk in chunks],
+            [chunk.first_seq for chunk in chunks],
+            [chunk.attempt for chunk in chunks],
+            [chunk.lines for chunk in chunks],
         )
-    if after != sizes:
+    if plan.sizes:
+        changed = list(plan.sizes.items())
         await tx.execute(
             "put_log_sizes",
-            batch.job_id,
-            after.last_seq,
-            after.bytes,
-            after.dropped_lines,
-            after.dropped_bytes,
+            [job_id for job_id, _ in changed],
+            [after.last_seq for _, after in changed],
+            [after.bytes for _, after in changed],
+            [after.dropped_lines for _, after in changed],
+            [after.dropped_bytes for _, after in changed],
         )
-    return LogAppendOutcome(ReportOutcome.ACCEPTED, stored=kept, dropped=len(lines) - kept)
+    outcomes: list[LogAppendOutcome] = []
+    for batch, outcome in zip(batches, plan.outcomes, strict=True):
+        outcomes.append(await _refused(tx, batch) if outcome is None else outcome)
+    return outcomes
+
+
+async def _refused(tx: Tx, batch: LogAppend) -> LogAppendOutcome:
+    found = await tx.fetchrow("log_holder", batch.job_id, batch.attempt, batch.bot_id)
+    return LogAppendOutcome(holder_refusal(found is not None))
 
 
 async def read_logs(tx: Tx, query: LogQuery) -> LogPage | None:

@@ -520,25 +520,35 @@ SELECT j.id,
                WHERE job_id = $1 AND attempt = $2 AND bot_id = $3) AS held
 FROM jobs j WHERE j.id = $1;
 
+-- name: log_attempts_held
+-- Of the jobs $1, the attempts handed to bot $2 (a batch of several jobs' lines).
+SELECT job_id, attempt FROM attempts WHERE job_id = ANY($1::text[]) AND bot_id = $2;
+
 -- name: ensure_log_sizes
+-- A row to lock for each job $1 (in id order, as every call takes them).
 INSERT INTO job_log_sizes (job_id, last_seq, bytes, dropped_lines, dropped_bytes)
-VALUES ($1, 0, 0, 0, 0)
+SELECT id, 0, 0, 0, 0 FROM unnest($1::text[]) AS id ORDER BY id
 ON CONFLICT (job_id) DO NOTHING;
 
 -- name: lock_log_sizes
--- Batches of one job from several coordinators take turns here.
-SELECT last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
-WHERE job_id = $1
+-- Calls for the same jobs from several coordinators take turns here.
+SELECT job_id, last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
+WHERE job_id = ANY($1::text[])
+ORDER BY job_id
 FOR UPDATE;
 
 -- name: append_log_lines
--- $1 job, $2 last seq, $3 first seq, $4 attempt, $5 the lines (JSON).
+-- One row per chunk: job, last seq, first seq, attempt, the lines (JSON).
 INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
-VALUES ($1, $2, $3, $4, $5);
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::text[]);
 
 -- name: put_log_sizes
-UPDATE job_log_sizes SET last_seq = $2, bytes = $3, dropped_lines = $4, dropped_bytes = $5
-WHERE job_id = $1;
+UPDATE job_log_sizes s
+SET last_seq = u.last_seq, bytes = u.bytes, dropped_lines = u.dropped_lines,
+    dropped_bytes = u.dropped_bytes
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+     AS u(job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+WHERE s.job_id = u.job_id;
 
 -- name: log_page_head
 SELECT j.state, j.attempt, j.finished_at,

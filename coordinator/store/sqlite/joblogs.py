@@ -15,13 +15,10 @@ from coordinator.store.joblogs import (
     LogPage,
     LogQuery,
     LogSizes,
-    clean_line,
-    encode_chunk,
-    fit,
     holder_refusal,
     lines_of_chunks,
+    plan_appends,
 )
-from coordinator.store.records import ReportOutcome
 from coordinator.store.sqlite.rows import id_list, maybe_from_us
 from coordinator.store.sqlite.tx import Tx
 
@@ -30,49 +27,44 @@ def append_logs(tx: Tx, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
     if not batches:
         return []
     ids = id_list(dict.fromkeys(batch.job_id for batch in batches))
-    bot_ids = {batch.bot_id for batch in batches}
     held: set[tuple[str, int]] = set()
-    for bot_id in bot_ids:  # one in practice: a call comes from one bot
+    for bot_id in {batch.bot_id for batch in batches}:  # one: a call comes from one bot
         params = {"ids": ids, "bot_id": bot_id}
         held.update((row["job_id"], row["attempt"]) for row in tx.all("log_attempts_held", params))
     sizes = {row["job_id"]: _sizes(row) for row in tx.all("lock_log_sizes", {"ids": ids})}
-    before = dict(sizes)
-    chunks: list[dict[str, Any]] = []
-    outcomes: list[LogAppendOutcome] = []
-    for batch in batches:
-        if (batch.job_id, batch.attempt) not in held:
-            outcomes.append(_refused(tx, batch))
-            continue
-        current = sizes.get(batch.job_id, LogSizes())
-        cleaned = [clean_line(line) for line in batch.lines]
-        kept, sizes[batch.job_id] = fit(current, cleaned, batch.max_bytes)
-        if kept:
-            chunks.append(
+    plan = plan_appends(batches, held, sizes)
+    if plan.chunks:
+        tx.many(
+            "append_log_lines",
+            (
                 {
-                    "job_id": batch.job_id,
-                    "last_seq": current.last_seq + kept,
-                    "first_seq": current.last_seq + 1,
-                    "attempt": batch.attempt,
-                    "lines": encode_chunk(cleaned[:kept]),
+                    "job_id": chunk.job_id,
+                    "last_seq": chunk.last_seq,
+                    "first_seq": chunk.first_seq,
+                    "attempt": chunk.attempt,
+                    "lines": chunk.lines,
                 }
-            )
-        outcomes.append(LogAppendOutcome(ReportOutcome.ACCEPTED, kept, len(cleaned) - kept))
-    if chunks:
-        tx.many("append_log_lines", chunks)
-    changed = [
-        {
-            "job_id": job_id,
-            "last_seq": after.last_seq,
-            "bytes": after.bytes,
-            "dropped_lines": after.dropped_lines,
-            "dropped_bytes": after.dropped_bytes,
-        }
-        for job_id, after in sizes.items()
-        if before.get(job_id) != after
+                for chunk in plan.chunks
+            ),
+        )
+    if plan.sizes:
+        tx.many(
+            "put_log_sizes",
+            (
+                {
+                    "job_id": job_id,
+                    "last_seq": after.last_seq,
+                    "bytes": after.bytes,
+                    "dropped_lines": after.dropped_lines,
+                    "dropped_bytes": after.dropped_bytes,
+                }
+                for job_id, after in plan.sizes.items()
+            ),
+        )
+    return [
+        _refused(tx, batch) if outcome is None else outcome
+        for batch, outcome in zip(batches, plan.outcomes, strict=True)
     ]
-    if changed:
-        tx.many("put_log_sizes", changed)
-    return outcomes
 
 
 def _refused(tx: Tx, batch: LogAppend) -> LogAppendOutcome:

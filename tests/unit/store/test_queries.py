@@ -86,7 +86,6 @@ SQLITE_ONLY = {
     "list_jobs_by_op": "list_jobs filters by NULL parameters in PostgreSQL",
     "list_jobs_by_state_and_op": "list_jobs filters by NULL parameters in PostgreSQL",
     "read_logs_of_attempt": "read_logs filters by a NULL parameter in PostgreSQL",
-    "log_attempts_held": "PostgreSQL checks each batch's holder with log_holder",
     "delete_logs_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
     "delete_log_sizes_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
 }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from botfleet.clock import FakeClock
 from coordinator.store.base import ReportOutcome, Retention, Store
 from coordinator.store.joblogs import LogAppend, LogQuery, NewLogLine
 from coordinator.store.rules import BOT_LEASE_EXPIRED
+from tests.support.backends import StoreFactory
 from tests.unit.store.support import claim_ids, complete, fail, register, submit
 
 CAP = 100
@@ -193,3 +195,41 @@ async def test_one_call_appends_for_several_jobs_and_refuses_only_the_strangers(
     assert page is not None and [(x.seq, x.text) for x in page.lines] == [(1, "1a"), (2, "1b")]
     assert await texts(store, second) == ["2a", "2b"]
     assert await texts(store, queued) == []
+
+
+async def test_two_coordinators_appending_at_once_number_every_line_once(
+    store: Store, store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    """Concurrent calls for the same jobs (on PostgreSQL, from two processes) take turns:
+    every line gets one number, none is lost."""
+    second = store_factory()
+    await second.open()
+    try:
+        bot = await register(store, clock)
+        for _ in range(2):
+            await submit(store, clock)
+        first_job, second_job = await claim_ids(store, bot.id, limit=2)
+
+        async def send(target: Store, tag: str) -> None:
+            for n in range(10):
+                await target.append_logs(
+                    [
+                        LogAppend(bot.id, job, 1, lines(clock, f"{tag}{n}a", f"{tag}{n}b"), 10**6)
+                        for job in (second_job, first_job)  # not in id order
+                    ]
+                )
+
+        await asyncio.gather(send(store, "x"), send(second, "y"))
+        for job in (first_job, second_job):
+            page = await store.read_logs(LogQuery(job))
+            assert page is not None
+            assert [line.seq for line in page.lines] == list(range(1, 41))
+            texts_seen = [line.text for line in page.lines]
+            assert sorted(texts_seen) == sorted(
+                f"{tag}{n}{half}" for tag in "xy" for n in range(10) for half in "ab"
+            )
+            # A call's lines stay together and in order.
+            for index in range(0, 40, 2):
+                assert texts_seen[index][:-1] == texts_seen[index + 1][:-1]
+    finally:
+        await second.close()
