@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from tests.integration.harness import ADMIN, Api, Bot, eventually
@@ -177,3 +178,17 @@ async def test_several_jobs_lines_in_one_call_each_get_their_answer(api: Api) ->
     body["batches"] = [{"job_id": job_id, "attempt": 1, "lines": [line] * 1001}]
     status, data = await api.post("/v1/jobs/logs", body, bot.headers)
     assert status == 413 and data["error"]["code"] == "log_batch_too_large"
+
+
+async def test_an_oversized_batch_without_a_length_is_refused_too(api: Api) -> None:
+    bot, job_id = await running_job(api)
+
+    async def chunks() -> Any:
+        body = json.dumps(batch(bot, "x" * 300_000, "y" * 300_000)).encode()
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    headers = {**bot.headers, "Content-Type": "application/json"}
+    response = await api.client.post(f"/v1/jobs/{job_id}/logs", data=chunks(), headers=headers)
+    assert response.status == 413, await response.text()
+    assert (await response.json())["error"]["code"] == "log_batch_too_large"
