@@ -66,6 +66,10 @@ class Settings:
     crash_loop_limit: int = 10
     # Failures in a row to reach the coordinator that open the circuit (DEGRADED_NET).
     circuit_threshold: int = 3
+    # Environment variables whose values are masked in job log lines.
+    redact: tuple[str, ...] = ()
+    # Job log lines waiting to be sent at most; past it, lines are dropped and counted.
+    log_buffer_lines: int = 10_000
     # Tuning with no environment variable (tests pass small values).
     request_timeout_s: float = 10.0
     long_poll_ms: int = 20_000
@@ -163,6 +167,10 @@ def _text(text: str) -> str:
     return text
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 # variable -> (field, parser). An empty value counts as unset.
 _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "SERVER_BASE": ("server_bases", _servers),
@@ -185,6 +193,8 @@ _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BOT_CA_FILE": ("ca_file", _readable_file),
     "BOT_CLIENT_CERT": ("client_cert", _readable_file),
     "BOT_CLIENT_KEY": ("client_key", _readable_file),
+    "BOT_REDACT": ("redact", _names),
+    "BOT_LOG_BUFFER_LINES": ("log_buffer_lines", _int_between(1, 10_000_000)),
 }
 
 VARIABLES: tuple[str, ...] = tuple(_VARIABLES)

@@ -77,6 +77,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/jobs/{job_id}/complete"): BOT,
     ("POST", "/v1/jobs/{job_id}/fail"): BOT,
     ("POST", "/v1/jobs/{job_id}/progress"): BOT,
+    ("POST", "/v1/jobs/{job_id}/logs"): BOT,
+    ("POST", "/v1/jobs/logs"): BOT,
     # The bot deregisters itself with its own token; an operator forgets an offline bot.
     ("DELETE", "/v1/bots/{bot_id}"): Rule(roles=BOT_COMMANDERS.roles, bot=True),
     # Jobs.
@@ -84,6 +86,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/jobs/bulk"): SUBMITTERS,
     ("GET", "/v1/jobs"): JOB_READERS,
     ("GET", "/v1/jobs/{job_id}"): JOB_READERS,
+    ("GET", "/v1/jobs/{job_id}/attempts"): JOB_READERS,
+    ("GET", "/v1/jobs/{job_id}/logs"): JOB_READERS,
     ("POST", "/v1/jobs/{job_id}/cancel"): JOB_ACTORS,
     ("POST", "/v1/jobs/{job_id}/retry"): JOB_ACTORS,
     # The fleet.

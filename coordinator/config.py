@@ -40,6 +40,7 @@ class ServerConfig:
     tracing: bool | None = None  # OpenTelemetry spans: None = when installed
     # Limits and housekeeping.
     max_body_bytes: int = 8 * MIB
+    max_log_bytes: int = MIB  # log text kept per job; past it, lines are counted, not kept
     token_ttl_s: int = 86_400
     reaper_interval_s: float = 1.0
     # Before the first expiry after a start; None = one bot lease (see reaper.py).
@@ -83,6 +84,7 @@ class ServerConfig:
             "stats_window_s",
             "retention_batch_size",
             "auth_failure_limit",
+            "max_log_bytes",
         )
         for name in at_least_one:
             if getattr(self, name) < 1:

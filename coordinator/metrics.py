@@ -80,6 +80,18 @@ class Metrics:
         self.bots_forgotten = Counter(
             "botfleet_bots_forgotten", "Offline bots deleted past their retention", registry=r
         )
+        self.log_lines_received = Counter(
+            "botfleet_job_log_lines_received",
+            "Job log lines received, by bot",
+            ["bot_id"],
+            registry=r,
+        )
+        self.log_lines_dropped = Counter(
+            "botfleet_job_log_lines_dropped",
+            "Job log lines lost: past a job's cap here, or a full buffer on the bot",
+            ["bot_id"],
+            registry=r,
+        )
         self.claim_seconds = Histogram(
             "botfleet_claim_duration_seconds",
             "Time of one claim in the store (without long-poll waiting)",
@@ -153,6 +165,11 @@ class Metrics:
             _child(self._claimed_by_op, self.claimed, op).inc(count)
         while len(ops) > self._ops_remembered:
             ops.popitem(last=False)
+
+    def observe_log_lines(self, bot_id: str, received: int, dropped: int) -> None:
+        self.log_lines_received.labels(bot_id).inc(received)
+        if dropped:
+            self.log_lines_dropped.labels(bot_id).inc(dropped)
 
     def observe_report(self, job_id: str, action: str) -> None:
         """An accepted report (counted once: a repeat finds the job forgotten)."""

@@ -134,6 +134,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "result cannot fit (8388608: 8 MiB)",
     )
     parser.add_argument(
+        "--max-log-bytes",
+        type=int,
+        metavar="N",
+        help="the job log kept per job, in bytes (text and a newline a line); past it, one line "
+        "says how much was dropped (1048576: 1 MiB)",
+    )
+    parser.add_argument(
         "--features",
         metavar="LIST",
         help=(
@@ -188,6 +195,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             ),
             max_body_bytes=(
                 defaults.max_body_bytes if args.max_body_bytes is None else args.max_body_bytes
+            ),
+            max_log_bytes=(
+                defaults.max_log_bytes if args.max_log_bytes is None else args.max_log_bytes
             ),
             features=(
                 defaults.features
@@ -355,6 +365,7 @@ def _flag_names(message: str) -> str:
         "claim_batch_size": "--claim-batch-size",
         "default_job_timeout_s": "--default-job-timeout",
         "max_body_bytes": "--max-body-bytes",
+        "max_log_bytes": "--max-log-bytes",
         "unknown features": "--features: unknown features",
         "port": "--port",
         "admin_token": "--admin-token",

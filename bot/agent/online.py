@@ -145,6 +145,7 @@ class Online:
         start("report", scheduler.reporting.report_loop(ends.reports))
         start("outbox", scheduler.reporting.outbox_loop(ends.rest))
         start("progress", scheduler.progress_loop(ends.rest))
+        start("logs", scheduler.log_loop(ends.rest))
         start("watchdog", self.watchdog.run(ends.rest))
         start("loop-lag", self.loop_lag.run(ends.rest))
         start("token", self.registration.token_timer(ends.rest))

@@ -20,6 +20,7 @@ from typing import TypeVar
 from bot.errors import CoordinatorError, NetworkError, ServerError, TlsError
 from bot.link.http import Api
 from botfleet.protocol import messages as m
+from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,12 @@ class BreakerApi:
 
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._count(self._api.progress(job_id, request))
+
+    async def logs(self, job_id: str, request: LogBatch) -> None:
+        await self._count(self._api.logs(job_id, request))
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse:
+        return await self._count(self._api.logs_bulk(request))
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._count(self._api.deregister(bot_id, request))

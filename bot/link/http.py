@@ -35,6 +35,7 @@ from bot.errors import (
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import request_body
+from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class Api(Protocol):
     async def report_batch(self, request: m.BatchReportRequest) -> m.BatchReportResponse: ...
 
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None: ...
+
+    async def logs(self, job_id: str, request: LogBatch) -> None: ...
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse: ...
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None: ...
 
@@ -127,6 +132,13 @@ class HttpApi:
 
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._send("POST", f"/jobs/{quote(job_id, safe='')}/progress", request)
+
+    async def logs(self, job_id: str, request: LogBatch) -> None:
+        await self._send("POST", f"/jobs/{quote(job_id, safe='')}/logs", request)
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse:
+        data = await self._send("POST", "/jobs/logs", request)
+        return self._decode(data, BulkLogResponse, "logs")
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._send("DELETE", f"/bots/{quote(bot_id, safe='')}", request)

@@ -19,6 +19,7 @@ from botfleet import __version__
 from botfleet.cli.bots import add_bot_commands
 from botfleet.cli.context import Context, Handler
 from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError, from_client
+from botfleet.cli.joblogs import add_log_commands
 from botfleet.cli.jobs import add_job_commands
 from botfleet.cli.render import Output
 from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_arguments(common)
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_job_commands(subparsers, [common])
+    add_log_commands(subparsers, [common])
     add_bot_commands(subparsers, [common])
     add_token_commands(subparsers, [common])
 

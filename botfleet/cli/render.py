@@ -43,6 +43,11 @@ class Output:
         self.out.file.write(text + "\n")
         self.out.file.flush()
 
+    def json_line(self, value: Any) -> None:
+        """One compact JSON document per line (a stream: `jq -c` reads it as it comes)."""
+        self.out.file.write(msgspec.json.encode(value).decode() + "\n")
+        self.out.file.flush()
+
     def show(self, renderable: RenderableType) -> None:
         self.out.print(renderable)
 

@@ -10,12 +10,14 @@ from types import TracebackType
 from typing import Any, Protocol, Unpack
 from urllib.parse import quote
 
+from botfleet.client.joblogs import log_lines
 from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import resolve
 from botfleet.client.submitting import JobOptions, JobSpec, chunks, keyed, new_job
 from botfleet.client.transport import Transport
 from botfleet.client.waiting import MAX_WAIT_MS, Deadline, outcome, wait_one, watch
 from botfleet.clock import Clock, SystemClock
+from botfleet.protocol import joblogs as wire
 from botfleet.protocol import messages as m
 
 DEFAULT_PAGE = 100
@@ -60,6 +62,9 @@ class AsyncJobHandle:
 
     async def cancel(self) -> m.JobView:
         return await self._client.cancel(self.id)
+
+    def logs(self, *, follow: bool = False) -> AsyncIterator[wire.StoredLogLine]:
+        return self._client.logs(self.id, follow=follow)
 
 
 class AsyncClient:
@@ -218,6 +223,37 @@ class AsyncClient:
 
     async def _get_waiting(self, job: str, wait_ms: int) -> m.JobView:
         return await self.get(job, wait_ms=wait_ms)
+
+    # ------------------------------------------------------------ what a job did
+
+    async def attempts(self, job: JobRef) -> list[wire.AttemptView]:
+        """Every attempt of the job: its bot, times, outcome and error."""
+        path = f"/v1/jobs/{_segment(job_id(job))}/attempts"
+        return (await self._http.call("GET", path, wire.AttemptList)).attempts
+
+    async def log_page(
+        self, job: JobRef, *, after: int = 0, attempt: int | None = None, wait_ms: int = 0
+    ) -> wire.JobLogs:
+        """The job's log lines after the cursor `after` (with `wait_ms`: once there are
+        some, or the job's log is complete, or that time passes)."""
+        wait_ms = max(0, min(wait_ms, MAX_WAIT_MS))
+        pairs = (("after", after), ("attempt", attempt), ("wait_ms", wait_ms or None))
+        params = {key: str(value) for key, value in pairs if value is not None}
+        path = f"/v1/jobs/{_segment(job_id(job))}/logs"
+        return await self._http.call(
+            "GET", path, wire.JobLogs, params=params, wait_s=wait_ms / 1000
+        )
+
+    def logs(
+        self, job: JobRef, *, follow: bool = False, attempt: int | None = None, after: int = 0
+    ) -> AsyncIterator[wire.StoredLogLine]:
+        """The job's log lines in order; with `follow`, until the job has ended."""
+        ident = job_id(job)
+
+        async def fetch(cursor: int, wait_ms: int) -> wire.JobLogs:
+            return await self.log_page(ident, after=cursor, attempt=attempt, wait_ms=wait_ms)
+
+        return log_lines(fetch, after=after, follow=follow)
 
     # ------------------------------------------------------------ changing jobs
 

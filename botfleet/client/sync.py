@@ -19,6 +19,7 @@ from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import Settings
 from botfleet.client.submitting import JobOptions, JobSpec
 from botfleet.clock import Clock
+from botfleet.protocol import joblogs as wire
 from botfleet.protocol import messages as m
 
 T = TypeVar("T")
@@ -95,6 +96,9 @@ class JobHandle:
 
     def cancel(self) -> m.JobView:
         return self._client.cancel(self.id)
+
+    def logs(self, *, follow: bool = False) -> Iterator[wire.StoredLogLine]:
+        return self._client.logs(self.id, follow=follow)
 
 
 class Client:
@@ -199,6 +203,23 @@ class Client:
 
     def cancel(self, job: JobRef) -> m.JobView:
         return self._loop.run(self._async.cancel(job))
+
+    def attempts(self, job: JobRef) -> list[wire.AttemptView]:
+        return self._loop.run(self._async.attempts(job))
+
+    def log_page(
+        self, job: JobRef, *, after: int = 0, attempt: int | None = None, wait_ms: int = 0
+    ) -> wire.JobLogs:
+        return self._loop.run(
+            self._async.log_page(job, after=after, attempt=attempt, wait_ms=wait_ms)
+        )
+
+    def logs(
+        self, job: JobRef, *, follow: bool = False, attempt: int | None = None, after: int = 0
+    ) -> Iterator[wire.StoredLogLine]:
+        return self._loop.iterate(
+            self._async.logs(job, follow=follow, attempt=attempt, after=after)
+        )
 
     def retry(self, job: JobRef) -> m.JobView:
         return self._loop.run(self._async.retry(job))

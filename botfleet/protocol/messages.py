@@ -38,6 +38,8 @@ FEATURE_PROGRESS = "progress"
 FEATURE_DEREGISTER = "deregister"
 FEATURE_REPORT_ON_CLAIM = "report_on_claim"
 FEATURE_CLAIM_ID = "claim_id"
+FEATURE_LOGS = "logs"
+FEATURE_LOGS_BULK = "logs_bulk"  # POST /v1/jobs/logs: several jobs' lines in one call
 ALL_FEATURES = (
     FEATURE_LONG_POLL,
     FEATURE_BATCH_REPORT,
@@ -45,6 +47,8 @@ ALL_FEATURES = (
     FEATURE_DEREGISTER,
     FEATURE_REPORT_ON_CLAIM,
     FEATURE_CLAIM_ID,
+    FEATURE_LOGS,
+    FEATURE_LOGS_BULK,
 )
 
 

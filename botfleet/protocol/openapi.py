@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from botfleet import __version__
+from botfleet.protocol import joblogs as logs
 from botfleet.protocol import messages as m
 
 
@@ -128,6 +129,44 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         None,
         m.JobView,
+    ),
+    Route(
+        "get",
+        "/v1/jobs/{job_id}/attempts",
+        "Every attempt of a job: its bot, times, outcome and error",
+        "admin",
+        None,
+        logs.AttemptList,
+    ),
+    Route(
+        "get",
+        "/v1/jobs/{job_id}/logs",
+        "A job's log lines after a cursor; ?wait_ms waits for new ones",
+        "admin",
+        None,
+        logs.JobLogs,
+        query=(
+            ("attempt", "integer"),
+            ("after", "integer"),
+            ("limit", "integer"),
+            ("wait_ms", "integer"),
+        ),
+    ),
+    Route(
+        "post",
+        "/v1/jobs/{job_id}/logs",
+        "Send a batch of a job's log lines (feature logs)",
+        "bot",
+        logs.LogBatch,
+        logs.LogBatchAccepted,
+    ),
+    Route(
+        "post",
+        "/v1/jobs/logs",
+        "Send several jobs' log lines at once (feature logs_bulk)",
+        "bot",
+        logs.BulkLogRequest,
+        logs.BulkLogResponse,
     ),
     Route("get", "/v1/bots", "List bots", "admin", None, m.BotList),
     Route("get", "/v1/bots/{bot_id}", "One bot", "admin", None, m.BotView),

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
@@ -289,6 +290,20 @@ class Store(Protocol):
 
     async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
         """last_used_at = now, only when it is older than `stale_before` (or unset)."""
+        ...
+
+    # ---- job logs
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        """In one transaction, for each batch: keep a bot's lines of one attempt, in
+        order, numbered after the job's last line, while the job's log stays within
+        `max_bytes` (`joblogs.fit`).
+        Only from the bot that attempt was handed to (else CONFLICT), whether or not the
+        attempt has ended: a bot sends its last lines after its report. NOT_FOUND for
+        an unknown job."""
+        ...
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        """Lines after `query.after`, in order; None for an unknown job."""
         ...
 
     # ---- reaper

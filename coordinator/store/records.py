@@ -82,6 +82,8 @@ class AttemptRecord:
     # its reports are stale), lost (the claim answer never
     # reached the bot; not charged against max_attempts); None while live
     outcome: str | None
+    # why it failed, expired or was released (its report's error, "lease expired"...)
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,7 @@ def attempt_from_row(row: Any, decode: Decode) -> AttemptRecord:
         lease_until=decode.moment(row["lease_until"]),
         ended_at=decode.maybe_moment(row["ended_at"]),
         outcome=row["outcome"],
+        error=row["error"],
     )
 
 

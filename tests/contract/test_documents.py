@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from botfleet.protocol import ProtocolError, decode, encode
+from botfleet.protocol import joblogs as logs
 from botfleet.protocol import messages as m
 from botfleet.protocol.openapi import ROUTES, generate
 
@@ -85,6 +86,14 @@ CALLS: tuple[Call, ...] = (
          "patch_bot", m.BotView),
     Call("post", "/v1/bots/{bot_id}/revoke", 200, None, None, "revoke_bot", m.BotView),
     Call("post", "/v1/bots/{bot_id}/allow", 200, None, None, "allow_bot", m.BotView),
+    # Job logs and attempts (feature `logs` for the bot's batches).
+    Call("post", "/v1/jobs/{job_id}/logs", 200, "job_logs", logs.LogBatch,
+         "job_logs", logs.LogBatchAccepted),
+    Call("post", "/v1/jobs/logs", 200, "job_logs_bulk", logs.BulkLogRequest,
+         "job_logs_bulk", logs.BulkLogResponse),
+    Call("get", "/v1/jobs/{job_id}/logs", 200, None, None, "read_job_logs", logs.JobLogs),
+    Call("get", "/v1/jobs/{job_id}/attempts", 200, None, None, "list_attempts",
+         logs.AttemptList),
     Call("get", "/v1/stats", 200, None, None, "stats", m.Stats),
     Call("get", "/v1/whoami", 200, None, None, "whoami", m.WhoAmI),
     # Role tokens.

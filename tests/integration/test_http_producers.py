@@ -1,6 +1,6 @@
 """A producer's token reaches only the jobs it submitted: another's are 404 to it (read,
-wait, cancel, retry), its listings hold its own jobs, and an idempotency key cannot
-reach across."""
+wait, attempts, logs, cancel, retry), its listings hold its own jobs, and an idempotency
+key cannot reach across."""
 
 from __future__ import annotations
 
@@ -39,8 +39,14 @@ async def test_two_producers_each_see_only_their_own_jobs(api: Api) -> None:
     assert set(await _listed(api, reader)) == set(alices + bobs + admins)
 
     for job_id in alices:
-        assert (await api.client.get(f"/v1/jobs/{job_id}", headers=alice)).status == 200
-        for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}?wait_ms=30000"):
+        for own in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/attempts", f"/v1/jobs/{job_id}/logs"):
+            assert (await api.client.get(own, headers=alice)).status == 200
+        for path in (
+            f"/v1/jobs/{job_id}",
+            f"/v1/jobs/{job_id}?wait_ms=30000",
+            f"/v1/jobs/{job_id}/attempts",
+            f"/v1/jobs/{job_id}/logs?wait_ms=30000",
+        ):
             response = await api.client.get(path, headers=bob)
             assert response.status == 404
             assert (await response.json())["error"] == {

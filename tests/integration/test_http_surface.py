@@ -81,6 +81,21 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
         "CreateTokenRequest": {"name": "surface", "role": "producer", "expires_in_s": 3600},
+        "LogBatch": {
+            **instance,
+            "attempt": 1,
+            "lines": [{"ts": "2026-01-19T10:15:00Z", "text": "hello"}],
+        },
+        "BulkLogRequest": {
+            **instance,
+            "batches": [
+                {
+                    "job_id": scene.running,
+                    "attempt": 1,
+                    "lines": [{"ts": "2026-01-19T10:15:00Z", "text": "hello"}],
+                }
+            ],
+        },
     }
     body = bodies[route.request.__name__] if route.request is not None else None
     return path, headers, body

@@ -150,3 +150,18 @@ def test_soak_prints_the_curve_and_whether_it_levelled_off(tmp_path: Path) -> No
     for series in ("database", "coordinator RSS", "bot RSS"):
         assert re.search(rf"{series}: (levelled off|still growing) \([+-][\d.]+% ", output)
     assert processes_using(tmp_path) == []
+
+
+def test_logs_prints_the_cost_per_line_and_the_throughput_with_and_without(
+    tmp_path: Path,
+) -> None:
+    output = run_benchmark(
+        "benchmarks.logs", tmp_path, "--lines", "1000", "--jobs", "50", "--rounds", "1"
+    )
+    assert "botfleet job logs" in output
+    for name in ("job.log", "logging", "take + encode"):
+        row(output, f"µs per line, {name}", r"[\d.]+")
+    row(output, "sum jobs/s, no log lines", RATE)
+    row(output, "sum jobs/s, 10 log lines each", RATE)
+    row(output, "slower with logs", r"-?[\d.]+ %")
+    assert processes_using(tmp_path) == []

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import coordinator.store.postgres.bots as bots
+import coordinator.store.postgres.joblogs as joblogs
 import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
 import coordinator.store.postgres.reads as reads
@@ -38,6 +39,7 @@ from botfleet.clock import Clock
 from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import tell_listener
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.postgres.connection import (
     DATABASE_ERRORS,
     Connection,
@@ -247,6 +249,12 @@ class PostgresStore:
 
     async def sweep(self, policy: Retention) -> SweepOutcome:
         return await self._write(lambda tx: retention.sweep(tx, policy))
+
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        return await self._write(lambda tx: joblogs.append_logs(tx, batches))
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        return await self._read(lambda tx: joblogs.read_logs(tx, query))
 
     # ------------------------------------------------------------------ plumbing
 

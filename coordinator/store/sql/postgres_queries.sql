@@ -174,7 +174,7 @@ WITH held AS (
     WHERE j.id = held.id AND j.bot_id = ANY($1::text[]) AND j.state = 'running'
     RETURNING j.id, j.op, j.state, j.attempt
 ), ended AS (
-    UPDATE attempts a SET ended_at = $2, outcome = 'released'
+    UPDATE attempts a SET ended_at = $2, outcome = 'released', error = $3::text
     FROM released r
     WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
 )
@@ -304,7 +304,8 @@ WHERE job_id = ANY($1::text[]) AND bot_id = $2;
 -- name: write_reports
 -- Everything a batch of reports changed, and its notices, in one statement.
 -- Jobs: one row per job the reports moved; the WHERE is the fence (state and attempt
--- as locked). Attempts: the live ones that ended. $10 now, $14 channel, $15 payloads.
+-- as locked). Attempts: the live ones that ended, each with its error ($16).
+-- $10 now, $14 channel, $15 payloads.
 WITH moved AS (
     UPDATE jobs j
     SET state = u.state,
@@ -321,8 +322,9 @@ WITH moved AS (
     WHERE j.id = u.id AND j.state = u.expected_state AND j.attempt = u.expected_attempt
     RETURNING j.id
 ), ended AS (
-    UPDATE attempts a SET ended_at = $10, outcome = e.outcome
-    FROM unnest($11::text[], $12::integer[], $13::text[]) AS e(job_id, attempt, outcome)
+    UPDATE attempts a SET ended_at = $10, outcome = e.outcome, error = e.error
+    FROM unnest($11::text[], $12::integer[], $13::text[], $16::text[])
+         AS e(job_id, attempt, outcome, error)
     WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.ended_at IS NULL
     RETURNING a.job_id
 )
@@ -458,7 +460,7 @@ WITH due AS (
     WHERE j.id = due.id AND j.state = 'running' AND j.lease_until < $1
     RETURNING j.id, j.op, j.state, j.attempt
 ), ended AS (
-    UPDATE attempts a SET ended_at = $1, outcome = 'expired'
+    UPDATE attempts a SET ended_at = $1, outcome = 'expired', error = $2::text
     FROM expired e
     WHERE a.job_id = e.id AND a.attempt = e.attempt AND a.ended_at IS NULL
 )
@@ -486,7 +488,8 @@ WHERE j.id = due.id AND j.state = 'queued'
 RETURNING j.id, j.op, j.state;
 
 -- name: delete_finished_jobs
--- $1 before, $2 limit: the oldest jobs finished before $1, with their attempts.
+-- $1 before, $2 limit: the oldest jobs finished before $1, with their attempts and
+-- their log lines.
 WITH due AS (
     SELECT id FROM jobs
     WHERE finished_at IS NOT NULL AND finished_at < $1
@@ -501,6 +504,10 @@ WITH due AS (
     RETURNING j.id
 ), attempts_deleted AS (
     DELETE FROM attempts a USING deleted WHERE a.job_id = deleted.id
+), logs_deleted AS (
+    DELETE FROM job_logs l USING deleted WHERE l.job_id = deleted.id
+), log_sizes_deleted AS (
+    DELETE FROM job_log_sizes s USING deleted WHERE s.job_id = deleted.id
 )
 SELECT count(*) FROM deleted;
 
@@ -596,3 +603,58 @@ FOR UPDATE;
 -- name: forget_bot
 -- Its id stays on its jobs and their attempts.
 DELETE FROM bots WHERE id = $1 AND NOT online AND revoked_at IS NULL;
+
+-- ------------------------------------------------------------------ job logs
+
+-- name: log_holder
+-- $1 job, $2 attempt, $3 bot: the job, and whether this attempt was handed to the bot.
+SELECT j.id,
+       EXISTS (SELECT 1 FROM attempts
+               WHERE job_id = $1 AND attempt = $2 AND bot_id = $3) AS held
+FROM jobs j WHERE j.id = $1;
+
+-- name: log_attempts_held
+-- Of the jobs $1, the attempts handed to bot $2 (a batch of several jobs' lines).
+SELECT job_id, attempt FROM attempts WHERE job_id = ANY($1::text[]) AND bot_id = $2;
+
+-- name: ensure_log_sizes
+-- A row to lock for each job $1 (in id order, as every call takes them).
+INSERT INTO job_log_sizes (job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+SELECT id, 0, 0, 0, 0 FROM unnest($1::text[]) AS id ORDER BY id
+ON CONFLICT (job_id) DO NOTHING;
+
+-- name: lock_log_sizes
+-- Calls for the same jobs from several coordinators take turns here.
+SELECT job_id, last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
+WHERE job_id = ANY($1::text[])
+ORDER BY job_id
+FOR UPDATE;
+
+-- name: append_log_lines
+-- One row per chunk: job, last seq, first seq, attempt, the lines (JSON).
+INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::text[]);
+
+-- name: put_log_sizes
+UPDATE job_log_sizes s
+SET last_seq = u.last_seq, bytes = u.bytes, dropped_lines = u.dropped_lines,
+    dropped_bytes = u.dropped_bytes
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+     AS u(job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+WHERE s.job_id = u.job_id;
+
+-- name: log_page_head
+SELECT j.state, j.attempt, j.finished_at,
+       coalesce(s.last_seq, 0) AS last_seq, coalesce(s.bytes, 0) AS bytes,
+       coalesce(s.dropped_lines, 0) AS dropped_lines,
+       coalesce(s.dropped_bytes, 0) AS dropped_bytes
+FROM jobs j LEFT JOIN job_log_sizes s ON s.job_id = j.id
+WHERE j.id = $1;
+
+-- name: read_logs
+-- $1 job, $2 attempt (NULL: all), $3 after, $4 limit.
+-- The chunks holding lines after $3, in order (at most $4: each has a line).
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) AND last_seq > $3
+ORDER BY last_seq
+LIMIT $4;

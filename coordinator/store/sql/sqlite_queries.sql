@@ -234,7 +234,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND +state = 'cancelled' AND bot
 -- jobs_state_seq.
 
 -- name: end_attempts_of_bots
-UPDATE attempts SET ended_at = :now, outcome = :outcome
+UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
 FROM jobs INDEXED BY jobs_running_bot
 WHERE jobs.state = 'running'
   AND jobs.bot_id IN (SELECT value FROM json_each(:bots))
@@ -258,7 +258,7 @@ WHERE jobs.seq = held.seq
 RETURNING id, op, state
 
 -- name: end_expired_attempts
-UPDATE attempts SET ended_at = :now, outcome = 'expired'
+UPDATE attempts SET ended_at = :now, outcome = 'expired', error = :error
 FROM jobs INDEXED BY jobs_running_lease
 WHERE jobs.state = 'running' AND jobs.lease_until < :now
   AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
@@ -423,7 +423,7 @@ UPDATE jobs SET
 WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
 
 -- name: end_attempt
-UPDATE attempts SET ended_at = :now, outcome = :outcome
+UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
 WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
 
 -- name: set_progress
@@ -530,6 +530,12 @@ RETURNING id
 -- name: delete_attempts_of_jobs
 DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(:ids))
 
+-- name: delete_logs_of_jobs
+DELETE FROM job_logs WHERE job_id IN (SELECT value FROM json_each(:ids))
+
+-- name: delete_log_sizes_of_jobs
+DELETE FROM job_log_sizes WHERE job_id IN (SELECT value FROM json_each(:ids))
+
 -- name: forget_bots
 -- Offline bots last heard of before :before, at most :limit; their ids stay on jobs.
 DELETE FROM bots
@@ -608,3 +614,51 @@ FROM bots WHERE id = :id
 -- name: forget_bot
 -- Its id stays on its jobs and their attempts.
 DELETE FROM bots WHERE id = :id AND online = 0 AND revoked_at IS NULL
+
+-- ------------------------------------------------------------------ job logs
+
+-- name: log_holder
+-- The job, and whether this attempt of it was handed to :bot_id.
+SELECT jobs.id,
+       EXISTS (SELECT 1 FROM attempts
+               WHERE job_id = :job_id AND attempt = :attempt AND bot_id = :bot_id) AS held
+FROM jobs WHERE id = :job_id
+
+-- name: log_attempts_held
+-- Of the jobs :ids, the attempts handed to :bot_id (a batch of several jobs' lines).
+SELECT job_id, attempt FROM attempts
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
+
+-- name: lock_log_sizes
+SELECT job_id, last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
+WHERE job_id IN (SELECT value FROM json_each(:ids))
+
+-- name: put_log_sizes
+INSERT INTO job_log_sizes (job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+VALUES (:job_id, :last_seq, :bytes, :dropped_lines, :dropped_bytes)
+ON CONFLICT (job_id) DO UPDATE SET
+    last_seq = excluded.last_seq, bytes = excluded.bytes,
+    dropped_lines = excluded.dropped_lines, dropped_bytes = excluded.dropped_bytes
+
+-- name: append_log_lines
+INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
+VALUES (:job_id, :last_seq, :first_seq, :attempt, :lines)
+
+-- name: log_page_head
+SELECT jobs.state, jobs.attempt, jobs.finished_at,
+       coalesce(s.last_seq, 0) AS last_seq, coalesce(s.bytes, 0) AS bytes,
+       coalesce(s.dropped_lines, 0) AS dropped_lines,
+       coalesce(s.dropped_bytes, 0) AS dropped_bytes
+FROM jobs LEFT JOIN job_log_sizes AS s ON s.job_id = jobs.id
+WHERE jobs.id = :job_id
+
+-- name: read_logs
+-- The chunks holding lines after :after, in order (at most :limit: each has a line).
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = :job_id AND last_seq > :after ORDER BY last_seq LIMIT :limit
+
+-- name: read_logs_of_attempt
+-- Walks the job's chunks (at most the cap's worth) in cursor order for one attempt's.
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = :job_id AND last_seq > :after AND attempt = :attempt
+ORDER BY last_seq LIMIT :limit

@@ -140,7 +140,13 @@ def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
     row = tx.one("cancel_job", {"job_id": job_id, "now": tx.now})
     if row is None:
         return unchanged(tx, job_id)
-    params = {"job_id": job_id, "attempt": row["attempt"], "outcome": "cancelled", "now": tx.now}
+    params = {
+        "job_id": job_id,
+        "attempt": row["attempt"],
+        "outcome": "cancelled",
+        "error": None,
+        "now": tx.now,
+    }
     tx.run("end_attempt", params)
     tx.changes.done.append(job_id)
     return ReportOutcome.ACCEPTED, job_from_row(row)

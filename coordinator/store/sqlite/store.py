@@ -25,6 +25,7 @@ from datetime import datetime
 
 import coordinator.store.records as records
 import coordinator.store.sqlite.bots as bots
+import coordinator.store.sqlite.joblogs as joblogs
 import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.reads as reads
@@ -36,6 +37,7 @@ from botfleet.clock import Clock
 from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -270,6 +272,15 @@ class SQLiteStore:
 
     async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
         await self._open().write(lambda tx: tokens.touch_api_token(tx, token_id, stale_before))
+
+    # ---------------------------------------------------------------- job logs
+
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        inline = sum(len(batch.lines) for batch in batches) <= INLINE_MAX_ROWS
+        return await self._open().write(lambda tx: joblogs.append_logs(tx, batches), inline)
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        return await self._open().read(lambda tx: joblogs.read_logs(tx, query))
 
     # ---------------------------------------------------------------- reaper
 

@@ -99,6 +99,11 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("jobs_by_idempotency_key", "INDEX jobs_idempotency_key (idempotency_key=?)"),
         ("jobs_of_claim", "INDEX attempts_claim_id (claim_id=?)"),
         ("claim_outlook", "INDEX attempts_claim_id (claim_id=?)"),
+        # A job's log, by cursor, even with the cap's worth of lines.
+        ("read_logs", "PRIMARY KEY (job_id=? AND last_seq>?)"),
+        ("read_logs_of_attempt", "PRIMARY KEY (job_id=? AND last_seq>?)"),
+        ("delete_logs_of_jobs", "PRIMARY KEY (job_id=?)"),
+        ("lock_log_sizes", "PRIMARY KEY (job_id=?)"),
     ],
 )
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
