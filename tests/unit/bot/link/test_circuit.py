@@ -14,6 +14,7 @@ from bot.errors import (
 )
 from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker, unreachable
 from bot.testing import FakeCoordinator
+from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 
 
@@ -90,7 +91,7 @@ def test_logging_is_quiet_about_half_open(caplog: pytest.LogCaptureFixture) -> N
     breaker.probe()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        "circuit closed -> open: 1 failures in a row, the last: down"
+        "circuit closed -> open: 1 failures in a row over 0.0 s, the last: down"
     ]
 
 
@@ -102,3 +103,27 @@ def test_every_listener_hears_every_change() -> None:
     breaker.failure(NetworkError("down"))
     breaker.success()
     assert first == later == [Circuit.OPEN, Circuit.CLOSED]
+
+
+def test_a_streak_opens_the_circuit_only_once_it_has_lasted_the_window() -> None:
+    """On a lossy network a few lost calls in a row are not an outage: the streak must
+    also last `window_s`; an answer in between starts it again."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(3, window_s=1.0, monotonic=clock.monotonic)
+    for _ in range(5):  # five failures within 0.4 s
+        breaker.record(NetworkError("lost"))
+        clock.advance(0.1)
+    assert not breaker.is_open
+    breaker.record(None)
+    for _ in range(3):
+        clock.advance(0.3)
+        breaker.record(NetworkError("lost"))
+    assert not breaker.is_open  # the streak began 0.6 s ago
+    clock.advance(0.5)
+    breaker.record(NetworkError("down"))
+    assert breaker.is_open and breaker.opened == 1
+
+
+def test_a_negative_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        CircuitBreaker(3, window_s=-1.0)

@@ -103,19 +103,23 @@ class SleepsAtClaim(FakeCoordinator):
 
 
 @pytest.mark.parametrize(
-    ("features", "slept"), [([m.FEATURE_CLAIM_ID], [0, 0, 1]), ([], [0, 1, 2])]
+    ("features", "slept"), [([m.FEATURE_CLAIM_ID], [0, 0, 0, 1]), ([], [0, 1, 2, 3])]
 )
 async def test_a_lost_answer_is_asked_again_at_once_then_backs_off(
     make_scheduler: MakeScheduler, features: list[str], slept: list[int]
 ) -> None:
+    """Two failures in a row are asked again at once (under the same claim_id), the third
+    backs off; without claim_id every failure backs off."""
     clock = FakeClock()
     fake = SleepsAtClaim(clock, features)
-    fake.fail_next("claim", NetworkError("reset"), ServerError(502, "bad gateway"))
+    fake.fail_next(
+        "claim", NetworkError("reset"), ServerError(502, "bad gateway"), NetworkError("again")
+    )
     scheduler = make_scheduler(fake, clock=clock, hooks=RecordingHooks(), features=features)
 
-    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 3, "claims")
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 4, "claims")
 
-    assert fake.slept_at_claim[:3] == slept
+    assert fake.slept_at_claim[:4] == slept
 
 
 async def test_a_shed_claim_that_names_a_time_waits_for_it(make_scheduler: MakeScheduler) -> None:

@@ -1,0 +1,71 @@
+"""A hedged call: sent again when its answer is late, the first answer wins.
+
+For a call the coordinator answers alike however often it comes (a claim under its
+`claim_id`): a request delayed on the way (a congested link, a proxy's queue) would
+otherwise hold the caller for as long as the delay lasts. After `hedge_s` without an
+answer one more copy goes out, at most one (a slow coordinator gets at most twice the
+calls, never a storm); whichever answers first wins. The other is not cancelled: it may
+already be on its way to the coordinator, which acts on it all the same, so its answer
+is handed back to be looked at when it comes (`Hedged.late`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from bot.waiting import sleep_or
+from botfleet.clock import Clock
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Hedged(Generic[T]):
+    answer: T
+    hedged: bool  # a second copy went out
+    late: list[asyncio.Future[T]] = field(default_factory=list)  # copies still on their way
+
+
+async def hedged_call(
+    send: Callable[[], Awaitable[T]], clock: Clock, hedge_s: float | None
+) -> Hedged[T]:
+    """`send()`, and once more if it has not answered after `hedge_s` (None: never).
+
+    Raises the first copy's error when every copy failed. Cancelling the caller cancels
+    every copy.
+    """
+    first: asyncio.Future[T] = asyncio.ensure_future(send())
+    if hedge_s is None:
+        return Hedged(await first, hedged=False)
+    calls = [first]
+    try:
+        answered = asyncio.Event()
+        first.add_done_callback(lambda _: answered.set())
+        if not await sleep_or(clock, hedge_s, answered):
+            calls.append(asyncio.ensure_future(send()))
+        return await _first_answer(calls)
+    except BaseException:
+        for call in calls:
+            call.cancel()
+        raise
+
+
+async def _first_answer(calls: list[asyncio.Future[T]]) -> Hedged[T]:
+    pending: set[asyncio.Future[T]] = set(calls)
+    errors: dict[asyncio.Future[T], BaseException] = {}
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for call in calls:  # in the order sent: the first copy wins a tie
+            if call not in done or call.cancelled():
+                continue
+            error = call.exception()
+            if error is None:
+                late = [other for other in calls if other is not call and not other.done()]
+                return Hedged(call.result(), hedged=len(calls) > 1, late=late)
+            errors[call] = error
+    if not errors:
+        raise asyncio.CancelledError  # every copy was cancelled from outside
+    raise next(errors[call] for call in calls if call in errors)
