@@ -64,8 +64,8 @@ class Settings:
     # the bot is back within about this long after the coordinator is.
     probe_max_backoff_ms: int = 2_000
     # A claim expected to answer at once (work was waiting, or reports ride on it) that
-    # has not answered in this time is sent again under the same claim_id, and the first
-    # answer wins (0: never).
+    # has not answered in twice its usual round trip, at most this, is sent again under
+    # the same claim_id, and the first answer wins (0: never).
     claim_hedge_ms: int = 300
     # Failed claims retried at once, as a share of the claims answered; beyond it the
     # bot backs off (a coordinator that sheds load gets fewer calls, not more).

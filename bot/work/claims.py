@@ -34,7 +34,7 @@ from bot.reports.queue import Reporting
 from bot.settings import Settings
 from bot.state import Job
 from bot.waiting import sleep_or
-from bot.work.hedge import Hedged, hedged_call
+from bot.work.hedge import Hedged, RoundTrips, hedged_call
 from bot.work.hooks import SchedulerHooks
 from bot.work.runner import JobRunner, JobTask, ReportSink
 from botfleet.clock import Clock
@@ -84,6 +84,7 @@ class Claims:
         self._work_waiting = False  # the last answer brought jobs: the next should be quick
         self._late: set[asyncio.Future[m.ClaimResponse]] = set()  # hedged copies still out
         self.hedged = 0  # claims sent twice (metrics, tests)
+        self.round_trips = RoundTrips()  # of claims answered at once: when to hedge
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
@@ -220,6 +221,7 @@ class Claims:
                 self.claim_id = uuid.uuid4().hex
             request.claim_id = self.claim_id
         hedge_s = self._hedge_after_s(request)
+        sent = self._clock.monotonic()
         call = asyncio.ensure_future(
             hedged_call(lambda: self._api.claim(request), self._clock, hedge_s)
         )
@@ -249,6 +251,8 @@ class Claims:
             self._work_waiting = bool(answer.jobs)
             if hedged.hedged:
                 self.hedged += 1
+            elif hedge_s is not None:  # expected at once, and it came: a round trip to learn
+                self.round_trips.add(self._clock.monotonic() - sent)
             if hedged.late:
                 self._follow_late(hedged.late, {job.id for job in answer.jobs}, sink)
             if riders:
@@ -274,13 +278,14 @@ class Claims:
         """When to send a claim again if it has not answered (None: wait for it): only a
         claim under a `claim_id` (a copy gets the same jobs), and only one the coordinator
         should answer at once - work was waiting, or it does not wait (reports ride on
-        it); a long-poll held while the queue is empty is on time."""
+        it); a long-poll held while the queue is empty is on time. After twice the usual
+        round trip (see `RoundTrips`), at most `claim_hedge_ms`."""
         hedge_ms = self._settings.claim_hedge_ms
         if hedge_ms <= 0 or request.claim_id is msgspec.UNSET:
             return None
         if request.wait_ms and not self._work_waiting:
             return None
-        return hedge_ms / 1000.0
+        return self.round_trips.hedge_after_s(hedge_ms / 1000.0)
 
     def _follow_late(
         self,

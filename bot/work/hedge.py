@@ -7,11 +7,16 @@ answer one more copy goes out, at most one (a slow coordinator gets at most twic
 calls, never a storm); whichever answers first wins. The other is not cancelled: it may
 already be on its way to the coordinator, which acts on it all the same, so its answer
 is handed back to be looked at when it comes (`Hedged.late`).
+
+When to hedge follows the calls' own round trips (`RoundTrips`): twice the 90th
+percentile of the latest ones, so that on a healthy link about one call in twenty or
+fewer is sent twice, between a floor and the configured ceiling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -20,6 +25,29 @@ from bot.waiting import sleep_or
 from botfleet.clock import Clock
 
 T = TypeVar("T")
+
+HEDGE_FLOOR_S = 0.05  # never sooner: a copy must not race an answer on its way
+ROUND_TRIPS_KEPT = 64
+ROUND_TRIPS_NEEDED = 8  # fewer known: hedge at the ceiling
+
+
+class RoundTrips:
+    """The latest round trips of calls answered without a hedge, and when to hedge."""
+
+    def __init__(self, kept: int = ROUND_TRIPS_KEPT) -> None:
+        self._seconds: collections.deque[float] = collections.deque(maxlen=kept)
+
+    def add(self, seconds: float) -> None:
+        self._seconds.append(max(0.0, seconds))
+
+    def hedge_after_s(self, ceiling_s: float) -> float:
+        """Twice the 90th percentile of the round trips kept, within the floor and
+        `ceiling_s` (the ceiling until enough are known)."""
+        if len(self._seconds) < ROUND_TRIPS_NEEDED:
+            return ceiling_s
+        ordered = sorted(self._seconds)
+        p90 = ordered[min(len(ordered) - 1, (9 * len(ordered)) // 10)]
+        return min(ceiling_s, max(HEDGE_FLOOR_S, 2.0 * p90))
 
 
 @dataclass(slots=True)

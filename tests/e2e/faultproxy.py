@@ -159,6 +159,8 @@ class FaultProxy:
             await asyncio.sleep(self._rng.uniform(faults.min_delay_s, faults.max_delay_s))
         drop_after = self._roll(faults.drop_after)
         assert self._client is not None
+        if self._client.closed:  # the proxy stopped while this request was delayed
+            return self._drop(request, "stopping")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS}
         try:
             async with self._client.request(

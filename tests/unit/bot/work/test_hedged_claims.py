@@ -14,7 +14,7 @@ from bot.jobs import Registry, load_plugins
 from bot.settings import Settings
 from bot.state import Job
 from bot.testing import FakeCoordinator
-from bot.work.hedge import hedged_call
+from bot.work.hedge import HEDGE_FLOOR_S, RoundTrips, hedged_call
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
@@ -252,3 +252,19 @@ async def test_claims_that_are_not_hedged(
     await scheduler.claim(1, wait_ms=20_000)
     assert clock.slept == [], why
     assert scheduler.claims.hedged == 0
+
+
+def test_the_hedge_follows_the_round_trips_between_a_floor_and_the_ceiling() -> None:
+    trips = RoundTrips()
+    assert trips.hedge_after_s(0.3) == 0.3  # nothing known yet
+    for _ in range(20):
+        trips.add(0.01)
+    assert trips.hedge_after_s(0.3) == HEDGE_FLOOR_S  # 2 x 10 ms is below the floor
+    for _ in range(20):
+        trips.add(0.04)
+    assert trips.hedge_after_s(0.3) == pytest.approx(0.08)
+    trips.add(1.5)  # one slow answer among 41 moves no percentile that matters
+    assert trips.hedge_after_s(0.3) == pytest.approx(0.08)
+    for _ in range(64):
+        trips.add(0.5)  # a slow link: hedge no later than the ceiling
+    assert trips.hedge_after_s(0.3) == 0.3
