@@ -223,7 +223,7 @@ class Claims:
         hedge_s = self._hedge_after_s(request)
         sent = self._clock.monotonic()
         call = asyncio.ensure_future(
-            hedged_call(lambda: self._api.claim(request), self._clock, hedge_s)
+            hedged_call(lambda: self._api.claim(request), self._clock, hedge_s, self._retry_copy)
         )
         self.call = call
         self._on_change()
@@ -273,6 +273,15 @@ class Claims:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
             self.call = None
             self._on_change()
+
+    def _retry_copy(self, error: BaseException) -> bool:
+        """Whether a hedged claim's copy that failed while the other is still out (maybe
+        delayed) is replaced at once: as a failed claim would be asked again."""
+        if not isinstance(error, CoordinatorError) or not error.transient:
+            return False
+        if isinstance(error, OverloadedError) and error.retry_after_s is not None:
+            return False
+        return self._retry_budget.spend()
 
     def _hedge_after_s(self, request: m.ClaimRequest) -> float | None:
         """When to send a claim again if it has not answered (None: wait for it): only a

@@ -3,10 +3,13 @@
 For a call the coordinator answers alike however often it comes (a claim under its
 `claim_id`): a request delayed on the way (a congested link, a proxy's queue) would
 otherwise hold the caller for as long as the delay lasts. After `hedge_s` without an
-answer one more copy goes out, at most one (a slow coordinator gets at most twice the
-calls, never a storm); whichever answers first wins. The other is not cancelled: it may
-already be on its way to the coordinator, which acts on it all the same, so its answer
-is handed back to be looked at when it comes (`Hedged.late`).
+answer one more copy goes out; whichever answers first wins. A copy that fails while
+another is still out is replaced at once if `retry(error)` allows (else the caller
+waits for the one still out), so at most two copies are out at a time and at most
+`MAX_COPIES` in all: a slow coordinator gets at most twice the calls, never a storm.
+A copy still out when another answered is not cancelled: it may already be on its way
+to the coordinator, which acts on it all the same, so its answer is handed back to be
+looked at when it comes (`Hedged.late`).
 
 When to hedge follows the calls' own round trips (`RoundTrips`): twice the 90th
 percentile of the latest ones, so that on a healthy link about one call in twenty or
@@ -26,6 +29,7 @@ from botfleet.clock import Clock
 
 T = TypeVar("T")
 
+MAX_COPIES = 3  # of one call: the first, its hedge, and one replacing a failed copy
 HEDGE_FLOOR_S = 0.05  # never sooner: a copy must not race an answer on its way
 ROUND_TRIPS_KEPT = 64
 ROUND_TRIPS_NEEDED = 8  # fewer known: hedge at the ceiling
@@ -57,8 +61,15 @@ class Hedged(Generic[T]):
     late: list[asyncio.Future[T]] = field(default_factory=list)  # copies still on their way
 
 
+def _never(error: BaseException) -> bool:
+    return False
+
+
 async def hedged_call(
-    send: Callable[[], Awaitable[T]], clock: Clock, hedge_s: float | None
+    send: Callable[[], Awaitable[T]],
+    clock: Clock,
+    hedge_s: float | None,
+    retry: Callable[[BaseException], bool] = _never,
 ) -> Hedged[T]:
     """`send()`, and once more if it has not answered after `hedge_s` (None: never).
 
@@ -74,19 +85,24 @@ async def hedged_call(
         first.add_done_callback(lambda _: answered.set())
         if not await sleep_or(clock, hedge_s, answered):
             calls.append(asyncio.ensure_future(send()))
-        return await _first_answer(calls)
+        return await _first_answer(calls, send, retry)
     except BaseException:
         for call in calls:
             call.cancel()
         raise
 
 
-async def _first_answer(calls: list[asyncio.Future[T]]) -> Hedged[T]:
+async def _first_answer(
+    calls: list[asyncio.Future[T]],
+    send: Callable[[], Awaitable[T]],
+    retry: Callable[[BaseException], bool],
+) -> Hedged[T]:
+    """The first answer of `calls` (which grows when a failed copy is replaced)."""
     pending: set[asyncio.Future[T]] = set(calls)
     errors: dict[asyncio.Future[T], BaseException] = {}
     while pending:
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for call in calls:  # in the order sent: the first copy wins a tie
+        for call in list(calls):  # in the order sent: the first copy wins a tie
             if call not in done or call.cancelled():
                 continue
             error = call.exception()
@@ -94,6 +110,10 @@ async def _first_answer(calls: list[asyncio.Future[T]]) -> Hedged[T]:
                 late = [other for other in calls if other is not call and not other.done()]
                 return Hedged(call.result(), hedged=len(calls) > 1, late=late)
             errors[call] = error
+            if pending and len(calls) < MAX_COPIES and retry(error):
+                replacement = asyncio.ensure_future(send())
+                calls.append(replacement)
+                pending.add(replacement)
     if not errors:
         raise asyncio.CancelledError  # every copy was cancelled from outside
     raise next(errors[call] for call in calls if call in errors)

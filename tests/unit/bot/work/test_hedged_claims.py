@@ -14,7 +14,7 @@ from bot.jobs import Registry, load_plugins
 from bot.settings import Settings
 from bot.state import Job
 from bot.testing import FakeCoordinator
-from bot.work.hedge import HEDGE_FLOOR_S, RoundTrips, hedged_call
+from bot.work.hedge import HEDGE_FLOOR_S, MAX_COPIES, RoundTrips, hedged_call
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
@@ -268,3 +268,20 @@ def test_the_hedge_follows_the_round_trips_between_a_floor_and_the_ceiling() -> 
     for _ in range(64):
         trips.add(0.5)  # a slow link: hedge no later than the ceiling
     assert trips.hedge_after_s(0.3) == 0.3
+
+
+async def test_a_copy_that_fails_while_the_other_is_late_is_replaced_when_allowed() -> None:
+    calls, clock = Calls(), HeldClock()
+    hedged = asyncio.ensure_future(
+        hedged_call(calls.send, clock, 0.3, retry=lambda error: isinstance(error, NetworkError))
+    )
+    await _until_sent(calls, 1)
+    clock.timer.set()
+    await _until_sent(calls, 2)
+    calls.answers[1].set_exception(NetworkError("the hedge was lost"))
+    await _until_sent(calls, 3)  # replaced at once: the first copy is still late
+    calls.answers[2].set_exception(NetworkError("lost again"))
+    await asyncio.sleep(0)
+    assert len(calls.answers) == MAX_COPIES  # no more: now it waits for the late one
+    calls.answers[0].set_result("first, at last")
+    assert (await hedged).answer == "first, at last"
