@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 JOB_FIRST_STEPS = 2
 MAX_LONG_POLL_MS = 30_000  # the protocol's bound on `wait_ms`
 # Failed claims in a row retried at once (budget permitting) before the bot backs off.
-MAX_AT_ONCE = 2
+MAX_AT_ONCE = 4
 
 
 class Claims:
