@@ -3,10 +3,11 @@
 For a call the coordinator answers alike however often it comes (a claim under its
 `claim_id`): a request delayed on the way (a congested link, a proxy's queue) would
 otherwise hold the caller for as long as the delay lasts. After `hedge_s` without an
-answer one more copy goes out; whichever answers first wins. A copy that fails while
-another is still out is replaced at once if `retry(error)` allows (else the caller
-waits for the one still out), so at most two copies are out at a time and at most
-`MAX_COPIES` in all: a slow coordinator gets at most twice the calls, never a storm.
+answer one more copy goes out, and another after `hedge_s` more; whichever answers
+first wins. A copy that fails while another is still out is replaced at once if
+`retry(error)` allows (else the caller waits for the ones still out). At most
+`MAX_COPIES` go out in all, so a slow coordinator gets a bounded number of calls,
+never a storm.
 A copy still out when another answered is not cancelled: it may already be on its way
 to the coordinator, which acts on it all the same, so its answer is handed back to be
 looked at when it comes (`Hedged.late`).
@@ -22,14 +23,13 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from bot.waiting import sleep_or
 from botfleet.clock import Clock
 
 T = TypeVar("T")
 
-MAX_COPIES = 3  # of one call: the first, its hedge, and one replacing a failed copy
+MAX_COPIES = 3  # of one call, hedges and replacements of failed copies included
 HEDGE_FLOOR_S = 0.05  # never sooner: a copy must not race an answer on its way
 ROUND_TRIPS_KEPT = 64
 ROUND_TRIPS_NEEDED = 8  # fewer known: hedge at the ceiling
@@ -71,7 +71,9 @@ async def hedged_call(
     hedge_s: float | None,
     retry: Callable[[BaseException], bool] = _never,
 ) -> Hedged[T]:
-    """`send()`, and once more if it has not answered after `hedge_s` (None: never).
+    """`send()`, and once more each `hedge_s` without an answer (None: never), or at once
+    in place of a failed copy while another is out (if `retry(error)`), up to
+    `MAX_COPIES` in all.
 
     Raises the first copy's error when every copy failed. Cancelling the caller cancels
     every copy.
@@ -80,40 +82,38 @@ async def hedged_call(
     if hedge_s is None:
         return Hedged(await first, hedged=False)
     calls = [first]
+    errors: dict[asyncio.Future[T], BaseException] = {}
+    timer: asyncio.Future[None] | None = asyncio.ensure_future(clock.sleep(hedge_s))
     try:
-        answered = asyncio.Event()
-        first.add_done_callback(lambda _: answered.set())
-        if not await sleep_or(clock, hedge_s, answered):
-            calls.append(asyncio.ensure_future(send()))
-        return await _first_answer(calls, send, retry)
+        while True:
+            waiting: set[asyncio.Future[Any]] = {call for call in calls if not call.done()}
+            if timer is not None:
+                waiting.add(timer)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for call in calls:  # in the order sent: the first copy wins a tie
+                if call.done() and not call.cancelled() and call.exception() is None:
+                    late = [other for other in calls if not other.done()]
+                    return Hedged(call.result(), hedged=len(calls) > 1, late=late)
+            out = any(not call.done() for call in calls)
+            for call in list(calls):
+                if not call.done() or call.cancelled() or call in errors:
+                    continue
+                error = errors[call] = call.exception() or asyncio.CancelledError()
+                if out and len(calls) < MAX_COPIES and retry(error):
+                    calls.append(asyncio.ensure_future(send()))
+            if timer is not None and timer.done():
+                timer = None
+                if len(calls) < MAX_COPIES and out:
+                    calls.append(asyncio.ensure_future(send()))
+                    timer = asyncio.ensure_future(clock.sleep(hedge_s))
+            if all(call.done() for call in calls):
+                if not errors:
+                    raise asyncio.CancelledError  # every copy was cancelled from outside
+                raise next(errors[call] for call in calls if call in errors)
     except BaseException:
         for call in calls:
             call.cancel()
         raise
-
-
-async def _first_answer(
-    calls: list[asyncio.Future[T]],
-    send: Callable[[], Awaitable[T]],
-    retry: Callable[[BaseException], bool],
-) -> Hedged[T]:
-    """The first answer of `calls` (which grows when a failed copy is replaced)."""
-    pending: set[asyncio.Future[T]] = set(calls)
-    errors: dict[asyncio.Future[T], BaseException] = {}
-    while pending:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for call in list(calls):  # in the order sent: the first copy wins a tie
-            if call not in done or call.cancelled():
-                continue
-            error = call.exception()
-            if error is None:
-                late = [other for other in calls if other is not call and not other.done()]
-                return Hedged(call.result(), hedged=len(calls) > 1, late=late)
-            errors[call] = error
-            if pending and len(calls) < MAX_COPIES and retry(error):
-                replacement = asyncio.ensure_future(send())
-                calls.append(replacement)
-                pending.add(replacement)
-    if not errors:
-        raise asyncio.CancelledError  # every copy was cancelled from outside
-    raise next(errors[call] for call in calls if call in errors)
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -21,7 +21,8 @@ from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
 
 
 class HeldClock(FakeClock):
-    """A fake clock whose sleeps end only when the test says time has passed (`timer`)."""
+    """A fake clock whose sleeps end only when the test says time has passed: each
+    `timer.set()` ends the sleep on its way (one)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,6 +31,7 @@ class HeldClock(FakeClock):
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         await self.timer.wait()
+        self.timer.clear()
         self.advance(seconds)
 
 
@@ -47,6 +49,10 @@ class Calls:
 
 async def _until_sent(calls: Calls, count: int) -> None:
     await eventually(lambda: len(calls.answers) >= count, f"{count} call(s) sent")
+
+
+async def _until_timers(clock: HeldClock, count: int) -> None:
+    await eventually(lambda: len(clock.slept) == count, f"hedge timer {count} running")
 
 
 # ---------------------------------------------------------------- hedged_call
@@ -113,6 +119,8 @@ async def test_no_hedge_without_a_delay_and_cancelling_cancels_every_copy() -> N
         await plain
 
     hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3))
+    await _until_sent(calls, 2)
+    clock.timer.set()
     await _until_sent(calls, 3)
     hedged.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -285,3 +293,18 @@ async def test_a_copy_that_fails_while_the_other_is_late_is_replaced_when_allowe
     assert len(calls.answers) == MAX_COPIES  # no more: now it waits for the late one
     calls.answers[0].set_result("first, at last")
     assert (await hedged).answer == "first, at last"
+
+
+async def test_while_every_copy_is_late_another_goes_out_each_delay_up_to_the_most() -> None:
+    calls, clock = Calls(), HeldClock()
+    hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3))
+    for sent in range(2, MAX_COPIES + 1):
+        await _until_sent(calls, sent - 1)
+        await _until_timers(clock, sent - 1)
+        clock.timer.set()
+        await _until_sent(calls, sent)
+    await asyncio.sleep(0)
+    assert len(calls.answers) == MAX_COPIES
+    calls.answers[1].set_result("second")
+    result = await hedged
+    assert result.answer == "second" and len(result.late) == MAX_COPIES - 1
