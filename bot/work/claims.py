@@ -36,6 +36,7 @@ from bot.state import Job
 from bot.waiting import sleep_or
 from bot.work.hedge import Hedged, RoundTrips, hedged_call
 from bot.work.hooks import SchedulerHooks
+from bot.work.late_claims import LateClaims
 from bot.work.runner import JobRunner, JobTask, ReportSink
 from botfleet.clock import Clock
 from botfleet.protocol import encode
@@ -82,7 +83,7 @@ class Claims:
         self._at_once = 0  # failed claims of this streak asked again at once
         self._retry_budget = RetryBudget(settings.retry_budget_ratio)
         self._work_waiting = False  # the last answer brought jobs: the next should be quick
-        self._late: set[asyncio.Future[m.ClaimResponse]] = set()  # hedged copies still out
+        self.late = LateClaims(api, runner, on_change)  # hedged copies still out
         self.hedged = 0  # claims sent twice (metrics, tests)
         self.round_trips = RoundTrips()  # of claims answered at once: when to hedge
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
@@ -117,8 +118,7 @@ class Claims:
         try:
             await self._loop(stop)
         finally:
-            for late in list(self._late):  # the bot stops: nobody would start their jobs
-                late.cancel()
+            self.late.cancel()  # the bot stops: nobody would start their jobs
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -254,7 +254,7 @@ class Claims:
             elif hedge_s is not None:  # expected at once, and it came: a round trip to learn
                 self.round_trips.add(self._clock.monotonic() - sent)
             if hedged.late:
-                self._follow_late(hedged.late, {job.id for job in answer.jobs}, sink)
+                self.late.follow(hedged.late, request, {job.id for job in answer.jobs}, sink)
             if riders:
                 results = answer.results if answer.results is not msgspec.UNSET else []
                 reporting.rode(riders, results)
@@ -296,37 +296,6 @@ class Claims:
             return None
         return self.round_trips.hedge_after_s(hedge_ms / 1000.0)
 
-    def _follow_late(
-        self,
-        late: list[asyncio.Future[m.ClaimResponse]],
-        answered: set[str],
-        sink: ReportSink | None,
-    ) -> None:
-        """Start the new jobs a hedged claim's other copy brings when it answers: the
-        coordinator acted on it, and jobs it handed out that nobody starts would hold the
-        bot's slots there until a heartbeat gives them back. Jobs of the answer already
-        taken (`answered`, maybe finished since) are not started twice."""
-
-        def arrived(call: asyncio.Future[m.ClaimResponse]) -> None:
-            self._late.discard(call)
-            if call.cancelled() or call.exception() is not None:
-                return  # lost or refused: it handed nothing out, or a heartbeat sorts it out
-            running, start = self._runner.running, self._runner.start
-            fresh = [
-                claimed
-                for claimed in call.result().jobs
-                if claimed.id not in answered and claimed.id not in running
-            ]
-            for claimed in fresh:
-                log.info("job %s came with a hedged claim's later answer", claimed.id)
-                start(Job.from_claimed(claimed, on_progress=running.note_progress), sink)
-            if fresh:
-                self._on_change()
-
-        for call in late:
-            self._late.add(call)
-            call.add_done_callback(arrived)
-
     def _room(self, request: m.ClaimRequest) -> int | None:
         """Bytes left for reports in `request` under the coordinator's limit (None: unknown)."""
         limit = self._session.max_body_bytes
@@ -348,8 +317,7 @@ class Claims:
         The coordinator hands out nothing to a claim whose connection closed, so whatever
         arrives for these operations goes to another bot. True when there was one.
         """
-        for late in list(self._late):
-            late.cancel()
+        self.late.cancel()
         call = self.call
         if call is None or call.done():
             return False

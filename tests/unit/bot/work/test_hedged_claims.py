@@ -135,8 +135,9 @@ class DelaysTheFirstClaim(FakeCoordinator):
     """The first claim is held on its way (until `arrive`); a repeated claim_id gets the
     jobs handed out for it while they run, else claims anew - as the coordinator does."""
 
-    def __init__(self) -> None:
+    def __init__(self, lose_its_answer: bool = False) -> None:
         super().__init__(features=[m.FEATURE_CLAIM_ID])
+        self.lose_its_answer = lose_its_answer  # the first copy acts, its answer is lost
         self.arrive = asyncio.Event()
         self.handed: dict[str, list[m.ClaimedJob]] = {}
         self.sent: list[m.ClaimRequest] = []  # every claim, as it left the bot
@@ -145,7 +146,8 @@ class DelaysTheFirstClaim(FakeCoordinator):
     async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
         assert isinstance(request.claim_id, str)
         self.sent.append(request)
-        if len(self.sent) == 1:
+        delayed = len(self.sent) == 1
+        if delayed:
             await self.arrive.wait()
         running = [
             job
@@ -157,6 +159,8 @@ class DelaysTheFirstClaim(FakeCoordinator):
             return m.ClaimResponse(jobs=running)
         answer = await super().claim(request)
         self.handed[request.claim_id] = answer.jobs
+        if delayed and self.lose_its_answer:
+            raise NetworkError("the answer was lost on its way back")
         return answer
 
 
@@ -200,18 +204,20 @@ async def test_a_late_claim_is_hedged_and_its_late_answer_starts_nothing_twice(
 
     fake.arrive.set()  # the first copy reaches the coordinator while the jobs run
     await eventually(lambda: fake.answered == 2, "the late copy answered")
-    await eventually(lambda: not scheduler.claims._late, "the late answer looked at")
+    await eventually(lambda: not scheduler.claims.late, "the late answer looked at")
     release.set()
     await asyncio.gather(*tasks)
     assert sorted(started) == sorted(ids)
 
 
+@pytest.mark.parametrize("lose_its_answer", [False, True])
 async def test_a_late_answer_with_new_jobs_starts_them(
-    make_scheduler: MakeScheduler, tmp_path: Path
+    make_scheduler: MakeScheduler, tmp_path: Path, lose_its_answer: bool
 ) -> None:
     """The first copy came after the hedge's jobs had ended: the coordinator handed out
-    new jobs for it, and the bot runs them instead of leaving them to hold its slots."""
-    fake, clock = DelaysTheFirstClaim(), HeldClock()
+    new jobs for it, and the bot runs them instead of leaving them to hold its slots -
+    asking again under the same claim_id when that late answer was lost."""
+    fake, clock = DelaysTheFirstClaim(lose_its_answer), HeldClock()
     first_jobs = [fake.add_job("slow")]
     started: list[str] = []
     release = asyncio.Event()
@@ -236,6 +242,8 @@ async def test_a_late_answer_with_new_jobs_starts_them(
 
     await eventually(lambda: later in started, "the late answer's job started")
     assert started == [*first_jobs, later]
+    assert scheduler.claims.late.repeated == (1 if lose_its_answer else 0)
+    assert len({request.claim_id for request in fake.sent}) == 1
     await eventually(lambda: not scheduler.running, "the late job ended")
 
 
