@@ -83,7 +83,15 @@ class Claims:
         self._at_once = 0  # failed claims of this streak asked again at once
         self._retry_budget = RetryBudget(settings.retry_budget_ratio)
         self._work_waiting = False  # the last answer brought jobs: the next should be quick
-        self.late = LateClaims(api, runner, on_change)  # hedged copies still out
+        self.late = LateClaims(  # hedged copies still out
+            api=api,
+            runner=runner,
+            clock=clock,
+            rng=rng,
+            min_backoff_ms=settings.min_backoff_ms,
+            reachable=hooks.reachable,
+            on_change=on_change,
+        )
         self.hedged = 0  # claims sent twice (metrics, tests)
         self.round_trips = RoundTrips()  # of claims answered at once: when to hedge
         low, high = settings.min_backoff_ms, settings.max_backoff_ms

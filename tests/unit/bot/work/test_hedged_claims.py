@@ -237,9 +237,14 @@ async def test_a_late_answer_with_new_jobs_starts_them(
     for job_id in first_jobs:
         fake.jobs[job_id].state = "succeeded"  # reported meanwhile
     later = fake.add_job("slow")
+    timers = len(clock.slept)
 
     fake.arrive.set()
 
+    if lose_its_answer:  # asked again after a short backoff
+        await _until_timers(clock, timers + 1)
+        assert clock.slept[-1] <= 2.0
+        clock.timer.set()
     await eventually(lambda: later in started, "the late answer's job started")
     assert started == [*first_jobs, later]
     assert scheduler.claims.late.repeated == (1 if lose_its_answer else 0)
