@@ -1,9 +1,11 @@
 """The circuit breaker: repeated failures to reach the coordinator open it (DEGRADED_NET).
 
 CLOSED: calls go out; `threshold` failures in a row (no answer, or a 5xx that is not
-load shedding) open it, once the first of them is at least `window_s` old: on a lossy
-network that still works, a few lost calls in a row among hundreds a second are not an
-outage, and an outage makes every call fail for as long as it lasts. OPEN: the bot
+load shedding) open it, once the first of them is at least `window_s` old or the
+streak has reached `QUICK_OPEN_FACTOR` times the threshold: on a lossy network that
+still works, a few lost calls in a row among hundreds a second are not an outage,
+while an outage makes every call fail for as long as it lasts (a busy bot's retries
+reach the longer streak at once, an idle bot's calls the window). OPEN: the bot
 stops calling the coordinator - no claims, reports go straight to the outbox, no
 progress - except for its probe, the heartbeat, retried with a short backoff.
 HALF_OPEN: a probe is on its way; any answer closes the circuit, a failure opens it
@@ -28,6 +30,10 @@ from botfleet.protocol import messages as m
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A streak this many times the threshold opens the circuit however short: at 10 % loss,
+# nine losses in a row come about once in a billion calls.
+QUICK_OPEN_FACTOR = 3
 
 
 class Circuit(enum.Enum):
@@ -95,7 +101,10 @@ class CircuitBreaker:
         elif (
             self.state is Circuit.CLOSED
             and self.failures >= self.threshold
-            and now - self._streak_began >= self.window_s
+            and (
+                now - self._streak_began >= self.window_s
+                or self.failures >= QUICK_OPEN_FACTOR * self.threshold
+            )
         ):
             self.opened += 1
             lasted = now - self._streak_began

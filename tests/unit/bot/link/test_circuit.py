@@ -12,7 +12,13 @@ from bot.errors import (
     OverloadedError,
     ServerError,
 )
-from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker, unreachable
+from bot.link.circuit import (
+    QUICK_OPEN_FACTOR,
+    BreakerApi,
+    Circuit,
+    CircuitBreaker,
+    unreachable,
+)
 from bot.testing import FakeCoordinator
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
@@ -122,6 +128,16 @@ def test_a_streak_opens_the_circuit_only_once_it_has_lasted_the_window() -> None
     clock.advance(0.5)
     breaker.record(NetworkError("down"))
     assert breaker.is_open and breaker.opened == 1
+
+
+def test_a_long_enough_streak_opens_the_circuit_inside_the_window() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(3, window_s=1.0, monotonic=clock.monotonic)
+    for _ in range(3 * QUICK_OPEN_FACTOR - 1):
+        breaker.record(NetworkError("down"))
+    assert not breaker.is_open
+    breaker.record(NetworkError("down"))
+    assert breaker.is_open and clock.monotonic() == 1000.0  # no time passed
 
 
 def test_a_negative_window_is_refused() -> None:
