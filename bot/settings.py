@@ -66,6 +66,19 @@ class Settings:
     crash_loop_limit: int = 10
     # Failures in a row to reach the coordinator that open the circuit (DEGRADED_NET).
     circuit_threshold: int = 3
+    # ... and for at least this long: a lossy but working network (a few calls in a row
+    # lost among hundreds a second) does not stop the bot's work.
+    circuit_window_s: float = 1.0
+    # While the circuit is open, the probe (heartbeat) retries at most this far apart, so
+    # the bot is back within about this long after the coordinator is.
+    probe_max_backoff_ms: int = 2_000
+    # A claim expected to answer at once (work was waiting, or reports ride on it) that
+    # has not answered in twice its usual round trip, at most this, is sent again under
+    # the same claim_id, and the first answer wins (0: never).
+    claim_hedge_ms: int = 300
+    # Failed claims retried at once, as a share of the claims answered; beyond it the
+    # bot backs off (a coordinator that sheds load gets fewer calls, not more).
+    retry_budget_ratio: float = 0.5
     # Environment variables whose values are masked in job log lines.
     redact: tuple[str, ...] = ()
     # Job log lines waiting to be sent at most; past it, lines are dropped and counted.

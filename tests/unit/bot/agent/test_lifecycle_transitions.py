@@ -279,7 +279,7 @@ async def sync_to_quarantined(rig: Rig) -> None:
 
 async def sync_to_degraded_net(rig: Rig) -> None:
     # One failure opens the circuit here; the outbox flush at SYNC is that failure.
-    await degraded(rig, circuit_threshold=1)
+    await degraded(rig, circuit_threshold=1, circuit_window_s=0.0)
     with Outbox(rig.state_dir) as outbox:
         outbox.append([m.ReportItem(job_id="job_old", action="complete", result={})])
     rig.running_bot.outbox.open()  # reload: the bot sees the report kept
