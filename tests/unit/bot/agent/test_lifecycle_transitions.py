@@ -322,7 +322,10 @@ async def idle_to_degraded_net(rig: Rig) -> None:
 
 
 async def idle_to_quarantined(rig: Rig) -> None:
-    await quarantined(rig)
+    # Paused, so the command cannot find the bot between IDLE and CLAIM instead.
+    await idle_paused(rig)
+    rig.command("quarantine")
+    await rig.reach(S.QUARANTINED)
 
 
 async def idle_to_register(rig: Rig) -> None:
