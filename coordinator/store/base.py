@@ -255,14 +255,18 @@ class Store(Protocol):
 
     async def stats(self, window_s: int = 60) -> StatsRecord: ...
 
-    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
-        """Earliest run_at of a queued job for these operations (long-poll wake-up)."""
+    async def next_run_at(
+        self, operations: Sequence[str], bot_id: str | None = None
+    ) -> datetime | None:
+        """Earliest run_at of a queued job for these operations (long-poll wake-up);
+        with `bot_id`, only among the jobs that bot's labels let it take."""
         ...
 
     async def claim_outlook(
         self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
     ) -> ClaimOutlook:
-        """In one read (one snapshot): is the bot known and online, `next_run_at`, and
+        """In one read (one snapshot): is the bot known and online, `next_run_at` (for
+        this bot, as with `bot_id`), and
         whether `claim_id` has jobs running under the bot.
 
         Lets a claim that probably finds nothing skip its write transaction: the

@@ -73,8 +73,11 @@ async def stats(tx: Tx, window_s: int) -> records.StatsRecord:
     )
 
 
-async def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
-    value = await tx.fetchval("next_run_at", list(operations))
+async def next_run_at(tx: Tx, operations: Sequence[str], bot_id: str | None) -> datetime | None:
+    if bot_id is None:
+        value = await tx.fetchval("next_run_at", list(operations))
+    else:
+        value = await tx.fetchval("next_run_at_for_bot", list(operations), bot_id)
     return None if value is None else as_datetime(value)
 
 

@@ -217,8 +217,10 @@ class PostgresStore:
     async def stats(self, window_s: int = 60) -> records.StatsRecord:
         return await self._read(lambda tx: reads.stats(tx, window_s))
 
-    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
-        return await self._read(lambda tx: reads.next_run_at(tx, operations))
+    async def next_run_at(
+        self, operations: Sequence[str], bot_id: str | None = None
+    ) -> datetime | None:
+        return await self._read(lambda tx: reads.next_run_at(tx, operations, bot_id))
 
     async def claim_outlook(
         self, bot_id: str, operations: Sequence[str], claim_id: str | None = None

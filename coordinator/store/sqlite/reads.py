@@ -104,8 +104,12 @@ def stats(tx: Tx, window_s: int) -> records.StatsRecord:
     )
 
 
-def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
-    row = tx.one("next_run_at", {"ops": dump_json(list(dict.fromkeys(operations)))})
+def next_run_at(tx: Tx, operations: Sequence[str], bot_id: str | None) -> datetime | None:
+    ops = dump_json(list(dict.fromkeys(operations)))
+    if bot_id is None:
+        row = tx.one("next_run_at", {"ops": ops})
+    else:
+        row = tx.one("next_run_at_for_bot", {"ops": ops, "bot_id": bot_id})
     return None if row is None else maybe_from_us(row[0])
 
 
