@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from botfleet.protocol.labels import describe_requirement, matches
 from coordinator.store.base import Store
-from coordinator.store.records import BotRecord, JobRecord
+from coordinator.store.records import BotRoute, JobRecord
 
 
 async def waiting_for(store: Store, job: JobRecord) -> str | None:
@@ -15,17 +15,16 @@ async def waiting_for(store: Store, job: JobRecord) -> str | None:
     (or the job is not queued)."""
     if job.state != "queued":
         return None
-    bots = [bot for bot in await store.list_bots() if bot.online]
-    return blocker(job.op, job.requires, bots)
+    return blocker(job.op, job.requires, await store.online_bot_routes())
 
 
 def blocker(
-    op: str, required: Mapping[str, Sequence[str]] | None, bots: Iterable[BotRecord]
+    op: str, required: Mapping[str, Sequence[str]] | None, bots: Iterable[BotRoute]
 ) -> str | None:
     """`no online bot has operation OP`, `no online bot has gpu=a100` (the first
     requirement that no bot with the operation meets), or, when each is met by some bot
     but no bot meets them all, `no online bot has gpu=a100 and region=eu`."""
-    able = [bot.labels for bot in bots if op in bot.assignment.operations]
+    able = [bot.labels for bot in bots if op in bot.operations]
     if not able:
         return f"no online bot has operation {op}"
     if not required or any(matches(labels, required) for labels in able):

@@ -20,6 +20,7 @@ from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
     BotRecord,
+    BotRoute,
     BotUpdate,
     ClaimInput,
     ClaimOutlook,
@@ -47,6 +48,7 @@ __all__ = [
     "AttemptRecord",
     "BotRecord",
     "BotRevoked",
+    "BotRoute",
     "BotUpdate",
     "ClaimInput",
     "ClaimOutlook",
@@ -143,6 +145,10 @@ class Store(Protocol):
     async def get_bot(self, bot_id: str) -> BotRecord | None: ...
 
     async def list_bots(self) -> list[BotRecord]: ...
+
+    async def online_bot_routes(self) -> list[BotRoute]:
+        """The operations and labels of every online bot (why a queued job waits)."""
+        ...
 
     async def heartbeat(self, beat: HeartbeatInput) -> HeartbeatOutcome | None:
         """Renew the bot lease and the leases of the listed jobs it still holds.

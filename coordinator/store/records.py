@@ -135,6 +135,14 @@ class BotRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BotRoute:
+    """What decides which jobs an online bot may take: its operations and its labels."""
+
+    operations: tuple[str, ...]
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class RevokeOutcome:
     bot: BotRecord
     requeued: tuple[str, ...]  # the jobs it held, queued again without using an attempt

@@ -145,6 +145,9 @@ class PostgresStore:
     async def list_bots(self) -> list[records.BotRecord]:
         return await self._read(reads.list_bots)
 
+    async def online_bot_routes(self) -> list[records.BotRoute]:
+        return await self._read(reads.online_bot_routes)
+
     async def heartbeat(self, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
         return await self._write(lambda tx: bots.heartbeat(tx, beat))
 

@@ -47,6 +47,9 @@ SELECT b.*,
 FROM bots b
 ORDER BY b.registered_at, b.id;
 
+-- name: online_bot_routes
+SELECT operations, labels FROM bots WHERE online;
+
 -- name: insert_bot
 -- $1 id, $2 bot_key, $3 instance_id, $4 name, $5 version, $6 capabilities,
 -- $7 max_concurrency, $8 now, $9 token_hash, $10 token_expires_at, $11 lease_until,

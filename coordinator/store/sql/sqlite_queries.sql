@@ -112,6 +112,9 @@ SELECT * FROM bots WHERE id = :id
 -- name: list_bots
 SELECT * FROM bots ORDER BY registered_at, id
 
+-- name: online_bot_routes
+SELECT operations, labels FROM bots WHERE online = 1
+
 -- name: bot_by_key
 SELECT id, instance_id, operator_operations, operator_max_concurrency, paused, revoked_at
 FROM bots WHERE bot_key = :bot_key

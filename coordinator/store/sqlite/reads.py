@@ -15,6 +15,7 @@ from coordinator.store.sqlite.rows import (
     bot_from_row,
     dump_json,
     job_from_row,
+    load_json,
     maybe_from_us,
 )
 from coordinator.store.sqlite.tx import Tx
@@ -90,6 +91,16 @@ def list_bots(tx: Tx) -> list[records.BotRecord]:
     for row in tx.all("running_job_ids_all"):
         running.setdefault(row["bot_id"], []).append(row["id"])
     return [bot_from_row(row, running.get(row["id"], [])) for row in tx.all("list_bots")]
+
+
+def online_bot_routes(tx: Tx) -> list[records.BotRoute]:
+    return [
+        records.BotRoute(
+            tuple(load_json(row["operations"])),
+            {} if row["labels"] is None else load_json(row["labels"]),
+        )
+        for row in tx.all("online_bot_routes")
+    ]
 
 
 def stats(tx: Tx, window_s: int) -> records.StatsRecord:

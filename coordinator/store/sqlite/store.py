@@ -165,6 +165,9 @@ class SQLiteStore:
     async def list_bots(self) -> list[records.BotRecord]:
         return await self._open().read(reads.list_bots)
 
+    async def online_bot_routes(self) -> list[records.BotRoute]:
+        return await self._open().read(reads.online_bot_routes)
+
     async def heartbeat(self, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
         return await self._open().write(lambda tx: bots.heartbeat(tx, beat))
 

@@ -110,3 +110,18 @@ async def test_a_requirement_of_a_key_the_bot_lacks_is_not_met(
     await submit(store, clock, requires={"gpu": ["a100"], "region": ["eu"]})
     assert await claim_ids(store, bot.id) == []
     assert await store.next_run_at(["sum"], bot.id) is None
+
+
+async def test_the_routes_of_online_bots_are_their_operations_and_labels(
+    store: Store, clock: FakeClock
+) -> None:
+    gpu = await register(store, clock, bot_key="a/x", labels={"gpu": "a100"})
+    bare = await register(store, clock, bot_key="b/x", capabilities=["resize"])
+    gone = await register(store, clock, bot_key="c/x", labels={"gpu": "h100"})
+    await store.deregister_bot(gone.id, gone.instance_id)
+    routes = await store.online_bot_routes()
+    assert sorted((route.operations, tuple(route.labels.items())) for route in routes) == [
+        (("resize",), ()),
+        (("sum", "subtract"), (("gpu", "a100"),)),
+    ]
+    assert gpu.online and bare.online
