@@ -4,11 +4,16 @@ poll of a bot that may take a job wakes, and a queued job says what it waits for
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import ADMIN, ENROLL, Api, eventually
+from botfleet.clock import FakeClock
+from coordinator.app import create_app
+from coordinator.store.base import Store
+from tests.integration.conftest import ClientFactory
+from tests.integration.harness import ADMIN, ENROLL, Api, eventually, server_config
 
 
 async def _bad(api: Api, path: str, body: dict[str, Any], headers: dict[str, str]) -> str:
@@ -76,10 +81,18 @@ async def test_waiting_for_says_what_no_online_bot_has(api: Api) -> None:
     assert (await api.job(other))["waiting_for"] == "no online bot has operation resize"
 
 
-async def test_a_long_poll_of_a_bot_without_the_labels_does_not_take_the_job(api: Api) -> None:
+async def test_a_long_poll_of_a_bot_without_the_labels_does_not_take_the_job(
+    tmp_path: Path, clock: FakeClock, store: Store, aiohttp_client: ClientFactory
+) -> None:
+    # No re-check while the test runs: only the notice and its passing on can wake.
+    config = server_config(tmp_path, long_poll_recheck_s=3600.0)
+    api = Api(await aiohttp_client(create_app(config, store, clock)), clock)
     bare = await api.register()
     gpu = await api.register(labels={"gpu": "a100"})
+    # The bot without labels waits longest, so the job's notice wakes it first: its
+    # empty claim must pass the wake on to the bot that may take the job.
     bare_claim = asyncio.ensure_future(api.claim(bare, wait_ms=30_000))
+    await eventually(lambda: api.ctx.waiters.waiting() == 1, "the first claim waiting")
     gpu_claim = asyncio.ensure_future(api.claim(gpu, wait_ms=30_000))
     await eventually(lambda: api.ctx.waiters.waiting() == 2, "both claims waiting")
     job_id = await api.submit(requires={"gpu": "a100"})
