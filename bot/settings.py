@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
+from botfleet.protocol.labels import parse_labels
 from botfleet.tls import TlsField, TlsFileError, client_context
 
 DEFAULT_SERVER = "http://localhost:8000/v1"
@@ -33,6 +34,7 @@ FLAG_FOR: Mapping[str, str] = {
     "BOT_CA_FILE": "--ca-file",
     "BOT_CLIENT_CERT": "--client-cert",
     "BOT_CLIENT_KEY": "--client-key",
+    "BOT_LABELS": "--label",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,99}$")
@@ -83,6 +85,8 @@ class Settings:
     redact: tuple[str, ...] = ()
     # Job log lines waiting to be sent at most; past it, lines are dropped and counted.
     log_buffer_lines: int = 10_000
+    # What this bot has (gpu=a100, region=eu): jobs that require labels go to bots that have them.
+    labels: Mapping[str, str] = field(default_factory=dict)
     # Tuning with no environment variable (tests pass small values).
     request_timeout_s: float = 10.0
     long_poll_ms: int = 20_000
@@ -180,6 +184,11 @@ def _text(text: str) -> str:
     return text
 
 
+def _labels(text: str) -> dict[str, str]:
+    """`gpu=a100,region=eu`: comma-separated key=value pairs."""
+    return parse_labels(part for part in text.split(",") if part.strip())
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -208,6 +217,7 @@ _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BOT_CLIENT_KEY": ("client_key", _readable_file),
     "BOT_REDACT": ("redact", _names),
     "BOT_LOG_BUFFER_LINES": ("log_buffer_lines", _int_between(1, 10_000_000)),
+    "BOT_LABELS": ("labels", _labels),
 }
 
 VARIABLES: tuple[str, ...] = tuple(_VARIABLES)
