@@ -36,6 +36,8 @@ class NewJob:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None  # still queued then: cancelled as expired
     submitted_by: str | None = None  # the name of the token that submitted it
+    # Jobs it waits for: ids, or "#N" for the job at index N of the same submit.
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class JobRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
     submitted_by: str | None = None  # None for jobs older than role tokens
+    waiting_on: int = 0  # dependencies (submit's `after`) that have not succeeded yet
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         metadata=json(row["metadata"]),
         expires_at=None if expires is None else moment(expires),
         submitted_by=row["submitted_by"],
+        waiting_on=row["waiting_on"],
     )
 
 

@@ -251,7 +251,7 @@ WITH room AS (
     FROM unnest($2::text[]) AS wanted(op)
     CROSS JOIN LATERAL (
         SELECT id, priority, seq FROM jobs
-        WHERE state = 'queued' AND op = wanted.op AND run_at <= $5
+        WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.op AND run_at <= $5
         ORDER BY priority DESC, seq
         LIMIT (SELECT n FROM room)
         FOR UPDATE SKIP LOCKED
@@ -389,14 +389,16 @@ WHERE id = $1 AND state IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: next_run_at
-SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($1::text[]);
+SELECT min(run_at) FROM jobs
+WHERE state = 'queued' AND waiting_on = 0 AND op = ANY($1::text[]);
 
 -- name: claim_outlook
 -- What a claim would meet, in one statement (one snapshot), without locking: is the bot
 -- $1 known and online (NULL: unknown), `next_run_at` for the operations $2, and whether
 -- the claim id $3 (NULL: none) has jobs running under the bot (a repeated claim).
 SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
-       (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($2::text[]))
+       (SELECT min(run_at) FROM jobs
+        WHERE state = 'queued' AND waiting_on = 0 AND op = ANY($2::text[]))
            AS next_run_at,
        EXISTS (
            SELECT 1 FROM attempts a
@@ -406,7 +408,7 @@ SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
        ) AS handed_out;
 
 -- name: queued_operations
-SELECT DISTINCT op FROM jobs WHERE state = 'queued';
+SELECT DISTINCT op FROM jobs WHERE state = 'queued' AND waiting_on = 0;
 
 -- ------------------------------------------------------------------ stats
 
@@ -658,3 +660,67 @@ SELECT first_seq, attempt, lines FROM job_logs
 WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) AND last_seq > $3
 ORDER BY last_seq
 LIMIT $4;
+
+-- ------------------------------------------------------------------ dependencies
+-- (coordinator/store/dependencies.py has the rules.)
+
+-- name: dependency_states_locked
+-- $1 ids. FOR SHARE: a dependency cannot end between this read and the commit of the
+-- links written from it (its end waits for the lock; a read after its end sees it).
+SELECT id, state FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE;
+
+-- name: dependency_states
+SELECT id, state FROM jobs WHERE id = ANY($1::text[]);
+
+-- name: insert_dependencies
+-- $1 after ids, $2 dependant ids.
+INSERT INTO job_dependencies (after_id, job_id)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING;
+
+-- name: set_waiting_on
+-- $1 ids, $2 counts.
+UPDATE jobs j SET waiting_on = d.n
+FROM unnest($1::text[], $2::integer[]) AS d(id, n)
+WHERE j.id = d.id;
+
+-- name: take_dependency_links
+-- $1 jobs that just ended: their links as a dependency (only once it is terminal) and as
+-- a dependant (the ones it no longer waits for). Both go.
+DELETE FROM job_dependencies
+WHERE after_id IN (
+        SELECT id FROM jobs WHERE id = ANY($1::text[])
+          AND state IN ('succeeded', 'failed', 'cancelled'))
+   OR job_id = ANY($1::text[])
+RETURNING after_id, job_id;
+
+-- name: clear_waiting_on
+UPDATE jobs SET waiting_on = 0 WHERE id = ANY($1::text[]) AND waiting_on > 0;
+
+-- name: release_dependants
+-- $1 dependants, $2 how many of their dependencies succeeded; locked in id order.
+WITH locked AS (
+    SELECT id FROM jobs WHERE id = ANY($1::text[]) AND state = 'queued'
+    ORDER BY id FOR UPDATE
+)
+UPDATE jobs j SET waiting_on = greatest(0, j.waiting_on - d.n)
+FROM unnest($1::text[], $2::integer[]) AS d(id, n), locked
+WHERE j.id = d.id AND locked.id = d.id AND j.state = 'queued'
+RETURNING j.id, j.op, j.waiting_on;
+
+-- name: cancel_dependants
+-- $1 dependants, $2 their errors, $3 now; locked in id order.
+WITH locked AS (
+    SELECT id FROM jobs WHERE id = ANY($1::text[]) AND state = 'queued'
+    ORDER BY id FOR UPDATE
+)
+UPDATE jobs j SET state = 'cancelled', error = d.error, finished_at = $3,
+    lease_until = NULL, waiting_on = 0
+FROM unnest($1::text[], $2::text[]) AS d(id, error), locked
+WHERE j.id = d.id AND locked.id = d.id AND j.state = 'queued'
+RETURNING j.id;
+
+-- name: pending_dependencies
+SELECT d.after_id AS id, j.state FROM job_dependencies d
+JOIN jobs j ON j.id = d.after_id
+WHERE d.job_id = $1;

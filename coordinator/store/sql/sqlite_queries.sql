@@ -336,7 +336,7 @@ WHERE seq IN (
     FROM json_each(:ops) AS wanted, jobs AS candidate
     WHERE candidate.seq IN (
         SELECT seq FROM jobs INDEXED BY jobs_claim
-        WHERE state = 'queued' AND op = wanted.value AND run_at <= :now
+        WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.value AND run_at <= :now
         ORDER BY priority DESC, seq
         LIMIT :limit
     )
@@ -366,7 +366,7 @@ ORDER BY jobs.priority DESC, jobs.seq
 -- The earliest run_at of a queued job for these operations: one index probe per operation.
 SELECT min((
     SELECT min(run_at) FROM jobs INDEXED BY jobs_queued_run_at
-    WHERE state = 'queued' AND op = wanted.value
+    WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.value
 ))
 FROM json_each(:ops) AS wanted
 
@@ -379,7 +379,7 @@ SELECT
     (
         SELECT min((
             SELECT min(run_at) FROM jobs INDEXED BY jobs_queued_run_at
-            WHERE state = 'queued' AND op = wanted.value
+            WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.value
         ))
         FROM json_each(:ops) AS wanted
     ) AS next_run_at,
@@ -662,3 +662,45 @@ WHERE job_id = :job_id AND last_seq > :after ORDER BY last_seq LIMIT :limit
 SELECT first_seq, attempt, lines FROM job_logs
 WHERE job_id = :job_id AND last_seq > :after AND attempt = :attempt
 ORDER BY last_seq LIMIT :limit
+
+-- ---------------------------------------------------------------- dependencies
+-- (coordinator/store/dependencies.py has the rules.)
+
+-- name: dependency_states
+SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: insert_dependencies
+INSERT INTO job_dependencies (after_id, job_id) VALUES (:after_id, :job_id)
+ON CONFLICT DO NOTHING
+
+-- name: set_waiting_on
+UPDATE jobs SET waiting_on = :waiting_on WHERE id = :job_id
+
+-- name: take_dependency_links
+-- The links of jobs that just ended (:ids): as a dependency (only once it is terminal)
+-- and as a dependant (the ones it no longer waits for). Both go.
+DELETE FROM job_dependencies
+WHERE after_id IN (
+        SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
+          AND state IN ('succeeded', 'failed', 'cancelled'))
+   OR job_id IN (SELECT value FROM json_each(:ids))
+RETURNING after_id, job_id
+
+-- name: clear_waiting_on
+UPDATE jobs SET waiting_on = 0 WHERE id = :job_id AND waiting_on > 0
+
+-- name: release_dependants
+UPDATE jobs SET waiting_on = max(0, waiting_on - :n)
+WHERE id = :job_id AND state = 'queued'
+RETURNING op, waiting_on
+
+-- name: cancel_dependants
+UPDATE jobs SET
+    state = 'cancelled', error = :error, finished_at = :now, lease_until = NULL, waiting_on = 0
+WHERE id = :job_id AND state = 'queued'
+RETURNING id
+
+-- name: pending_dependencies
+SELECT d.after_id AS id, j.state FROM job_dependencies AS d
+JOIN jobs AS j ON j.id = d.after_id
+WHERE d.job_id = :job_id
