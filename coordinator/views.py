@@ -58,7 +58,11 @@ def claimed_job(job: JobRecord, default_timeout_s: float | None = None) -> m.Cla
     )
 
 
-def job_view(job: JobRecord) -> m.JobView:
+def job_view(job: JobRecord, waiting_for: str | None = None) -> m.JobView:
+    """`waiting_for`: what the job waits for, when the caller looked it up; else a
+    queued job that waits for dependencies says how many."""
+    if waiting_for is None and job.state == "queued" and job.waiting_on > 0:
+        waiting_for = f"waiting for {job.waiting_on} unfinished dependencies"
     return m.JobView(
         id=job.id,
         op=job.op,
@@ -83,6 +87,7 @@ def job_view(job: JobRecord) -> m.JobView:
         metadata=job.metadata,
         expires_at=_time(job.expires_at),
         submitted_by=job.submitted_by,
+        waiting_for=waiting_for,
     )
 
 

@@ -255,6 +255,10 @@ class SubmitJob(Struct, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     # Still queued this long after the submit: the job ends cancelled, error "expired".
     expires_in_ms: Annotated[int, msgspec.Meta(ge=1, le=31_536_000_000)] | None = None
+    # Queued until each of these jobs succeeded; in a bulk submit, "#N" names its N-th job.
+    after: Annotated[list[NonEmpty], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class SubmitResponse(Struct, kw_only=True):
@@ -300,6 +304,8 @@ class JobView(Struct, kw_only=True):
     expires_at: Timestamp | None = None
     # The name of the token that submitted it (None: submitted before tokens had names).
     submitted_by: str | None = None
+    # Why a queued job is not handed out yet (e.g. "waiting for job_… (running)").
+    waiting_for: str | None = None
 
 
 class JobList(Struct, kw_only=True):

@@ -19,7 +19,9 @@ from coordinator.context import context
 from coordinator.errors import Conflict, InvalidBody, InvalidQuery
 from coordinator.gate import principal_of
 from coordinator.routes.common import check_job_access, no_job, query_int, read_body, respond
+from coordinator.routes.dependencies import check_after, submit_checked
 from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome, SubmitOutcome
+from coordinator.store.dependencies import waiting_for
 from coordinator.views import job_view
 
 JOB_STATES = frozenset(get_args(m.JobState))
@@ -44,7 +46,8 @@ async def submit(request: web.Request) -> web.Response:
     # The job carries this span's trace context to the bot (botfleet/tracing.py).
     with ctx.tracer.span("submit", {"botfleet.op": body.op}, parent=_trace_parent(body)):
         job = _new_job(body, ctx.clock.now(), "$", ctx.tracer, principal.name)
-        (outcome,) = await ctx.store.submit_jobs([job])
+        check_after(body.after, None, "$")
+        (outcome,) = await submit_checked(ctx.store, [job], "$")
     _check_key_owner(principal, [outcome])
     if outcome.created:
         ctx.metrics.observe_submitted((outcome.job.op,))
@@ -62,7 +65,9 @@ async def submit_bulk(request: web.Request) -> web.Response:
             _new_job(job, now, f"$.jobs[{i}]", ctx.tracer, principal.name)
             for i, job in enumerate(body.jobs)
         ]
-        outcomes = await ctx.store.submit_jobs(jobs)
+        for i, job in enumerate(body.jobs):
+            check_after(job.after, i, f"$.jobs[{i}]")
+        outcomes = await submit_checked(ctx.store, jobs, "$.jobs[{index}]")
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
     # The others in the request stand (they are committed): the 409 says which key clashed.
     _check_key_owner(principal, outcomes)
@@ -80,7 +85,10 @@ async def get_job(request: web.Request) -> web.Response:
     job = await ctx.poller.job(job_id, wait_ms / 1000)
     if job is None:
         raise no_job(job_id)
-    return respond(job_view(job))
+    pending = None
+    if job.state == "queued" and job.waiting_on > 0:
+        pending = waiting_for(await ctx.store.pending_dependencies(job_id))
+    return respond(job_view(job, pending))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -178,6 +186,7 @@ def _new_job(
             None if body.expires_in_ms is None else now + timedelta(milliseconds=body.expires_in_ms)
         ),
         submitted_by=submitted_by,
+        after=tuple(body.after),
     )
 
 
