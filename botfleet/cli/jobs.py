@@ -53,6 +53,14 @@ def add_job_commands(
         "(with --count N, job i gets the key K:i)",
     )
     submit.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="wait until job ID has succeeded (repeatable); if it fails or is cancelled, "
+        "this job is cancelled",
+    )
+    submit.add_argument(
         "--wait",
         action="store_true",
         help="wait until every job has ended, showing progress; exit status 3 if any "
@@ -99,6 +107,7 @@ def jobs_from_args(args: argparse.Namespace) -> list[m.SubmitJob]:
             delay_ms=round(args.delay * 1000) if args.delay else None,
             timeout_s=args.job_timeout,
             idempotency_key=key,
+            after=list(args.after),
         )
         if args.max_attempts is not None:
             job.max_attempts = args.max_attempts

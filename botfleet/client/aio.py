@@ -127,8 +127,8 @@ class AsyncClient:
         **options: Unpack[JobOptions],
     ) -> AsyncJobHandle:
         """Submit one job: an op, its payload and options (`priority`, `delay_ms`,
-        `run_at`, `max_attempts`, `timeout_s`, `idempotency_key`, `metadata`), or a
-        ready `SubmitJob`."""
+        `run_at`, `max_attempts`, `timeout_s`, `idempotency_key`, `metadata`, `after`:
+        ids of jobs to wait for), or a ready `SubmitJob`."""
         (job,) = keyed([new_job(op, payload, **options)])
         answer = await self._http.call("POST", "/v1/jobs", m.SubmitResponse, body=job)
         return AsyncJobHandle(self, answer.id, answer.state)
@@ -137,7 +137,9 @@ class AsyncClient:
         self, jobs: Iterable[JobSpec], *, concurrency: int = BULK_CONCURRENCY
     ) -> list[AsyncJobHandle]:
         """Submit jobs (`SubmitJob`s or `(op, payload)` pairs) in bulk requests of up to
-        1,000, a few at a time; the handles come back in the order given."""
+        1,000, a few at a time; the handles come back in the order given. A job's
+        `after` may name an earlier job of the same call as "#N" (its index), so a
+        graph goes in one request (then at most 1,000 jobs)."""
         parts = chunks(keyed(jobs))
         slots = asyncio.Semaphore(max(1, concurrency))
 

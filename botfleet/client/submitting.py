@@ -4,7 +4,7 @@ retried after a lost answer finds the job it already made instead of making anot
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
@@ -28,6 +28,8 @@ class JobOptions(TypedDict, total=False):
     timeout_s: float
     idempotency_key: str
     metadata: Mapping[str, Any]
+    # Ids of jobs (or, in `submit_many`, "#N" for the N-th job given) to wait for.
+    after: Sequence[str]
 
 
 def new_job(
@@ -50,6 +52,7 @@ def new_job(
         timeout_s=options.get("timeout_s"),
         idempotency_key=options.get("idempotency_key"),
         metadata=dict(options.get("metadata") or {}),
+        after=list(options.get("after") or ()),
     )
 
 
@@ -71,4 +74,10 @@ def keyed(specs: Iterable[JobSpec]) -> list[m.SubmitJob]:
 
 
 def chunks(jobs: list[m.SubmitJob], size: int = BULK_LIMIT) -> list[list[m.SubmitJob]]:
+    """Bulk requests of at most `size` jobs; jobs that name others by "#N" need one."""
+    if len(jobs) > size and any(ref.startswith("#") for job in jobs for ref in job.after):
+        raise ValueError(
+            f'"#N" references name jobs of the same request: submit at most {size} jobs '
+            "in that call"
+        )
     return [jobs[start : start + size] for start in range(0, len(jobs), size)]
