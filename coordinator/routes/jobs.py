@@ -47,7 +47,7 @@ async def submit(request: web.Request) -> web.Response:
     with ctx.tracer.span("submit", {"botfleet.op": body.op}, parent=_trace_parent(body)):
         job = _new_job(body, ctx.clock.now(), "$", ctx.tracer, principal.name)
         check_after(body.after, None, "$")
-        (outcome,) = await submit_checked(ctx.store, [job], "$")
+        (outcome,) = await submit_checked(ctx.store, principal, [job], "$")
     _check_key_owner(principal, [outcome])
     if outcome.created:
         ctx.metrics.observe_submitted((outcome.job.op,))
@@ -67,7 +67,7 @@ async def submit_bulk(request: web.Request) -> web.Response:
         ]
         for i, job in enumerate(body.jobs):
             check_after(job.after, i, f"$.jobs[{i}]")
-        outcomes = await submit_checked(ctx.store, jobs, "$.jobs[{index}]")
+        outcomes = await submit_checked(ctx.store, principal, jobs, "$.jobs[{index}]")
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
     # The others in the request stand (they are committed): the 409 says which key clashed.
     _check_key_owner(principal, outcomes)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import ADMIN, Api, Bot
+from tests.integration.harness import ADMIN, Api, Bot, eventually
+from tests.integration.roles_support import issue_headers
 
 
 async def _complete(api: Api, bot: Bot, job_id: str) -> None:
@@ -105,3 +107,28 @@ async def test_more_than_100_dependencies_is_a_400(api: Api) -> None:
         "/v1/jobs", {"op": "sum", "after": [f"job_{i}" for i in range(101)]}, ADMIN
     )
     assert status == 400 and "after" in data["error"]["message"]
+
+
+async def test_a_producer_waits_only_for_its_own_jobs(api: Api) -> None:
+    alice = await issue_headers(api, "alice", "producer")
+    bob = await issue_headers(api, "bob", "producer")
+    status, own = await api.post("/v1/jobs", {"op": "sum"}, alice)
+    assert status == 201
+    status, data = await api.post("/v1/jobs", {"op": "sum", "after": [own["id"]]}, alice)
+    assert status == 201
+    status, data = await api.post("/v1/jobs", {"op": "sum", "after": [own["id"]]}, bob)
+    assert status == 400 and data["error"]["code"] == "unknown_dependency"
+    assert own["id"] in data["error"]["message"]
+
+
+async def test_a_waiting_claim_is_answered_when_the_dependency_succeeds(api: Api) -> None:
+    first_bot = await api.register(capabilities=("sum",))
+    second_bot = await api.register(capabilities=("resize",))
+    first = await api.submit()
+    second = await api.submit("resize", after=[first])
+    claim = asyncio.create_task(api.claim(second_bot, operations=("resize",), wait_ms=30_000))
+    await eventually(lambda: api.ctx.waiters.waiting() == 1, "the claim to wait")
+    assert [job["id"] for job in await api.claim(first_bot)] == [first]
+    assert not claim.done()
+    await _complete(api, first_bot, first)
+    assert [job["id"] for job in await claim] == [second]
