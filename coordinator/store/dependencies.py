@@ -110,13 +110,14 @@ class Settlement:
 
 def settle(links: Iterable[tuple[str, str]], states: Mapping[str, str]) -> Settlement:
     """From (dependency, dependant) links whose dependency ended in `states`: the first
-    unsuccessful dependency (by id) names each cancelled dependant's error."""
+    unsuccessful dependency (by id) names each cancelled dependant's error. (The links
+    come from jobs that just ended, so no other state occurs.)"""
     outcome = Settlement()
     for after_id, job_id in sorted(links):
-        state = states[after_id]
+        state = states.get(after_id)
         if state == SUCCEEDED:
             outcome.release[job_id] = outcome.release.get(job_id, 0) + 1
-        elif job_id not in outcome.cancel:
+        elif state in UNSUCCESSFUL and job_id not in outcome.cancel:
             outcome.cancel[job_id] = dependency_error(after_id, state)
     for job_id in outcome.cancel:
         outcome.release.pop(job_id, None)

@@ -685,13 +685,10 @@ FROM unnest($1::text[], $2::integer[]) AS d(id, n)
 WHERE j.id = d.id;
 
 -- name: take_dependency_links
--- $1 jobs that just ended: their links as a dependency (only once it is terminal) and as
--- a dependant (the ones it no longer waits for). Both go.
+-- $1 jobs that just ended: their links as a dependency and as a dependant (the ones it
+-- no longer waits for). Both go.
 DELETE FROM job_dependencies
-WHERE after_id IN (
-        SELECT id FROM jobs WHERE id = ANY($1::text[])
-          AND state IN ('succeeded', 'failed', 'cancelled'))
-   OR job_id = ANY($1::text[])
+WHERE after_id = ANY($1::text[]) OR job_id = ANY($1::text[])
 RETURNING after_id, job_id;
 
 -- name: clear_waiting_on
