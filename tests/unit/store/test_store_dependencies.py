@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from botfleet.clock import FakeClock
 from coordinator.store.base import JobRecord, Retention, Store
 from coordinator.store.dependencies import UnknownDependency
+from tests.support.backends import StoreFactory
 from tests.unit.store.support import (
     JOB_LEASE_TTL_S,
     RecordingListener,
@@ -216,3 +218,33 @@ async def test_a_repeated_complete_releases_once(store: Store, clock: FakeClock)
     assert await claim_ids(store, bot.id) == []
     await store.report(bot.id, [complete(second)])
     await run(store, bot.id, [both])
+
+
+async def test_two_coordinators_release_a_shared_dependant_once(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    """Dependencies ending at once in two processes each take their own share off the
+    dependant's count; a submit racing them waits only for what is still unfinished."""
+    first, second = store_factory(), store_factory()
+    await first.open()
+    await second.open()
+    try:
+        bot = await register(first, clock, max_concurrency=50)
+        for _ in range(5):
+            parents = [await submit(first, clock) for _ in range(4)]
+            child = await submit(first, clock, after=tuple(parents))
+            assert sorted(await claim_ids(first, bot.id, limit=50)) == sorted(parents)
+            racer = asyncio.create_task(second.submit_jobs([new_job(clock, after=(parents[0],))]))
+            await asyncio.gather(
+                *(
+                    (first if i % 2 else second).report(bot.id, [complete(job_id)])
+                    for i, job_id in enumerate(parents)
+                )
+            )
+            (late,) = await racer
+            assert (await job(first, child)).waiting_on == 0
+            assert sorted(await claim_ids(second, bot.id, limit=50)) == sorted([child, late.job.id])
+            await first.report(bot.id, [complete(child), complete(late.job.id)])
+    finally:
+        await first.close()
+        await second.close()
