@@ -132,3 +132,13 @@ async def test_a_waiting_claim_is_answered_when_the_dependency_succeeds(api: Api
     assert not claim.done()
     await _complete(api, first_bot, first)
     assert [job["id"] for job in await claim] == [second]
+
+
+async def test_a_listing_says_how_many_dependencies_a_job_waits_for(api: Api) -> None:
+    first = await api.submit()
+    second = await api.submit()
+    waiting = await api.submit(after=[first, second])
+    response = await api.client.get("/v1/jobs", headers=ADMIN)
+    views = {view["id"]: view for view in (await response.json())["jobs"]}
+    assert views[waiting]["waiting_for"] == "waiting for 2 unfinished dependencies"
+    assert views[first]["waiting_for"] is None
