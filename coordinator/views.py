@@ -59,6 +59,10 @@ def claimed_job(job: JobRecord, default_timeout_s: float | None = None) -> m.Cla
 
 
 def job_view(job: JobRecord, waiting_for: str | None = None) -> m.JobView:
+    """`waiting_for`: what the job waits for, when the caller looked it up; else a
+    queued job that waits for dependencies says how many."""
+    if waiting_for is None and job.state == "queued" and job.waiting_on > 0:
+        waiting_for = f"waiting for {job.waiting_on} unfinished dependencies"
     return m.JobView(
         id=job.id,
         op=job.op,

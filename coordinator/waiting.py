@@ -1,5 +1,6 @@
-"""Why a queued job waits: no online bot has its operation, or none has the labels it
-requires. Worked out when the job is read, from the bots online then."""
+"""Why a queued job waits: jobs it depends on have not succeeded yet, or no online bot
+has its operation, or none has the labels it requires. Worked out when the job is read,
+from the dependencies and the bots online then."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from botfleet.protocol.labels import describe_requirement, matches
 from coordinator.store.base import Store
+from coordinator.store.dependencies import waiting_for as dependencies_pending
 from coordinator.store.records import BotRoute, JobRecord
 
 
 async def waiting_for(store: Store, job: JobRecord) -> str | None:
-    """The reason a queued job has no online bot that may take it; None when one may
-    (or the job is not queued)."""
+    """What a queued job waits for: its unfinished dependencies, else the reason no
+    online bot may take it; None when one may (or the job is not queued)."""
     if job.state != "queued":
         return None
+    if job.waiting_on > 0:
+        return dependencies_pending(await store.pending_dependencies(job.id))
     return blocker(job.op, job.requires, await store.online_bot_routes())
 
 

@@ -61,6 +61,14 @@ def add_job_commands(
         "match, and a key given again allows another value (gpu=a100 --requires gpu=h100)",
     )
     submit.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="wait until job ID has succeeded (repeatable); if it fails or is cancelled, "
+        "this job is cancelled",
+    )
+    submit.add_argument(
         "--wait",
         action="store_true",
         help="wait until every job has ended, showing progress; exit status 3 if any "
@@ -109,6 +117,7 @@ def jobs_from_args(args: argparse.Namespace) -> list[m.SubmitJob]:
             timeout_s=args.job_timeout,
             idempotency_key=key,
             requires=requires,
+            after=list(args.after),
         )
         if args.max_attempts is not None:
             job.max_attempts = args.max_attempts

@@ -158,6 +158,8 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         message = f" {job.progress_message}" if job.progress_message else ""
         rows.append(("progress", f"{job.progress:.0%}{message}"))
     rows.append(("bot", job.bot_id or "-"))
+    if job.waiting_for:
+        rows.append(("waiting", job.waiting_for))
     for label, moment in (
         ("created", job.created_at),
         ("run at", job.run_at),

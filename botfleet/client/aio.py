@@ -128,8 +128,8 @@ class AsyncClient:
     ) -> AsyncJobHandle:
         """Submit one job: an op, its payload and options (`priority`, `delay_ms`,
         `run_at`, `max_attempts`, `timeout_s`, `idempotency_key`, `metadata`,
-        `requires`: labels its bot must have, e.g. `{"gpu": ["a100", "h100"]}`), or a
-        ready `SubmitJob`."""
+        `requires`: labels its bot must have, e.g. `{"gpu": ["a100", "h100"]}`, `after`:
+        ids of jobs to wait for), or a ready `SubmitJob`."""
         (job,) = keyed([new_job(op, payload, **options)])
         answer = await self._http.call("POST", "/v1/jobs", m.SubmitResponse, body=job)
         return AsyncJobHandle(self, answer.id, answer.state)
@@ -143,7 +143,9 @@ class AsyncClient:
     ) -> list[AsyncJobHandle]:
         """Submit jobs (`SubmitJob`s or `(op, payload)` pairs) in bulk requests of up to
         1,000, a few at a time; the handles come back in the order given. `requires`
-        goes to every job without requirements of its own."""
+        goes to every job without requirements of its own. A job's `after` may name an
+        earlier job of the same call as "#N" (its index), so a graph goes in one request
+        (then at most 1,000 jobs)."""
         parts = chunks(keyed(jobs, requires))
         slots = asyncio.Semaphore(max(1, concurrency))
 

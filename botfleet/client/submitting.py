@@ -31,6 +31,8 @@ class JobOptions(TypedDict, total=False):
     idempotency_key: str
     metadata: Mapping[str, Any]
     requires: Requires
+    # Ids of jobs (or, in `submit_many`, "#N" for the N-th job given) to wait for.
+    after: Sequence[str]
 
 
 def new_job(
@@ -54,6 +56,7 @@ def new_job(
         idempotency_key=options.get("idempotency_key"),
         metadata=dict(options.get("metadata") or {}),
         requires=wire_requires(options.get("requires")),
+        after=list(options.get("after") or ()),
     )
 
 
@@ -90,4 +93,10 @@ def keyed(specs: Iterable[JobSpec], requires: Requires | None = None) -> list[m.
 
 
 def chunks(jobs: list[m.SubmitJob], size: int = BULK_LIMIT) -> list[list[m.SubmitJob]]:
+    """Bulk requests of at most `size` jobs; jobs that name others by "#N" need one."""
+    if len(jobs) > size and any(ref.startswith("#") for job in jobs for ref in job.after):
+        raise ValueError(
+            f'"#N" references name jobs of the same request: submit at most {size} jobs '
+            "in that call"
+        )
     return [jobs[start : start + size] for start in range(0, len(jobs), size)]

@@ -261,6 +261,10 @@ class SubmitJob(Struct, kw_only=True):
     expires_in_ms: Annotated[int, msgspec.Meta(ge=1, le=31_536_000_000)] | None = None
     # Labels the bot that runs it must have: a value, or a list of allowed values.
     requires: Requirements | None = None
+    # Queued until each of these jobs succeeded; in a bulk submit, "#N" names its N-th job.
+    after: Annotated[list[NonEmpty], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class SubmitResponse(Struct, kw_only=True):
@@ -308,7 +312,8 @@ class JobView(Struct, kw_only=True):
     submitted_by: str | None = None
     # The labels it requires, each key with its allowed values ({}: none).
     requires: dict[str, list[str]] = msgspec.field(default_factory=dict)
-    # Queued and no online bot can take it: why (e.g. "no online bot has gpu=a100").
+    # Why a queued job is not handed out yet: the jobs it waits for ("waiting for
+    # job_… (running)"), or no online bot can take it ("no online bot has gpu=a100").
     waiting_for: str | None = None
 
 

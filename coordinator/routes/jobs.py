@@ -20,6 +20,7 @@ from coordinator.context import context
 from coordinator.errors import Conflict, InvalidBody, InvalidQuery
 from coordinator.gate import principal_of
 from coordinator.routes.common import check_job_access, no_job, query_int, read_body, respond
+from coordinator.routes.dependencies import check_after, submit_checked
 from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome, SubmitOutcome
 from coordinator.views import job_view
 from coordinator.waiting import waiting_for
@@ -46,7 +47,8 @@ async def submit(request: web.Request) -> web.Response:
     # The job carries this span's trace context to the bot (botfleet/tracing.py).
     with ctx.tracer.span("submit", {"botfleet.op": body.op}, parent=_trace_parent(body)):
         job = _new_job(body, ctx.clock.now(), "$", ctx.tracer, principal.name)
-        (outcome,) = await ctx.store.submit_jobs([job])
+        check_after(body.after, None, "$")
+        (outcome,) = await submit_checked(ctx.store, principal, [job], "$")
     _check_key_owner(principal, [outcome])
     if outcome.created:
         ctx.metrics.observe_submitted((outcome.job.op,))
@@ -64,7 +66,9 @@ async def submit_bulk(request: web.Request) -> web.Response:
             _new_job(job, now, f"$.jobs[{i}]", ctx.tracer, principal.name)
             for i, job in enumerate(body.jobs)
         ]
-        outcomes = await ctx.store.submit_jobs(jobs)
+        for i, job in enumerate(body.jobs):
+            check_after(job.after, i, f"$.jobs[{i}]")
+        outcomes = await submit_checked(ctx.store, principal, jobs, "$.jobs[{index}]")
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
     # The others in the request stand (they are committed): the 409 says which key clashed.
     _check_key_owner(principal, outcomes)
@@ -181,6 +185,7 @@ def _new_job(
         ),
         submitted_by=submitted_by,
         requires=normalised(body.requires),
+        after=tuple(body.after),
     )
 
 

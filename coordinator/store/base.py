@@ -197,7 +197,11 @@ class Store(Protocol):
 
     # ---- jobs
     async def submit_jobs(self, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
-        """Insert in one transaction; an idempotency_key seen before returns that job."""
+        """Insert in one transaction; an idempotency_key seen before returns that job.
+
+        A job's `after` (ids, or "#N" for the N-th job of this call, checked by the
+        caller) makes it wait (`store.dependencies`); `UnknownDependency` for an id
+        that names no job, and then nothing is written."""
         ...
 
     async def claim_jobs(self, claim: ClaimInput) -> list[JobRecord] | None:
@@ -247,6 +251,10 @@ class Store(Protocol):
         ...
 
     async def list_attempts(self, job_id: str) -> list[AttemptRecord]: ...
+
+    async def pending_dependencies(self, job_id: str) -> list[tuple[str, str]]:
+        """(id, state) of the jobs a queued job still waits for (submit's `after`)."""
+        ...
 
     async def cancel_job(self, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
         """Queued or running -> cancelled (a running job's bot is told by heartbeat).

@@ -38,6 +38,8 @@ class NewJob:
     submitted_by: str | None = None  # the name of the token that submitted it
     # Labels the bot must have: key -> allowed values (botfleet.protocol.labels.normalised).
     requires: dict[str, list[str]] | None = None
+    # Jobs it waits for: ids, or "#N" for the job at index N of the same submit.
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class JobRecord:
     expires_at: datetime | None = None
     submitted_by: str | None = None  # None for jobs older than role tokens
     requires: dict[str, list[str]] | None = None  # key -> allowed values; None: any bot
+    waiting_on: int = 0  # dependencies (submit's `after`) that have not succeeded yet
 
 
 @dataclass(frozen=True, slots=True)

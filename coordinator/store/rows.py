@@ -67,6 +67,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         expires_at=None if expires is None else moment(expires),
         submitted_by=row["submitted_by"],
         requires=None if requires is None else json(requires),
+        waiting_on=row["waiting_on"],
     )
 
 

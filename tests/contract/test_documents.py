@@ -81,6 +81,10 @@ CALLS: tuple[Call, ...] = (
          "bulk_submit", m.BulkSubmitResponse),
     Call("get", "/v1/jobs/{job_id}", 200, None, None, "get_job_waiting", m.JobView),
     Call("get", "/v1/bots/{bot_id}", 200, None, None, "get_bot_labelled", m.BotView),
+    # Submit's `after`: a graph in one bulk submit, and a job waiting for others.
+    Call("post", "/v1/jobs/bulk", 201, "bulk_submit_graph", m.BulkSubmitRequest,
+         "bulk_submit", m.BulkSubmitResponse),
+    Call("get", "/v1/jobs/{job_id}", 200, None, None, "get_job_after", m.JobView),
     Call("get", "/v1/jobs", 200, None, None, "list_jobs", m.JobList),
     Call("post", "/v1/jobs/{job_id}/cancel", 200, None, None, "cancel_job", m.JobView),
     Call("post", "/v1/jobs/{job_id}/retry", 200, None, None, "retry_job", m.JobView),

@@ -14,6 +14,7 @@ from coordinator.store.base import (
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
+from coordinator.store.postgres.dependencies import link_new_jobs
 from coordinator.store.postgres.reads import unchanged
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx
@@ -52,7 +53,11 @@ async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             outcomes.append(SubmitOutcome(by_key[job.idempotency_key], created=False))
         else:
             raise StoreError(f"job {job_id} was neither inserted nor found by its key")
-    tx.changes.ops.extend(record.op for record in by_id.values())
+    tx.changes.ops.extend(
+        job.op for job, job_id in zip(jobs, ids, strict=True) if job_id in by_id and not job.after
+    )
+    if any(job.after for job in jobs):
+        await link_new_jobs(tx, jobs, outcomes)
     return outcomes
 
 

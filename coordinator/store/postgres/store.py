@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import coordinator.store.postgres.bots as bots
+import coordinator.store.postgres.dependencies as dependencies
 import coordinator.store.postgres.joblogs as joblogs
 import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
@@ -207,6 +208,9 @@ class PostgresStore:
     async def list_attempts(self, job_id: str) -> list[records.AttemptRecord]:
         return await self._read(lambda tx: reads.list_attempts(tx, job_id))
 
+    async def pending_dependencies(self, job_id: str) -> list[tuple[str, str]]:
+        return await self._read(lambda tx: dependencies.pending_dependencies(tx, job_id))
+
     async def cancel_job(
         self, job_id: str
     ) -> tuple[records.ReportOutcome, records.JobRecord | None]:
@@ -280,6 +284,8 @@ class PostgresStore:
         async def in_transaction(conn: Connection) -> tuple[T, Tx]:
             tx = self._tx(conn)
             result = await work(tx)
+            if tx.changes.done:
+                await dependencies.settle_dependants(tx)
             if not tx.changes.notified:
                 for payload in tx.notices():
                     # Queued in the transaction: PostgreSQL delivers it at commit, or never.

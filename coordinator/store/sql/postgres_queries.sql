@@ -257,7 +257,8 @@ WITH room AS (
     FROM unnest($2::text[]) AS wanted(op)
     CROSS JOIN LATERAL (
         SELECT id, priority, seq FROM jobs
-        WHERE state = 'queued' AND requires IS NULL AND op = wanted.op AND run_at <= $5
+        WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL AND op = wanted.op
+            AND run_at <= $5
         ORDER BY priority DESC, seq
         LIMIT (SELECT n FROM room)
         FOR UPDATE SKIP LOCKED
@@ -267,7 +268,8 @@ WITH room AS (
     FROM unnest($2::text[]) AS wanted(op)
     CROSS JOIN LATERAL (
         SELECT id, priority, seq FROM jobs
-        WHERE $9::jsonb IS NOT NULL AND state = 'queued' AND requires IS NOT NULL
+        WHERE $9::jsonb IS NOT NULL AND state = 'queued' AND waiting_on = 0
+            AND requires IS NOT NULL
             AND op = wanted.op AND run_at <= $5
             AND NOT EXISTS (
                 SELECT 1 FROM jsonb_each(requires) AS needed(key, allowed)
@@ -410,16 +412,19 @@ WHERE id = $1 AND state IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: next_run_at
-SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($1::text[]);
+SELECT min(run_at) FROM jobs
+WHERE state = 'queued' AND waiting_on = 0 AND op = ANY($1::text[]);
 
 -- name: next_run_at_for_bot
 -- $1 operations, $2 bot: the earliest run_at of a queued job the bot may take, one
 -- without requirements or one whose requirements its labels meet (as in claim_jobs).
 SELECT least(
     (SELECT min(run_at) FROM jobs
-     WHERE state = 'queued' AND requires IS NULL AND op = ANY($1::text[])),
+     WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL
+         AND op = ANY($1::text[])),
     (SELECT min(j.run_at) FROM jobs j JOIN bots b ON b.id = $2 AND b.labels IS NOT NULL
-     WHERE j.state = 'queued' AND j.requires IS NOT NULL AND j.op = ANY($1::text[])
+     WHERE j.state = 'queued' AND j.waiting_on = 0 AND j.requires IS NOT NULL
+         AND j.op = ANY($1::text[])
          AND NOT EXISTS (
              SELECT 1 FROM jsonb_each(j.requires) AS needed(key, allowed)
              WHERE NOT coalesce(needed.allowed ? (b.labels ->> needed.key), false)
@@ -434,10 +439,11 @@ SELECT least(
 SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
        least(
            (SELECT min(run_at) FROM jobs
-            WHERE state = 'queued' AND requires IS NULL AND op = ANY($2::text[])),
+            WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL
+                AND op = ANY($2::text[])),
            (SELECT min(j.run_at) FROM jobs j
             JOIN bots b ON b.id = $1 AND b.labels IS NOT NULL
-            WHERE j.state = 'queued' AND j.requires IS NOT NULL
+            WHERE j.state = 'queued' AND j.waiting_on = 0 AND j.requires IS NOT NULL
                 AND j.op = ANY($2::text[])
                 AND NOT EXISTS (
                     SELECT 1 FROM jsonb_each(j.requires) AS needed(key, allowed)
@@ -452,7 +458,7 @@ SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
        ) AS handed_out;
 
 -- name: queued_operations
-SELECT DISTINCT op FROM jobs WHERE state = 'queued';
+SELECT DISTINCT op FROM jobs WHERE state = 'queued' AND waiting_on = 0;
 
 -- ------------------------------------------------------------------ stats
 
@@ -704,3 +710,64 @@ SELECT first_seq, attempt, lines FROM job_logs
 WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) AND last_seq > $3
 ORDER BY last_seq
 LIMIT $4;
+
+-- ------------------------------------------------------------------ dependencies
+-- (coordinator/store/dependencies.py has the rules.)
+
+-- name: dependency_states_locked
+-- $1 ids. FOR SHARE: a dependency cannot end between this read and the commit of the
+-- links written from it (its end waits for the lock; a read after its end sees it).
+SELECT id, state FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE;
+
+-- name: dependency_states
+SELECT id, state FROM jobs WHERE id = ANY($1::text[]);
+
+-- name: insert_dependencies
+-- $1 after ids, $2 dependant ids.
+INSERT INTO job_dependencies (after_id, job_id)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING;
+
+-- name: set_waiting_on
+-- $1 ids, $2 counts.
+UPDATE jobs j SET waiting_on = d.n
+FROM unnest($1::text[], $2::integer[]) AS d(id, n)
+WHERE j.id = d.id;
+
+-- name: take_dependency_links
+-- $1 jobs that just ended: their links as a dependency and as a dependant (the ones it
+-- no longer waits for). Both go.
+DELETE FROM job_dependencies
+WHERE after_id = ANY($1::text[]) OR job_id = ANY($1::text[])
+RETURNING after_id, job_id;
+
+-- name: clear_waiting_on
+UPDATE jobs SET waiting_on = 0 WHERE id = ANY($1::text[]) AND waiting_on > 0;
+
+-- name: release_dependants
+-- $1 dependants, $2 how many of their dependencies succeeded; locked in id order.
+WITH locked AS (
+    SELECT id FROM jobs WHERE id = ANY($1::text[]) AND state = 'queued'
+    ORDER BY id FOR UPDATE
+)
+UPDATE jobs j SET waiting_on = greatest(0, j.waiting_on - d.n)
+FROM unnest($1::text[], $2::integer[]) AS d(id, n), locked
+WHERE j.id = d.id AND locked.id = d.id AND j.state = 'queued'
+RETURNING j.id, j.op, j.waiting_on;
+
+-- name: cancel_dependants
+-- $1 dependants, $2 their errors, $3 now; locked in id order.
+WITH locked AS (
+    SELECT id FROM jobs WHERE id = ANY($1::text[]) AND state = 'queued'
+    ORDER BY id FOR UPDATE
+)
+UPDATE jobs j SET state = 'cancelled', error = d.error, finished_at = $3,
+    lease_until = NULL, waiting_on = 0
+FROM unnest($1::text[], $2::text[]) AS d(id, error), locked
+WHERE j.id = d.id AND locked.id = d.id AND j.state = 'queued'
+RETURNING j.id;
+
+-- name: pending_dependencies
+SELECT d.after_id AS id, j.state FROM job_dependencies d
+JOIN jobs j ON j.id = d.after_id
+WHERE d.job_id = $1;

@@ -343,7 +343,8 @@ WHERE seq IN (
     WHERE candidate.seq IN (
         SELECT seq FROM (
             SELECT seq FROM jobs INDEXED BY jobs_claim
-            WHERE state = 'queued' AND requires IS NULL AND op = wanted.value
+            WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL
+                AND op = wanted.value
                 AND run_at <= :now
             ORDER BY priority DESC, seq
             LIMIT :limit
@@ -351,7 +352,8 @@ WHERE seq IN (
         UNION ALL
         SELECT seq FROM (
             SELECT seq FROM jobs INDEXED BY jobs_claim_required
-            WHERE :labels IS NOT NULL AND state = 'queued' AND requires IS NOT NULL
+            WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
+                AND requires IS NOT NULL
                 AND op = wanted.value AND run_at <= :now
                 AND NOT EXISTS (
                     SELECT 1 FROM json_each(requires) AS needed
@@ -390,7 +392,7 @@ ORDER BY jobs.priority DESC, jobs.seq
 -- The earliest run_at of a queued job for these operations: one index probe per operation.
 SELECT min((
     SELECT min(run_at) FROM jobs INDEXED BY jobs_queued_run_at
-    WHERE state = 'queued' AND op = wanted.value
+    WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.value
 ))
 FROM json_each(:ops) AS wanted
 
@@ -401,7 +403,7 @@ FROM json_each(:ops) AS wanted
 SELECT min(run_at) FROM (
     SELECT (
         SELECT run_at FROM jobs INDEXED BY jobs_queued_run_at
-        WHERE state = 'queued' AND op = wanted.value AND requires IS NULL
+        WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.value AND requires IS NULL
         ORDER BY run_at LIMIT 1
     ) AS run_at
     FROM json_each(:ops) AS wanted
@@ -409,7 +411,8 @@ SELECT min(run_at) FROM (
     SELECT (
         SELECT min(run_at) FROM jobs INDEXED BY jobs_claim_required, bots AS bot
         WHERE bot.id = :bot_id AND bot.labels IS NOT NULL
-            AND state = 'queued' AND requires IS NOT NULL AND op = wanted.value
+            AND state = 'queued' AND waiting_on = 0 AND requires IS NOT NULL
+            AND op = wanted.value
             AND NOT EXISTS (
                 SELECT 1 FROM json_each(requires) AS needed
                 WHERE NOT EXISTS (
@@ -432,7 +435,7 @@ SELECT
         SELECT min(run_at) FROM (
             SELECT (
                 SELECT run_at FROM jobs INDEXED BY jobs_queued_run_at
-                WHERE state = 'queued' AND op = wanted.value AND requires IS NULL
+                WHERE state = 'queued' AND waiting_on = 0 AND op = wanted.value AND requires IS NULL
                 ORDER BY run_at LIMIT 1
             ) AS run_at
             FROM json_each(:ops) AS wanted
@@ -440,7 +443,8 @@ SELECT
             SELECT (
                 SELECT min(run_at) FROM jobs INDEXED BY jobs_claim_required, bots AS bot
                 WHERE bot.id = :bot_id AND bot.labels IS NOT NULL
-                    AND state = 'queued' AND requires IS NOT NULL AND op = wanted.value
+                    AND state = 'queued' AND waiting_on = 0 AND requires IS NOT NULL
+                    AND op = wanted.value
                     AND NOT EXISTS (
                         SELECT 1 FROM json_each(requires) AS needed
                         WHERE NOT EXISTS (
@@ -732,3 +736,44 @@ WHERE job_id = :job_id AND last_seq > :after ORDER BY last_seq LIMIT :limit
 SELECT first_seq, attempt, lines FROM job_logs
 WHERE job_id = :job_id AND last_seq > :after AND attempt = :attempt
 ORDER BY last_seq LIMIT :limit
+
+-- ---------------------------------------------------------------- dependencies
+-- (coordinator/store/dependencies.py has the rules.)
+
+-- name: dependency_states
+SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: insert_dependencies
+INSERT INTO job_dependencies (after_id, job_id) VALUES (:after_id, :job_id)
+ON CONFLICT DO NOTHING
+
+-- name: set_waiting_on
+UPDATE jobs SET waiting_on = :waiting_on WHERE id = :job_id
+
+-- name: take_dependency_links
+-- The links of jobs that just ended (:ids): as a dependency and as a dependant (the
+-- ones it no longer waits for). Both go. Two primary-key probes per id: with no
+-- dependencies at all, this is what a transaction that ends jobs pays.
+DELETE FROM job_dependencies
+WHERE after_id IN (SELECT value FROM json_each(:ids))
+   OR job_id IN (SELECT value FROM json_each(:ids))
+RETURNING after_id, job_id
+
+-- name: clear_waiting_on
+UPDATE jobs SET waiting_on = 0 WHERE id = :job_id AND waiting_on > 0
+
+-- name: release_dependants
+UPDATE jobs SET waiting_on = max(0, waiting_on - :n)
+WHERE id = :job_id AND state = 'queued'
+RETURNING op, waiting_on
+
+-- name: cancel_dependants
+UPDATE jobs SET
+    state = 'cancelled', error = :error, finished_at = :now, lease_until = NULL, waiting_on = 0
+WHERE id = :job_id AND state = 'queued'
+RETURNING id
+
+-- name: pending_dependencies
+SELECT d.after_id AS id, j.state FROM job_dependencies AS d
+JOIN jobs AS j ON j.id = d.after_id
+WHERE d.job_id = :job_id

@@ -15,6 +15,7 @@ from coordinator.store.base import (
 from coordinator.store.ids import new_job_id
 from coordinator.store.rows import clean_text
 from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
+from coordinator.store.sqlite.dependencies import link_new_jobs
 from coordinator.store.sqlite.reads import unchanged
 from coordinator.store.sqlite.rows import (
     dump_json,
@@ -63,9 +64,11 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
         else:
             record = _new_record(job, row)
             created = True
-        if created:
+        if created and not job.after:
             tx.changes.ops.append(job.op)
         outcomes.append(SubmitOutcome(job=record, created=created))
+    if any(job.after for job in jobs):
+        link_new_jobs(tx, jobs, outcomes)
     return outcomes
 
 

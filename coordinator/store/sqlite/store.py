@@ -25,6 +25,7 @@ from datetime import datetime
 
 import coordinator.store.records as records
 import coordinator.store.sqlite.bots as bots
+import coordinator.store.sqlite.dependencies as dependencies
 import coordinator.store.sqlite.joblogs as joblogs
 import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
@@ -108,6 +109,7 @@ class SQLiteStore:
             loop_reader=loop_reader,
             committed=self._committed,
             write_paths=self._write_paths,
+            on_jobs_ended=dependencies.settle_dependants,
         )
 
     async def close(self) -> None:
@@ -234,6 +236,9 @@ class SQLiteStore:
 
     async def list_attempts(self, job_id: str) -> list[records.AttemptRecord]:
         return await self._open().read(lambda tx: reads.list_attempts(tx, job_id))
+
+    async def pending_dependencies(self, job_id: str) -> list[tuple[str, str]]:
+        return await self._open().read(lambda tx: dependencies.pending_dependencies(tx, job_id))
 
     async def cancel_job(
         self, job_id: str

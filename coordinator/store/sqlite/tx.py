@@ -103,6 +103,8 @@ class Transactions:
     loop_reader: sqlite3.Connection | None
     committed: Committed
     write_paths: WritePaths = field(default_factory=WritePaths)
+    # Runs at the end of every write transaction that ended jobs, before its commit.
+    on_jobs_ended: Callable[[Tx], None] | None = None
 
     async def write(self, verb: Verb[T], inline: bool = True) -> T:
         """Run `verb` in a write transaction, then report what it changed.
@@ -192,6 +194,8 @@ class Transactions:
         try:
             conn.execute(self.queries[begin])
             result = verb(tx)
+            if tx.changes.done and self.on_jobs_ended is not None:
+                self.on_jobs_ended(tx)
             conn.execute(self.queries["commit"])
         except BaseException:
             self._rollback(conn)

@@ -106,6 +106,12 @@ def test_submit_defaults_leave_the_server_defaults() -> None:
     (job,) = jobs_from_args(_submit_args("sum", "--payload", '{"a": 1}', "--idempotency-key", "k"))
     assert (job.payload, job.priority, job.delay_ms, job.max_attempts) == ({"a": 1}, 0, None, 3)
     assert job.idempotency_key == "k"
+    assert job.after == []
+
+
+def test_submit_after_is_repeatable() -> None:
+    (job,) = jobs_from_args(_submit_args("sum", "--after", "job_a", "--after", "job_b"))
+    assert job.after == ["job_a", "job_b"]
 
 
 def test_submit_requires_labels_and_a_key_again_allows_another_value() -> None:

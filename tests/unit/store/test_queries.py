@@ -98,6 +98,7 @@ POSTGRES_ONLY = {
     "queued_operations": "wakes every waiter after the listening connection was lost",
     "write_reports": "a report batch's jobs, attempts and notices in one statement (unnest)",
     "ensure_log_sizes": "a row to lock before it is read (SQLite's writer holds the lock)",
+    "dependency_states_locked": "a submit locks its dependencies (SQLite's writer holds the lock)",
 }
 
 

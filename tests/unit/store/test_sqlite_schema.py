@@ -104,6 +104,11 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("read_logs_of_attempt", "PRIMARY KEY (job_id=? AND last_seq>?)"),
         ("delete_logs_of_jobs", "PRIMARY KEY (job_id=?)"),
         ("lock_log_sizes", "PRIMARY KEY (job_id=?)"),
+        # Every transaction that ends jobs settles their dependants: index probes only.
+        ("take_dependency_links", "PRIMARY KEY (after_id=?)"),
+        ("take_dependency_links", "INDEX job_dependencies_job (job_id=?)"),
+        ("pending_dependencies", "INDEX job_dependencies_job (job_id=?)"),
+        ("dependency_states", "(id=?)"),
     ],
 )
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])

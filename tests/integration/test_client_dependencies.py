@@ -1,0 +1,56 @@
+"""`botfleet.client` with submit's `after`, in both forms, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from botfleet.client import ApiError, Client
+from botfleet.protocol import messages as m
+from tests.integration.client_support import Blocking, async_client, url_of
+from tests.integration.harness import ADMIN_TOKEN, Api
+
+
+@pytest.fixture(params=["async", "sync"])
+async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
+    if request.param == "async":
+        async with async_client(api) as aio:
+            yield aio
+        return
+    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
+    try:
+        yield blocking
+    finally:
+        await blocking.close()
+
+
+async def test_submit_after_a_job_waits_for_it(client: Any, api: Api) -> None:
+    first = await client.submit("sum", {"a": 1, "b": 2})
+    second = await client.submit("sum", {"a": 3, "b": 4}, after=[first.id])
+    view = await client.get(second.id)
+    assert view.state == "queued" and view.waiting_for == f"waiting for {first.id} (queued)"
+
+
+async def test_submit_many_names_earlier_jobs_by_index(client: Any, api: Api) -> None:
+    handles = await client.submit_many(
+        [("sum", {"a": 1, "b": 1}), m.SubmitJob(op="sum", after=["#0"])]
+    )
+    bot = await api.register()
+    assert [job["id"] for job in await api.claim(bot)] == [handles[0].id]
+    assert (await client.get(handles[1].id)).waiting_for == f"waiting for {handles[0].id} (running)"
+
+
+async def test_an_unknown_dependency_is_refused(client: Any) -> None:
+    with pytest.raises(ApiError) as raised:
+        await client.submit("sum", {}, after=["job_nowhere"])
+    assert "job_nowhere" in str(raised.value)
+
+
+def test_references_need_one_request() -> None:
+    from botfleet.client.submitting import chunks
+
+    jobs = [m.SubmitJob(op="sum")] + [m.SubmitJob(op="sum", after=["#0"])] * 1000
+    with pytest.raises(ValueError, match="#N"):
+        chunks(jobs)
