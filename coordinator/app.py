@@ -21,6 +21,7 @@ from coordinator.metrics import Metrics
 from coordinator.middleware import error_middleware
 from coordinator.reaper import Reaper
 from coordinator.routes import setup_routes
+from coordinator.security_headers import setup_security_headers
 from coordinator.state_folder import prepare_state_folder
 from coordinator.store.base import Store
 
@@ -74,6 +75,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
     app[CONTEXT] = ctx
     setup_routes(app.router)
     setup_dashboard(app)
+    setup_security_headers(app)
     app.cleanup_ctx.append(_store_lifetime)
     app.cleanup_ctx.append(_reaper_lifetime)
     app.on_shutdown.append(_release_waiters)
