@@ -25,6 +25,7 @@ from coordinator.app import create_app
 from coordinator.auth import ServerTokens
 from coordinator.config import ServerConfig
 from coordinator.context import CONTEXT
+from coordinator.dashboard.link import announce_dashboard, browsable_base, kept_admin_token
 from coordinator.retry import exponential_backoff
 from coordinator.store import open_store
 
@@ -231,6 +232,8 @@ async def serve(config: ServerConfig, clock: Clock) -> int:
             return 1
         port = _bound_port(runner, config.port)
         print(f"botfleet coordinator listening on http://{config.host}:{port}", flush=True)
+        admin_token = kept_admin_token(config.admin_token, app[CONTEXT].tokens.admin_file)
+        announce_dashboard(browsable_base("http", config.host, port), admin_token, sys.stdout)
         with _stop_on_signals() as stop:
             await stop.wait()
         log.info("stopping: finishing requests in flight (up to %ss)", SHUTDOWN_TIMEOUT_S)

@@ -1,11 +1,11 @@
-// The botfleet dashboard: polls the operator API (admin token) and draws what it gets.
-// Plain browser JavaScript, no build step and nothing loaded from elsewhere.
+// The botfleet dashboard: polls the operator API and draws what it gets.
+// Plain browser JavaScript, no build step and nothing loaded from elsewhere; signin.js
+// (loaded first) holds the token and the role.
 "use strict";
 
 const POLL_MS = 1500;
 const CHART_WINDOW_MS = 10 * 60 * 1000;
 const RATE_WINDOW_MS = 5000;
-const TOKEN_KEY = "botfleet.adminToken";
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const BOT_ACTIONS = {
   pause: { body: { assignment: { paused: true } } },
@@ -99,10 +99,6 @@ class ApiError extends Error {
   }
 }
 
-function token() {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
 async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${token()}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -122,34 +118,6 @@ async function api(method, path, body) {
   }
   return data;
 }
-
-// ------------------------------------------------------------------ the token
-
-function askForToken(problem) {
-  sessionStorage.removeItem(TOKEN_KEY);
-  stopPolling();
-  $("forget-token").hidden = true;
-  $("token-error").hidden = !problem;
-  $("token-error").textContent = problem || "";
-  setLive("bad", "no token");
-  const dialog = $("token-dialog");
-  if (!dialog.open) dialog.showModal();
-  $("token-input").focus();
-}
-
-$("token-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const value = $("token-input").value.trim();
-  if (!value) return;
-  sessionStorage.setItem(TOKEN_KEY, value);
-  $("token-input").value = "";
-  $("token-dialog").close();
-  $("forget-token").hidden = false;
-  startPolling();
-});
-
-$("token-dialog").addEventListener("cancel", (event) => event.preventDefault());
-$("forget-token").addEventListener("click", () => askForToken(""));
 
 // ------------------------------------------------------------------ polling
 
@@ -319,16 +287,20 @@ function showBots(bots) {
       el("td", { class: "num" }, bot.running.length),
       el("td", {}, `${ops} × ${assignment.max_concurrency}`),
       el("td", {}, bot.pending_command || "–"),
-      el("td", {}, el("div", { class: "actions" },
-        assignment.paused
-          ? actionButton(bot, "resume", "Resume")
-          : actionButton(bot, "pause", "Pause"),
-        actionButton(bot, "drain", "Drain", !online),
-        bot.lifecycle === "quarantined" || bot.pending_command === "quarantine"
-          ? actionButton(bot, "release", "Release")
-          : actionButton(bot, "quarantine", "Quarantine", !online))));
+      canAct() ? botActions(bot, assignment, online) : null);
   });
   $("bots").tBodies[0].replaceChildren(...rows);
+}
+
+function botActions(bot, assignment, online) {
+  return el("td", { class: "acts" }, el("div", { class: "actions" },
+    assignment.paused
+      ? actionButton(bot, "resume", "Resume")
+      : actionButton(bot, "pause", "Pause"),
+    actionButton(bot, "drain", "Drain", !online),
+    bot.lifecycle === "quarantined" || bot.pending_command === "quarantine"
+      ? actionButton(bot, "release", "Release")
+      : actionButton(bot, "quarantine", "Quarantine", !online)));
 }
 
 function actionButton(bot, action, label, disabled) {
@@ -339,6 +311,7 @@ function actionButton(bot, action, label, disabled) {
 }
 
 async function botAction(bot, action) {
+  if (!canAct()) return;
   const spec = BOT_ACTIONS[action];
   if (spec.confirm && !window.confirm(spec.confirm.replace("%s", bot.name))) return;
   try {
@@ -451,7 +424,7 @@ function message(text, bad) {
 
 async function jobAction(action) {
   const id = view.openJobId;
-  if (!id) return;
+  if (!id || !canAct()) return;
   if (action === "cancel" && !window.confirm(`Cancel job ${id}?`)) return;
   try {
     const job = await api("POST", `/v1/jobs/${encodeURIComponent(id)}/${action}`);
@@ -478,16 +451,13 @@ $("find-job").addEventListener("submit", (event) => {
 // ------------------------------------------------------------------ start
 
 function start() {
+  wireSignIn();
+  takeTokenFromAddress();
   drawChart();
   const match = /^#job=(.+)$/.exec(location.hash);
   if (match) view.openJobId = decodeURIComponent(match[1]);
-  if (token()) {
-    $("forget-token").hidden = false;
-    if (view.openJobId) openJob(view.openJobId);
-    startPolling();
-  } else {
-    askForToken("");
-  }
+  if (token()) signIn();
+  else askForToken("");
 }
 
 start();
