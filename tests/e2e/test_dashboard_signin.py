@@ -8,6 +8,7 @@ line with BROWSER set to a script that records the link, and a headless Chromium
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 import select
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from botfleet.cli.dashboard import signed_in_link
 from botfleet.processes import DEADLINE_S, child_env, free_port, port_open, python_module
-from tests.e2e.chromium import chromium_or_skip, open_browser
-from tests.support.processes import start_coordinator, wait_until
+from tests.e2e.chromium import Page, chromium_or_skip, open_browser
+from tests.support.processes import start_bot, start_coordinator, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -120,3 +122,78 @@ async def _open_signed_in(chromium: str, tmp_path: Path, link: str, clean: str) 
         )
         assert await page.evaluate("location.href") == clean
         assert page.errors == [] and page.csp_violations == []
+
+
+async def test_a_reader_gets_no_action_buttons_and_an_operator_does(tmp_path: Path) -> None:
+    chromium = chromium_or_skip()
+    coordinator = start_coordinator(tmp_path, extra_args=["--heartbeat-interval", "1"])
+    bot = start_bot(tmp_path, [coordinator.api], "signin-bot")
+    try:
+        await asyncio.to_thread(
+            wait_until,
+            lambda: (
+                [b["name"] for b in coordinator.admin("GET", "/bots")["bots"]] == ["signin-bot"]
+            ),
+            what="the bot registered",
+        )
+        (bot_id,) = [b["id"] for b in coordinator.admin("GET", "/bots")["bots"]]
+        parked = coordinator.admin(
+            "POST", "/jobs", {"op": "sum", "payload": {}, "delay_ms": 600_000}
+        )
+        tokens = {
+            role: coordinator.admin("POST", "/tokens", {"name": f"{role}-1", "role": role})["token"]
+            for role in ("reader", "operator", "producer")
+        }
+        clean = coordinator.url + "/"
+        bot_buttons = f"#bots tr[data-bot='{bot_id}'] button[data-action]"
+        count_buttons = f"document.querySelectorAll({json.dumps(bot_buttons)}).length"
+        async with open_browser(chromium, tmp_path / "chromium-profile") as page:
+            # A reader: the fleet, and no button to change it.
+            await page.open(signed_in_link(coordinator.url, tokens["reader"]), lands_on=clean)
+            await page.wait_for(
+                f"!!document.querySelector(\"#bots tr[data-bot='{bot_id}']\")", "the bot's row"
+            )
+            assert await page.text("#signed-in") == "reader-1 · reader"
+            assert await page.evaluate(count_buttons) == 0
+            await _open_job(page, parked["id"])
+            assert (
+                await page.evaluate("document.getElementById('detail-cancel').offsetParent") is None
+            )
+
+            # A producer cannot read the fleet: the prompt says so.
+            await page.open(signed_in_link(coordinator.url, tokens["producer"]), lands_on=clean)
+            await page.wait_for("!document.getElementById('token-error').hidden", "the refusal")
+            assert "producer token cannot read the fleet" in await page.text("#token-error")
+
+            # An operator: the buttons, and they work.
+            await page.open(signed_in_link(coordinator.url, tokens["operator"]), lands_on=clean)
+            await page.wait_for(f"{count_buttons} > 0", "the bot's buttons")
+            assert await page.text("#signed-in") == "operator-1 · operator"
+            await page.click(f"#bots tr[data-bot='{bot_id}'] button[data-action='pause']")
+            await asyncio.to_thread(
+                wait_until,
+                lambda: coordinator.admin("GET", f"/bots/{bot_id}")["assignment"]["paused"],
+                what="the pause to reach the coordinator",
+            )
+            await _open_job(page, parked["id"])
+            await page.click("#detail-cancel")
+            await asyncio.to_thread(
+                wait_until,
+                lambda: coordinator.admin("GET", f"/jobs/{parked['id']}")["state"] == "cancelled",
+                what="the cancel to reach the coordinator",
+            )
+            assert page.errors == [] and page.csp_violations == []
+    finally:
+        bot.stop()
+        coordinator.process.stop()
+
+
+async def _open_job(page: Page, job_id: str) -> None:
+    await page.evaluate("document.getElementById('find-job-id').focus()")
+    await page.type_text(job_id)
+    await page.press_enter()
+    await page.wait_for(
+        "!document.getElementById('job-detail').hidden && "
+        "document.getElementById('detail-fields').innerText.includes('queued')",
+        "the job's detail",
+    )

@@ -13,6 +13,13 @@ const BOT_ACTIONS = {
   drain: { body: { command: "drain" }, confirm: "Drain bot %s? It finishes its jobs, then stops." },
   quarantine: { body: { command: "quarantine" }, confirm: "Quarantine bot %s? It stops taking jobs." },
   release: { body: { command: "release" } },
+  revoke: {
+    method: "POST", suffix: "/revoke",
+    confirm: "Revoke bot %s? Its token stops working at once, its jobs go back to the queue, "
+      + "and it cannot register again until allowed.",
+  },
+  allow: { method: "POST", suffix: "/allow" },
+  forget: { method: "DELETE", suffix: "", confirm: "Forget bot %s? Its jobs keep its id." },
 };
 
 const view = {
@@ -280,7 +287,7 @@ function showBots(bots) {
     return el("tr", { "data-bot": bot.id },
       el("td", {}, el("strong", {}, bot.name)),
       el("td", { class: "mono" }, bot.id),
-      el("td", {}, badge(bot.state),
+      el("td", {}, bot.revoked_at ? badge("revoked") : badge(bot.state),
         bot.lifecycle && bot.lifecycle !== bot.state ? el("span", { class: "sub" }, bot.lifecycle) : null,
         assignment.paused ? [" ", badge("paused")] : null),
       el("td", { class: "nowrap", title: bot.last_heartbeat || "" }, ago(bot.last_heartbeat)),
@@ -293,6 +300,11 @@ function showBots(bots) {
 }
 
 function botActions(bot, assignment, online) {
+  // A revoked bot can only be allowed again (forgetting it would free its bot_key).
+  if (bot.revoked_at) {
+    return el("td", { class: "acts" }, el("div", { class: "actions" },
+      actionButton(bot, "allow", "Allow")));
+  }
   return el("td", { class: "acts" }, el("div", { class: "actions" },
     assignment.paused
       ? actionButton(bot, "resume", "Resume")
@@ -300,12 +312,14 @@ function botActions(bot, assignment, online) {
     actionButton(bot, "drain", "Drain", !online),
     bot.lifecycle === "quarantined" || bot.pending_command === "quarantine"
       ? actionButton(bot, "release", "Release")
-      : actionButton(bot, "quarantine", "Quarantine", !online)));
+      : actionButton(bot, "quarantine", "Quarantine", !online),
+    actionButton(bot, "revoke", "Revoke", false, "danger"),
+    online ? null : actionButton(bot, "forget", "Forget", false, "danger")));
 }
 
-function actionButton(bot, action, label, disabled) {
+function actionButton(bot, action, label, disabled, kind) {
   return el("button", {
-    type: "button", disabled: Boolean(disabled), "data-action": action,
+    type: "button", disabled: Boolean(disabled), "data-action": action, class: kind,
     onclick: () => botAction(bot, action),
   }, label);
 }
@@ -315,7 +329,8 @@ async function botAction(bot, action) {
   const spec = BOT_ACTIONS[action];
   if (spec.confirm && !window.confirm(spec.confirm.replace("%s", bot.name))) return;
   try {
-    await api("PATCH", `/v1/bots/${encodeURIComponent(bot.id)}`, spec.body);
+    const path = `/v1/bots/${encodeURIComponent(bot.id)}${spec.suffix || ""}`;
+    await api(spec.method || "PATCH", path, spec.body);
     toast(`${bot.name}: ${action} sent`);
     await refresh();
   } catch (error) {
