@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: demo test lint typecheck browser bench clean
+.PHONY: demo test lint typecheck browser docs bench clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,17 @@ demo: $(RUNTIME_STAMP)
 	$(BIN)/botfleet demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot coordinator botfleet bin tests benchmarks
-	$(BIN)/ruff format --check bot coordinator botfleet bin tests benchmarks
+	$(BIN)/ruff check bot coordinator botfleet bin tests benchmarks docs/hooks docs/examples
+	$(BIN)/ruff format --check bot coordinator botfleet bin tests benchmarks docs/hooks docs/examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy docs/hooks docs/examples
+
+# The documentation site, into site/ (ignored by git). --strict: a broken link, a missing
+# page or an unknown reference fails; the reference pages are generated from the code.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The dashboard test drives a real headless Chromium (Debian's package). Installing it
 # needs root and apt. `.ci/run` sets BOTFLEET_REQUIRE_BROWSER=1: there a failed install
@@ -48,7 +54,7 @@ browser:
 	            test "$$BOTFLEET_REQUIRE_BROWSER" != 1 \
 	            && echo "note: the dashboard browser test will skip"; }; }
 
-test: lint typecheck browser
+test: lint typecheck docs browser
 	$(BIN)/pytest -q -p no:cacheprovider --cov --cov-report=term
 
 bench: $(STAMP)
@@ -60,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.postgres
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .state site .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import trustme
 
 from benchmarks.harness import (
     LOCALHOST,
@@ -45,14 +47,41 @@ class FleetCoordinator:
     admin_token: str
     enroll_token: str
     state_dir: Path
+    ca_file: Path | None = None  # serving HTTPS: the CA its callers trust
 
     @property
     def url(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}"
+        return f"{'http' if self.ca_file is None else 'https'}://{LOCALHOST}:{self.port}"
 
     @property
     def api(self) -> str:
         return f"{self.url}/v1"
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        return True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTls:
+    """A CA made at run time and a certificate for 127.0.0.1 it signed."""
+
+    ca_file: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, folder: Path) -> FleetTls:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        issued = ca.issue_cert(LOCALHOST)
+        tls = cls(folder / "ca.pem", folder / "server.crt", folder / "server.key")
+        ca.cert_pem.write_to_path(str(tls.ca_file))
+        tls.cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+        issued.private_key_pem.write_to_path(str(tls.key))
+        return tls
+
+    def server_args(self) -> tuple[str, ...]:
+        return ("--tls-cert", str(self.cert), "--tls-key", str(self.key))
 
 
 def start_coordinator(
@@ -62,9 +91,10 @@ def start_coordinator(
     db_url: str | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    tls: FleetTls | None = None,
 ) -> FleetCoordinator:
-    """A coordinator listening on a free port; its database is `db_url` or a fresh
-    SQLite file in `workdir/name`."""
+    """A coordinator listening on a free port (HTTPS with `tls`); its database is `db_url`
+    or a fresh SQLite file in `workdir/name`."""
     state_dir = workdir / name
     state_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -79,6 +109,7 @@ def start_coordinator(
         # "=": a url-safe token may begin with "-", which argparse would take for a flag.
         f"--admin-token={admin_token}",
         f"--enroll-token={enroll_token}",
+        *(tls.server_args() if tls else ()),
         *extra_args,
     )  # fmt: skip
     process = start_process(stack, name, args, workdir, env)
@@ -89,7 +120,8 @@ def start_coordinator(
         interval_s=0.02,
     )
     require_alive(process)
-    return FleetCoordinator(process, port, admin_token, enroll_token, state_dir)
+    ca_file = None if tls is None else tls.ca_file
+    return FleetCoordinator(process, port, admin_token, enroll_token, state_dir, ca_file)
 
 
 def start_bot(
@@ -107,6 +139,7 @@ def start_bot(
         "BOT_NAME": name,
         "BOT_STATE_DIR": str(state_dir),
         "BOT_ENROLL_TOKEN": coordinator.enroll_token,
+        **({"BOT_CA_FILE": str(coordinator.ca_file)} if coordinator.ca_file else {}),
         **(env or {}),
     }
     return start_process(stack, f"bot-{name}", python_module("bot"), workdir, bot_env)
@@ -136,7 +169,8 @@ class AdminClient:
     @contextlib.asynccontextmanager
     async def connect(cls, coordinator: FleetCoordinator) -> AsyncIterator[AdminClient]:
         timeout = aiohttp.ClientTimeout(total=120)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(ssl=coordinator.ssl_context())
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             yield cls(session, coordinator)
 
     async def submit(self, job: m.SubmitJob) -> str:

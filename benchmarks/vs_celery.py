@@ -7,6 +7,8 @@ same way for both systems (docs/performance.md says exactly how); the table quot
 medians over `--runs`, and the systems alternate which goes first. Each run also times
 enqueueing through each system's own producer API at its best: the botfleet client's
 `submit_many` against Celery's `group`, into an operation (a queue) no worker takes.
+botfleet runs a second time over HTTPS (a CA and certificate made at run time), beside
+the plain run, and a second table shows what TLS costs at the defaults.
 Run from the repository root: `python -m benchmarks.vs_celery`.
 """
 
@@ -20,7 +22,6 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -29,6 +30,7 @@ from celery import group  # type: ignore[import-untyped, unused-ignore]
 from benchmarks import celery_tasks
 from benchmarks.fleet import (
     AdminClient,
+    FleetTls,
     start_bot,
     start_coordinator,
     sum_job,
@@ -41,25 +43,34 @@ from benchmarks.harness import (
     BenchmarkError,
     CpuMeter,
     RedisServer,
-    Table,
     add_fleet_run_arguments,
-    code_line,
     cpu_seconds,
-    fmt_core,
-    fmt_ms,
-    fmt_rate,
-    fmt_ratio,
     load_line,
-    machine_line,
     medians,
     percentile,
     python_module,
-    ratio,
     require_alive,
     run_benchmark,
     start_process,
     start_redis,
     watch_count,
+)
+from benchmarks.vs_celery_tables import (
+    CLIENT_ENQUEUE,
+    ENQUEUE,
+    GROUP_ENQUEUE,
+    P50,
+    P99,
+    PROCESS,
+    SERVER_CORES,
+    STARTUP,
+    STEADY,
+    WORKER_CORES,
+    Options,
+    Tables,
+    comparison_table,
+    run_line,
+    tls_cost_table,
 )
 from botfleet.client import AsyncClient
 
@@ -67,32 +78,9 @@ BULK_SIZE = 1000  # the most one POST /v1/jobs/bulk takes
 WAIT_MS = 30_000
 WORKERS = 2
 
-ENQUEUE = "enqueue_per_s"
-PROCESS = "process_per_s"
-STARTUP = "startup_s"
-SERVER_CORES = "server_cores"
-WORKER_CORES = "worker_cores"
-STEADY = "steady_per_s"
-P50 = "latency_p50_s"
-P99 = "latency_p99_s"
-CLIENT_ENQUEUE = "client_enqueue_per_s"  # botfleet.client submit_many
-GROUP_ENQUEUE = "group_enqueue_per_s"  # Celery group(...).apply_async()
 # Jobs that only measure enqueueing go where no bot or worker takes them, so they
 # neither add to the processing figures nor compete with it.
 IDLE_OP = "enqueue-only"
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    jobs: int
-    latency_jobs: int
-    warmup_jobs: int
-    runs: int
-    timeout_s: float
-    fmt: str
-    workdir: Path | None
-    bot_env: dict[str, str]
-    claim_batch: int | None = None  # what-if: the coordinator's claim_batch_size
 
 
 def processing_figures(
@@ -126,12 +114,14 @@ def summarise_latency(samples: Sequence[float]) -> dict[str, float]:
 # ---------------------------------------------------------------- botfleet
 
 
-async def botfleet_run(workdir: Path, options: Options) -> dict[str, float]:
+async def botfleet_run(
+    workdir: Path, options: Options, tls: FleetTls | None = None
+) -> dict[str, float]:
     with contextlib.ExitStack() as stack:
         batch = (
             () if options.claim_batch is None else ("--claim-batch-size", str(options.claim_batch))
         )
-        coordinator = start_coordinator(stack, workdir, extra_args=batch)
+        coordinator = start_coordinator(stack, workdir, extra_args=batch, tls=tls)
         async with AdminClient.connect(coordinator) as client:
             jobs = [sum_job(i, i + 1) for i in range(options.jobs)]
             ids: list[str] = []
@@ -164,7 +154,7 @@ async def botfleet_run(workdir: Path, options: Options) -> dict[str, float]:
                 if n >= options.warmup_jobs:
                     samples.append(elapsed)
             client_rate = await client_enqueue_rate(
-                coordinator.url, coordinator.admin_token, options.jobs
+                coordinator.url, coordinator.admin_token, options.jobs, coordinator.ca_file
             )
     return {
         ENQUEUE: options.jobs / enqueue_s,
@@ -174,10 +164,13 @@ async def botfleet_run(workdir: Path, options: Options) -> dict[str, float]:
     }
 
 
-async def client_enqueue_rate(server: str, token: str, jobs: int) -> float:
+async def client_enqueue_rate(
+    server: str, token: str, jobs: int, ca_file: Path | None = None
+) -> float:
     """Jobs per second through `AsyncClient.submit_many` (bulk requests, a few at once),
     building the jobs included, as a producer would."""
-    async with AsyncClient(server, token=token, environ={}) as client:
+    ca = None if ca_file is None else str(ca_file)
+    async with AsyncClient(server, token=token, ca_file=ca, environ={}) as client:
         started = time.perf_counter()
         handles = await client.submit_many([(IDLE_OP, {"a": i, "b": i + 1}) for i in range(jobs)])
         elapsed = time.perf_counter() - started
@@ -272,78 +265,33 @@ def celery_group_rate(jobs: int) -> float:
     return jobs / elapsed
 
 
-# ---------------------------------------------------------------- the table
-
-
-def comparison_table(
-    botfleet: dict[str, float], celery: dict[str, float], options: Options
-) -> Table:
-    table = Table(
-        f"botfleet vs Celery: medians of {options.runs} run(s), {options.jobs:,} jobs, "
-        f"latency over {options.latency_jobs} jobs",
-        ["measure", "botfleet", "Celery", "botfleet ÷ Celery", "target"],
-    )
-    rows = (
-        ("processing throughput", PROCESS, PROCESS, fmt_rate, "≥ 10×"),
-        ("  after the first result", STEADY, STEADY, fmt_rate, "(info)"),
-        ("  start to first result", STARTUP, STARTUP, fmt_ms, "(info)"),
-        ("  CPU, coordinator / redis", SERVER_CORES, SERVER_CORES, fmt_core, "(info)"),
-        ("  CPU, 2 bots / 2 workers", WORKER_CORES, WORKER_CORES, fmt_core, "(info)"),
-        ("enqueue throughput", ENQUEUE, ENQUEUE, fmt_rate, "-"),
-        ("  client submit_many / apply_async loop", CLIENT_ENQUEUE, ENQUEUE, fmt_rate, "(info)"),
-        ("  client submit_many / group", CLIENT_ENQUEUE, GROUP_ENQUEUE, fmt_rate, "(info)"),
-        ("submit-to-result p50", P50, P50, fmt_ms, "≤ 1×"),
-        ("submit-to-result p99", P99, P99, fmt_ms, "≤ 2×"),
-    )
-    for label, our_key, their_key, fmt, target in rows:
-        ours, theirs = botfleet.get(our_key, math.nan), celery.get(their_key, math.nan)
-        table.add_row(label, fmt(ours), fmt(theirs), fmt_ratio(ratio(ours, theirs)), target)
-    table.notes.append(f"machine: {machine_line()}")
-    table.notes.append(code_line())
-    changed = [f"{k}={v}" for k, v in options.bot_env.items()]
-    if options.claim_batch is not None:
-        changed.append(f"coordinator --claim-batch-size {options.claim_batch}")
-    settings = " ".join(changed) or "default settings"
-    table.notes.append(
-        f"botfleet: SQLite coordinator + 2 bots, {settings}; Celery: Redis broker and "
-        "result backend, 2 workers --pool solo (no gossip/mingle/heartbeat)"
-    )
-    table.notes.append(
-        f"enqueue: botfleet's bulk requests in a row, and botfleet.client submit_many; "
-        f"Celery's apply_async loop, and one group of {options.jobs:,}"
-    )
-    return table
-
-
-def run_line(run: int, system: str, figures: dict[str, float]) -> str:
-    return (
-        f"run {run + 1} {system:8}: process {fmt_rate(figures[PROCESS])}, "
-        f"enqueue {fmt_rate(figures[ENQUEUE])}, "
-        f"p50 {fmt_ms(figures[P50])}, p99 {fmt_ms(figures[P99])}"
-    )
-
-
-def benchmark(base: Path, options: Options) -> Table:
-    botfleet_runs: list[dict[str, float]] = []
-    celery_runs: list[dict[str, float]] = []
+def benchmark(base: Path, options: Options) -> Tables:
+    runs: dict[str, list[dict[str, float]]] = {"botfleet": [], "https": [], "celery": []}
     load_before = load_line()
+    tls = FleetTls.make(base / "tls")
     with contextlib.ExitStack() as stack:
         redis_server = start_redis(stack, base)
         for run in range(options.runs):
             run_dir = base / f"run-{run + 1}"
-            run_dir.mkdir()
-            order = ("botfleet", "celery") if run % 2 == 0 else ("celery", "botfleet")
+            (run_dir / "https").mkdir(parents=True)
+            # HTTP and HTTPS side by side, each first in turn: their ratio is the point.
+            order = (
+                ("botfleet", "https", "celery") if run % 2 == 0 else ("celery", "https", "botfleet")
+            )
             for system in order:
                 if system == "botfleet":
                     figures = asyncio.run(botfleet_run(run_dir, options))
-                    botfleet_runs.append(figures)
+                elif system == "https":
+                    figures = asyncio.run(botfleet_run(run_dir / "https", options, tls))
                 else:
                     figures = celery_run(run_dir, redis_server, options)
-                    celery_runs.append(figures)
+                runs[system].append(figures)
                 print(run_line(run, system, figures), flush=True)
-    table = comparison_table(medians(botfleet_runs), medians(celery_runs), options)
+    plain, https = medians(runs["botfleet"]), medians(runs["https"])
+    table = comparison_table(plain, medians(runs["celery"]), options)
     table.notes.append(f"before: {load_before}; after: {load_line()}")
-    return table
+    pairs = list(zip(runs["botfleet"], runs["https"], strict=True))
+    return Tables([table, tls_cost_table(plain, https, pairs, options)])
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

@@ -47,6 +47,15 @@ class UnsafeError(BotError):
         self.todo = todo
 
 
+class RevokedHalt(UnsafeError):
+    """An operator revoked this bot: it must not work again until an operator allows it.
+
+    The bot ends in SAFE_HALT as for any halt, but says no goodbye (its token is dead)
+    and exits 5, which a supervisor can be told not to restart (systemd:
+    `RestartPreventExitStatus=5`): starting it again would only be refused again.
+    """
+
+
 class PluginError(BotError):
     """A plugin could not run the job.
 
@@ -88,6 +97,19 @@ class NetworkError(CoordinatorError):
     transient = True
 
 
+class TlsError(CoordinatorError):
+    """The coordinator's certificate could not be verified: the bot must not talk to it.
+
+    Not transient: the same certificate fails the same way on every try, and a bot that
+    kept retrying would hide a wrong address or a missing CA file (BOT_CA_FILE).
+    """
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"cannot verify the certificate of {server}: {reason}")
+        self.server = server
+        self.reason = reason
+
+
 class HttpError(CoordinatorError):
     """The coordinator answered with an error status."""
 
@@ -122,6 +144,11 @@ class AuthError(HttpError):
 
 class ForbiddenError(HttpError):
     """The token is valid but not allowed to do this (403)."""
+
+
+class BotRevokedError(ForbiddenError):
+    """An operator revoked this bot: the coordinator refuses its bot_key at registration
+    (403 `bot_revoked`)."""
 
 
 class NotFoundError(HttpError):

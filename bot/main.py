@@ -56,6 +56,20 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
         help="quarantine the bot when a handler fails K times in a row; 0: never "
         "[BOT_CRASH_LOOP_LIMIT, 10]",
     )
+    parser.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="a CA bundle to trust besides the system's, for an https:// server [BOT_CA_FILE]",
+    )
+    parser.add_argument(
+        "--client-cert",
+        metavar="FILE",
+        help="a PEM client certificate (and its key, unless --client-key) for a coordinator "
+        "that requires one (mutual TLS) [BOT_CLIENT_CERT]",
+    )
+    parser.add_argument(
+        "--client-key", metavar="FILE", help="the client certificate's key [BOT_CLIENT_KEY]"
+    )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
@@ -74,6 +88,9 @@ def flags_from(args: argparse.Namespace) -> dict[str, str | None]:
         "BOT_METRICS_PORT": getattr(args, "metrics_port", None),
         "BOT_DRAIN_GRACE_SEC": getattr(args, "drain_grace", None),
         "BOT_CRASH_LOOP_LIMIT": getattr(args, "crash_loop_limit", None),
+        "BOT_CA_FILE": getattr(args, "ca_file", None),
+        "BOT_CLIENT_CERT": getattr(args, "client_cert", None),
+        "BOT_CLIENT_KEY": getattr(args, "client_key", None),
     }
 
 

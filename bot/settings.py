@@ -8,6 +8,7 @@ stays the frozen start-up view.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
+from botfleet.tls import TlsField, TlsFileError, client_context
 
 DEFAULT_SERVER = "http://localhost:8000/v1"
 
@@ -28,6 +30,9 @@ FLAG_FOR: Mapping[str, str] = {
     "BOT_METRICS_PORT": "--metrics-port",
     "BOT_DRAIN_GRACE_SEC": "--drain-grace",
     "BOT_CRASH_LOOP_LIMIT": "--crash-loop-limit",
+    "BOT_CA_FILE": "--ca-file",
+    "BOT_CLIENT_CERT": "--client-cert",
+    "BOT_CLIENT_KEY": "--client-key",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,99}$")
@@ -49,6 +54,10 @@ class Settings:
     bot_name: str = "default"
     state_dir: Path = Path(".state")
     enroll_token: str | None = None
+    # TLS: a CA bundle trusted besides the system's; a client certificate (mutual TLS).
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None  # None: the key is in client_cert's file
     plugins: tuple[str, ...] = ()
     metrics_port: int | None = None
     # How long a drain lets running jobs finish before cancelling them (fail, retryable).
@@ -57,6 +66,10 @@ class Settings:
     crash_loop_limit: int = 10
     # Failures in a row to reach the coordinator that open the circuit (DEGRADED_NET).
     circuit_threshold: int = 3
+    # Environment variables whose values are masked in job log lines.
+    redact: tuple[str, ...] = ()
+    # Job log lines waiting to be sent at most; past it, lines are dropped and counted.
+    log_buffer_lines: int = 10_000
     # Tuning with no environment variable (tests pass small values).
     request_timeout_s: float = 10.0
     long_poll_ms: int = 20_000
@@ -140,8 +153,22 @@ def _modules(text: str) -> tuple[str, ...]:
     return names
 
 
+def _readable_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def _text(text: str) -> str:
     return text
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 # variable -> (field, parser). An empty value counts as unset.
@@ -163,6 +190,11 @@ _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BOT_DRAIN_GRACE_SEC": ("drain_grace_s", _seconds),
     "BOT_CRASH_LOOP_LIMIT": ("crash_loop_limit", _int_between(0, 1_000_000)),
     "BOT_CIRCUIT_THRESHOLD": ("circuit_threshold", _int_between(1, 1_000)),
+    "BOT_CA_FILE": ("ca_file", _readable_file),
+    "BOT_CLIENT_CERT": ("client_cert", _readable_file),
+    "BOT_CLIENT_KEY": ("client_key", _readable_file),
+    "BOT_REDACT": ("redact", _names),
+    "BOT_LOG_BUFFER_LINES": ("log_buffer_lines", _int_between(1, 10_000_000)),
 }
 
 VARIABLES: tuple[str, ...] = tuple(_VARIABLES)
@@ -200,7 +232,33 @@ def load_settings(
             raise SettingsError(describe(variable, from_flag), str(exc)) from None
     settings = Settings(**values)
     _check_together(settings)
+    tls_context(settings)  # a file that cannot be used stops the bot now, not at a call
     return settings
+
+
+# Which variable names each file of `botfleet.tls.client_context`.
+TLS_VARIABLES: Mapping[TlsField, str] = {
+    "ca_file": "BOT_CA_FILE",
+    "client_cert": "BOT_CLIENT_CERT",
+    "client_key": "BOT_CLIENT_KEY",
+}
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The bot's SSL context (None: aiohttp's default); `SettingsError` names the variable
+    of a file that cannot be used (unreadable, not PEM, a key that does not match)."""
+    try:
+        return client_context(
+            _text_or_none(settings.ca_file),
+            _text_or_none(settings.client_cert),
+            _text_or_none(settings.client_key),
+        )
+    except TlsFileError as exc:
+        raise SettingsError(TLS_VARIABLES[exc.field], str(exc)) from None
+
+
+def _text_or_none(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _check_together(settings: Settings) -> None:

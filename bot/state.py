@@ -39,6 +39,15 @@ class BotState(enum.Enum):
 
 
 ProgressSink = Callable[[str, float, str | None], None]
+LogSink = Callable[[str, int, str, str | bytes], None]  # job id, attempt, level, text
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_handler_log = logging.getLogger("botfleet.job")
 
 
 class _Flag:
@@ -64,6 +73,7 @@ class Job:
     timeout_s: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     on_progress: ProgressSink | None = field(default=None, repr=False, compare=False)
+    on_log: LogSink | None = field(default=None, repr=False, compare=False)
     _cancelled: _Flag = field(default_factory=_Flag, repr=False, compare=False)
 
     def cancelled(self) -> bool:
@@ -88,8 +98,24 @@ class Job:
         if self.on_progress is not None:
             self.on_progress(self.id, float(fraction), message)
 
+    def log(self, text: str | bytes, level: str = "info") -> None:
+        """Add a line to this job's log (kept by the coordinator, per attempt); callable
+        from a thread too. Never blocks: past the bot's buffer, lines are dropped and
+        counted. Bytes are decoded as UTF-8, a bad byte replaced."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        if self.on_log is not None:
+            self.on_log(self.id, self.attempt, level, text)
+        else:  # run outside a bot (a test): the bot's own log, or the job's if captured
+            _handler_log.log(LOG_LEVELS[level], "%s", text)
+
     @classmethod
-    def from_claimed(cls, claimed: m.ClaimedJob, on_progress: ProgressSink | None = None) -> Job:
+    def from_claimed(
+        cls,
+        claimed: m.ClaimedJob,
+        on_progress: ProgressSink | None = None,
+        on_log: LogSink | None = None,
+    ) -> Job:
         return cls(
             id=claimed.id,
             op=claimed.op,
@@ -99,6 +125,7 @@ class Job:
             timeout_s=claimed.timeout_s if claimed.timeout_s and claimed.timeout_s > 0 else None,
             metadata=claimed.metadata,
             on_progress=on_progress,
+            on_log=on_log,
         )
 
 

@@ -34,6 +34,7 @@ from bot.work.scheduler import Scheduler
 from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import encode
 from botfleet.protocol import messages as m
+from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, BulkLogResult, LogBatch
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class FakeCoordinator:
         self.expires_in: int | None = None  # the bot token's lifetime, sent at registration
         #: While True every call fails as if the network were cut (after being recorded).
         self.unreachable = False
+        self.log_lines: dict[str, list[str]] = {}  # job id -> the texts of its lines
         self._failures: dict[str, list[BaseException]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -262,6 +264,26 @@ class FakeCoordinator:
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._enter("progress", request)
         self._reported(job_id).progress = request.progress
+
+    async def logs(self, job_id: str, request: LogBatch) -> None:
+        await self._enter("logs", request)
+        self.log_lines.setdefault(job_id, []).extend(line.text for line in request.lines)
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse:
+        await self._enter("logs_bulk", request)
+        results = []
+        for batch in request.batches:
+            lines = self.log_lines.setdefault(batch.job_id, [])
+            lines.extend(line.text for line in batch.lines)
+            results.append(
+                BulkLogResult(
+                    job_id=batch.job_id,
+                    attempt=batch.attempt,
+                    status="accepted",
+                    stored=len(batch.lines),
+                )
+            )
+        return BulkLogResponse(results=results)
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._enter("deregister", request)

@@ -11,11 +11,13 @@ from botfleet.clock import Clock
 from botfleet.protocol import encode
 from botfleet.protocol.openapi import generate
 from botfleet.tracing import Tracer
+from coordinator.access import document_roles
 from coordinator.auth import Authenticator, BotTokenCache, load_server_tokens
 from coordinator.coalesce import ReportCoalescer
 from coordinator.config import ServerConfig
 from coordinator.context import CONTEXT, AppContext
 from coordinator.dashboard import setup_dashboard
+from coordinator.gate import access_middleware
 from coordinator.longpoll import LongPoller, Waiters
 from coordinator.metrics import Metrics
 from coordinator.middleware import error_middleware
@@ -24,6 +26,7 @@ from coordinator.routes import setup_routes
 from coordinator.security_headers import setup_security_headers
 from coordinator.state_folder import prepare_state_folder
 from coordinator.store.base import Store
+from coordinator.throttle import FailedAuthThrottle
 
 
 def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Application:
@@ -45,6 +48,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
         clock=clock,
         tokens=tokens,
         auth=Authenticator(store, clock, tokens, config.open_registration, cache),
+        throttle=FailedAuthThrottle(clock, config.auth_failure_limit, config.auth_failure_window_s),
         waiters=waiters,
         poller=LongPoller(
             store,
@@ -66,11 +70,14 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
         ),
         metrics=metrics,
         tracer=Tracer("coordinator", enabled=config.tracing),
-        openapi=encode(generate()),
+        openapi=encode(document_roles(generate())),
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[error_middleware(config.store_retry_after_s, config.max_body_bytes)],
+        middlewares=[
+            error_middleware(config.store_retry_after_s, config.max_body_bytes),
+            access_middleware(),
+        ],
     )
     app[CONTEXT] = ctx
     setup_routes(app.router)

@@ -1,9 +1,11 @@
-"""Bearer tokens: admin (producer/operator API), enrollment (register only), and bot tokens.
+"""Bearer tokens: role tokens (the server's admin and enrollment tokens, and the tokens
+the API issues), and bot tokens.
 
-Only hashes (sha256) are kept in memory and in the store; every comparison is
-constant-time. A bot token reads `<bot_id>.<secret>`: the bot id only says which
-record to check, the store holds sha256(secret), so a token is verified with one
-`get_bot` (and usually none: see `BotTokenCache`).
+Only hashes (sha256) are kept in memory and in the store; every comparison with a
+server token is constant-time, and role tokens are found by their hash. A bot token
+reads `<bot_id>.<secret>`: the bot id only says which record to check, the store holds
+sha256(secret), so a token is verified with one `get_bot` (and usually none: see
+`BotTokenCache`). What each role may call is `coordinator.access`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import os
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
-from botfleet.clock import Clock
+from botfleet.clock import Clock, to_rfc3339
+from botfleet.protocol.messages import Role
+from coordinator.access import Rule
 from coordinator.config import ServerConfig
 from coordinator.errors import Forbidden, Unauthorized
 from coordinator.store.base import Store
@@ -30,6 +35,11 @@ log = logging.getLogger(__name__)
 # The operator commands read the admin token from here (botfleet/cli/settings.py).
 ADMIN_TOKEN_FILE = "admin_token"
 ENROLL_TOKEN_FILE = "enroll_token"
+# Role tokens the API issues start with this (and hold no "."), so they are told apart
+# from bot tokens (`<bot_id>.<secret>`) before any lookup.
+API_TOKEN_PREFIX = "bft_"
+# A role token's last_used_at is written at most this often (not on every call).
+LAST_USED_EVERY_S = 60.0
 
 
 def hash_token(token: str) -> str:
@@ -76,6 +86,12 @@ def _token(given: str | None, path: Path) -> tuple[str, Path | None]:
     return token, path
 
 
+def new_api_token() -> tuple[str, str]:
+    """A fresh role token and the hash the store keeps of it."""
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
 def new_bot_secret() -> tuple[str, str]:
     """A fresh secret and the hash the store keeps of it."""
     secret = secrets.token_urlsafe(32)
@@ -93,6 +109,21 @@ def bearer_token(request: web.Request) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a role token belongs to: its name (recorded on the jobs it submits) and role."""
+
+    name: str
+    role: Role
+    token_id: str | None = None  # None for the server's own admin and enrollment tokens
+
+
+# The names under which the server's own tokens act (a job submitted with the admin
+# token says `submitted_by: admin`); no API token may take them.
+ADMIN = Principal("admin", "admin")
+ENROLL = Principal("enroll", "enroll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +179,12 @@ class BotTokenCache:
 
 
 class Authenticator:
-    """Decides who a request is; raises 401 (who are you?) or 403 (not for you)."""
+    """Decides who a request is; raises 401 (who are you?) or 403 (not for you).
+
+    Role tokens are looked up in the store on every call, never cached: a token revoked
+    through any coordinator process sharing the database stops working at the next
+    call everywhere. Bot tokens go through `BotTokenCache` (the claim and report path).
+    """
 
     def __init__(
         self,
@@ -157,37 +193,76 @@ class Authenticator:
         tokens: ServerTokens,
         open_registration: bool,
         cache: BotTokenCache,
+        last_used_every_s: float = LAST_USED_EVERY_S,
     ) -> None:
         self._store = store
         self._clock = clock
         self._tokens = tokens
         self._open_registration = open_registration
         self._cache = cache
+        self._last_used_every = timedelta(seconds=last_used_every_s)
 
     @property
     def cache(self) -> BotTokenCache:
         return self._cache
 
-    async def require_admin(self, request: web.Request) -> None:
+    async def admit(self, request: web.Request, rule: Rule) -> Principal | None:
+        """The role token `rule` lets in; None when the rule lets the call through
+        without one (open registration, or a bot's own token, which its handler checks)."""
+        if rule.open_registration and self._open_registration:
+            return None
         token = bearer_token(request)
-        if _same(hash_token(token), self._tokens.admin_hash):
-            return
-        await self._refuse(token, "this call needs the admin token")
+        principal = await self.role_principal(token)
+        if principal is None:
+            if rule.bot:
+                return None
+            if await self._bot_identity(token) is not None:
+                raise Forbidden(f"this call needs {rule.needs}; a bot token has no role")
+            raise Unauthorized("invalid token")
+        if not rule.allows(principal.role):
+            raise Forbidden(
+                f"this call needs {rule.needs}; token {principal.name!r} has the role "
+                f"{principal.role}"
+            )
+        return principal
 
-    async def require_enrollment(self, request: web.Request) -> None:
-        if self._open_registration:
-            return
-        token = bearer_token(request)
-        if _same(hash_token(token), self._tokens.enroll_hash):
-            return
-        await self._refuse(token, "registering a bot needs the enrollment token")
+    async def role_principal(self, token: str) -> Principal | None:
+        """Whose role token this is; None when it is none (a bot's, or unknown).
+
+        401 `token_revoked` or `token_expired` for a role token that was valid once."""
+        token_hash = hash_token(token)
+        # Both comparisons always run, so timing tells nothing about which one matched.
+        admin = _same(token_hash, self._tokens.admin_hash)
+        enroll = _same(token_hash, self._tokens.enroll_hash)
+        if admin:
+            return ADMIN
+        if enroll:
+            return ENROLL
+        if not token.startswith(API_TOKEN_PREFIX):
+            return None
+        record = await self._store.api_token_by_hash(token_hash)
+        if record is None:
+            return None
+        now = self._clock.now()
+        if record.revoked_at is not None:
+            raise Unauthorized(f"token {record.name!r} was revoked", code="token_revoked")
+        if record.expires_at is not None and record.expires_at <= now:
+            raise Unauthorized(
+                f"token {record.name!r} expired at {to_rfc3339(record.expires_at)}",
+                code="token_expired",
+            )
+        stale_before = now - self._last_used_every
+        if record.last_used_at is None or record.last_used_at < stale_before:
+            await self._store.touch_api_token(record.id, stale_before)
+        return Principal(record.name, cast(Role, record.role), record.id)
 
     async def require_bot(self, request: web.Request, bot_id: str | None = None) -> BotIdentity:
         """The calling bot; with `bot_id`, also that the call is about that bot itself."""
         token = bearer_token(request)
         identity = await self._bot_identity(token)
         if identity is None:
-            if self._is_server_token(token):
+            # Only a refused call pays for this lookup; a bot's own calls never do.
+            if await self.role_principal(token) is not None:
                 raise Forbidden("this call needs the bot's own token (from register)")
             raise Unauthorized("invalid token")
         if identity.expires_at <= self._clock.now():
@@ -203,18 +278,6 @@ class Authenticator:
     def forget(self, bot_id: str) -> None:
         self._cache.forget(bot_id)
 
-    async def _refuse(self, token: str, message: str) -> None:
-        if self._is_server_token(token) or await self._bot_identity(token) is not None:
-            raise Forbidden(message)
-        raise Unauthorized("invalid token")
-
-    def _is_server_token(self, token: str) -> bool:
-        token_hash = hash_token(token)
-        # Both comparisons always run, so timing tells nothing about which one matched.
-        admin = _same(token_hash, self._tokens.admin_hash)
-        enroll = _same(token_hash, self._tokens.enroll_hash)
-        return admin or enroll
-
     async def _bot_identity(self, token: str) -> BotIdentity | None:
         token_hash = hash_token(token)
         cached = self._cache.get(token_hash)
@@ -226,6 +289,8 @@ class Authenticator:
         bot = await self._store.get_bot(bot_id)
         if bot is None or not _same(hash_token(secret), bot.token_hash):
             return None
+        if bot.revoked_at is not None:  # see routes.revocation
+            raise Unauthorized(f"bot {bot.id} is revoked", code="bot_revoked")
         identity = BotIdentity(bot.id, bot.instance_id, bot.token_expires_at)
         self._cache.put(token_hash, identity)
         return identity

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from botfleet.protocol.messages import ALL_FEATURES
 from coordinator.store.retention import DEFAULT_BATCH_SIZE, DEFAULT_RETAIN_S, Retention
+from coordinator.tls import TlsFiles
 
 MIB = 1024 * 1024
 MAX_JOB_TIMEOUT_S = 604_800  # a week: the most a job's own timeout_s may be
@@ -23,6 +24,10 @@ class ServerConfig:
     admin_token: str | None = None  # None: generated on first start, kept in state_dir
     enroll_token: str | None = None
     open_registration: bool = False
+    # HTTPS: a certificate and its key; with a client CA, callers must present a certificate.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     # What bots are told (seconds), and the leases the coordinator grants.
     heartbeat_interval_s: float = 30.0
     bot_lease_ttl_s: float = 120.0
@@ -35,6 +40,7 @@ class ServerConfig:
     tracing: bool | None = None  # OpenTelemetry spans: None = when installed
     # Limits and housekeeping.
     max_body_bytes: int = 8 * MIB
+    max_log_bytes: int = MIB  # log text kept per job; past it, lines are counted, not kept
     token_ttl_s: int = 86_400
     reaper_interval_s: float = 1.0
     # Before the first expiry after a start; None = one bot lease (see reaper.py).
@@ -48,6 +54,10 @@ class ServerConfig:
     # with a wake-all after a reconnect (PostgreSQL), so this is only a safety net.
     long_poll_recheck_s: float = 5.0
     token_cache_ttl_s: float = 5.0
+    # More failed authentications than this from one address within the window: that
+    # address is answered 429 until the window clears (counted per process).
+    auth_failure_limit: int = 20
+    auth_failure_window_s: float = 60.0
     token_cache_size: int = 10_000
     store_retry_after_s: int = 1  # Retry-After of a 503 when the store fails
     stats_window_s: int = 60
@@ -63,6 +73,7 @@ class ServerConfig:
             "long_poll_recheck_s",
             "retry_base_s",
             "retry_cap_s",
+            "auth_failure_window_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -72,6 +83,8 @@ class ServerConfig:
             "token_ttl_s",
             "stats_window_s",
             "retention_batch_size",
+            "auth_failure_limit",
+            "max_log_bytes",
         )
         for name in at_least_one:
             if getattr(self, name) < 1:
@@ -111,6 +124,18 @@ class ServerConfig:
             token = getattr(self, token_field)
             if token is not None and not token.strip():
                 raise ValueError(f"{token_field} must not be empty")
+
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS)")
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The files to serve HTTPS with; None: plain HTTP."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     @property
     def reaper_grace_s(self) -> float:

@@ -15,6 +15,7 @@ from coordinator.longpoll import LongPoller, Waiters
 from coordinator.metrics import Metrics
 from coordinator.reaper import Reaper
 from coordinator.store.base import Store
+from coordinator.throttle import FailedAuthThrottle
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class AppContext:
     clock: Clock
     tokens: ServerTokens
     auth: Authenticator
+    throttle: FailedAuthThrottle  # failed authentications per client address
     waiters: Waiters
     poller: LongPoller
     reports: ReportCoalescer

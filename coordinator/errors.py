@@ -66,6 +66,14 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after_s: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after_s)})
+
+
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"

@@ -35,9 +35,11 @@ class Metrics:
         self._clock = clock
         self._refresh_s = refresh_s
         self._refreshed_at: float | None = None
-        # job id -> op of the jobs handed out here, so reports and expiries count by op
-        # (a report names only the job). Bounded; a job claimed elsewhere counts as unknown.
-        self._ops: OrderedDict[str, str] = OrderedDict()
+        # job id -> (op, attempt) of the jobs handed out here, so reports and expiries
+        # count by op (a report names only the job), and a claim handed out again for a
+        # repeated claim_id (same attempt) is not counted twice. Bounded; a job claimed
+        # elsewhere counts as unknown.
+        self._ops: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._ops_remembered = ops_remembered
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -77,6 +79,18 @@ class Metrics:
         )
         self.bots_forgotten = Counter(
             "botfleet_bots_forgotten", "Offline bots deleted past their retention", registry=r
+        )
+        self.log_lines_received = Counter(
+            "botfleet_job_log_lines_received",
+            "Job log lines received, by bot",
+            ["bot_id"],
+            registry=r,
+        )
+        self.log_lines_dropped = Counter(
+            "botfleet_job_log_lines_dropped",
+            "Job log lines lost: past a job's cap here, or a full buffer on the bot",
+            ["bot_id"],
+            registry=r,
         )
         self.claim_seconds = Histogram(
             "botfleet_claim_duration_seconds",
@@ -139,34 +153,46 @@ class Metrics:
         counts: dict[str, int] = {}
         for job in jobs:
             op = job.op
+            if ops.get(job.id) == (op, job.attempt):
+                continue  # handed out again to a repeated claim: already counted
             counts[op] = counts.get(op, 0) + 1
             _child(self._queue_wait_by_op, self.queue_wait_seconds, op).observe(
                 max(0.0, (now - job.run_at).total_seconds())
             )
-            ops[job.id] = op
+            ops[job.id] = (op, job.attempt)
             ops.move_to_end(job.id)
         for op, count in counts.items():
             _child(self._claimed_by_op, self.claimed, op).inc(count)
         while len(ops) > self._ops_remembered:
             ops.popitem(last=False)
 
+    def observe_log_lines(self, bot_id: str, received: int, dropped: int) -> None:
+        self.log_lines_received.labels(bot_id).inc(received)
+        if dropped:
+            self.log_lines_dropped.labels(bot_id).inc(dropped)
+
     def observe_report(self, job_id: str, action: str) -> None:
         """An accepted report (counted once: a repeat finds the job forgotten)."""
-        op = self._ops.pop(job_id, UNKNOWN_OP)
+        op = self._forget(job_id)
         if action == "complete":
             _child(self._succeeded_by_op, self.succeeded, op).inc()
         else:
             _child(self._failed_by_op, self.failed, op).inc()
 
+    def _forget(self, job_id: str) -> str:
+        """The op of a job handed out here, which no longer counts as handed out."""
+        entry = self._ops.pop(job_id, None)
+        return UNKNOWN_OP if entry is None else entry[0]
+
     def observe_lost_claims(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
-            self.claims_lost.labels(self._ops.pop(job_id, UNKNOWN_OP)).inc()
+            self.claims_lost.labels(self._forget(job_id)).inc()
 
     def observe_expiry(self, outcome: ExpiryOutcome) -> None:
         for job_id in outcome.requeued:
-            self.expired.labels(self._ops.pop(job_id, UNKNOWN_OP), "requeued").inc()
+            self.expired.labels(self._forget(job_id), "requeued").inc()
         for job_id in outcome.failed:
-            self.expired.labels(self._ops.pop(job_id, UNKNOWN_OP), "failed").inc()
+            self.expired.labels(self._forget(job_id), "failed").inc()
         if outcome.bots_offline:
             self.bots_expired.inc(len(outcome.bots_offline))
 

@@ -28,6 +28,7 @@ from coordinator.context import CONTEXT
 from coordinator.dashboard.link import announce_dashboard, browsable_base, kept_admin_token
 from coordinator.retry import exponential_backoff
 from coordinator.store import open_store
+from coordinator.tls import CertificateReloader, TlsError, is_loopback, server_context
 
 log = logging.getLogger("coordinator")
 
@@ -72,6 +73,16 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--open-registration",
         action="store_true",
         help="let bots register with no enrollment token (trusted networks only)",
+    )
+    tls = parser.add_argument_group("TLS (HTTPS); SIGHUP reloads the certificate and key")
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="serve HTTPS only, with this PEM certificate (chain)"
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key")
+    tls.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="mutual TLS: every caller must present a client certificate signed by this CA",
     )
     timing = parser.add_argument_group("timing (seconds; mostly for tests)")
     timing.add_argument(
@@ -124,6 +135,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "result cannot fit (8388608: 8 MiB)",
     )
     parser.add_argument(
+        "--max-log-bytes",
+        type=int,
+        metavar="N",
+        help="the job log kept per job, in bytes (text and a newline a line); past it, one line "
+        "says how much was dropped (1048576: 1 MiB)",
+    )
+    parser.add_argument(
         "--features",
         metavar="LIST",
         help=(
@@ -160,6 +178,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             admin_token=args.admin_token or environ.get(ENV_ADMIN_TOKEN) or None,
             enroll_token=args.enroll_token or environ.get(ENV_ENROLL_TOKEN) or None,
             open_registration=bool(args.open_registration),
+            tls_cert=_path(args.tls_cert),
+            tls_key=_path(args.tls_key),
+            tls_client_ca=_path(args.tls_client_ca),
             heartbeat_interval_s=_pick(args.heartbeat_interval, heartbeat_default),
             bot_lease_ttl_s=bot_lease_ttl_s,
             job_lease_ttl_s=_pick(args.job_lease_ttl, defaults.job_lease_ttl_s),
@@ -175,6 +196,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             ),
             max_body_bytes=(
                 defaults.max_body_bytes if args.max_body_bytes is None else args.max_body_bytes
+            ),
+            max_log_bytes=(
+                defaults.max_log_bytes if args.max_log_bytes is None else args.max_log_bytes
             ),
             features=(
                 defaults.features
@@ -202,6 +226,18 @@ def run_server(args: argparse.Namespace, env: Mapping[str, str] | None = None) -
 
 
 async def serve(config: ServerConfig, clock: Clock) -> int:
+    tls = config.tls
+    try:
+        ssl_context = None if tls is None else server_context(tls)
+    except TlsError as exc:
+        print(f"botfleet server: {exc}", file=sys.stderr)
+        return 2
+    if tls is None and not is_loopback(config.host):
+        log.warning(
+            "listening on %s without TLS: tokens and payloads cross the network in clear "
+            "text (serve HTTPS with --tls-cert/--tls-key, or behind a proxy that does)",
+            config.host or "every address",
+        )
     try:
         store = open_store(
             config.database_url, clock, exponential_backoff(config.retry_base_s, config.retry_cap_s)
@@ -221,7 +257,9 @@ async def serve(config: ServerConfig, clock: Clock) -> int:
         )
         return 1
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
+        site = web.TCPSite(
+            runner, config.host, config.port, backlog=LISTEN_BACKLOG, ssl_context=ssl_context
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -231,10 +269,14 @@ async def serve(config: ServerConfig, clock: Clock) -> int:
             )
             return 1
         port = _bound_port(runner, config.port)
-        print(f"botfleet coordinator listening on http://{config.host}:{port}", flush=True)
+        scheme = "http" if ssl_context is None else "https"
+        print(f"botfleet coordinator listening on {scheme}://{config.host}:{port}", flush=True)
         admin_token = kept_admin_token(config.admin_token, app[CONTEXT].tokens.admin_file)
-        announce_dashboard(browsable_base("http", config.host, port), admin_token, sys.stdout)
-        with _stop_on_signals() as stop:
+        announce_dashboard(browsable_base(scheme, config.host, port), admin_token, sys.stdout)
+        reloader = (
+            None if tls is None or ssl_context is None else (CertificateReloader(ssl_context, tls))
+        )
+        with _stop_on_signals() as stop, _reload_on_sighup(reloader):
             await stop.wait()
         log.info("stopping: finishing requests in flight (up to %ss)", SHUTDOWN_TIMEOUT_S)
     finally:
@@ -272,6 +314,29 @@ def _stop_on_signals() -> Iterator[asyncio.Event]:
             loop.remove_signal_handler(signum)
 
 
+@contextlib.contextmanager
+def _reload_on_sighup(reloader: CertificateReloader | None) -> Iterator[None]:
+    """SIGHUP reloads the certificate and key (with TLS; else it is left as it was)."""
+    if reloader is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sighup() -> None:
+        log.info("SIGHUP: reloading the certificate and key")
+        reloader.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
 def _bound_port(runner: web.AppRunner, requested: int) -> int:
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
@@ -303,10 +368,14 @@ def _flag_names(message: str) -> str:
         "claim_batch_size": "--claim-batch-size",
         "default_job_timeout_s": "--default-job-timeout",
         "max_body_bytes": "--max-body-bytes",
+        "max_log_bytes": "--max-log-bytes",
         "unknown features": "--features: unknown features",
         "port": "--port",
         "admin_token": "--admin-token",
         "enroll_token": "--enroll-token",
+        "tls_cert": "--tls-cert",
+        "tls_key": "--tls-key",
+        "tls_client_ca": "--tls-client-ca",
     }
     for field, flag in names.items():
         message = re.sub(rf"\b{field}\b", flag, message)  # whole words: not "teleport"

@@ -8,7 +8,13 @@ from typing import Any, cast
 from botfleet.clock import to_rfc3339
 from botfleet.protocol import messages as m
 from coordinator.config import ServerConfig
-from coordinator.store.base import AssignmentRecord, BotRecord, JobRecord, StatsRecord
+from coordinator.store.base import (
+    ApiTokenRecord,
+    AssignmentRecord,
+    BotRecord,
+    JobRecord,
+    StatsRecord,
+)
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -76,6 +82,19 @@ def job_view(job: JobRecord) -> m.JobView:
         idempotency_key=job.idempotency_key,
         metadata=job.metadata,
         expires_at=_time(job.expires_at),
+        submitted_by=job.submitted_by,
+    )
+
+
+def token_view(token: ApiTokenRecord) -> m.TokenView:
+    return m.TokenView(
+        id=token.id,
+        name=token.name,
+        role=cast(m.Role, token.role),
+        created_at=to_rfc3339(token.created_at),
+        expires_at=_time(token.expires_at),
+        last_used_at=_time(token.last_used_at),
+        revoked_at=_time(token.revoked_at),
     )
 
 
@@ -102,6 +121,7 @@ def bot_view(bot: BotRecord) -> m.BotView:
             if metrics
             else None
         ),
+        revoked_at=_time(bot.revoked_at),
     )
 
 

@@ -13,7 +13,7 @@ import aiohttp
 from bot.agent.metrics import MetricsServer, Observed
 from bot.errors import SettingsError
 from bot.link.http import Api, HttpApi
-from bot.settings import Settings
+from bot.settings import Settings, tls_context
 from botfleet.clock import Clock
 
 
@@ -31,7 +31,9 @@ async def coordinator_client(
         yield api
         return
     own = http is None
-    session = http or aiohttp.ClientSession()
+    session = http or aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=tls_context(settings) or True)
+    )
     try:
         yield HttpApi(
             session,
@@ -39,6 +41,7 @@ async def coordinator_client(
             timeout_s=settings.request_timeout_s,
             enroll_token=settings.enroll_token,
             now=clock.now,
+            client_certificate=settings.client_cert is not None,
         )
     finally:
         if own:

@@ -6,7 +6,15 @@ so an operator reading only the last line of the log knows what to fix.
 
 from __future__ import annotations
 
-from bot.errors import BotError, CoordinatorError, SettingsError, UnsafeError
+from bot.errors import (
+    BotError,
+    BotRevokedError,
+    CoordinatorError,
+    RevokedHalt,
+    SettingsError,
+    TlsError,
+    UnsafeError,
+)
 from bot.settings import Settings
 
 
@@ -39,10 +47,33 @@ def identity(settings: Settings, error: BotError) -> UnsafeError:
 
 
 def refused(settings: Settings, error: CoordinatorError) -> UnsafeError:
+    if isinstance(error, BotRevokedError):
+        return revoked(error)
     return UnsafeError(
         f"registration refused: {error}",
         f"Check BOT_ENROLL_TOKEN and SERVER_BASE ({', '.join(settings.server_bases)}; it ends "
         "in /v1), then start the bot again",
+    )
+
+
+def untrusted(error: TlsError) -> UnsafeError:
+    return UnsafeError(
+        str(error),
+        "Set BOT_CA_FILE to the CA bundle that signed the coordinator's certificate (or "
+        "fix SERVER_BASE), then start the bot again",
+    )
+
+
+def cannot_go_on(settings: Settings, error: CoordinatorError) -> UnsafeError:
+    """A call refused for good: the certificate, or registration."""
+    return untrusted(error) if isinstance(error, TlsError) else refused(settings, error)
+
+
+def revoked(error: BotRevokedError) -> RevokedHalt:
+    return RevokedHalt(
+        f"this bot is revoked: {error}",
+        "It stays stopped (exit 5: its supervisor should not restart it); start it again "
+        "once an operator has allowed it",
     )
 
 

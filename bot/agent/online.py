@@ -16,16 +16,16 @@ from bot.agent.lifecycle import ONLINE_STATES, Lifecycle, online_state
 from bot.agent.quarantine import Quarantine
 from bot.agent.registration import Registrar, Registration
 from bot.agent.shutdown import (
-    EXIT_SAFE_HALT,
     end_before_online,
     ending_for,
+    halt_code,
     shut_down,
     stopped_before_registering,
 )
 from bot.agent.stops import StopRequests, TaskEnds
 from bot.agent.supervisor import Supervisor
 from bot.agent.watchdog import LoopLag, Watchdog
-from bot.errors import ConflictError, CoordinatorError, OutboxError, StateDirError
+from bot.errors import ConflictError, CoordinatorError, OutboxError, StateDirError, TlsError
 from bot.identity import IdentityStore
 from bot.jobs import Outcome, Registry
 from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker
@@ -85,7 +85,8 @@ class Online:
         self.log_context = log_context
         self.session = session
         self.ends = TaskEnds()
-        self.api: Api = BreakerApi(api, circuit)  # every call counts for the circuit
+        # Every call counts for the circuit; a certificate that fails verification halts.
+        self.api: Api = BreakerApi(api, circuit, on_untrusted=self._untrusted)
         self._backoff_reason: str | None = None  # claims wait (BACKOFF)
         # The parts get `self` as their hooks; they call back only once they run.
         self.scheduler = Scheduler(
@@ -124,8 +125,8 @@ class Online:
         try:
             registered = await self.registration.first()
         except CoordinatorError as exc:
-            refused = hints.refused(self.settings, exc)
-            return end_before_online(self.lifecycle, stops, EXIT_SAFE_HALT, refused)
+            refused = hints.cannot_go_on(self.settings, exc)
+            return end_before_online(self.lifecycle, stops, halt_code(refused), refused)
         if not registered:
             return stopped_before_registering(self.lifecycle, stops)
         if stops.unsafe is None:
@@ -144,6 +145,7 @@ class Online:
         start("report", scheduler.reporting.report_loop(ends.reports))
         start("outbox", scheduler.reporting.outbox_loop(ends.rest))
         start("progress", scheduler.progress_loop(ends.rest))
+        start("logs", scheduler.log_loop(ends.rest))
         start("watchdog", self.watchdog.run(ends.rest))
         start("loop-lag", self.loop_lag.run(ends.rest))
         start("token", self.registration.token_timer(ends.rest))
@@ -180,6 +182,11 @@ class Online:
             self._settle(f"the coordinator is unreachable: {reason}")
         elif state is Circuit.CLOSED:
             self.heartbeat.beat_now.set()  # a heartbeat leads the way back through SYNC
+
+    def _untrusted(self, error: TlsError) -> None:
+        # A registration that fails this way ends the bot itself (`run`, `renew`).
+        if not self.registration.registering:
+            self.stops.halt(hints.untrusted(error))
 
     def _stalled(self, lag_s: float) -> None:
         running = ", ".join(f"{e.job.id} ({e.job.op})" for e in self.scheduler.running)

@@ -153,7 +153,7 @@ class Registration:
                     stops.stop if announce else stops.hard, announce=announce
                 )
             except CoordinatorError as exc:
-                stops.halt(hints.refused(parts.settings, exc))
+                stops.halt(hints.cannot_go_on(parts.settings, exc))
                 return False
             if answer is None:
                 return False

@@ -1,7 +1,8 @@
 """How a bot ends: one sequence (`shut_down`), driven by an `Ending` the stop requests
 call for: a drain (exit 0), a hard stop (a second request, at any of the drain's waits:
-exit 1), a halt (going on is unsafe: exit 3) or a drain for a restart (too many
-abandoned handler threads: exit 4). No acknowledged report is lost.
+exit 1), a halt (going on is unsafe: exit 3; revoked by an operator: exit 5) or a drain
+for a restart (too many abandoned handler threads: exit 4). No acknowledged report is
+lost.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from bot.agent.lifecycle import Lifecycle
 from bot.agent.parts import OnlineParts
 from bot.agent.stops import StopRequests, TaskEnds
-from bot.errors import CoordinatorError, OutboxError, UnsafeError
+from bot.errors import CoordinatorError, OutboxError, RevokedHalt, UnsafeError
 from bot.settings import Settings
 from bot.state import BotState
 from botfleet.protocol import messages as m
@@ -25,6 +26,12 @@ EXIT_STOPPED_HARD = 1
 EXIT_BAD_SETTINGS = 2
 EXIT_SAFE_HALT = 3
 EXIT_RESTART = 4  # drained; only a new process is rid of the abandoned handler threads
+EXIT_REVOKED = 5  # halted: an operator revoked the bot; a restart would be refused again
+
+
+def halt_code(error: UnsafeError) -> int:
+    return EXIT_REVOKED if isinstance(error, RevokedHalt) else EXIT_SAFE_HALT
+
 
 S = BotState
 
@@ -63,16 +70,18 @@ def ending_for(stops: StopRequests, settings: Settings) -> Ending:
     """A halt, unless a drain began first (a halt during a drain ends that drain); a
     drain for a restart exits 4."""
     if stops.unsafe is not None and not stops.stop.is_set():
+        # A revoked bot's token is dead: its reports would be refused, and a goodbye too.
+        trusted = not isinstance(stops.unsafe, RevokedHalt)
         return Ending(
-            code=EXIT_SAFE_HALT,
+            code=halt_code(stops.unsafe),
             reason=stops.unsafe.why,
             shown=S.SAFE_HALT,
             why=stops.unsafe.why,
             grace_s=None,
             abandon_wait_s=settings.cancel_wait_s,
-            deliver=True,
+            deliver=trusted,
             flush_outbox=False,
-            farewell=True,
+            farewell=trusted,
         )
     return Ending(
         code=EXIT_RESTART if stops.restart else EXIT_OK,
@@ -139,11 +148,11 @@ async def shut_down(parts: OnlineParts, stops: StopRequests, ends: TaskEnds, end
     parts.lifecycle.move(
         S.SAFE_HALT if unsafe else S.SHUTDOWN, unsafe.why if unsafe else ending.reason
     )
-    if ending.farewell:
+    if ending.farewell and not isinstance(unsafe, RevokedHalt):
         await _farewell(parts)
     if unsafe is not None:
         log.critical("SAFE_HALT: %s", unsafe)
-        return EXIT_SAFE_HALT
+        return halt_code(unsafe)
     return ending.code
 
 

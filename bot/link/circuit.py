@@ -17,9 +17,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bot.errors import CoordinatorError, NetworkError, ServerError
+from bot.errors import CoordinatorError, NetworkError, ServerError, TlsError
 from bot.link.http import Api
 from botfleet.protocol import messages as m
+from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,21 @@ class CircuitBreaker:
 
 
 class BreakerApi:
-    """An `Api` whose every call is counted by a `CircuitBreaker`."""
+    """An `Api` whose every call is counted by a `CircuitBreaker`.
 
-    def __init__(self, api: Api, breaker: CircuitBreaker) -> None:
+    A `TlsError` is not counted: the coordinator was reached but cannot be trusted, which
+    no waiting mends; `on_untrusted` hears of it (the bot halts) instead.
+    """
+
+    def __init__(
+        self,
+        api: Api,
+        breaker: CircuitBreaker,
+        on_untrusted: Callable[[TlsError], None] | None = None,
+    ) -> None:
         self._api = api
         self.breaker = breaker
+        self._on_untrusted = on_untrusted
 
     def authenticate(self, token: str | None) -> None:
         self._api.authenticate(token)
@@ -110,6 +121,10 @@ class BreakerApi:
     async def _count(self, call: Awaitable[T]) -> T:
         try:
             answer = await call
+        except TlsError as exc:
+            if self._on_untrusted is not None:
+                self._on_untrusted(exc)
+            raise
         except CoordinatorError as exc:
             self.breaker.record(exc)
             raise
@@ -136,6 +151,12 @@ class BreakerApi:
 
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._count(self._api.progress(job_id, request))
+
+    async def logs(self, job_id: str, request: LogBatch) -> None:
+        await self._count(self._api.logs(job_id, request))
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse:
+        return await self._count(self._api.logs_bulk(request))
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._count(self._api.deregister(bot_id, request))

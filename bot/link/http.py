@@ -20,6 +20,7 @@ import aiohttp
 
 from bot.errors import (
     AuthError,
+    BotRevokedError,
     ConflictError,
     ForbiddenError,
     HttpError,
@@ -28,11 +29,13 @@ from bot.errors import (
     OverloadedError,
     RejectedError,
     ServerError,
+    TlsError,
     TooLargeError,
 )
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import request_body
+from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,10 @@ class Api(Protocol):
 
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None: ...
 
+    async def logs(self, job_id: str, request: LogBatch) -> None: ...
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse: ...
+
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None: ...
 
 
@@ -75,6 +82,7 @@ class HttpApi:
         timeout_s: float,
         enroll_token: str | None = None,
         now: Callable[[], datetime] | None = None,
+        client_certificate: bool = False,
     ) -> None:
         if not bases:
             raise ValueError("at least one server base URL is needed")
@@ -88,6 +96,7 @@ class HttpApi:
         self._enroll_token = enroll_token
         self._token: str | None = None
         self._now = now or (lambda: datetime.now(UTC))
+        self._client_certificate = client_certificate  # one is presented (mutual TLS)
 
     @property
     def base(self) -> str:
@@ -124,6 +133,13 @@ class HttpApi:
     async def progress(self, job_id: str, request: m.ProgressRequest) -> None:
         await self._send("POST", f"/jobs/{quote(job_id, safe='')}/progress", request)
 
+    async def logs(self, job_id: str, request: LogBatch) -> None:
+        await self._send("POST", f"/jobs/{quote(job_id, safe='')}/logs", request)
+
+    async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse:
+        data = await self._send("POST", "/jobs/logs", request)
+        return self._decode(data, BulkLogResponse, "logs")
+
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._send("DELETE", f"/bots/{quote(bot_id, safe='')}", request)
 
@@ -156,13 +172,26 @@ class HttpApi:
                 data = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TlsError(base, _certificate_reason(exc)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._fail_over(base)
             detail = str(exc) or type(exc).__name__
-            raise NetworkError(f"{method} {url}: {detail}") from exc
+            raise NetworkError(f"{method} {url}: {detail}{self._hint(base, exc)}") from exc
         if status >= 300:
             raise self._error(status, data, retry_after, f"{method} {url}")
         return data
+
+    def _hint(self, base: str, exc: BaseException) -> str:
+        """A coordinator that requires client certificates hangs up on a bot without one
+        (TLS 1.3 says so only after the handshake): name the likely cause."""
+        if (
+            isinstance(exc, aiohttp.ServerDisconnectedError)
+            and base.startswith("https://")
+            and not self._client_certificate
+        ):
+            return " (if the coordinator requires client certificates, set BOT_CLIENT_CERT)"
+        return ""
 
     def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(total_s)
@@ -196,6 +225,8 @@ class HttpApi:
             return TooLargeError(
                 status, message, code=code, limit_bytes=int(limit[1]) if limit else None
             )
+        if status == 403 and code == "bot_revoked":
+            return BotRevokedError(status, message, code=code)
         kind: type[HttpError] = _BY_STATUS.get(status) or (
             ServerError if status >= 500 else RejectedError
         )
@@ -208,6 +239,14 @@ _BY_STATUS: dict[int, type[HttpError]] = {
     404: NotFoundError,
     409: ConflictError,
 }
+
+
+def _certificate_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """`certificate verify failed: unable to get local issuer certificate`, without the
+    OpenSSL source position."""
+    error = exc.certificate_error
+    reason = getattr(error, "verify_message", None) or str(error)
+    return f"certificate verify failed: {reason}"
 
 
 def _error_body(data: bytes) -> tuple[str | None, str]:

@@ -232,7 +232,9 @@ class Claims:
                 if claimed.id in running:
                     log.warning("job %s handed out again while it runs here; ignored", claimed.id)
                     continue
-                job = Job.from_claimed(claimed, on_progress=running.note_progress)
+                job = Job.from_claimed(
+                    claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
+                )
                 tasks.append(start(job, sink))
             return tasks, bool(riders)
         finally:

@@ -13,6 +13,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
+from bot.joblog.buffer import LogBuffer
+from bot.joblog.capture import JobLog, capturing
 from bot.jobs import Outcome, Registry, failed, run
 from bot.logging_setup import job_context
 from bot.state import Job
@@ -41,8 +43,11 @@ class JobRunner:
         slots: Slots,
         hooks: SchedulerHooks,
         on_change: Callable[[], None],
+        logs: LogBuffer | None = None,
     ) -> None:
         self.registry = registry
+        self.logs = logs  # where handlers' log lines wait to be sent (None: kept nowhere)
+        self.log_sink = None if logs is None else logs.write
         self.clock = clock
         self.slots = slots
         self.hooks = hooks
@@ -95,7 +100,11 @@ class JobRunner:
                 if entry is not None and entry.cancel_reason is not None:
                     outcome = self._cancelled(job)  # cancelled before it began
                 else:
-                    with self._tracer.span("job.run", _span_attributes(job), parent=job.metadata):
+                    job_log = None if self.logs is None else JobLog(job.id, job.attempt, self.logs)
+                    with (
+                        self._tracer.span("job.run", _span_attributes(job), parent=job.metadata),
+                        capturing(job_log),
+                    ):
                         outcome = await run(self.registry, job, self.threads)
             except asyncio.CancelledError:
                 entry = self.running.get(job.id)

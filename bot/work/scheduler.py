@@ -9,10 +9,15 @@ once and finished reports are delivered in groups while other jobs still run.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.agent.watchdog import Watchdog
+from bot.joblog.buffer import LogBuffer, Redactor
+from bot.joblog.capture import install_handler
+from bot.joblog.shipping import LogShipper
 from bot.jobs import Registry
 from bot.link.http import Api
 from bot.link.session import Session
@@ -51,6 +56,7 @@ class Scheduler:
         rng: random.Random | None = None,
         hooks: SchedulerHooks | None = None,
         watchdog: Watchdog | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.api = api
         self.session = session
@@ -65,12 +71,22 @@ class Scheduler:
         rng = rng or random.Random()
         self._shown: BotState | None = None  # the activity the hooks were last told
         self.slots = Slots(session.assignment.max_concurrency)
+        # Handlers' log lines: the secrets are read here, once, never kept in settings.
+        redact = Redactor.from_environment(
+            settings.redact, os.environ if environ is None else environ
+        )
+        self.logs = LogBuffer(clock, settings.log_buffer_lines, redact)
+        install_handler()
+        self.log_shipper = LogShipper(
+            api=api, session=session, buffer=self.logs, clock=clock, hooks=self.hooks
+        )
         self.runner = JobRunner(
             registry=registry,
             clock=clock,
             slots=self.slots,
             hooks=self.hooks,
             on_change=self._activity_changed,
+            logs=self.logs,
         )
         self.running, self.threads = self.runner.running, self.runner.threads
         self.finished, self.durations = self.runner.finished, self.runner.durations
@@ -145,6 +161,9 @@ class Scheduler:
             hooks=self.hooks,
             running=self.running,
         )
+
+    async def log_loop(self, stop: asyncio.Event) -> None:
+        await self.log_shipper.run(stop)
 
     async def tick(self) -> TickResult:
         """One turn of the pipeline to its end, by the steps its loops take: the outbox

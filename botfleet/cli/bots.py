@@ -1,4 +1,5 @@
-"""`botfleet bots` and `botfleet bots pause|resume|drain|quarantine|release ID`."""
+"""`botfleet bots`, `botfleet bots pause|resume|drain|quarantine|release ID`, and an
+operator's hold on a bot: `botfleet bots revoke|allow|forget ID`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ _ACTION_HELP = {
     "drain": "let it finish its jobs, then stop",
     "quarantine": "take it out of service",
     "release": "bring a quarantined bot back",
+    "revoke": "cut it off at once (its token dies, its jobs go back, it cannot register)",
+    "allow": "let a revoked bot register again",
+    "forget": "remove an offline bot from the list (its jobs keep its id)",
 }
+HOLD_ACTIONS = ("revoke", "allow", "forget")
 
 
 def add_bot_commands(
@@ -40,7 +45,9 @@ def add_bot_commands(
         + "; ".join(f"{name}: {text}" for name, text in _ACTION_HELP.items())
         + ".",
     )
-    bots.add_argument("action", nargs="?", choices=sorted(BOT_ACTIONS), metavar="ACTION")
+    bots.add_argument(
+        "action", nargs="?", choices=sorted([*BOT_ACTIONS, *HOLD_ACTIONS]), metavar="ACTION"
+    )
     bots.add_argument("bot_id", nargs="?", metavar="ID")
     bots.set_defaults(handler=bots_command)
     stats = subparsers.add_parser("stats", parents=parents, help="job and bot counts, throughput")
@@ -51,6 +58,8 @@ async def bots_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.action:
         if not args.bot_id:
             raise UsageError(f"bots {args.action}: which bot? give its ID (see `botfleet bots`)")
+        if args.action in HOLD_ACTIONS:
+            return await _hold(ctx, args.action, args.bot_id)
         return await _act(ctx, args.action, args.bot_id)
     bots = await ctx.client.bots()
     if ctx.output.as_json:
@@ -72,6 +81,28 @@ async def _act(ctx: Context, action: str, bot_id: str) -> int:
     else:
         detail = f"assignment {assignment_text(bot.assignment)}"
     ctx.output.show(f"{bot.id} ({bot.name}): {action} — {detail}")
+    return EXIT_OK
+
+
+async def _hold(ctx: Context, action: str, bot_id: str) -> int:
+    client = ctx.client
+    if action == "forget":
+        await client.forget_bot(bot_id)
+        if ctx.output.as_json:
+            ctx.output.json(m.ReportAccepted())
+        else:
+            ctx.output.show(f"{bot_id}: forgotten (its jobs keep its id)")
+        return EXIT_OK
+    bot = await (client.revoke_bot(bot_id) if action == "revoke" else client.allow_bot(bot_id))
+    if ctx.output.as_json:
+        ctx.output.json(bot)
+    elif bot.revoked_at is not None:
+        ctx.output.show(
+            f"{bot.id} ({bot.name}): revoked — its token no longer works and its jobs are "
+            f"queued again; `botfleet bots allow {bot.id}` lets it register again"
+        )
+    else:
+        ctx.output.show(f"{bot.id} ({bot.name}): allowed — it may register again")
     return EXIT_OK
 
 

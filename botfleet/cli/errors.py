@@ -7,7 +7,7 @@ a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 from botfleet.client import ApiError as ClientApiError
-from botfleet.client import BotfleetError, ConnectionFailed
+from botfleet.client import BotfleetError, CertificateFailed, ConnectionFailed
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # the server said no, or could not be reached
@@ -50,6 +50,11 @@ def from_client(error: BotfleetError) -> CliError:
     """The client's error as the command line words it."""
     if isinstance(error, ClientApiError):
         return ApiError(error.status, error.code, error.message)
+    if isinstance(error, CertificateFailed):
+        return ServerUnreachable(
+            f"{error}; trust the CA that signed it with --ca-file or BOTFLEET_CA_FILE "
+            "(or check --server)"
+        )
     if isinstance(error, ConnectionFailed):
         if error.before_sending:
             return ServerUnreachable(

@@ -12,6 +12,7 @@ from rich.text import Text
 from botfleet.cli.argtypes import non_negative_float, positive_float, positive_int
 from botfleet.cli.context import Context
 from botfleet.cli.errors import EXIT_JOBS_FAILED, EXIT_OK
+from botfleet.cli.joblogs import attempts_table
 from botfleet.cli.payload import build_payload
 from botfleet.cli.progress import StateProgress
 from botfleet.cli.render import JOB_STATES, counts_table, job_detail, jobs_table, shorten
@@ -182,6 +183,10 @@ async def job_command(args: argparse.Namespace, ctx: Context) -> int:
     else:
         view = await ctx.client.get(args.job_id)
     _show_job(ctx, view)
+    if not ctx.output.as_json:
+        attempts = await ctx.client.attempts(args.job_id)
+        if attempts:
+            ctx.output.show(attempts_table(attempts, ctx.clock.now()))
     return EXIT_OK
 
 

@@ -20,9 +20,11 @@ from botfleet.cli.bots import add_bot_commands
 from botfleet.cli.context import Context, Handler
 from botfleet.cli.dashboard import add_dashboard_command, run_dashboard_command
 from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError, from_client
+from botfleet.cli.joblogs import add_log_commands
 from botfleet.cli.jobs import add_job_commands
 from botfleet.cli.render import Output
 from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
+from botfleet.cli.tokens import add_token_commands
 from botfleet.client import BotfleetError
 from botfleet.clock import SystemClock
 
@@ -30,27 +32,45 @@ PROG = "botfleet"
 _PIPE_WIDTH = 500  # no wrapping or cropping when the output goes to a pipe or a file
 
 
-def run_server_command(argv: Sequence[str]) -> int:
-    try:
-        from coordinator.server import add_server_arguments, run_server
-    except ImportError as exc:
-        raise CliError(f"the coordinator is not available here: {exc}") from None
+def server_parser() -> argparse.ArgumentParser:
+    """`botfleet server`'s flags (ImportError where the coordinator is not installed)."""
+    from coordinator.server import add_server_arguments
+
     parser = argparse.ArgumentParser(
         prog=f"{PROG} server", description="Run the coordinator (HTTP API and dashboard)."
     )
     add_server_arguments(parser)
+    return parser
+
+
+def bot_parser() -> argparse.ArgumentParser:
+    """`botfleet bot`'s flags (ImportError where the bot agent is not installed)."""
+    from bot.main import add_bot_arguments
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} bot", description="Run a bot: claim jobs from the coordinator, run them."
+    )
+    add_bot_arguments(parser)
+    return parser
+
+
+def run_server_command(argv: Sequence[str]) -> int:
+    try:
+        from coordinator.server import run_server
+
+        parser = server_parser()
+    except ImportError as exc:
+        raise CliError(f"the coordinator is not available here: {exc}") from None
     return run_server(parser.parse_args(argv))
 
 
 def run_bot_command(argv: Sequence[str]) -> int:
     try:
-        from bot.main import add_bot_arguments, run_bot
+        from bot.main import run_bot
+
+        parser = bot_parser()
     except ImportError as exc:
         raise CliError(f"the bot agent is not available here: {exc}") from None
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} bot", description="Run a bot: claim jobs from the coordinator, run them."
-    )
-    add_bot_arguments(parser)
     return run_bot(parser.parse_args(argv))
 
 
@@ -68,14 +88,20 @@ DELEGATED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "server": (run_server_command, "run the coordinator (see `botfleet server --help`)"),
     "bot": (run_bot_command, "run a bot (see `botfleet bot --help`)"),
 }
+# Their parsers, for what reads every command's flags (the documentation's reference).
+DELEGATED_PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "server": server_parser,
+    "bot": bot_parser,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="botfleet: bots claim jobs from a coordinator under leases.",
-        epilog="Operator commands find the coordinator in --server/BOTFLEET_SERVER and the "
-        "admin token in --admin-token/BOTFLEET_ADMIN_TOKEN or the server's state folder. "
+        epilog="Operator commands find the coordinator in --server/BOTFLEET_SERVER and a "
+        "token in --token/BOTFLEET_TOKEN (or --admin-token/BOTFLEET_ADMIN_TOKEN), else the "
+        "admin token in the server's state folder. "
         "Exit status: 0 ok, 1 error, 2 usage, 3 some waited-for jobs did not succeed.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -88,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_arguments(common)
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_job_commands(subparsers, [common])
+    add_log_commands(subparsers, [common])
     add_bot_commands(subparsers, [common])
+    add_token_commands(subparsers, [common])
     connection = argparse.ArgumentParser(add_help=False)
     add_client_arguments(connection)
     add_dashboard_command(subparsers, [connection])

@@ -43,6 +43,11 @@ class Output:
         self.out.file.write(text + "\n")
         self.out.file.flush()
 
+    def json_line(self, value: Any) -> None:
+        """One compact JSON document per line (a stream: `jq -c` reads it as it comes)."""
+        self.out.file.write(msgspec.json.encode(value).decode() + "\n")
+        self.out.file.flush()
+
     def show(self, renderable: RenderableType) -> None:
         self.out.print(renderable)
 
@@ -166,6 +171,8 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         rows.append(("timeout", f"{job.timeout_s:g} s"))
     if job.idempotency_key:
         rows.append(("idempotency key", job.idempotency_key))
+    if job.submitted_by:
+        rows.append(("submitted by", job.submitted_by))
     if job.metadata:
         rows.append(("metadata", compact_json(job.metadata)))
     for label, value in rows:
@@ -193,6 +200,8 @@ def assignment_text(assignment: m.Assignment) -> str:
 
 
 def bot_state(bot: m.BotView) -> Text:
+    if bot.revoked_at is not None:
+        return Text("revoked", style="bold red")
     text = state_text(bot.state)
     if bot.lifecycle and bot.lifecycle != bot.state:
         text.append(f" ({bot.lifecycle})", style="dim")

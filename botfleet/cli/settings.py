@@ -1,7 +1,9 @@
-"""Where the operator commands find the coordinator and the admin token.
+"""Where the operator commands find the coordinator and the token.
 
 Order, first found wins: the flag, the environment variable, then (for the
-token) the file the coordinator wrote into its state folder on first start.
+token) the admin token the coordinator wrote into its state folder on first start.
+Any role token works (`--token`/`BOTFLEET_TOKEN`); `--admin-token`/
+`BOTFLEET_ADMIN_TOKEN` are the older names, still read.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from pathlib import Path
 
 from botfleet.cli.errors import UsageError
 from botfleet.client import AsyncClient, RetryPolicy
-from botfleet.client.settings import ENV_CA_FILE
+from botfleet.client.settings import ENV_CA_FILE, ENV_CLIENT_CERT, ENV_CLIENT_KEY
 from botfleet.client.settings import normalize_server as client_normalize_server
+from botfleet.tls import TlsFileError, client_context
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_STATE_DIR = ".state"
 ENV_SERVER = "BOTFLEET_SERVER"
+ENV_TOKEN = "BOTFLEET_TOKEN"
 ENV_ADMIN_TOKEN = "BOTFLEET_ADMIN_TOKEN"
 ENV_STATE_DIR = "BOTFLEET_STATE_DIR"
 ADMIN_TOKEN_FILE = "admin_token"
@@ -33,6 +37,16 @@ class ClientSettings:
     admin_token: str
     timeout_s: float = 30.0
     ca_file: str | None = None
+    client_cert: str | None = None  # mutual TLS
+    client_key: str | None = None
+
+
+# The flag and the variable of each TLS file, for errors.
+_TLS_FLAGS = {
+    "ca_file": f"--ca-file ({ENV_CA_FILE})",
+    "client_cert": f"--client-cert ({ENV_CLIENT_CERT})",
+    "client_key": f"--client-key ({ENV_CLIENT_KEY})",
+}
 
 
 def connect(settings: ClientSettings) -> AsyncClient:
@@ -41,6 +55,8 @@ def connect(settings: ClientSettings) -> AsyncClient:
         settings.server,
         token=settings.admin_token,
         ca_file=settings.ca_file,
+        client_cert=settings.client_cert,
+        client_key=settings.client_key,
         timeout_s=settings.timeout_s,
         retry=CLI_RETRY,
         environ={},
@@ -55,10 +71,12 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"coordinator base URL (env {ENV_SERVER}, default {DEFAULT_SERVER})",
     )
     group.add_argument(
-        "--admin-token",
+        "--token",
         metavar="TOKEN",
-        help=f"admin token (env {ENV_ADMIN_TOKEN}, default: read from the state folder)",
+        help=f"a role token (env {ENV_TOKEN}; else --admin-token/{ENV_ADMIN_TOKEN}; "
+        "default: the admin token in the state folder)",
     )
+    group.add_argument("--admin-token", metavar="TOKEN", help="the older name of --token")
     group.add_argument(
         "--state-dir",
         metavar="DIR",
@@ -70,6 +88,15 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"a CA bundle to trust besides the system's, for an https:// server "
         f"(env {ENV_CA_FILE})",
+    )
+    group.add_argument(
+        "--client-cert",
+        metavar="FILE",
+        help="a PEM client certificate (and its key, unless --client-key), for a coordinator "
+        f"that requires one (mutual TLS) (env {ENV_CLIENT_CERT})",
+    )
+    group.add_argument(
+        "--client-key", metavar="FILE", help=f"the client certificate's key (env {ENV_CLIENT_KEY})"
     )
     group.add_argument(
         "--timeout",
@@ -92,12 +119,30 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Cl
     server = normalize_server(args.server or environ.get(ENV_SERVER) or DEFAULT_SERVER)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    token = args.admin_token or environ.get(ENV_ADMIN_TOKEN)
+    token = (
+        getattr(args, "token", None)
+        or args.admin_token
+        or environ.get(ENV_TOKEN)
+        or environ.get(ENV_ADMIN_TOKEN)
+    )
     if not token:
         state_dir = Path(args.state_dir or environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
         token = read_admin_token(state_dir)
     ca_file = args.ca_file or environ.get(ENV_CA_FILE) or None
-    return ClientSettings(server=server, admin_token=token, timeout_s=args.timeout, ca_file=ca_file)
+    client_cert = getattr(args, "client_cert", None) or environ.get(ENV_CLIENT_CERT) or None
+    client_key = getattr(args, "client_key", None) or environ.get(ENV_CLIENT_KEY) or None
+    try:
+        client_context(ca_file, client_cert, client_key)
+    except TlsFileError as exc:
+        raise UsageError(f"{_TLS_FLAGS[exc.field]}: {exc}") from None
+    return ClientSettings(
+        server=server,
+        admin_token=token,
+        timeout_s=args.timeout,
+        ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
 
 
 def read_admin_token(state_dir: Path) -> str:
@@ -106,7 +151,7 @@ def read_admin_token(state_dir: Path) -> str:
         token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise UsageError(
-            f"no admin token: pass --admin-token or set {ENV_ADMIN_TOKEN}, or run where "
+            f"no admin token: pass --token (any role's) or set {ENV_TOKEN}, or run where "
             f"`botfleet server` keeps its state ({path} does not exist; see --state-dir)"
         ) from None
     except OSError as exc:

@@ -10,12 +10,14 @@ from types import TracebackType
 from typing import Any, Protocol, Unpack
 from urllib.parse import quote
 
+from botfleet.client.joblogs import log_lines
 from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import resolve
 from botfleet.client.submitting import JobOptions, JobSpec, chunks, keyed, new_job
 from botfleet.client.transport import Transport
 from botfleet.client.waiting import MAX_WAIT_MS, Deadline, outcome, wait_one, watch
 from botfleet.clock import Clock, SystemClock
+from botfleet.protocol import joblogs as wire
 from botfleet.protocol import messages as m
 
 DEFAULT_PAGE = 100
@@ -61,12 +63,16 @@ class AsyncJobHandle:
     async def cancel(self) -> m.JobView:
         return await self._client.cancel(self.id)
 
+    def logs(self, *, follow: bool = False) -> AsyncIterator[wire.StoredLogLine]:
+        return self._client.logs(self.id, follow=follow)
+
 
 class AsyncClient:
     """The producer and operator API; use as `async with AsyncClient(...) as client`.
 
     `server`, `token` and `ca_file` default to `BOTFLEET_SERVER`, `BOTFLEET_TOKEN`
-    (else `BOTFLEET_ADMIN_TOKEN`) and `BOTFLEET_CA_FILE`. `timeout_s` bounds each
+    (else `BOTFLEET_ADMIN_TOKEN`) and `BOTFLEET_CA_FILE`; `client_cert` and `client_key`
+    (mutual TLS) to `BOTFLEET_CLIENT_CERT` and `BOTFLEET_CLIENT_KEY`. `timeout_s` bounds each
     request (beyond the server-side wait it asks for).
     """
 
@@ -76,6 +82,8 @@ class AsyncClient:
         *,
         token: str | None = None,
         ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -83,7 +91,10 @@ class AsyncClient:
         rng: random.Random | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
-        self.settings = resolve(server, token, ca_file, timeout_s, environ)
+        self.settings = resolve(
+            server, token, ca_file, timeout_s, environ, client_cert=client_cert,
+            client_key=client_key,
+        )  # fmt: skip
         self._clock = clock or SystemClock()
         self._http = Transport(
             self.settings, retry or RetryPolicy(), self._clock, rng or random.Random()
@@ -213,6 +224,37 @@ class AsyncClient:
     async def _get_waiting(self, job: str, wait_ms: int) -> m.JobView:
         return await self.get(job, wait_ms=wait_ms)
 
+    # ------------------------------------------------------------ what a job did
+
+    async def attempts(self, job: JobRef) -> list[wire.AttemptView]:
+        """Every attempt of the job: its bot, times, outcome and error."""
+        path = f"/v1/jobs/{_segment(job_id(job))}/attempts"
+        return (await self._http.call("GET", path, wire.AttemptList)).attempts
+
+    async def log_page(
+        self, job: JobRef, *, after: int = 0, attempt: int | None = None, wait_ms: int = 0
+    ) -> wire.JobLogs:
+        """The job's log lines after the cursor `after` (with `wait_ms`: once there are
+        some, or the job's log is complete, or that time passes)."""
+        wait_ms = max(0, min(wait_ms, MAX_WAIT_MS))
+        pairs = (("after", after), ("attempt", attempt), ("wait_ms", wait_ms or None))
+        params = {key: str(value) for key, value in pairs if value is not None}
+        path = f"/v1/jobs/{_segment(job_id(job))}/logs"
+        return await self._http.call(
+            "GET", path, wire.JobLogs, params=params, wait_s=wait_ms / 1000
+        )
+
+    def logs(
+        self, job: JobRef, *, follow: bool = False, attempt: int | None = None, after: int = 0
+    ) -> AsyncIterator[wire.StoredLogLine]:
+        """The job's log lines in order; with `follow`, until the job has ended."""
+        ident = job_id(job)
+
+        async def fetch(cursor: int, wait_ms: int) -> wire.JobLogs:
+            return await self.log_page(ident, after=cursor, attempt=attempt, wait_ms=wait_ms)
+
+        return log_lines(fetch, after=after, follow=follow)
+
     # ------------------------------------------------------------ changing jobs
 
     async def cancel(self, job: JobRef) -> m.JobView:
@@ -253,12 +295,54 @@ class AsyncClient:
     async def release(self, bot_id: str) -> m.BotView:
         return await self.update_bot(bot_id, m.PatchBotRequest(command="release"))
 
+    async def revoke_bot(self, bot_id: str) -> m.BotView:
+        """Cut a bot off at once: its token stops working, its jobs are queued again
+        without using an attempt, and its bot_key cannot register until `allow_bot`."""
+        path = f"/v1/bots/{_segment(bot_id)}/revoke"
+        return await self._http.call("POST", path, m.BotView)
+
+    async def allow_bot(self, bot_id: str) -> m.BotView:
+        """Lift a revocation: the bot may register again (for a new token)."""
+        path = f"/v1/bots/{_segment(bot_id)}/allow"
+        return await self._http.call("POST", path, m.BotView)
+
+    async def forget_bot(self, bot_id: str) -> None:
+        """Forget an offline bot; its jobs keep its id. `Conflict` while it is online,
+        holds jobs, or is revoked."""
+        path = f"/v1/bots/{_segment(bot_id)}"
+        await self._http.call("DELETE", path, m.ReportAccepted, idempotent=False)
+
     async def stats(self) -> m.Stats:
         return await self._http.call("GET", "/v1/stats", m.Stats)
 
     async def ready(self) -> bool:
         """Whether the coordinator answers `GET /readyz` (it reaches its store)."""
         return await self._http.ready()
+
+    # ------------------------------------------------------------ tokens
+
+    async def whoami(self) -> m.WhoAmI:
+        """The name and role of this client's token."""
+        return await self._http.call("GET", "/v1/whoami", m.WhoAmI)
+
+    async def create_token(
+        self, name: str, role: m.Role, *, expires_in_s: int | None = None
+    ) -> m.CreatedToken:
+        """A new role token (admin): its secret is in `.token`, shown this once."""
+        request = m.CreateTokenRequest(name=name, role=role, expires_in_s=expires_in_s)
+        # Not resent after a lost answer: the secret of a token made then would be lost.
+        return await self._http.call(
+            "POST", "/v1/tokens", m.CreatedToken, body=request, idempotent=False
+        )
+
+    async def tokens(self) -> list[m.TokenView]:
+        """The role tokens not revoked (admin); never their secrets."""
+        return (await self._http.call("GET", "/v1/tokens", m.TokenList)).tokens
+
+    async def revoke_token(self, token_id: str) -> m.TokenView:
+        """Revoke a token by its id (admin): its next call is refused."""
+        path = f"/v1/tokens/{_segment(token_id)}"
+        return await self._http.call("DELETE", path, m.TokenView)
 
 
 def _assign(paused: bool) -> m.PatchBotRequest:

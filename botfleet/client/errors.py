@@ -61,6 +61,18 @@ class ConnectionFailed(BotfleetError):
         super().__init__(message)
 
 
+class CertificateFailed(ConnectionFailed):
+    """The coordinator's certificate could not be verified; retrying cannot help."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot verify the certificate of {server}: {reason}",
+            server=server,
+            before_sending=False,
+        )
+
+
 class UnexpectedAnswer(BotfleetError):
     """The coordinator's answer does not match the protocol."""
 

@@ -19,6 +19,7 @@ from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import Settings
 from botfleet.client.submitting import JobOptions, JobSpec
 from botfleet.clock import Clock
+from botfleet.protocol import joblogs as wire
 from botfleet.protocol import messages as m
 
 T = TypeVar("T")
@@ -96,6 +97,9 @@ class JobHandle:
     def cancel(self) -> m.JobView:
         return self._client.cancel(self.id)
 
+    def logs(self, *, follow: bool = False) -> Iterator[wire.StoredLogLine]:
+        return self._client.logs(self.id, follow=follow)
+
 
 class Client:
     """The producer and operator API, blocking; use as `with Client(...) as client`.
@@ -109,6 +113,8 @@ class Client:
         *,
         token: str | None = None,
         ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -116,8 +122,9 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         self._async = AsyncClient(
-            server, token=token, ca_file=ca_file, timeout_s=timeout_s, retry=retry,
-            clock=clock, environ=environ, rng=rng,
+            server, token=token, ca_file=ca_file, client_cert=client_cert,
+            client_key=client_key, timeout_s=timeout_s, retry=retry, clock=clock,
+            environ=environ, rng=rng,
         )  # fmt: skip
         self._loop = _LoopThread()
 
@@ -197,6 +204,23 @@ class Client:
     def cancel(self, job: JobRef) -> m.JobView:
         return self._loop.run(self._async.cancel(job))
 
+    def attempts(self, job: JobRef) -> list[wire.AttemptView]:
+        return self._loop.run(self._async.attempts(job))
+
+    def log_page(
+        self, job: JobRef, *, after: int = 0, attempt: int | None = None, wait_ms: int = 0
+    ) -> wire.JobLogs:
+        return self._loop.run(
+            self._async.log_page(job, after=after, attempt=attempt, wait_ms=wait_ms)
+        )
+
+    def logs(
+        self, job: JobRef, *, follow: bool = False, attempt: int | None = None, after: int = 0
+    ) -> Iterator[wire.StoredLogLine]:
+        return self._loop.iterate(
+            self._async.logs(job, follow=follow, attempt=attempt, after=after)
+        )
+
     def retry(self, job: JobRef) -> m.JobView:
         return self._loop.run(self._async.retry(job))
 
@@ -224,8 +248,31 @@ class Client:
     def release(self, bot_id: str) -> m.BotView:
         return self._loop.run(self._async.release(bot_id))
 
+    def revoke_bot(self, bot_id: str) -> m.BotView:
+        return self._loop.run(self._async.revoke_bot(bot_id))
+
+    def allow_bot(self, bot_id: str) -> m.BotView:
+        return self._loop.run(self._async.allow_bot(bot_id))
+
+    def forget_bot(self, bot_id: str) -> None:
+        self._loop.run(self._async.forget_bot(bot_id))
+
     def stats(self) -> m.Stats:
         return self._loop.run(self._async.stats())
 
     def ready(self) -> bool:
         return self._loop.run(self._async.ready())
+
+    def whoami(self) -> m.WhoAmI:
+        return self._loop.run(self._async.whoami())
+
+    def create_token(
+        self, name: str, role: m.Role, *, expires_in_s: int | None = None
+    ) -> m.CreatedToken:
+        return self._loop.run(self._async.create_token(name, role, expires_in_s=expires_in_s))
+
+    def tokens(self) -> list[m.TokenView]:
+        return self._loop.run(self._async.tokens())
+
+    def revoke_token(self, token_id: str) -> m.TokenView:
+        return self._loop.run(self._async.revoke_token(token_id))

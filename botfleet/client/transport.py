@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from botfleet.client.errors import ConnectionFailed, UnexpectedAnswer, api_error
+from botfleet.client.errors import CertificateFailed, ConnectionFailed, UnexpectedAnswer, api_error
 from botfleet.client.retry import SHED_STATUSES, RetryPolicy
 from botfleet.client.settings import Settings
 from botfleet.clock import Clock
@@ -80,7 +80,11 @@ class Transport:
                 answer = await self._send(method, path, data, params, wait_s)
             except ConnectionFailed as failure:
                 safe = failure.before_sending or idempotent
-                if not safe or connect_retries >= self._policy.connect_retries:
+                if (
+                    not safe
+                    or isinstance(failure, CertificateFailed)
+                    or connect_retries >= self._policy.connect_retries
+                ):
                     raise
                 connect_retries += 1
                 pause_s = self._policy.backoff_s(connect_retries, self._rng)
@@ -130,11 +134,7 @@ class Transport:
             ) as response:
                 return _Answer(response.status, await response.read(), response.headers)
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise ConnectionFailed(
-                f"cannot verify the certificate of {server}: {exc.certificate_error}",
-                server=server,
-                before_sending=False,  # retrying cannot help
-            ) from None
+            raise CertificateFailed(server, _certificate_reason(exc)) from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectionFailed(
                 f"cannot reach the coordinator at {server} ({_reason(exc)})",
@@ -151,10 +151,31 @@ class Transport:
         except aiohttp.ClientError as exc:
             raise ConnectionFailed(
                 f"lost the connection to the coordinator at {server} "
-                f"during {method} {path}: {exc or type(exc).__name__}",
+                f"during {method} {path}: {exc or type(exc).__name__}{self._mtls_hint(exc)}",
                 server=server,
                 before_sending=False,
             ) from None
+
+    def _mtls_hint(self, exc: aiohttp.ClientError) -> str:
+        """A coordinator that requires client certificates hangs up on a caller without one
+        (TLS 1.3 says so only after the handshake): name the likely cause."""
+        settings = self.settings
+        if (
+            isinstance(exc, aiohttp.ServerDisconnectedError)
+            and settings.server.startswith("https://")
+            and settings.client_cert is None
+        ):
+            return (
+                " (if it requires client certificates, give one: client_cert=, "
+                "--client-cert or BOTFLEET_CLIENT_CERT)"
+            )
+        return ""
+
+
+def _certificate_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """`certificate verify failed: …`, without OpenSSL's source position."""
+    error = exc.certificate_error
+    return f"certificate verify failed: {getattr(error, 'verify_message', None) or error}"
 
 
 def _reason(exc: aiohttp.ClientConnectorError) -> str:

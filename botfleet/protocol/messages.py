@@ -26,6 +26,8 @@ Timestamp = str  # RFC 3339 UTC, e.g. 2026-01-19T10:15:00Z
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 BotCommand = Literal["drain", "quarantine", "release"]
 ReportStatus = Literal["accepted", "conflict", "not_found", "forbidden"]
+# What a token may do (docs/protocol.md, "Roles and tokens").
+Role = Literal["admin", "operator", "producer", "reader", "enroll"]
 
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -36,6 +38,8 @@ FEATURE_PROGRESS = "progress"
 FEATURE_DEREGISTER = "deregister"
 FEATURE_REPORT_ON_CLAIM = "report_on_claim"
 FEATURE_CLAIM_ID = "claim_id"
+FEATURE_LOGS = "logs"
+FEATURE_LOGS_BULK = "logs_bulk"  # POST /v1/jobs/logs: several jobs' lines in one call
 ALL_FEATURES = (
     FEATURE_LONG_POLL,
     FEATURE_BATCH_REPORT,
@@ -43,6 +47,8 @@ ALL_FEATURES = (
     FEATURE_DEREGISTER,
     FEATURE_REPORT_ON_CLAIM,
     FEATURE_CLAIM_ID,
+    FEATURE_LOGS,
+    FEATURE_LOGS_BULK,
 )
 
 
@@ -292,6 +298,8 @@ class JobView(Struct, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     # When a job still queued ends as expired (submit's expires_in_ms); None: never.
     expires_at: Timestamp | None = None
+    # The name of the token that submitted it (None: submitted before tokens had names).
+    submitted_by: str | None = None
 
 
 class JobList(Struct, kw_only=True):
@@ -316,6 +324,9 @@ class BotView(Struct, kw_only=True):
     lease_until: Timestamp | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     metrics: BotMetrics | None = None
+    # Set while an operator's revocation is in force: the bot is offline, its token is
+    # refused and its bot_key may not register until `POST /v1/bots/{id}/allow`.
+    revoked_at: Timestamp | None = None
 
 
 class BotList(Struct, kw_only=True):
@@ -360,3 +371,48 @@ class Stats(Struct, kw_only=True):
 class Health(Struct, kw_only=True):
     status: Literal["ok", "unavailable"]
     detail: str | None = None
+
+
+# ---------------------------------------------------------------- roles and tokens
+
+
+TokenName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+]
+MAX_TOKEN_LIFETIME_S = 10 * 365 * 86_400
+
+
+class WhoAmI(Struct, kw_only=True):
+    """Who the calling token is: its name and its role."""
+
+    name: str
+    role: Role
+
+
+class CreateTokenRequest(Struct, kw_only=True):
+    name: TokenName  # unique among tokens not revoked; recorded on the jobs it submits
+    role: Role
+    # The token stops working this long after it is made; None: only when revoked.
+    expires_in_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKEN_LIFETIME_S)] | None = None
+
+
+class CreatedToken(Struct, kw_only=True):
+    id: str
+    name: str
+    role: Role
+    token: str  # the secret, shown this once: the coordinator keeps only its hash
+    expires_at: Timestamp | None = None
+
+
+class TokenView(Struct, kw_only=True):
+    id: str
+    name: str
+    role: Role
+    created_at: Timestamp
+    expires_at: Timestamp | None = None
+    last_used_at: Timestamp | None = None  # to the minute: not written on every call
+    revoked_at: Timestamp | None = None
+
+
+class TokenList(Struct, kw_only=True):
+    tokens: list[TokenView]

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from botfleet import __version__
+from botfleet.protocol import joblogs as logs
 from botfleet.protocol import messages as m
 
 
@@ -16,7 +17,8 @@ class Route:
     method: str
     path: str
     summary: str
-    auth: str | None  # "admin", "enroll", "bot" or None
+    auth: str | None  # "admin", "enroll", "bot", "token" (any role token),
+    # alternatives as "bot or admin", or None
     request: type | None
     response: type | None
     status: int = 200
@@ -44,8 +46,8 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "delete",
         "/v1/bots/{bot_id}",
-        "Deregister at the end of a drain",
-        "bot",
+        "Deregister at the end of a drain (bot token); forget an offline bot (admin token)",
+        "bot or admin",
         m.DeregisterRequest,
         m.ReportAccepted,
     ),
@@ -128,6 +130,44 @@ ROUTES: tuple[Route, ...] = (
         None,
         m.JobView,
     ),
+    Route(
+        "get",
+        "/v1/jobs/{job_id}/attempts",
+        "Every attempt of a job: its bot, times, outcome and error",
+        "admin",
+        None,
+        logs.AttemptList,
+    ),
+    Route(
+        "get",
+        "/v1/jobs/{job_id}/logs",
+        "A job's log lines after a cursor; ?wait_ms waits for new ones",
+        "admin",
+        None,
+        logs.JobLogs,
+        query=(
+            ("attempt", "integer"),
+            ("after", "integer"),
+            ("limit", "integer"),
+            ("wait_ms", "integer"),
+        ),
+    ),
+    Route(
+        "post",
+        "/v1/jobs/{job_id}/logs",
+        "Send a batch of a job's log lines (feature logs)",
+        "bot",
+        logs.LogBatch,
+        logs.LogBatchAccepted,
+    ),
+    Route(
+        "post",
+        "/v1/jobs/logs",
+        "Send several jobs' log lines at once (feature logs_bulk)",
+        "bot",
+        logs.BulkLogRequest,
+        logs.BulkLogResponse,
+    ),
     Route("get", "/v1/bots", "List bots", "admin", None, m.BotList),
     Route("get", "/v1/bots/{bot_id}", "One bot", "admin", None, m.BotView),
     Route(
@@ -138,7 +178,42 @@ ROUTES: tuple[Route, ...] = (
         m.PatchBotRequest,
         m.BotView,
     ),
+    Route(
+        "post",
+        "/v1/bots/{bot_id}/revoke",
+        "Revoke a bot: its token dies, its jobs are queued again, its bot_key is refused",
+        "admin",
+        None,
+        m.BotView,
+    ),
+    Route(
+        "post",
+        "/v1/bots/{bot_id}/allow",
+        "Lift a bot's revocation: its bot_key may register again",
+        "admin",
+        None,
+        m.BotView,
+    ),
     Route("get", "/v1/stats", "Counts and throughput", "admin", None, m.Stats),
+    Route("get", "/v1/whoami", "The calling token's name and role", "token", None, m.WhoAmI),
+    Route(
+        "post",
+        "/v1/tokens",
+        "Create a role token (its secret is shown once)",
+        "admin",
+        m.CreateTokenRequest,
+        m.CreatedToken,
+        201,
+    ),
+    Route("get", "/v1/tokens", "List the tokens not revoked", "admin", None, m.TokenList),
+    Route(
+        "delete",
+        "/v1/tokens/{token_id}",
+        "Revoke a token: its next call is refused",
+        "admin",
+        None,
+        m.TokenView,
+    ),
     Route("get", "/healthz", "Process alive", None, None, m.Health),
     Route("get", "/readyz", "Store reachable", None, None, m.Health),
 )
@@ -152,7 +227,12 @@ _ERROR_STATUSES = {
     "413": "Body too large",
 }
 
-_SECURITY = {"admin": "adminToken", "enroll": "enrollToken", "bot": "botToken"}
+_SECURITY = {
+    "admin": "adminToken",
+    "enroll": "enrollToken",
+    "bot": "botToken",
+    "token": "roleToken",
+}
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -190,7 +270,7 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     operation["responses"] = responses
     if route.auth is not None:
-        operation["security"] = [{_SECURITY[route.auth]: []}]
+        operation["security"] = [{_SECURITY[name]: []} for name in route.auth.split(" or ")]
     return operation
 
 

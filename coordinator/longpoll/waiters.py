@@ -7,6 +7,7 @@ claims its jobs need (see `handout`). Notices can be missed, so waiters re-check
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -50,6 +51,7 @@ class Waiters:
         self._by_operation: dict[str, dict[ClaimWatch, None]] = {}
         self._by_job: dict[str, set[asyncio.Event]] = {}
         self._by_bot: dict[str, set[asyncio.Event]] = {}
+        self._by_job_logs: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.hint = DrainedOperations()
@@ -159,6 +161,20 @@ class Waiters:
     def leave_job(self, job_id: str, event: asyncio.Event) -> None:
         self._discard(self._by_job, job_id, event)
 
+    # ---- waiting log reads: woken by new lines of the job, and by its end
+    def logs_arrived(self, job_id: str) -> None:
+        self._call_on_loop(_set_all, self._by_job_logs, (job_id,))
+
+    @contextlib.contextmanager
+    def watch_job_logs(self, job_id: str) -> Iterator[asyncio.Event]:
+        event = self.enter_job(job_id)
+        self._add(self._by_job_logs, job_id, event)
+        try:
+            yield event
+        finally:
+            self._discard(self._by_job_logs, job_id, event)
+            self.leave_job(job_id, event)
+
     def waiting(self) -> int:
         """How many requests wait (for tests and metrics)."""
         return len(set(self._events()))
@@ -167,7 +183,7 @@ class Waiters:
         for watches in self._by_operation.values():
             for watch in watches:
                 yield watch.event
-        for table in (self._by_job, self._by_bot):
+        for table in (self._by_job, self._by_bot, self._by_job_logs):
             for group in table.values():
                 yield from group
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coordinator.routes import admin, bots, health, jobs, work
+from coordinator.routes import admin, bots, health, joblogs, jobs, revocation, tokens, work
 
 
 def setup_routes(router: web.UrlDispatcher) -> None:
     # Fixed paths (/v1/jobs/claim, /v1/jobs/report, /v1/jobs/bulk) before /v1/jobs/{job_id}.
     work.setup(router)
     jobs.setup(router)
+    joblogs.setup(router)
     bots.setup(router)
     admin.setup(router)
+    tokens.setup(router)
+    revocation.setup(router)
     health.setup(router)

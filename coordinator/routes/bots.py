@@ -1,4 +1,7 @@
-"""A bot's own life: register (enrollment token), heartbeat and deregister (its bot token)."""
+"""A bot's own life: register (enrollment token), heartbeat and deregister (its bot token).
+
+`DELETE /v1/bots/{id}` with an admin token forgets an offline bot instead
+(`routes.revocation`)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from botfleet.clock import to_rfc3339
 from botfleet.protocol import messages as m
 from coordinator.auth import BotIdentity, bot_token, new_bot_secret
 from coordinator.context import context
-from coordinator.errors import Conflict, InvalidBody, NotFound
+from coordinator.errors import Conflict, Forbidden, InvalidBody, NotFound
+from coordinator.gate import caller
 from coordinator.routes.common import read_body, respond
-from coordinator.store.base import HeartbeatInput, Registration
+from coordinator.routes.revocation import forget
+from coordinator.store.base import BotRevoked, HeartbeatInput, Registration
 from coordinator.views import assignment, bot_config
 
 log = logging.getLogger(__name__)
@@ -25,32 +30,37 @@ MAX_CONCURRENCY_LIMIT = 10_000
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/bots/register", register)
     router.add_put("/v1/bots/{bot_id}/heartbeat", heartbeat)
-    router.add_delete("/v1/bots/{bot_id}", deregister)
+    router.add_delete("/v1/bots/{bot_id}", delete_bot)
 
 
 async def register(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_enrollment(request)
     body = await read_body(request, m.RegisterRequest)
     _check_constraints(body.constraints)
     now = ctx.clock.now()
     secret, secret_hash = new_bot_secret()
-    outcome = await ctx.store.register_bot(
-        Registration(
-            bot_key=body.bot_key,
-            instance_id=body.instance_id,
-            name=_name(body),
-            version=body.version,
-            capabilities=tuple(body.capabilities),
-            resources={"cpu_cores": body.resources.cpu_cores, "mem_mb": body.resources.mem_mb},
-            constraints=body.constraints,
-            meta=body.meta,
-            token_hash=secret_hash,
-            token_expires_at=now + timedelta(seconds=ctx.config.token_ttl_s),
-            lease_until=now + timedelta(seconds=ctx.config.bot_lease_ttl_s),
-            default_max_concurrency=ctx.config.default_max_concurrency,
-        )
+    registration = Registration(
+        bot_key=body.bot_key,
+        instance_id=body.instance_id,
+        name=_name(body),
+        version=body.version,
+        capabilities=tuple(body.capabilities),
+        resources={"cpu_cores": body.resources.cpu_cores, "mem_mb": body.resources.mem_mb},
+        constraints=body.constraints,
+        meta=body.meta,
+        token_hash=secret_hash,
+        token_expires_at=now + timedelta(seconds=ctx.config.token_ttl_s),
+        lease_until=now + timedelta(seconds=ctx.config.bot_lease_ttl_s),
+        default_max_concurrency=ctx.config.default_max_concurrency,
     )
+    try:
+        outcome = await ctx.store.register_bot(registration)
+    except BotRevoked as revoked:
+        raise Forbidden(
+            f"bot {revoked.bot_id} is revoked: an operator must allow it "
+            f"(botfleet bots allow {revoked.bot_id}) before it may register again",
+            code="bot_revoked",
+        ) from None
     bot = outcome.bot
     token = bot_token(bot.id, secret)
     ctx.auth.remember(token, BotIdentity(bot.id, bot.instance_id, bot.token_expires_at))
@@ -113,10 +123,18 @@ async def heartbeat(request: web.Request) -> web.Response:
     return respond(response)
 
 
-async def deregister(request: web.Request) -> web.Response:
+async def delete_bot(request: web.Request) -> web.Response:
+    """The bot's own token: deregister. An admin token: forget the (offline) bot."""
     ctx = context(request)
     bot_id = request.match_info["bot_id"]
+    if caller(request) is not None:  # an admin's or operator's token: forget the bot
+        return await forget(ctx, bot_id)
     identity = await ctx.auth.require_bot(request, bot_id)
+    return await _deregister(request, bot_id, identity)
+
+
+async def _deregister(request: web.Request, bot_id: str, identity: BotIdentity) -> web.Response:
+    ctx = context(request)
     # Some HTTP clients cannot send a body with DELETE: then the token's instance is meant.
     if request.can_read_body:
         instance_id = (await read_body(request, m.DeregisterRequest)).instance_id

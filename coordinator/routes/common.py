@@ -1,4 +1,5 @@
-"""Small helpers every handler uses: decode a body, encode an answer, read the query."""
+"""Small helpers every handler uses: decode a body, encode an answer, read the query, and
+whether a producer may see a job."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any, TypeVar, assert_never
 from aiohttp import web
 
 from botfleet.protocol import ProtocolError, decode, encode
+from coordinator.auth import Principal
+from coordinator.context import AppContext
 from coordinator.errors import JSON, Conflict, Forbidden, InvalidBody, InvalidQuery, NotFound
 from coordinator.store.base import ReportOutcome
 
@@ -39,6 +42,20 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     if not low <= value <= high:
         raise InvalidQuery(f"query parameter `{name}` must be {low}..{high}, got {value}")
     return value
+
+
+def no_job(job_id: str) -> NotFound:
+    return NotFound(f"no job {job_id}", code="job_not_found")
+
+
+async def check_job_access(ctx: AppContext, principal: Principal, job_id: str) -> None:
+    """404, as for an unknown job, when a producer asks about a job it did not submit
+    (every other role the gate let in may see every job: no lookup then)."""
+    if principal.role != "producer":
+        return
+    job = await ctx.store.get_job(job_id)
+    if job is None or job.submitted_by != principal.name:
+        raise no_job(job_id)
 
 
 def raise_for_outcome(outcome: ReportOutcome, job_id: str, conflict: str) -> None:

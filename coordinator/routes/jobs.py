@@ -1,4 +1,9 @@
-"""Producers and operators (admin token): submit, read, list, cancel and retry jobs."""
+"""Producers and operators: submit, read, list, cancel and retry jobs.
+
+Who may call each route is coordinator/access.py; here, a producer's token reaches
+only the jobs it submitted: another submitter's job is 404 to it, as if it did not
+exist, and its listings hold its own jobs only.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from aiohttp import web
 
 from botfleet.protocol import messages as m
 from botfleet.tracing import Tracer
+from coordinator.auth import Principal
 from coordinator.context import context
-from coordinator.errors import Conflict, InvalidBody, InvalidQuery, NotFound
-from coordinator.routes.common import query_int, read_body, respond
-from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome
+from coordinator.errors import Conflict, InvalidBody, InvalidQuery
+from coordinator.gate import principal_of
+from coordinator.routes.common import check_job_access, no_job, query_int, read_body, respond
+from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome, SubmitOutcome
 from coordinator.views import job_view
 
 JOB_STATES = frozenset(get_args(m.JobState))
@@ -32,12 +39,13 @@ def setup(router: web.UrlDispatcher) -> None:
 
 async def submit(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_admin(request)
+    principal = principal_of(request)
     body = await read_body(request, m.SubmitJob)
     # The job carries this span's trace context to the bot (botfleet/tracing.py).
     with ctx.tracer.span("submit", {"botfleet.op": body.op}, parent=_trace_parent(body)):
-        job = _new_job(body, ctx.clock.now(), "$", ctx.tracer)
+        job = _new_job(body, ctx.clock.now(), "$", ctx.tracer, principal.name)
         (outcome,) = await ctx.store.submit_jobs([job])
+    _check_key_owner(principal, [outcome])
     if outcome.created:
         ctx.metrics.observe_submitted((outcome.job.op,))
     response = m.SubmitResponse(id=outcome.job.id, state=_state(outcome.job))
@@ -46,30 +54,38 @@ async def submit(request: web.Request) -> web.Response:
 
 async def submit_bulk(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_admin(request)
+    principal = principal_of(request)
     body = await read_body(request, m.BulkSubmitRequest)
     now = ctx.clock.now()
     with ctx.tracer.span("submit_bulk", {"botfleet.jobs": len(body.jobs)}):
-        jobs = [_new_job(job, now, f"$.jobs[{i}]", ctx.tracer) for i, job in enumerate(body.jobs)]
+        jobs = [
+            _new_job(job, now, f"$.jobs[{i}]", ctx.tracer, principal.name)
+            for i, job in enumerate(body.jobs)
+        ]
         outcomes = await ctx.store.submit_jobs(jobs)
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
+    # The others in the request stand (they are committed): the 409 says which key clashed.
+    _check_key_owner(principal, outcomes)
     return respond(m.BulkSubmitResponse(ids=[o.job.id for o in outcomes]), 201)
 
 
 async def get_job(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_admin(request)
+    principal = principal_of(request)
     job_id = request.match_info["job_id"]
     wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    # Checked before any wait, so how long the answer takes says nothing about another
+    # submitter's job.
+    await check_job_access(ctx, principal, job_id)
     job = await ctx.poller.job(job_id, wait_ms / 1000)
     if job is None:
-        raise NotFound(f"no job {job_id}", code="job_not_found")
+        raise no_job(job_id)
     return respond(job_view(job))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_admin(request)
+    principal = principal_of(request)
     state = request.query.get("state") or None
     if state is not None and state not in JOB_STATES:
         raise InvalidQuery(
@@ -79,7 +95,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     cursor = request.query.get("cursor") or None
     try:
-        jobs, next_cursor = await ctx.store.list_jobs(JobQuery(state, op, limit, cursor))
+        submitted_by = principal.name if principal.role == "producer" else None
+        query = JobQuery(state, op, limit, cursor, submitted_by=submitted_by)
+        jobs, next_cursor = await ctx.store.list_jobs(query)
     except ValueError:
         raise InvalidQuery(
             "query parameter `cursor` is not a cursor this server gave out", code="invalid_cursor"
@@ -89,23 +107,39 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_admin(request)
+    principal = principal_of(request)
     job_id = request.match_info["job_id"]
+    await check_job_access(ctx, principal, job_id)
     outcome, job = await ctx.store.cancel_job(job_id)
     return respond(job_view(_changed(job_id, outcome, job, "cancelled")))
 
 
 async def retry(request: web.Request) -> web.Response:
     ctx = context(request)
-    await ctx.auth.require_admin(request)
+    principal = principal_of(request)
     job_id = request.match_info["job_id"]
+    await check_job_access(ctx, principal, job_id)
     outcome, job = await ctx.store.retry_job(job_id)
     return respond(job_view(_changed(job_id, outcome, job, "retried")))
 
 
+def _check_key_owner(principal: Principal, outcomes: list[SubmitOutcome]) -> None:
+    """A producer's idempotency key that names another submitter's job: 409, without
+    that job's id."""
+    if principal.role != "producer":
+        return
+    for outcome in outcomes:
+        if not outcome.created and outcome.job.submitted_by != principal.name:
+            raise Conflict(
+                f"idempotency_key {outcome.job.idempotency_key!r} was used by another "
+                "submitter; choose another key",
+                code="idempotency_key_taken",
+            )
+
+
 def _changed(job_id: str, outcome: ReportOutcome, job: JobRecord | None, verb: str) -> JobRecord:
     if outcome is ReportOutcome.NOT_FOUND or job is None:
-        raise NotFound(f"no job {job_id}", code="job_not_found")
+        raise no_job(job_id)
     if outcome is not ReportOutcome.ACCEPTED:
         raise Conflict(f"job {job_id} is {job.state}; it cannot be {verb}", code="job_state")
     return job
@@ -116,7 +150,9 @@ def _trace_parent(body: m.SubmitJob) -> dict[str, Any] | None:
     return body.metadata if "traceparent" in body.metadata else None
 
 
-def _new_job(body: m.SubmitJob, now: datetime, where: str, tracer: Tracer) -> NewJob:
+def _new_job(
+    body: m.SubmitJob, now: datetime, where: str, tracer: Tracer, submitted_by: str
+) -> NewJob:
     if body.delay_ms is not None and body.run_at is not None:
         raise InvalidBody(f"give `delay_ms` or `run_at`, not both - at `{where}`")
     if body.run_at is not None:
@@ -141,6 +177,7 @@ def _new_job(body: m.SubmitJob, now: datetime, where: str, tracer: Tracer) -> Ne
         expires_at=(
             None if body.expires_in_ms is None else now + timedelta(milliseconds=body.expires_in_ms)
         ),
+        submitted_by=submitted_by,
     )
 
 

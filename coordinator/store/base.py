@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
@@ -22,6 +24,7 @@ from coordinator.store.records import (
     ClaimInput,
     ClaimOutlook,
     ExpiryOutcome,
+    ForgetOutcome,
     HeartbeatInput,
     HeartbeatOutcome,
     JobQuery,
@@ -32,23 +35,28 @@ from coordinator.store.records import (
     Registration,
     ReportInput,
     ReportOutcome,
+    RevokeOutcome,
     StatsRecord,
     SubmitOutcome,
 )
 from coordinator.store.retention import Retention, SweepOutcome
 
 __all__ = [
+    "ApiTokenRecord",
     "AssignmentRecord",
     "AttemptRecord",
     "BotRecord",
+    "BotRevoked",
     "BotUpdate",
     "ClaimInput",
     "ClaimOutlook",
     "ExpiryOutcome",
+    "ForgetOutcome",
     "HeartbeatInput",
     "HeartbeatOutcome",
     "JobQuery",
     "JobRecord",
+    "NewApiToken",
     "NewJob",
     "ProgressInput",
     "RegisterOutcome",
@@ -57,6 +65,7 @@ __all__ = [
     "ReportOutcome",
     "Retention",
     "RetryDelay",
+    "RevokeOutcome",
     "StatsRecord",
     "Store",
     "StoreError",
@@ -74,6 +83,14 @@ class StoreError(Exception):
 class StoreFull(StoreError):
     """The database has no room for the write (disk full, or a size limit): nothing of
     it was written."""
+
+
+class BotRevoked(Exception):
+    """A revoked bot's bot_key tried to register: nothing was written."""
+
+    def __init__(self, bot_id: str) -> None:
+        super().__init__(f"bot {bot_id} is revoked")
+        self.bot_id = bot_id
 
 
 class StoreListener(Protocol):
@@ -119,6 +136,7 @@ class Store(Protocol):
         attempts are spent, so a job that crashes its bot cannot loop forever).
         `paused` survives a new registration; operations and max_concurrency follow the registration
         (capabilities; constraints["max_concurrency"] or default_max_concurrency).
+        A revoked bot's bot_key raises `BotRevoked`.
         """
         ...
 
@@ -150,6 +168,25 @@ class Store(Protocol):
 
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         """Mark offline at once and release the jobs it still holds (as above); None if unknown."""
+        ...
+
+    async def revoke_bot(self, bot_id: str) -> RevokeOutcome | None:
+        """An operator cuts the bot off; None if unknown. At once and for every process:
+        the bot goes offline (its heartbeats and claims find no online bot), its reports
+        are refused as CONFLICT, and its bot_key raises `BotRevoked` at registration.
+        The jobs it holds go back to the queue uncharged (attempt_base goes up with the
+        attempt, as for a lost claim); their attempts end as `revoked`. Revoking a
+        revoked bot changes nothing (its `revoked_at` stays the first)."""
+        ...
+
+    async def allow_bot(self, bot_id: str) -> BotRecord | None:
+        """Lift a revocation: the bot_key may register again (a new token; the token it
+        had before stays dead). None if unknown."""
+        ...
+
+    async def forget_bot(self, bot_id: str) -> ForgetOutcome:
+        """Delete an offline bot that holds no running job and is not revoked; its id
+        stays on its jobs and their attempts."""
         ...
 
     # ---- jobs
@@ -231,6 +268,42 @@ class Store(Protocol):
         Lets a claim that probably finds nothing skip its write transaction: the
         answer is the one `claim_jobs` would give when no job is due and the claim is
         no repeat (an empty list, or None for an unknown or offline bot)."""
+        ...
+
+    # ---- role tokens
+    async def create_api_token(self, token: NewApiToken) -> ApiTokenRecord | None:
+        """None when a live token already has this name (the name is free again once
+        that one is revoked)."""
+        ...
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        """The token, revoked or expired ones included (the caller says which)."""
+        ...
+
+    async def list_api_tokens(self) -> list[ApiTokenRecord]:
+        """The tokens not revoked, oldest first."""
+        ...
+
+    async def revoke_api_token(self, token_id: str) -> ApiTokenRecord | None:
+        """Revoked from now on; None when unknown or revoked already."""
+        ...
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        """last_used_at = now, only when it is older than `stale_before` (or unset)."""
+        ...
+
+    # ---- job logs
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        """In one transaction, for each batch: keep a bot's lines of one attempt, in
+        order, numbered after the job's last line, while the job's log stays within
+        `max_bytes` (`joblogs.fit`).
+        Only from the bot that attempt was handed to (else CONFLICT), whether or not the
+        attempt has ended: a bot sends its last lines after its report. NOT_FOUND for
+        an unknown job."""
+        ...
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        """Lines after `query.after`, in order; None for an unknown job."""
         ...
 
     # ---- reaper

@@ -35,6 +35,7 @@ class NewJob:
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None  # still queued then: cancelled as expired
+    submitted_by: str | None = None  # the name of the token that submitted it
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class JobRecord:
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
+    submitted_by: str | None = None  # None for jobs older than role tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +78,12 @@ class AttemptRecord:
     claimed_at: datetime
     lease_until: datetime
     ended_at: datetime | None
-    # succeeded, failed, expired, released, cancelled, lost (the claim answer never
+    # succeeded, failed, expired, released, cancelled, revoked (a revocation ended it;
+    # its reports are stale), lost (the claim answer never
     # reached the bot; not charged against max_attempts); None while live
     outcome: str | None
+    # why it failed, expired or was released (its report's error, "lease expired"...)
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,22 @@ class BotRecord:
     constraints: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Set while an operator's revocation is in force: its token and bot_key are refused.
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeOutcome:
+    bot: BotRecord
+    requeued: tuple[str, ...]  # the jobs it held, queued again without using an attempt
+
+
+class ForgetOutcome(enum.Enum):
+    FORGOTTEN = "forgotten"
+    NOT_FOUND = "not_found"
+    ONLINE = "online"  # an online bot is deregistered by itself, or revoked, first
+    RUNNING = "running"  # it still holds running jobs
+    REVOKED = "revoked"  # forgetting would lift the ban on its bot_key: allow it first
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +256,10 @@ class ProgressInput:
 
 @dataclass(frozen=True, slots=True)
 class JobQuery:
-    """A page of `list_jobs`: newest first, filtered by state and operation."""
+    """A page of `list_jobs`: newest first, filtered by state, operation and submitter."""
 
     state: str | None = None
     op: str | None = None
     limit: int = 100
     cursor: str | None = None  # opaque, from the previous page
+    submitted_by: str | None = None  # only the jobs this token name submitted

@@ -49,6 +49,7 @@ class ReportBatch:
     _jobs: dict[str, _Job] = field(default_factory=dict)
     changes: dict[str, JobChange] = field(default_factory=dict)
     ended: dict[tuple[str, int], str] = field(default_factory=dict)  # (job, attempt) -> outcome
+    ended_errors: dict[tuple[str, int], str] = field(default_factory=dict)  # of failed ones
     requeued_ops: list[str] = field(default_factory=list)  # one entry per job queued again
     finished: list[str] = field(default_factory=list)  # jobs now terminal
 
@@ -95,8 +96,8 @@ class ReportBatch:
             )
             self.finished.append(job_id)
             return
-        self._end_live_attempt(job_id, job, "failed")
         error = report.error or NO_ERROR_TEXT
+        self._end_live_attempt(job_id, job, "failed", error)
         if decision.effect is Effect.RETRY:
             job.now = replace(job.now, state="queued")
             run_at = self.now + timedelta(seconds=decision.retry_delay_s)
@@ -110,10 +111,14 @@ class ReportBatch:
     def _moved(self, job_id: str, job: _Job, state: str, **fields: Any) -> None:
         self.changes[job_id] = JobChange(job_id, state, job.read.state, job.read.attempt, **fields)
 
-    def _end_live_attempt(self, job_id: str, job: _Job, outcome: str) -> None:
+    def _end_live_attempt(
+        self, job_id: str, job: _Job, outcome: str, error: str | None = None
+    ) -> None:
         live = job.now.live_attempt
         if live is None:
             return
         self.ended[(job_id, live)] = outcome
+        if error is not None:
+            self.ended_errors[(job_id, live)] = error
         if live in job.held:
             job.held[live] = outcome

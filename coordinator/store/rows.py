@@ -65,6 +65,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         idempotency_key=row["idempotency_key"],
         metadata=json(row["metadata"]),
         expires_at=None if expires is None else moment(expires),
+        submitted_by=row["submitted_by"],
     )
 
 
@@ -95,6 +96,7 @@ def bot_from_row(row: Any, running: Sequence[str], decode: Decode) -> BotRecord:
         constraints=decode.json(row["constraints"]),
         meta=decode.json(row["meta"]),
         metrics=decode.json(row["metrics"]),
+        revoked_at=decode.maybe_moment(row["revoked_at"]),
     )
 
 
@@ -107,6 +109,7 @@ def attempt_from_row(row: Any, decode: Decode) -> AttemptRecord:
         lease_until=decode.moment(row["lease_until"]),
         ended_at=decode.maybe_moment(row["ended_at"]),
         outcome=row["outcome"],
+        error=row["error"],
     )
 
 

@@ -29,6 +29,8 @@ LEASE_EXPIRED = "lease expired"
 BOT_LEASE_EXPIRED = "bot lease expired"
 INSTANCE_REPLACED = "bot instance replaced"
 BOT_DEREGISTERED = "bot deregistered"
+# The outcome of the attempts a revocation ended: their reports are stale.
+REVOKED = "revoked"
 # A fail report's error when the bot gave none (a job's `error` is never empty once failed).
 NO_ERROR_TEXT = "failed (the bot gave no error text)"
 
@@ -108,12 +110,14 @@ def decide_report(
 
     `held` maps each attempt of this job that was handed to this bot to its outcome
     (None while live). A report naming an attempt this bot never held is CONFLICT: the
-    job was handed to it, but that fencing token is not its own.
+    job was handed to it, but that fencing token is not its own. So is every report
+    of an attempt a revocation ended, or of a bot revoked now (its attempts all read
+    `revoked`): a revoked bot's results are not trusted.
     """
     if job is None or not held:
         return Decision(refusal(job is not None, False))
     attempt = report.attempt if report.attempt is not None else max(held)
-    if attempt not in held:
+    if attempt not in held or held[attempt] == REVOKED:
         return Decision(ReportOutcome.CONFLICT, attempt=attempt)
     if report.action == "complete":
         if job.state in ACTIVE_STATES:

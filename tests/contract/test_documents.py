@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from botfleet.protocol import ProtocolError, decode, encode
+from botfleet.protocol import joblogs as logs
 from botfleet.protocol import messages as m
 from botfleet.protocol.openapi import ROUTES, generate
 
@@ -83,7 +84,25 @@ CALLS: tuple[Call, ...] = (
          "patch_bot", m.BotView),
     Call("patch", "/v1/bots/{bot_id}", 200, "patch_bot_follow_bot", m.PatchBotRequest,
          "patch_bot", m.BotView),
+    Call("post", "/v1/bots/{bot_id}/revoke", 200, None, None, "revoke_bot", m.BotView),
+    Call("post", "/v1/bots/{bot_id}/allow", 200, None, None, "allow_bot", m.BotView),
+    # Job logs and attempts (feature `logs` for the bot's batches).
+    Call("post", "/v1/jobs/{job_id}/logs", 200, "job_logs", logs.LogBatch,
+         "job_logs", logs.LogBatchAccepted),
+    Call("post", "/v1/jobs/logs", 200, "job_logs_bulk", logs.BulkLogRequest,
+         "job_logs_bulk", logs.BulkLogResponse),
+    Call("get", "/v1/jobs/{job_id}/logs", 200, None, None, "read_job_logs", logs.JobLogs),
+    Call("get", "/v1/jobs/{job_id}/attempts", 200, None, None, "list_attempts",
+         logs.AttemptList),
     Call("get", "/v1/stats", 200, None, None, "stats", m.Stats),
+    Call("get", "/v1/whoami", 200, None, None, "whoami", m.WhoAmI),
+    # Role tokens.
+    Call("post", "/v1/tokens", 201, "create_token", m.CreateTokenRequest,
+         "create_token", m.CreatedToken),
+    Call("post", "/v1/tokens", 201, "create_token_no_expiry", m.CreateTokenRequest,
+         "create_token_no_expiry", m.CreatedToken),
+    Call("get", "/v1/tokens", 200, None, None, "list_tokens", m.TokenList),
+    Call("delete", "/v1/tokens/{token_id}", 200, None, None, "revoke_token", m.TokenView),
     Call("get", "/healthz", 200, None, None, "healthz", m.Health),
     Call("get", "/readyz", 200, None, None, "readyz", m.Health),
 )  # fmt: skip

@@ -9,7 +9,9 @@ requests, drawn from a seeded RNG, it:
 - answers 503 with `Retry-After` itself (load shedding).
 
 `cut(seconds)` cuts the network for a while: every request in flight and every new
-one is dropped until the cut ends. The proxy runs its own event loop in a thread, so
+one is dropped until the cut ends. `tokens` holds every bearer token that passed
+through it (requests' Authorization, registration answers' access_token), for a test
+that looks for secrets where they must not be. The proxy runs its own event loop in a thread, so
 a test can block (wait for processes, poll over HTTP) while it works; every method
 is safe to call from the test's thread.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import random
 import threading
 import time
@@ -54,6 +57,7 @@ class FaultProxy:
         self.target = target.rstrip("/")
         self.faults = faults
         self.counts: Counter[str] = Counter()  # what the proxy did, for the test to read
+        self.tokens: set[str] = set()
         self._rng = random.Random(seed)
         self._cut_until = 0.0  # time.monotonic() until which the network is cut
         self._in_flight: set[asyncio.Transport] = set()
@@ -160,6 +164,7 @@ class FaultProxy:
         drop_after = self._roll(faults.drop_after)
         assert self._client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS}
+        self._note_token(request.headers.get("Authorization", "").partition(" ")[2])
         try:
             async with self._client.request(
                 request.method, self.target + request.path_qs, data=body, headers=headers
@@ -174,7 +179,13 @@ class FaultProxy:
         if drop_after:
             return self._drop(request, "drop_after")
         self.counts["forwarded"] += 1
+        if request.path.endswith("/bots/register") and status == 201:
+            self._note_token(json.loads(data)["auth"]["access_token"])
         return web.Response(status=status, body=data, headers=kept)
+
+    def _note_token(self, token: str) -> None:
+        if token.strip():
+            self.tokens.add(token.strip())
 
     def _drop(self, request: web.Request, why: str) -> web.StreamResponse:
         """Close the connection without an answer (the client sees a reset)."""

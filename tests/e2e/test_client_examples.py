@@ -1,4 +1,5 @@
-"""The examples of docs/client.md run as written against a real coordinator and bot."""
+"""The examples of the documentation (docs/examples) run as written against a real
+coordinator and a real bot, which loads the handlers of the handler guide as a plugin."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinator]:
     workdir = tmp_path_factory.mktemp("examples")
     server = start_coordinator(workdir)
-    bot = start_bot(workdir, [server.api], "example-bot", env={"MAX_CONCURRENCY": "16"})
+    plugins = {
+        "BOT_PLUGINS": "handlers",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
+    }
+    bot = start_bot(workdir, [server.api], "example-bot", env={"MAX_CONCURRENCY": "16", **plugins})
     try:
         with logs_on_failure(lambda: [server.process, bot]):
             yield server
@@ -46,7 +51,12 @@ def run_example(name: str, coordinator: Coordinator) -> str:
 
 
 def test_every_example_is_tested() -> None:
-    assert sorted(path.name for path in EXAMPLES.glob("*.py")) == ["fan_out.py", "quickstart.py"]
+    assert sorted(path.name for path in EXAMPLES.glob("*.py")) == [
+        "fan_out.py",
+        "handler_jobs.py",
+        "handlers.py",  # the plugin the bot loads for handler_jobs.py
+        "quickstart.py",
+    ]
 
 
 def test_quickstart(coordinator: Coordinator) -> None:
@@ -59,3 +69,14 @@ def test_quickstart(coordinator: Coordinator) -> None:
 def test_fan_out(coordinator: Coordinator) -> None:
     out = run_example("fan_out.py", coordinator)
     assert "1000 of 1000 succeeded; the results add up to 500500" in out
+
+
+def test_handlers(coordinator: Coordinator) -> None:
+    out = run_example("handler_jobs.py", coordinator)
+    assert "word_count: {'words': 8, 'top': [['the', 3], ['cat', 2]]}" in out
+    assert "digest: 20000 rounds" in out
+    assert (
+        "invalid payload after 1 attempt: invalid payload: Object contains unknown field `txt`"
+        in out
+    )
+    assert "too slow: timeout: the job ran longer than its timeout_s of 1 s" in out

@@ -1,23 +1,19 @@
 """Two coordinators on one PostgreSQL, four bots spread over them, one coordinator killed.
 
-Each test gets its own database, `botfleet_e2e_<random>`, created on the server of
-BOTFLEET_TEST_PG_DSN and dropped afterwards (WITH (FORCE), so a killed coordinator's
-leftovers cannot keep it). Without a reachable PostgreSQL the test skips, unless
-BOTFLEET_REQUIRE_POSTGRES=1 (CI), where it fails.
+Each test gets its own database (`pg_database`, tests/e2e/conftest.py). Without a
+reachable PostgreSQL the test skips, unless BOTFLEET_REQUIRE_POSTGRES=1 (CI), where it
+fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -27,7 +23,6 @@ from tests.support.processes import Coordinator, Process, start_bot, start_coord
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 JOBS = 5_000
 KILL_AFTER_SUCCEEDED = 1_500  # about a third of the way
 DEADLINE_S = 90.0
@@ -35,39 +30,6 @@ DEADLINE_S = 90.0
 # come back quickly; the bots heartbeat every bot_lease_ttl / 4 = 1.5 s.
 COORDINATOR_ARGS = ["--job-lease-ttl", "4", "--bot-lease-ttl", "6", "--reaper-interval", "0.25"]
 BOT_ENV = {"MAX_CONCURRENCY": "20", "MIN_BACKOFF_MS": "50", "MAX_BACKOFF_MS": "1000"}
-
-
-def _server_dsn() -> str:
-    return os.environ.get("BOTFLEET_TEST_PG_DSN", DEFAULT_PG_DSN)
-
-
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    """The DSN of a fresh database, dropped after the test."""
-    server = _server_dsn()
-    try:
-        admin = await asyncpg.connect(server, timeout=5)
-    except (OSError, asyncpg.PostgresError) as error:
-        reason = f"PostgreSQL unreachable at {server}: {error}"
-        if os.environ.get("BOTFLEET_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"botfleet_e2e_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    yield _with_database(server, name)
-    admin = await asyncpg.connect(server, timeout=10)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 @pytest.fixture

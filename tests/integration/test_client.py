@@ -186,6 +186,20 @@ async def test_bots_and_their_commands(client: Any, api: Api) -> None:
     assert (await client.update_bot(bot.id, patch)).assignment.max_concurrency == 7
 
 
+async def test_revoke_allow_and_forget_a_bot(client: Any, api: Api) -> None:
+    bot = await api.register("client-revoked")
+    revoked = await client.revoke_bot(bot.id)
+    assert revoked.revoked_at is not None and revoked.state == "offline"
+    with pytest.raises(Conflict):
+        await client.forget_bot(bot.id)
+    assert (await client.allow_bot(bot.id)).revoked_at is None
+    assert await client.forget_bot(bot.id) is None
+    assert [view.id for view in await client.bots()] == []
+    for method in (client.revoke_bot, client.allow_bot, client.forget_bot):
+        with pytest.raises(NotFound):
+            await method(bot.id)
+
+
 async def test_stats_and_ready(client: Any) -> None:
     await client.submit("counted", {})
     stats = await client.stats()

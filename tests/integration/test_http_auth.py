@@ -1,4 +1,6 @@
-"""Who may call what: no or a wrong token is 401, a valid token in the wrong place 403."""
+"""Who may call what: no or a wrong token is 401, a valid token in the wrong place 403.
+
+Every role against every route: tests/integration/test_http_roles.py."""
 
 from __future__ import annotations
 
@@ -19,7 +21,11 @@ def _route_id(route: Route) -> str:
 
 
 async def _call(api: Api, route: Route, headers: dict[str, str], bot: Bot) -> tuple[int, Any]:
-    path = route.path.replace("{bot_id}", bot.id).replace("{job_id}", "job_x")
+    path = (
+        route.path.replace("{bot_id}", bot.id)
+        .replace("{job_id}", "job_x")
+        .replace("{token_id}", "tok_x")
+    )
     kwargs: dict[str, Any] = {"headers": headers}
     if route.request is not None:
         kwargs["json"] = {}
@@ -50,8 +56,10 @@ async def test_a_wrong_token_is_401(api: Api, bot: Bot, route: Route) -> None:
 async def test_a_valid_token_of_another_kind_is_403(api: Api, bot: Bot, route: Route) -> None:
     others = {
         "admin": [ENROLL, bot.headers],
-        "enroll": [ADMIN, bot.headers],
+        "enroll": [bot.headers],  # the admin token may register a bot too
         "bot": [ADMIN, ENROLL],
+        "token": [bot.headers],
+        "bot or admin": [ENROLL],
     }[str(route.auth)]
     for headers in others:
         status, data = await _call(api, route, headers, bot)
@@ -86,6 +94,13 @@ async def test_open_registration_needs_no_token(
     assert response.status == 201
     # the admin API stays closed
     assert (await client.get("/v1/bots")).status == 401
+
+
+async def test_whoami_names_the_server_tokens(api: Api) -> None:
+    for headers, expected in ((ADMIN, "admin"), (ENROLL, "enroll")):
+        response = await api.client.get("/v1/whoami", headers=headers)
+        assert response.status == 200
+        assert await response.json() == {"name": expected, "role": expected}
 
 
 async def test_unauthenticated_endpoints(api: Api) -> None:

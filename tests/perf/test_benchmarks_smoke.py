@@ -85,6 +85,10 @@ def test_vs_celery_prints_both_systems_and_the_ratios(tmp_path: Path) -> None:
     row(output, "submit-to-result p99", DURATION, DURATION, RATIO, "≤ 2×")
     assert re.search(r"run 1 botfleet\s*: process " + RATE, output)
     assert re.search(r"run 1 celery\s*: process " + RATE, output)
+    assert re.search(r"run 1 https\s*: process " + RATE, output)
+    assert "botfleet over HTTP and over HTTPS" in output
+    row(output, "processing throughput", RATE, RATE, r"[-+][0-9.]+ %", "cost < 30 %")
+    row(output, "submit-to-result p99", DURATION, DURATION, r"[-+][0-9.]+ %")
     assert "machine: " in output
     assert processes_using(tmp_path) == []
 
@@ -145,4 +149,19 @@ def test_soak_prints_the_curve_and_whether_it_levelled_off(tmp_path: Path) -> No
     row(output, "drained", "3,000", r"\d+ s", r"[\d,]+", MIB, MIB, MIB)
     for series in ("database", "coordinator RSS", "bot RSS"):
         assert re.search(rf"{series}: (levelled off|still growing) \([+-][\d.]+% ", output)
+    assert processes_using(tmp_path) == []
+
+
+def test_logs_prints_the_cost_per_line_and_the_throughput_with_and_without(
+    tmp_path: Path,
+) -> None:
+    output = run_benchmark(
+        "benchmarks.logs", tmp_path, "--lines", "1000", "--jobs", "50", "--rounds", "1"
+    )
+    assert "botfleet job logs" in output
+    for name in ("job.log", "logging", "take + encode"):
+        row(output, f"µs per line, {name}", r"[\d.]+")
+    row(output, "sum jobs/s, no log lines", RATE)
+    row(output, "sum jobs/s, 10 log lines each", RATE)
+    row(output, "slower with logs", r"-?[\d.]+ %")
     assert processes_using(tmp_path) == []

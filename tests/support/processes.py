@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -69,10 +70,15 @@ class Coordinator:
     db_url: str
     state_dir: Path
     extra_args: list[str] = field(default_factory=list)
+    ca_file: Path | None = None  # with --tls-cert: the CA callers trust
+
+    @property
+    def tls(self) -> bool:
+        return "--tls-cert" in self.extra_args
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def api(self) -> str:
@@ -87,6 +93,8 @@ class Coordinator:
         its standard output (a non-zero exit fails the test with its stderr)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFLEET_", "BOT_"))}
         env.update(BOTFLEET_SERVER=self.url, BOTFLEET_ADMIN_TOKEN=self.admin_token, COLUMNS="200")
+        if self.ca_file is not None:
+            env.update(BOTFLEET_CA_FILE=str(self.ca_file))
         done = subprocess.run(
             [sys.executable, "-m", "botfleet", *args],
             capture_output=True,
@@ -100,7 +108,8 @@ class Coordinator:
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         """One admin call under /v1; anything but a 2xx fails the test, naming the call."""
-        status, answer = http_json(self.api + path, method, body, self.admin_token)
+        context = None if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
+        status, answer = http_json(self.api + path, method, body, self.admin_token, context=context)
         assert 200 <= status < 300, f"{method} {path}: HTTP {status} {answer}"
         return answer
 
@@ -121,6 +130,7 @@ def start_coordinator(
     extra_args: list[str] | None = None,
     admin_token: str = "admin-secret",
     enroll_token: str = "enroll-secret",
+    ca_file: Path | None = None,
 ) -> Coordinator:
     state_dir = workdir / name
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +152,7 @@ def start_coordinator(
         if not process.alive():
             raise RuntimeError(f"{name} exited at start:\n{process.log()}")
     return Coordinator(
-        process, port, admin_token, enroll_token, db_url, state_dir, extra_args or []
+        process, port, admin_token, enroll_token, db_url, state_dir, extra_args or [], ca_file
     )
 
 
@@ -275,6 +285,7 @@ def http_json(
     body: Any = None,
     token: str | None = None,
     timeout_s: float = 30.0,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
     """One JSON request; (status, decoded body) for every status, errors included."""
     data = None if body is None else json.dumps(body).encode()
@@ -283,7 +294,7 @@ def http_json(
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         with error:

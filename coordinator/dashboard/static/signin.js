@@ -71,7 +71,8 @@ async function signIn() {
   }
   if (!DASHBOARD_ROLES.includes(signedIn.role)) {
     const role = signedIn.role;
-    askForToken(`A ${role} token cannot read the fleet; use a reader, operator or admin token.`);
+    const article = /^[aeiou]/.test(role) ? "An" : "A";
+    askForToken(`${article} ${role} token cannot read the fleet; use a reader, operator or admin token.`);
     return;
   }
   showSignedIn();

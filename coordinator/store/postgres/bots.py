@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import coordinator.store.records as records
+from coordinator.store.base import BotRevoked
 from coordinator.store.postgres.leases import release_jobs_of_bots, release_lost_jobs
 from coordinator.store.postgres.rows import bot_from_row
 from coordinator.store.postgres.tx import Tx
@@ -53,6 +54,8 @@ async def register_bot(tx: Tx, registration: records.Registration) -> records.Re
     if not created:
         existing = await tx.fetchrow("bot_by_key", reg.bot_key)
         bot_id = existing["id"]
+        if existing["revoked_at"] is not None:
+            raise BotRevoked(bot_id)
         if existing["instance_id"] != reg.instance_id:
             # The old process is gone: its jobs go back now, not when their leases end.
             released = await release_jobs_of_bots(tx, [bot_id], INSTANCE_REPLACED)

@@ -31,7 +31,7 @@ async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
         [job.priority for job in jobs], [job.max_attempts for job in jobs],
         [job.run_at for job in jobs], [job.timeout_s for job in jobs],
         [job.idempotency_key for job in jobs], [job.metadata for job in jobs],
-        [job.expires_at for job in jobs],
+        [job.expires_at for job in jobs], [job.submitted_by for job in jobs],
     )  # fmt: skip
     by_id = {row["id"]: job_from_row(row) for row in inserted}
     seen_keys = [

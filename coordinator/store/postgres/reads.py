@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import coordinator.store.records as records
+from coordinator.store.api_tokens import ApiTokenRecord, api_token_from_row
 from coordinator.store.postgres.rows import (
     DECODE,
     as_datetime,
@@ -31,7 +32,11 @@ async def unchanged(tx: Tx, job_id: str) -> tuple[records.ReportOutcome, records
 
 async def list_jobs(tx: Tx, query: records.JobQuery) -> tuple[list[records.JobRecord], str | None]:
     before = decode_cursor(query.cursor)
-    rows = await tx.fetch("list_jobs", query.state, query.op, before, query.limit + 1)
+    args = (query.state, query.op, before, query.limit + 1)
+    if query.submitted_by is not None:
+        rows = await tx.fetch("list_jobs_of_submitter", *args, query.submitted_by)
+    else:
+        rows = await tx.fetch("list_jobs", *args)
     return page_of(rows, query.limit, DECODE)
 
 
@@ -46,6 +51,15 @@ async def get_bot(tx: Tx, bot_id: str) -> records.BotRecord | None:
 
 async def list_bots(tx: Tx) -> list[records.BotRecord]:
     return [bot_from_row(row) for row in await tx.fetch("list_bots")]
+
+
+async def api_token_by_hash(tx: Tx, token_hash: str) -> ApiTokenRecord | None:
+    row = await tx.fetchrow("api_token_by_hash", token_hash)
+    return None if row is None else api_token_from_row(row, DECODE)
+
+
+async def list_api_tokens(tx: Tx) -> list[ApiTokenRecord]:
+    return [api_token_from_row(row, DECODE) for row in await tx.fetch("list_api_tokens")]
 
 
 async def stats(tx: Tx, window_s: int) -> records.StatsRecord:

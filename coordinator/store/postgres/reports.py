@@ -55,6 +55,7 @@ async def _write(tx: Tx, batch: ReportBatch) -> None:
         [c.read_state for c in rows], [c.read_attempt for c in rows], tx.now,
         [job_id for job_id, _ in ended], [attempt for _, attempt in ended],
         [batch.ended[key] for key in ended], tx.channel, tx.notices(),
+        [batch.ended_errors.get(key) for key in ended],
     )  # fmt: skip
     if moved != len(rows):  # the rows are locked: the fence cannot fail, unless a bug
         raise StoreError(f"reports moved {moved} of {len(rows)} locked jobs")

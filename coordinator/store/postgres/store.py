@@ -25,16 +25,21 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import coordinator.store.postgres.bots as bots
+import coordinator.store.postgres.joblogs as joblogs
 import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
 import coordinator.store.postgres.reads as reads
 import coordinator.store.postgres.reports as reports
 import coordinator.store.postgres.retention as retention
+import coordinator.store.postgres.revocation as revocation
 import coordinator.store.postgres.schema as postgres_schema
+import coordinator.store.postgres.tokens as tokens
 import coordinator.store.records as records
 from botfleet.clock import Clock
+from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import tell_listener
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.postgres.connection import (
     DATABASE_ERRORS,
     Connection,
@@ -150,6 +155,15 @@ class PostgresStore:
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         return await self._write(lambda tx: bots.deregister_bot(tx, bot_id, instance_id))
 
+    async def revoke_bot(self, bot_id: str) -> records.RevokeOutcome | None:
+        return await self._write(lambda tx: revocation.revoke_bot(tx, bot_id))
+
+    async def allow_bot(self, bot_id: str) -> records.BotRecord | None:
+        return await self._write(lambda tx: revocation.allow_bot(tx, bot_id))
+
+    async def forget_bot(self, bot_id: str) -> records.ForgetOutcome:
+        return await self._write(lambda tx: revocation.forget_bot(tx, bot_id))
+
     # ------------------------------------------------------------------ jobs
 
     async def submit_jobs(self, new: Sequence[records.NewJob]) -> list[records.SubmitOutcome]:
@@ -211,6 +225,23 @@ class PostgresStore:
     ) -> records.ClaimOutlook:
         return await self._read(lambda tx: reads.claim_outlook(tx, bot_id, operations, claim_id))
 
+    # ------------------------------------------------------------------ role tokens
+
+    async def create_api_token(self, token: NewApiToken) -> ApiTokenRecord | None:
+        return await self._write(lambda tx: tokens.create_api_token(tx, token))
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        return await self._read(lambda tx: reads.api_token_by_hash(tx, token_hash))
+
+    async def list_api_tokens(self) -> list[ApiTokenRecord]:
+        return await self._read(reads.list_api_tokens)
+
+    async def revoke_api_token(self, token_id: str) -> ApiTokenRecord | None:
+        return await self._write(lambda tx: tokens.revoke_api_token(tx, token_id))
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        await self._write(lambda tx: tokens.touch_api_token(tx, token_id, stale_before))
+
     # ------------------------------------------------------------------ reaper
 
     async def expire_leases(self) -> records.ExpiryOutcome:
@@ -218,6 +249,12 @@ class PostgresStore:
 
     async def sweep(self, policy: Retention) -> SweepOutcome:
         return await self._write(lambda tx: retention.sweep(tx, policy))
+
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        return await self._write(lambda tx: joblogs.append_logs(tx, batches))
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        return await self._read(lambda tx: joblogs.read_logs(tx, query))
 
     # ------------------------------------------------------------------ plumbing
 

@@ -63,8 +63,8 @@ RETURNING id;
 
 -- name: bot_by_key
 -- Locked: a heartbeat or claim of this bot waits for the re-registration.
-SELECT id, instance_id, operator_operations, operator_max_concurrency, paused FROM bots
-WHERE bot_key = $1 FOR NO KEY UPDATE;
+SELECT id, instance_id, operator_operations, operator_max_concurrency, paused, revoked_at
+FROM bots WHERE bot_key = $1 FOR NO KEY UPDATE;
 
 -- name: bot_assignment
 -- What an operator's change starts from: the bot's own asks and the operator's choices.
@@ -174,7 +174,7 @@ WITH held AS (
     WHERE j.id = held.id AND j.bot_id = ANY($1::text[]) AND j.state = 'running'
     RETURNING j.id, j.op, j.state, j.attempt
 ), ended AS (
-    UPDATE attempts a SET ended_at = $2, outcome = 'released'
+    UPDATE attempts a SET ended_at = $2, outcome = 'released', error = $3::text
     FROM released r
     WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
 )
@@ -219,13 +219,14 @@ FOR NO KEY UPDATE;
 -- name: insert_jobs
 -- $1 now, then one array per column; an idempotency_key seen before inserts nothing.
 INSERT INTO jobs (id, op, payload, state, priority, max_attempts, created_at, run_at,
-                  timeout_s, idempotency_key, metadata, expires_at)
+                  timeout_s, idempotency_key, metadata, expires_at, submitted_by)
 SELECT u.id, u.op, u.payload, 'queued', u.priority, u.max_attempts, $1, u.run_at,
-       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at
+       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at, u.submitted_by
 FROM unnest($2::text[], $3::text[], $4::json[], $5::integer[], $6::integer[],
-            $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[])
+            $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[],
+            $12::text[])
      WITH ORDINALITY AS u(id, op, payload, priority, max_attempts, run_at, timeout_s,
-                          idempotency_key, metadata, expires_at, ord)
+                          idempotency_key, metadata, expires_at, submitted_by, ord)
 ORDER BY u.ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
@@ -293,14 +294,18 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: attempts_for_report
--- The attempts this bot held.
-SELECT job_id, attempt, outcome FROM attempts
+-- The attempts this bot held; all of them read `revoked` while the bot is revoked.
+SELECT job_id, attempt,
+       CASE WHEN EXISTS (SELECT 1 FROM bots WHERE id = $2 AND revoked_at IS NOT NULL)
+            THEN 'revoked' ELSE outcome END AS outcome
+FROM attempts
 WHERE job_id = ANY($1::text[]) AND bot_id = $2;
 
 -- name: write_reports
 -- Everything a batch of reports changed, and its notices, in one statement.
 -- Jobs: one row per job the reports moved; the WHERE is the fence (state and attempt
--- as locked). Attempts: the live ones that ended. $10 now, $14 channel, $15 payloads.
+-- as locked). Attempts: the live ones that ended, each with its error ($16).
+-- $10 now, $14 channel, $15 payloads.
 WITH moved AS (
     UPDATE jobs j
     SET state = u.state,
@@ -317,8 +322,9 @@ WITH moved AS (
     WHERE j.id = u.id AND j.state = u.expected_state AND j.attempt = u.expected_attempt
     RETURNING j.id
 ), ended AS (
-    UPDATE attempts a SET ended_at = $10, outcome = e.outcome
-    FROM unnest($11::text[], $12::integer[], $13::text[]) AS e(job_id, attempt, outcome)
+    UPDATE attempts a SET ended_at = $10, outcome = e.outcome, error = e.error
+    FROM unnest($11::text[], $12::integer[], $13::text[], $16::text[])
+         AS e(job_id, attempt, outcome, error)
     WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.ended_at IS NULL
     RETURNING a.job_id
 )
@@ -342,6 +348,16 @@ SELECT * FROM jobs WHERE id = $1;
 -- Newest first; $3 is the seq of the last job of the previous page.
 SELECT * FROM jobs
 WHERE ($1::text IS NULL OR state = $1::text)
+  AND ($2::text IS NULL OR op = $2::text)
+  AND ($3::bigint IS NULL OR seq < $3::bigint)
+ORDER BY seq DESC
+LIMIT $4;
+
+-- name: list_jobs_of_submitter
+-- A producer's jobs only ($5), from its own stretch of jobs_submitted_by_seq.
+SELECT * FROM jobs
+WHERE submitted_by = $5::text
+  AND ($1::text IS NULL OR state = $1::text)
   AND ($2::text IS NULL OR op = $2::text)
   AND ($3::bigint IS NULL OR seq < $3::bigint)
 ORDER BY seq DESC
@@ -444,7 +460,7 @@ WITH due AS (
     WHERE j.id = due.id AND j.state = 'running' AND j.lease_until < $1
     RETURNING j.id, j.op, j.state, j.attempt
 ), ended AS (
-    UPDATE attempts a SET ended_at = $1, outcome = 'expired'
+    UPDATE attempts a SET ended_at = $1, outcome = 'expired', error = $2::text
     FROM expired e
     WHERE a.job_id = e.id AND a.attempt = e.attempt AND a.ended_at IS NULL
 )
@@ -472,7 +488,8 @@ WHERE j.id = due.id AND j.state = 'queued'
 RETURNING j.id, j.op, j.state;
 
 -- name: delete_finished_jobs
--- $1 before, $2 limit: the oldest jobs finished before $1, with their attempts.
+-- $1 before, $2 limit: the oldest jobs finished before $1, with their attempts and
+-- their log lines.
 WITH due AS (
     SELECT id FROM jobs
     WHERE finished_at IS NOT NULL AND finished_at < $1
@@ -487,6 +504,10 @@ WITH due AS (
     RETURNING j.id
 ), attempts_deleted AS (
     DELETE FROM attempts a USING deleted WHERE a.job_id = deleted.id
+), logs_deleted AS (
+    DELETE FROM job_logs l USING deleted WHERE l.job_id = deleted.id
+), log_sizes_deleted AS (
+    DELETE FROM job_log_sizes s USING deleted WHERE s.job_id = deleted.id
 )
 SELECT count(*) FROM deleted;
 
@@ -495,11 +516,145 @@ SELECT count(*) FROM deleted;
 WITH due AS (
     SELECT id FROM bots
     WHERE NOT online AND coalesce(last_heartbeat, registered_at) < $1
+      AND revoked_at IS NULL
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), forgotten AS (
     DELETE FROM bots b USING due
     WHERE b.id = due.id AND NOT b.online AND coalesce(b.last_heartbeat, b.registered_at) < $1
+      AND b.revoked_at IS NULL
     RETURNING b.id
 )
 SELECT count(*) FROM forgotten;
+
+-- ---------------------------------------------------------------- role tokens
+
+-- name: insert_api_token
+-- $1 id, $2 name, $3 role, $4 token hash, $5 now, $6 expires_at. A live token of the
+-- same name (api_tokens_live_name) inserts nothing and returns no row.
+INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: api_token_by_hash
+SELECT * FROM api_tokens WHERE token_hash = $1;
+
+-- name: list_api_tokens
+-- Live tokens (expired ones included: they are listed until revoked), oldest first.
+SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY created_at, id;
+
+-- name: revoke_api_token
+-- $1 id, $2 now.
+UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
+RETURNING *;
+
+-- name: touch_api_token
+-- $1 id, $2 now, $3 stale_before: last_used_at moves only when older than that, so a
+-- token in steady use costs one write a minute, not one per call.
+UPDATE api_tokens SET last_used_at = $2
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3);
+
+-- ------------------------------------------------------------------ revocation
+
+-- name: revoke_bot
+-- $1 bot, $2 now. Offline at once: heartbeats and claims of the bot find no online bot
+-- (they lock the row, so one in flight finishes first). The token hash stays, so a
+-- call with the token is told it is revoked (see allow_bot).
+UPDATE bots SET revoked_at = coalesce(revoked_at, $2), online = false, pending_command = NULL
+WHERE id = $1
+RETURNING id;
+
+-- name: requeue_jobs_of_revoked_bot
+-- $1 bot, $2 now. Uncharged, as a lost claim: attempt_base goes up with the attempt;
+-- the attempt ends as `revoked`, so a late report of it is stale.
+WITH held AS (
+    SELECT id FROM jobs
+    WHERE bot_id = $1 AND state = 'running'
+    ORDER BY id
+    FOR UPDATE
+), requeued AS (
+    UPDATE jobs j
+    SET state = 'queued', run_at = $2, lease_until = NULL, attempt_base = j.attempt_base + 1
+    FROM held
+    WHERE j.id = held.id AND j.bot_id = $1 AND j.state = 'running'
+    RETURNING j.id, j.op, j.state, j.attempt
+), ended AS (
+    UPDATE attempts a SET ended_at = $2, outcome = 'revoked'
+    FROM requeued r
+    WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
+)
+SELECT id, op, state FROM requeued ORDER BY id;
+
+-- name: allow_bot
+-- The token it had when revoked stays dead: the bot registers again for a new one.
+UPDATE bots SET
+    token_hash = CASE WHEN revoked_at IS NULL THEN token_hash ELSE '' END,
+    revoked_at = NULL
+WHERE id = $1
+RETURNING id;
+
+-- name: bot_for_forget
+SELECT online, revoked_at,
+       EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND bot_id = $1) AS running
+FROM bots WHERE id = $1
+FOR UPDATE;
+
+-- name: forget_bot
+-- Its id stays on its jobs and their attempts.
+DELETE FROM bots WHERE id = $1 AND NOT online AND revoked_at IS NULL;
+
+-- ------------------------------------------------------------------ job logs
+
+-- name: log_holder
+-- $1 job, $2 attempt, $3 bot: the job, and whether this attempt was handed to the bot.
+SELECT j.id,
+       EXISTS (SELECT 1 FROM attempts
+               WHERE job_id = $1 AND attempt = $2 AND bot_id = $3) AS held
+FROM jobs j WHERE j.id = $1;
+
+-- name: log_attempts_held
+-- Of the jobs $1, the attempts handed to bot $2 (a batch of several jobs' lines).
+SELECT job_id, attempt FROM attempts WHERE job_id = ANY($1::text[]) AND bot_id = $2;
+
+-- name: ensure_log_sizes
+-- A row to lock for each job $1 (in id order, as every call takes them).
+INSERT INTO job_log_sizes (job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+SELECT id, 0, 0, 0, 0 FROM unnest($1::text[]) AS id ORDER BY id
+ON CONFLICT (job_id) DO NOTHING;
+
+-- name: lock_log_sizes
+-- Calls for the same jobs from several coordinators take turns here.
+SELECT job_id, last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
+WHERE job_id = ANY($1::text[])
+ORDER BY job_id
+FOR UPDATE;
+
+-- name: append_log_lines
+-- One row per chunk: job, last seq, first seq, attempt, the lines (JSON).
+INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::text[]);
+
+-- name: put_log_sizes
+UPDATE job_log_sizes s
+SET last_seq = u.last_seq, bytes = u.bytes, dropped_lines = u.dropped_lines,
+    dropped_bytes = u.dropped_bytes
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+     AS u(job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+WHERE s.job_id = u.job_id;
+
+-- name: log_page_head
+SELECT j.state, j.attempt, j.finished_at,
+       coalesce(s.last_seq, 0) AS last_seq, coalesce(s.bytes, 0) AS bytes,
+       coalesce(s.dropped_lines, 0) AS dropped_lines,
+       coalesce(s.dropped_bytes, 0) AS dropped_bytes
+FROM jobs j LEFT JOIN job_log_sizes s ON s.job_id = j.id
+WHERE j.id = $1;
+
+-- name: read_logs
+-- $1 job, $2 attempt (NULL: all), $3 after, $4 limit.
+-- The chunks holding lines after $3, in order (at most $4: each has a line).
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) AND last_seq > $3
+ORDER BY last_seq
+LIMIT $4;

@@ -113,8 +113,8 @@ SELECT * FROM bots WHERE id = :id
 SELECT * FROM bots ORDER BY registered_at, id
 
 -- name: bot_by_key
-SELECT id, instance_id, operator_operations, operator_max_concurrency, paused FROM bots
-WHERE bot_key = :bot_key
+SELECT id, instance_id, operator_operations, operator_max_concurrency, paused, revoked_at
+FROM bots WHERE bot_key = :bot_key
 
 -- name: bot_assignment
 -- What an operator's change starts from: the bot's own asks and the operator's choices.
@@ -234,7 +234,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND +state = 'cancelled' AND bot
 -- jobs_state_seq.
 
 -- name: end_attempts_of_bots
-UPDATE attempts SET ended_at = :now, outcome = :outcome
+UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
 FROM jobs INDEXED BY jobs_running_bot
 WHERE jobs.state = 'running'
   AND jobs.bot_id IN (SELECT value FROM json_each(:bots))
@@ -258,7 +258,7 @@ WHERE jobs.seq = held.seq
 RETURNING id, op, state
 
 -- name: end_expired_attempts
-UPDATE attempts SET ended_at = :now, outcome = 'expired'
+UPDATE attempts SET ended_at = :now, outcome = 'expired', error = :error
 FROM jobs INDEXED BY jobs_running_lease
 WHERE jobs.state = 'running' AND jobs.lease_until < :now
   AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
@@ -302,10 +302,10 @@ RETURNING id, op, attempt
 -- caller then reads the first job.
 INSERT INTO jobs (
     id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
-    idempotency_key, metadata, expires_at
+    idempotency_key, metadata, expires_at, submitted_by
 ) VALUES (
     :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
-    :idempotency_key, :metadata, :expires_at
+    :idempotency_key, :metadata, :expires_at, :submitted_by
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
@@ -397,8 +397,11 @@ SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attemp
 FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: attempts_for_report
--- The attempts this bot held.
-SELECT job_id, attempt, outcome FROM attempts
+-- The attempts this bot held; all of them read `revoked` while the bot is revoked.
+SELECT job_id, attempt,
+       CASE WHEN EXISTS (SELECT 1 FROM bots WHERE id = :bot_id AND revoked_at IS NOT NULL)
+            THEN 'revoked' ELSE outcome END AS outcome
+FROM attempts
 WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
 
 -- name: report_succeeded
@@ -420,7 +423,7 @@ UPDATE jobs SET
 WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
 
 -- name: end_attempt
-UPDATE attempts SET ended_at = :now, outcome = :outcome
+UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
 WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
 
 -- name: set_progress
@@ -475,6 +478,13 @@ WHERE op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
 SELECT * FROM jobs INDEXED BY jobs_state_seq
 WHERE state = :state AND op = :op AND seq < :before ORDER BY seq DESC LIMIT :limit
 
+-- name: list_jobs_of_submitter
+-- A producer's jobs only, from its own stretch of the index; state and op filter those.
+SELECT * FROM jobs INDEXED BY jobs_submitted_by_seq
+WHERE submitted_by = :submitted_by AND seq < :before
+  AND (:state IS NULL OR state = :state) AND (:op IS NULL OR op = :op)
+ORDER BY seq DESC LIMIT :limit
+
 -- name: count_jobs
 -- Kept by the triggers on jobs (see the migration).
 SELECT op, state, n FROM job_counts WHERE n > 0
@@ -520,12 +530,135 @@ RETURNING id
 -- name: delete_attempts_of_jobs
 DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(:ids))
 
+-- name: delete_logs_of_jobs
+DELETE FROM job_logs WHERE job_id IN (SELECT value FROM json_each(:ids))
+
+-- name: delete_log_sizes_of_jobs
+DELETE FROM job_log_sizes WHERE job_id IN (SELECT value FROM json_each(:ids))
+
 -- name: forget_bots
 -- Offline bots last heard of before :before, at most :limit; their ids stay on jobs.
 DELETE FROM bots
 WHERE id IN (
     SELECT id FROM bots INDEXED BY bots_offline_seen
     WHERE online = 0 AND coalesce(last_heartbeat, registered_at) < :before
+      AND revoked_at IS NULL
     LIMIT :limit
 )
 RETURNING id
+
+-- ---------------------------------------------------------------- role tokens
+
+-- name: insert_api_token
+-- A live token of the same name (api_tokens_live_name) inserts nothing and returns no row.
+INSERT INTO api_tokens (id, name, role, token_hash, created_at, expires_at)
+VALUES (:id, :name, :role, :token_hash, :now, :expires_at)
+ON CONFLICT DO NOTHING
+RETURNING *
+
+-- name: api_token_by_hash
+SELECT * FROM api_tokens WHERE token_hash = :token_hash
+
+-- name: list_api_tokens
+-- Live tokens (expired ones included: they are listed until revoked), oldest first.
+SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY created_at, id
+
+-- name: revoke_api_token
+UPDATE api_tokens SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL
+RETURNING *
+
+-- name: touch_api_token
+-- last_used_at moves only when older than :stale_before: a token in steady use costs
+-- one write a minute, not one per call.
+UPDATE api_tokens SET last_used_at = :now
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale_before)
+
+-- ---------------------------------------------------------------- revocation
+
+-- name: revoke_bot
+-- Offline at once: heartbeats and claims of the bot find no online bot. The token hash
+-- stays, so a call with the token is told it is revoked (see `allow_bot`).
+UPDATE bots SET revoked_at = coalesce(revoked_at, :now), online = 0, pending_command = NULL
+WHERE id = :id
+RETURNING id
+
+-- name: end_attempts_of_revoked_bot
+-- Before `requeue_jobs_of_revoked_bot`, while the jobs still run.
+UPDATE attempts SET ended_at = :now, outcome = 'revoked'
+FROM jobs INDEXED BY jobs_running_bot
+WHERE jobs.state = 'running' AND jobs.bot_id = :bot_id
+  AND attempts.job_id = jobs.id AND attempts.attempt = jobs.attempt
+  AND attempts.ended_at IS NULL
+
+-- name: requeue_jobs_of_revoked_bot
+-- Uncharged, as a lost claim: attempt_base goes up with the attempt.
+UPDATE jobs INDEXED BY jobs_running_bot SET
+    state = 'queued', lease_until = NULL, run_at = :now, attempt_base = attempt_base + 1
+WHERE state = 'running' AND bot_id = :bot_id
+RETURNING id, op, state
+
+-- name: allow_bot
+-- The token it had when revoked stays dead: the bot registers again for a new one.
+UPDATE bots SET
+    token_hash = CASE WHEN revoked_at IS NULL THEN token_hash ELSE '' END,
+    revoked_at = NULL
+WHERE id = :id
+RETURNING id
+
+-- name: bot_for_forget
+SELECT online, revoked_at,
+       EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_running_bot
+               WHERE state = 'running' AND bot_id = :id) AS running
+FROM bots WHERE id = :id
+
+-- name: forget_bot
+-- Its id stays on its jobs and their attempts.
+DELETE FROM bots WHERE id = :id AND online = 0 AND revoked_at IS NULL
+
+-- ------------------------------------------------------------------ job logs
+
+-- name: log_holder
+-- The job, and whether this attempt of it was handed to :bot_id.
+SELECT jobs.id,
+       EXISTS (SELECT 1 FROM attempts
+               WHERE job_id = :job_id AND attempt = :attempt AND bot_id = :bot_id) AS held
+FROM jobs WHERE id = :job_id
+
+-- name: log_attempts_held
+-- Of the jobs :ids, the attempts handed to :bot_id (a batch of several jobs' lines).
+SELECT job_id, attempt FROM attempts
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
+
+-- name: lock_log_sizes
+SELECT job_id, last_seq, bytes, dropped_lines, dropped_bytes FROM job_log_sizes
+WHERE job_id IN (SELECT value FROM json_each(:ids))
+
+-- name: put_log_sizes
+INSERT INTO job_log_sizes (job_id, last_seq, bytes, dropped_lines, dropped_bytes)
+VALUES (:job_id, :last_seq, :bytes, :dropped_lines, :dropped_bytes)
+ON CONFLICT (job_id) DO UPDATE SET
+    last_seq = excluded.last_seq, bytes = excluded.bytes,
+    dropped_lines = excluded.dropped_lines, dropped_bytes = excluded.dropped_bytes
+
+-- name: append_log_lines
+INSERT INTO job_logs (job_id, last_seq, first_seq, attempt, lines)
+VALUES (:job_id, :last_seq, :first_seq, :attempt, :lines)
+
+-- name: log_page_head
+SELECT jobs.state, jobs.attempt, jobs.finished_at,
+       coalesce(s.last_seq, 0) AS last_seq, coalesce(s.bytes, 0) AS bytes,
+       coalesce(s.dropped_lines, 0) AS dropped_lines,
+       coalesce(s.dropped_bytes, 0) AS dropped_bytes
+FROM jobs LEFT JOIN job_log_sizes AS s ON s.job_id = jobs.id
+WHERE jobs.id = :job_id
+
+-- name: read_logs
+-- The chunks holding lines after :after, in order (at most :limit: each has a line).
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = :job_id AND last_seq > :after ORDER BY last_seq LIMIT :limit
+
+-- name: read_logs_of_attempt
+-- Walks the job's chunks (at most the cap's worth) in cursor order for one attempt's.
+SELECT first_seq, attempt, lines FROM job_logs
+WHERE job_id = :job_id AND last_seq > :after AND attempt = :attempt
+ORDER BY last_seq LIMIT :limit

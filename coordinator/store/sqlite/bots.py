@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 import coordinator.store.records as records
+from coordinator.store.base import BotRevoked
 from coordinator.store.rules import (
     BOT_DEREGISTERED,
     INSTANCE_REPLACED,
@@ -37,6 +38,8 @@ def operator_choices(row: Any) -> OperatorChoices:
 
 def register_bot(tx: Tx, registration: records.Registration) -> records.RegisterOutcome:
     existing = tx.one("bot_by_key", {"bot_key": registration.bot_key})
+    if existing is not None and existing["revoked_at"] is not None:
+        raise BotRevoked(existing["id"])
     own_concurrency = max_concurrency_of(registration)
     chosen = OperatorChoices() if existing is None else operator_choices(existing)
     assignment = assignment_of(registration.capabilities, own_concurrency, chosen)

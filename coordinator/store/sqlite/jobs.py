@@ -44,6 +44,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             "idempotency_key": clean_text(job.idempotency_key),
             "metadata": dump_json(job.metadata),
             "expires_at": maybe_to_us(job.expires_at),
+            "submitted_by": job.submitted_by,
         }
         for job in jobs
     ]
@@ -83,6 +84,7 @@ def _new_record(job: NewJob, row: dict[str, Any]) -> JobRecord:
         idempotency_key=job.idempotency_key,
         metadata=job.metadata,
         expires_at=maybe_from_us(row["expires_at"]),
+        submitted_by=job.submitted_by,
     )
 
 
@@ -138,7 +140,13 @@ def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
     row = tx.one("cancel_job", {"job_id": job_id, "now": tx.now})
     if row is None:
         return unchanged(tx, job_id)
-    params = {"job_id": job_id, "attempt": row["attempt"], "outcome": "cancelled", "now": tx.now}
+    params = {
+        "job_id": job_id,
+        "attempt": row["attempt"],
+        "outcome": "cancelled",
+        "error": None,
+        "now": tx.now,
+    }
     tx.run("end_attempt", params)
     tx.changes.done.append(job_id)
     return ReportOutcome.ACCEPTED, job_from_row(row)

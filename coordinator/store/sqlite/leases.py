@@ -19,7 +19,8 @@ def release_jobs_of_bots(tx: Tx, bot_ids: Sequence[str], error: str) -> list[Row
     if not bot_ids:
         return []
     bots = id_list(bot_ids)
-    tx.run("end_attempts_of_bots", {"now": tx.now, "outcome": "released", "bots": bots})
+    params = {"now": tx.now, "outcome": "released", "bots": bots, "error": error}
+    tx.run("end_attempts_of_bots", params)
     rows = tx.all("release_bot_jobs", {"now": tx.now, "bots": bots, "error": error})
     rows.sort(key=lambda row: str(row["id"]))
     tx.changes.moved(rows)
@@ -40,7 +41,13 @@ def release_lost_jobs(
     tx.many(
         "end_attempt",
         (
-            {"job_id": row["id"], "attempt": row["attempt"], "outcome": "lost", "now": tx.now}
+            {
+                "job_id": row["id"],
+                "attempt": row["attempt"],
+                "outcome": "lost",
+                "error": None,
+                "now": tx.now,
+            }
             for row in requeued
         ),
     )
@@ -54,7 +61,7 @@ def expire_leases(tx: Tx) -> ExpiryOutcome:
     what is still live, so a second reaper right after finds nothing to do."""
     offline = [row["id"] for row in tx.all("expire_bots", {"now": tx.now})]
     released = release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
-    tx.run("end_expired_attempts", {"now": tx.now})
+    tx.run("end_expired_attempts", {"now": tx.now, "error": LEASE_EXPIRED})
     expired = tx.all("expire_jobs", {"now": tx.now, "error": LEASE_EXPIRED})
     tx.changes.moved(expired)
     return expiry_from_rows(offline, [*released, *expired])

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import coordinator.store.records as records
+from coordinator.store.api_tokens import ApiTokenRecord, api_token_from_row
 from coordinator.store.base import StoreError
 from coordinator.store.rows import decode_cursor, page_of, stats_from_rows
 from coordinator.store.sqlite.rows import (
@@ -47,7 +48,10 @@ def list_jobs(tx: Tx, query: records.JobQuery) -> tuple[list[records.JobRecord],
         "state": query.state,
         "op": query.op,
     }
-    rows = tx.all(_LIST_JOBS[(query.state is not None, query.op is not None)], params)
+    if query.submitted_by is not None:
+        rows = tx.all("list_jobs_of_submitter", {**params, "submitted_by": query.submitted_by})
+    else:
+        rows = tx.all(_LIST_JOBS[(query.state is not None, query.op is not None)], params)
     return page_of(rows, query.limit, DECODE)
 
 
@@ -62,6 +66,15 @@ def load_bot(tx: Tx, bot_id: str) -> records.BotRecord | None:
     # SQLite has no arrays: the running jobs are a second statement.
     running = [r["id"] for r in tx.all("running_job_ids_of_bot", {"bot_id": bot_id})]
     return bot_from_row(row, running)
+
+
+def api_token_by_hash(tx: Tx, token_hash: str) -> ApiTokenRecord | None:
+    row = tx.one("api_token_by_hash", {"token_hash": token_hash})
+    return None if row is None else api_token_from_row(row, DECODE)
+
+
+def list_api_tokens(tx: Tx) -> list[ApiTokenRecord]:
+    return [api_token_from_row(row, DECODE) for row in tx.all("list_api_tokens")]
 
 
 def require_bot(tx: Tx, bot_id: str) -> records.BotRecord:

@@ -41,7 +41,13 @@ def _write(tx: Tx, batch: ReportBatch) -> None:
         tx.many(
             "end_attempt",
             (
-                {"job_id": job_id, "attempt": attempt, "outcome": outcome, "now": tx.now}
+                {
+                    "job_id": job_id,
+                    "attempt": attempt,
+                    "outcome": outcome,
+                    "error": batch.ended_errors.get((job_id, attempt)),
+                    "now": tx.now,
+                }
                 for (job_id, attempt), outcome in batch.ended.items()
             ),
         )

@@ -17,7 +17,10 @@ def sweep(tx: Tx, retention: Retention) -> SweepOutcome:
         params = {"before": to_us(due.finished_before), "limit": due.limit}
         deleted = [row["id"] for row in tx.all("delete_finished_jobs", params)]
         if deleted:
-            tx.run("delete_attempts_of_jobs", {"ids": id_list(deleted)})
+            ids = {"ids": id_list(deleted)}
+            tx.run("delete_attempts_of_jobs", ids)
+            tx.run("delete_logs_of_jobs", ids)
+            tx.run("delete_log_sizes_of_jobs", ids)
     forgotten = 0
     if due.bots_before is not None:
         params = {"before": to_us(due.bots_before), "limit": due.limit}

@@ -25,14 +25,19 @@ from datetime import datetime
 
 import coordinator.store.records as records
 import coordinator.store.sqlite.bots as bots
+import coordinator.store.sqlite.joblogs as joblogs
 import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.reads as reads
 import coordinator.store.sqlite.reports as reports
 import coordinator.store.sqlite.retention as retention
+import coordinator.store.sqlite.revocation as revocation
+import coordinator.store.sqlite.tokens as tokens
 from botfleet.clock import Clock
+from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
+from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -175,6 +180,16 @@ class SQLiteStore:
     async def deregister_bot(self, bot_id: str, instance_id: str) -> tuple[str, ...] | None:
         return await self._open().write(lambda tx: bots.deregister_bot(tx, bot_id, instance_id))
 
+    async def revoke_bot(self, bot_id: str) -> records.RevokeOutcome | None:
+        # Not inline: a bot may hold many jobs.
+        return await self._open().write(lambda tx: revocation.revoke_bot(tx, bot_id), inline=False)
+
+    async def allow_bot(self, bot_id: str) -> records.BotRecord | None:
+        return await self._open().write(lambda tx: revocation.allow_bot(tx, bot_id))
+
+    async def forget_bot(self, bot_id: str) -> records.ForgetOutcome:
+        return await self._open().write(lambda tx: revocation.forget_bot(tx, bot_id))
+
     # ---------------------------------------------------------------- jobs
 
     async def submit_jobs(self, new: Sequence[records.NewJob]) -> list[records.SubmitOutcome]:
@@ -245,6 +260,32 @@ class SQLiteStore:
     ) -> records.ClaimOutlook:
         tx = self._open()
         return await tx.point_read(lambda t: reads.claim_outlook(t, bot_id, operations, claim_id))
+
+    # ---------------------------------------------------------------- role tokens
+
+    async def create_api_token(self, token: NewApiToken) -> ApiTokenRecord | None:
+        return await self._open().write(lambda tx: tokens.create_api_token(tx, token))
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        return await self._open().point_read(lambda tx: reads.api_token_by_hash(tx, token_hash))
+
+    async def list_api_tokens(self) -> list[ApiTokenRecord]:
+        return await self._open().read(reads.list_api_tokens)
+
+    async def revoke_api_token(self, token_id: str) -> ApiTokenRecord | None:
+        return await self._open().write(lambda tx: tokens.revoke_api_token(tx, token_id))
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        await self._open().write(lambda tx: tokens.touch_api_token(tx, token_id, stale_before))
+
+    # ---------------------------------------------------------------- job logs
+
+    async def append_logs(self, batches: Sequence[LogAppend]) -> list[LogAppendOutcome]:
+        inline = sum(len(batch.lines) for batch in batches) <= INLINE_MAX_ROWS
+        return await self._open().write(lambda tx: joblogs.append_logs(tx, batches), inline)
+
+    async def read_logs(self, query: LogQuery) -> LogPage | None:
+        return await self._open().read(lambda tx: joblogs.read_logs(tx, query))
 
     # ---------------------------------------------------------------- reaper
 

@@ -26,6 +26,7 @@ def test_flags_map_onto_the_variables() -> None:
         "--name", "w1", "--state-dir", "/tmp/s", "--plugins", "x,y",
         "--max-concurrency", "3", "--metrics-port", "9100", "--log-format", "json",
         "--drain-grace", "7.5", "--crash-loop-limit", "4",
+        "--ca-file", "ca.pem", "--client-cert", "bot.pem", "--client-key", "bot.key",
     )  # fmt: skip
     assert flags_from(args) == {
         "SERVER_BASE": "http://a/v1,http://b/v1,http://c/v1",
@@ -36,6 +37,9 @@ def test_flags_map_onto_the_variables() -> None:
         "BOT_METRICS_PORT": "9100",
         "BOT_DRAIN_GRACE_SEC": "7.5",
         "BOT_CRASH_LOOP_LIMIT": "4",
+        "BOT_CA_FILE": "ca.pem",
+        "BOT_CLIENT_CERT": "bot.pem",
+        "BOT_CLIENT_KEY": "bot.key",
     }
     assert args.log_format == "json"
     assert flags_from(parse())["SERVER_BASE"] is None

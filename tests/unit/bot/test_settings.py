@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 
 from bot.errors import SettingsError
-from bot.settings import DEFAULT_SERVER, Settings, describe, load_settings
+from bot.settings import DEFAULT_SERVER, Settings, describe, load_settings, tls_context
 
 
 def test_defaults_are_the_protocol_ones() -> None:
@@ -123,3 +124,33 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.max_concurrency = 9  # type: ignore[misc]
+
+
+def test_tls_files_are_read_and_checked(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    issued = ca.issue_cert("bot@botfleet.test")
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "bot.crt"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "bot.key"))
+    trustme.CA().issue_cert("x").private_key_pem.write_to_path(str(tmp_path / "other.key"))
+    env = {
+        "BOT_CA_FILE": str(tmp_path / "ca.pem"),
+        "BOT_CLIENT_CERT": str(tmp_path / "bot.crt"),
+        "BOT_CLIENT_KEY": str(tmp_path / "bot.key"),
+    }
+    settings = load_settings(env)
+    assert (settings.ca_file, settings.client_cert) == (tmp_path / "ca.pem", tmp_path / "bot.crt")
+    assert settings.client_key == tmp_path / "bot.key"
+    assert tls_context(settings) is not None
+    assert tls_context(load_settings({})) is None
+
+    with pytest.raises(SettingsError, match="BOT_CA_FILE: cannot read") as caught:
+        load_settings({**env, "BOT_CA_FILE": str(tmp_path / "absent.pem")})
+    assert caught.value.variable == "BOT_CA_FILE"
+    with pytest.raises(SettingsError, match=r"^--client-cert \(BOT_CLIENT_CERT\): cannot read"):
+        load_settings(env, {"BOT_CLIENT_CERT": str(tmp_path / "absent.crt")})
+    with pytest.raises(SettingsError, match=r"BOT_CLIENT_KEY: .* does not match") as caught:
+        load_settings({**env, "BOT_CLIENT_KEY": str(tmp_path / "other.key")})
+    assert caught.value.variable == "BOT_CLIENT_KEY"
+    with pytest.raises(SettingsError, match="BOT_CLIENT_KEY: a client key needs"):
+        load_settings({"BOT_CLIENT_KEY": str(tmp_path / "bot.key")})

@@ -92,6 +92,8 @@ def test_job_detail() -> None:
     assert '{"a":1,"b":2}' in text
     assert "finished" in text
     assert "30s ago" in text
+    assert "submitted by" not in text
+    assert "submitted by  ci" in _text(job_detail(_job(submitted_by="ci"), NOW))
 
 
 def test_attempts_are_the_used_ones_of_max() -> None:
@@ -114,6 +116,12 @@ def test_bots_table() -> None:
     assert "online (draining)" in text
     assert "5s ago" in text
     assert "sum ×4 paused" in text
+
+
+def test_a_revoked_bot_shows_revoked() -> None:
+    revoked = _bot(state="offline", lifecycle="safe_halt", revoked_at="2026-01-19T10:00:00Z")
+    text = _text(bots_table([revoked], NOW))
+    assert "revoked" in text and "offline" not in text
 
 
 def test_stats_view() -> None:

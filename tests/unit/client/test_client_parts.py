@@ -7,6 +7,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import trustme
 
 from botfleet.client import (
     ApiError,
@@ -48,24 +49,27 @@ def test_retry_after_is_read_and_capped(header: dict[str, str], seconds: float) 
     assert RetryPolicy(max_retry_after_s=30.0).retry_after_s(header) == seconds
 
 
-def test_arguments_beat_the_environment_which_beats_defaults() -> None:
+def test_arguments_beat_the_environment_which_beats_defaults(tmp_path: Path) -> None:
+    # The CA files are read when the settings are made: a bad one fails at once.
+    for name in ("env.pem", "arg.pem"):
+        trustme.CA().cert_pem.write_to_path(str(tmp_path / name))
     env = {
         "BOTFLEET_SERVER": "env:1",
         "BOTFLEET_TOKEN": "token",
         "BOTFLEET_ADMIN_TOKEN": "admin",
-        "BOTFLEET_CA_FILE": "/env/ca.pem",
+        "BOTFLEET_CA_FILE": str(tmp_path / "env.pem"),
     }
     from_env = resolve(None, None, None, 30.0, env)
     assert (from_env.server, from_env.token, from_env.ca_file) == (
         "http://env:1",
         "token",
-        "/env/ca.pem",
+        str(tmp_path / "env.pem"),
     )
-    given = resolve("https://arg:2/v1", "t", "/arg/ca.pem", 5.0, env)
+    given = resolve("https://arg:2/v1", "t", str(tmp_path / "arg.pem"), 5.0, env)
     assert (given.server, given.token, given.ca_file, given.timeout_s) == (
         "https://arg:2",
         "t",
-        "/arg/ca.pem",
+        str(tmp_path / "arg.pem"),
         5.0,
     )
     assert resolve(None, None, None, 30.0, {"BOTFLEET_ADMIN_TOKEN": "admin"}).token == "admin"
@@ -98,8 +102,27 @@ def test_ca_file_makes_an_ssl_context(tmp_path: Path) -> None:
     assert context is not None and context.verify_mode == ssl.CERT_REQUIRED
     trusted = ssl.PEM_cert_to_DER_cert(ca.read_text(encoding="ascii"))
     assert trusted in context.get_ca_certs(binary_form=True)
-    with pytest.raises(FileNotFoundError):
-        resolve(None, None, str(tmp_path / "none.pem"), 1.0, {}).ssl_context()
+    with pytest.raises(ValueError, match=r"^ca_file \(BOTFLEET_CA_FILE\): cannot read"):
+        resolve(None, None, str(tmp_path / "none.pem"), 1.0, {})
+
+
+def test_client_certificates_come_from_arguments_or_the_environment(tmp_path: Path) -> None:
+    issued = trustme.CA().issue_cert("producer@botfleet.test")
+    issued.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "only.crt"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "only.key"))
+    env = {"BOTFLEET_CLIENT_CERT": str(tmp_path / "only.crt")}
+    from_env = resolve(
+        None, None, None, 1.0, {**env, "BOTFLEET_CLIENT_KEY": str(tmp_path / "only.key")}
+    )
+    assert (from_env.client_cert, from_env.client_key) == (
+        str(tmp_path / "only.crt"), str(tmp_path / "only.key"),
+    )  # fmt: skip
+    assert from_env.ssl_context() is not None
+    given = resolve(None, None, None, 1.0, env, client_cert=str(tmp_path / "both.pem"))
+    assert (given.client_cert, given.client_key) == (str(tmp_path / "both.pem"), None)
+    with pytest.raises(ValueError, match=r"^client_cert \(BOTFLEET_CLIENT_CERT\): .*its key"):
+        resolve(None, None, None, 1.0, env)
 
 
 def test_every_job_gets_a_key_and_keeps_its_own() -> None:

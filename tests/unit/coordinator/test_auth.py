@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,20 +12,25 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from botfleet.clock import FakeClock
+from coordinator.access import ADMIN_ONLY, BOT_COMMANDERS, READERS, Rule, rule_for
 from coordinator.auth import (
+    ADMIN,
     ADMIN_TOKEN_FILE,
+    ENROLL,
     ENROLL_TOKEN_FILE,
     Authenticator,
     BotIdentity,
     BotTokenCache,
+    Principal,
     bot_token,
     hash_token,
     load_server_tokens,
+    new_api_token,
     new_bot_secret,
 )
 from coordinator.config import ServerConfig
 from coordinator.errors import Forbidden, Unauthorized
-from coordinator.store.base import AssignmentRecord, BotRecord
+from coordinator.store.base import ApiTokenRecord, AssignmentRecord, BotRecord
 
 NOW = datetime(2026, 1, 19, 10, 0, tzinfo=UTC)
 
@@ -51,16 +57,38 @@ def _bot(bot_id: str, secret_hash: str, expires_at: datetime) -> BotRecord:
     )
 
 
-class BotsOnly:
-    """The one store verb the authenticator uses, counting the look-ups."""
+class BotsAndTokens:
+    """The store verbs the authenticator uses, counting the look-ups."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.bots: dict[str, BotRecord] = {}
+        self.tokens: dict[str, ApiTokenRecord] = {}
         self.lookups = 0
+        self.token_lookups = 0
+        self.touches = 0
 
     async def get_bot(self, bot_id: str) -> BotRecord | None:
         self.lookups += 1
         return self.bots.get(bot_id)
+
+    def issue(self, name: str, role: str, **changes: Any) -> str:
+        token, token_hash = new_api_token()
+        record = ApiTokenRecord(f"t{len(self.tokens) + 1}", name, role, token_hash, NOW)
+        self.tokens[token_hash] = replace(record, **changes)
+        return token
+
+    async def api_token_by_hash(self, token_hash: str) -> ApiTokenRecord | None:
+        self.token_lookups += 1
+        return self.tokens.get(token_hash)
+
+    async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
+        for token_hash, record in self.tokens.items():
+            if record.id == token_id and (
+                record.last_used_at is None or record.last_used_at < stale_before
+            ):
+                self.touches += 1
+                self.tokens[token_hash] = replace(record, last_used_at=self.clock.now())
 
 
 @pytest.fixture
@@ -69,11 +97,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store() -> BotsOnly:
-    return BotsOnly()
+def store(clock: FakeClock) -> BotsAndTokens:
+    return BotsAndTokens(clock)
 
 
-def _auth(store: BotsOnly, clock: FakeClock, open_registration: bool = False) -> Authenticator:
+def _auth(store: BotsAndTokens, clock: FakeClock, open_registration: bool = False) -> Authenticator:
     tokens = load_server_tokens(
         ServerConfig(admin_token="admin-secret", enroll_token="enroll-secret")
     )
@@ -81,7 +109,7 @@ def _auth(store: BotsOnly, clock: FakeClock, open_registration: bool = False) ->
     return Authenticator(store, clock, tokens, open_registration, cache)  # type: ignore[arg-type]
 
 
-def _enrol(store: BotsOnly, bot_id: str, expires_in_s: float = 3600) -> str:
+def _enrol(store: BotsAndTokens, bot_id: str, expires_in_s: float = 3600) -> str:
     secret, secret_hash = new_bot_secret()
     store.bots[bot_id] = _bot(bot_id, secret_hash, NOW + timedelta(seconds=expires_in_s))
     return bot_token(bot_id, secret)
@@ -119,46 +147,123 @@ class TestServerTokens:
         assert tokens.admin_hash == hash_token(path.read_text().strip())
 
 
-class TestAdmin:
-    async def test_matrix(self, store: BotsOnly, clock: FakeClock) -> None:
+class TestAdmit:
+    async def test_the_admin_token_everywhere_the_rule_names_admin(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
         auth = _auth(store, clock)
-        await auth.require_admin(_request("admin-secret"))
+        assert await auth.admit(_request("admin-secret"), ADMIN_ONLY) == ADMIN
         with pytest.raises(Unauthorized):
-            await auth.require_admin(_request())
+            await auth.admit(_request(), ADMIN_ONLY)
         with pytest.raises(Unauthorized):
-            await auth.require_admin(_request("guess"))
-        with pytest.raises(Forbidden):
-            await auth.require_admin(_request("enroll-secret"))
-        with pytest.raises(Forbidden):
-            await auth.require_admin(_request(_enrol(store, "bot_a")))
+            await auth.admit(_request("guess"), ADMIN_ONLY)
+        with pytest.raises(Forbidden, match="needs the admin role; token 'enroll' has the role"):
+            await auth.admit(_request("enroll-secret"), ADMIN_ONLY)
+        with pytest.raises(Forbidden, match="a bot token has no role"):
+            await auth.admit(_request(_enrol(store, "bot_a")), ADMIN_ONLY)
 
     async def test_a_scheme_other_than_bearer_is_refused(
-        self, store: BotsOnly, clock: FakeClock
+        self, store: BotsAndTokens, clock: FakeClock
     ) -> None:
         request = make_mocked_request("GET", "/", headers={"Authorization": "Basic admin-secret"})
         with pytest.raises(Unauthorized):
-            await _auth(store, clock).require_admin(request)
+            await _auth(store, clock).admit(request, ADMIN_ONLY)
+
+    async def test_a_wrong_role_is_told_the_roles_it_needs(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        token = store.issue("nightly", "reader")
+        auth = _auth(store, clock)
+        assert await auth.admit(_request(token), READERS) == Principal("nightly", "reader", "t1")
+        with pytest.raises(Forbidden) as refused:
+            await auth.admit(_request(token), BOT_COMMANDERS)
+        assert refused.value.message == (
+            "this call needs one of the roles admin, operator; token 'nightly' has the role reader"
+        )
+
+    async def test_the_bots_own_token_is_left_to_the_handler(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        rule = Rule(roles=frozenset({"admin", "operator"}), bot=True)
+        auth = _auth(store, clock)
+        assert await auth.admit(_request(_enrol(store, "bot_a")), rule) is None
+        assert await auth.admit(_request("admin-secret"), rule) == ADMIN
+        with pytest.raises(Forbidden):
+            await auth.admit(_request(store.issue("ci", "producer")), rule)
+
+
+class TestRoleTokens:
+    async def test_found_by_hash_in_the_store_on_every_call(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        token = store.issue("ci", "producer")
+        auth = _auth(store, clock)
+        for _ in range(3):
+            assert await auth.role_principal(token) == Principal("ci", "producer", "t1")
+        assert store.token_lookups == 3  # never cached: a revocation is seen at once
+        assert await auth.role_principal("bft_unknown") is None
+        assert await auth.role_principal("no-prefix-no-lookup") is None
+        assert store.token_lookups == 4
+
+    async def test_revoked_and_expired_tokens_say_so(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        revoked = store.issue("old", "operator", revoked_at=NOW)
+        expiring = store.issue("temp", "reader", expires_at=NOW + timedelta(seconds=10))
+        auth = _auth(store, clock)
+        with pytest.raises(Unauthorized) as refused:
+            await auth.role_principal(revoked)
+        assert refused.value.code == "token_revoked"
+        assert await auth.role_principal(expiring) is not None
+        clock.advance(10)
+        with pytest.raises(Unauthorized) as refused:
+            await auth.role_principal(expiring)
+        assert refused.value.code == "token_expired"
+        assert "2026-01-19T10:00:10Z" in refused.value.message
+
+    async def test_last_used_is_written_at_most_once_a_minute(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        token = store.issue("ci", "producer")
+        auth = _auth(store, clock)
+        for _ in range(5):
+            await auth.role_principal(token)
+            clock.advance(10)
+        assert store.touches == 1  # 0 s; the next touch is due at 60 s
+        clock.advance(20)
+        await auth.role_principal(token)
+        assert store.touches == 2
 
 
 class TestEnrollment:
-    async def test_needs_the_enrollment_token(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_needs_the_enrollment_or_admin_role(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        rule = rule_for("POST", "/v1/bots/register")
+        assert rule is not None
         auth = _auth(store, clock)
-        await auth.require_enrollment(_request("enroll-secret"))
+        assert await auth.admit(_request("enroll-secret"), rule) == ENROLL
+        assert await auth.admit(_request("admin-secret"), rule) == ADMIN
+        assert (await auth.admit(_request(store.issue("rack", "enroll")), rule)) is not None
         with pytest.raises(Unauthorized):
-            await auth.require_enrollment(_request())
+            await auth.admit(_request(), rule)
         with pytest.raises(Forbidden):
-            await auth.require_enrollment(_request("admin-secret"))
+            await auth.admit(_request(store.issue("ci", "producer")), rule)
 
-    async def test_open_registration_needs_none(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_open_registration_needs_none(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
+        rule = rule_for("POST", "/v1/bots/register")
+        assert rule is not None
         requests = [_request(), _request("guess"), _request(_enrol(store, "bot_a"))]
         closed = _auth(store, clock)
         for request in requests:
             with pytest.raises((Unauthorized, Forbidden)):
-                await closed.require_enrollment(request)
+                await closed.admit(request, rule)
         lookups_when_closed = store.lookups
 
         admitted = [
-            await _auth(store, clock, open_registration=True).require_enrollment(request)
+            await _auth(store, clock, open_registration=True).admit(request, rule)
             for request in requests
         ]
 
@@ -167,19 +272,21 @@ class TestEnrollment:
 
 
 class TestBotTokens:
-    async def test_own_token_names_the_bot(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_own_token_names_the_bot(self, store: BotsAndTokens, clock: FakeClock) -> None:
         token = _enrol(store, "bot_a")
         identity = await _auth(store, clock).require_bot(_request(token), "bot_a")
         assert (identity.bot_id, identity.instance_id) == ("bot_a", "inst-1")
 
-    async def test_another_bots_call_is_forbidden(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_another_bots_call_is_forbidden(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
         token = _enrol(store, "bot_a")
         _enrol(store, "bot_b")
         with pytest.raises(Forbidden):
             await _auth(store, clock).require_bot(_request(token), "bot_b")
 
     async def test_a_wrong_secret_or_shape_is_unauthorized(
-        self, store: BotsOnly, clock: FakeClock
+        self, store: BotsAndTokens, clock: FakeClock
     ) -> None:
         _enrol(store, "bot_a")
         auth = _auth(store, clock)
@@ -188,11 +295,13 @@ class TestBotTokens:
                 await auth.require_bot(_request(token))
             assert raised.value.code == "unauthorized"
 
-    async def test_a_server_token_is_forbidden(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_a_server_token_is_forbidden(
+        self, store: BotsAndTokens, clock: FakeClock
+    ) -> None:
         with pytest.raises(Forbidden):
             await _auth(store, clock).require_bot(_request("admin-secret"))
 
-    async def test_an_expired_token(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_an_expired_token(self, store: BotsAndTokens, clock: FakeClock) -> None:
         token = _enrol(store, "bot_a", expires_in_s=60)
         auth = _auth(store, clock)
         await auth.require_bot(_request(token))
@@ -202,7 +311,7 @@ class TestBotTokens:
         assert raised.value.code == "token_expired"
         assert raised.value.status == 401
 
-    async def test_cached_for_a_few_seconds(self, store: BotsOnly, clock: FakeClock) -> None:
+    async def test_cached_for_a_few_seconds(self, store: BotsAndTokens, clock: FakeClock) -> None:
         token = _enrol(store, "bot_a")
         auth = _auth(store, clock)
         for _ in range(5):
@@ -213,7 +322,7 @@ class TestBotTokens:
         assert store.lookups == 2
 
     async def test_a_replaced_token_stops_working_once_forgotten(
-        self, store: BotsOnly, clock: FakeClock
+        self, store: BotsAndTokens, clock: FakeClock
     ) -> None:
         old = _enrol(store, "bot_a")
         auth = _auth(store, clock)
@@ -225,7 +334,7 @@ class TestBotTokens:
         assert (await auth.require_bot(_request(new))).bot_id == "bot_a"
 
     async def test_remembered_tokens_need_no_lookup(
-        self, store: BotsOnly, clock: FakeClock
+        self, store: BotsAndTokens, clock: FakeClock
     ) -> None:
         auth = _auth(store, clock)
         token = _enrol(store, "bot_a")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from botfleet.clock import FakeClock
@@ -58,3 +59,15 @@ def test_expiries_count_by_op_and_outcome() -> None:
     assert _value(metrics, "botfleet_job_leases_expired_total", op="sum", outcome="requeued") == 1
     assert _value(metrics, "botfleet_job_leases_expired_total", op="sum", outcome="failed") == 1
     assert _value(metrics, "botfleet_bot_leases_expired_total") == 1
+
+
+def test_a_claim_handed_out_again_counts_once() -> None:
+    metrics = Metrics(FakeClock(NOW))
+    first = _job("a", "sum")
+    metrics.observe_claim(0.001, [first])
+    metrics.observe_claim(0.001, [first])  # a repeated claim_id gets the same attempt back
+    assert _value(metrics, "botfleet_jobs_claimed_total", op="sum") == 1
+    assert _value(metrics, "botfleet_job_queue_wait_seconds_count", op="sum") == 1
+    again = dataclasses.replace(first, attempt=2)
+    metrics.observe_claim(0.001, [again])  # its lease expired: a new attempt is a new claim
+    assert _value(metrics, "botfleet_jobs_claimed_total", op="sum") == 2

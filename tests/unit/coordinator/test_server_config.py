@@ -13,6 +13,7 @@ from botfleet.clock import SystemClock
 from botfleet.protocol.messages import ALL_FEATURES
 from coordinator.config import MIB, MIN_BODY_BYTES, ServerConfig
 from coordinator.server import add_server_arguments, config_from_args, run_server, serve
+from coordinator.tls import TlsFiles
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -214,3 +215,36 @@ class TestServeFailures:
         assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
         # the store was opened and closed again: its database threads are gone
         assert not [t for t in threading.enumerate() if t.name.startswith("sqlite-")]
+
+
+class TestTls:
+    def test_flags_make_the_tls_files(self) -> None:
+        config = config_from_args(
+            _args("--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.pem"), {}
+        )
+        assert config.tls == TlsFiles(Path("s.crt"), Path("s.key"), Path("ca.pem"))
+        assert config_from_args(_args(), {}).tls is None
+
+    @pytest.mark.parametrize(
+        ("argv", "problem"),
+        [
+            (["--tls-cert", "s.crt"], "--tls-cert and --tls-key go together"),
+            (["--tls-key", "s.key"], "--tls-cert and --tls-key go together"),
+            (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
+        ],
+    )
+    def test_incomplete_flags_are_named(self, argv: list[str], problem: str) -> None:
+        with pytest.raises(ValueError, match=problem):
+            config_from_args(_args(*argv), {})
+
+    async def test_an_unusable_certificate_stops_the_start(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = ServerConfig(
+            state_dir=tmp_path, tls_cert=tmp_path / "absent.crt", tls_key=tmp_path / "absent.key"
+        )
+        assert await serve(config, SystemClock()) == 2
+        assert capsys.readouterr().err == (
+            f"botfleet server: cannot read the certificate file {tmp_path / 'absent.crt'}: "
+            "No such file or directory\n"
+        )

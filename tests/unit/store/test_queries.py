@@ -69,6 +69,7 @@ SQLITE_ONLY = {
     # No writable CTEs: PostgreSQL writes these rows in the statement that moves the job.
     "insert_attempt": "claim_jobs inserts the attempts in PostgreSQL",
     "end_attempt": "write_reports, cancel_job and release_lost_jobs end them in PostgreSQL",
+    "end_attempts_of_revoked_bot": "requeue_jobs_of_revoked_bot ends them in PostgreSQL",
     "end_attempts_of_bots": "release_bot_jobs ends them in PostgreSQL",
     "end_expired_attempts": "expire_jobs ends them in PostgreSQL",
     "delete_attempts_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
@@ -85,6 +86,9 @@ SQLITE_ONLY = {
     "list_jobs_by_state": "list_jobs filters by NULL parameters in PostgreSQL",
     "list_jobs_by_op": "list_jobs filters by NULL parameters in PostgreSQL",
     "list_jobs_by_state_and_op": "list_jobs filters by NULL parameters in PostgreSQL",
+    "read_logs_of_attempt": "read_logs filters by a NULL parameter in PostgreSQL",
+    "delete_logs_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
+    "delete_log_sizes_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
 }
 
 POSTGRES_ONLY = {
@@ -93,6 +97,7 @@ POSTGRES_ONLY = {
     "notify": "NOTIFY tells the other coordinators; SQLite tells this process only",
     "queued_operations": "wakes every waiter after the listening connection was lost",
     "write_reports": "a report batch's jobs, attempts and notices in one statement (unnest)",
+    "ensure_log_sizes": "a row to lock before it is read (SQLite's writer holds the lock)",
 }
 
 

@@ -99,6 +99,11 @@ def test_every_sqlite_query_compiles(tmp_path: Path) -> None:
         ("jobs_by_idempotency_key", "INDEX jobs_idempotency_key (idempotency_key=?)"),
         ("jobs_of_claim", "INDEX attempts_claim_id (claim_id=?)"),
         ("claim_outlook", "INDEX attempts_claim_id (claim_id=?)"),
+        # A job's log, by cursor, even with the cap's worth of lines.
+        ("read_logs", "PRIMARY KEY (job_id=? AND last_seq>?)"),
+        ("read_logs_of_attempt", "PRIMARY KEY (job_id=? AND last_seq>?)"),
+        ("delete_logs_of_jobs", "PRIMARY KEY (job_id=?)"),
+        ("lock_log_sizes", "PRIMARY KEY (job_id=?)"),
     ],
 )
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
@@ -237,5 +242,44 @@ def test_upgrade_lets_a_bot_follow_its_own_concurrency(tmp_path: Path) -> None:
             "SELECT bot_max_concurrency, operator_operations, operator_max_concurrency FROM bots"
         ).fetchone()
         assert row == (4, None, None)
+    finally:
+        conn.close()
+
+
+def test_upgrade_to_revocation_keeps_attempts_and_their_claim_ids(tmp_path: Path) -> None:
+    """Version 8 builds the attempts table again (the outcome `revoked`): every row stays,
+    with its claim id and the index on it; no bot is revoked."""
+    queries = load_queries("sqlite_queries.sql")
+    migrations = load_migrations("sqlite_migrations")
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    try:
+        before = [migration for migration in migrations if migration.version < 8]
+        apply_sqlite_migrations(conn, queries, before, NOW_US)
+        conn.execute(
+            "INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities,"
+            " operations, max_concurrency, registered_at, token_hash, token_expires_at,"
+            " lease_until, resources, constraints, meta, metrics)"
+            " VALUES ('bot_1', 'key', 'i', 'n', '1.0.0', '[]', '[]', 4, 0, 'h', 0, 0,"
+            " '{}', '{}', '{}', '{}')"
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, op, payload, state, attempt, max_attempts, created_at,"
+            " run_at, bot_id) VALUES ('job_1', 'sum', '{}', 'running', 2, 3, 0, 0, 'bot_1')"
+        )
+        history = [
+            ("job_1", 1, "bot_1", 10, 20, 15, "lost", "claim-a"),
+            ("job_1", 2, "bot_1", 30, 40, None, None, None),
+        ]
+        conn.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+        apply_sqlite_migrations(conn, queries, migrations, NOW_US)
+        columns = "job_id, attempt, bot_id, claimed_at, lease_until, ended_at, outcome, claim_id"
+        kept = conn.execute(f"SELECT {columns} FROM attempts ORDER BY attempt").fetchall()
+        assert kept == history
+        indexes = conn.execute("SELECT name FROM pragma_index_list('attempts')").fetchall()
+        assert ("attempts_claim_id",) in indexes
+        conn.execute("UPDATE attempts SET outcome = 'revoked' WHERE attempt = 2")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("UPDATE attempts SET outcome = 'gone' WHERE attempt = 2")
+        assert conn.execute("SELECT revoked_at FROM bots").fetchall() == [(None,)]
     finally:
         conn.close()

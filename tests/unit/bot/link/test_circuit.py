@@ -11,6 +11,7 @@ from bot.errors import (
     NetworkError,
     OverloadedError,
     ServerError,
+    TlsError,
 )
 from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker, unreachable
 from bot.testing import FakeCoordinator
@@ -102,3 +103,17 @@ def test_every_listener_hears_every_change() -> None:
     breaker.failure(NetworkError("down"))
     breaker.success()
     assert first == later == [Circuit.OPEN, Circuit.CLOSED]
+
+
+async def test_an_untrusted_certificate_is_not_an_outage_but_heard() -> None:
+    class Untrusted(FakeCoordinator):
+        async def heartbeat(self, bot_id: str, request: m.HeartbeatRequest) -> m.HeartbeatResponse:
+            raise TlsError("https://coordinator.test/v1", "certificate verify failed: expired")
+
+    heard: list[TlsError] = []
+    breaker = CircuitBreaker(1)
+    api = BreakerApi(Untrusted(), breaker, on_untrusted=heard.append)
+    with pytest.raises(TlsError, match="cannot verify the certificate of https://coord"):
+        await api.heartbeat("bot_1", m.HeartbeatRequest(instance_id="i"))
+    assert len(heard) == 1 and not heard[0].transient
+    assert not breaker.is_open and breaker.failures == 0

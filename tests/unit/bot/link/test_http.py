@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.errors import (
     AuthError,
+    BotRevokedError,
     ConflictError,
     ForbiddenError,
     NetworkError,
@@ -23,6 +27,7 @@ from bot.errors import (
     OverloadedError,
     RejectedError,
     ServerError,
+    TlsError,
     TooLargeError,
 )
 from bot.link.http import HttpApi, parse_retry_after
@@ -176,6 +181,7 @@ async def test_extension_calls(aiohttp_server: ServerFactory, http: aiohttp.Clie
         (400, RejectedError, "invalid"),
         (401, AuthError, "unauthorized"),
         (403, ForbiddenError, "forbidden"),
+        (403, BotRevokedError, "bot_revoked"),
         (404, NotFoundError, "not_found"),
         (409, ConflictError, "conflict"),
         (413, TooLargeError, "too_large"),
@@ -353,3 +359,34 @@ def test_timeouts_are_kept_per_total_and_few() -> None:
 def test_needs_a_base() -> None:
     with pytest.raises(ValueError, match="at least one"):
         HttpApi(None, [], timeout_s=1)  # type: ignore[arg-type]
+
+
+async def test_an_unverifiable_certificate_is_a_tls_error(
+    aiohttp_server: ServerFactory, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def register(request: web.Request) -> web.Response:
+        return web.json_response({"bot_id": "bot_1"}, status=201)
+
+    app = web.Application()
+    app.router.add_route("POST", "/v1/bots/register", register)
+    server = await aiohttp_server(app, ssl=context)
+    base = str(server.make_url("/v1"))
+    assert base.startswith("https://")
+    request = m.RegisterRequest(bot_key="k", instance_id="i", version="1.0.0", capabilities=[])
+    with pytest.raises(TlsError) as caught:
+        await api_for(http, base).register(request)  # the system's CAs do not know this one
+    assert caught.value.server == base
+    assert str(caught.value) == (
+        f"cannot verify the certificate of {base}: certificate verify failed: "
+        "unable to get local issuer certificate"
+    )
+    assert not caught.value.transient
+
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusting)) as session:
+        assert (await api_for(session, base).register(request)).bot_id == "bot_1"

@@ -1,0 +1,1 @@
+"""Job logs on the bot: capture by context, the bounded buffer, the log loop."""
