@@ -35,8 +35,8 @@ function takeTokenFromAddress() {
 function showSignedIn() {
   document.body.classList.toggle("can-act", canAct());
   const who = $("signed-in");
-  who.textContent = signedIn.role
-    ? (signedIn.name ? `${signedIn.name} · ${signedIn.role}` : signedIn.role) : "";
+  const named = signedIn.name && signedIn.name !== signedIn.role; // not the server's "admin"
+  who.textContent = named ? `${signedIn.name} · ${signedIn.role}` : signedIn.role || "";
   who.hidden = !signedIn.role;
   $("forget-token").hidden = !token();
 }
@@ -56,6 +56,7 @@ async function learnRole() {
 }
 
 async function signIn() {
+  if ($("token-dialog").open) $("token-dialog").close();
   showSignedIn();
   try {
     await learnRole();
@@ -94,7 +95,17 @@ function askForToken(problem) {
   $("token-input").focus();
 }
 
+// A sign-in link opened in a tab that already shows the dashboard changes only the
+// fragment, which reloads nothing: take the new token and sign in with it.
+function signInFromNewLink() {
+  if (!/(^#|&)token=/.test(location.hash)) return;
+  stopPolling();
+  takeTokenFromAddress();
+  if (token()) signIn();
+}
+
 function wireSignIn() {
+  window.addEventListener("hashchange", signInFromNewLink);
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = $("token-input").value.trim();
