@@ -200,3 +200,79 @@ async def _open_job(page: Page, job_id: str) -> None:
         "document.getElementById('detail-fields').innerText.includes('queued')",
         "the job's detail",
     )
+    # The drawer fills in as the job's log and attempts arrive: click once it holds still.
+    await page.wait_for("!document.getElementById('job-log').hidden", "the job's log pane")
+    await page.wait_for(
+        """(() => {
+            const top = document.getElementById('detail-cancel').getBoundingClientRect().top;
+            const still = window.lastCancelTop === top;
+            window.lastCancelTop = top;
+            return still;
+        })()""",
+        "the drawer's buttons to hold still",
+    )
+
+
+async def test_an_operator_revokes_allows_and_forgets_a_bot_from_the_dashboard(
+    tmp_path: Path,
+) -> None:
+    chromium = chromium_or_skip()
+    coordinator = start_coordinator(tmp_path, extra_args=["--heartbeat-interval", "1"])
+    bot = start_bot(tmp_path, [coordinator.api], "revoked-bot")
+    try:
+        await asyncio.to_thread(
+            wait_until, lambda: len(coordinator.admin("GET", "/bots")["bots"]) == 1, what="a bot"
+        )
+        (bot_id,) = [b["id"] for b in coordinator.admin("GET", "/bots")["bots"]]
+        operator = coordinator.admin("POST", "/tokens", {"name": "on-call", "role": "operator"})
+        row = f"#bots tr[data-bot='{bot_id}']"
+
+        def button(action: str) -> str:
+            return f"{row} button[data-action='{action}']"
+
+        def present(action: str) -> str:
+            return f"!!document.querySelector({json.dumps(button(action))})"
+
+        async with open_browser(chromium, tmp_path / "chromium-profile") as page:
+            await page.open(
+                signed_in_link(coordinator.url, operator["token"]),
+                lands_on=coordinator.url + "/",
+            )
+            await page.wait_for(present("revoke"), "the Revoke button")
+            assert not await page.evaluate(present("forget"))  # online: not yet
+
+            await page.click(button("revoke"))
+            await asyncio.to_thread(
+                wait_until,
+                lambda: coordinator.admin("GET", f"/bots/{bot_id}")["revoked_at"] is not None,
+                what="the revocation to reach the coordinator",
+            )
+            assert await asyncio.to_thread(bot.wait) == 5  # refused for good: it halts
+            await page.wait_for(present("allow"), "the Allow button of the revoked bot")
+            assert await page.text(f"{row} .badge") == "revoked"
+            actions = f"[...document.querySelectorAll({json.dumps(row + ' button')})]"
+            assert await page.evaluate(f"{actions}.map((b) => b.dataset.action)") == ["allow"]
+
+            await page.click(button("allow"))
+            await asyncio.to_thread(
+                wait_until,
+                lambda: coordinator.admin("GET", f"/bots/{bot_id}")["revoked_at"] is None,
+                what="the allow to reach the coordinator",
+            )
+            await page.wait_for(present("forget"), "the Forget button of the offline bot")
+            await page.click(button("forget"))
+            await asyncio.to_thread(
+                wait_until,
+                lambda: coordinator.admin("GET", "/bots")["bots"] == [],
+                what="the bot forgotten",
+            )
+            await page.wait_for(f"!document.querySelector({json.dumps(row)})", "the row gone")
+            assert page.dialogs == [
+                "Revoke bot revoked-bot? Its token stops working at once, its jobs go back to "
+                "the queue, and it cannot register again until allowed.",
+                "Forget bot revoked-bot? Its jobs keep its id.",
+            ]
+            assert page.errors == [] and page.csp_violations == []
+    finally:
+        bot.stop()
+        coordinator.process.stop()
