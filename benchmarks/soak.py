@@ -10,6 +10,11 @@ the largest bot RSS are sampled and printed as a curve. A series "levelled off" 
 its last sample is within `--level-tolerance` of the one taken half-way through.
 Nothing is asserted: this prints the curve.
 
+On PostgreSQL, deleted rows are reclaimed only by a vacuum; the table notes the
+server's `autovacuum` setting and the dead rows at the end. `--vacuum-every SECONDS`
+runs a plain `VACUUM` of the database that often, standing in for autovacuum on a
+server that has it off (the server's configuration is left alone).
+
 Run from the repository root: `python -m benchmarks.soak --jobs 200000`.
 """
 
@@ -50,6 +55,7 @@ class Options:
     db: str | None
     level_tolerance: float
     timeout_s: float
+    vacuum_every_s: float | None
     fmt: str
     workdir: Path | None
 
@@ -82,6 +88,41 @@ async def database_bytes(coordinator: FleetCoordinator, db: str | None) -> int:
     finally:
         await connection.close()
     return int(size)
+
+
+async def postgres_facts(db: str) -> str:
+    """The server's autovacuum setting and the dead rows of the public tables now."""
+    import asyncpg
+
+    connection = await asyncpg.connect(db)
+    try:
+        autovacuum = await connection.fetchval("SHOW autovacuum")
+        dead = await connection.fetchval(
+            "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables"
+            " WHERE schemaname = 'public'"
+        )
+    finally:
+        await connection.close()
+    return f"PostgreSQL autovacuum = {autovacuum}; dead rows at the end: {int(dead):,}"
+
+
+async def vacuum_loop(db: str, every_s: float, stop: asyncio.Event) -> int:
+    """A plain VACUUM of the database every `every_s` seconds until `stop`; how many ran."""
+    import asyncpg
+
+    runs = 0
+    connection = await asyncpg.connect(db)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            if stop.is_set():
+                break
+            await connection.execute("VACUUM")
+            runs += 1
+    finally:
+        await connection.close()
+    return runs
 
 
 async def take_sample(
@@ -117,6 +158,27 @@ async def drained(client: AdminClient, deadline: float) -> None:
 
 
 async def soak(
+    coordinator: FleetCoordinator, bots: Sequence[ChildProcess], options: Options
+) -> tuple[list[Sample], list[str]]:
+    """The samples, and notes on the database (PostgreSQL: autovacuum, dead rows, vacuums)."""
+    stop_vacuum = asyncio.Event()
+    vacuums: asyncio.Task[int] | None = None
+    if options.db is not None and options.vacuum_every_s is not None:
+        vacuums = asyncio.create_task(vacuum_loop(options.db, options.vacuum_every_s, stop_vacuum))
+    try:
+        samples = await submit_and_sample(coordinator, bots, options)
+    finally:
+        stop_vacuum.set()
+        runs = 0 if vacuums is None else await vacuums
+    notes: list[str] = []
+    if options.db is not None:
+        notes.append(await postgres_facts(options.db))
+        if vacuums is not None:
+            notes.append(f"a plain VACUUM every {options.vacuum_every_s:g} s: {runs} ran")
+    return samples, notes
+
+
+async def submit_and_sample(
     coordinator: FleetCoordinator, bots: Sequence[ChildProcess], options: Options
 ) -> list[Sample]:
     samples: list[Sample] = []
@@ -168,7 +230,7 @@ def benchmark(base: Path, options: Options) -> Table:
             start_bot(stack, base, coordinator, f"soak-{index}", BOT_ENV)
             for index in range(options.bots)
         ]
-        samples = asyncio.run(soak(coordinator, bots, options))
+        samples, db_notes = asyncio.run(soak(coordinator, bots, options))
     backend = "PostgreSQL" if options.db else "SQLite"
     table = Table(
         f"Soak: {options.jobs:,} sum jobs at {options.rate:,.0f}/s on {backend}, "
@@ -192,6 +254,7 @@ def benchmark(base: Path, options: Options) -> Table:
         f"database: {levelled([s.db_bytes for s in curve], tolerance)}",
         f"coordinator RSS: {levelled([s.coordinator_rss for s in curve], tolerance)}",
         f"bot RSS: {levelled([s.bot_rss for s in curve], tolerance)}",
+        *db_notes,
         machine_line(),
     ]
     return table
@@ -208,6 +271,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--level-tolerance", type=float, default=0.05, help="growth still 'level' (0.05)"
     )
     parser.add_argument("--timeout", type=float, default=86_400, help="seconds in all")
+    parser.add_argument(
+        "--vacuum-every", type=float, help="PostgreSQL: a plain VACUUM this often (seconds)"
+    )
     add_output_arguments(parser, "keep logs and the database here")
     args = parser.parse_args(argv)
     for name in ("jobs", "bots"):
@@ -215,6 +281,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             parser.error(f"--{name} must be at least 1")
     if not args.rate > 0:
         parser.error("--rate must be more than 0")
+    if args.vacuum_every is not None and (args.db is None or not args.vacuum_every > 0):
+        parser.error("--vacuum-every wants --db and a number of seconds above 0")
     return Options(
         jobs=args.jobs,
         rate=args.rate,
@@ -223,6 +291,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         db=args.db,
         level_tolerance=args.level_tolerance,
         timeout_s=args.timeout,
+        vacuum_every_s=args.vacuum_every,
         fmt=args.format,
         workdir=args.workdir,
     )

@@ -88,7 +88,11 @@ class Bot:
         self.quarantine = Quarantine(
             settings.state_dir, disk=disk, crash_loop_limit=settings.crash_loop_limit
         )
-        self.circuit = CircuitBreaker(settings.circuit_threshold)
+        self.circuit = CircuitBreaker(
+            settings.circuit_threshold,
+            window_s=settings.circuit_window_s,
+            monotonic=self.clock.monotonic,
+        )
         self.watchdog = Watchdog(self.clock, settings.watchdog_tick_s)
         self.loop_lag = LoopLag(settings.loop_lag_tick_s, settings.loop_lag_limit_s)
         self.supervisor = Supervisor()

@@ -70,6 +70,13 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client-key", metavar="FILE", help="the client certificate's key [BOT_CLIENT_KEY]"
     )
+    parser.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a label of this bot, e.g. gpu=a100; repeat for more (replaces BOT_LABELS) "
+        "[BOT_LABELS]",
+    )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
@@ -79,6 +86,7 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
 def flags_from(args: argparse.Namespace) -> dict[str, str | None]:
     """The flags given, keyed by the environment variable each overrides."""
     servers: Sequence[str] | None = getattr(args, "server", None)
+    labels: Sequence[str] | None = getattr(args, "label", None)
     return {
         "SERVER_BASE": ",".join(servers) if servers else None,
         "BOT_NAME": getattr(args, "name", None),
@@ -91,6 +99,7 @@ def flags_from(args: argparse.Namespace) -> dict[str, str | None]:
         "BOT_CA_FILE": getattr(args, "ca_file", None),
         "BOT_CLIENT_CERT": getattr(args, "client_cert", None),
         "BOT_CLIENT_KEY": getattr(args, "client_key", None),
+        "BOT_LABELS": ",".join(labels) if labels else None,
     }
 
 

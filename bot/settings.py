@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
+from botfleet.protocol.labels import parse_labels
 from botfleet.tls import TlsField, TlsFileError, client_context
 
 DEFAULT_SERVER = "http://localhost:8000/v1"
@@ -33,6 +34,7 @@ FLAG_FOR: Mapping[str, str] = {
     "BOT_CA_FILE": "--ca-file",
     "BOT_CLIENT_CERT": "--client-cert",
     "BOT_CLIENT_KEY": "--client-key",
+    "BOT_LABELS": "--label",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,99}$")
@@ -66,10 +68,25 @@ class Settings:
     crash_loop_limit: int = 10
     # Failures in a row to reach the coordinator that open the circuit (DEGRADED_NET).
     circuit_threshold: int = 3
+    # ... and for at least this long: a lossy but working network (a few calls in a row
+    # lost among hundreds a second) does not stop the bot's work.
+    circuit_window_s: float = 1.0
+    # While the circuit is open, the probe (heartbeat) retries at most this far apart, so
+    # the bot is back within about this long after the coordinator is.
+    probe_max_backoff_ms: int = 2_000
+    # A claim expected to answer at once (work was waiting, or reports ride on it) that
+    # has not answered in twice its usual round trip, at most this, is sent again under
+    # the same claim_id, and the first answer wins (0: never).
+    claim_hedge_ms: int = 300
+    # Failed claims retried at once, as a share of the claims answered; beyond it the
+    # bot backs off (a coordinator that sheds load gets fewer calls, not more).
+    retry_budget_ratio: float = 0.5
     # Environment variables whose values are masked in job log lines.
     redact: tuple[str, ...] = ()
     # Job log lines waiting to be sent at most; past it, lines are dropped and counted.
     log_buffer_lines: int = 10_000
+    # What this bot has (gpu=a100, region=eu): jobs that require labels go to bots that have them.
+    labels: Mapping[str, str] = field(default_factory=dict)
     # Tuning with no environment variable (tests pass small values).
     request_timeout_s: float = 10.0
     long_poll_ms: int = 20_000
@@ -167,6 +184,11 @@ def _text(text: str) -> str:
     return text
 
 
+def _labels(text: str) -> dict[str, str]:
+    """`gpu=a100,region=eu`: comma-separated key=value pairs."""
+    return parse_labels(part for part in text.split(",") if part.strip())
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -195,6 +217,7 @@ _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BOT_CLIENT_KEY": ("client_key", _readable_file),
     "BOT_REDACT": ("redact", _names),
     "BOT_LOG_BUFFER_LINES": ("log_buffer_lines", _int_between(1, 10_000_000)),
+    "BOT_LABELS": ("labels", _labels),
 }
 
 VARIABLES: tuple[str, ...] = tuple(_VARIABLES)

@@ -303,7 +303,8 @@ def standalone_scheduler(
     watchdog: Watchdog | None = None,
 ) -> Scheduler:
     """A registered `Scheduler` outside a bot: outbox opened in `state_dir`, session set up."""
-    settings = settings or Settings(state_dir=state_dir)
+    # No hedged claims unless a test asks: on a fake clock every claim would be late.
+    settings = settings or Settings(state_dir=state_dir, claim_hedge_ms=0)
     if registry is None:
         registry = load_plugins(Registry(), entry_points=())
     session = Session.start(

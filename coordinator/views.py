@@ -58,7 +58,7 @@ def claimed_job(job: JobRecord, default_timeout_s: float | None = None) -> m.Cla
     )
 
 
-def job_view(job: JobRecord) -> m.JobView:
+def job_view(job: JobRecord, waiting_for: str | None = None) -> m.JobView:
     return m.JobView(
         id=job.id,
         op=job.op,
@@ -83,6 +83,8 @@ def job_view(job: JobRecord) -> m.JobView:
         metadata=job.metadata,
         expires_at=_time(job.expires_at),
         submitted_by=job.submitted_by,
+        requires=job.requires or {},
+        waiting_for=waiting_for,
     )
 
 
@@ -122,6 +124,7 @@ def bot_view(bot: BotRecord) -> m.BotView:
             else None
         ),
         revoked_at=_time(bot.revoked_at),
+        labels=bot.labels,
     )
 
 

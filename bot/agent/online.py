@@ -178,7 +178,10 @@ class Online:
             self.heartbeat.beat_now.set()
 
     def _on_circuit(self, previous: Circuit, state: Circuit, reason: str) -> None:
-        if state is Circuit.OPEN:
+        if state is Circuit.OPEN and previous is Circuit.CLOSED:
+            self._settle(f"the coordinator is unreachable: {reason}")
+            self.heartbeat.beat_now.set()  # the probe starts now, not at the next interval
+        elif state is Circuit.OPEN:
             self._settle(f"the coordinator is unreachable: {reason}")
         elif state is Circuit.CLOSED:
             self.heartbeat.beat_now.set()  # a heartbeat leads the way back through SYNC

@@ -71,6 +71,7 @@ class Registrar:
                 "python": host.python,
                 "name": session.identity.name,
             },
+            labels=dict(self._settings.labels),
         )
 
     async def register(

@@ -1,6 +1,8 @@
-"""Exponential backoff with full jitter, and the retry delay that honours `Retry-After`.
+"""Exponential backoff with full jitter, the retry delay that honours `Retry-After`, and
+the budget of retries made at once.
 
-Both are pure functions (the randomness is passed in); `Backoff` only keeps the streak.
+The first two are pure functions (the randomness is passed in); `Backoff` only keeps
+the streak.
 """
 
 from __future__ import annotations
@@ -54,3 +56,31 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+class RetryBudget:
+    """Retries made at once, earned by answered calls (a retry budget, as in Finagle).
+
+    Each answered call earns `ratio` of a retry, up to `cap` kept; a retry at once spends
+    one. On a network that loses a share of calls below `ratio`, every loss is retried at
+    once; when most calls fail (an outage, a coordinator shedding load) the budget runs
+    dry after `cap` retries and the caller backs off instead of adding to the load.
+    """
+
+    def __init__(self, ratio: float, cap: float = 5.0) -> None:
+        if ratio < 0 or cap < 0:
+            raise ValueError(f"ratio and cap must not be negative, got {ratio}, {cap}")
+        self.ratio = ratio
+        self.cap = cap
+        self.tokens = cap
+
+    def earn(self) -> None:
+        """An answered call."""
+        self.tokens = min(self.cap, self.tokens + self.ratio)
+
+    def spend(self) -> bool:
+        """Whether a retry may go out at once (it is then counted)."""
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

@@ -1,10 +1,15 @@
 """The circuit breaker: repeated failures to reach the coordinator open it (DEGRADED_NET).
 
 CLOSED: calls go out; `threshold` failures in a row (no answer, or a 5xx that is not
-load shedding) open it. OPEN: the bot stops calling the coordinator - no claims, reports
-go straight to the outbox, no progress - except for its probe, the heartbeat, retried
-with backoff. HALF_OPEN: a probe is on its way; any answer closes the circuit, a
-failure opens it again. An answer with an error status still shows the coordinator is
+load shedding) open it, once the first of them is at least `window_s` old or the
+streak has reached `QUICK_OPEN_FACTOR` times the threshold: on a lossy network that
+still works, a few lost calls in a row among hundreds a second are not an outage,
+while an outage makes every call fail for as long as it lasts (a busy bot's retries
+reach the longer streak at once, an idle bot's calls the window). OPEN: the bot
+stops calling the coordinator - no claims, reports go straight to the outbox, no
+progress - except for its probe, the heartbeat, retried with a short backoff.
+HALF_OPEN: a probe is on its way; any answer closes the circuit, a failure opens it
+again. An answer with an error status still shows the coordinator is
 reachable: 429/503 are load shedding (the bot backs off), other 4xx are answers.
 
 `BreakerApi` wraps an `Api` so that every call, whichever loop makes it, counts.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -25,6 +31,10 @@ from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A streak this many times the threshold opens the circuit however short: at 10 % loss,
+# nine losses in a row come about once in a billion calls.
+QUICK_OPEN_FACTOR = 3
 
 
 class Circuit(enum.Enum):
@@ -42,12 +52,24 @@ def unreachable(error: BaseException) -> bool:
 
 
 class CircuitBreaker:
-    def __init__(self, threshold: int, on_change: Listener | None = None) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        on_change: Listener | None = None,
+        *,
+        window_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if threshold < 1:
             raise ValueError(f"threshold must be at least 1, got {threshold}")
+        if window_s < 0:
+            raise ValueError(f"window_s must not be negative, got {window_s}")
         self.threshold = threshold
+        self.window_s = window_s
+        self._monotonic = monotonic
         self.state = Circuit.CLOSED
         self.failures = 0  # in a row
+        self._streak_began = 0.0  # when the first failure of the streak came
         self.opened = 0  # how many times it opened (metrics, tests)
         self._listeners: list[Listener] = [] if on_change is None else [on_change]
 
@@ -71,12 +93,26 @@ class CircuitBreaker:
             self._set(Circuit.CLOSED, "the coordinator answered")
 
     def failure(self, error: BaseException) -> None:
+        now = self._monotonic()
+        if self.failures == 0:
+            self._streak_began = now
         self.failures += 1
         if self.state is Circuit.HALF_OPEN:
             self._set(Circuit.OPEN, f"probe failed: {error}")
-        elif self.state is Circuit.CLOSED and self.failures >= self.threshold:
+        elif (
+            self.state is Circuit.CLOSED
+            and self.failures >= self.threshold
+            and (
+                now - self._streak_began >= self.window_s
+                or self.failures >= QUICK_OPEN_FACTOR * self.threshold
+            )
+        ):
             self.opened += 1
-            self._set(Circuit.OPEN, f"{self.failures} failures in a row, the last: {error}")
+            lasted = now - self._streak_began
+            self._set(
+                Circuit.OPEN,
+                f"{self.failures} failures in a row over {lasted:.1f} s, the last: {error}",
+            )
 
     def record(self, error: BaseException | None) -> None:
         """Count the outcome of one call: None (an answer) or the error it raised."""

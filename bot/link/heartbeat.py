@@ -7,7 +7,9 @@ retried sooner than the interval (with backoff) and never stops the loop; 404
 (the coordinator forgot the bot) and 401 (the token expired) lead to registering
 again; 409 `instance_replaced` means another process took this bot's identity.
 While the circuit is open, the heartbeat is the probe that finds the coordinator
-again.
+again: it retries on a short leash (jittered, from MIN_BACKOFF_MS up to
+`probe_max_backoff_ms`), so the bot is back within a couple of seconds of the
+coordinator, whatever the heartbeat interval.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class Heartbeat:
         self._breaker = breaker
         self._unreported = unreported  # finished jobs whose reports wait (their leases stay)
         self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
+        probe_max_ms = max(settings.min_backoff_ms, settings.probe_max_backoff_ms)
+        self._probe_backoff = Backoff(settings.min_backoff_ms, probe_max_ms, rng)
         self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
 
     def request(self) -> m.HeartbeatRequest:
@@ -127,12 +131,20 @@ class Heartbeat:
         except CoordinatorError as exc:
             return await self._wait_retry(stop, exc)
         self._backoff.reset()
+        self._probe_backoff.reset()
         await self._handler.on_heartbeat(answer)
         return True
 
     async def _wait_retry(self, stop: asyncio.Event, exc: CoordinatorError) -> bool:
-        # Sooner than the interval: the lease runs out after a few missed heartbeats.
-        delay = self._backoff.after(exc, cap_s=self._session.heartbeat_interval_s)
+        if self._breaker is not None and self._breaker.is_open:
+            # The probe: the bot does no work until it gets through, so it looks often
+            # (the jitter keeps a fleet cut off together from coming back in step).
+            delay = self._probe_backoff.after(exc, cap_s=self._probe_backoff.max_ms / 1000.0)
+        else:
+            # Sooner than the interval: the lease runs out after a few missed heartbeats.
+            delay = self._backoff.after(exc, cap_s=self._session.heartbeat_interval_s)
         log.warning("heartbeat failed (%s); next try in %.1f s", exc, delay)
-        await sleep_or(self._clock, delay, stop)
+        # A heartbeat asked for meanwhile (the circuit just opened: probe now) cuts it short.
+        if await sleep_or(self._clock, delay, stop, self.beat_now):
+            self.beat_now.clear()
         return False

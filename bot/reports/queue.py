@@ -22,8 +22,8 @@ import random
 from collections.abc import Callable
 
 from bot.agent.watchdog import Watchdog
-from bot.errors import AuthError, CoordinatorError, OutboxError
-from bot.link.backoff import Backoff
+from bot.errors import AuthError, CoordinatorError, OutboxError, OverloadedError
+from bot.link.backoff import Backoff, RetryBudget
 from bot.link.session import Session
 from bot.reports import sizing
 from bot.reports.delivery import MAX_BATCH, Delivery, Reporter, sort_results
@@ -77,6 +77,7 @@ class Reporting:
         # delivery splits it until each report fits or stands replaced.
         self._alone = False
         self._outbox_backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
+        self._retry_budget = RetryBudget(settings.retry_budget_ratio)
         self._failed_delivery: CoordinatorError | None = None  # for the outbox loop to retry
 
     @property
@@ -182,9 +183,12 @@ class Reporting:
             if delivery.undelivered:
                 # Their answer may have been lost after the coordinator took them; until it
                 # hears again it counts those jobs against max_concurrency. So the outbox
-                # loop retries after its backoff, not a heartbeat interval later.
+                # loop retries at once (budget permitting) or after its backoff, not a
+                # heartbeat interval later.
                 self._failed_delivery = delivery.error
                 self.flush_now.set()
+            else:
+                self._retry_budget.earn()
 
     async def _deliver_guarded(self, group: list[m.ReportItem]) -> Delivery | None:
         """Deliver `group` under a deadline; None when the watchdog gave up on it (the group
@@ -216,8 +220,8 @@ class Reporting:
         while not stop.is_set():
             delay = self.session.heartbeat_interval_s
             failed, self._failed_delivery = self._failed_delivery, None
-            if failed is not None:
-                delay = self._outbox_backoff.after(failed)  # a delivery just failed
+            if failed is not None:  # a delivery just failed
+                delay = 0.0 if self._retry_at_once(failed) else self._outbox_backoff.after(failed)
             elif len(self.outbox) and self.hooks.reachable():
                 try:
                     delivery = await self.flush_outbox()
@@ -231,6 +235,16 @@ class Reporting:
                     self._outbox_backoff.reset()
             self.flush_now.clear()
             await sleep_or(self.clock, delay, stop, self.flush_now)
+
+    def _retry_at_once(self, error: CoordinatorError | None) -> bool:
+        """Whether a failed delivery's reports are sent again from the outbox at once: a
+        failure that may be a lost answer or a passing refusal (no answer, a 5xx, a 429/503
+        naming no time), while the retry budget lasts; else the outbox backs off."""
+        if error is None or not error.transient:
+            return False
+        if isinstance(error, OverloadedError) and error.retry_after_s is not None:
+            return False
+        return self._retry_budget.spend()
 
     # ------------------------------------------------------------ stopping
 

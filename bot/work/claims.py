@@ -4,7 +4,10 @@ It waits for room (a free slot, work allowed) or the stop, whichever comes first
 after an empty answer, for a hint of new work (`wake`), the poll interval or the stop,
 at once. With `report_on_claim`, a claim carries the finished reports that wait, so a
 busy bot reports and claims in one call. With `claim_id`, a claim whose answer was not
-read is retried under the same id, so the coordinator hands back what it gave out.
+read is retried under the same id, so the coordinator hands back what it gave out: at
+once while the retry budget lasts (a lossy network), else after a backoff (an outage,
+load shedding). A claim expected to answer at once that is late is hedged: sent again
+under the same id, the first answer wins and a late one's new jobs are started too.
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from bot.errors import (
     OverloadedError,
     TooLargeError,
 )
-from bot.link.backoff import Backoff
+from bot.link.backoff import Backoff, RetryBudget
 from bot.link.http import Api
 from bot.link.session import Session
 from bot.reports.queue import Reporting
 from bot.settings import Settings
 from bot.state import Job
 from bot.waiting import sleep_or
+from bot.work.hedge import Hedged, RoundTrips, hedged_call
 from bot.work.hooks import SchedulerHooks
+from bot.work.late_claims import LateClaims
 from bot.work.runner import JobRunner, JobTask, ReportSink
 from botfleet.clock import Clock
 from botfleet.protocol import encode
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 # rides on the next claim instead of waiting behind a long-poll that left first.
 JOB_FIRST_STEPS = 2
 MAX_LONG_POLL_MS = 30_000  # the protocol's bound on `wait_ms`
+# Failed claims in a row retried at once (budget permitting) before the bot backs off.
+MAX_AT_ONCE = 4
 
 
 class Claims:
@@ -69,11 +76,24 @@ class Claims:
         self._on_change = on_change  # the pipeline's activity may have changed
         self.wake = asyncio.Event()  # a hint of new work: assignment changed, work allowed again
         self.waiting_for_room = False  # parked until a slot frees up (or a wake)
-        self.call: asyncio.Future[m.ClaimResponse] | None = None  # the claim on its way
+        self.call: asyncio.Future[Hedged[m.ClaimResponse]] | None = None  # the claim on its way
         # The id of the claim whose answer has not been read yet: kept until one is, so a
         # retry after a lost answer repeats it (None: the next claim is a new one).
         self.claim_id: str | None = None
-        self._repeated = False  # this streak of failures already asked again at once
+        self._at_once = 0  # failed claims of this streak asked again at once
+        self._retry_budget = RetryBudget(settings.retry_budget_ratio)
+        self._work_waiting = False  # the last answer brought jobs: the next should be quick
+        self.late = LateClaims(  # hedged copies still out
+            api=api,
+            runner=runner,
+            clock=clock,
+            rng=rng,
+            min_backoff_ms=settings.min_backoff_ms,
+            reachable=hooks.reachable,
+            on_change=on_change,
+        )
+        self.hedged = 0  # claims sent twice (metrics, tests)
+        self.round_trips = RoundTrips()  # of claims answered at once: when to hedge
         low, high = settings.min_backoff_ms, settings.max_backoff_ms
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
@@ -103,6 +123,12 @@ class Claims:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep every free slot busy; back off on empty answers and on errors."""
+        try:
+            await self._loop(stop)
+        finally:
+            self.late.cancel()  # the bot stops: nobody would start their jobs
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             limit = self.limit() if self._hooks.may_claim() else 0
             if not limit:
@@ -117,7 +143,8 @@ class Claims:
                 await self._failed(exc, stop)
                 continue
             self._error_backoff.reset()
-            self._repeated = False
+            self._retry_budget.earn()
+            self._at_once = 0
             if tasks:
                 self._empty_backoff.reset()
                 for _ in range(JOB_FIRST_STEPS):
@@ -149,7 +176,7 @@ class Claims:
             if await self._hooks.renew(self._session.generation):
                 return
         if self._repeat_at_once(exc):
-            self._repeated = True
+            self._at_once += 1
             log.info("claim answer not read (%s); asking again at once", exc)
             return
         delay = self._error_backoff.after(exc)
@@ -161,13 +188,16 @@ class Claims:
             self._hooks.backing_off(None)
 
     def _repeat_at_once(self, exc: CoordinatorError) -> bool:
-        """Whether to repeat a failed claim without waiting: the first failure of a streak
-        whose answer may have been lost on the way (no answer, a 5xx, or a 429/503 that
-        names no time). Under the same `claim_id` the coordinator hands back what it gave
-        out, so a lost answer costs one request; a second failure in a row backs off."""
-        if self._repeated or self.claim_id is None or not exc.transient:
+        """Whether to repeat a failed claim without waiting: a failure whose answer may
+        have been lost on the way (no answer, a 5xx, or a 429/503 that names no time),
+        among the first `MAX_AT_ONCE` of a streak, while the retry budget lasts. Under the
+        same `claim_id` the coordinator hands back what it gave out, so a lost answer
+        costs one request; a longer streak, or failures beyond the budget, back off."""
+        if self._at_once >= MAX_AT_ONCE or self.claim_id is None or not exc.transient:
             return False
-        return not (isinstance(exc, OverloadedError) and exc.retry_after_s is not None)
+        if isinstance(exc, OverloadedError) and exc.retry_after_s is not None:
+            return False
+        return self._retry_budget.spend()
 
     # ------------------------------------------------------------ one claim
 
@@ -198,12 +228,16 @@ class Claims:
             if self.claim_id is None:
                 self.claim_id = uuid.uuid4().hex
             request.claim_id = self.claim_id
-        call = asyncio.ensure_future(self._api.claim(request))
+        hedge_s = self._hedge_after_s(request)
+        sent = self._clock.monotonic()
+        call = asyncio.ensure_future(
+            hedged_call(lambda: self._api.claim(request), self._clock, hedge_s, self._retry_copy)
+        )
         self.call = call
         self._on_change()
         try:
             try:
-                answer = await call
+                hedged = await call
             except TooLargeError:
                 if not riders:
                     raise
@@ -221,6 +255,14 @@ class Claims:
                 reporting.ride_back(riders)
                 raise
             self.claim_id = None  # answered: the next claim is a new one
+            answer = hedged.answer
+            self._work_waiting = bool(answer.jobs)
+            if hedged.hedged:
+                self.hedged += 1
+            elif hedge_s is not None:  # expected at once, and it came: a round trip to learn
+                self.round_trips.add(self._clock.monotonic() - sent)
+            if hedged.late:
+                self.late.follow(hedged.late, request, {job.id for job in answer.jobs}, sink)
             if riders:
                 results = answer.results if answer.results is not msgspec.UNSET else []
                 reporting.rode(riders, results)
@@ -241,6 +283,28 @@ class Claims:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
             self.call = None
             self._on_change()
+
+    def _retry_copy(self, error: BaseException) -> bool:
+        """Whether a hedged claim's copy that failed while the other is still out (maybe
+        delayed) is replaced at once: as a failed claim would be asked again."""
+        if not isinstance(error, CoordinatorError) or not error.transient:
+            return False
+        if isinstance(error, OverloadedError) and error.retry_after_s is not None:
+            return False
+        return self._retry_budget.spend()
+
+    def _hedge_after_s(self, request: m.ClaimRequest) -> float | None:
+        """When to send a claim again if it has not answered (None: wait for it): only a
+        claim under a `claim_id` (a copy gets the same jobs), and only one the coordinator
+        should answer at once - work was waiting, or it does not wait (reports ride on
+        it); a long-poll held while the queue is empty is on time. After twice the usual
+        round trip (see `RoundTrips`), at most `claim_hedge_ms`."""
+        hedge_ms = self._settings.claim_hedge_ms
+        if hedge_ms <= 0 or request.claim_id is msgspec.UNSET:
+            return None
+        if request.wait_ms and not self._work_waiting:
+            return None
+        return self.round_trips.hedge_after_s(hedge_ms / 1000.0)
 
     def _room(self, request: m.ClaimRequest) -> int | None:
         """Bytes left for reports in `request` under the coordinator's limit (None: unknown)."""
@@ -263,6 +327,7 @@ class Claims:
         The coordinator hands out nothing to a claim whose connection closed, so whatever
         arrives for these operations goes to another bot. True when there was one.
         """
+        self.late.cancel()
         call = self.call
         if call is None or call.done():
             return False

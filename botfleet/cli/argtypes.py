@@ -6,6 +6,8 @@ import argparse
 import re
 from typing import TypeVar
 
+from botfleet.protocol.labels import LabelError, parse_label
+
 N = TypeVar("N", int, float)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -57,3 +59,11 @@ def duration(text: str) -> float:
 def duration_or_never(text: str) -> float | None:
     """A `duration`, or None for `never`."""
     return None if text.strip().lower() == NEVER else duration(text)
+
+
+def label_pair(text: str) -> tuple[str, str]:
+    """`gpu=a100` -> ("gpu", "a100")."""
+    try:
+        return parse_label(text)
+    except LabelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -68,8 +68,9 @@ def _describe(status: int, code: str, message: str) -> str:
     text = f"{message} ({code}, HTTP {status})"
     if status == 401:
         return (
-            f"the coordinator rejected the admin token: {text}; pass the right one with "
-            "--admin-token or BOTFLEET_ADMIN_TOKEN, or --state-dir to the server's state folder"
+            f"the coordinator rejected the token: {text}; pass the right one with --token or "
+            "BOTFLEET_TOKEN (or --admin-token, BOTFLEET_ADMIN_TOKEN), or --state-dir to the "
+            "server's state folder"
         )
     if status == 403:
         return f"not allowed: {text}"

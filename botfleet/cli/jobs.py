@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from botfleet.cli.argtypes import non_negative_float, positive_float, positive_int
+from botfleet.cli.argtypes import label_pair, non_negative_float, positive_float, positive_int
 from botfleet.cli.context import Context
 from botfleet.cli.errors import EXIT_JOBS_FAILED, EXIT_OK
 from botfleet.cli.joblogs import attempts_table
@@ -53,6 +53,14 @@ def add_job_commands(
         "(with --count N, job i gets the key K:i)",
     )
     submit.add_argument(
+        "--requires",
+        type=label_pair,
+        action="append",
+        metavar="KEY=VALUE",
+        help="run only on a bot with this label, e.g. gpu=a100; repeatable: every key must "
+        "match, and a key given again allows another value (gpu=a100 --requires gpu=h100)",
+    )
+    submit.add_argument(
         "--wait",
         action="store_true",
         help="wait until every job has ended, showing progress; exit status 3 if any "
@@ -86,6 +94,7 @@ def add_job_commands(
 
 def jobs_from_args(args: argparse.Namespace) -> list[m.SubmitJob]:
     payload = build_payload(args.fields, args.payload)
+    requires = _requires(getattr(args, "requires", None))
     count: int = args.count
     jobs = []
     for index in range(count):
@@ -99,11 +108,24 @@ def jobs_from_args(args: argparse.Namespace) -> list[m.SubmitJob]:
             delay_ms=round(args.delay * 1000) if args.delay else None,
             timeout_s=args.job_timeout,
             idempotency_key=key,
+            requires=requires,
         )
         if args.max_attempts is not None:
             job.max_attempts = args.max_attempts
         jobs.append(job)
     return jobs
+
+
+def _requires(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str | list[str]] | None:
+    """`--requires` pairs as submit's `requires`: one value, or the values allowed."""
+    if not pairs:
+        return None
+    allowed: dict[str, list[str]] = {}
+    for key, value in pairs:
+        values = allowed.setdefault(key, [])
+        if value not in values:
+            values.append(value)
+    return {key: values[0] if len(values) == 1 else values for key, values in allowed.items()}
 
 
 async def submit_jobs(ctx: Context, jobs: Sequence[m.SubmitJob]) -> list[str]:

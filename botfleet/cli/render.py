@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -175,6 +175,10 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         rows.append(("submitted by", job.submitted_by))
     if job.metadata:
         rows.append(("metadata", compact_json(job.metadata)))
+    if job.requires:
+        rows.append(("requires", labels_text(job.requires)))
+    if job.waiting_for:
+        rows.append(("waiting for", Text(job.waiting_for, style="yellow")))
     for label, value in rows:
         grid.add_row(label, value)
     return grid
@@ -199,6 +203,16 @@ def assignment_text(assignment: m.Assignment) -> str:
     return f"{ops} ×{assignment.max_concurrency}{paused}"
 
 
+def labels_text(labels: Mapping[str, str | Sequence[str]]) -> str:
+    """`gpu=a100,region=eu`; a choice of values reads `gpu=a100|h100`."""
+    if not labels:
+        return "-"
+    return ",".join(
+        f"{key}={value if isinstance(value, str) else '|'.join(value)}"
+        for key, value in labels.items()
+    )
+
+
 def bot_state(bot: m.BotView) -> Text:
     if bot.revoked_at is not None:
         return Text("revoked", style="bold red")
@@ -216,6 +230,7 @@ def bots_table(bots: Iterable[m.BotView], now: datetime) -> Table:
     table.add_column("HEARTBEAT", no_wrap=True)
     table.add_column("RUNNING", justify="right", no_wrap=True)
     table.add_column("ASSIGNMENT", overflow="fold")
+    table.add_column("LABELS", overflow="fold")
     table.add_column("COMMAND", no_wrap=True)
     table.add_column("VERSION", no_wrap=True)
     for bot in bots:
@@ -226,6 +241,7 @@ def bots_table(bots: Iterable[m.BotView], now: datetime) -> Table:
             ago(bot.last_heartbeat, now),
             str(len(bot.running)),
             assignment_text(bot.assignment),
+            labels_text(bot.labels),
             bot.pending_command or "-",
             bot.version,
         )

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from botfleet.client.joblogs import log_lines
 from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import resolve
-from botfleet.client.submitting import JobOptions, JobSpec, chunks, keyed, new_job
+from botfleet.client.submitting import JobOptions, JobSpec, Requires, chunks, keyed, new_job
 from botfleet.client.transport import Transport
 from botfleet.client.waiting import MAX_WAIT_MS, Deadline, outcome, wait_one, watch
 from botfleet.clock import Clock, SystemClock
@@ -127,18 +127,24 @@ class AsyncClient:
         **options: Unpack[JobOptions],
     ) -> AsyncJobHandle:
         """Submit one job: an op, its payload and options (`priority`, `delay_ms`,
-        `run_at`, `max_attempts`, `timeout_s`, `idempotency_key`, `metadata`), or a
+        `run_at`, `max_attempts`, `timeout_s`, `idempotency_key`, `metadata`,
+        `requires`: labels its bot must have, e.g. `{"gpu": ["a100", "h100"]}`), or a
         ready `SubmitJob`."""
         (job,) = keyed([new_job(op, payload, **options)])
         answer = await self._http.call("POST", "/v1/jobs", m.SubmitResponse, body=job)
         return AsyncJobHandle(self, answer.id, answer.state)
 
     async def submit_many(
-        self, jobs: Iterable[JobSpec], *, concurrency: int = BULK_CONCURRENCY
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        concurrency: int = BULK_CONCURRENCY,
+        requires: Requires | None = None,
     ) -> list[AsyncJobHandle]:
         """Submit jobs (`SubmitJob`s or `(op, payload)` pairs) in bulk requests of up to
-        1,000, a few at a time; the handles come back in the order given."""
-        parts = chunks(keyed(jobs))
+        1,000, a few at a time; the handles come back in the order given. `requires`
+        goes to every job without requirements of its own."""
+        parts = chunks(keyed(jobs, requires))
         slots = asyncio.Semaphore(max(1, concurrency))
 
         async def send(part: list[m.SubmitJob]) -> list[str]:

@@ -4,7 +4,7 @@ retried after a lost answer finds the job it already made instead of making anot
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
@@ -16,6 +16,8 @@ BULK_LIMIT = 1000  # the protocol: POST /v1/jobs/bulk takes at most 1000 jobs
 KEY_PREFIX = "client-"
 
 JobSpec = m.SubmitJob | tuple[str, Mapping[str, Any]]
+# Labels a job's bot must have: a value, or the values allowed (docs/protocol.md, "Labels").
+Requires = Mapping[str, str | Sequence[str]]
 
 
 class JobOptions(TypedDict, total=False):
@@ -28,6 +30,7 @@ class JobOptions(TypedDict, total=False):
     timeout_s: float
     idempotency_key: str
     metadata: Mapping[str, Any]
+    requires: Requires
 
 
 def new_job(
@@ -50,22 +53,38 @@ def new_job(
         timeout_s=options.get("timeout_s"),
         idempotency_key=options.get("idempotency_key"),
         metadata=dict(options.get("metadata") or {}),
+        requires=wire_requires(options.get("requires")),
     )
 
 
-def keyed(specs: Iterable[JobSpec]) -> list[m.SubmitJob]:
-    """The jobs, each with its own key or one generated here (`client-<uuid>:<index>`)."""
+def wire_requires(requires: Requires | None) -> dict[str, str | list[str]] | None:
+    """Requirements as the protocol sends them (None: none)."""
+    if not requires:
+        return None
+    return {
+        key: value if isinstance(value, str) else list(value) for key, value in requires.items()
+    }
+
+
+def keyed(specs: Iterable[JobSpec], requires: Requires | None = None) -> list[m.SubmitJob]:
+    """The jobs, each with its own key or one generated here (`client-<uuid>:<index>`);
+    `requires` goes to every job that has no requirements of its own."""
     base = f"{KEY_PREFIX}{uuid.uuid4().hex}"
+    shared = wire_requires(requires)
     jobs = []
     for index, spec in enumerate(specs):
         if isinstance(spec, m.SubmitJob):
             job = spec
             if job.idempotency_key is None:
                 job = msgspec.structs.replace(job, idempotency_key=f"{base}:{index}")
+            if shared is not None and job.requires is None:
+                job = msgspec.structs.replace(job, requires=shared)
         else:  # built with its key at once: this loop runs per job of a bulk submit
             op, payload = spec
             payload = payload if isinstance(payload, dict) else dict(payload)
-            job = m.SubmitJob(op=op, payload=payload, idempotency_key=f"{base}:{index}")
+            job = m.SubmitJob(
+                op=op, payload=payload, idempotency_key=f"{base}:{index}", requires=shared
+            )
         jobs.append(job)
     return jobs
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Unpack
 from botfleet.client.aio import BULK_CONCURRENCY, DEFAULT_PAGE, AsyncClient, JobRef
 from botfleet.client.retry import RetryPolicy
 from botfleet.client.settings import Settings
-from botfleet.client.submitting import JobOptions, JobSpec
+from botfleet.client.submitting import JobOptions, JobSpec, Requires
 from botfleet.clock import Clock
 from botfleet.protocol import joblogs as wire
 from botfleet.protocol import messages as m
@@ -163,9 +163,15 @@ class Client:
         return JobHandle(self, handle.id, handle.state)
 
     def submit_many(
-        self, jobs: Iterable[JobSpec], *, concurrency: int = BULK_CONCURRENCY
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        concurrency: int = BULK_CONCURRENCY,
+        requires: Requires | None = None,
     ) -> list[JobHandle]:
-        handles = self._loop.run(self._async.submit_many(jobs, concurrency=concurrency))
+        handles = self._loop.run(
+            self._async.submit_many(jobs, concurrency=concurrency, requires=requires)
+        )
         return [JobHandle(self, handle.id) for handle in handles]
 
     def get(self, job: JobRef, *, wait_ms: int = 0) -> m.JobView:

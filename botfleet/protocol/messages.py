@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from botfleet.protocol.labels import Labels, Requirements
+
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Version = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+\.\d+$")]
@@ -84,6 +86,8 @@ class RegisterRequest(Struct, kw_only=True):
     resources: Resources = msgspec.field(default_factory=Resources)
     constraints: dict[str, Any] = msgspec.field(default_factory=dict)
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    # What the bot has (docs/protocol.md, "Labels"); jobs may require some of them.
+    labels: Labels = msgspec.field(default_factory=dict)
 
 
 class Auth(Struct, kw_only=True):
@@ -255,6 +259,8 @@ class SubmitJob(Struct, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     # Still queued this long after the submit: the job ends cancelled, error "expired".
     expires_in_ms: Annotated[int, msgspec.Meta(ge=1, le=31_536_000_000)] | None = None
+    # Labels the bot that runs it must have: a value, or a list of allowed values.
+    requires: Requirements | None = None
 
 
 class SubmitResponse(Struct, kw_only=True):
@@ -300,6 +306,10 @@ class JobView(Struct, kw_only=True):
     expires_at: Timestamp | None = None
     # The name of the token that submitted it (None: submitted before tokens had names).
     submitted_by: str | None = None
+    # The labels it requires, each key with its allowed values ({}: none).
+    requires: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    # Queued and no online bot can take it: why (e.g. "no online bot has gpu=a100").
+    waiting_for: str | None = None
 
 
 class JobList(Struct, kw_only=True):
@@ -327,6 +337,7 @@ class BotView(Struct, kw_only=True):
     # Set while an operator's revocation is in force: the bot is offline, its token is
     # refused and its bot_key may not register until `POST /v1/bots/{id}/allow`.
     revoked_at: Timestamp | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class BotList(Struct, kw_only=True):

@@ -161,9 +161,13 @@ class LongPoller:
                         return jobs
                     if self._time_left(loop, deadline) <= 0:
                         return []
-                    due_in = await store.due_in(operations)
-                    # Woken for jobs and got none: the wake goes on to another if one is due.
-                    waiters.settle(watch, claimed=0, jobs_left=_is_due(due_in))
+                    due_in = await store.due_in(operations, bot_id)
+                    # Woken for jobs and got none: the wake goes on to another if one is due,
+                    # also one this bot's labels do not meet (another bot's may).
+                    jobs_left = _is_due(due_in) or (
+                        watch.pending is not None and _is_due(await store.due_in(operations))
+                    )
+                    waiters.settle(watch, claimed=0, jobs_left=jobs_left)
                 # Wait for a notice, the next delayed job's run_at, the re-check or the end.
                 remaining = self._time_left(loop, deadline)
                 if remaining <= 0:
@@ -182,7 +186,7 @@ class LongPoller:
                 watch.event.clear()
                 if self._time_left(loop, deadline) <= 0:
                     return []
-                due_in = await store.due_in(operations)
+                due_in = await store.due_in(operations, bot_id)
 
     def _time_left(self, loop: asyncio.AbstractEventLoop, deadline: float) -> float:
         """Seconds a claim may still wait; none once the waiters have closed."""

@@ -53,10 +53,11 @@ class StoreCalls:
     def job(self, job_id: str) -> Awaitable[JobRecord | None]:
         return self._store.get_job(job_id)
 
-    async def due_in(self, operations: Sequence[str]) -> float | None:
+    async def due_in(self, operations: Sequence[str], bot_id: str | None = None) -> float | None:
         """Seconds until the earliest queued job for these operations is due (<= 0: due
-        now); None when none is queued."""
-        return self.seconds_until(await self._store.next_run_at(operations))
+        now); None when none is queued. With `bot_id`: among the jobs that bot may take
+        (its labels meet their requirements)."""
+        return self.seconds_until(await self._store.next_run_at(operations, bot_id))
 
     def seconds_until(self, run_at: datetime | None) -> float | None:
         if run_at is None:

@@ -48,6 +48,7 @@ async def register(request: web.Request) -> web.Response:
         resources={"cpu_cores": body.resources.cpu_cores, "mem_mb": body.resources.mem_mb},
         constraints=body.constraints,
         meta=body.meta,
+        labels=body.labels,
         token_hash=secret_hash,
         token_expires_at=now + timedelta(seconds=ctx.config.token_ttl_s),
         lease_until=now + timedelta(seconds=ctx.config.bot_lease_ttl_s),

@@ -13,6 +13,7 @@ from typing import Any, cast, get_args
 from aiohttp import web
 
 from botfleet.protocol import messages as m
+from botfleet.protocol.labels import normalised
 from botfleet.tracing import Tracer
 from coordinator.auth import Principal
 from coordinator.context import context
@@ -21,6 +22,7 @@ from coordinator.gate import principal_of
 from coordinator.routes.common import check_job_access, no_job, query_int, read_body, respond
 from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome, SubmitOutcome
 from coordinator.views import job_view
+from coordinator.waiting import waiting_for
 
 JOB_STATES = frozenset(get_args(m.JobState))
 MAX_WAIT_MS = 30_000
@@ -80,7 +82,7 @@ async def get_job(request: web.Request) -> web.Response:
     job = await ctx.poller.job(job_id, wait_ms / 1000)
     if job is None:
         raise no_job(job_id)
-    return respond(job_view(job))
+    return respond(job_view(job, await waiting_for(ctx.store, job)))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -178,6 +180,7 @@ def _new_job(
             None if body.expires_in_ms is None else now + timedelta(milliseconds=body.expires_in_ms)
         ),
         submitted_by=submitted_by,
+        requires=normalised(body.requires),
     )
 
 

@@ -20,6 +20,7 @@ from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
     BotRecord,
+    BotRoute,
     BotUpdate,
     ClaimInput,
     ClaimOutlook,
@@ -47,6 +48,7 @@ __all__ = [
     "AttemptRecord",
     "BotRecord",
     "BotRevoked",
+    "BotRoute",
     "BotUpdate",
     "ClaimInput",
     "ClaimOutlook",
@@ -143,6 +145,10 @@ class Store(Protocol):
     async def get_bot(self, bot_id: str) -> BotRecord | None: ...
 
     async def list_bots(self) -> list[BotRecord]: ...
+
+    async def online_bot_routes(self) -> list[BotRoute]:
+        """The operations and labels of every online bot (why a queued job waits)."""
+        ...
 
     async def heartbeat(self, beat: HeartbeatInput) -> HeartbeatOutcome | None:
         """Renew the bot lease and the leases of the listed jobs it still holds.
@@ -255,14 +261,18 @@ class Store(Protocol):
 
     async def stats(self, window_s: int = 60) -> StatsRecord: ...
 
-    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
-        """Earliest run_at of a queued job for these operations (long-poll wake-up)."""
+    async def next_run_at(
+        self, operations: Sequence[str], bot_id: str | None = None
+    ) -> datetime | None:
+        """Earliest run_at of a queued job for these operations (long-poll wake-up);
+        with `bot_id`, only among the jobs that bot's labels let it take."""
         ...
 
     async def claim_outlook(
         self, bot_id: str, operations: Sequence[str], claim_id: str | None = None
     ) -> ClaimOutlook:
-        """In one read (one snapshot): is the bot known and online, `next_run_at`, and
+        """In one read (one snapshot): is the bot known and online, `next_run_at` (for
+        this bot, as with `bot_id`), and
         whether `claim_id` has jobs running under the bot.
 
         Lets a claim that probably finds nothing skip its write transaction: the

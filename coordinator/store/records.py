@@ -36,6 +36,8 @@ class NewJob:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None  # still queued then: cancelled as expired
     submitted_by: str | None = None  # the name of the token that submitted it
+    # Labels the bot must have: key -> allowed values (botfleet.protocol.labels.normalised).
+    requires: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class JobRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
     submitted_by: str | None = None  # None for jobs older than role tokens
+    requires: dict[str, list[str]] | None = None  # key -> allowed values; None: any bot
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class Registration:
     token_expires_at: datetime
     lease_until: datetime
     default_max_concurrency: int
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,15 @@ class BotRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     # Set while an operator's revocation is in force: its token and bot_key are refused.
     revoked_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BotRoute:
+    """What decides which jobs an online bot may take: its operations and its labels."""
+
+    operations: tuple[str, ...]
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)

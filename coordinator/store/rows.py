@@ -41,7 +41,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
     moment, json = decode.moment, decode.json
     started, finished, lease = row["started_at"], row["finished_at"], row["lease_until"]
     expires = row["expires_at"]
-    result = row["result"]
+    result, requires = row["result"], row["requires"]
     return JobRecord(
         id=row["id"],
         op=row["op"],
@@ -66,6 +66,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         metadata=json(row["metadata"]),
         expires_at=None if expires is None else moment(expires),
         submitted_by=row["submitted_by"],
+        requires=None if requires is None else json(requires),
     )
 
 
@@ -97,6 +98,7 @@ def bot_from_row(row: Any, running: Sequence[str], decode: Decode) -> BotRecord:
         meta=decode.json(row["meta"]),
         metrics=decode.json(row["metrics"]),
         revoked_at=decode.maybe_moment(row["revoked_at"]),
+        labels={} if row["labels"] is None else decode.json(row["labels"]),
     )
 
 

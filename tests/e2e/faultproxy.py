@@ -61,6 +61,7 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self._cut_until = 0.0  # time.monotonic() until which the network is cut
         self._in_flight: set[asyncio.Transport] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()  # requests being handled (or delayed)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faultproxy")
         self._runner: web.AppRunner | None = None
@@ -123,6 +124,10 @@ class FaultProxy:
         # The client first: requests still held upstream (long-poll claims) end at once.
         if self._client is not None:
             await self._client.close()
+        # Requests still delayed end now, not as tasks destroyed with the loop.
+        for handler in list(self._handlers):
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -139,11 +144,15 @@ class FaultProxy:
         transport = request.transport
         if transport is None or self.is_cut:
             return self._drop(request, "cut")
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         self._in_flight.add(transport)
         try:
             return await self._forward(request)
         finally:
             self._in_flight.discard(transport)
+            self._handlers.discard(handler)
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         faults = self.faults
@@ -163,6 +172,8 @@ class FaultProxy:
             await asyncio.sleep(self._rng.uniform(faults.min_delay_s, faults.max_delay_s))
         drop_after = self._roll(faults.drop_after)
         assert self._client is not None
+        if self._client.closed:  # the proxy stopped while this request was delayed
+            return self._drop(request, "stopping")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS}
         self._note_token(request.headers.get("Authorization", "").partition(" ")[2])
         try:

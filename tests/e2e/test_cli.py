@@ -233,7 +233,7 @@ def test_bots_list_pause_resume_drain(cli: Cli, coordinator: Coordinator) -> Non
 def test_wrong_token_is_one_line(cli: Cli, coordinator: Coordinator) -> None:
     result = run("jobs", env={**cli.env, "BOTFLEET_ADMIN_TOKEN": "wrong"})
     assert result.code == 1
-    assert result.error_line.startswith("botfleet: error: the coordinator rejected the admin token")
+    assert result.error_line.startswith("botfleet: error: the coordinator rejected the token")
     flag = run("stats", "--admin-token", "wrong", "--server", coordinator.url)
     assert flag.code == 1
     assert "HTTP 401" in flag.error_line

@@ -76,6 +76,14 @@ async def test_submit_options_reach_the_job(client: Any) -> None:
     assert view.run_at is not None and view.run_at > view.created_at
 
 
+async def test_submit_and_submit_many_take_requirements(client: Any) -> None:
+    one = await client.get(await client.submit("sum", {}, requires={"gpu": ["a100", "h100"]}))
+    assert one.requires == {"gpu": ["a100", "h100"]}
+    assert one.waiting_for == "no online bot has operation sum"
+    handles = await client.submit_many([("sum", {}), ("sum", {})], requires={"gpu": "a100"})
+    assert [(await client.get(handle)).requires for handle in handles] == [{"gpu": ["a100"]}] * 2
+
+
 async def test_the_same_key_makes_one_job(client: Any) -> None:
     first = await client.submit("sum", {"a": 1}, idempotency_key="once")
     again = await client.submit("sum", {"a": 2}, idempotency_key="once")

@@ -48,6 +48,7 @@ async def register_bot(tx: Tx, registration: records.Registration) -> records.Re
         "insert_bot", f"bot_{uuid.uuid4().hex}", reg.bot_key, reg.instance_id, reg.name,
         reg.version, capabilities, max_concurrency, tx.now, reg.token_hash,
         reg.token_expires_at, reg.lease_until, reg.resources, reg.constraints, reg.meta,
+        reg.labels or None,
     )  # fmt: skip
     created = bot_id is not None
     released: list[Any] = []
@@ -64,7 +65,7 @@ async def register_bot(tx: Tx, registration: records.Registration) -> records.Re
             "reregister_bot", bot_id, reg.instance_id, reg.name, reg.version, capabilities,
             max_concurrency, reg.token_hash, reg.token_expires_at, reg.lease_until,
             reg.resources, reg.constraints, reg.meta, list(assignment.operations),
-            assignment.max_concurrency, tx.now,
+            assignment.max_concurrency, tx.now, reg.labels or None,
         )  # fmt: skip
     bot = bot_from_row(await tx.fetchrow("get_bot", bot_id))
     return records.RegisterOutcome(bot, created, tuple(row["id"] for row in released))

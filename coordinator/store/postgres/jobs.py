@@ -32,6 +32,7 @@ async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
         [job.run_at for job in jobs], [job.timeout_s for job in jobs],
         [job.idempotency_key for job in jobs], [job.metadata for job in jobs],
         [job.expires_at for job in jobs], [job.submitted_by for job in jobs],
+        [job.requires for job in jobs],
     )  # fmt: skip
     by_id = {row["id"]: job_from_row(row) for row in inserted}
     seen_keys = [
@@ -72,7 +73,7 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
         return []
     rows = await tx.fetch(
         "claim_jobs", claim.bot_id, wanted, claim.limit, bot["max_concurrency"], tx.now,
-        claim.lease_ttl_s, claim.default_timeout_s, claim.claim_id,
+        claim.lease_ttl_s, claim.default_timeout_s, claim.claim_id, bot["labels"],
     )  # fmt: skip
     return [job_from_row(row) for row in rows]
 

@@ -53,6 +53,11 @@ async def list_bots(tx: Tx) -> list[records.BotRecord]:
     return [bot_from_row(row) for row in await tx.fetch("list_bots")]
 
 
+async def online_bot_routes(tx: Tx) -> list[records.BotRoute]:
+    rows = await tx.fetch("online_bot_routes")
+    return [records.BotRoute(tuple(row["operations"]), row["labels"] or {}) for row in rows]
+
+
 async def api_token_by_hash(tx: Tx, token_hash: str) -> ApiTokenRecord | None:
     row = await tx.fetchrow("api_token_by_hash", token_hash)
     return None if row is None else api_token_from_row(row, DECODE)
@@ -73,8 +78,11 @@ async def stats(tx: Tx, window_s: int) -> records.StatsRecord:
     )
 
 
-async def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
-    value = await tx.fetchval("next_run_at", list(operations))
+async def next_run_at(tx: Tx, operations: Sequence[str], bot_id: str | None) -> datetime | None:
+    if bot_id is None:
+        value = await tx.fetchval("next_run_at", list(operations))
+    else:
+        value = await tx.fetchval("next_run_at_for_bot", list(operations), bot_id)
     return None if value is None else as_datetime(value)
 
 

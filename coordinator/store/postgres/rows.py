@@ -15,14 +15,15 @@ from coordinator.store.records import AttemptRecord, BotRecord, JobRecord
 
 
 async def init_connection(connection: Any) -> None:
-    """`json` columns travel as Python values (encoded with msgspec)."""
-    await connection.set_type_codec(
-        "json",
-        schema="pg_catalog",
-        encoder=lambda value: msgspec.json.encode(value).decode(),
-        decoder=msgspec.json.decode,
-        format="text",
-    )
+    """`json` and `jsonb` columns travel as Python values (encoded with msgspec)."""
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name,
+            schema="pg_catalog",
+            encoder=lambda value: msgspec.json.encode(value).decode(),
+            decoder=msgspec.json.decode,
+            format="text",
+        )
 
 
 def as_datetime(value: Any) -> datetime:

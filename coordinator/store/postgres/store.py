@@ -145,6 +145,9 @@ class PostgresStore:
     async def list_bots(self) -> list[records.BotRecord]:
         return await self._read(reads.list_bots)
 
+    async def online_bot_routes(self) -> list[records.BotRoute]:
+        return await self._read(reads.online_bot_routes)
+
     async def heartbeat(self, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
         return await self._write(lambda tx: bots.heartbeat(tx, beat))
 
@@ -217,8 +220,10 @@ class PostgresStore:
     async def stats(self, window_s: int = 60) -> records.StatsRecord:
         return await self._read(lambda tx: reads.stats(tx, window_s))
 
-    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
-        return await self._read(lambda tx: reads.next_run_at(tx, operations))
+    async def next_run_at(
+        self, operations: Sequence[str], bot_id: str | None = None
+    ) -> datetime | None:
+        return await self._read(lambda tx: reads.next_run_at(tx, operations, bot_id))
 
     async def claim_outlook(
         self, bot_id: str, operations: Sequence[str], claim_id: str | None = None

@@ -47,17 +47,20 @@ SELECT b.*,
 FROM bots b
 ORDER BY b.registered_at, b.id;
 
+-- name: online_bot_routes
+SELECT operations, labels FROM bots WHERE online;
+
 -- name: insert_bot
 -- $1 id, $2 bot_key, $3 instance_id, $4 name, $5 version, $6 capabilities,
 -- $7 max_concurrency, $8 now, $9 token_hash, $10 token_expires_at, $11 lease_until,
--- $12 resources, $13 constraints, $14 meta. Registration counts as the bot's first
--- heartbeat (last_heartbeat).
+-- $12 resources, $13 constraints, $14 meta, $15 labels (NULL: none). Registration
+-- counts as the bot's first heartbeat (last_heartbeat).
 INSERT INTO bots (id, bot_key, instance_id, name, version, capabilities, operations,
                   max_concurrency, bot_max_concurrency, registered_at, last_heartbeat,
                   token_hash, token_expires_at, lease_until, resources, constraints, meta,
-                  metrics)
+                  metrics, labels)
 VALUES ($1, $2, $3, $4, $5, $6::text[], $6::text[], $7, $7, $8, $8, $9, $10, $11, $12, $13,
-        $14, '{}'::json)
+        $14, '{}'::json, $15::jsonb)
 ON CONFLICT (bot_key) DO NOTHING
 RETURNING id;
 
@@ -76,7 +79,7 @@ FROM bots WHERE id = $1 FOR NO KEY UPDATE;
 -- $1 bot, $2 instance, $3 name, $4 version, $5 capabilities, $6 the bot's own
 -- concurrency, $7 token_hash, $8 token_expires_at, $9 lease_until, $10 resources,
 -- $11 constraints, $12 meta, $13 operations and $14 max_concurrency in force (the
--- caller chose them: rules.assignment_of), $15 now. paused and a pending command
+-- caller chose them: rules.assignment_of), $15 now, $16 labels (NULL: none). paused and a pending command
 -- survive. A new instance starts with no reported lifecycle, and its registration
 -- counts as its first heartbeat; the same instance keeps its last one, which tells
 -- what its next heartbeat must list.
@@ -84,7 +87,7 @@ UPDATE bots
 SET instance_id = $2, name = $3, version = $4, capabilities = $5::text[],
     operations = $13::text[], max_concurrency = $14, bot_max_concurrency = $6,
     online = true, token_hash = $7, token_expires_at = $8, lease_until = $9,
-    resources = $10, constraints = $11, meta = $12,
+    resources = $10, constraints = $11, meta = $12, labels = $16::jsonb,
     lifecycle = CASE WHEN instance_id = $2 THEN lifecycle END,
     last_heartbeat = CASE WHEN instance_id = $2 THEN last_heartbeat ELSE $15 END
 WHERE id = $1;
@@ -210,7 +213,7 @@ SELECT id, op, state FROM released ORDER BY id;
 
 -- name: bot_for_claim
 -- Locked: claims of one bot, in every coordinator, take turns (see claim_jobs).
-SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
+SELECT operations, max_concurrency, paused, quarantined, lifecycle, labels FROM bots
 WHERE id = $1 AND online
 FOR NO KEY UPDATE;
 
@@ -219,14 +222,15 @@ FOR NO KEY UPDATE;
 -- name: insert_jobs
 -- $1 now, then one array per column; an idempotency_key seen before inserts nothing.
 INSERT INTO jobs (id, op, payload, state, priority, max_attempts, created_at, run_at,
-                  timeout_s, idempotency_key, metadata, expires_at, submitted_by)
+                  timeout_s, idempotency_key, metadata, expires_at, submitted_by, requires)
 SELECT u.id, u.op, u.payload, 'queued', u.priority, u.max_attempts, $1, u.run_at,
-       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at, u.submitted_by
+       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at, u.submitted_by, u.requires
 FROM unnest($2::text[], $3::text[], $4::json[], $5::integer[], $6::integer[],
             $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[],
-            $12::text[])
+            $12::text[], $13::jsonb[])
      WITH ORDINALITY AS u(id, op, payload, priority, max_attempts, run_at, timeout_s,
-                          idempotency_key, metadata, expires_at, submitted_by, ord)
+                          idempotency_key, metadata, expires_at, submitted_by, requires,
+                          ord)
 ORDER BY u.ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
@@ -238,11 +242,13 @@ SELECT * FROM jobs WHERE idempotency_key = ANY($1::text[]);
 -- $1 bot, $2 operations (already narrowed to the assignment), $3 limit,
 -- $4 max_concurrency, $5 now, $6 lease ttl (s), $7 the default timeout (s) of a job
 -- without its own (NULL: none), $8 claim id (NULL: none), recorded with each attempt
--- for a repeat of the claim to find. The caller holds the bot's row lock,
--- so this statement's snapshot counts the bot's running jobs exactly.
+-- for a repeat of the claim to find, $9 the bot's labels (NULL: none). The caller holds
+-- the bot's row lock, so this statement's snapshot counts the bot's running jobs exactly.
 -- For each operation, the best runnable jobs come from the jobs_claim index (priority,
 -- then FIFO), locked with SKIP LOCKED so concurrent claims pass each other by; the
 -- best of those are taken (the others stay locked only until this transaction ends).
+-- Jobs with requirements come from jobs_claim_required, only for a bot with labels, and
+-- only those whose every required key is among the labels with an allowed value.
 WITH room AS (
     SELECT greatest(0, least($3::integer, $4::integer - (
         SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running'))) AS n
@@ -251,7 +257,22 @@ WITH room AS (
     FROM unnest($2::text[]) AS wanted(op)
     CROSS JOIN LATERAL (
         SELECT id, priority, seq FROM jobs
-        WHERE state = 'queued' AND op = wanted.op AND run_at <= $5
+        WHERE state = 'queued' AND requires IS NULL AND op = wanted.op AND run_at <= $5
+        ORDER BY priority DESC, seq
+        LIMIT (SELECT n FROM room)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    UNION ALL
+    SELECT c.id, c.priority, c.seq
+    FROM unnest($2::text[]) AS wanted(op)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, seq FROM jobs
+        WHERE $9::jsonb IS NOT NULL AND state = 'queued' AND requires IS NOT NULL
+            AND op = wanted.op AND run_at <= $5
+            AND NOT EXISTS (
+                SELECT 1 FROM jsonb_each(requires) AS needed(key, allowed)
+                WHERE NOT coalesce(needed.allowed ? ($9::jsonb ->> needed.key), false)
+            )
         ORDER BY priority DESC, seq
         LIMIT (SELECT n FROM room)
         FOR UPDATE SKIP LOCKED
@@ -391,13 +412,38 @@ RETURNING *;
 -- name: next_run_at
 SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($1::text[]);
 
+-- name: next_run_at_for_bot
+-- $1 operations, $2 bot: the earliest run_at of a queued job the bot may take, one
+-- without requirements or one whose requirements its labels meet (as in claim_jobs).
+SELECT least(
+    (SELECT min(run_at) FROM jobs
+     WHERE state = 'queued' AND requires IS NULL AND op = ANY($1::text[])),
+    (SELECT min(j.run_at) FROM jobs j JOIN bots b ON b.id = $2 AND b.labels IS NOT NULL
+     WHERE j.state = 'queued' AND j.requires IS NOT NULL AND j.op = ANY($1::text[])
+         AND NOT EXISTS (
+             SELECT 1 FROM jsonb_each(j.requires) AS needed(key, allowed)
+             WHERE NOT coalesce(needed.allowed ? (b.labels ->> needed.key), false)
+         ))
+);
+
 -- name: claim_outlook
 -- What a claim would meet, in one statement (one snapshot), without locking: is the bot
--- $1 known and online (NULL: unknown), `next_run_at` for the operations $2, and whether
--- the claim id $3 (NULL: none) has jobs running under the bot (a repeated claim).
+-- $1 known and online (NULL: unknown), `next_run_at` for the operations $2 among the
+-- jobs it may take (as next_run_at_for_bot), and whether the claim id $3 (NULL: none)
+-- has jobs running under the bot (a repeated claim).
 SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
-       (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND op = ANY($2::text[]))
-           AS next_run_at,
+       least(
+           (SELECT min(run_at) FROM jobs
+            WHERE state = 'queued' AND requires IS NULL AND op = ANY($2::text[])),
+           (SELECT min(j.run_at) FROM jobs j
+            JOIN bots b ON b.id = $1 AND b.labels IS NOT NULL
+            WHERE j.state = 'queued' AND j.requires IS NOT NULL
+                AND j.op = ANY($2::text[])
+                AND NOT EXISTS (
+                    SELECT 1 FROM jsonb_each(j.requires) AS needed(key, allowed)
+                    WHERE NOT coalesce(needed.allowed ? (b.labels ->> needed.key), false)
+                ))
+       ) AS next_run_at,
        EXISTS (
            SELECT 1 FROM attempts a
            JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt

@@ -112,6 +112,9 @@ SELECT * FROM bots WHERE id = :id
 -- name: list_bots
 SELECT * FROM bots ORDER BY registered_at, id
 
+-- name: online_bot_routes
+SELECT operations, labels FROM bots WHERE online = 1
+
 -- name: bot_by_key
 SELECT id, instance_id, operator_operations, operator_max_concurrency, paused, revoked_at
 FROM bots WHERE bot_key = :bot_key
@@ -128,7 +131,7 @@ SELECT lifecycle, pending_command, last_heartbeat FROM bots
 WHERE id = :id AND instance_id = :instance_id AND online = 1
 
 -- name: bot_for_claim
-SELECT operations, max_concurrency, paused, quarantined, lifecycle FROM bots
+SELECT operations, max_concurrency, paused, quarantined, lifecycle, labels FROM bots
 WHERE id = :id AND online = 1
 
 -- name: insert_bot
@@ -136,11 +139,11 @@ WHERE id = :id AND online = 1
 INSERT INTO bots (
     id, bot_key, instance_id, name, version, capabilities, operations, max_concurrency,
     bot_max_concurrency, paused, online, registered_at, last_heartbeat, token_hash,
-    token_expires_at, lease_until, resources, constraints, meta, metrics
+    token_expires_at, lease_until, resources, constraints, meta, metrics, labels
 ) VALUES (
     :id, :bot_key, :instance_id, :name, :version, :capabilities, :operations,
     :max_concurrency, :bot_max_concurrency, 0, 1, :now, :now, :token_hash,
-    :token_expires_at, :lease_until, :resources, :constraints, :meta, '{}'
+    :token_expires_at, :lease_until, :resources, :constraints, :meta, '{}', :labels
 )
 
 -- name: reregister_bot
@@ -164,7 +167,8 @@ UPDATE bots SET
     lifecycle = CASE WHEN :new_instance THEN NULL ELSE lifecycle END,
     resources = :resources,
     constraints = :constraints,
-    meta = :meta
+    meta = :meta,
+    labels = :labels
 WHERE id = :id
 
 -- name: heartbeat_bot
@@ -302,10 +306,10 @@ RETURNING id, op, attempt
 -- caller then reads the first job.
 INSERT INTO jobs (
     id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
-    idempotency_key, metadata, expires_at, submitted_by
+    idempotency_key, metadata, expires_at, submitted_by, requires
 ) VALUES (
     :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
-    :idempotency_key, :metadata, :expires_at, :submitted_by
+    :idempotency_key, :metadata, :expires_at, :submitted_by, :requires
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
@@ -321,7 +325,9 @@ WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json
 -- taken: at most :limit, and no more than leaves the bot at :max_concurrency running jobs
 -- (counted here, so the count and the claim are one snapshot). Each job's lease is
 -- max(ttl, its timeout, or the default timeout without one) from now; the attempt goes up
--- by one.
+-- by one. Jobs without requirements (most) come from jobs_claim; jobs with them from
+-- jobs_claim_required, only for a bot with labels (:labels, NULL: none), and only those
+-- whose every required key is among the labels with an allowed value.
 UPDATE jobs SET
     state = 'running',
     attempt = attempt + 1,
@@ -335,10 +341,28 @@ WHERE seq IN (
     SELECT candidate.seq
     FROM json_each(:ops) AS wanted, jobs AS candidate
     WHERE candidate.seq IN (
-        SELECT seq FROM jobs INDEXED BY jobs_claim
-        WHERE state = 'queued' AND op = wanted.value AND run_at <= :now
-        ORDER BY priority DESC, seq
-        LIMIT :limit
+        SELECT seq FROM (
+            SELECT seq FROM jobs INDEXED BY jobs_claim
+            WHERE state = 'queued' AND requires IS NULL AND op = wanted.value
+                AND run_at <= :now
+            ORDER BY priority DESC, seq
+            LIMIT :limit
+        )
+        UNION ALL
+        SELECT seq FROM (
+            SELECT seq FROM jobs INDEXED BY jobs_claim_required
+            WHERE :labels IS NOT NULL AND state = 'queued' AND requires IS NOT NULL
+                AND op = wanted.value AND run_at <= :now
+                AND NOT EXISTS (
+                    SELECT 1 FROM json_each(requires) AS needed
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM json_each(needed.value) AS allowed
+                        WHERE allowed.value = json_extract(:labels, '$."' || needed.key || '"')
+                    )
+                )
+            ORDER BY priority DESC, seq
+            LIMIT :limit
+        )
     )
     ORDER BY candidate.priority DESC, candidate.seq
     LIMIT max(0, min(:limit, :max_concurrency - (
@@ -370,18 +394,64 @@ SELECT min((
 ))
 FROM json_each(:ops) AS wanted
 
+-- name: next_run_at_for_bot
+-- The earliest run_at of a queued job for these operations that the bot :bot_id may
+-- take: one without requirements (first in the run_at index), or one whose
+-- requirements its labels meet (as in claim_jobs).
+SELECT min(run_at) FROM (
+    SELECT (
+        SELECT run_at FROM jobs INDEXED BY jobs_queued_run_at
+        WHERE state = 'queued' AND op = wanted.value AND requires IS NULL
+        ORDER BY run_at LIMIT 1
+    ) AS run_at
+    FROM json_each(:ops) AS wanted
+    UNION ALL
+    SELECT (
+        SELECT min(run_at) FROM jobs INDEXED BY jobs_claim_required, bots AS bot
+        WHERE bot.id = :bot_id AND bot.labels IS NOT NULL
+            AND state = 'queued' AND requires IS NOT NULL AND op = wanted.value
+            AND NOT EXISTS (
+                SELECT 1 FROM json_each(requires) AS needed
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM json_each(needed.value) AS allowed
+                    WHERE allowed.value = json_extract(bot.labels, '$."' || needed.key || '"')
+                )
+            )
+    )
+    FROM json_each(:ops) AS wanted
+)
+
 -- name: claim_outlook
 -- What a claim would meet, in one statement (one snapshot), without the write lock: is
--- the bot known and online (NULL: unknown), `next_run_at` for these operations, and
--- whether :claim_id (NULL: none) has jobs running under the bot (a repeated claim).
+-- the bot known and online (NULL: unknown), `next_run_at` for these operations among
+-- the jobs it may take (as next_run_at_for_bot), and whether :claim_id (NULL: none)
+-- has jobs running under the bot (a repeated claim).
 SELECT
     (SELECT online FROM bots WHERE id = :bot_id) AS bot_online,
     (
-        SELECT min((
-            SELECT min(run_at) FROM jobs INDEXED BY jobs_queued_run_at
-            WHERE state = 'queued' AND op = wanted.value
-        ))
-        FROM json_each(:ops) AS wanted
+        SELECT min(run_at) FROM (
+            SELECT (
+                SELECT run_at FROM jobs INDEXED BY jobs_queued_run_at
+                WHERE state = 'queued' AND op = wanted.value AND requires IS NULL
+                ORDER BY run_at LIMIT 1
+            ) AS run_at
+            FROM json_each(:ops) AS wanted
+            UNION ALL
+            SELECT (
+                SELECT min(run_at) FROM jobs INDEXED BY jobs_claim_required, bots AS bot
+                WHERE bot.id = :bot_id AND bot.labels IS NOT NULL
+                    AND state = 'queued' AND requires IS NOT NULL AND op = wanted.value
+                    AND NOT EXISTS (
+                        SELECT 1 FROM json_each(requires) AS needed
+                        WHERE NOT EXISTS (
+                            SELECT 1 FROM json_each(needed.value) AS allowed
+                            WHERE allowed.value
+                                = json_extract(bot.labels, '$."' || needed.key || '"')
+                        )
+                    )
+            )
+            FROM json_each(:ops) AS wanted
+        )
     ) AS next_run_at,
     EXISTS (
         SELECT 1 FROM attempts INDEXED BY attempts_claim_id

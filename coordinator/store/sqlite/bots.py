@@ -58,6 +58,7 @@ def register_bot(tx: Tx, registration: records.Registration) -> records.Register
         "resources": dump_json(registration.resources),
         "constraints": dump_json(registration.constraints),
         "meta": dump_json(registration.meta),
+        "labels": dump_json(registration.labels) if registration.labels else None,
         "now": tx.now,
     }
     released: tuple[str, ...] = ()

@@ -45,6 +45,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             "metadata": dump_json(job.metadata),
             "expires_at": maybe_to_us(job.expires_at),
             "submitted_by": job.submitted_by,
+            "requires": None if job.requires is None else dump_json(job.requires),
         }
         for job in jobs
     ]
@@ -85,6 +86,7 @@ def _new_record(job: NewJob, row: dict[str, Any]) -> JobRecord:
         metadata=job.metadata,
         expires_at=maybe_from_us(row["expires_at"]),
         submitted_by=job.submitted_by,
+        requires=job.requires,
     )
 
 
@@ -113,6 +115,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
             "now": tx.now,
             "ttl_s": claim.lease_ttl_s,
             "default_timeout_s": claim.default_timeout_s,
+            "labels": bot["labels"],
         },
     )
     # SQLite has no writable CTEs: the attempts are a second statement.

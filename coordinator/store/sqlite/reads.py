@@ -15,6 +15,7 @@ from coordinator.store.sqlite.rows import (
     bot_from_row,
     dump_json,
     job_from_row,
+    load_json,
     maybe_from_us,
 )
 from coordinator.store.sqlite.tx import Tx
@@ -92,6 +93,16 @@ def list_bots(tx: Tx) -> list[records.BotRecord]:
     return [bot_from_row(row, running.get(row["id"], [])) for row in tx.all("list_bots")]
 
 
+def online_bot_routes(tx: Tx) -> list[records.BotRoute]:
+    return [
+        records.BotRoute(
+            tuple(load_json(row["operations"])),
+            {} if row["labels"] is None else load_json(row["labels"]),
+        )
+        for row in tx.all("online_bot_routes")
+    ]
+
+
 def stats(tx: Tx, window_s: int) -> records.StatsRecord:
     finished = tx.one("finished_since", {"since": tx.now - window_s * 1_000_000})
     oldest = tx.one("oldest_queued")
@@ -104,8 +115,12 @@ def stats(tx: Tx, window_s: int) -> records.StatsRecord:
     )
 
 
-def next_run_at(tx: Tx, operations: Sequence[str]) -> datetime | None:
-    row = tx.one("next_run_at", {"ops": dump_json(list(dict.fromkeys(operations)))})
+def next_run_at(tx: Tx, operations: Sequence[str], bot_id: str | None) -> datetime | None:
+    ops = dump_json(list(dict.fromkeys(operations)))
+    if bot_id is None:
+        row = tx.one("next_run_at", {"ops": ops})
+    else:
+        row = tx.one("next_run_at_for_bot", {"ops": ops, "bot_id": bot_id})
     return None if row is None else maybe_from_us(row[0])
 
 

@@ -170,6 +170,9 @@ class SQLiteStore:
     async def list_bots(self) -> list[records.BotRecord]:
         return await self._open().read(reads.list_bots)
 
+    async def online_bot_routes(self) -> list[records.BotRoute]:
+        return await self._open().read(reads.online_bot_routes)
+
     async def heartbeat(self, beat: records.HeartbeatInput) -> records.HeartbeatOutcome | None:
         return await self._open().write(lambda tx: bots.heartbeat(tx, beat))
 
@@ -250,10 +253,13 @@ class SQLiteStore:
     async def stats(self, window_s: int = 60) -> records.StatsRecord:
         return await self._open().read(lambda tx: reads.stats(tx, window_s))
 
-    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
+    async def next_run_at(
+        self, operations: Sequence[str], bot_id: str | None = None
+    ) -> datetime | None:
         if not operations:
             return None
-        return await self._open().point_read(lambda tx: reads.next_run_at(tx, operations))
+        tx = self._open()
+        return await tx.point_read(lambda t: reads.next_run_at(t, operations, bot_id))
 
     async def claim_outlook(
         self, bot_id: str, operations: Sequence[str], claim_id: str | None = None

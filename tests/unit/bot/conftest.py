@@ -83,6 +83,7 @@ async def start_bot(state_dir: Path) -> AsyncIterator[StartBot]:
         # On the scaled clock a minute passes in 0.6 s: deadlines only where a test sets them.
         settings.setdefault("drain_grace_s", 1e6)
         settings.setdefault("report_limit_s", 1e6)
+        settings.setdefault("claim_hedge_ms", 0)  # hedged claims only where a test asks
         bot = Bot(Settings(**settings), **options)
         running = RunningBot(bot, asyncio.create_task(bot.run()), fake, clock)
         started.append(running)

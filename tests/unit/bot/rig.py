@@ -74,6 +74,7 @@ class Rig:
             "max_backoff_ms": 1000,
             "drain_grace_s": 1e6,
             "report_limit_s": 1e6,
+            "claim_hedge_ms": 0,  # a claim late by 3 ms of real time is not the subject
         }
         values.update(settings)
         bot = Bot(

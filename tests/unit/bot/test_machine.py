@@ -47,6 +47,7 @@ class TestRunAndStop:
         assert fake.deregistered
         register = fake.requests("register")[0]
         assert register.constraints == {"max_concurrency": 2}
+        assert register.labels == {}
         assert register.capabilities == ["subtract", "sum"]
         assert fake.token == "token-1"
 

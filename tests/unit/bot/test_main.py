@@ -27,6 +27,7 @@ def test_flags_map_onto_the_variables() -> None:
         "--max-concurrency", "3", "--metrics-port", "9100", "--log-format", "json",
         "--drain-grace", "7.5", "--crash-loop-limit", "4",
         "--ca-file", "ca.pem", "--client-cert", "bot.pem", "--client-key", "bot.key",
+        "--label", "gpu=a100", "--label", "region=eu",
     )  # fmt: skip
     assert flags_from(args) == {
         "SERVER_BASE": "http://a/v1,http://b/v1,http://c/v1",
@@ -40,6 +41,7 @@ def test_flags_map_onto_the_variables() -> None:
         "BOT_CA_FILE": "ca.pem",
         "BOT_CLIENT_CERT": "bot.pem",
         "BOT_CLIENT_KEY": "bot.key",
+        "BOT_LABELS": "gpu=a100,region=eu",
     }
     assert args.log_format == "json"
     assert flags_from(parse())["SERVER_BASE"] is None
@@ -48,6 +50,13 @@ def test_flags_map_onto_the_variables() -> None:
 def test_bad_flag_exits_2_naming_it(caplog: pytest.LogCaptureFixture) -> None:
     assert main(["--max-concurrency", "0"]) == 2
     assert "--max-concurrency (MAX_CONCURRENCY): must be between 1 and 10000" in caplog.text
+
+
+def test_a_malformed_label_exits_2_naming_the_variable(caplog: pytest.LogCaptureFixture) -> None:
+    assert run_bot(parse(), env={"BOT_LABELS": "gpu"}) == 2
+    assert "BOT_LABELS: 'gpu' is not key=value" in caplog.text
+    assert main(["--label", "gpu="]) == 2
+    assert "--label (BOT_LABELS): 'gpu=' is not key=value" in caplog.text
 
 
 def test_bad_environment_exits_2_naming_it(caplog: pytest.LogCaptureFixture) -> None:

@@ -91,6 +91,12 @@ def test_tuning_without_variables() -> None:
         ("BOT_NAME", "has space", "letters, digits"),
         ("BOT_PLUGINS", "good,bad-name", "not a Python module name"),
         ("BOT_METRICS_PORT", "70000", "between 0 and 65535"),
+        ("BOT_LABELS", "gpu", "is not key=value"),
+        ("BOT_LABELS", "=a100", "is not key=value"),
+        ("BOT_LABELS", "gpu=", "is not key=value"),
+        ("BOT_LABELS", "gpu=a100,gpu=h100", "given twice"),
+        ("BOT_LABELS", "g pu=a100", "label key"),
+        ("BOT_LABELS", ",".join(f"k{i}=v" for i in range(33)), "at most 32"),
     ],
 )
 def test_bad_values_are_named(variable: str, value: str, problem: str) -> None:
@@ -99,6 +105,17 @@ def test_bad_values_are_named(variable: str, value: str, problem: str) -> None:
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"{variable}: ")
     assert problem in str(caught.value)
+
+
+def test_labels_are_key_value_pairs() -> None:
+    assert load_settings({}).labels == {}
+    settings = load_settings({"BOT_LABELS": " gpu=a100 , region=eu-west/1 ,"})
+    assert settings.labels == {"gpu": "a100", "region": "eu-west/1"}
+    flagged = load_settings({"BOT_LABELS": "gpu=a100"}, {"BOT_LABELS": "region=eu"})
+    assert flagged.labels == {"region": "eu"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, {"BOT_LABELS": "gpu"})
+    assert caught.value.variable == "--label (BOT_LABELS)"
 
 
 def test_bad_flag_names_the_flag_and_the_variable() -> None:

@@ -169,7 +169,7 @@ async def test_wrong_token_explains_where_the_token_comes_from(
     async with connect(settings) as wrong:
         error = await cli_error(wrong.stats())
     assert isinstance(error, ApiError)
-    assert re.search(r"rejected the admin token.*--admin-token", str(error))
+    assert re.search(r"rejected the token.*--token or BOTFLEET_TOKEN", str(error))
     assert error.status == 401
 
 

@@ -40,6 +40,8 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["submit"], "the following arguments are required: OP"),
         (["submit", "sum", "--count", "0"], "--count: must be at least 1"),
         (["submit", "sum", "--delay", "-1"], "--delay: must be 0 or more"),
+        (["submit", "sum", "--requires", "gpu"], "--requires: 'gpu' is not key=value"),
+        (["submit", "sum", "--requires", "gpu="], "--requires: 'gpu=' is not key=value"),
         (["jobs", "--state", "lost"], "invalid choice: 'lost'"),
         (["bots", "evict", "bot_1"], "invalid choice: 'evict'"),
         (["demo", "--bots", "0"], "--bots: must be between 1 and 50"),
@@ -104,6 +106,17 @@ def test_submit_defaults_leave_the_server_defaults() -> None:
     (job,) = jobs_from_args(_submit_args("sum", "--payload", '{"a": 1}', "--idempotency-key", "k"))
     assert (job.payload, job.priority, job.delay_ms, job.max_attempts) == ({"a": 1}, 0, None, 3)
     assert job.idempotency_key == "k"
+
+
+def test_submit_requires_labels_and_a_key_again_allows_another_value() -> None:
+    args = _submit_args(
+        "sum", "--requires", "gpu=a100", "--requires", "region=eu", "--requires", "gpu=h100",
+        "--count", "2",
+    )  # fmt: skip
+    jobs = jobs_from_args(args)
+    assert [job.requires for job in jobs] == [{"gpu": ["a100", "h100"], "region": "eu"}] * 2
+    (plain,) = jobs_from_args(_submit_args("sum"))
+    assert plain.requires is None
 
 
 @pytest.fixture

@@ -96,6 +96,19 @@ def test_job_detail() -> None:
     assert "submitted by  ci" in _text(job_detail(_job(submitted_by="ci"), NOW))
 
 
+def test_job_detail_shows_requirements_and_what_a_queued_job_waits_for() -> None:
+    waiting = _job(
+        state="queued",
+        requires={"gpu": ["a100", "h100"], "region": ["eu"]},
+        waiting_for="no online bot has gpu=a100|h100",
+    )
+    text = _text(job_detail(waiting, NOW))
+    assert "requires     gpu=a100|h100,region=eu" in text
+    assert "waiting for  no online bot has gpu=a100|h100" in text
+    plain = _text(job_detail(_job(), NOW))
+    assert "requires" not in plain and "waiting for" not in plain
+
+
 def test_attempts_are_the_used_ones_of_max() -> None:
     """After lost claims the attempt number passes max_attempts; the attempts used do not."""
     lost = _job(state="running", attempt=4, attempts_used=2)
@@ -116,6 +129,9 @@ def test_bots_table() -> None:
     assert "online (draining)" in text
     assert "5s ago" in text
     assert "sum ×4 paused" in text
+    assert "gpu=a100,region=eu" in _text(
+        bots_table([_bot(labels={"gpu": "a100", "region": "eu"})], NOW)
+    )
 
 
 def test_a_revoked_bot_shows_revoked() -> None:

@@ -137,6 +137,16 @@ def test_every_job_gets_a_key_and_keeps_its_own() -> None:
     assert keyed([("sum", {})])[0].idempotency_key != keys[1]  # each call its own keys
 
 
+def test_requirements_go_on_the_wire_as_given_or_shared_by_a_bulk() -> None:
+    job = new_job("sum", {}, requires={"gpu": ("a100", "h100"), "region": "eu"})
+    assert job.requires == {"gpu": ["a100", "h100"], "region": "eu"}
+    assert new_job("sum").requires is None
+    own = new_job("sum", requires={"gpu": "t4"})
+    jobs = keyed([own, ("sum", {}), new_job("sum")], requires={"gpu": "a100"})
+    assert [job.requires for job in jobs] == [{"gpu": "t4"}, {"gpu": "a100"}, {"gpu": "a100"}]
+    assert keyed([("sum", {})])[0].requires is None
+
+
 def test_bulk_chunks_of_at_most_a_thousand() -> None:
     jobs = keyed([("sum", {"n": n}) for n in range(2001)])
     assert [len(part) for part in chunks(jobs)] == [1000, 1000, 1]

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from bot.agent.shutdown import EXIT_BAD_SETTINGS, EXIT_REVOKED, EXIT_SAFE_HALT
 from bot.settings import load_settings
 from botfleet.cli.main import DELEGATED_PARSERS
 from botfleet.reference.settings import bot_variables, coordinator_variables
@@ -130,6 +131,16 @@ def test_the_bot_example_settings_load() -> None:
     # systemd waits for the drain (and the last reports) before it kills the bot.
     assert float(service["TimeoutStopSec"]) > settings.drain_grace_s + 10
     assert service["KillSignal"] == "SIGTERM"
+
+
+def test_the_bot_unit_restarts_only_what_a_restart_can_fix() -> None:
+    service = read_unit(DEPLOY / "botfleet-bot@.service")["Service"]
+    assert service["Restart"] == "on-failure"
+    # Bad settings, a safe halt and a revoked bot exit the same way after a restart.
+    person_needed = {EXIT_BAD_SETTINGS, EXIT_SAFE_HALT, EXIT_REVOKED}
+    assert {int(status) for status in service["RestartPreventExitStatus"].split()} == (
+        person_needed
+    )
 
 
 def test_the_coordinator_example_settings_load() -> None:

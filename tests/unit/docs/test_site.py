@@ -3,15 +3,21 @@
 A page shows Python either by including a file of docs/examples (`--8<-- "…"`, the
 site's build puts the file in), or as an excerpt of one: its lines, in order, in one
 example file. The examples themselves run against a real coordinator and bot in
-tests/e2e/test_client_examples.py.
+tests/e2e/test_client_examples.py. The README's handler example runs here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from bot import jobs
+from bot.state import Job
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
@@ -82,3 +88,16 @@ def test_an_excerpt_keeps_the_order_and_skips_comments() -> None:
     assert not is_excerpt("x = 2\n", source)
     assert where_from('--8<-- "docs/examples/nowhere.py"') is None
     assert where_from('--8<-- "docs/examples/handlers.py:async"') == "handlers.py"
+
+
+def test_the_readme_handler_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    (block,) = python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    monkeypatch.setattr(jobs, "default_registry", jobs.Registry())  # `@op` registers there
+    example = ModuleType("readme_example")
+    exec(compile(block, "README.md", "exec"), example.__dict__)
+    registry = jobs.Registry()
+    registry.collect(example)
+    handler = registry.get("resize")
+    assert handler is not None and inspect.iscoroutinefunction(handler)
+    job = Job(id="job_1", op="resize", payload={"path": "in.png"})
+    assert asyncio.run(handler(job)) == {"done": "in.png"}

@@ -37,6 +37,7 @@ def registration(
     capabilities: Sequence[str] = ("sum", "subtract"),
     max_concurrency: int | None = None,
     default_max_concurrency: int = 10,
+    labels: dict[str, str] | None = None,
 ) -> Registration:
     constraints: dict[str, Any] = {}
     if max_concurrency is not None:
@@ -54,6 +55,7 @@ def registration(
         token_expires_at=clock.now() + timedelta(hours=1),
         lease_until=clock.now() + timedelta(seconds=BOT_LEASE_TTL_S),
         default_max_concurrency=default_max_concurrency,
+        labels=labels or {},
     )
 
 

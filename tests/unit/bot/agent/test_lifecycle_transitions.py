@@ -279,7 +279,7 @@ async def sync_to_quarantined(rig: Rig) -> None:
 
 async def sync_to_degraded_net(rig: Rig) -> None:
     # One failure opens the circuit here; the outbox flush at SYNC is that failure.
-    await degraded(rig, circuit_threshold=1)
+    await degraded(rig, circuit_threshold=1, circuit_window_s=0.0)
     with Outbox(rig.state_dir) as outbox:
         outbox.append([m.ReportItem(job_id="job_old", action="complete", result={})])
     rig.running_bot.outbox.open()  # reload: the bot sees the report kept
@@ -322,7 +322,10 @@ async def idle_to_degraded_net(rig: Rig) -> None:
 
 
 async def idle_to_quarantined(rig: Rig) -> None:
-    await quarantined(rig)
+    # Paused, so the command cannot find the bot between IDLE and CLAIM instead.
+    await idle_paused(rig)
+    rig.command("quarantine")
+    await rig.reach(S.QUARANTINED)
 
 
 async def idle_to_register(rig: Rig) -> None:

@@ -10,7 +10,7 @@ from bot.errors import (
     NetworkError,
     OverloadedError,
 )
-from bot.link.backoff import Backoff, backoff_ms, retry_delay_s
+from bot.link.backoff import Backoff, RetryBudget, backoff_ms, retry_delay_s
 
 
 def test_backoff_is_full_jitter_between_min_and_the_capped_ceiling() -> None:
@@ -68,3 +68,37 @@ def test_backoff_after_an_error_takes_the_next_step_of_the_streak() -> None:
     assert backoff.after(OverloadedError(503, "busy", retry_after_s=3.0)) == 3.0
     assert backoff.after(NetworkError("down")) == 1.0
     assert backoff.attempt == 2
+
+
+def test_the_retry_budget_starts_full_and_runs_dry_without_answers() -> None:
+    budget = RetryBudget(0.5, cap=3.0)
+    assert [budget.spend() for _ in range(4)] == [True, True, True, False]
+
+
+def test_answers_earn_retries_up_to_the_cap() -> None:
+    budget = RetryBudget(0.5, cap=3.0)
+    while budget.spend():
+        pass
+    budget.earn()
+    assert not budget.spend()  # half a retry is not one
+    budget.earn()
+    assert budget.spend() and not budget.spend()
+    for _ in range(100):
+        budget.earn()
+    assert budget.tokens == 3.0
+
+
+def test_a_loss_rate_under_the_ratio_is_always_retried_at_once() -> None:
+    """One call in five lost (one retry per four answers) under a ratio of 0.5: the
+    budget never runs dry."""
+    budget = RetryBudget(0.5)
+    for call in range(1000):
+        if call % 5 == 4:
+            assert budget.spend()
+        else:
+            budget.earn()
+
+
+def test_a_negative_budget_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RetryBudget(-0.1)

@@ -13,8 +13,15 @@ from bot.errors import (
     ServerError,
     TlsError,
 )
-from bot.link.circuit import BreakerApi, Circuit, CircuitBreaker, unreachable
+from bot.link.circuit import (
+    QUICK_OPEN_FACTOR,
+    BreakerApi,
+    Circuit,
+    CircuitBreaker,
+    unreachable,
+)
 from bot.testing import FakeCoordinator
+from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 
 
@@ -91,7 +98,7 @@ def test_logging_is_quiet_about_half_open(caplog: pytest.LogCaptureFixture) -> N
     breaker.probe()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        "circuit closed -> open: 1 failures in a row, the last: down"
+        "circuit closed -> open: 1 failures in a row over 0.0 s, the last: down"
     ]
 
 
@@ -117,3 +124,37 @@ async def test_an_untrusted_certificate_is_not_an_outage_but_heard() -> None:
         await api.heartbeat("bot_1", m.HeartbeatRequest(instance_id="i"))
     assert len(heard) == 1 and not heard[0].transient
     assert not breaker.is_open and breaker.failures == 0
+
+
+def test_a_streak_opens_the_circuit_only_once_it_has_lasted_the_window() -> None:
+    """On a lossy network a few lost calls in a row are not an outage: the streak must
+    also last `window_s`; an answer in between starts it again."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(3, window_s=1.0, monotonic=clock.monotonic)
+    for _ in range(5):  # five failures within 0.4 s
+        breaker.record(NetworkError("lost"))
+        clock.advance(0.1)
+    assert not breaker.is_open
+    breaker.record(None)
+    for _ in range(3):
+        clock.advance(0.3)
+        breaker.record(NetworkError("lost"))
+    assert not breaker.is_open  # the streak began 0.6 s ago
+    clock.advance(0.5)
+    breaker.record(NetworkError("down"))
+    assert breaker.is_open and breaker.opened == 1
+
+
+def test_a_long_enough_streak_opens_the_circuit_inside_the_window() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(3, window_s=1.0, monotonic=clock.monotonic)
+    for _ in range(3 * QUICK_OPEN_FACTOR - 1):
+        breaker.record(NetworkError("down"))
+    assert not breaker.is_open
+    breaker.record(NetworkError("down"))
+    assert breaker.is_open and clock.monotonic() == 1000.0  # no time passed
+
+
+def test_a_negative_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        CircuitBreaker(3, window_s=-1.0)

@@ -1,6 +1,7 @@
-"""A report delivery whose answer was lost is retried after the outbox backoff, not a
-heartbeat interval later: until the coordinator hears of them, it counts those jobs
-against the bot's max_concurrency."""
+"""A report delivery whose answer was lost is sent again from the outbox at once (retry
+budget permitting), and after the outbox backoff if that fails too - never a heartbeat
+interval later: until the coordinator hears of them, it counts those jobs against the
+bot's max_concurrency."""
 
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ class IntervalsNeverPass(FakeClock):
         await super().sleep(seconds)
 
 
-async def test_a_lost_report_answer_is_retried_after_the_backoff(
+async def test_a_lost_report_answer_is_retried_at_once_then_after_the_backoff(
     make_scheduler: MakeScheduler,
 ) -> None:
     fake = FakeCoordinator()
     job_id = fake.add_job("sum", {"a": 1, "b": 1})
     await fake.claim(m.ClaimRequest(bot_id=fake.bot_id, operations=["sum"]))
-    fake.fail_next("complete", NetworkError("the answer was lost"))
+    fake.fail_next("complete", NetworkError("the answer was lost"), NetworkError("again"))
     scheduler = make_scheduler(fake, hooks=RecordingHooks())
     reporting = scheduler.reporting
     clock = IntervalsNeverPass(reporting.session.heartbeat_interval_s)
@@ -49,5 +50,5 @@ async def test_a_lost_report_answer_is_retried_after_the_backoff(
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(outbox_loop, report_loop), 30)
-    assert fake.count("complete") == 2
-    assert clock.slept == [0.5]  # the backoff after the failure
+    assert fake.count("complete") == 3
+    assert clock.slept == [0.5]  # at once after the first failure; the backoff after the second

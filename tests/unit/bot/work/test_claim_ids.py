@@ -4,6 +4,7 @@ claim after an answer is a new one; no id goes to a coordinator that does not of
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import msgspec
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bot.errors import CoordinatorError, NetworkError, OverloadedError, ServerError
 from bot.machine import EXIT_OK
 from bot.testing import FakeCoordinator
+from bot.work.claims import MAX_AT_ONCE
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, StartBot, run_until
@@ -102,20 +104,57 @@ class SleepsAtClaim(FakeCoordinator):
         return await super().claim(request)
 
 
-@pytest.mark.parametrize(
-    ("features", "slept"), [([m.FEATURE_CLAIM_ID], [0, 0, 1]), ([], [0, 1, 2])]
-)
+@pytest.mark.parametrize("claim_ids", [True, False])
 async def test_a_lost_answer_is_asked_again_at_once_then_backs_off(
-    make_scheduler: MakeScheduler, features: list[str], slept: list[int]
+    make_scheduler: MakeScheduler, claim_ids: bool
 ) -> None:
+    """The first MAX_AT_ONCE failures in a row are asked again at once (under the same
+    claim_id), the next backs off; without claim_id every failure backs off."""
     clock = FakeClock()
+    features = [m.FEATURE_CLAIM_ID] if claim_ids else []
     fake = SleepsAtClaim(clock, features)
-    fake.fail_next("claim", NetworkError("reset"), ServerError(502, "bad gateway"))
+    errors = [NetworkError("reset"), ServerError(502, "bad gateway")] * MAX_AT_ONCE
+    fake.fail_next("claim", *errors[: MAX_AT_ONCE + 1])
     scheduler = make_scheduler(fake, clock=clock, hooks=RecordingHooks(), features=features)
 
-    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 3, "claims")
+    claims = MAX_AT_ONCE + 2
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= claims, "claims")
 
-    assert fake.slept_at_claim[:3] == slept
+    at_once = [0] * (MAX_AT_ONCE + 1) + [1]
+    assert fake.slept_at_claim[:claims] == (at_once if claim_ids else list(range(claims)))
+
+
+class LosesThreeInFour(SleepsAtClaim):
+    """Three claims in every four fail: streaks shorter than MAX_AT_ONCE, losses far
+    above the retry budget's ratio."""
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        if len(self.slept_at_claim) % 4 != 3:
+            self.slept_at_claim.append(len(self.clock.slept))
+            self.calls.append(("claim", request))
+            raise NetworkError("lost")
+        return await super().claim(request)
+
+
+async def test_the_retry_budget_bounds_the_claims_asked_again_at_once(
+    make_scheduler: MakeScheduler,
+) -> None:
+    clock = FakeClock()
+    fake = LosesThreeInFour(clock, [m.FEATURE_CLAIM_ID])
+    for i in range(40):
+        fake.add_job("sum", {"a": i, "b": 1})
+    scheduler = make_scheduler(
+        fake, clock=clock, hooks=RecordingHooks(), features=[m.FEATURE_CLAIM_ID]
+    )
+
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 40, "claims")
+
+    waits = [after - before for before, after in itertools.pairwise(fake.slept_at_claim[:40])]
+    after_failure = [wait for claim, wait in enumerate(waits) if claim % 4 != 3]
+    assert MAX_AT_ONCE > 3  # no streak is long enough to back off on its own
+    # Five retries at once kept, half a retry earned per answer (9 answers): 9 at most.
+    assert after_failure.count(0) <= 9
+    assert after_failure.count(1) >= len(after_failure) - 9
 
 
 async def test_a_shed_claim_that_names_a_time_waits_for_it(make_scheduler: MakeScheduler) -> None:

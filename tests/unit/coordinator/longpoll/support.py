@@ -58,7 +58,9 @@ class QueueOnly:
             self.queued.remove(claimed)
         return due
 
-    async def next_run_at(self, operations: Sequence[str]) -> datetime | None:
+    async def next_run_at(
+        self, operations: Sequence[str], bot_id: str | None = None
+    ) -> datetime | None:
         self.reads += 1
         return self._next_run_at(operations)
 
