@@ -23,6 +23,8 @@ from coordinator.metrics import Metrics
 from coordinator.middleware import error_middleware
 from coordinator.reaper import Reaper
 from coordinator.routes import setup_routes
+from coordinator.security_headers import setup_security_headers
+from coordinator.state_folder import prepare_state_folder
 from coordinator.store.base import Store
 from coordinator.throttle import FailedAuthThrottle
 
@@ -31,8 +33,10 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
     """The app; it opens the store at startup and closes it at cleanup.
 
     The admin and enrollment tokens are resolved here (from the config, or the files
-    in the state folder, generated if missing), so the caller can say where they are.
+    in the state folder, generated if missing), so the caller can say where they are;
+    the state folder is made private (0700) first.
     """
+    prepare_state_folder(config)
     tokens = load_server_tokens(config)
     waiters = Waiters()
     metrics = Metrics(clock)
@@ -78,6 +82,7 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
     app[CONTEXT] = ctx
     setup_routes(app.router)
     setup_dashboard(app)
+    setup_security_headers(app)
     app.cleanup_ctx.append(_store_lifetime)
     app.cleanup_ctx.append(_reaper_lifetime)
     app.on_shutdown.append(_release_waiters)

@@ -25,6 +25,7 @@ from coordinator.app import create_app
 from coordinator.auth import ServerTokens
 from coordinator.config import ServerConfig
 from coordinator.context import CONTEXT
+from coordinator.dashboard.link import announce_dashboard, browsable_base, kept_admin_token
 from coordinator.retry import exponential_backoff
 from coordinator.store import open_store
 from coordinator.tls import CertificateReloader, TlsError, is_loopback, server_context
@@ -270,6 +271,8 @@ async def serve(config: ServerConfig, clock: Clock) -> int:
         port = _bound_port(runner, config.port)
         scheme = "http" if ssl_context is None else "https"
         print(f"botfleet coordinator listening on {scheme}://{config.host}:{port}", flush=True)
+        admin_token = kept_admin_token(config.admin_token, app[CONTEXT].tokens.admin_file)
+        announce_dashboard(browsable_base(scheme, config.host, port), admin_token, sys.stdout)
         reloader = (
             None if tls is None or ssl_context is None else (CertificateReloader(ssl_context, tls))
         )

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
-log = logging.getLogger(__name__)
+from botfleet.private_files import PRIVATE_FILE, private_dir
 
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
+log = logging.getLogger(__name__)
 
 
 class Disk:
     def make_dir(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        """The state folder, 0700: created so, or narrowed (once, logged) if wider."""
+        private_dir(path)
 
     def read_bytes(self, path: Path) -> bytes | None:
         """The file's content, or None when it does not exist."""
@@ -30,8 +31,15 @@ class Disk:
             return None
 
     def open_append(self, path: Path) -> BinaryIO:
-        """An unbuffered handle that appends; the file is created private (0600)."""
+        """An unbuffered handle that appends; the file is private (0600): created so, or
+        narrowed if an older version left it wider."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_FILE:
+                os.fchmod(fd, PRIVATE_FILE)
+        except OSError:
+            os.close(fd)
+            raise
         return os.fdopen(fd, "ab", buffering=0)
 
     def fsync(self, handle: BinaryIO) -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from botfleet import __version__
 from botfleet.cli.bots import add_bot_commands
 from botfleet.cli.context import Context, Handler
+from botfleet.cli.dashboard import add_dashboard_command, run_dashboard_command
 from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError, from_client
 from botfleet.cli.joblogs import add_log_commands
 from botfleet.cli.jobs import add_job_commands
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_commands(subparsers, [common])
     add_bot_commands(subparsers, [common])
     add_token_commands(subparsers, [common])
+    connection = argparse.ArgumentParser(add_help=False)
+    add_client_arguments(connection)
+    add_dashboard_command(subparsers, [connection])
 
     demo = subparsers.add_parser(
         "demo",
@@ -178,6 +182,8 @@ def _dispatch(argv: list[str]) -> int:
         return EXIT_USAGE
     if args.command == "demo":
         return run_demo_command(args)
+    if args.command == "dashboard":
+        return run_dashboard_command(args)
     handler: Handler = args.handler
     return asyncio.run(_run_operator(args, handler))
 

@@ -29,5 +29,6 @@ def open_store(url: str, clock: Clock, retry_delay: RetryDelay) -> Store:
         path = url
     from coordinator.store.sqlite import SQLiteStore
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # A folder made here holds only the database: private, as the state folder is.
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return SQLiteStore(path, clock, retry_delay)

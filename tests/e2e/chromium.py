@@ -1,7 +1,8 @@
 """A headless Chromium driven over the Chrome DevTools Protocol (a websocket, aiohttp).
 
 Just what the dashboard test needs: open a page, type, click, read the DOM,
-take a screenshot, and collect the page's uncaught JavaScript errors.
+take a screenshot, and collect the page's uncaught JavaScript errors and the
+browser's console messages (where Content-Security-Policy violations are reported).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 EXECUTABLES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (
@@ -47,6 +49,18 @@ def find_chromium() -> str | None:
     return None
 
 
+def chromium_or_skip() -> str:
+    """Chromium's path; where it is missing the test skips and says so, unless
+    BOTFLEET_REQUIRE_BROWSER=1 (as `.ci/run` sets it), where it fails."""
+    path = find_chromium()
+    if path is None:
+        reason = "chromium is not installed (apt-get install -y chromium; `make browser`)"
+        if os.environ.get("BOTFLEET_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + ", and BOTFLEET_REQUIRE_BROWSER=1")
+        pytest.skip(reason)
+    return path
+
+
 class BrowserError(Exception):
     """The browser or the page did not do what was asked."""
 
@@ -62,6 +76,7 @@ class Page:
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
+        self.console: list[str] = []  # "level source: text" of every browser log entry
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         call_id = next(self._ids)
@@ -95,12 +110,19 @@ class Page:
             details = params.get("exceptionDetails", {})
             text = details.get("exception", {}).get("description") or details.get("text", "")
             self.errors.append(text)
+        elif method == "Log.entryAdded":
+            entry = params.get("entry", {})
+            self.console.append(f"{entry.get('level')} {entry.get('source')}: {entry.get('text')}")
         elif method == "Page.javascriptDialogOpening":
             # window.confirm() before cancel/drain: the person clicks OK.
             self.dialogs.append(params.get("message", ""))
             task = asyncio.create_task(self.send("Page.handleJavaScriptDialog", accept=True))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
+
+    @property
+    def csp_violations(self) -> list[str]:
+        return [line for line in self.console if "Content Security Policy" in line]
 
     async def close(self) -> None:
         self._reader.cancel()
@@ -130,14 +152,28 @@ class Page:
                 raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
             await asyncio.sleep(0.05)
 
-    async def open(self, url: str) -> None:
+    async def wait_for_console(self, text: str, what: str, deadline_s: float = DEADLINE_S) -> str:
+        """The first console message containing `text`, once the browser has logged it."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            for line in self.console:
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    async def open(self, url: str, lands_on: str | None = None) -> None:
+        """Navigate to `url` and wait until the page has loaded at `lands_on` (default:
+        `url`; a page may rewrite its own address, as the sign-in link does)."""
         answer = await self.send("Page.navigate", url=url)
         if answer.get("errorText"):
             raise BrowserError(f"cannot open {url}: {answer['errorText']}")
+        landed = url if lands_on is None else lands_on
         # The old document may still answer "complete" until the new one commits.
         await self.wait_for(
-            f"location.href === {json.dumps(url)} && document.readyState === 'complete'",
-            f"{url} to load",
+            f"location.href === {json.dumps(landed)} && document.readyState === 'complete'",
+            f"{landed} to load",
         )
 
     async def type_text(self, text: str) -> None:
@@ -216,6 +252,7 @@ async def open_browser(
                 try:
                     await page.send("Page.enable")
                     await page.send("Runtime.enable")
+                    await page.send("Log.enable")
                     await page.send(
                         "Emulation.setDeviceMetricsOverride",
                         width=width,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chromium import Page, find_chromium, open_browser
+from tests.e2e.chromium import Page, chromium_or_skip, open_browser
 from tests.support.processes import (
     Coordinator,
     Process,
@@ -31,16 +30,6 @@ from tests.support.processes import (
 pytestmark = pytest.mark.e2e
 
 BOT_NAMES = ("dash-alpha", "dash-beta")
-
-
-def _chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        reason = "chromium is not installed (apt-get install -y chromium; `make browser`)"
-        if os.environ.get("BOTFLEET_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason + ", and BOTFLEET_REQUIRE_BROWSER=1")
-        pytest.skip(reason)
-    return path
 
 
 def _api(coordinator: Coordinator, method: str, path: str, body: Any = None) -> Any:
@@ -98,7 +87,7 @@ async def _sign_in(page: Page, token: str) -> None:
 async def test_dashboard_shows_the_fleet_and_acts_on_it(
     fleet: tuple[Coordinator, list[Process]], tmp_path: Path
 ) -> None:
-    chromium = _chromium()
+    chromium = chromium_or_skip()
     coordinator, _ = fleet
     wait_until(
         lambda: (
@@ -216,3 +205,28 @@ async def test_dashboard_shows_the_fleet_and_acts_on_it(
         assert page.dialogs == [f"Cancel job {parked['id']}?"]
         await page.screenshot(tmp_path / "dashboard-job.png")
         assert page.errors == []
+        assert page.csp_violations == []
+
+
+async def test_the_page_runs_under_its_content_security_policy(tmp_path: Path) -> None:
+    """The policy is in force (an injected inline script is refused and reported), and the
+    dashboard's own files break none of it."""
+    chromium = chromium_or_skip()
+    coordinator = start_coordinator(tmp_path)
+    try:
+        async with open_browser(chromium, tmp_path / "chromium-profile") as page:
+            await page.open(coordinator.url + "/")
+            await page.wait_for("document.getElementById('token-dialog').open", "the token prompt")
+            assert page.csp_violations == []
+            await page.evaluate(
+                """(() => {
+                    const script = document.createElement('script');
+                    script.textContent = 'window.inlineRan = true';
+                    document.body.append(script);
+                })()"""
+            )
+            await page.wait_for_console("Content Security Policy", "the violation report")
+            assert await page.evaluate("window.inlineRan === undefined")
+            assert page.errors == []
+    finally:
+        coordinator.process.stop()

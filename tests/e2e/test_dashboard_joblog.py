@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.chromium import open_browser
-from tests.e2e.test_dashboard_browser import _api, _chromium, _sign_in
+from tests.e2e.chromium import chromium_or_skip, open_browser
+from tests.e2e.test_dashboard_browser import _api, _sign_in
 from tests.support.processes import Coordinator, logs_on_failure, start_bot, start_coordinator
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +69,7 @@ COUNT = "document.querySelectorAll('#job-log-lines li').length"
 async def test_the_job_view_shows_its_log_live_and_its_attempts(
     fleet: Coordinator, tmp_path: Path
 ) -> None:
-    chromium = _chromium()
+    chromium = chromium_or_skip()
     gate = tmp_path / "gate"
     job = _api(fleet, "POST", "/jobs", {"op": "storyteller", "payload": {"gate": str(gate)}})
     async with open_browser(chromium, tmp_path / "chromium-profile") as page:
@@ -112,3 +112,4 @@ async def test_the_job_view_shows_its_log_live_and_its_attempts(
         await page.click("#detail-close")
         await page.wait_for("document.getElementById('job-log').hidden", "the pane hidden")
         assert json.loads(json.dumps(page.errors)) == []
+        assert page.csp_violations == []  # joblog.js and joblog.css run under the policy

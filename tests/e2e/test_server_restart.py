@@ -147,6 +147,14 @@ def test_generated_tokens_are_kept_and_announced(tmp_path: Path) -> None:
         token = admin_file.read_text().strip()
         assert _call(f"http://127.0.0.1:{port}/v1/stats", token)[0] == 200
         assert _call(f"http://127.0.0.1:{port}/v1/stats", token + "x")[0] == 401
-        assert (state / "botfleet.db").exists()
+        # At rest, all of it private to this user (the umask notwithstanding).
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        database = [state / f"botfleet.db{suffix}" for suffix in ("", "-wal", "-shm")]
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in database} == {
+            p.name: 0o600 for p in database
+        }
+        # Standard output is a file, not a terminal: the dashboard link comes without the token.
+        assert "(`botfleet dashboard` opens it signed in)" in process.log()
+        assert token not in process.log()
     finally:
         process.stop()

@@ -1,11 +1,11 @@
-// The botfleet dashboard: polls the operator API (admin token) and draws what it gets.
-// Plain browser JavaScript, no build step and nothing loaded from elsewhere.
+// The botfleet dashboard: polls the operator API and draws what it gets.
+// Plain browser JavaScript, no build step and nothing loaded from elsewhere; signin.js
+// (loaded first) holds the token and the role.
 "use strict";
 
 const POLL_MS = 1500;
 const CHART_WINDOW_MS = 10 * 60 * 1000;
 const RATE_WINDOW_MS = 5000;
-const TOKEN_KEY = "botfleet.adminToken";
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const BOT_ACTIONS = {
   pause: { body: { assignment: { paused: true } } },
@@ -13,6 +13,13 @@ const BOT_ACTIONS = {
   drain: { body: { command: "drain" }, confirm: "Drain bot %s? It finishes its jobs, then stops." },
   quarantine: { body: { command: "quarantine" }, confirm: "Quarantine bot %s? It stops taking jobs." },
   release: { body: { command: "release" } },
+  revoke: {
+    method: "POST", suffix: "/revoke",
+    confirm: "Revoke bot %s? Its token stops working at once, its jobs go back to the queue, "
+      + "and it cannot register again until allowed.",
+  },
+  allow: { method: "POST", suffix: "/allow" },
+  forget: { method: "DELETE", suffix: "", confirm: "Forget bot %s? Its jobs keep its id." },
 };
 
 const view = {
@@ -99,10 +106,6 @@ class ApiError extends Error {
   }
 }
 
-function token() {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
 async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${token()}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -122,34 +125,6 @@ async function api(method, path, body) {
   }
   return data;
 }
-
-// ------------------------------------------------------------------ the token
-
-function askForToken(problem) {
-  sessionStorage.removeItem(TOKEN_KEY);
-  stopPolling();
-  $("forget-token").hidden = true;
-  $("token-error").hidden = !problem;
-  $("token-error").textContent = problem || "";
-  setLive("bad", "no token");
-  const dialog = $("token-dialog");
-  if (!dialog.open) dialog.showModal();
-  $("token-input").focus();
-}
-
-$("token-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const value = $("token-input").value.trim();
-  if (!value) return;
-  sessionStorage.setItem(TOKEN_KEY, value);
-  $("token-input").value = "";
-  $("token-dialog").close();
-  $("forget-token").hidden = false;
-  startPolling();
-});
-
-$("token-dialog").addEventListener("cancel", (event) => event.preventDefault());
-$("forget-token").addEventListener("click", () => askForToken(""));
 
 // ------------------------------------------------------------------ polling
 
@@ -312,37 +287,50 @@ function showBots(bots) {
     return el("tr", { "data-bot": bot.id },
       el("td", {}, el("strong", {}, bot.name)),
       el("td", { class: "mono" }, bot.id),
-      el("td", {}, badge(bot.state),
+      el("td", {}, bot.revoked_at ? badge("revoked") : badge(bot.state),
         bot.lifecycle && bot.lifecycle !== bot.state ? el("span", { class: "sub" }, bot.lifecycle) : null,
         assignment.paused ? [" ", badge("paused")] : null),
       el("td", { class: "nowrap", title: bot.last_heartbeat || "" }, ago(bot.last_heartbeat)),
       el("td", { class: "num" }, bot.running.length),
       el("td", {}, `${ops} × ${assignment.max_concurrency}`),
       el("td", {}, bot.pending_command || "–"),
-      el("td", {}, el("div", { class: "actions" },
-        assignment.paused
-          ? actionButton(bot, "resume", "Resume")
-          : actionButton(bot, "pause", "Pause"),
-        actionButton(bot, "drain", "Drain", !online),
-        bot.lifecycle === "quarantined" || bot.pending_command === "quarantine"
-          ? actionButton(bot, "release", "Release")
-          : actionButton(bot, "quarantine", "Quarantine", !online))));
+      canAct() ? botActions(bot, assignment, online) : null);
   });
   $("bots").tBodies[0].replaceChildren(...rows);
 }
 
-function actionButton(bot, action, label, disabled) {
+function botActions(bot, assignment, online) {
+  // A revoked bot can only be allowed again (forgetting it would free its bot_key).
+  if (bot.revoked_at) {
+    return el("td", { class: "acts" }, el("div", { class: "actions" },
+      actionButton(bot, "allow", "Allow")));
+  }
+  return el("td", { class: "acts" }, el("div", { class: "actions" },
+    assignment.paused
+      ? actionButton(bot, "resume", "Resume")
+      : actionButton(bot, "pause", "Pause"),
+    actionButton(bot, "drain", "Drain", !online),
+    bot.lifecycle === "quarantined" || bot.pending_command === "quarantine"
+      ? actionButton(bot, "release", "Release")
+      : actionButton(bot, "quarantine", "Quarantine", !online),
+    actionButton(bot, "revoke", "Revoke", false, "danger"),
+    online ? null : actionButton(bot, "forget", "Forget", false, "danger")));
+}
+
+function actionButton(bot, action, label, disabled, kind) {
   return el("button", {
-    type: "button", disabled: Boolean(disabled), "data-action": action,
+    type: "button", disabled: Boolean(disabled), "data-action": action, class: kind,
     onclick: () => botAction(bot, action),
   }, label);
 }
 
 async function botAction(bot, action) {
+  if (!canAct()) return;
   const spec = BOT_ACTIONS[action];
   if (spec.confirm && !window.confirm(spec.confirm.replace("%s", bot.name))) return;
   try {
-    await api("PATCH", `/v1/bots/${encodeURIComponent(bot.id)}`, spec.body);
+    const path = `/v1/bots/${encodeURIComponent(bot.id)}${spec.suffix || ""}`;
+    await api(spec.method || "PATCH", path, spec.body);
     toast(`${bot.name}: ${action} sent`);
     await refresh();
   } catch (error) {
@@ -451,7 +439,7 @@ function message(text, bad) {
 
 async function jobAction(action) {
   const id = view.openJobId;
-  if (!id) return;
+  if (!id || !canAct()) return;
   if (action === "cancel" && !window.confirm(`Cancel job ${id}?`)) return;
   try {
     const job = await api("POST", `/v1/jobs/${encodeURIComponent(id)}/${action}`);
@@ -478,16 +466,13 @@ $("find-job").addEventListener("submit", (event) => {
 // ------------------------------------------------------------------ start
 
 function start() {
+  wireSignIn();
+  takeTokenFromAddress();
   drawChart();
   const match = /^#job=(.+)$/.exec(location.hash);
   if (match) view.openJobId = decodeURIComponent(match[1]);
-  if (token()) {
-    $("forget-token").hidden = false;
-    if (view.openJobId) openJob(view.openJobId);
-    startPolling();
-  } else {
-    askForToken("");
-  }
+  if (token()) signIn();
+  else askForToken("");
 }
 
 start();

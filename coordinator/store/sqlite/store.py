@@ -48,6 +48,7 @@ from coordinator.store.sqlite.connection import (
     Checkpointer,
     reader_on_loop,
 )
+from coordinator.store.sqlite.files import make_private
 from coordinator.store.sqlite.notify import notify
 from coordinator.store.sqlite.schema import open_connections
 from coordinator.store.sqlite.tx import Transactions, Tx, WritePaths
@@ -89,6 +90,10 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._tx is not None:
             return
+        try:
+            make_private(self._path)
+        except OSError as exc:
+            raise StoreError(f"SQLite {self._path}: {exc}") from exc
         queries, writer, reader = await open_connections(self._path, self._clock)
         every, every_s = self._checkpoint_after
         self._checkpointer = Checkpointer(
