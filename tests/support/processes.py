@@ -133,7 +133,7 @@ def start_coordinator(
     ca_file: Path | None = None,
 ) -> Coordinator:
     state_dir = workdir / name
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the server keeps it
     port = port or free_port()
     db_url = db_url or f"sqlite:///{state_dir / 'botfleet.db'}"
     args = python_module(
@@ -174,7 +174,7 @@ def start_bot(
 
     `command_prefix` runs it through another command (`Unprivileged.prefix`)."""
     state_dir = bot_state_dir(workdir, name)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the bot keeps it
     bot_env = child_env(
         {
             "SERVER_BASE": ",".join(servers),
