@@ -170,12 +170,13 @@ def claimable_operations(bot: Claimant, claim: ClaimInput) -> list[str]:
     return [op for op in dict.fromkeys(claim.operations) if op in bot.operations]
 
 
-def answers_repeat(claim: ClaimInput, handed_out: int) -> bool:
-    """Whether a claim is the repeat of one whose answer was lost: its `claim_id` already
-    has `handed_out` jobs running under the bot. It gets those back and claims nothing
-    new, so a retry neither strands them nor counts them twice against max_concurrency.
-    A repeat whose jobs have all ended (or went back to the queue) claims anew."""
-    return claim.claim_id is not None and handed_out > 0
+def answers_repeat(claim: ClaimInput, seen: bool) -> bool:
+    """Whether a claim is the repeat of one whose answer was lost (or a late copy of
+    one): its `claim_id` already handed the bot jobs (`seen`). It gets back those still
+    running under the bot and claims nothing new, so a retry neither strands them nor
+    counts them twice against max_concurrency, and a copy arriving after its jobs ended
+    cannot hand out new jobs the bot is no longer listening for."""
+    return claim.claim_id is not None and seen
 
 
 # ---------------------------------------------------------------- bots

@@ -308,6 +308,11 @@ JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
 WHERE a.claim_id = $1 AND a.bot_id = $2 AND j.state = 'running' AND j.bot_id = $2
 ORDER BY j.priority DESC, j.seq;
 
+-- name: claim_seen
+-- $1 claim id, $2 bot: whether a claim with this id handed this bot any job (running
+-- or not): a repeat of it then claims nothing new.
+SELECT 1 FROM attempts WHERE claim_id = $1 AND bot_id = $2 LIMIT 1;
+
 -- name: jobs_for_report
 -- Locked in id order (no deadlock between two batches).
 SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
@@ -435,7 +440,7 @@ SELECT least(
 -- What a claim would meet, in one statement (one snapshot), without locking: is the bot
 -- $1 known and online (NULL: unknown), `next_run_at` for the operations $2 among the
 -- jobs it may take (as next_run_at_for_bot), and whether the claim id $3 (NULL: none)
--- has jobs running under the bot (a repeated claim).
+-- handed the bot jobs before (a repeated claim: answered at once, see claim_seen).
 SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
        least(
            (SELECT min(run_at) FROM jobs
@@ -451,10 +456,7 @@ SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
                 ))
        ) AS next_run_at,
        EXISTS (
-           SELECT 1 FROM attempts a
-           JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
-           WHERE a.claim_id = $3::text AND a.bot_id = $1 AND j.state = 'running'
-               AND j.bot_id = $1
+           SELECT 1 FROM attempts a WHERE a.claim_id = $3::text AND a.bot_id = $1
        ) AS handed_out;
 
 -- name: queued_operations

@@ -388,6 +388,13 @@ WHERE attempts.claim_id = :claim_id AND attempts.bot_id = :bot_id
     AND jobs.state = 'running' AND jobs.bot_id = :bot_id
 ORDER BY jobs.priority DESC, jobs.seq
 
+-- name: claim_seen
+-- Whether a claim with this id handed this bot any job (running or not): a repeat of it
+-- then claims nothing new.
+SELECT 1 FROM attempts INDEXED BY attempts_claim_id
+WHERE claim_id = :claim_id AND bot_id = :bot_id
+LIMIT 1
+
 -- name: next_run_at
 -- The earliest run_at of a queued job for these operations: one index probe per operation.
 SELECT min((
@@ -459,9 +466,7 @@ SELECT
     ) AS next_run_at,
     EXISTS (
         SELECT 1 FROM attempts INDEXED BY attempts_claim_id
-        CROSS JOIN jobs ON jobs.id = attempts.job_id AND jobs.attempt = attempts.attempt
         WHERE attempts.claim_id = :claim_id AND attempts.bot_id = :bot_id
-            AND jobs.state = 'running' AND jobs.bot_id = :bot_id
     ) AS handed_out
 
 -- ---------------------------------------------------------------- reports

@@ -98,8 +98,9 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     if bot is None:
         return None
     if claim.claim_id is not None:
-        handed_out = tx.all("jobs_of_claim", {"claim_id": claim.claim_id, "bot_id": claim.bot_id})
-        if answers_repeat(claim, len(handed_out)):
+        key = {"claim_id": claim.claim_id, "bot_id": claim.bot_id}
+        handed_out = tx.all("jobs_of_claim", key)
+        if answers_repeat(claim, bool(handed_out) or tx.one("claim_seen", key) is not None):
             return [job_from_row(row) for row in handed_out]
     claimant = Claimant(
         set(load_json(bot["operations"])), bool(bot["paused"]), bool(bot["quarantined"]),
