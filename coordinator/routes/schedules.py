@@ -137,7 +137,7 @@ def _template(data: bytes) -> dict[str, Any]:
     for field in job:
         if field not in SUBMIT_FIELDS:
             raise InvalidBody(f"unknown field `{field}` - at `$.job.{field}`")
-        if field in wire.TEMPLATE_REFUSES:
+        if field in wire.TEMPLATE_REFUSES and job[field] is not None:
             raise InvalidBody(
                 f"a schedule decides when its jobs run and makes a new job each time; "
                 f"`{field}` cannot be set - at `$.job.{field}`"
