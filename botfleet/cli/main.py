@@ -22,6 +22,7 @@ from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliErr
 from botfleet.cli.joblogs import add_log_commands
 from botfleet.cli.jobs import add_job_commands
 from botfleet.cli.render import Output
+from botfleet.cli.schedules import add_schedule_commands
 from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
 from botfleet.cli.tokens import add_token_commands
 from botfleet.client import BotfleetError
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_commands(subparsers, [common])
     add_bot_commands(subparsers, [common])
     add_token_commands(subparsers, [common])
+    add_schedule_commands(subparsers, [common])
 
     demo = subparsers.add_parser(
         "demo",
