@@ -57,6 +57,17 @@ async def test_an_interval_schedule_makes_its_jobs_from_the_template(api: Api) -
     assert schedule["next_run_at"] == "2026-01-19T10:02:00Z"
 
 
+async def test_lateness_is_measured_from_the_due_time(api: Api) -> None:
+    await put(api, "tick", {"every_s": 10, "job": {"op": "sum"}})
+    api.clock.advance(12)  # fired 2 s after its due time
+    await fire(api)
+    response = await api.client.get("/metrics")
+    text = await response.text()
+    assert "botfleet_schedule_lateness_seconds_count 1.0" in text
+    assert 'botfleet_schedule_lateness_seconds_bucket{le="1.0"} 0.0' in text
+    assert 'botfleet_schedule_lateness_seconds_bucket{le="2.5"} 1.0' in text
+
+
 async def test_a_cron_schedule_lists_its_next_run_in_utc(api: Api) -> None:
     body = {"cron": "0 9 * * 1-5", "timezone": "America/New_York", "job": {"op": "sum"}}
     status, view = await put(api, "weekday", body)
