@@ -17,7 +17,11 @@ from botfleet.cli.render import ago
 from botfleet.protocol import messages as m
 from botfleet.protocol import schedules as wire
 
-ACTIONS = ("list", "add", "pause", "resume", "delete")
+_ACTION_HELP = {
+    "pause": "stop making jobs until resumed",
+    "resume": "make jobs again, counting from now",
+    "delete": "delete the schedule (the jobs it made stay)",
+}
 
 
 def add_schedule_commands(
@@ -29,38 +33,44 @@ def add_schedule_commands(
         parents=parents,
         help="recurring jobs: list, add, pause, resume and delete schedules",
         description="With no action: list the schedules, their next run and last job. "
-        "`add NAME (--cron EXPR | --every 30s) OP [KEY=VALUE…]` creates or replaces one; "
-        "each due time makes one job. `pause`, `resume` and `delete NAME` act on one.",
+        "Each due time of a schedule makes one job, whichever coordinator fires it.",
     )
-    schedules.add_argument("action", nargs="?", choices=ACTIONS, default="list", metavar="ACTION")
-    schedules.add_argument("name", nargs="?", metavar="NAME")
-    schedules.add_argument("op", nargs="?", metavar="OP", help="add: the jobs' operation")
-    schedules.add_argument("fields", nargs="*", metavar="KEY=VALUE", help="add: payload fields")
-    when = schedules.add_mutually_exclusive_group()
-    when.add_argument("--cron", metavar="EXPR", help="add: a cron expression, e.g. '*/5 * * * *'")
+    schedules.set_defaults(handler=schedules_command, action="list", name=None)
+    actions = schedules.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", parents=parents, help="list the schedules (the default)")
+    add = actions.add_parser(
+        "add",
+        parents=parents,
+        help="create or replace a schedule",
+        description="Create or replace schedule NAME: each due time (by --cron in "
+        "--timezone, or --every) makes one OP job with this payload.",
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("op", metavar="OP", help="the jobs' operation")
+    add.add_argument("fields", nargs="*", metavar="KEY=VALUE", help="payload fields")
+    when = add.add_mutually_exclusive_group()
+    when.add_argument("--cron", metavar="EXPR", help="a cron expression, e.g. '*/5 * * * *'")
     when.add_argument(
-        "--every", type=duration, metavar="DURATION", help="add: a fixed interval, e.g. 30s or 1h"
+        "--every", type=duration, metavar="DURATION", help="a fixed interval, e.g. 30s or 1h"
     )
-    schedules.add_argument(
-        "--timezone", default="UTC", metavar="TZ", help="add: the cron's time zone (default UTC)"
+    add.add_argument(
+        "--timezone", default="UTC", metavar="TZ", help="the cron's time zone (default UTC)"
     )
-    schedules.add_argument("--payload", metavar="JSON", help="add: the payload as a JSON object")
-    schedules.add_argument("--priority", type=int, default=0, help="add: the jobs' priority")
-    schedules.add_argument("--max-attempts", type=positive_int, metavar="N", help="default 3")
-    schedules.add_argument("--job-timeout", type=positive_float, metavar="S", help="job timeout")
-    schedules.add_argument("--paused", action="store_true", help="add: create it paused")
-    schedules.set_defaults(handler=schedules_command)
+    add.add_argument("--payload", metavar="JSON", help="the payload as a JSON object")
+    add.add_argument("--priority", type=int, default=0, help="the jobs' priority (default 0)")
+    add.add_argument("--max-attempts", type=positive_int, metavar="N", help="default 3")
+    add.add_argument("--job-timeout", type=positive_float, metavar="S", help="job timeout")
+    add.add_argument("--paused", action="store_true", help="create it paused")
+    for action, text in _ACTION_HELP.items():
+        one = actions.add_parser(action, parents=parents, help=text)
+        one.add_argument("name", metavar="NAME")
 
 
 async def schedules_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "add":
         return await _add(args, ctx)
-    if args.action != "list" and args.op:
-        raise UsageError(f"schedules {args.action} takes one NAME")
-    if args.action in ("pause", "resume", "delete"):
+    if args.action in _ACTION_HELP:
         return await _act(args.action, args.name, ctx)
-    if args.name:
-        raise UsageError("schedules list takes no NAME")
     schedules = await ctx.client.schedules()
     if ctx.output.as_json:
         ctx.output.json(wire.ScheduleList(schedules=schedules))
@@ -72,8 +82,6 @@ async def schedules_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def _add(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.name or not args.op:
-        raise UsageError("schedules add: give NAME and OP, e.g. `add tick --every 1m sum`")
     if args.cron is None and args.every is None:
         raise UsageError("schedules add: give --cron EXPR or --every DURATION")
     every_s = None
@@ -99,9 +107,7 @@ async def _add(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
-async def _act(action: str, name: str | None, ctx: Context) -> int:
-    if not name:
-        raise UsageError(f"schedules {action}: which schedule? give its NAME")
+async def _act(action: str, name: str, ctx: Context) -> int:
     if action == "delete":
         deleted = await ctx.client.delete_schedule(name)
         if ctx.output.as_json:

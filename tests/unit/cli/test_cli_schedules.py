@@ -19,16 +19,17 @@ NOWHERE = ["--server", "http://127.0.0.1:9", "--token", "t"]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["schedules", "add", "tick", "--every", "1m"], "give NAME and OP"),
+        (["schedules", "add", "tick", "--every", "1m"], "the following arguments are required"),
         (["schedules", "add", "tick", "sum"], "give --cron EXPR or --every DURATION"),
         (["schedules", "add", "tick", "sum", "--every", "1500ms"], "whole seconds"),
         (
             ["schedules", "add", "tick", "sum", "a=1", "--payload", "{}", "--every", "1s"],
             "not both",
         ),
-        (["schedules", "pause"], "which schedule?"),
-        (["schedules", "delete", "tick", "extra"], "takes one NAME"),
-        (["schedules", "list", "tick"], "takes no NAME"),
+        (["schedules", "pause"], "the following arguments are required: NAME"),
+        (["schedules", "delete", "tick", "extra"], "unrecognized arguments: extra"),
+        (["schedules", "list", "tick"], "unrecognized arguments: tick"),
+        (["schedules", "stop", "tick"], "invalid choice: 'stop'"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
