@@ -2,9 +2,10 @@
 
 Which due time makes which job is decided by the store (`Store.fire_schedules`, one
 transaction), so firers in several processes never make a job twice, and a restart
-forgets nothing. The firer only decides when to look: at the earliest next due time,
-and at least every `max_wait_s` (a schedule put through another coordinator is seen
-within that). Waiting is in real time; what is due comes from the injected clock.
+forgets nothing. The firer only decides when to look: it reads the earliest next due time
+(a point read) at least every `max_wait_s`, so a schedule put through another
+coordinator is seen within that, and opens a write transaction only once something is
+due. Waiting is in real time; what is due comes from the injected clock.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ScheduleFirer:
         observe: FiredObserver | None = None,
         max_wait_s: float = 1.0,
         batch: int = FIRE_BATCH,
+        busy_wait_s: float = 0.05,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -38,6 +40,9 @@ class ScheduleFirer:
         self._observe = observe
         self._max_wait_s = max_wait_s
         self._batch = batch
+        # After a pass that fired nothing although something was due: another coordinator
+        # is firing it (its rows are locked), or the store failed. Not a busy loop.
+        self._busy_wait_s = busy_wait_s
         self.failures = 0
 
     async def fire_due(self) -> list[FiredSchedule]:
@@ -54,7 +59,7 @@ class ScheduleFirer:
                 log.exception("schedules: firing failed; trying again in %ss", self._max_wait_s)
                 return fired
             for one in batch:
-                log.info(
+                log.debug(
                     "schedule %s: due %s, job %s", one.name, one.due_at.isoformat(), one.job_id
                 )
                 if self._observe is not None:
@@ -78,8 +83,11 @@ class ScheduleFirer:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.fire_due()
+            wait = await self.wait_s()
+            failures = self.failures
+            if wait <= 0 and not await self.fire_due():
+                wait = self._max_wait_s if self.failures > failures else self._busy_wait_s
             try:
-                await asyncio.wait_for(stop.wait(), await self.wait_s())
+                await asyncio.wait_for(stop.wait(), wait)
             except TimeoutError:
                 continue

@@ -1,8 +1,9 @@
 """The schedule firer: it fires batch after batch, sleeps until the next due time (at
-most its maximum), and survives a failing store."""
+most its maximum), writes only when something is due, and survives a failing store."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from botfleet.clock import FakeClock
@@ -21,8 +22,10 @@ class FakeStore:
         self.batches = batches
         self.next_due_s = next_due_s
         self.fail = False
+        self.passes = 0
 
     async def fire_schedules(self, make_job: JobMaker, limit: int) -> list[FiredSchedule]:
+        self.passes += 1
         if self.fail:
             raise StoreError("database away")
         count = self.batches.pop(0) if self.batches else 0
@@ -71,3 +74,24 @@ async def test_a_failing_store_is_counted_and_waited_out() -> None:
     assert await schedules.fire_due() == []
     assert schedules.failures == 1
     assert await schedules.wait_s() == 1.0
+
+
+async def run_briefly(schedules: ScheduleFirer) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(schedules.run(stop))
+    await asyncio.sleep(0.05)
+    stop.set()
+    await task
+
+
+async def test_runs_a_firing_pass_only_when_something_is_due() -> None:
+    clock = FakeClock()
+    idle = FakeStore(clock, [], 5.0)
+    await run_briefly(ScheduleFirer(idle, clock, no_job, max_wait_s=0.01))  # type: ignore[arg-type]
+    assert idle.passes == 0
+    due = FakeStore(clock, [1], 0.0)
+    seen: list[FiredSchedule] = []
+    await run_briefly(ScheduleFirer(due, clock, no_job, seen.append, max_wait_s=0.01))  # type: ignore[arg-type]
+    assert len(seen) == 1
+    # Still due but nothing fired (another coordinator holds it): a pause, no busy loop.
+    assert due.passes < 10
