@@ -97,6 +97,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/bots/{bot_id}/revoke"): BOT_COMMANDERS,
     ("POST", "/v1/bots/{bot_id}/allow"): BOT_COMMANDERS,
     ("GET", "/v1/stats"): READERS,
+    # Schedules: operators set them up; readers see them.
+    ("PUT", "/v1/schedules/{name}"): BOT_COMMANDERS,
+    ("GET", "/v1/schedules"): READERS,
+    ("DELETE", "/v1/schedules/{name}"): BOT_COMMANDERS,
     # Tokens.
     ("GET", "/v1/whoami"): EVERY_ROLE,
     ("POST", "/v1/tokens"): ADMIN_ONLY,

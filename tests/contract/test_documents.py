@@ -21,6 +21,7 @@ import pytest
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import joblogs as logs
 from botfleet.protocol import messages as m
+from botfleet.protocol import schedules as sched
 from botfleet.protocol.openapi import ROUTES, generate
 
 DOCUMENTS = Path(__file__).parent / "documents"
@@ -115,6 +116,14 @@ CALLS: tuple[Call, ...] = (
          "create_token_no_expiry", m.CreatedToken),
     Call("get", "/v1/tokens", 200, None, None, "list_tokens", m.TokenList),
     Call("delete", "/v1/tokens/{token_id}", 200, None, None, "revoke_token", m.TokenView),
+    # Schedules.
+    Call("put", "/v1/schedules/{name}", 200, "put_schedule", sched.PutScheduleRequest,
+         "put_schedule", sched.ScheduleView),
+    Call("put", "/v1/schedules/{name}", 200, "put_schedule_every", sched.PutScheduleRequest,
+         "put_schedule_every", sched.ScheduleView),
+    Call("get", "/v1/schedules", 200, None, None, "list_schedules", sched.ScheduleList),
+    Call("delete", "/v1/schedules/{name}", 200, None, None, "delete_schedule",
+         sched.ScheduleDeleted),
     Call("get", "/healthz", 200, None, None, "healthz", m.Health),
     Call("get", "/readyz", 200, None, None, "readyz", m.Health),
 )  # fmt: skip

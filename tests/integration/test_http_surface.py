@@ -25,6 +25,7 @@ class Scene:
     running: str  # a job claimed by bot
     cancelled: str  # a job cancelled by the operator
     token_id: str  # a role token
+    schedule: str  # a schedule's name
 
 
 @pytest.fixture
@@ -39,7 +40,11 @@ async def scene(api: Api) -> Scene:
         "/v1/tokens", json={"name": "scene", "role": "reader"}, headers=ADMIN
     )
     assert response.status == 201
-    return Scene(bot, running, cancelled, (await response.json())["id"])
+    token_id = (await response.json())["id"]
+    schedule = {"every_s": 60, "job": {"op": "sum"}}
+    response = await api.client.put("/v1/schedules/scene", json=schedule, headers=ADMIN)
+    assert response.status == 200
+    return Scene(bot, running, cancelled, token_id, "scene")
 
 
 def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
@@ -50,6 +55,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         route.path.replace("{bot_id}", bot.id)
         .replace("{job_id}", job_id)
         .replace("{token_id}", scene.token_id)
+        .replace("{name}", scene.schedule)
     )
     headers = {
         "admin": ADMIN,
@@ -80,6 +86,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "SubmitJob": {"op": "sum", "payload": {"a": 1}},
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
+        "PutScheduleRequest": {"cron": "*/5 * * * *", "job": {"op": "sum"}},
         "CreateTokenRequest": {"name": "surface", "role": "producer", "expires_in_s": 3600},
         "LogBatch": {
             **instance,

@@ -581,6 +581,51 @@ WITH due AS (
 )
 SELECT count(*) FROM forgotten;
 
+-- ------------------------------------------------------------------ schedules
+
+-- name: get_schedule
+-- Locked, before a PUT: two PUTs of one schedule take turns, and a firing skips it.
+SELECT * FROM schedules WHERE name = $1 FOR UPDATE;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY name;
+
+-- name: put_schedule
+-- $1 name, $2 cron, $3 every_s, $4 timezone, $5 job, $6 paused, $7 next_run_at, $8 now.
+INSERT INTO schedules (
+    name, cron, every_s, timezone, job, paused, next_run_at, created_at, updated_at
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+ON CONFLICT (name) DO UPDATE SET
+    cron = excluded.cron, every_s = excluded.every_s, timezone = excluded.timezone,
+    job = excluded.job, paused = excluded.paused, next_run_at = excluded.next_run_at,
+    updated_at = excluded.updated_at
+RETURNING *;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = $1 RETURNING name;
+
+-- name: due_schedules
+-- $1 now, $2 limit. SKIP LOCKED: a schedule another coordinator is firing is its
+-- business; once it commits, next_run_at is past $1 and the row no longer matches.
+SELECT * FROM schedules
+WHERE next_run_at IS NOT NULL AND next_run_at <= $1
+ORDER BY next_run_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- name: advance_schedule
+-- $1 name, $2 the due time read, $3 the next one. Only from the due time read: a due
+-- time is fired once, whoever else looked at it.
+UPDATE schedules SET next_run_at = $3, last_due_at = $2
+WHERE name = $1 AND next_run_at = $2
+RETURNING name;
+
+-- name: set_schedule_job
+UPDATE schedules SET last_job_id = $2 WHERE name = $1;
+
+-- name: next_schedule_due
+SELECT min(next_run_at) FROM schedules WHERE next_run_at IS NOT NULL;
+
 -- ---------------------------------------------------------------- role tokens
 
 -- name: insert_api_token
