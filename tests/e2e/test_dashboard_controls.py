@@ -96,6 +96,13 @@ async def test_labels_waiting_jobs_and_the_schedules_panel_only_with_schedules(
         )
         assert chips == ["arch=x86", "region=eu"]
 
+        # The jobs list says a queued job waits.
+        row = f"document.querySelector(\"#jobs a[href='#job={after_job['id']}']\")"
+        await page.wait_for(
+            f"{row} !== null && {row}.closest('tr').innerText.includes('waiting for')",
+            "the waiting job's row saying it waits",
+        )
+
         # A job requiring a label no bot has: the job view says so, and shows what it requires.
         await _open_job(page, gpu_job["id"])
         await page.wait_for(

@@ -71,6 +71,7 @@ function short(text, width = 90) {
 function outcome(job) {
   if (job.error) return short(job.error);
   if (job.result !== null && job.result !== undefined) return short(JSON.stringify(job.result));
+  if (job.state === "queued" && job.waiting_for) return short(job.waiting_for);
   if (job.progress !== null && job.progress !== undefined) return `${Math.round(job.progress * 100)}%`;
   return "";
 }

@@ -72,10 +72,21 @@ const Schedules = (() => {
         panel().hidden = true; // a coordinator without schedules
         return;
       }
-      throw error;
+      if (error instanceof ApiError && error.status === 401) throw error; // asking for a token
+      // The rest of the page is still good: say what went wrong here, keep the last list.
+      problem(`Cannot read the schedules: ${error.message}`);
+      if (error instanceof ApiError) panel().hidden = false;
+      return;
     }
+    problem("");
     draw(listed.schedules || []);
     panel().hidden = false;
+  }
+
+  function problem(text) {
+    const node = document.getElementById("schedules-error");
+    node.textContent = text;
+    node.hidden = !text;
   }
 
   return { refresh: refreshSchedules };
