@@ -12,7 +12,7 @@ from coordinator.context import AppContext, context
 from coordinator.errors import Forbidden, InvalidBody, NotFound
 from coordinator.routes.common import raise_for_outcome, read_body, respond
 from coordinator.store.base import JobRecord, ProgressInput, ReportInput, ReportOutcome
-from coordinator.views import claimed_job
+from coordinator.views import claimed_jobs
 
 ACCEPTED = m.ReportAccepted()
 STATUS: dict[ReportOutcome, m.ReportStatus] = {
@@ -87,9 +87,7 @@ def _claim_response(
     ctx: AppContext, jobs: list[JobRecord], results: list[m.ReportResult] | msgspec.UnsetType
 ) -> web.Response:
     timeout_s = ctx.config.default_job_timeout_s
-    return respond(
-        m.ClaimResponse(jobs=[claimed_job(job, timeout_s) for job in jobs], results=results)
-    )
+    return respond(m.ClaimResponse(jobs=claimed_jobs(jobs, timeout_s), results=results))
 
 
 def _bot_not_found(bot_id: str) -> NotFound:

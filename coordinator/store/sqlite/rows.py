@@ -57,6 +57,21 @@ def job_from_row(row: Any) -> JobRecord:
     return rows.job_from_row(row, DECODE)
 
 
+def jobs_from_rows(found: Iterable[Any]) -> list[JobRecord]:
+    """Many rows at once (a claim's): the jobs of one claim share their lease and often
+    their creation and run times, so each moment is converted once."""
+    moments: dict[int, datetime] = {}
+
+    def moment(value: int) -> datetime:
+        converted = moments.get(value)
+        if converted is None:
+            converted = moments[value] = from_us(value)
+        return converted
+
+    decode = rows.Decode(moment=moment, json=load_json)
+    return [rows.job_from_row(row, decode) for row in found]
+
+
 def bot_from_row(row: Any, running: Sequence[str]) -> BotRecord:
     return rows.bot_from_row(row, running, DECODE)
 
