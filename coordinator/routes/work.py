@@ -172,10 +172,12 @@ def _reported(
 ) -> list[m.ReportResult]:
     ctx.waiters.bot_capacity_changed(bot_id)
     results = []
+    accepted = []
     for report, outcome in zip(reports, outcomes, strict=True):
         if outcome is ReportOutcome.ACCEPTED:
-            ctx.metrics.observe_report(report.job_id, report.action)
+            accepted.append((report.job_id, report.action))
         results.append(m.ReportResult(job_id=report.job_id, status=STATUS[outcome]))
+    ctx.metrics.observe_reports(accepted)
     return results
 
 
