@@ -36,7 +36,9 @@ ENROLL = {"Authorization": "Bearer enroll-secret"}
 JSON = {"Content-Type": "application/json"}
 
 
-async def run(rounds: int, batch: int, warmup: int, folder: Path, profile: bool) -> None:
+async def run(
+    rounds: int, batch: int, warmup: int, queued: int, folder: Path, profile: bool
+) -> None:
     clock = SystemClock()
     config = ServerConfig(
         state_dir=folder / "state", admin_token="admin-secret", enroll_token="enroll-secret"
@@ -46,7 +48,7 @@ async def run(rounds: int, batch: int, warmup: int, folder: Path, profile: bool)
     await client.start_server()
     try:
         bot_id, headers, instance_id = await _register(client)
-        total = (rounds + warmup + 1) * batch
+        total = max(queued, (rounds + warmup + 1) * batch)
         submit_cpu = time.process_time()
         for start in range(0, total, 1000):
             new = [
@@ -127,10 +129,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--queued",
+        type=int,
+        default=0,
+        help="jobs to queue first, at least those the rounds take (the same in two runs "
+        "with different --rounds: their difference is then the rounds' alone)",
+    )
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(args.rounds, args.batch, args.warmup, Path(folder), args.profile))
+        asyncio.run(
+            run(args.rounds, args.batch, args.warmup, args.queued, Path(folder), args.profile)
+        )
 
 
 if __name__ == "__main__":
