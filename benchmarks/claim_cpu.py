@@ -1,13 +1,16 @@
 """Coordinator CPU per job on large claims, in one process, on SQLite.
 
-An aiohttp test server (the real app) and a client that sends pre-encoded bodies: each
-round claims `--batch` jobs with the previous round's reports riding on the claim
-(`report_on_claim`), as botfleet's bot does when busy. Prints process CPU per job over
-the measured rounds (client included, which is small and constant: bodies are encoded
-once). Repeatable under `valgrind --tool=callgrind` (instructions, regardless of load)
-and pyinstrument (`--profile`). A benchmark, not a test: it asserts nothing about speed.
+An aiohttp test server (the real app) and a client: each round claims `--batch` jobs
+with the previous round's reports riding on the claim (`report_on_claim`), as
+botfleet's bot does when busy. Prints process CPU per job of the bulk submit and of
+the measured rounds (the client included: it only encodes and decodes with msgspec).
+Repeatable under `valgrind --tool=callgrind`, which counts instructions whatever the
+load: run it with `--rounds 60` and `--rounds 10` and the same `--queued`, and divide
+the difference by the jobs of 50 rounds. `--profile` prints a pyinstrument profile of
+the event loop's thread (the SQLite writer thread is not in it: use py-spy for that).
+A benchmark, not a test: it asserts nothing about speed.
 
-    .venv/bin/python -m benchmarks.claim_cpu [--rounds 50] [--batch 64]
+    .venv/bin/python -m benchmarks.claim_cpu [--rounds 50] [--batch 64] [--queued 4160]
 """
 
 from __future__ import annotations
