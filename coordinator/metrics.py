@@ -181,11 +181,23 @@ class Metrics:
 
     def observe_report(self, job_id: str, action: str) -> None:
         """An accepted report (counted once: a repeat finds the job forgotten)."""
-        op = self._forget(job_id)
-        if action == "complete":
-            _child(self._succeeded_by_op, self.succeeded, op).inc()
-        else:
-            _child(self._failed_by_op, self.failed, op).inc()
+        self.observe_reports(((job_id, action),))
+
+    def observe_reports(self, accepted: Iterable[tuple[str, str]]) -> None:
+        """Accepted reports, (job id, action) each: `observe_report` of each, with one
+        increment per op and action rather than one per job."""
+        ops = self._ops
+        succeeded: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for job_id, action in accepted:
+            entry = ops.pop(job_id, None)
+            op = UNKNOWN_OP if entry is None else entry[0]
+            counts = succeeded if action == "complete" else failed
+            counts[op] = counts.get(op, 0) + 1
+        for op, count in succeeded.items():
+            _child(self._succeeded_by_op, self.succeeded, op).inc(count)
+        for op, count in failed.items():
+            _child(self._failed_by_op, self.failed, op).inc(count)
 
     def _forget(self, job_id: str) -> str:
         """The op of a job handed out here, which no longer counts as handed out."""

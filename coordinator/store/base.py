@@ -108,7 +108,9 @@ class StoreListener(Protocol):
         (the listener then wakes every waiting claim for them)."""
         ...
 
-    def job_finished(self, job_id: str) -> None: ...
+    def jobs_finished(self, job_ids: Sequence[str]) -> None:
+        """These jobs reached a final state (all of one commit's at once)."""
+        ...
 
 
 RetryDelay = Callable[[int], float]

@@ -67,6 +67,18 @@ class JobSnapshot:
             result_attempt=row["result_attempt"],
         )
 
+    def moved_to(self, state: str, result_attempt: int | None = None) -> JobSnapshot:
+        """This job in `state` (a succeeded one with its `result_attempt`); built directly,
+        as `dataclasses.replace` costs several times as much and runs for every report."""
+        return JobSnapshot(
+            state,
+            self.attempt,
+            self.bot_id,
+            self.attempt_base,
+            self.max_attempts,
+            self.result_attempt if result_attempt is None else result_attempt,
+        )
+
     @property
     def live_attempt(self) -> int | None:
         """The attempt whose lease is live: a job runs exactly while its latest attempt

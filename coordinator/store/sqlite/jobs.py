@@ -22,6 +22,7 @@ from coordinator.store.sqlite.rows import (
     from_us,
     id_list,
     job_from_row,
+    jobs_from_rows,
     load_json,
     maybe_from_us,
     maybe_to_us,
@@ -139,7 +140,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     )
     # RETURNING gives no order; hand the jobs out in queue order.
     rows.sort(key=lambda row: (-row["priority"], row["seq"]))
-    return [job_from_row(row) for row in rows]
+    return jobs_from_rows(rows)
 
 
 def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
