@@ -58,7 +58,10 @@ async def test_an_outage_longer_than_the_bot_lease_loses_no_report(
         await release.wait()
         return {"done": True}
 
-    coordinator = await start_coordinator(bot_lease_ttl_s=1.0, heartbeat_interval_s=0.2)
+    # The bot lease outlasts the time the circuit takes to open (a streak of 1 s), so the
+    # bot is DEGRADED_NET before the coordinator gives it up (else a claim in flight
+    # comes back 404 first, and the bot goes to REGISTER instead).
+    coordinator = await start_coordinator(bot_lease_ttl_s=3.0, heartbeat_interval_s=0.2)
     job_id = await coordinator.submit("slow", {})
     async with aiohttp.ClientSession() as http:
         api = CuttableApi(http, [coordinator.base], timeout_s=5, enroll_token=ENROLL)
