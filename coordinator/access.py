@@ -97,6 +97,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/bots/{bot_id}/revoke"): BOT_COMMANDERS,
     ("POST", "/v1/bots/{bot_id}/allow"): BOT_COMMANDERS,
     ("GET", "/v1/stats"): READERS,
+    # Fleet-wide limits.
+    ("PUT", "/v1/limits/{name}"): BOT_COMMANDERS,
+    ("DELETE", "/v1/limits/{name}"): BOT_COMMANDERS,
+    ("GET", "/v1/limits"): READERS,
     # Tokens.
     ("GET", "/v1/whoami"): EVERY_ROLE,
     ("POST", "/v1/tokens"): ADMIN_ONLY,

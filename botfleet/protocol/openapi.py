@@ -9,6 +9,7 @@ import msgspec
 
 from botfleet import __version__
 from botfleet.protocol import joblogs as logs
+from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
 
 
@@ -214,6 +215,18 @@ ROUTES: tuple[Route, ...] = (
         None,
         m.TokenView,
     ),
+    Route(
+        "put",
+        "/v1/limits/{name}",
+        "Create or change a fleet-wide limit",
+        "token",
+        lim.PutLimitRequest,
+        lim.LimitView,
+    ),
+    Route(
+        "get", "/v1/limits", "Every limit, its running jobs and rate", "token", None, lim.LimitList
+    ),
+    Route("delete", "/v1/limits/{name}", "Remove a limit", "token", None, lim.LimitView),
     Route("get", "/healthz", "Process alive", None, None, m.Health),
     Route("get", "/readyz", "Store reachable", None, None, m.Health),
 )

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coordinator.routes import admin, bots, health, joblogs, jobs, revocation, tokens, work
+from coordinator.routes import (
+    admin,
+    bots,
+    health,
+    joblogs,
+    jobs,
+    limits,
+    revocation,
+    tokens,
+    work,
+)
 
 
 def setup_routes(router: web.UrlDispatcher) -> None:
@@ -16,4 +26,5 @@ def setup_routes(router: web.UrlDispatcher) -> None:
     admin.setup(router)
     tokens.setup(router)
     revocation.setup(router)
+    limits.setup(router)
     health.setup(router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 OP_PREFIX = "op:"  # a limit named op:OP covers every job of OP
 KEY_SEPARATOR = ","
@@ -135,3 +136,14 @@ def spent(chosen: Sequence[Candidate]) -> dict[str, int]:
         for name in candidate.limits:
             counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def freed_operations(limited: Mapping[str, str], changes: Iterable[Any]) -> list[str]:
+    """The operations of the jobs under a limit (`limited`: id -> op) that these report
+    changes end: their places free up, so claims waiting for that operation must look
+    again. A job queued again wakes its waiters anyway."""
+    return [
+        limited[change.job_id]
+        for change in changes
+        if change.job_id in limited and change.read_state == "running" and change.state != "queued"
+    ]

@@ -39,7 +39,10 @@ async def scene(api: Api) -> Scene:
         "/v1/tokens", json={"name": "scene", "role": "reader"}, headers=ADMIN
     )
     assert response.status == 201
-    return Scene(bot, running, cancelled, (await response.json())["id"])
+    token_id = (await response.json())["id"]
+    response = await api.client.put("/v1/limits/scene", json={"max_running": 2}, headers=ADMIN)
+    assert response.status == 200
+    return Scene(bot, running, cancelled, token_id)
 
 
 def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
@@ -50,6 +53,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         route.path.replace("{bot_id}", bot.id)
         .replace("{job_id}", job_id)
         .replace("{token_id}", scene.token_id)
+        .replace("{name}", "scene")
     )
     headers = {
         "admin": ADMIN,
@@ -81,6 +85,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
         "CreateTokenRequest": {"name": "surface", "role": "producer", "expires_in_s": 3600},
+        "PutLimitRequest": {"max_running": 3, "per_second": 2.5, "burst": 4},
         "LogBatch": {
             **instance,
             "attempt": 1,

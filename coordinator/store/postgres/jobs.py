@@ -14,9 +14,9 @@ from coordinator.store.base import (
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
-from coordinator.store.limits import limit_key
+from coordinator.store.limits import limit_key, op_limit
 from coordinator.store.postgres.dependencies import link_new_jobs
-from coordinator.store.postgres.limits import pick_under_limits
+from coordinator.store.postgres.limits import limit_names, pick_under_limits
 from coordinator.store.postgres.reads import unchanged
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx
@@ -102,6 +102,9 @@ async def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | No
     if row is None:
         return await unchanged(tx, job_id)
     tx.changes.done.append(job_id)
+    if row["limit_key"] is not None or op_limit(row["op"]) in await limit_names(tx):
+        tx.changes.ops.append(row["op"])  # a place under its limits may have freed up
+        tx.changes.counted = False
     return ReportOutcome.ACCEPTED, job_from_row(row)
 
 

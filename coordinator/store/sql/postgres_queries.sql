@@ -312,8 +312,11 @@ WHERE a.claim_id = $1 AND a.bot_id = $2 AND j.state = 'running' AND j.bot_id = $
 ORDER BY j.priority DESC, j.seq;
 
 -- name: jobs_for_report
--- Locked in id order (no deadlock between two batches).
-SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
+-- Locked in id order (no deadlock between two batches). `limited`: a job under a
+-- limit, whose end lets waiting claims for its operation in.
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
+       limit_key IS NOT NULL OR EXISTS (
+           SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
 FROM jobs
 WHERE id = ANY($1::text[])
 ORDER BY id

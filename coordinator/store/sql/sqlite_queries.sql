@@ -468,7 +468,10 @@ SELECT
 -- ---------------------------------------------------------------- reports
 
 -- name: jobs_for_report
-SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
+-- `limited`: a job under a limit, whose end lets waiting claims for its operation in.
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
+       limit_key IS NOT NULL OR EXISTS (
+           SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
 FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: attempts_for_report

@@ -13,11 +13,11 @@ from coordinator.store.base import (
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
-from coordinator.store.limits import limit_key
+from coordinator.store.limits import limit_key, op_limit
 from coordinator.store.rows import clean_text
 from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
 from coordinator.store.sqlite.dependencies import link_new_jobs
-from coordinator.store.sqlite.limits import pick_under_limits
+from coordinator.store.sqlite.limits import limit_names, pick_under_limits
 from coordinator.store.sqlite.reads import unchanged
 from coordinator.store.sqlite.rows import (
     dump_json,
@@ -170,6 +170,9 @@ def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
     }
     tx.run("end_attempt", params)
     tx.changes.done.append(job_id)
+    if row["limit_key"] is not None or op_limit(row["op"]) in limit_names(tx):
+        tx.changes.ops.append(row["op"])  # a place under its limits may have freed up
+        tx.changes.counted = False
     return ReportOutcome.ACCEPTED, job_from_row(row)
 
 
