@@ -38,7 +38,7 @@ def _state(row: Any) -> LimitState:
 async def _running(tx: Tx, states: dict[str, LimitState]) -> dict[str, int]:
     ops = [name.removeprefix("op:") for name in states if name.startswith("op:")]
     by_key = [(row["limit_key"], row["n"]) for row in await tx.fetch("running_by_limit_key")]
-    by_op = [(row["op"], row["n"]) for row in await tx.fetch("running_by_op", ops)]
+    by_op = [(row["op"], row["n"]) for row in await tx.fetch("running_by_op", ops)] if ops else []
     return running_by_limit(states, by_key, by_op)
 
 
@@ -73,14 +73,14 @@ async def pick_under_limits(
     for these operations, or None when none are: the caller then takes the
     one-statement claim. A full limit's jobs are never read: only the limit_keys whose
     limits all have room are."""
-    existing = {row["name"] for row in await tx.fetch("all_limits")}
-    keys = await tx.fetch("claimable_limit_keys", list(wanted))
-    op_limited = {op for op in wanted if op_limit(op) in existing}
-    if not keys and not op_limited:
+    found = await tx.fetch("claimable_limit_keys", list(wanted))
+    if not found:
         return None
-    in_play = {op_limit(op) for op in op_limited}
+    keys = [row for row in found if row["limit_key"] is not None]
+    in_play = {op_limit(row["op"]) for row in found if row["limit_key"] is None}
     for row in keys:
-        in_play.update(name for name in key_names(row["limit_key"]) if name in existing)
+        in_play.update(key_names(row["limit_key"]))
+    # Names that do not exist (deleted, or never made) lock nothing and stay out.
     states = {row["name"]: _state(row) for row in await tx.fetch("lock_limits", sorted(in_play))}
     running = await _running(tx, states)
     now_s = tx.now.timestamp()

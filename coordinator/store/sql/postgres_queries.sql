@@ -823,7 +823,8 @@ SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running';
 
 -- name: claimable_limit_keys
 -- $1 operations. The distinct limit_keys of claimable jobs of these operations, one
--- index probe per key (a skip scan), however many jobs stand behind each.
+-- index probe per key (a skip scan), however many jobs stand behind each; and a row
+-- with a NULL key for each operation with an op: limit. No row: no limit is in play.
 WITH RECURSIVE keys (op, limit_key) AS (
     SELECT wanted.op, (
         SELECT min(limit_key) FROM jobs
@@ -839,7 +840,10 @@ WITH RECURSIVE keys (op, limit_key) AS (
     )
     FROM keys WHERE keys.limit_key IS NOT NULL
 )
-SELECT op, limit_key FROM keys WHERE limit_key IS NOT NULL;
+SELECT op, limit_key FROM keys WHERE limit_key IS NOT NULL
+UNION ALL
+SELECT wanted.op, NULL FROM unnest($1::text[]) AS wanted(op)
+WHERE EXISTS (SELECT 1 FROM limits WHERE name = 'op:' || wanted.op);
 
 -- name: claim_free_candidates
 -- $1 operation, $2 limit, $3 now, $4 the bot's labels. The best runnable jobs of one

@@ -821,7 +821,8 @@ WHERE state = 'running' AND bot_id = :bot_id
 
 -- name: claimable_limit_keys
 -- The distinct limit_keys of claimable jobs of these operations, one index probe per
--- key (a skip scan), however many jobs stand behind each.
+-- key (a skip scan), however many jobs stand behind each; and a row with a NULL key
+-- for each operation with an op: limit. No row: no limit is in play.
 WITH RECURSIVE keys (op, limit_key) AS (
     SELECT wanted.value, (
         SELECT min(limit_key) FROM jobs INDEXED BY jobs_claim_limited
@@ -838,6 +839,9 @@ WITH RECURSIVE keys (op, limit_key) AS (
     FROM keys WHERE keys.limit_key IS NOT NULL
 )
 SELECT op, limit_key FROM keys WHERE limit_key IS NOT NULL
+UNION ALL
+SELECT wanted.value, NULL FROM json_each(:ops) AS wanted
+WHERE EXISTS (SELECT 1 FROM limits WHERE name = 'op:' || wanted.value)
 
 -- name: claim_free_candidates
 -- The best :limit runnable jobs of one operation without limits (as claim_jobs picks

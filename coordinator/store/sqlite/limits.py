@@ -17,7 +17,6 @@ from coordinator.store.limits import (
     allowance,
     choose,
     limits_of,
-    op_limit,
     running_by_limit,
     spent,
     tokens_now,
@@ -45,7 +44,11 @@ def _states(tx: Tx) -> dict[str, LimitState]:
 def _running(tx: Tx, states: dict[str, LimitState]) -> dict[str, int]:
     ops = [name.removeprefix("op:") for name in states if name.startswith("op:")]
     by_key = [(row["limit_key"], row["n"]) for row in tx.all("running_by_limit_key")]
-    by_op = [(row["op"], row["n"]) for row in tx.all("running_by_op", {"ops": dump_json(ops)})]
+    by_op = (
+        [(row["op"], row["n"]) for row in tx.all("running_by_op", {"ops": dump_json(ops)})]
+        if ops
+        else []
+    )
     return running_by_limit(states, by_key, by_op)
 
 
@@ -83,11 +86,11 @@ def pick_under_limits(
     """The seqs of the jobs to start when limits are in play for these operations (their
     tokens spent), or None when none are: the caller then takes the one-statement claim.
     A full limit's jobs are never read: only limit_keys whose limits have room are."""
-    states = _states(tx)
-    keys = tx.all("claimable_limit_keys", {"ops": dump_json(list(wanted))})
-    op_limited = {op for op in wanted if op_limit(op) in states}
-    if not keys and not op_limited:
+    found = tx.all("claimable_limit_keys", {"ops": dump_json(list(wanted))})
+    if not found:
         return None
+    keys = [row for row in found if row["limit_key"] is not None]
+    states = _states(tx)
     running = _running(tx, states)
     now_s = tx.now / _US
     left = {name: allowance(s, running[name], now_s) for name, s in states.items()}
