@@ -66,6 +66,16 @@ async def limit_names(tx: Tx) -> set[str]:
     return {row["name"] for row in await tx.fetch("all_limits")}
 
 
+async def _all_full(tx: Tx, keys: Sequence[Any], names: set[str]) -> bool:
+    """Whether every limit group queued has a limit without room, read without locks.
+    The common case of a full limit: the claim then takes the plain path, with no lock
+    and no stepwise reads."""
+    rows = await tx.fetch("limits_with_running", sorted(names))
+    now_s = tx.now.timestamp()
+    left = {row["name"]: allowance(_state(row), row["running"], now_s) for row in rows}
+    return all(any(left.get(name, 1) == 0 for name in key_names(row["limit_key"])) for row in keys)
+
+
 async def pick_under_limits(
     tx: Tx, wanted: Sequence[str], limit: int, max_concurrency: int, bot_id: str, labels: Any
 ) -> list[str] | None:
@@ -77,9 +87,12 @@ async def pick_under_limits(
     if not found:
         return None
     keys = [row for row in found if row["limit_key"] is not None]
-    in_play = {op_limit(row["op"]) for row in found if row["limit_key"] is None}
+    op_limited = [row["op"] for row in found if row["limit_key"] is None]
+    in_play = {op_limit(op) for op in op_limited}
     for row in keys:
         in_play.update(key_names(row["limit_key"]))
+    if not op_limited and await _all_full(tx, keys, in_play):
+        return None  # only jobs without limits can start: the one-statement claim
     # Names that do not exist (deleted, or never made) lock nothing and stay out.
     states = {row["name"]: _state(row) for row in await tx.fetch("lock_limits", sorted(in_play))}
     running = await _running(tx, states)

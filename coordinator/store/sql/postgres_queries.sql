@@ -807,6 +807,17 @@ UPDATE limits SET tokens = u.tokens, refilled_at = $3
 FROM unnest($1::text[], $2::float8[]) AS u(name, tokens)
 WHERE limits.name = u.name;
 
+-- name: limits_with_running
+-- $1 names. The limits among them, each with its jobs running now; read without a lock,
+-- so only good for telling that every one of a claim's limit groups is full (which
+-- holds back nothing wrongly: a claim that misses a freed place takes it next time).
+SELECT l.*, (
+    SELECT count(*) FROM jobs j
+    WHERE j.state = 'running' AND j.limit_key IS NOT NULL
+        AND l.name = ANY(string_to_array(j.limit_key, ','))
+) AS running
+FROM limits l WHERE l.name = ANY($1::text[]);
+
 -- name: running_by_limit_key
 SELECT limit_key, count(*) AS n FROM jobs
 WHERE state = 'running' AND limit_key IS NOT NULL
