@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.harness import BenchmarkError, median
+from benchmarks.harness import BenchmarkError, add_output_arguments, median
 from benchmarks.postgres import DEFAULT_PG_DSN, fresh_database
 from botfleet.clock import SystemClock
 from coordinator.retry import exponential_backoff
@@ -152,7 +152,8 @@ async def run(options: argparse.Namespace) -> list[Figures]:
     figures: list[Figures] = []
     args = (options.queued, options.rounds, options.round_jobs, options.batch)
     with tempfile.TemporaryDirectory() as folder:
-        async with opened(str(Path(folder) / "controls.db")) as store:
+        where = Path(options.workdir or folder)
+        async with opened(str(where / "controls.db")) as store:
             figures.append(Figures("sqlite", *await measure(store, *args)))
     if not options.skip_postgres:
         async with fresh_database(options.pg_dsn) as dsn, opened(dsn) as store:
@@ -168,9 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--pg-dsn", default=DEFAULT_PG_DSN)
     parser.add_argument("--skip-postgres", action="store_true")
+    add_output_arguments(parser, "keep the SQLite database here")
     options = parser.parse_args(argv)
     if options.round_jobs > options.queued // 10:
         parser.error("--round-jobs must be at most a tenth of --queued (the plain jobs)")
+    if options.workdir is not None:
+        options.workdir.mkdir(parents=True, exist_ok=True)
     for figure in asyncio.run(run(options)):
         print(
             f"{figure.backend:<10} {options.queued:,} queued, 90 % behind a full limit: "
