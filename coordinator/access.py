@@ -101,6 +101,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/limits/{name}"): BOT_COMMANDERS,
     ("DELETE", "/v1/limits/{name}"): BOT_COMMANDERS,
     ("GET", "/v1/limits"): READERS,
+    # Schedules: operators set them up; readers see them.
+    ("PUT", "/v1/schedules/{name}"): BOT_COMMANDERS,
+    ("GET", "/v1/schedules"): READERS,
+    ("DELETE", "/v1/schedules/{name}"): BOT_COMMANDERS,
     # Tokens.
     ("GET", "/v1/whoami"): EVERY_ROLE,
     ("POST", "/v1/tokens"): ADMIN_ONLY,

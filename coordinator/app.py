@@ -23,10 +23,14 @@ from coordinator.metrics import Metrics
 from coordinator.middleware import error_middleware
 from coordinator.reaper import Reaper
 from coordinator.routes import setup_routes
+from coordinator.routes.schedules import template_jobs
+from coordinator.scheduling import ScheduleFirer
 from coordinator.security_headers import setup_security_headers
 from coordinator.state_folder import prepare_state_folder
 from coordinator.store.base import Store
 from coordinator.throttle import FailedAuthThrottle
+
+SCHEDULE_FIRER = web.AppKey("botfleet_schedule_firer", ScheduleFirer)
 
 
 def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Application:
@@ -85,6 +89,10 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
     setup_security_headers(app)
     app.cleanup_ctx.append(_store_lifetime)
     app.cleanup_ctx.append(_reaper_lifetime)
+    app[SCHEDULE_FIRER] = ScheduleFirer(
+        store, clock, template_jobs(ctx.tracer), metrics.observe_fired
+    )
+    app.cleanup_ctx.append(_firer_lifetime)
     app.on_shutdown.append(_release_waiters)
     return app
 
@@ -105,6 +113,16 @@ async def _reaper_lifetime(app: web.Application) -> AsyncIterator[None]:
     reaper = app[CONTEXT].reaper
     stop = asyncio.Event()
     task = asyncio.create_task(reaper.run(stop), name="botfleet-reaper")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _firer_lifetime(app: web.Application) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(app[SCHEDULE_FIRER].run(stop), name="botfleet-schedules")
     try:
         yield
     finally:

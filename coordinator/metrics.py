@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from botfleet.clock import Clock
 from botfleet.protocol.messages import JobState
 from coordinator.store.base import ExpiryOutcome, JobRecord, Store, StoreError, SweepOutcome
+from coordinator.store.schedules import FiredSchedule
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 UNKNOWN_OP = "unknown"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400)
 
 
@@ -105,6 +107,12 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
+        self.schedule_lateness_seconds = Histogram(
+            "botfleet_schedule_lateness_seconds",
+            "From a schedule's due time to its job's creation (fired here)",
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
         self.jobs = Gauge("botfleet_jobs", "Jobs by state", ["state"], registry=r)
         self.jobs_by_op = Gauge(
             "botfleet_jobs_by_op", "Jobs by op and state", ["op", "state"], registry=r
@@ -173,11 +181,23 @@ class Metrics:
 
     def observe_report(self, job_id: str, action: str) -> None:
         """An accepted report (counted once: a repeat finds the job forgotten)."""
-        op = self._forget(job_id)
-        if action == "complete":
-            _child(self._succeeded_by_op, self.succeeded, op).inc()
-        else:
-            _child(self._failed_by_op, self.failed, op).inc()
+        self.observe_reports(((job_id, action),))
+
+    def observe_reports(self, accepted: Iterable[tuple[str, str]]) -> None:
+        """Accepted reports, (job id, action) each: `observe_report` of each, with one
+        increment per op and action rather than one per job."""
+        ops = self._ops
+        succeeded: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for job_id, action in accepted:
+            entry = ops.pop(job_id, None)
+            op = UNKNOWN_OP if entry is None else entry[0]
+            counts = succeeded if action == "complete" else failed
+            counts[op] = counts.get(op, 0) + 1
+        for op, count in succeeded.items():
+            _child(self._succeeded_by_op, self.succeeded, op).inc(count)
+        for op, count in failed.items():
+            _child(self._failed_by_op, self.failed, op).inc(count)
 
     def _forget(self, job_id: str) -> str:
         """The op of a job handed out here, which no longer counts as handed out."""
@@ -203,6 +223,10 @@ class Metrics:
             self.jobs_deleted.inc(outcome.jobs_deleted)
         if outcome.bots_forgotten:
             self.bots_forgotten.inc(outcome.bots_forgotten)
+
+    def observe_fired(self, fired: FiredSchedule) -> None:
+        lateness = (fired.fired_at - fired.due_at).total_seconds()
+        self.schedule_lateness_seconds.observe(max(0.0, lateness))
 
     # ---- scrape
     async def render(self, store: Store) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -42,20 +43,36 @@ def bot_config(config: ServerConfig) -> m.BotConfig:
     )
 
 
-def claimed_job(job: JobRecord, default_timeout_s: float | None = None) -> m.ClaimedJob:
-    """`job` as handed to a bot; one without its own timeout gets `default_timeout_s`."""
-    metadata: dict[str, Any] = dict(job.metadata)
-    metadata["priority"] = job.priority
-    metadata["created_at"] = to_rfc3339(job.created_at)
-    return m.ClaimedJob(
-        id=job.id,
-        op=job.op,
-        payload=job.payload,
-        lease_until=_time(job.lease_until),
-        attempt=job.attempt,
-        timeout_s=default_timeout_s if job.timeout_s is None else job.timeout_s,
-        metadata=metadata,
-    )
+def claimed_jobs(jobs: Iterable[JobRecord], default_timeout_s: float | None) -> list[m.ClaimedJob]:
+    """`jobs` as handed to a bot; one without its own timeout gets `default_timeout_s`.
+    One claim's jobs share their lease and often their creation time: each moment is
+    formatted once."""
+    texts: dict[datetime, str] = {}
+
+    def text(moment: datetime) -> str:
+        found = texts.get(moment)
+        if found is None:
+            found = texts[moment] = to_rfc3339(moment)
+        return found
+
+    claimed = []
+    for job in jobs:
+        metadata: dict[str, Any] = dict(job.metadata)
+        metadata["priority"] = job.priority
+        metadata["created_at"] = text(job.created_at)
+        lease_until = job.lease_until
+        claimed.append(
+            m.ClaimedJob(
+                id=job.id,
+                op=job.op,
+                payload=job.payload,
+                lease_until=None if lease_until is None else text(lease_until),
+                attempt=job.attempt,
+                timeout_s=default_timeout_s if job.timeout_s is None else job.timeout_s,
+                metadata=metadata,
+            )
+        )
+    return claimed
 
 
 def job_view(job: JobRecord, waiting_for: str | None = None) -> m.JobView:

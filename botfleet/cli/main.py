@@ -24,6 +24,7 @@ from botfleet.cli.joblogs import add_log_commands
 from botfleet.cli.jobs import add_job_commands
 from botfleet.cli.limits import add_limit_commands
 from botfleet.cli.render import Output
+from botfleet.cli.schedules import add_schedule_commands
 from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
 from botfleet.cli.tokens import add_token_commands
 from botfleet.client import BotfleetError
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     connection = argparse.ArgumentParser(add_help=False)
     add_client_arguments(connection)
     add_dashboard_command(subparsers, [connection])
+    add_schedule_commands(subparsers, [common])
 
     demo = subparsers.add_parser(
         "demo",

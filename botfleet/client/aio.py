@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from botfleet.client.joblogs import log_lines
 from botfleet.client.retry import RetryPolicy
+from botfleet.client.schedules import ScheduleTiming, put_request, repaused
 from botfleet.client.settings import resolve
 from botfleet.client.submitting import JobOptions, JobSpec, Requires, chunks, keyed, new_job
 from botfleet.client.transport import Transport
@@ -20,6 +21,7 @@ from botfleet.clock import Clock, SystemClock
 from botfleet.protocol import joblogs as wire
 from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
+from botfleet.protocol import schedules as sched
 
 DEFAULT_PAGE = 100
 BULK_CONCURRENCY = 2  # bulk requests in flight: one is committed while the next is sent
@@ -378,6 +380,32 @@ class AsyncClient:
         """Remove a limit (admin or operator); the jobs naming it are held by it no more."""
         path = f"/v1/limits/{_segment(name)}"
         return await self._http.call("DELETE", path, lim.LimitView)
+
+    # ------------------------------------------------------------ schedules
+
+    async def put_schedule(
+        self, name: str, job: m.SubmitJob, **timing: Unpack[ScheduleTiming]
+    ) -> sched.ScheduleView:
+        """Create or replace schedule `name`: `cron=` (with `timezone=`) or `every_s=`;
+        each due time makes one job from `job`, submitted by `schedule:NAME`."""
+        return await self._put_schedule(name, put_request(job, **timing))
+
+    async def schedules(self) -> list[sched.ScheduleView]:
+        """Every schedule, by name, with its next run and last job."""
+        return (await self._http.call("GET", "/v1/schedules", sched.ScheduleList)).schedules
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> sched.ScheduleView:
+        """Put the schedule again, (un)paused; resumed, it counts from now."""
+        return await self._put_schedule(name, repaused(await self.schedules(), name, paused))
+
+    async def delete_schedule(self, name: str) -> sched.ScheduleDeleted:
+        """The jobs it made stay; `NotFound` when there is no such schedule."""
+        path = f"/v1/schedules/{_segment(name)}"
+        return await self._http.call("DELETE", path, sched.ScheduleDeleted, idempotent=False)
+
+    async def _put_schedule(self, name: str, body: sched.PutScheduleRequest) -> sched.ScheduleView:
+        path = f"/v1/schedules/{_segment(name)}"
+        return await self._http.call("PUT", path, sched.ScheduleView, body=body)
 
 
 def _assign(paused: bool) -> m.PatchBotRequest:

@@ -16,12 +16,14 @@ from typing import Any, TypeVar, Unpack
 
 from botfleet.client.aio import BULK_CONCURRENCY, DEFAULT_PAGE, AsyncClient, JobRef
 from botfleet.client.retry import RetryPolicy
+from botfleet.client.schedules import ScheduleTiming
 from botfleet.client.settings import Settings
 from botfleet.client.submitting import JobOptions, JobSpec, Requires
 from botfleet.clock import Clock
 from botfleet.protocol import joblogs as wire
 from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
+from botfleet.protocol import schedules as sched
 
 T = TypeVar("T")
 
@@ -301,3 +303,17 @@ class Client:
 
     def delete_limit(self, name: str) -> lim.LimitView:
         return self._loop.run(self._async.delete_limit(name))
+
+    def put_schedule(
+        self, name: str, job: m.SubmitJob, **timing: Unpack[ScheduleTiming]
+    ) -> sched.ScheduleView:
+        return self._loop.run(self._async.put_schedule(name, job, **timing))
+
+    def schedules(self) -> list[sched.ScheduleView]:
+        return self._loop.run(self._async.schedules())
+
+    def pause_schedule(self, name: str, paused: bool = True) -> sched.ScheduleView:
+        return self._loop.run(self._async.pause_schedule(name, paused))
+
+    def delete_schedule(self, name: str) -> sched.ScheduleDeleted:
+        return self._loop.run(self._async.delete_schedule(name))

@@ -11,6 +11,7 @@ from botfleet import __version__
 from botfleet.protocol import joblogs as logs
 from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
+from botfleet.protocol import schedules as sched
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,30 @@ ROUTES: tuple[Route, ...] = (
         "get", "/v1/limits", "Every limit, its running jobs and rate", "token", None, lim.LimitList
     ),
     Route("delete", "/v1/limits/{name}", "Remove a limit", "token", None, lim.LimitView),
+    Route(
+        "put",
+        "/v1/schedules/{name}",
+        "Create or replace a schedule (exactly one of cron and every_s)",
+        "admin",
+        sched.PutScheduleRequest,
+        sched.ScheduleView,
+    ),
+    Route(
+        "get",
+        "/v1/schedules",
+        "Every schedule, its next run and last job",
+        "admin",
+        None,
+        sched.ScheduleList,
+    ),
+    Route(
+        "delete",
+        "/v1/schedules/{name}",
+        "Delete a schedule (the jobs it made stay)",
+        "admin",
+        None,
+        sched.ScheduleDeleted,
+    ),
     Route("get", "/healthz", "Process alive", None, None, m.Health),
     Route("get", "/readyz", "Store reachable", None, None, m.Health),
 )

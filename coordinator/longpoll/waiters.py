@@ -80,7 +80,12 @@ class Waiters:
         self._call_on_loop(self._jobs_available, tuple(operations), count)
 
     def job_finished(self, job_id: str) -> None:
-        self._call_on_loop(_set_all, self._by_job, (job_id,))
+        self.jobs_finished((job_id,))
+
+    def jobs_finished(self, job_ids: Sequence[str]) -> None:
+        # One call for a whole commit: from the writer thread each call is a wake-up of
+        # the loop (a write to its self-pipe) and a callback.
+        self._call_on_loop(_set_all, self._by_job, tuple(job_ids))
 
     def bot_capacity_changed(self, bot_id: str) -> None:
         """A bot's report, cancellation or new assignment may let its waiting claim go on.

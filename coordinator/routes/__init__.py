@@ -12,6 +12,7 @@ from coordinator.routes import (
     jobs,
     limits,
     revocation,
+    schedules,
     tokens,
     work,
 )
@@ -27,4 +28,5 @@ def setup_routes(router: web.UrlDispatcher) -> None:
     tokens.setup(router)
     revocation.setup(router)
     limits.setup(router)
+    schedules.setup(router)
     health.setup(router)

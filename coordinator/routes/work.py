@@ -12,7 +12,7 @@ from coordinator.context import AppContext, context
 from coordinator.errors import Forbidden, InvalidBody, NotFound
 from coordinator.routes.common import raise_for_outcome, read_body, respond
 from coordinator.store.base import JobRecord, ProgressInput, ReportInput, ReportOutcome
-from coordinator.views import claimed_job
+from coordinator.views import claimed_jobs
 
 ACCEPTED = m.ReportAccepted()
 STATUS: dict[ReportOutcome, m.ReportStatus] = {
@@ -87,9 +87,7 @@ def _claim_response(
     ctx: AppContext, jobs: list[JobRecord], results: list[m.ReportResult] | msgspec.UnsetType
 ) -> web.Response:
     timeout_s = ctx.config.default_job_timeout_s
-    return respond(
-        m.ClaimResponse(jobs=[claimed_job(job, timeout_s) for job in jobs], results=results)
-    )
+    return respond(m.ClaimResponse(jobs=claimed_jobs(jobs, timeout_s), results=results))
 
 
 def _bot_not_found(bot_id: str) -> NotFound:
@@ -174,10 +172,12 @@ def _reported(
 ) -> list[m.ReportResult]:
     ctx.waiters.bot_capacity_changed(bot_id)
     results = []
+    accepted = []
     for report, outcome in zip(reports, outcomes, strict=True):
         if outcome is ReportOutcome.ACCEPTED:
-            ctx.metrics.observe_report(report.job_id, report.action)
+            accepted.append((report.job_id, report.action))
         results.append(m.ReportResult(job_id=report.job_id, status=STATUS[outcome]))
+    ctx.metrics.observe_reports(accepted)
     return results
 
 

@@ -42,6 +42,7 @@ from coordinator.store.records import (
     SubmitOutcome,
 )
 from coordinator.store.retention import Retention, SweepOutcome
+from coordinator.store.schedules import FiredSchedule, JobMaker, ScheduleRecord, ScheduleSpec
 
 __all__ = [
     "ApiTokenRecord",
@@ -108,7 +109,9 @@ class StoreListener(Protocol):
         (the listener then wakes every waiting claim for them)."""
         ...
 
-    def job_finished(self, job_id: str) -> None: ...
+    def jobs_finished(self, job_ids: Sequence[str]) -> None:
+        """These jobs reached a final state (all of one commit's at once)."""
+        ...
 
 
 RetryDelay = Callable[[int], float]
@@ -339,6 +342,32 @@ class Store(Protocol):
 
     async def read_logs(self, query: LogQuery) -> LogPage | None:
         """Lines after `query.after`, in order; None for an unknown job."""
+        ...
+
+    # ---- schedules
+    async def put_schedule(self, spec: ScheduleSpec) -> tuple[ScheduleRecord, bool]:
+        """Create or replace (True: created). A running schedule put again with the same
+        timing keeps its next due time; otherwise it is counted from now. Paused: no
+        next due time until resumed (times passed while paused make no job)."""
+        ...
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """By name."""
+        ...
+
+    async def delete_schedule(self, name: str) -> bool:
+        """False when there was no such schedule. Jobs it made stay."""
+        ...
+
+    async def fire_schedules(self, make_job: JobMaker, limit: int) -> list[FiredSchedule]:
+        """In one transaction, for up to `limit` schedules whose next due time has come:
+        move it past now (`schedules.due_after`) and insert the job `make_job` makes for
+        that due time. Each due time fires once, with every process firing at once;
+        the due times missed meanwhile make no job of their own."""
+        ...
+
+    async def next_schedule_due(self) -> datetime | None:
+        """The earliest next due time of any running schedule (the firer's wake-up)."""
         ...
 
     # ---- reaper

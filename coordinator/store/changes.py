@@ -51,7 +51,7 @@ def tell_listener(
     try:
         if ops:
             listener.jobs_available(tuple(dict.fromkeys(ops)), count)
-        for job_id in done:
-            listener.job_finished(job_id)
+        if done:
+            listener.jobs_finished(tuple(done))
     except Exception:
         logger.exception("store listener failed")

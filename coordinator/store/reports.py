@@ -10,7 +10,7 @@ the batch left, so a report repeated within one batch sees the first one's effec
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,7 +84,7 @@ class ReportBatch:
             # is over (its holder gets a conflict when it reports).
             live = job.now.live_attempt
             self._end_live_attempt(job_id, job, "succeeded" if live == attempt else "cancelled")
-            job.now = replace(job.now, state="succeeded", result_attempt=attempt)
+            job.now = job.now.moved_to("succeeded", result_attempt=attempt)
             result = report.result if report.result is not None else {}
             self._moved(
                 job_id,
@@ -99,12 +99,12 @@ class ReportBatch:
         error = report.error or NO_ERROR_TEXT
         self._end_live_attempt(job_id, job, "failed", error)
         if decision.effect is Effect.RETRY:
-            job.now = replace(job.now, state="queued")
+            job.now = job.now.moved_to("queued")
             run_at = self.now + timedelta(seconds=decision.retry_delay_s)
             self._moved(job_id, job, "queued", run_at=run_at, error=error)
             self.requeued_ops.append(job.op)
         else:
-            job.now = replace(job.now, state="failed")
+            job.now = job.now.moved_to("failed")
             self._moved(job_id, job, "failed", finished_at=self.now, error=error)
             self.finished.append(job_id)
 

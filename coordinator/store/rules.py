@@ -67,6 +67,18 @@ class JobSnapshot:
             result_attempt=row["result_attempt"],
         )
 
+    def moved_to(self, state: str, result_attempt: int | None = None) -> JobSnapshot:
+        """This job in `state` (a succeeded one with its `result_attempt`); built directly,
+        as `dataclasses.replace` costs several times as much and runs for every report."""
+        return JobSnapshot(
+            state,
+            self.attempt,
+            self.bot_id,
+            self.attempt_base,
+            self.max_attempts,
+            self.result_attempt if result_attempt is None else result_attempt,
+        )
+
     @property
     def live_attempt(self) -> int | None:
         """The attempt whose lease is live: a job runs exactly while its latest attempt
@@ -170,12 +182,13 @@ def claimable_operations(bot: Claimant, claim: ClaimInput) -> list[str]:
     return [op for op in dict.fromkeys(claim.operations) if op in bot.operations]
 
 
-def answers_repeat(claim: ClaimInput, handed_out: int) -> bool:
-    """Whether a claim is the repeat of one whose answer was lost: its `claim_id` already
-    has `handed_out` jobs running under the bot. It gets those back and claims nothing
-    new, so a retry neither strands them nor counts them twice against max_concurrency.
-    A repeat whose jobs have all ended (or went back to the queue) claims anew."""
-    return claim.claim_id is not None and handed_out > 0
+def answers_repeat(claim: ClaimInput, seen: bool) -> bool:
+    """Whether a claim is the repeat of one whose answer was lost (or a late copy of
+    one): its `claim_id` already handed the bot jobs (`seen`). It gets back those still
+    running under the bot and claims nothing new, so a retry neither strands them nor
+    counts them twice against max_concurrency, and a copy arriving after its jobs ended
+    cannot hand out new jobs the bot is no longer listening for."""
+    return claim.claim_id is not None and seen
 
 
 # ---------------------------------------------------------------- bots

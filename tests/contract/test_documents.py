@@ -22,6 +22,7 @@ from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import joblogs as logs
 from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
+from botfleet.protocol import schedules as sched
 from botfleet.protocol.openapi import ROUTES, generate
 
 DOCUMENTS = Path(__file__).parent / "documents"
@@ -123,6 +124,14 @@ CALLS: tuple[Call, ...] = (
     Call("delete", "/v1/limits/{name}", 200, None, None, "delete_limit", lim.LimitView),
     Call("post", "/v1/jobs", 201, "submit_limited", m.SubmitJob, "submit", m.SubmitResponse),
     Call("get", "/v1/jobs/{job_id}", 200, None, None, "get_job_limited", m.JobView),
+    # Schedules.
+    Call("put", "/v1/schedules/{name}", 200, "put_schedule", sched.PutScheduleRequest,
+         "put_schedule", sched.ScheduleView),
+    Call("put", "/v1/schedules/{name}", 200, "put_schedule_every", sched.PutScheduleRequest,
+         "put_schedule_every", sched.ScheduleView),
+    Call("get", "/v1/schedules", 200, None, None, "list_schedules", sched.ScheduleList),
+    Call("delete", "/v1/schedules/{name}", 200, None, None, "delete_schedule",
+         sched.ScheduleDeleted),
     Call("get", "/healthz", 200, None, None, "healthz", m.Health),
     Call("get", "/readyz", 200, None, None, "readyz", m.Health),
 )  # fmt: skip

@@ -25,7 +25,7 @@ async def _call(api: Api, route: Route, headers: dict[str, str], bot: Bot) -> tu
         route.path.replace("{bot_id}", bot.id)
         .replace("{job_id}", "job_x")
         .replace("{token_id}", "tok_x")
-        .replace("{name}", "some-limit")
+        .replace("{name}", "name_x")
     )
     kwargs: dict[str, Any] = {"headers": headers}
     if route.request is not None:

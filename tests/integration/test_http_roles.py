@@ -66,7 +66,7 @@ def _path(pattern: str, bot: Bot, job_id: str) -> str:
         pattern.replace("{bot_id}", bot.id)
         .replace("{job_id}", job_id)
         .replace("{token_id}", "tok_missing")
-        .replace("{name}", "no-such-limit")
+        .replace("{name}", "walker")
     )
 
 

@@ -25,6 +25,7 @@ class Scene:
     running: str  # a job claimed by bot
     cancelled: str  # a job cancelled by the operator
     token_id: str  # a role token
+    schedule: str  # a schedule's name
 
 
 @pytest.fixture
@@ -42,7 +43,10 @@ async def scene(api: Api) -> Scene:
     token_id = (await response.json())["id"]
     response = await api.client.put("/v1/limits/scene", json={"max_running": 2}, headers=ADMIN)
     assert response.status == 200
-    return Scene(bot, running, cancelled, token_id)
+    schedule = {"every_s": 60, "job": {"op": "sum"}}
+    response = await api.client.put("/v1/schedules/scene", json=schedule, headers=ADMIN)
+    assert response.status == 200
+    return Scene(bot, running, cancelled, token_id, "scene")
 
 
 def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
@@ -53,7 +57,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         route.path.replace("{bot_id}", bot.id)
         .replace("{job_id}", job_id)
         .replace("{token_id}", scene.token_id)
-        .replace("{name}", "scene")
+        .replace("{name}", scene.schedule)
     )
     headers = {
         "admin": ADMIN,
@@ -84,6 +88,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "SubmitJob": {"op": "sum", "payload": {"a": 1}},
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
+        "PutScheduleRequest": {"cron": "*/5 * * * *", "job": {"op": "sum"}},
         "CreateTokenRequest": {"name": "surface", "role": "producer", "expires_in_s": 3600},
         "PutLimitRequest": {"max_running": 3, "per_second": 2.5, "burst": 4},
         "LogBatch": {

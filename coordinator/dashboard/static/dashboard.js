@@ -71,6 +71,7 @@ function short(text, width = 90) {
 function outcome(job) {
   if (job.error) return short(job.error);
   if (job.result !== null && job.result !== undefined) return short(JSON.stringify(job.result));
+  if (job.state === "queued" && job.waiting_for) return short(job.waiting_for);
   if (job.progress !== null && job.progress !== undefined) return `${Math.round(job.progress * 100)}%`;
   return "";
 }
@@ -162,6 +163,7 @@ async function refresh() {
     api("GET", "/v1/bots"),
     api("GET", `/v1/jobs?limit=25${filter}`),
     api("GET", "/v1/jobs?state=failed&limit=10"),
+    typeof Schedules === "undefined" ? null : Schedules.refresh(), // schedules.js draws them
   ]);
   showStats(stats);
   showBots(bots.bots);
@@ -293,6 +295,7 @@ function showBots(bots) {
       el("td", { class: "nowrap", title: bot.last_heartbeat || "" }, ago(bot.last_heartbeat)),
       el("td", { class: "num" }, bot.running.length),
       el("td", {}, `${ops} × ${assignment.max_concurrency}`),
+      el("td", { class: "labels" }, labelChips(bot.labels)),
       el("td", {}, bot.pending_command || "–"),
       canAct() ? botActions(bot, assignment, online) : null);
   });
@@ -407,6 +410,7 @@ async function showJob(id, { quiet }) {
   const json = (value) => el("pre", { class: "mono" }, JSON.stringify(value, null, 2));
   const fields = [
     ["state", badge(job.state)],
+    ...controlFields(job),
     ["op", job.op],
     ["attempts", attemptsDetail(job)],
     ["priority", job.priority ?? 0],

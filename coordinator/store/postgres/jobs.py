@@ -72,7 +72,10 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
         return None
     if claim.claim_id is not None:
         handed_out = await tx.fetch("jobs_of_claim", claim.claim_id, claim.bot_id)
-        if answers_repeat(claim, len(handed_out)):
+        seen = bool(handed_out) or (
+            await tx.fetchrow("claim_seen", claim.claim_id, claim.bot_id) is not None
+        )
+        if answers_repeat(claim, seen):
             return [job_from_row(row) for row in handed_out]
     claimant = Claimant(set(bot["operations"]), bot["paused"], bot["quarantined"], bot["lifecycle"])
     wanted = claimable_operations(claimant, claim)

@@ -34,6 +34,7 @@ import coordinator.store.postgres.reads as reads
 import coordinator.store.postgres.reports as reports
 import coordinator.store.postgres.retention as retention
 import coordinator.store.postgres.revocation as revocation
+import coordinator.store.postgres.schedules as schedules
 import coordinator.store.postgres.schema as postgres_schema
 import coordinator.store.postgres.tokens as tokens
 import coordinator.store.records as records
@@ -56,6 +57,7 @@ from coordinator.store.queries import load_queries
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
+from coordinator.store.schedules import FiredSchedule, JobMaker, ScheduleRecord, ScheduleSpec
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +266,23 @@ class PostgresStore:
 
     async def touch_api_token(self, token_id: str, stale_before: datetime) -> None:
         await self._write(lambda tx: tokens.touch_api_token(tx, token_id, stale_before))
+
+    # ------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, spec: ScheduleSpec) -> tuple[ScheduleRecord, bool]:
+        return await self._write(lambda tx: schedules.put_schedule(tx, spec))
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._read(schedules.list_schedules)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._write(lambda tx: schedules.delete_schedule(tx, name))
+
+    async def fire_schedules(self, make_job: JobMaker, limit: int) -> list[FiredSchedule]:
+        return await self._write(lambda tx: schedules.fire_schedules(tx, make_job, limit))
+
+    async def next_schedule_due(self) -> datetime | None:
+        return await self._read(schedules.next_schedule_due)
 
     # ------------------------------------------------------------------ reaper
 

@@ -311,6 +311,11 @@ JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
 WHERE a.claim_id = $1 AND a.bot_id = $2 AND j.state = 'running' AND j.bot_id = $2
 ORDER BY j.priority DESC, j.seq;
 
+-- name: claim_seen
+-- $1 claim id, $2 bot: whether a claim with this id handed this bot any job (running
+-- or not): a repeat of it then claims nothing new.
+SELECT 1 FROM attempts WHERE claim_id = $1 AND bot_id = $2 LIMIT 1;
+
 -- name: jobs_for_report
 -- Locked in id order (no deadlock between two batches). `limited`: a job under a
 -- limit, whose end lets waiting claims for its operation in.
@@ -441,7 +446,7 @@ SELECT least(
 -- What a claim would meet, in one statement (one snapshot), without locking: is the bot
 -- $1 known and online (NULL: unknown), `next_run_at` for the operations $2 among the
 -- jobs it may take (as next_run_at_for_bot), and whether the claim id $3 (NULL: none)
--- has jobs running under the bot (a repeated claim).
+-- handed the bot jobs before (a repeated claim: answered at once, see claim_seen).
 SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
        least(
            (SELECT min(run_at) FROM jobs
@@ -457,10 +462,7 @@ SELECT (SELECT online FROM bots WHERE id = $1) AS bot_online,
                 ))
        ) AS next_run_at,
        EXISTS (
-           SELECT 1 FROM attempts a
-           JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
-           WHERE a.claim_id = $3::text AND a.bot_id = $1 AND j.state = 'running'
-               AND j.bot_id = $1
+           SELECT 1 FROM attempts a WHERE a.claim_id = $3::text AND a.bot_id = $1
        ) AS handed_out;
 
 -- name: queued_operations
@@ -584,6 +586,51 @@ WITH due AS (
     RETURNING b.id
 )
 SELECT count(*) FROM forgotten;
+
+-- ------------------------------------------------------------------ schedules
+
+-- name: get_schedule
+-- Locked, before a PUT: two PUTs of one schedule take turns, and a firing skips it.
+SELECT * FROM schedules WHERE name = $1 FOR UPDATE;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY name;
+
+-- name: put_schedule
+-- $1 name, $2 cron, $3 every_s, $4 timezone, $5 job, $6 paused, $7 next_run_at, $8 now.
+INSERT INTO schedules (
+    name, cron, every_s, timezone, job, paused, next_run_at, created_at, updated_at
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+ON CONFLICT (name) DO UPDATE SET
+    cron = excluded.cron, every_s = excluded.every_s, timezone = excluded.timezone,
+    job = excluded.job, paused = excluded.paused, next_run_at = excluded.next_run_at,
+    updated_at = excluded.updated_at
+RETURNING *;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = $1 RETURNING name;
+
+-- name: due_schedules
+-- $1 now, $2 limit. SKIP LOCKED: a schedule another coordinator is firing is its
+-- business; once it commits, next_run_at is past $1 and the row no longer matches.
+SELECT * FROM schedules
+WHERE next_run_at IS NOT NULL AND next_run_at <= $1
+ORDER BY next_run_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- name: advance_schedule
+-- $1 name, $2 the due time read, $3 the next one. Only from the due time read: a due
+-- time is fired once, whoever else looked at it.
+UPDATE schedules SET next_run_at = $3, last_due_at = $2
+WHERE name = $1 AND next_run_at = $2
+RETURNING name;
+
+-- name: set_schedule_job
+UPDATE schedules SET last_job_id = $2 WHERE name = $1;
+
+-- name: next_schedule_due
+SELECT min(next_run_at) FROM schedules WHERE next_run_at IS NOT NULL;
 
 -- ---------------------------------------------------------------- role tokens
 

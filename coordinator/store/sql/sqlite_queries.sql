@@ -389,6 +389,13 @@ WHERE attempts.claim_id = :claim_id AND attempts.bot_id = :bot_id
     AND jobs.state = 'running' AND jobs.bot_id = :bot_id
 ORDER BY jobs.priority DESC, jobs.seq
 
+-- name: claim_seen
+-- Whether a claim with this id handed this bot any job (running or not): a repeat of it
+-- then claims nothing new.
+SELECT 1 FROM attempts INDEXED BY attempts_claim_id
+WHERE claim_id = :claim_id AND bot_id = :bot_id
+LIMIT 1
+
 -- name: next_run_at
 -- The earliest run_at of a queued job for these operations: one index probe per operation.
 SELECT min((
@@ -460,9 +467,7 @@ SELECT
     ) AS next_run_at,
     EXISTS (
         SELECT 1 FROM attempts INDEXED BY attempts_claim_id
-        CROSS JOIN jobs ON jobs.id = attempts.job_id AND jobs.attempt = attempts.attempt
         WHERE attempts.claim_id = :claim_id AND attempts.bot_id = :bot_id
-            AND jobs.state = 'running' AND jobs.bot_id = :bot_id
     ) AS handed_out
 
 -- ---------------------------------------------------------------- reports
@@ -624,6 +629,49 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING id
+
+-- ---------------------------------------------------------------- schedules
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE name = :name
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY name
+
+-- name: put_schedule
+INSERT INTO schedules (
+    name, cron, every_s, timezone, job, paused, next_run_at, created_at, updated_at
+) VALUES (
+    :name, :cron, :every_s, :timezone, :job, :paused, :next_run_at, :now, :now
+)
+ON CONFLICT (name) DO UPDATE SET
+    cron = excluded.cron, every_s = excluded.every_s, timezone = excluded.timezone,
+    job = excluded.job, paused = excluded.paused, next_run_at = excluded.next_run_at,
+    updated_at = excluded.updated_at
+RETURNING *
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = :name RETURNING name
+
+-- name: due_schedules
+-- The write lock is held (BEGIN IMMEDIATE), so no other process fires them meanwhile.
+SELECT * FROM schedules INDEXED BY schedules_due
+WHERE next_run_at IS NOT NULL AND next_run_at <= :now
+ORDER BY next_run_at
+LIMIT :limit
+
+-- name: advance_schedule
+-- Only from the due time read: a due time is fired once, whoever else looked at it.
+UPDATE schedules SET next_run_at = :next_run_at, last_due_at = :due
+WHERE name = :name AND next_run_at = :due
+RETURNING name
+
+-- name: set_schedule_job
+UPDATE schedules SET last_job_id = :job_id WHERE name = :name
+
+-- name: next_schedule_due
+SELECT min(next_run_at) AS next_run_at FROM schedules INDEXED BY schedules_due
+WHERE next_run_at IS NOT NULL
 
 -- ---------------------------------------------------------------- role tokens
 

@@ -24,6 +24,7 @@ from coordinator.store.sqlite.rows import (
     from_us,
     id_list,
     job_from_row,
+    jobs_from_rows,
     load_json,
     maybe_from_us,
     maybe_to_us,
@@ -102,8 +103,9 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     if bot is None:
         return None
     if claim.claim_id is not None:
-        handed_out = tx.all("jobs_of_claim", {"claim_id": claim.claim_id, "bot_id": claim.bot_id})
-        if answers_repeat(claim, len(handed_out)):
+        key = {"claim_id": claim.claim_id, "bot_id": claim.bot_id}
+        handed_out = tx.all("jobs_of_claim", key)
+        if answers_repeat(claim, bool(handed_out) or tx.one("claim_seen", key) is not None):
             return [job_from_row(row) for row in handed_out]
     claimant = Claimant(
         set(load_json(bot["operations"])), bool(bot["paused"]), bool(bot["quarantined"]),
@@ -153,7 +155,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     )
     # RETURNING gives no order; hand the jobs out in queue order.
     rows.sort(key=lambda row: (-row["priority"], row["seq"]))
-    return [job_from_row(row) for row in rows]
+    return jobs_from_rows(rows)
 
 
 def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:

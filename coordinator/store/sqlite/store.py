@@ -34,6 +34,7 @@ import coordinator.store.sqlite.reads as reads
 import coordinator.store.sqlite.reports as reports
 import coordinator.store.sqlite.retention as retention
 import coordinator.store.sqlite.revocation as revocation
+import coordinator.store.sqlite.schedules as schedules
 import coordinator.store.sqlite.tokens as tokens
 from botfleet.clock import Clock
 from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
@@ -44,6 +45,7 @@ from coordinator.store.limits import LimitRecord, LimitSpec
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
+from coordinator.store.schedules import FiredSchedule, JobMaker, ScheduleRecord, ScheduleSpec
 from coordinator.store.sqlite.connection import (
     CHECKPOINT_AFTER_CHANGES,
     CHECKPOINT_AFTER_S,
@@ -311,6 +313,26 @@ class SQLiteStore:
 
     async def read_logs(self, query: LogQuery) -> LogPage | None:
         return await self._open().read(lambda tx: joblogs.read_logs(tx, query))
+
+    # ---------------------------------------------------------------- schedules
+
+    async def put_schedule(self, spec: ScheduleSpec) -> tuple[ScheduleRecord, bool]:
+        return await self._open().write(lambda tx: schedules.put_schedule(tx, spec))
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._open().read(schedules.list_schedules)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._open().write(lambda tx: schedules.delete_schedule(tx, name))
+
+    async def fire_schedules(self, make_job: JobMaker, limit: int) -> list[FiredSchedule]:
+        inline = limit <= INLINE_MAX_SUBMIT
+        return await self._open().write(
+            lambda tx: schedules.fire_schedules(tx, make_job, limit), inline
+        )
+
+    async def next_schedule_due(self) -> datetime | None:
+        return await self._open().point_read(schedules.next_schedule_due)
 
     # ---------------------------------------------------------------- reaper
 

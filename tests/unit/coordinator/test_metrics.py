@@ -52,6 +52,20 @@ def test_submits_claims_and_reports_count_by_op() -> None:
     assert _value(metrics, "botfleet_jobs_failed_total", op="subtract") == 1
 
 
+def test_a_batch_of_reports_counts_as_its_reports_one_by_one() -> None:
+    metrics = Metrics(FakeClock(NOW))
+    metrics.observe_claim(0.001, [_job("a", "sum"), _job("b", "sum"), _job("c", "subtract")])
+    metrics.observe_reports(
+        [("a", "complete"), ("b", "fail"), ("c", "complete"), ("a", "complete")]
+    )
+    assert _value(metrics, "botfleet_jobs_succeeded_total", op="sum") == 1
+    assert _value(metrics, "botfleet_jobs_succeeded_total", op="subtract") == 1
+    assert _value(metrics, "botfleet_jobs_succeeded_total", op=UNKNOWN_OP) == 1  # the repeat
+    assert _value(metrics, "botfleet_jobs_failed_total", op="sum") == 1
+    metrics.observe_reports([])
+    assert _value(metrics, "botfleet_jobs_failed_total", op="sum") == 1
+
+
 def test_expiries_count_by_op_and_outcome() -> None:
     metrics = Metrics(FakeClock(NOW))
     metrics.observe_claim(0.001, [_job("a", "sum"), _job("b", "sum")])

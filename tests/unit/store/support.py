@@ -149,8 +149,8 @@ class RecordingListener:
         self.counts.append(count)
         self._heard.set()
 
-    def job_finished(self, job_id: str) -> None:
-        self.finished.append(job_id)
+    def jobs_finished(self, job_ids: Sequence[str]) -> None:
+        self.finished.extend(job_ids)
         self._heard.set()
 
     def announced(self, op: str) -> bool:

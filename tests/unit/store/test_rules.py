@@ -238,11 +238,11 @@ def test_after_a_heartbeat_the_state_reported_or_kept_settles_the_command() -> N
 
 
 @pytest.mark.parametrize(
-    ("claim_id", "handed_out", "repeat"),
-    [("c1", 2, True), ("c1", 0, False), (None, 2, False), (None, 0, False)],
+    ("claim_id", "seen", "repeat"),
+    [("c1", True, True), ("c1", False, False), (None, True, False), (None, False, False)],
 )
-def test_a_claim_is_a_repeat_while_its_id_has_jobs_running(
-    claim_id: str | None, handed_out: int, repeat: bool
+def test_a_claim_is_a_repeat_once_its_id_handed_out_jobs(
+    claim_id: str | None, seen: bool, repeat: bool
 ) -> None:
     claim = ClaimInput("bot_1", ["sum"], 5, 30.0, claim_id)
-    assert answers_repeat(claim, handed_out) is repeat
+    assert answers_repeat(claim, seen) is repeat

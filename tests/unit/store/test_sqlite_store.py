@@ -153,7 +153,7 @@ class _BrokenListener:
         self.calls += 1
         raise RuntimeError("listener bug")
 
-    def job_finished(self, job_id: str) -> None:
+    def jobs_finished(self, job_ids: Sequence[str]) -> None:
         self.calls += 1
 
 

@@ -58,8 +58,10 @@ async def test_a_repeat_after_reports_returns_none_of_the_finished_jobs(
     assert _ids(await _claim(store, bot.id, "claim-1")) == first[1:]
     await store.report(bot.id, [complete(job_id, total=3) for job_id in first[1:]])
     await store.submit_jobs([new_job(clock)])
-    # Nothing of it runs any more: the repeat is a claim like any other.
-    fresh = _ids(await _claim(store, bot.id, "claim-1"))
+    # Nothing of it runs any more, and a late copy of it claims nothing new either: the
+    # bot stopped listening for its answer. A new claim id gets the new job.
+    assert await _claim(store, bot.id, "claim-1") == []
+    fresh = _ids(await _claim(store, bot.id, "claim-2"))
     assert len(fresh) == 1 and not set(fresh) & set(first)
 
 
@@ -86,7 +88,7 @@ async def test_a_claim_id_is_the_bots_own(store: Store, clock: FakeClock) -> Non
     assert len(other) == 2 and not set(first) & set(other)
 
 
-async def test_the_outlook_tells_a_repeat_with_jobs_to_hand_back(
+async def test_the_outlook_tells_a_repeat_of_a_claim_that_handed_out_jobs(
     store: Store, clock: FakeClock
 ) -> None:
     bot = await register(store, clock)
@@ -97,7 +99,8 @@ async def test_the_outlook_tells_a_repeat_with_jobs_to_hand_back(
     assert not (await store.claim_outlook(bot.id, ["sum"], "claim-2")).handed_out
     assert not (await store.claim_outlook(bot.id, ["sum"])).handed_out
     await store.report(bot.id, [complete(job.id, total=3)])
-    assert not (await store.claim_outlook(bot.id, ["sum"], "claim-1")).handed_out
+    # Still a repeat once its jobs ended: answered at once (with nothing), never waiting.
+    assert (await store.claim_outlook(bot.id, ["sum"], "claim-1")).handed_out
 
 
 async def test_a_repeat_carrying_reports_applies_them_and_hands_back(
