@@ -97,6 +97,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/bots/{bot_id}/revoke"): BOT_COMMANDERS,
     ("POST", "/v1/bots/{bot_id}/allow"): BOT_COMMANDERS,
     ("GET", "/v1/stats"): READERS,
+    # Fleet-wide limits.
+    ("PUT", "/v1/limits/{name}"): BOT_COMMANDERS,
+    ("DELETE", "/v1/limits/{name}"): BOT_COMMANDERS,
+    ("GET", "/v1/limits"): READERS,
     # Schedules: operators set them up; readers see them.
     ("PUT", "/v1/schedules/{name}"): BOT_COMMANDERS,
     ("GET", "/v1/schedules"): READERS,

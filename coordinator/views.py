@@ -105,6 +105,7 @@ def job_view(job: JobRecord, waiting_for: str | None = None) -> m.JobView:
         expires_at=_time(job.expires_at),
         submitted_by=job.submitted_by,
         requires=job.requires or {},
+        limits=list(job.limits),
         waiting_for=waiting_for,
     )
 

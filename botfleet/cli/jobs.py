@@ -69,6 +69,15 @@ def add_job_commands(
         "this job is cancelled",
     )
     submit.add_argument(
+        "--limit",
+        dest="limits",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the job falls under this fleet-wide limit (repeatable, at most 4; see "
+        "`botfleet limits`)",
+    )
+    submit.add_argument(
         "--wait",
         action="store_true",
         help="wait until every job has ended, showing progress; exit status 3 if any "
@@ -118,6 +127,7 @@ def jobs_from_args(args: argparse.Namespace) -> list[m.SubmitJob]:
             idempotency_key=key,
             requires=requires,
             after=list(args.after),
+            limits=list(getattr(args, "limits", None) or ()),
         )
         if args.max_attempts is not None:
             job.max_attempts = args.max_attempts

@@ -22,6 +22,7 @@ from botfleet.cli.dashboard import add_dashboard_command, run_dashboard_command
 from botfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError, from_client
 from botfleet.cli.joblogs import add_log_commands
 from botfleet.cli.jobs import add_job_commands
+from botfleet.cli.limits import add_limit_commands
 from botfleet.cli.render import Output
 from botfleet.cli.schedules import add_schedule_commands
 from botfleet.cli.settings import add_client_arguments, connect, resolve_settings
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_commands(subparsers, [common])
     add_bot_commands(subparsers, [common])
     add_token_commands(subparsers, [common])
+    add_limit_commands(subparsers, [common])
     connection = argparse.ArgumentParser(add_help=False)
     add_client_arguments(connection)
     add_dashboard_command(subparsers, [connection])

@@ -19,6 +19,7 @@ from botfleet.client.transport import Transport
 from botfleet.client.waiting import MAX_WAIT_MS, Deadline, outcome, wait_one, watch
 from botfleet.clock import Clock, SystemClock
 from botfleet.protocol import joblogs as wire
+from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
 from botfleet.protocol import schedules as sched
 
@@ -131,7 +132,8 @@ class AsyncClient:
         """Submit one job: an op, its payload and options (`priority`, `delay_ms`,
         `run_at`, `max_attempts`, `timeout_s`, `idempotency_key`, `metadata`,
         `requires`: labels its bot must have, e.g. `{"gpu": ["a100", "h100"]}`, `after`:
-        ids of jobs to wait for), or a ready `SubmitJob`."""
+        ids of jobs to wait for, `limits`: names of the limits it falls under), or a
+        ready `SubmitJob`."""
         (job,) = keyed([new_job(op, payload, **options)])
         answer = await self._http.call("POST", "/v1/jobs", m.SubmitResponse, body=job)
         return AsyncJobHandle(self, answer.id, answer.state)
@@ -353,6 +355,31 @@ class AsyncClient:
         """Revoke a token by its id (admin): its next call is refused."""
         path = f"/v1/tokens/{_segment(token_id)}"
         return await self._http.call("DELETE", path, m.TokenView)
+
+    # ------------------------------------------------------------ limits
+
+    async def put_limit(
+        self,
+        name: str,
+        *,
+        max_running: int | None = None,
+        per_second: float | None = None,
+        burst: int = 1,
+    ) -> lim.LimitView:
+        """Create or change a fleet-wide limit (admin or operator); a cap not given is off.
+        A limit named `op:OP` covers every job of OP."""
+        request = lim.PutLimitRequest(max_running=max_running, per_second=per_second, burst=burst)
+        path = f"/v1/limits/{_segment(name)}"
+        return await self._http.call("PUT", path, lim.LimitView, body=request)
+
+    async def limits(self) -> list[lim.LimitView]:
+        """Every limit, with the jobs running under it and the starts its bucket allows now."""
+        return (await self._http.call("GET", "/v1/limits", lim.LimitList)).limits
+
+    async def delete_limit(self, name: str) -> lim.LimitView:
+        """Remove a limit (admin or operator); the jobs naming it are held by it no more."""
+        path = f"/v1/limits/{_segment(name)}"
+        return await self._http.call("DELETE", path, lim.LimitView)
 
     # ------------------------------------------------------------ schedules
 

@@ -33,6 +33,7 @@ class JobOptions(TypedDict, total=False):
     requires: Requires
     # Ids of jobs (or, in `submit_many`, "#N" for the N-th job given) to wait for.
     after: Sequence[str]
+    limits: Sequence[str]  # names of the fleet-wide limits it falls under
 
 
 def new_job(
@@ -57,6 +58,7 @@ def new_job(
         metadata=dict(options.get("metadata") or {}),
         requires=wire_requires(options.get("requires")),
         after=list(options.get("after") or ()),
+        limits=list(options.get("limits") or ()),
     )
 
 

@@ -21,6 +21,7 @@ from botfleet.client.settings import Settings
 from botfleet.client.submitting import JobOptions, JobSpec, Requires
 from botfleet.clock import Clock
 from botfleet.protocol import joblogs as wire
+from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
 from botfleet.protocol import schedules as sched
 
@@ -284,6 +285,24 @@ class Client:
 
     def revoke_token(self, token_id: str) -> m.TokenView:
         return self._loop.run(self._async.revoke_token(token_id))
+
+    def put_limit(
+        self,
+        name: str,
+        *,
+        max_running: int | None = None,
+        per_second: float | None = None,
+        burst: int = 1,
+    ) -> lim.LimitView:
+        return self._loop.run(
+            self._async.put_limit(name, max_running=max_running, per_second=per_second, burst=burst)
+        )
+
+    def limits(self) -> list[lim.LimitView]:
+        return self._loop.run(self._async.limits())
+
+    def delete_limit(self, name: str) -> lim.LimitView:
+        return self._loop.run(self._async.delete_limit(name))
 
     def put_schedule(
         self, name: str, job: m.SubmitJob, **timing: Unpack[ScheduleTiming]

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from botfleet.protocol.labels import Labels, Requirements
+from botfleet.protocol.limits import JobLimits
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -265,6 +266,8 @@ class SubmitJob(Struct, kw_only=True):
     after: Annotated[list[NonEmpty], msgspec.Meta(max_length=100)] = msgspec.field(
         default_factory=list
     )
+    # The limits it falls under, by name (op:OP limits apply without being named).
+    limits: JobLimits = msgspec.field(default_factory=list)
 
 
 class SubmitResponse(Struct, kw_only=True):
@@ -312,6 +315,7 @@ class JobView(Struct, kw_only=True):
     submitted_by: str | None = None
     # The labels it requires, each key with its allowed values ({}: none).
     requires: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    limits: list[str] = msgspec.field(default_factory=list)  # the limits it names
     # Why a queued job is not handed out yet: the jobs it waits for ("waiting for
     # job_… (running)"), or no online bot can take it ("no online bot has gpu=a100").
     waiting_for: str | None = None

@@ -9,6 +9,7 @@ import msgspec
 
 from botfleet import __version__
 from botfleet.protocol import joblogs as logs
+from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
 from botfleet.protocol import schedules as sched
 
@@ -215,6 +216,18 @@ ROUTES: tuple[Route, ...] = (
         None,
         m.TokenView,
     ),
+    Route(
+        "put",
+        "/v1/limits/{name}",
+        "Create or change a fleet-wide limit",
+        "token",
+        lim.PutLimitRequest,
+        lim.LimitView,
+    ),
+    Route(
+        "get", "/v1/limits", "Every limit, its running jobs and rate", "token", None, lim.LimitList
+    ),
+    Route("delete", "/v1/limits/{name}", "Remove a limit", "token", None, lim.LimitView),
     Route(
         "put",
         "/v1/schedules/{name}",

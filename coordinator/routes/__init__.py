@@ -10,6 +10,7 @@ from coordinator.routes import (
     health,
     joblogs,
     jobs,
+    limits,
     revocation,
     schedules,
     tokens,
@@ -26,5 +27,6 @@ def setup_routes(router: web.UrlDispatcher) -> None:
     admin.setup(router)
     tokens.setup(router)
     revocation.setup(router)
+    limits.setup(router)
     schedules.setup(router)
     health.setup(router)

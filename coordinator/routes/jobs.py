@@ -21,6 +21,7 @@ from coordinator.errors import Conflict, InvalidBody, InvalidQuery
 from coordinator.gate import principal_of
 from coordinator.routes.common import check_job_access, no_job, query_int, read_body, respond
 from coordinator.routes.dependencies import check_after, submit_checked
+from coordinator.routes.limits import check_limits
 from coordinator.store.base import JobQuery, JobRecord, NewJob, ReportOutcome, SubmitOutcome
 from coordinator.views import job_view
 from coordinator.waiting import waiting_for
@@ -48,6 +49,7 @@ async def submit(request: web.Request) -> web.Response:
     with ctx.tracer.span("submit", {"botfleet.op": body.op}, parent=_trace_parent(body)):
         job = _new_job(body, ctx.clock.now(), "$", ctx.tracer, principal.name)
         check_after(body.after, None, "$")
+        await check_limits(ctx.store, [job], "$")
         (outcome,) = await submit_checked(ctx.store, principal, [job], "$")
     _check_key_owner(principal, [outcome])
     if outcome.created:
@@ -68,6 +70,7 @@ async def submit_bulk(request: web.Request) -> web.Response:
         ]
         for i, job in enumerate(body.jobs):
             check_after(job.after, i, f"$.jobs[{i}]")
+        await check_limits(ctx.store, jobs, "$.jobs[{index}]")
         outcomes = await submit_checked(ctx.store, principal, jobs, "$.jobs[{index}]")
     ctx.metrics.observe_submitted(o.job.op for o in outcomes if o.created)
     # The others in the request stand (they are committed): the 409 says which key clashed.
@@ -186,6 +189,7 @@ def _new_job(
         submitted_by=submitted_by,
         requires=normalised(body.requires),
         after=tuple(body.after),
+        limits=tuple(body.limits),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
+from coordinator.store.limits import LimitRecord, LimitSpec
 from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
@@ -263,6 +264,22 @@ class Store(Protocol):
         """Queued or running -> cancelled (a running job's bot is told by heartbeat).
 
         CONFLICT when already terminal (the job is returned unchanged)."""
+        ...
+
+    async def put_limit(self, spec: LimitSpec) -> None:
+        """Create or change the limit `spec.name`."""
+        ...
+
+    async def delete_limit(self, name: str) -> bool:
+        """Remove a limit; False when there was none. Jobs naming it run unlimited by it."""
+        ...
+
+    async def list_limits(self) -> list[LimitRecord]:
+        """Every limit, with the jobs running under it and its bucket's level now."""
+        ...
+
+    async def limit_names(self) -> set[str]:
+        """The names of the limits that exist (submit checks a job's limits against them)."""
         ...
 
     async def retry_job(self, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:

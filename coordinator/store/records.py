@@ -40,6 +40,7 @@ class NewJob:
     requires: dict[str, list[str]] | None = None
     # Jobs it waits for: ids, or "#N" for the job at index N of the same submit.
     after: tuple[str, ...] = ()
+    limits: tuple[str, ...] = ()  # the limits it falls under, by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class JobRecord:
     submitted_by: str | None = None  # None for jobs older than role tokens
     requires: dict[str, list[str]] | None = None  # key -> allowed values; None: any bot
     waiting_on: int = 0  # dependencies (submit's `after`) that have not succeeded yet
+    limits: tuple[str, ...] = ()  # the limits it names (sorted), op: limits aside
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
 
+from coordinator.store.limits import key_names
 from coordinator.store.records import (
     AssignmentRecord,
     AttemptRecord,
@@ -68,6 +69,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         submitted_by=row["submitted_by"],
         requires=None if requires is None else json(requires),
         waiting_on=row["waiting_on"],
+        limits=key_names(row["limit_key"]),
     )
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import joblogs as logs
+from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
 from botfleet.protocol import schedules as sched
 from botfleet.protocol.openapi import ROUTES, generate
@@ -116,6 +117,13 @@ CALLS: tuple[Call, ...] = (
          "create_token_no_expiry", m.CreatedToken),
     Call("get", "/v1/tokens", 200, None, None, "list_tokens", m.TokenList),
     Call("delete", "/v1/tokens/{token_id}", 200, None, None, "revoke_token", m.TokenView),
+    # Fleet-wide limits, and jobs that name them.
+    Call("put", "/v1/limits/{name}", 200, "put_limit", lim.PutLimitRequest,
+         "put_limit", lim.LimitView),
+    Call("get", "/v1/limits", 200, None, None, "list_limits", lim.LimitList),
+    Call("delete", "/v1/limits/{name}", 200, None, None, "delete_limit", lim.LimitView),
+    Call("post", "/v1/jobs", 201, "submit_limited", m.SubmitJob, "submit", m.SubmitResponse),
+    Call("get", "/v1/jobs/{job_id}", 200, None, None, "get_job_limited", m.JobView),
     # Schedules.
     Call("put", "/v1/schedules/{name}", 200, "put_schedule", sched.PutScheduleRequest,
          "put_schedule", sched.ScheduleView),

@@ -41,6 +41,8 @@ async def scene(api: Api) -> Scene:
     )
     assert response.status == 201
     token_id = (await response.json())["id"]
+    response = await api.client.put("/v1/limits/scene", json={"max_running": 2}, headers=ADMIN)
+    assert response.status == 200
     schedule = {"every_s": 60, "job": {"op": "sum"}}
     response = await api.client.put("/v1/schedules/scene", json=schedule, headers=ADMIN)
     assert response.status == 200
@@ -88,6 +90,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},
         "PutScheduleRequest": {"cron": "*/5 * * * *", "job": {"op": "sum"}},
         "CreateTokenRequest": {"name": "surface", "role": "producer", "expires_in_s": 3600},
+        "PutLimitRequest": {"max_running": 3, "per_second": 2.5, "burst": 4},
         "LogBatch": {
             **instance,
             "attempt": 1,

@@ -14,7 +14,9 @@ from coordinator.store.base import (
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
+from coordinator.store.limits import limit_key, op_limit
 from coordinator.store.postgres.dependencies import link_new_jobs
+from coordinator.store.postgres.limits import limit_names, pick_under_limits
 from coordinator.store.postgres.reads import unchanged
 from coordinator.store.postgres.rows import job_from_row
 from coordinator.store.postgres.tx import Tx
@@ -33,7 +35,7 @@ async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
         [job.run_at for job in jobs], [job.timeout_s for job in jobs],
         [job.idempotency_key for job in jobs], [job.metadata for job in jobs],
         [job.expires_at for job in jobs], [job.submitted_by for job in jobs],
-        [job.requires for job in jobs],
+        [job.requires for job in jobs], [limit_key(job.limits) for job in jobs],
     )  # fmt: skip
     by_id = {row["id"]: job_from_row(row) for row in inserted}
     seen_keys = [
@@ -79,10 +81,21 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     wanted = claimable_operations(claimant, claim)
     if not wanted:
         return []
-    rows = await tx.fetch(
-        "claim_jobs", claim.bot_id, wanted, claim.limit, bot["max_concurrency"], tx.now,
-        claim.lease_ttl_s, claim.default_timeout_s, claim.claim_id, bot["labels"],
-    )  # fmt: skip
+    picked = await pick_under_limits(
+        tx, wanted, claim.limit, bot["max_concurrency"], claim.bot_id, bot["labels"]
+    )
+    if picked is None:
+        rows = await tx.fetch(
+            "claim_jobs", claim.bot_id, wanted, claim.limit, bot["max_concurrency"], tx.now,
+            claim.lease_ttl_s, claim.default_timeout_s, claim.claim_id, bot["labels"],
+        )  # fmt: skip
+    elif picked:
+        rows = await tx.fetch(
+            "take_jobs", picked, claim.bot_id, tx.now, claim.lease_ttl_s,
+            claim.default_timeout_s, claim.claim_id,
+        )  # fmt: skip
+    else:
+        rows = []
     return [job_from_row(row) for row in rows]
 
 
@@ -92,6 +105,9 @@ async def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | No
     if row is None:
         return await unchanged(tx, job_id)
     tx.changes.done.append(job_id)
+    if row["limit_key"] is not None or op_limit(row["op"]) in await limit_names(tx):
+        tx.changes.ops.append(row["op"])  # a place under its limits may have freed up
+        tx.changes.counted = False
     return ReportOutcome.ACCEPTED, job_from_row(row)
 
 

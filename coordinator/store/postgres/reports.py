@@ -19,6 +19,7 @@ from coordinator.store.base import (
     ReportOutcome,
     StoreError,
 )
+from coordinator.store.limits import freed_operations
 from coordinator.store.postgres.jobs import claim_jobs
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.reports import ReportBatch
@@ -33,9 +34,14 @@ async def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[Re
     locked = await tx.fetch("jobs_for_report", job_ids)
     for row in locked:
         batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
+    limited = {row["id"]: row["op"] for row in locked if row["limited"]}
     for row in await tx.fetch("attempts_for_report", [row["id"] for row in locked], bot_id):
         batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
     outcomes = batch.apply_all(reports)
+    freed = freed_operations(limited, batch.changes.values())
+    if freed:  # places under a limit free up: claims waiting for these operations look again
+        tx.changes.ops.extend(freed)
+        tx.changes.counted = False
     await _write(tx, batch)
     return outcomes
 

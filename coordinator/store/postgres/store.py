@@ -29,6 +29,7 @@ import coordinator.store.postgres.dependencies as dependencies
 import coordinator.store.postgres.joblogs as joblogs
 import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
+import coordinator.store.postgres.limits as limits
 import coordinator.store.postgres.reads as reads
 import coordinator.store.postgres.reports as reports
 import coordinator.store.postgres.retention as retention
@@ -42,6 +43,7 @@ from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import tell_listener
 from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
+from coordinator.store.limits import LimitRecord, LimitSpec
 from coordinator.store.postgres.connection import (
     DATABASE_ERRORS,
     Connection,
@@ -217,6 +219,18 @@ class PostgresStore:
         self, job_id: str
     ) -> tuple[records.ReportOutcome, records.JobRecord | None]:
         return await self._write(lambda tx: jobs.cancel_job(tx, job_id))
+
+    async def put_limit(self, spec: LimitSpec) -> None:
+        await self._write(lambda tx: limits.put_limit(tx, spec))
+
+    async def delete_limit(self, name: str) -> bool:
+        return await self._write(lambda tx: limits.delete_limit(tx, name))
+
+    async def list_limits(self) -> list[LimitRecord]:
+        return await self._read(limits.list_limits)
+
+    async def limit_names(self) -> set[str]:
+        return await self._read(limits.limit_names)
 
     async def retry_job(
         self, job_id: str

@@ -222,15 +222,17 @@ FOR NO KEY UPDATE;
 -- name: insert_jobs
 -- $1 now, then one array per column; an idempotency_key seen before inserts nothing.
 INSERT INTO jobs (id, op, payload, state, priority, max_attempts, created_at, run_at,
-                  timeout_s, idempotency_key, metadata, expires_at, submitted_by, requires)
+                  timeout_s, idempotency_key, metadata, expires_at, submitted_by, requires,
+                  limit_key)
 SELECT u.id, u.op, u.payload, 'queued', u.priority, u.max_attempts, $1, u.run_at,
-       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at, u.submitted_by, u.requires
+       u.timeout_s, u.idempotency_key, u.metadata, u.expires_at, u.submitted_by, u.requires,
+       u.limit_key
 FROM unnest($2::text[], $3::text[], $4::json[], $5::integer[], $6::integer[],
             $7::timestamptz[], $8::float8[], $9::text[], $10::json[], $11::timestamptz[],
-            $12::text[], $13::jsonb[])
+            $12::text[], $13::jsonb[], $14::text[])
      WITH ORDINALITY AS u(id, op, payload, priority, max_attempts, run_at, timeout_s,
                           idempotency_key, metadata, expires_at, submitted_by, requires,
-                          ord)
+                          limit_key, ord)
 ORDER BY u.ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
@@ -249,6 +251,7 @@ SELECT * FROM jobs WHERE idempotency_key = ANY($1::text[]);
 -- best of those are taken (the others stay locked only until this transaction ends).
 -- Jobs with requirements come from jobs_claim_required, only for a bot with labels, and
 -- only those whose every required key is among the labels with an allowed value.
+-- Jobs with limits are not taken here (see claim_limited_candidates).
 WITH room AS (
     SELECT greatest(0, least($3::integer, $4::integer - (
         SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running'))) AS n
@@ -257,8 +260,8 @@ WITH room AS (
     FROM unnest($2::text[]) AS wanted(op)
     CROSS JOIN LATERAL (
         SELECT id, priority, seq FROM jobs
-        WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL AND op = wanted.op
-            AND run_at <= $5
+        WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL AND limit_key IS NULL
+            AND op = wanted.op AND run_at <= $5
         ORDER BY priority DESC, seq
         LIMIT (SELECT n FROM room)
         FOR UPDATE SKIP LOCKED
@@ -269,7 +272,7 @@ WITH room AS (
     CROSS JOIN LATERAL (
         SELECT id, priority, seq FROM jobs
         WHERE $9::jsonb IS NOT NULL AND state = 'queued' AND waiting_on = 0
-            AND requires IS NOT NULL
+            AND requires IS NOT NULL AND limit_key IS NULL
             AND op = wanted.op AND run_at <= $5
             AND NOT EXISTS (
                 SELECT 1 FROM jsonb_each(requires) AS needed(key, allowed)
@@ -314,8 +317,11 @@ ORDER BY j.priority DESC, j.seq;
 SELECT 1 FROM attempts WHERE claim_id = $1 AND bot_id = $2 LIMIT 1;
 
 -- name: jobs_for_report
--- Locked in id order (no deadlock between two batches).
-SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
+-- Locked in id order (no deadlock between two batches). `limited`: a job under a
+-- limit, whose end lets waiting claims for its operation in.
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
+       limit_key IS NOT NULL OR EXISTS (
+           SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
 FROM jobs
 WHERE id = ANY($1::text[])
 ORDER BY id
@@ -818,3 +824,140 @@ RETURNING j.id;
 SELECT d.after_id AS id, j.state FROM job_dependencies d
 JOIN jobs j ON j.id = d.after_id
 WHERE d.job_id = $1;
+
+-- ------------------------------------------------------------------ limits
+
+-- name: all_limits
+SELECT * FROM limits ORDER BY name;
+
+-- name: lock_limits
+-- $1 names. In name order, so two claims never wait for each other in a cycle.
+SELECT * FROM limits WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE;
+
+-- name: put_limit
+-- $1 name, $2 max_running, $3 per_second, $4 burst, $5 now. A changed burst keeps no
+-- more tokens than it allows.
+INSERT INTO limits (name, max_running, per_second, burst, tokens, refilled_at, created_at)
+VALUES ($1, $2, $3, $4::integer, $4::integer, $5, $5)
+ON CONFLICT (name) DO UPDATE SET
+    max_running = excluded.max_running,
+    per_second = excluded.per_second,
+    burst = excluded.burst,
+    tokens = least(limits.tokens, excluded.burst);
+
+-- name: delete_limit
+DELETE FROM limits WHERE name = $1 RETURNING name;
+
+-- name: spend_tokens
+-- $1 names, $2 tokens left (same order), $3 now.
+UPDATE limits SET tokens = u.tokens, refilled_at = $3
+FROM unnest($1::text[], $2::float8[]) AS u(name, tokens)
+WHERE limits.name = u.name;
+
+-- name: limits_with_running
+-- $1 names. The limits among them, each with its jobs running now; read without a lock,
+-- so only good for telling that every one of a claim's limit groups is full (which
+-- holds back nothing wrongly: a claim that misses a freed place takes it next time).
+SELECT l.*, (
+    SELECT count(*) FROM jobs j
+    WHERE j.state = 'running' AND j.limit_key IS NOT NULL
+        AND l.name = ANY(string_to_array(j.limit_key, ','))
+) AS running
+FROM limits l WHERE l.name = ANY($1::text[]);
+
+-- name: running_by_limit_key
+SELECT limit_key, count(*) AS n FROM jobs
+WHERE state = 'running' AND limit_key IS NOT NULL
+GROUP BY limit_key;
+
+-- name: running_by_op
+-- Only for operations with an op: limit; walks the running jobs, never the queue.
+SELECT op, count(*) AS n FROM jobs
+WHERE state = 'running' AND op = ANY($1::text[])
+GROUP BY op;
+
+-- name: bot_running_count
+SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running';
+
+-- name: claimable_limit_keys
+-- $1 operations. The distinct limit_keys of claimable jobs of these operations, one
+-- index probe per key (a skip scan), however many jobs stand behind each; and a row
+-- with a NULL key for each operation with an op: limit. No row: no limit is in play.
+WITH RECURSIVE keys (op, limit_key) AS (
+    SELECT wanted.op, (
+        SELECT min(limit_key) FROM jobs
+        WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+            AND op = wanted.op
+    )
+    FROM unnest($1::text[]) AS wanted(op)
+    UNION ALL
+    SELECT keys.op, (
+        SELECT min(j.limit_key) FROM jobs j
+        WHERE j.state = 'queued' AND j.waiting_on = 0 AND j.limit_key IS NOT NULL
+            AND j.op = keys.op AND j.limit_key > keys.limit_key
+    )
+    FROM keys WHERE keys.limit_key IS NOT NULL
+)
+SELECT op, limit_key FROM keys WHERE limit_key IS NOT NULL
+UNION ALL
+SELECT wanted.op, NULL FROM unnest($1::text[]) AS wanted(op)
+WHERE EXISTS (SELECT 1 FROM limits WHERE name = 'op:' || wanted.op);
+
+-- name: claim_free_candidates
+-- $1 operation, $2 limit, $3 now, $4 the bot's labels. The best runnable jobs of one
+-- operation without limits (as claim_jobs picks them, locked the same way), when an
+-- op: limit or jobs with limits make the claim pick in steps.
+WITH plain AS (
+    SELECT id, priority, seq FROM jobs
+    WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL AND limit_key IS NULL
+        AND op = $1 AND run_at <= $3
+    ORDER BY priority DESC, seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), required AS (
+    SELECT id, priority, seq FROM jobs
+    WHERE $4::jsonb IS NOT NULL AND state = 'queued' AND waiting_on = 0
+        AND requires IS NOT NULL AND limit_key IS NULL
+        AND op = $1 AND run_at <= $3
+        AND NOT EXISTS (
+            SELECT 1 FROM jsonb_each(requires) AS needed(key, allowed)
+            WHERE NOT coalesce(needed.allowed ? ($4::jsonb ->> needed.key), false)
+        )
+    ORDER BY priority DESC, seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+SELECT * FROM plain UNION ALL SELECT * FROM required;
+
+-- name: claim_limited_candidates
+-- $1 operation, $2 limit_key, $3 limit, $4 now, $5 the bot's labels. The best runnable
+-- jobs of one operation and one limit_key whose limits all have room (the caller asks
+-- only for those, holding their rows' locks).
+SELECT id, priority, seq FROM jobs
+WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+    AND op = $1 AND limit_key = $2 AND run_at <= $4
+    AND (requires IS NULL OR ($5::jsonb IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM jsonb_each(requires) AS needed(key, allowed)
+        WHERE NOT coalesce(needed.allowed ? ($5::jsonb ->> needed.key), false)
+    )))
+ORDER BY priority DESC, seq
+LIMIT $3
+FOR UPDATE SKIP LOCKED;
+
+-- name: take_jobs
+-- $1 ids, $2 bot, $3 now, $4 lease ttl (s), $5 default timeout (s), $6 claim id: the
+-- jobs a stepwise claim chose (and locked), started as claim_jobs starts them.
+WITH claimed AS (
+    UPDATE jobs j
+    SET state = 'running', attempt = j.attempt + 1, bot_id = $2, started_at = $3,
+        lease_until = $3::timestamptz
+                      + make_interval(secs => greatest(
+                          $4::float8, coalesce(j.timeout_s, $5::float8, 0))),
+        seen_at = NULL, progress = NULL, progress_message = NULL
+    WHERE j.id = ANY($1::text[]) AND j.state = 'queued'
+    RETURNING j.*
+), recorded AS (
+    INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until, claim_id)
+    SELECT id, attempt, $2, $3, lease_until, $6::text FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq;

@@ -306,10 +306,10 @@ RETURNING id, op, attempt
 -- caller then reads the first job.
 INSERT INTO jobs (
     id, op, payload, state, priority, max_attempts, created_at, run_at, timeout_s,
-    idempotency_key, metadata, expires_at, submitted_by, requires
+    idempotency_key, metadata, expires_at, submitted_by, requires, limit_key
 ) VALUES (
     :id, :op, :payload, 'queued', :priority, :max_attempts, :now, :run_at, :timeout_s,
-    :idempotency_key, :metadata, :expires_at, :submitted_by, :requires
+    :idempotency_key, :metadata, :expires_at, :submitted_by, :requires, :limit_key
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
@@ -327,7 +327,8 @@ WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json
 -- max(ttl, its timeout, or the default timeout without one) from now; the attempt goes up
 -- by one. Jobs without requirements (most) come from jobs_claim; jobs with them from
 -- jobs_claim_required, only for a bot with labels (:labels, NULL: none), and only those
--- whose every required key is among the labels with an allowed value.
+-- whose every required key is among the labels with an allowed value. Jobs with limits
+-- are not taken here (see claim_limited_candidates).
 UPDATE jobs SET
     state = 'running',
     attempt = attempt + 1,
@@ -344,7 +345,7 @@ WHERE seq IN (
         SELECT seq FROM (
             SELECT seq FROM jobs INDEXED BY jobs_claim
             WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL
-                AND op = wanted.value
+                AND limit_key IS NULL AND op = wanted.value
                 AND run_at <= :now
             ORDER BY priority DESC, seq
             LIMIT :limit
@@ -353,7 +354,7 @@ WHERE seq IN (
         SELECT seq FROM (
             SELECT seq FROM jobs INDEXED BY jobs_claim_required
             WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
-                AND requires IS NOT NULL
+                AND requires IS NOT NULL AND limit_key IS NULL
                 AND op = wanted.value AND run_at <= :now
                 AND NOT EXISTS (
                     SELECT 1 FROM json_each(requires) AS needed
@@ -472,7 +473,10 @@ SELECT
 -- ---------------------------------------------------------------- reports
 
 -- name: jobs_for_report
-SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt
+-- `limited`: a job under a limit, whose end lets waiting claims for its operation in.
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
+       limit_key IS NOT NULL OR EXISTS (
+           SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
 FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: attempts_for_report
@@ -825,3 +829,121 @@ RETURNING id
 SELECT d.after_id AS id, j.state FROM job_dependencies AS d
 JOIN jobs AS j ON j.id = d.after_id
 WHERE d.job_id = :job_id
+
+-- ---------------------------------------------------------------- limits
+
+-- name: all_limits
+SELECT * FROM limits ORDER BY name
+
+-- name: put_limit
+-- A changed burst keeps no more tokens than it allows.
+INSERT INTO limits (name, max_running, per_second, burst, tokens, refilled_at, created_at)
+VALUES (:name, :max_running, :per_second, :burst, :burst, :now, :now)
+ON CONFLICT (name) DO UPDATE SET
+    max_running = excluded.max_running,
+    per_second = excluded.per_second,
+    burst = excluded.burst,
+    tokens = min(limits.tokens, excluded.burst)
+
+-- name: delete_limit
+DELETE FROM limits WHERE name = :name RETURNING name
+
+-- name: spend_tokens
+UPDATE limits SET tokens = :tokens, refilled_at = :now WHERE name = :name
+
+-- name: running_by_limit_key
+SELECT limit_key, count(*) AS n FROM jobs INDEXED BY jobs_running_limited
+WHERE state = 'running' AND limit_key IS NOT NULL
+GROUP BY limit_key
+
+-- name: running_by_op
+-- Only for operations with an op: limit; walks the running jobs (as many as the
+-- fleet's slots at most), never the queue.
+SELECT op, count(*) AS n FROM jobs INDEXED BY jobs_running_bot
+WHERE state = 'running' AND op IN (SELECT value FROM json_each(:ops))
+GROUP BY op
+
+-- name: bot_running_count
+SELECT count(*) AS n FROM jobs INDEXED BY jobs_running_bot
+WHERE state = 'running' AND bot_id = :bot_id
+
+-- name: claimable_limit_keys
+-- The distinct limit_keys of claimable jobs of these operations, one index probe per
+-- key (a skip scan), however many jobs stand behind each; and a row with a NULL key
+-- for each operation with an op: limit. No row: no limit is in play.
+WITH RECURSIVE keys (op, limit_key) AS (
+    SELECT wanted.value, (
+        SELECT min(limit_key) FROM jobs INDEXED BY jobs_claim_limited
+        WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+            AND op = wanted.value
+    )
+    FROM json_each(:ops) AS wanted
+    UNION ALL
+    SELECT keys.op, (
+        SELECT min(limit_key) FROM jobs INDEXED BY jobs_claim_limited
+        WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+            AND op = keys.op AND limit_key > keys.limit_key
+    )
+    FROM keys WHERE keys.limit_key IS NOT NULL
+)
+SELECT op, limit_key FROM keys WHERE limit_key IS NOT NULL
+UNION ALL
+SELECT wanted.value, NULL FROM json_each(:ops) AS wanted
+WHERE EXISTS (SELECT 1 FROM limits WHERE name = 'op:' || wanted.value)
+
+-- name: claim_free_candidates
+-- The best :limit runnable jobs of one operation without limits (as claim_jobs picks
+-- them), when an op: limit or jobs with limits make the claim pick in steps.
+SELECT seq, priority FROM (
+    SELECT seq, priority FROM jobs INDEXED BY jobs_claim
+    WHERE state = 'queued' AND waiting_on = 0 AND requires IS NULL AND limit_key IS NULL
+        AND op = :op AND run_at <= :now
+    ORDER BY priority DESC, seq
+    LIMIT :limit
+)
+UNION ALL
+SELECT seq, priority FROM (
+    SELECT seq, priority FROM jobs INDEXED BY jobs_claim_required
+    WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
+        AND requires IS NOT NULL AND limit_key IS NULL
+        AND op = :op AND run_at <= :now
+        AND NOT EXISTS (
+            SELECT 1 FROM json_each(requires) AS needed
+            WHERE NOT EXISTS (
+                SELECT 1 FROM json_each(needed.value) AS allowed
+                WHERE allowed.value = json_extract(:labels, '$."' || needed.key || '"')
+            )
+        )
+    ORDER BY priority DESC, seq
+    LIMIT :limit
+)
+
+-- name: claim_limited_candidates
+-- The best :limit runnable jobs of one operation and one limit_key whose limits all
+-- have room (the caller asks only for those), with the bot's labels checked.
+SELECT seq, priority FROM jobs INDEXED BY jobs_claim_limited
+WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+    AND op = :op AND limit_key = :limit_key AND run_at <= :now
+    AND (requires IS NULL OR (:labels IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM json_each(requires) AS needed
+        WHERE NOT EXISTS (
+            SELECT 1 FROM json_each(needed.value) AS allowed
+            WHERE allowed.value = json_extract(:labels, '$."' || needed.key || '"')
+        )
+    )))
+ORDER BY priority DESC, seq
+LIMIT :limit
+
+-- name: take_jobs
+-- The jobs a stepwise claim chose, started as claim_jobs starts them.
+UPDATE jobs SET
+    state = 'running',
+    attempt = attempt + 1,
+    bot_id = :bot_id,
+    started_at = :now,
+    lease_until = :now + CAST(max(:ttl_s, coalesce(timeout_s, :default_timeout_s, 0)) * 1000000 AS INTEGER),
+    seen_at = NULL,
+    progress = NULL,
+    progress_message = NULL
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'queued'
+RETURNING *

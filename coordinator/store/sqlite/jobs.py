@@ -13,9 +13,11 @@ from coordinator.store.base import (
     SubmitOutcome,
 )
 from coordinator.store.ids import new_job_id
+from coordinator.store.limits import limit_key, op_limit
 from coordinator.store.rows import clean_text
 from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
 from coordinator.store.sqlite.dependencies import link_new_jobs
+from coordinator.store.sqlite.limits import limit_names, pick_under_limits
 from coordinator.store.sqlite.reads import unchanged
 from coordinator.store.sqlite.rows import (
     dump_json,
@@ -48,6 +50,7 @@ def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
             "expires_at": maybe_to_us(job.expires_at),
             "submitted_by": job.submitted_by,
             "requires": None if job.requires is None else dump_json(job.requires),
+            "limit_key": limit_key(job.limits),
         }
         for job in jobs
     ]
@@ -91,6 +94,7 @@ def _new_record(job: NewJob, row: dict[str, Any]) -> JobRecord:
         expires_at=maybe_from_us(row["expires_at"]),
         submitted_by=job.submitted_by,
         requires=job.requires,
+        limits=tuple(sorted(set(job.limits))),
     )
 
 
@@ -110,19 +114,30 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     wanted = claimable_operations(claimant, claim)
     if not wanted:
         return []
-    rows = tx.all(
-        "claim_jobs",
-        {
-            "bot_id": claim.bot_id,
-            "ops": dump_json(wanted),
-            "limit": claim.limit,
-            "max_concurrency": bot["max_concurrency"],
-            "now": tx.now,
-            "ttl_s": claim.lease_ttl_s,
-            "default_timeout_s": claim.default_timeout_s,
-            "labels": bot["labels"],
-        },
+    params = {
+        "bot_id": claim.bot_id,
+        "now": tx.now,
+        "ttl_s": claim.lease_ttl_s,
+        "default_timeout_s": claim.default_timeout_s,
+    }
+    picked = pick_under_limits(
+        tx, wanted, claim.limit, bot["max_concurrency"], claim.bot_id, bot["labels"]
     )
+    if picked is None:
+        rows = tx.all(
+            "claim_jobs",
+            {
+                **params,
+                "ops": dump_json(wanted),
+                "limit": claim.limit,
+                "max_concurrency": bot["max_concurrency"],
+                "labels": bot["labels"],
+            },
+        )
+    elif picked:
+        rows = tx.all("take_jobs", {**params, "seqs": dump_json(picked)})
+    else:
+        rows = []
     # SQLite has no writable CTEs: the attempts are a second statement.
     tx.many(
         "insert_attempt",
@@ -157,6 +172,9 @@ def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:
     }
     tx.run("end_attempt", params)
     tx.changes.done.append(job_id)
+    if row["limit_key"] is not None or op_limit(row["op"]) in limit_names(tx):
+        tx.changes.ops.append(row["op"])  # a place under its limits may have freed up
+        tx.changes.counted = False
     return ReportOutcome.ACCEPTED, job_from_row(row)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from coordinator.store.base import ProgressInput, ReportInput, ReportOutcome, StoreError
+from coordinator.store.limits import freed_operations
 from coordinator.store.reports import ReportBatch
 from coordinator.store.rules import JobSnapshot, refusal
 from coordinator.store.sqlite.rows import dump_json, from_us, id_list, maybe_to_us
@@ -27,13 +28,24 @@ _STATEMENTS = {
 def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
     ids = id_list(dict.fromkeys(item.job_id for item in reports))
     batch = ReportBatch(bot_id, from_us(tx.now), tx.retry_delay)
+    limited: dict[str, str] = {}
     for row in tx.all("jobs_for_report", {"ids": ids}):
         batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
+        if row["limited"]:
+            limited[row["id"]] = row["op"]
     for row in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
         batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
     outcomes = batch.apply_all(reports)
+    _wake_for_limits(tx, limited, batch)
     _write(tx, batch)
     return outcomes
+
+
+def _wake_for_limits(tx: Tx, limited: dict[str, str], batch: ReportBatch) -> None:
+    freed = freed_operations(limited, batch.changes.values())
+    if freed:
+        tx.changes.ops.extend(freed)
+        tx.changes.counted = False
 
 
 def _write(tx: Tx, batch: ReportBatch) -> None:

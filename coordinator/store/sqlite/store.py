@@ -29,6 +29,7 @@ import coordinator.store.sqlite.dependencies as dependencies
 import coordinator.store.sqlite.joblogs as joblogs
 import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
+import coordinator.store.sqlite.limits as limits
 import coordinator.store.sqlite.reads as reads
 import coordinator.store.sqlite.reports as reports
 import coordinator.store.sqlite.retention as retention
@@ -40,6 +41,7 @@ from coordinator.store.api_tokens import ApiTokenRecord, NewApiToken
 from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
 from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
+from coordinator.store.limits import LimitRecord, LimitSpec
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -251,6 +253,18 @@ class SQLiteStore:
         self, job_id: str
     ) -> tuple[records.ReportOutcome, records.JobRecord | None]:
         return await self._open().write(lambda tx: jobs.cancel_job(tx, job_id))
+
+    async def put_limit(self, spec: LimitSpec) -> None:
+        await self._open().write(lambda tx: limits.put_limit(tx, spec))
+
+    async def delete_limit(self, name: str) -> bool:
+        return await self._open().write(lambda tx: limits.delete_limit(tx, name))
+
+    async def list_limits(self) -> list[LimitRecord]:
+        return await self._open().read(limits.list_limits)
+
+    async def limit_names(self) -> set[str]:
+        return await self._open().read(limits.limit_names)
 
     async def retry_job(
         self, job_id: str

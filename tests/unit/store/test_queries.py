@@ -99,6 +99,8 @@ POSTGRES_ONLY = {
     "write_reports": "a report batch's jobs, attempts and notices in one statement (unnest)",
     "ensure_log_sizes": "a row to lock before it is read (SQLite's writer holds the lock)",
     "dependency_states_locked": "a submit locks its dependencies (SQLite's writer holds the lock)",
+    "lock_limits": "a claim locks the limits it uses (SQLite's writer holds the lock)",
+    "limits_with_running": "a claim behind full limits saves round trips (SQLite has none)",
 }
 
 

@@ -1,0 +1,124 @@
+"""Limits on PostgreSQL: setting them, and the claim that picks jobs under them.
+
+A claim locks the rows of the limits it would use (FOR UPDATE, in name order) before it
+counts the jobs running under them. Every start under a limit happens in a transaction
+holding that limit's row, so the count a claim reads after taking the lock includes
+every start before it, in whichever coordinator: the limits hold exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from coordinator.store.limits import (
+    Candidate,
+    LimitRecord,
+    LimitSpec,
+    LimitState,
+    allowance,
+    choose,
+    key_names,
+    limits_of,
+    op_limit,
+    running_by_limit,
+    spent,
+    tokens_now,
+)
+from coordinator.store.postgres.tx import Tx
+
+
+def _state(row: Any) -> LimitState:
+    return LimitState(
+        row["name"], row["max_running"], row["per_second"], row["burst"], row["tokens"],
+        row["refilled_at"].timestamp(),
+    )  # fmt: skip
+
+
+async def _running(tx: Tx, states: dict[str, LimitState]) -> dict[str, int]:
+    ops = [name.removeprefix("op:") for name in states if name.startswith("op:")]
+    by_key = [(row["limit_key"], row["n"]) for row in await tx.fetch("running_by_limit_key")]
+    by_op = [(row["op"], row["n"]) for row in await tx.fetch("running_by_op", ops)] if ops else []
+    return running_by_limit(states, by_key, by_op)
+
+
+async def put_limit(tx: Tx, spec: LimitSpec) -> None:
+    await tx.execute("put_limit", spec.name, spec.max_running, spec.per_second, spec.burst, tx.now)
+
+
+async def delete_limit(tx: Tx, name: str) -> bool:
+    return await tx.fetchrow("delete_limit", name) is not None
+
+
+async def list_limits(tx: Tx) -> list[LimitRecord]:
+    states = {row["name"]: _state(row) for row in await tx.fetch("all_limits")}
+    running = await _running(tx, states)
+    now_s = tx.now.timestamp()
+    return [
+        LimitRecord(
+            s.name, s.max_running, s.per_second, s.burst, running[s.name], tokens_now(s, now_s)
+        )
+        for s in states.values()
+    ]
+
+
+async def limit_names(tx: Tx) -> set[str]:
+    return {row["name"] for row in await tx.fetch("all_limits")}
+
+
+async def _all_full(tx: Tx, keys: Sequence[Any], names: set[str]) -> bool:
+    """Whether every limit group queued has a limit without room, read without locks.
+    The common case of a full limit: the claim then takes the plain path, with no lock
+    and no stepwise reads."""
+    rows = await tx.fetch("limits_with_running", sorted(names))
+    now_s = tx.now.timestamp()
+    left = {row["name"]: allowance(_state(row), row["running"], now_s) for row in rows}
+    return all(any(left.get(name, 1) == 0 for name in key_names(row["limit_key"])) for row in keys)
+
+
+async def pick_under_limits(
+    tx: Tx, wanted: Sequence[str], limit: int, max_concurrency: int, bot_id: str, labels: Any
+) -> list[str] | None:
+    """The ids of the jobs to start (locked, their tokens spent) when limits are in play
+    for these operations, or None when none are: the caller then takes the
+    one-statement claim. A full limit's jobs are never read: only the limit_keys whose
+    limits all have room are."""
+    found = await tx.fetch("claimable_limit_keys", list(wanted))
+    if not found:
+        return None
+    keys = [row for row in found if row["limit_key"] is not None]
+    op_limited = [row["op"] for row in found if row["limit_key"] is None]
+    in_play = {op_limit(op) for op in op_limited}
+    for row in keys:
+        in_play.update(key_names(row["limit_key"]))
+    if not op_limited and await _all_full(tx, keys, in_play):
+        return None  # only jobs without limits can start: the one-statement claim
+    # Names that do not exist (deleted, or never made) lock nothing and stay out.
+    states = {row["name"]: _state(row) for row in await tx.fetch("lock_limits", sorted(in_play))}
+    running = await _running(tx, states)
+    now_s = tx.now.timestamp()
+    left = {name: allowance(s, running[name], now_s) for name, s in states.items()}
+    held = await tx.fetchval("bot_running_count", bot_id)
+    room = max(0, min(limit, max_concurrency - held))
+    if room == 0:
+        return []
+    candidates: list[Candidate] = []
+    for op in wanted:
+        op_names = limits_of(op, None, states)
+        cap = min([room, *(left[name] for name in op_names)])
+        if cap > 0:
+            rows = await tx.fetch("claim_free_candidates", op, cap, tx.now, labels)
+            candidates += [Candidate(r["id"], r["priority"], r["seq"], op_names) for r in rows]
+    for key_row in keys:
+        op, key = key_row["op"], key_row["limit_key"]
+        names = limits_of(op, key, states)
+        cap = min([room, *(left[name] for name in names)])
+        if cap > 0:
+            rows = await tx.fetch("claim_limited_candidates", op, key, cap, tx.now, labels)
+            candidates += [Candidate(r["id"], r["priority"], r["seq"], names) for r in rows]
+    chosen = choose(candidates, room, left)
+    used = [(name, n) for name, n in spent(chosen).items() if states[name].per_second is not None]
+    if used:
+        tokens = [tokens_now(states[name], now_s) - n for name, n in used]
+        await tx.execute("spend_tokens", [name for name, _ in used], tokens, tx.now)
+    return [str(candidate.key) for candidate in chosen]
