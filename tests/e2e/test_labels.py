@@ -18,9 +18,9 @@ import pytest
 from tests.support.processes import (
     Coordinator,
     Process,
-    logs_on_failure,
     start_bot,
     start_coordinator,
+    stopped_after,
     wait_until,
 )
 
@@ -51,20 +51,12 @@ class Fleet:
     def bot_ids(self) -> dict[str, str]:
         return {bot["name"]: bot["id"] for bot in self.admin("GET", "/bots")["bots"]}
 
-    def processes(self) -> list[Process]:
-        return [self.coordinator.process, *self.bots]
-
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(tmp_path, start_coordinator(tmp_path, extra_args=TIMING))
-    try:
-        with logs_on_failure(fleet.processes):
-            yield fleet
-    finally:
-        for bot in fleet.bots:
-            bot.stop()
-        fleet.coordinator.process.stop()
+    with stopped_after(fleet.coordinator, fleet.bots):
+        yield fleet
 
 
 def _submit(fleet: Fleet, requires: dict[str, Any] | None, count: int) -> list[str]:

@@ -20,9 +20,9 @@ import pytest
 from tests.support.processes import (
     Coordinator,
     Process,
-    logs_on_failure,
     start_bot,
     start_coordinator,
+    stopped_after,
     wait_until,
 )
 
@@ -57,20 +57,12 @@ class Fleet:
     def botfleet(self, *args: str) -> str:
         return self.coordinator.botfleet(*args, timeout_s=DEADLINE_S)
 
-    def processes(self) -> list[Process]:
-        return [self.coordinator.process, *self.bots]
-
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(tmp_path, start_coordinator(tmp_path, extra_args=TIMING))
-    try:
-        with logs_on_failure(fleet.processes):
-            yield fleet
-    finally:
-        for bot in fleet.bots:
-            bot.stop()
-        fleet.coordinator.process.stop()
+    with stopped_after(fleet.coordinator, fleet.bots):
+        yield fleet
 
 
 def test_an_operators_assignment_outlasts_a_bot_restart(fleet: Fleet) -> None:

@@ -27,6 +27,7 @@ from tests.support.processes import (
     logs_on_failure,
     start_bot,
     start_coordinator,
+    stopped_after,
     wait_until,
 )
 
@@ -88,13 +89,8 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(tmp_path, start_coordinator(tmp_path, extra_args=TIMING))
-    try:
-        with logs_on_failure(fleet.processes):
-            yield fleet
-    finally:
-        for bot in fleet.bots:
-            bot.stop()
-        fleet.coordinator.process.stop()
+    with stopped_after(fleet.coordinator, fleet.bots):
+        yield fleet
 
 
 def test_a_revoked_bot_stops_and_its_jobs_finish_elsewhere_without_using_an_attempt(

@@ -302,6 +302,19 @@ def http_json(
 
 
 @contextlib.contextmanager
+def stopped_after(coordinator: Coordinator, bots: list[Process]) -> Iterator[None]:
+    """Run the block with the processes' logs shown should it fail, then stop the bots
+    (also those added to `bots` meanwhile) and the coordinator."""
+    try:
+        with logs_on_failure(lambda: [coordinator.process, *bots]):
+            yield
+    finally:
+        for bot in bots:
+            bot.stop()
+        coordinator.process.stop()
+
+
+@contextlib.contextmanager
 def logs_on_failure(
     processes: Callable[[], Iterable[Process]], tail_lines: int = 200
 ) -> Iterator[None]:
