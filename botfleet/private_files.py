@@ -29,9 +29,11 @@ def private_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, mode=PRIVATE_DIR)
     except FileExistsError:
-        _narrow(path, PRIVATE_DIR, "folder")
+        pass
+    else:
+        os.chmod(path, PRIVATE_DIR)  # mkdir's mode is masked by the umask; be exact
         return
-    os.chmod(path, PRIVATE_DIR)  # mkdir's mode is masked by the umask; be exact
+    _narrow(path, PRIVATE_DIR, "folder")
 
 
 def private_file(path: Path) -> None:

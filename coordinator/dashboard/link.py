@@ -10,6 +10,7 @@ reading it. Otherwise the plain link is printed, with the command that signs in.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import TextIO
 
@@ -26,8 +27,11 @@ def browsable_base(scheme: str, host: str, port: int) -> str:
         host = "127.0.0.1"
     elif host == _ANY_V6:
         host = "::1"
-    if ":" in host:  # an IPv6 address (a host name or IPv4 address has no colon)
-        host = f"[{host}]"
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
     return f"{scheme}://{host}:{port}"
 
 
