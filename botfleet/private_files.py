@@ -29,11 +29,9 @@ def private_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, mode=PRIVATE_DIR)
     except FileExistsError:
-        pass
-    else:
-        os.chmod(path, PRIVATE_DIR)  # mkdir's mode is masked by the umask; be exact
+        _narrow(path, PRIVATE_DIR, "folder")
         return
-    _narrow(path, PRIVATE_DIR, "folder")
+    os.chmod(path, PRIVATE_DIR)  # mkdir's mode is masked by the umask; be exact
 
 
 def private_file(path: Path) -> None:

@@ -10,7 +10,6 @@ reading it. Otherwise the plain link is printed, with the command that signs in.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import TextIO
 
@@ -27,11 +26,8 @@ def browsable_base(scheme: str, host: str, port: int) -> str:
         host = "127.0.0.1"
     elif host == _ANY_V6:
         host = "::1"
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass  # a host name
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address: a host name or an IPv4 address has no colon
     return f"{scheme}://{host}:{port}"
 
 

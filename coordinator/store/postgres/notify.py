@@ -129,8 +129,11 @@ class NotificationRelay:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Its end, without taking its cancellation for ours: a stop that is itself
+            # cancelled meanwhile still raises, and a crash of the task still shows.
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.result()
         await self._drop_connection()
 
     async def _supervise(self) -> None:

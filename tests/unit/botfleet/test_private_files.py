@@ -48,6 +48,20 @@ def test_an_existing_file_keeps_its_content_and_loses_the_others_bits(
     ]
 
 
+def test_an_existing_folder_open_to_others_is_narrowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    folder.chmod(0o755)
+    with caplog.at_level(logging.WARNING):
+        private_dir(folder)
+    assert mode(folder) == 0o700
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the folder {folder} was open to other users (0755); narrowed it to 0700"
+    ]
+
+
 def test_private_ones_are_left_alone_silently(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -52,6 +52,8 @@ def test_the_token_travels_in_the_fragment_only() -> None:
         ("0.0.0.0", "http://127.0.0.1:8000"),
         ("::", "http://[::1]:8000"),
         ("::1", "http://[::1]:8000"),
+        ("[::1]", "http://[::1]:8000"),
+        ("fd00::7", "http://[fd00::7]:8000"),
         ("coord.example", "http://coord.example:8000"),
     ],
 )
