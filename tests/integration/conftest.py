@@ -13,10 +13,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from botfleet.client import Client
 from botfleet.clock import FakeClock
 from coordinator.app import create_app
 from coordinator.store.base import Store
-from tests.integration.harness import Api, server_config
+from tests.integration.client_support import Blocking, async_client, url_of
+from tests.integration.harness import ADMIN_TOKEN, Api, server_config
 from tests.support.backends import BACKENDS, backend_stores
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -40,3 +42,17 @@ async def store(
 async def api(tmp_path: Path, clock: FakeClock, store: Store, aiohttp_client: ClientFactory) -> Api:
     client = await aiohttp_client(create_app(server_config(tmp_path), store, clock))
     return Api(client, clock)
+
+
+@pytest.fixture(params=["async", "sync"])
+async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
+    """An `AsyncClient`, or a `Client` driven through `Blocking`: the same calls."""
+    if request.param == "async":
+        async with async_client(api) as aio:
+            yield aio
+        return
+    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
+    try:
+        yield blocking
+    finally:
+        await blocking.close()

@@ -4,7 +4,6 @@ method, and every error class from the answer that causes it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +30,12 @@ from coordinator.app import create_app
 from coordinator.store.base import Store, StoreError
 from tests.integration.client_support import (
     GENEROUS_S,
-    Blocking,
     async_client,
     collect,
     finish,
     url_of,
 )
 from tests.integration.harness import ADMIN_TOKEN, Api, server_config
-
-
-@pytest.fixture(params=["async", "sync"])
-async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
-    """An `AsyncClient`, or a `Client` driven through `Blocking`: the same calls."""
-    if request.param == "async":
-        async with async_client(api) as aio:
-            yield aio
-        return
-    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
-    try:
-        yield blocking
-    finally:
-        await blocking.close()
 
 
 async def test_submit_then_result_waits_for_the_bot(client: Any, api: Api) -> None:

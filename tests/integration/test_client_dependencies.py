@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from botfleet.client import ApiError, Client
+from botfleet.client import ApiError
 from botfleet.protocol import messages as m
-from tests.integration.client_support import Blocking, async_client, url_of
-from tests.integration.harness import ADMIN_TOKEN, Api
-
-
-@pytest.fixture(params=["async", "sync"])
-async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
-    if request.param == "async":
-        async with async_client(api) as aio:
-            yield aio
-        return
-    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
-    try:
-        yield blocking
-    finally:
-        await blocking.close()
+from tests.integration.harness import Api
 
 
 async def test_submit_after_a_job_waits_for_it(client: Any, api: Api) -> None:

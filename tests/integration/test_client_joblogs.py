@@ -4,28 +4,11 @@ and the log lines counted per bot on /metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from botfleet.client import Client
-from tests.integration.client_support import Blocking, async_client, collect, url_of
-from tests.integration.harness import ADMIN_TOKEN, Api, Bot, eventually
+from tests.integration.client_support import async_client, collect
+from tests.integration.harness import Api, Bot, eventually
 from tests.integration.test_http_job_logs import batch, running_job
-
-
-@pytest.fixture(params=["async", "sync"])
-async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
-    if request.param == "async":
-        async with async_client(api) as aio:
-            yield aio
-        return
-    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
-    try:
-        yield blocking
-    finally:
-        await blocking.close()
 
 
 async def send(api: Api, bot: Bot, job_id: str, *texts: str) -> None:

@@ -3,27 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from botfleet.client import BadRequest, Client, NotFound
-from tests.integration.client_support import Blocking, async_client, url_of
-from tests.integration.harness import ADMIN_TOKEN, Api
-
-
-@pytest.fixture(params=["async", "sync"])
-async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
-    if request.param == "async":
-        async with async_client(api) as aio:
-            yield aio
-        return
-    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
-    try:
-        yield blocking
-    finally:
-        await blocking.close()
+from botfleet.client import BadRequest, NotFound
+from tests.integration.harness import Api
 
 
 async def test_put_list_submit_and_delete(client: Any, api: Api) -> None:

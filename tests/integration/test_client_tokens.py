@@ -3,27 +3,13 @@ classes a bad credential maps to (with the server's code)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from botfleet.client import Client, Conflict, Forbidden, NotFound, Unauthorized
-from tests.integration.client_support import Blocking, async_client, url_of
-from tests.integration.harness import ADMIN_TOKEN, Api
-
-
-@pytest.fixture(params=["async", "sync"])
-async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
-    if request.param == "async":
-        async with async_client(api) as aio:
-            yield aio
-        return
-    blocking = Blocking(Client(url_of(api), token=ADMIN_TOKEN, environ={}))
-    try:
-        yield blocking
-    finally:
-        await blocking.close()
+from botfleet.client import Conflict, Forbidden, NotFound, Unauthorized
+from tests.integration.client_support import async_client
+from tests.integration.harness import Api
 
 
 async def test_create_list_whoami_and_revoke(client: Any, api: Api) -> None:
