@@ -87,6 +87,25 @@ async def test_claims_hold_to_max_running_and_the_job_says_its_limits(api: Api) 
     assert [job["id"] for job in await api.claim(bot)] == [second]
 
 
+async def test_a_job_held_by_a_full_limit_says_which(api: Api) -> None:
+    await _put(api, "db", {"max_running": 1})
+    await _put(api, "api", {"per_second": 0.001, "burst": 1})
+    await _put(api, "op:resize", {"max_running": 0})
+    bot = await api.register(capabilities=("sum", "resize"))
+    first = await api.submit(limits=["db"])
+    second = await api.submit(limits=["db"])
+    assert (await api.job(second))["waiting_for"] is None  # room: only its turn
+    assert [job["id"] for job in await api.claim(bot, limit=1)] == [first]
+    assert (await api.job(second))["waiting_for"] == "held by limit db (1 of 1 running)"
+    rated = [await api.submit(limits=["api"]) for _ in range(2)]
+    assert [job["id"] for job in await api.claim(bot)] == [rated[0]]
+    assert (await api.job(rated[1]))["waiting_for"] == "held by limit api (rate 0.001/s used up)"
+    resize = await api.submit(op="resize")
+    assert (await api.job(resize))["waiting_for"] == "held by limit op:resize (0 of 0 running)"
+    await _complete(api, bot, first)
+    assert (await api.job(second))["waiting_for"] is None
+
+
 async def test_a_waiting_claim_is_woken_when_a_place_frees_up(api: Api) -> None:
     await _put(api, "db", {"max_running": 1})
     holder = await api.register()
