@@ -1,7 +1,7 @@
 """Prometheus metrics of one coordinator app, in its own registry (never the global one).
 
 Counters and histograms count what this process did. Gauges (jobs by state, bots
-by state, the oldest queued job) describe the shared database, so they are read
+by state, the oldest queued job, each limit's use) describe the shared database, so they are read
 from `store.stats()` when scraped, at most once per `refresh_s`.
 """
 
@@ -126,6 +126,21 @@ class Metrics:
         self.waiting = Gauge(
             "botfleet_waiting_requests",
             "Long-poll claims and job reads waiting right now",
+            registry=r,
+        )
+        self.limit_held_back = Gauge(
+            "botfleet_limit_held_back_jobs",
+            "Jobs ready to run that a full limit keeps from starting, by limit",
+            ["limit"],
+            registry=r,
+        )
+        self.limit_running = Gauge(
+            "botfleet_limit_running_jobs", "Jobs running under each limit", ["limit"], registry=r
+        )
+        self.limit_start_rate = Gauge(
+            "botfleet_limit_starts_per_second",
+            "Jobs started under each limit per second, over the last 10 s across the fleet",
+            ["limit"],
             registry=r,
         )
         self.store_up = Gauge(
@@ -255,6 +270,22 @@ class Metrics:
         oldest = stats.oldest_queued_at
         age = 0.0 if oldest is None else (self._clock.now() - oldest).total_seconds()
         self.oldest_queued_age.set(max(0.0, age))
+        await self._refresh_limits(store)
+
+    async def _refresh_limits(self, store: Store) -> None:
+        """Each limit's use, from the shared database (a deleted limit's series go)."""
+        try:
+            limits = await store.list_limits()
+            queued = await store.queued_by_limit() if limits else {}
+        except StoreError as exc:
+            log.warning("metrics: cannot read the limits from the store: %s", exc)
+            return
+        for gauge in (self.limit_held_back, self.limit_running, self.limit_start_rate):
+            gauge.clear()
+        for limit in limits:
+            self.limit_held_back.labels(limit.name).set(limit.held_back(queued.get(limit.name, 0)))
+            self.limit_running.labels(limit.name).set(limit.running)
+            self.limit_start_rate.labels(limit.name).set(round(limit.starts_per_second, 3))
 
 
 M = TypeVar("M", Counter, Histogram)

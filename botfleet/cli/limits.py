@@ -34,7 +34,8 @@ def add_limit_commands(
         "limits",
         parents=parents,
         help="set, list and delete fleet-wide limits",
-        description="With no action: list the limits, each with its running jobs. "
+        description="With no action: list the limits, each with its running jobs, the rate its "
+        "jobs started at over the last 10 s and the jobs it holds back. "
         "`set NAME` creates or changes one (a cap not given is off); a limit named op:OP "
         "covers every job of OP. `delete NAME` removes one. Jobs name their limits with "
         "`botfleet submit … --limit NAME`.",
@@ -103,16 +104,20 @@ def describe(view: lim.LimitView) -> str:
 
 
 def limits_table(views: Sequence[lim.LimitView]) -> Table:
+    """Each limit's use against its caps: RUNNING of MAX, STARTED (the measured rate)
+    against RATE, and the jobs it HOLDS back."""
     table = Table(title=f"{len(views)} limit{'s' if len(views) != 1 else ''}")
-    for column in ("NAME", "RUNNING", "MAX RUNNING", "RATE", "BURST", "TOKENS"):
+    for column in ("NAME", "RUNNING", "MAX RUNNING", "STARTED", "RATE", "BURST", "TOKENS", "HELD"):
         table.add_column(column, no_wrap=column == "NAME")
     for view in views:
         table.add_row(
             view.name,
             str(view.running),
             "-" if view.max_running is None else str(view.max_running),
+            f"{view.starts_per_second:g}/s",
             "-" if view.per_second is None else f"{view.per_second:g}/s",
             str(view.burst),
             f"{view.tokens:g}",
+            str(view.held_back),
         )
     return table

@@ -158,8 +158,6 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         message = f" {job.progress_message}" if job.progress_message else ""
         rows.append(("progress", f"{job.progress:.0%}{message}"))
     rows.append(("bot", job.bot_id or "-"))
-    if job.waiting_for:
-        rows.append(("waiting", job.waiting_for))
     for label, moment in (
         ("created", job.created_at),
         ("run at", job.run_at),
@@ -179,6 +177,8 @@ def job_detail(job: m.JobView, now: datetime) -> Table:
         rows.append(("metadata", compact_json(job.metadata)))
     if job.requires:
         rows.append(("requires", labels_text(job.requires)))
+    if job.limits:
+        rows.append(("limits", ", ".join(job.limits)))
     if job.waiting_for:
         rows.append(("waiting for", Text(job.waiting_for, style="yellow")))
     for label, value in rows:

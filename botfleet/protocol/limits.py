@@ -33,6 +33,10 @@ class LimitView(msgspec.Struct, kw_only=True):
     running: int  # jobs under it running now
     # Starts the token bucket allows right now (`burst` when there is no rate).
     tokens: float
+    # Jobs started under it per second, measured over the last 10 s across the fleet.
+    starts_per_second: float = 0.0
+    # Jobs ready to run under it that it keeps from starting right now.
+    held_back: int = 0
 
 
 class LimitList(msgspec.Struct, kw_only=True):

@@ -38,7 +38,7 @@ def _name(request: web.Request) -> str:
         ) from None
 
 
-def _view(record: LimitRecord) -> lim.LimitView:
+def _view(record: LimitRecord, queued: int) -> lim.LimitView:
     return lim.LimitView(
         name=record.name,
         max_running=record.max_running,
@@ -46,7 +46,15 @@ def _view(record: LimitRecord) -> lim.LimitView:
         burst=record.burst,
         running=record.running,
         tokens=round(record.tokens, 3),
+        starts_per_second=round(record.starts_per_second, 3),
+        held_back=record.held_back(queued),
     )
+
+
+async def _views(store: Store) -> dict[str, lim.LimitView]:
+    records = await store.list_limits()
+    queued = await store.queued_by_limit() if records else {}
+    return {record.name: _view(record, queued.get(record.name, 0)) for record in records}
 
 
 async def put_limit(request: web.Request) -> web.Response:
@@ -58,24 +66,23 @@ async def put_limit(request: web.Request) -> web.Response:
         "limit %s set: max_running %s, per_second %s, burst %d",
         name, body.max_running, body.per_second, body.burst,
     )  # fmt: skip
-    (record,) = [limit for limit in await ctx.store.list_limits() if limit.name == name]
-    return respond(_view(record))
+    return respond((await _views(ctx.store))[name])
 
 
 async def list_limits(request: web.Request) -> web.Response:
-    records = await context(request).store.list_limits()
-    return respond(lim.LimitList(limits=[_view(record) for record in records]))
+    views = await _views(context(request).store)
+    return respond(lim.LimitList(limits=list(views.values())))
 
 
 async def delete_limit(request: web.Request) -> web.Response:
     """The limit as it was; jobs naming it are no longer held by it."""
     ctx = context(request)
     name = _name(request)
-    found = [limit for limit in await ctx.store.list_limits() if limit.name == name]
-    if not found or not await ctx.store.delete_limit(name):
+    found = (await _views(ctx.store)).get(name)
+    if found is None or not await ctx.store.delete_limit(name):
         raise NotFound(f"no limit named {name!r}", code="unknown_limit")
     log.info("limit %s deleted", name)
-    return respond(_view(found[0]))
+    return respond(found)
 
 
 async def check_limits(store: Store, jobs: Sequence[NewJob], where: str) -> None:

@@ -275,7 +275,12 @@ class Store(Protocol):
         ...
 
     async def list_limits(self) -> list[LimitRecord]:
-        """Every limit, with the jobs running under it and its bucket's level now."""
+        """Every limit, with the jobs running under it, its bucket's level and its start
+        rate now."""
+        ...
+
+    async def queued_by_limit(self) -> dict[str, int]:
+        """Jobs ready to run (due, no dependency left) under each limit, by its name."""
         ...
 
     async def limit_names(self) -> set[str]:

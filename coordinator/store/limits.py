@@ -14,6 +14,8 @@ from typing import Any
 
 OP_PREFIX = "op:"  # a limit named op:OP covers every job of OP
 KEY_SEPARATOR = ","
+# Starts are counted per window of this length; the rate is read over the last one.
+START_WINDOW_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,41 @@ class LimitRecord:
     burst: int
     running: int  # jobs under it running now
     tokens: float  # starts the bucket allows now (burst when there is no rate)
+    starts_per_second: float = 0.0  # measured over the last START_WINDOW_S
+
+    def held_back(self, queued: int) -> int:
+        """Of `queued` jobs ready to run under it, how many it keeps from starting now."""
+        return max(0, queued - room(self.max_running, self.per_second, self.running, self.tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class StartWindow:
+    """Starts counted under a limit: `starts` in the window that began at `at_s`,
+    `previous` in the one before it."""
+
+    at_s: float = 0.0
+    starts: int = 0
+    previous: int = 0
+
+    def rolled(self, now_s: float) -> StartWindow:
+        """The same counts as of the window holding `now_s`."""
+        current = math.floor(now_s / START_WINDOW_S) * START_WINDOW_S
+        if current <= self.at_s:
+            return self
+        if current - self.at_s < 2 * START_WINDOW_S - 1e-9:
+            return StartWindow(current, 0, self.starts)
+        return StartWindow(current, 0, 0)
+
+    def counted(self, now_s: float, starts: int) -> StartWindow:
+        rolled = self.rolled(now_s)
+        return StartWindow(rolled.at_s, rolled.starts + starts, rolled.previous)
+
+    def rate(self, now_s: float) -> float:
+        """Starts per second over the last window: the part of the previous window that
+        still lies in it is taken as evenly spread (a sliding-window estimate)."""
+        rolled = self.rolled(now_s)
+        into = min(1.0, max(0.0, (now_s - rolled.at_s) / START_WINDOW_S))
+        return (rolled.previous * (1.0 - into) + rolled.starts) / START_WINDOW_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +83,7 @@ class LimitState:
     burst: int
     tokens: float
     refilled_at_s: float
+    window: StartWindow = StartWindow()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,25 +120,60 @@ def tokens_now(state: LimitState, now_s: float) -> float:
 
 def allowance(state: LimitState, running: int, now_s: float) -> int:
     """How many more jobs under this limit a claim may start now."""
-    room = math.inf if state.max_running is None else state.max_running - running
-    if state.per_second is not None:
+    return room(state.max_running, state.per_second, running, tokens_now(state, now_s))
+
+
+def room(max_running: int | None, per_second: float | None, running: int, tokens: float) -> int:
+    """How many more jobs a limit lets start, with `running` under it and its bucket
+    at `tokens`."""
+    places = math.inf if max_running is None else max_running - running
+    if per_second is not None:
         # A hair of slack: 0.9999999 tokens from float rounding is a whole start.
-        room = min(room, math.floor(tokens_now(state, now_s) + 1e-9))
-    return int(max(0, min(room, 2**31 - 1)))
+        places = min(places, math.floor(tokens + 1e-9))
+    return int(max(0, min(places, 2**31 - 1)))
 
 
-def running_by_limit(
+def record(state: LimitState, running: int, now_s: float) -> LimitRecord:
+    """A limit as listed: its caps, its jobs running, its bucket and start rate now."""
+    return LimitRecord(
+        state.name, state.max_running, state.per_second, state.burst, running,
+        tokens_now(state, now_s), state.window.rate(now_s),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a claim writes back to a limit it started jobs under."""
+
+    name: str
+    tokens: float
+    refilled_at_s: float
+    window: StartWindow
+
+
+def started(state: LimitState, starts: int, now_s: float) -> Started:
+    """`state` after `starts` more jobs started under it now: its bucket spent (when it
+    has a rate) and the starts counted."""
+    if state.per_second is None:
+        tokens, refilled_at_s = state.tokens, state.refilled_at_s
+    else:
+        tokens, refilled_at_s = tokens_now(state, now_s) - starts, now_s
+    return Started(state.name, tokens, refilled_at_s, state.window.counted(now_s, starts))
+
+
+def count_by_limit(
     states: Mapping[str, LimitState],
-    running_by_key: Iterable[tuple[str, int]],
-    running_by_op: Iterable[tuple[str, int]],
+    by_key: Iterable[tuple[str, int]],
+    by_op: Iterable[tuple[str, int]],
 ) -> dict[str, int]:
-    """Jobs running under each limit, from counts per limit_key and per operation."""
+    """Jobs (running, or queued) under each limit, from counts per limit_key and per
+    operation."""
     counts = dict.fromkeys(states, 0)
-    for key, n in running_by_key:
+    for key, n in by_key:
         for name in key_names(key):
             if name in counts:
                 counts[name] += n
-    for op, n in running_by_op:
+    for op, n in by_op:
         name = op_limit(op)
         if name in counts:
             counts[name] += n

@@ -209,3 +209,66 @@ async def test_the_schedules_panel_lists_schedules_and_an_operator_pauses_one(
         await page.screenshot(tmp_path / "dashboard-schedules.png")
         assert page.errors == []
         assert page.csp_violations == []
+
+
+async def test_the_limits_panel_shows_use_against_each_limit(
+    fleet: tuple[Coordinator, Process], tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    coordinator, _ = fleet
+    await asyncio.to_thread(_bot_id, coordinator)
+    coordinator.admin("PUT", "/limits/warehouse-db", {"max_running": 0})
+    coordinator.admin("PUT", "/limits/partner-api", {"per_second": 50, "burst": 4})
+    held = [
+        coordinator.admin(
+            "POST", "/jobs", {"op": "sum", "payload": {"a": 1, "b": 2}, "limits": ["warehouse-db"]}
+        )["id"]
+        for _ in range(3)
+    ]
+    ran = [
+        coordinator.admin(
+            "POST", "/jobs", {"op": "sum", "payload": {"a": 1, "b": 2}, "limits": ["partner-api"]}
+        )["id"]
+        for _ in range(4)
+    ]
+
+    def all_ran() -> bool:
+        return all(
+            coordinator.admin("GET", f"/jobs/{job_id}")["state"] == "succeeded" for job_id in ran
+        )
+
+    await asyncio.to_thread(wait_until, all_ran, what="the partner-api jobs to run")
+    row = "#limits tr[data-limit='%s']"
+    async with open_browser(chromium, tmp_path / "chromium-profile") as page:
+        await page.open(
+            signed_in_link(coordinator.url, coordinator.admin_token), lands_on=coordinator.url + "/"
+        )
+        db = json.dumps(row % "warehouse-db")
+        await page.wait_for(
+            f"!!document.querySelector({db})"
+            f" && document.querySelector({db} + ' td.held').innerText === '3'",
+            "the full limit holding back its 3 jobs",
+        )
+        assert "0 of 0" in await page.text(f"{row % 'warehouse-db'} td.running")
+        assert "no cap" in await page.text(f"{row % 'warehouse-db'} td.rate")
+        # Its 4 jobs started within the last 10 s: a measured rate against 50/s.
+        rate = await page.text(f"{row % 'partner-api'} td.rate")
+        assert rate.endswith("of 50/s") and not rate.startswith("0/s"), rate
+        assert (
+            await page.evaluate(
+                f"document.querySelector({json.dumps(row % 'partner-api' + ' meter')}).max"
+            )
+            == 50
+        )
+
+        # A held job's view names the limit and shows its limits.
+        await _open_job(page, held[0])
+        await page.wait_for(
+            "(document.getElementById('detail-waiting') || {}).innerText"
+            " === 'held by limit warehouse-db (0 of 0 running)'",
+            "the job view naming the limit that holds the job",
+        )
+        assert "warehouse-db" in await page.text("#detail-fields .chips")
+        await page.screenshot(tmp_path / "dashboard-limits.png")
+        assert page.errors == []
+        assert page.csp_violations == []

@@ -33,7 +33,7 @@ async def test_set_list_and_delete(api: Api) -> None:
     assert status == 200, view
     assert view == {
         "name": "db", "max_running": 2, "per_second": 5.0, "burst": 3, "running": 0,
-        "tokens": 3.0,
+        "tokens": 3.0, "starts_per_second": 0.0, "held_back": 0,
     }  # fmt: skip
     await _put(api, "op:sum", {"max_running": 1})
     listed = await _limits(api)
@@ -85,6 +85,40 @@ async def test_claims_hold_to_max_running_and_the_job_says_its_limits(api: Api) 
     assert (await _limits(api))["db"]["running"] == 1
     await _complete(api, bot, first)
     assert [job["id"] for job in await api.claim(bot)] == [second]
+
+
+async def test_a_job_held_by_a_full_limit_says_which(api: Api) -> None:
+    await _put(api, "db", {"max_running": 1})
+    await _put(api, "api", {"per_second": 0.001, "burst": 1})
+    await _put(api, "op:resize", {"max_running": 0})
+    bot = await api.register(capabilities=("sum", "resize"))
+    first = await api.submit(limits=["db"])
+    second = await api.submit(limits=["db"])
+    assert (await api.job(second))["waiting_for"] is None  # room: only its turn
+    assert [job["id"] for job in await api.claim(bot, limit=1)] == [first]
+    assert (await api.job(second))["waiting_for"] == "held by limit db (1 of 1 running)"
+    rated = [await api.submit(limits=["api"]) for _ in range(2)]
+    assert [job["id"] for job in await api.claim(bot)] == [rated[0]]
+    assert (await api.job(rated[1]))["waiting_for"] == "held by limit api (rate 0.001/s used up)"
+    resize = await api.submit(op="resize")
+    assert (await api.job(resize))["waiting_for"] == "held by limit op:resize (0 of 0 running)"
+    await _complete(api, bot, first)
+    assert (await api.job(second))["waiting_for"] is None
+
+
+async def test_the_start_rate_and_the_jobs_held_back_are_listed_and_scraped(api: Api) -> None:
+    await _put(api, "db", {"max_running": 2})
+    bot = await api.register()
+    for _ in range(5):
+        await api.submit(limits=["db"])
+    assert len(await api.claim(bot)) == 2
+    db = (await _limits(api))["db"]
+    assert db["running"] == 2 and db["held_back"] == 3
+    assert db["starts_per_second"] == 0.2  # 2 starts over the last 10 s
+    text = await (await api.client.get("/metrics")).text()
+    assert 'botfleet_limit_held_back_jobs{limit="db"} 3.0' in text
+    assert 'botfleet_limit_running_jobs{limit="db"} 2.0' in text
+    assert 'botfleet_limit_starts_per_second{limit="db"} 0.2' in text
 
 
 async def test_a_waiting_claim_is_woken_when_a_place_frees_up(api: Api) -> None:

@@ -1,5 +1,5 @@
-// Labels and why a job waits: the bots' labels as chips, a job's required labels, and
-// its `waiting_for` with the job ids in it made links to those jobs.
+// Labels and why a job waits: the bots' labels as chips, a job's required labels and
+// limits, and its `waiting_for` with the job ids in it made links to those jobs.
 // Loaded before dashboard.js; its functions are called from there (el, jobLink) once
 // everything has loaded.
 "use strict";
@@ -43,5 +43,6 @@ function controlFields(job) {
   if (job.state === "queued" && job.waiting_for) fields.push(["waiting for", waitingFor(job.waiting_for)]);
   const requires = requirementChips(job.requires);
   if (requires) fields.push(["requires", requires]);
+  if ((job.limits || []).length > 0) fields.push(["limits", el("span", { class: "chips" }, job.limits.map(chip))]);
   return fields;
 }

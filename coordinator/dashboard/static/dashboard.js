@@ -164,6 +164,7 @@ async function refresh() {
     api("GET", `/v1/jobs?limit=25${filter}`),
     api("GET", "/v1/jobs?state=failed&limit=10"),
     typeof Schedules === "undefined" ? null : Schedules.refresh(), // schedules.js draws them
+    typeof Limits === "undefined" ? null : Limits.refresh(), // limits.js draws them
   ]);
   showStats(stats);
   showBots(bots.bots);

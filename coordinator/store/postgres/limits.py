@@ -9,6 +9,7 @@ every start before it, in whichever coordinator: the limits hold exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.store.limits import (
@@ -16,30 +17,57 @@ from coordinator.store.limits import (
     LimitRecord,
     LimitSpec,
     LimitState,
+    StartWindow,
     allowance,
     choose,
+    count_by_limit,
     key_names,
     limits_of,
     op_limit,
-    running_by_limit,
+    record,
     spent,
-    tokens_now,
+    started,
 )
 from coordinator.store.postgres.tx import Tx
 
 
 def _state(row: Any) -> LimitState:
+    window = StartWindow(row["window_at"].timestamp(), row["window_starts"], row["previous_starts"])
     return LimitState(
         row["name"], row["max_running"], row["per_second"], row["burst"], row["tokens"],
-        row["refilled_at"].timestamp(),
+        row["refilled_at"].timestamp(), window,
     )  # fmt: skip
 
 
+def _op_names(states: dict[str, LimitState]) -> list[str]:
+    return [name.removeprefix("op:") for name in states if name.startswith("op:")]
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 async def _running(tx: Tx, states: dict[str, LimitState]) -> dict[str, int]:
-    ops = [name.removeprefix("op:") for name in states if name.startswith("op:")]
+    ops = _op_names(states)
     by_key = [(row["limit_key"], row["n"]) for row in await tx.fetch("running_by_limit_key")]
     by_op = [(row["op"], row["n"]) for row in await tx.fetch("running_by_op", ops)] if ops else []
-    return running_by_limit(states, by_key, by_op)
+    return count_by_limit(states, by_key, by_op)
+
+
+async def queued_by_limit(tx: Tx) -> dict[str, int]:
+    """Jobs ready to run under each limit (due, no dependency left)."""
+    states = {row["name"]: _state(row) for row in await tx.fetch("all_limits")}
+    if not states:
+        return {}
+    ops = _op_names(states)
+    rows = await tx.fetch("queued_by_limit_key", tx.now)
+    by_key = [(row["limit_key"], row["n"]) for row in rows]
+    by_op = (
+        [(row["op"], row["n"]) for row in await tx.fetch("queued_by_op", ops, tx.now)]
+        if ops
+        else []
+    )
+    return count_by_limit(states, by_key, by_op)
 
 
 async def put_limit(tx: Tx, spec: LimitSpec) -> None:
@@ -54,12 +82,7 @@ async def list_limits(tx: Tx) -> list[LimitRecord]:
     states = {row["name"]: _state(row) for row in await tx.fetch("all_limits")}
     running = await _running(tx, states)
     now_s = tx.now.timestamp()
-    return [
-        LimitRecord(
-            s.name, s.max_running, s.per_second, s.burst, running[s.name], tokens_now(s, now_s)
-        )
-        for s in states.values()
-    ]
+    return [record(state, running[state.name], now_s) for state in states.values()]
 
 
 async def limit_names(tx: Tx) -> set[str]:
@@ -117,8 +140,11 @@ async def pick_under_limits(
             rows = await tx.fetch("claim_limited_candidates", op, key, cap, tx.now, labels)
             candidates += [Candidate(r["id"], r["priority"], r["seq"], names) for r in rows]
     chosen = choose(candidates, room, left)
-    used = [(name, n) for name, n in spent(chosen).items() if states[name].per_second is not None]
-    if used:
-        tokens = [tokens_now(states[name], now_s) - n for name, n in used]
-        await tx.execute("spend_tokens", [name for name, _ in used], tokens, tx.now)
+    after = [started(states[name], n, now_s) for name, n in spent(chosen).items()]
+    if after:
+        await tx.execute(
+            "record_starts", [a.name for a in after], [a.tokens for a in after],
+            [_moment(a.refilled_at_s) for a in after], [_moment(a.window.at_s) for a in after],
+            [a.window.starts for a in after], [a.window.previous for a in after],
+        )  # fmt: skip
     return [str(candidate.key) for candidate in chosen]

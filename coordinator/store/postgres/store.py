@@ -229,6 +229,9 @@ class PostgresStore:
     async def list_limits(self) -> list[LimitRecord]:
         return await self._read(limits.list_limits)
 
+    async def queued_by_limit(self) -> dict[str, int]:
+        return await self._read(limits.queued_by_limit)
+
     async def limit_names(self) -> set[str]:
         return await self._read(limits.limit_names)
 

@@ -848,11 +848,27 @@ ON CONFLICT (name) DO UPDATE SET
 -- name: delete_limit
 DELETE FROM limits WHERE name = $1 RETURNING name;
 
--- name: spend_tokens
--- $1 names, $2 tokens left (same order), $3 now.
-UPDATE limits SET tokens = u.tokens, refilled_at = $3
-FROM unnest($1::text[], $2::float8[]) AS u(name, tokens)
+-- name: record_starts
+-- A claim's starts under its limits (locked): $1 names, $2 tokens left, $3 refilled_at,
+-- $4 window_at, $5 window_starts, $6 previous_starts (same order).
+UPDATE limits SET tokens = u.tokens, refilled_at = u.refilled_at, window_at = u.window_at,
+    window_starts = u.window_starts, previous_starts = u.previous_starts
+FROM unnest($1::text[], $2::float8[], $3::timestamptz[], $4::timestamptz[], $5::integer[],
+            $6::integer[]) AS u(name, tokens, refilled_at, window_at, window_starts,
+                                previous_starts)
 WHERE limits.name = u.name;
+
+-- name: queued_by_limit_key
+-- $1 now. Jobs ready to run (due, no dependency left) per limit_key.
+SELECT limit_key, count(*) AS n FROM jobs
+WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL AND run_at <= $1
+GROUP BY limit_key;
+
+-- name: queued_by_op
+-- $1 ops (those with an op: limit), $2 now. Their jobs ready to run.
+SELECT op, count(*) AS n FROM jobs
+WHERE state = 'queued' AND waiting_on = 0 AND op = ANY($1::text[]) AND run_at <= $2
+GROUP BY op;
 
 -- name: limits_with_running
 -- $1 names. The limits among them, each with its jobs running now; read without a lock,

@@ -848,8 +848,24 @@ ON CONFLICT (name) DO UPDATE SET
 -- name: delete_limit
 DELETE FROM limits WHERE name = :name RETURNING name
 
--- name: spend_tokens
-UPDATE limits SET tokens = :tokens, refilled_at = :now WHERE name = :name
+-- name: record_starts
+-- A claim's starts under one limit: its bucket spent, the starts counted.
+UPDATE limits SET tokens = :tokens, refilled_at = :refilled_at, window_at = :window_at,
+    window_starts = :window_starts, previous_starts = :previous_starts
+WHERE name = :name
+
+-- name: queued_by_limit_key
+-- Jobs ready to run (due, no dependency left) per limit_key, read off their own index.
+SELECT limit_key, count(*) AS n FROM jobs INDEXED BY jobs_claim_limited
+WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL AND run_at <= :now
+GROUP BY op, limit_key
+
+-- name: queued_by_op
+-- Jobs ready to run of the operations with an op: limit.
+SELECT op, count(*) AS n FROM jobs INDEXED BY jobs_queued_run_at
+WHERE state = 'queued' AND waiting_on = 0 AND run_at <= :now
+    AND op IN (SELECT value FROM json_each(:ops))
+GROUP BY op
 
 -- name: running_by_limit_key
 SELECT limit_key, count(*) AS n FROM jobs INDEXED BY jobs_running_limited

@@ -14,12 +14,14 @@ from coordinator.store.limits import (
     LimitRecord,
     LimitSpec,
     LimitState,
+    StartWindow,
     allowance,
     choose,
+    count_by_limit,
     limits_of,
-    running_by_limit,
+    record,
     spent,
-    tokens_now,
+    started,
 )
 from coordinator.store.sqlite.rows import dump_json
 from coordinator.store.sqlite.tx import Tx
@@ -36,20 +38,41 @@ def _states(tx: Tx) -> dict[str, LimitState]:
             row["burst"],
             row["tokens"],
             row["refilled_at"] / _US,
+            StartWindow(row["window_at"] / _US, row["window_starts"], row["previous_starts"]),
         )
         for row in tx.all("all_limits")
     }
 
 
+def _op_names(states: dict[str, LimitState]) -> str:
+    return dump_json([name.removeprefix("op:") for name in states if name.startswith("op:")])
+
+
 def _running(tx: Tx, states: dict[str, LimitState]) -> dict[str, int]:
-    ops = [name.removeprefix("op:") for name in states if name.startswith("op:")]
+    ops = _op_names(states)
     by_key = [(row["limit_key"], row["n"]) for row in tx.all("running_by_limit_key")]
     by_op = (
-        [(row["op"], row["n"]) for row in tx.all("running_by_op", {"ops": dump_json(ops)})]
-        if ops
+        [(row["op"], row["n"]) for row in tx.all("running_by_op", {"ops": ops})]
+        if ops != "[]"
         else []
     )
-    return running_by_limit(states, by_key, by_op)
+    return count_by_limit(states, by_key, by_op)
+
+
+def queued_by_limit(tx: Tx) -> dict[str, int]:
+    """Jobs ready to run under each limit (due, no dependency left)."""
+    states = _states(tx)
+    if not states:
+        return {}
+    now = {"now": tx.now}
+    ops = _op_names(states)
+    by_key = [(row["limit_key"], row["n"]) for row in tx.all("queued_by_limit_key", now)]
+    by_op = (
+        [(row["op"], row["n"]) for row in tx.all("queued_by_op", {**now, "ops": ops})]
+        if ops != "[]"
+        else []
+    )
+    return count_by_limit(states, by_key, by_op)
 
 
 def put_limit(tx: Tx, spec: LimitSpec) -> None:
@@ -68,12 +91,7 @@ def list_limits(tx: Tx) -> list[LimitRecord]:
     states = _states(tx)
     running = _running(tx, states)
     now_s = tx.now / _US
-    return [
-        LimitRecord(
-            s.name, s.max_running, s.per_second, s.burst, running[s.name], tokens_now(s, now_s)
-        )
-        for s in states.values()
-    ]
+    return [record(state, running[state.name], now_s) for state in states.values()]
 
 
 def limit_names(tx: Tx) -> set[str]:
@@ -118,8 +136,11 @@ def pick_under_limits(
     if not chosen:
         return []
     for name, n in spent(chosen).items():
-        state = states[name]
-        if state.per_second is not None:
-            tokens = tokens_now(state, now_s) - n
-            tx.run("spend_tokens", {"name": name, "tokens": tokens, "now": tx.now})
+        after = started(states[name], n, now_s)
+        params = {
+            "name": name, "tokens": after.tokens, "refilled_at": round(after.refilled_at_s * _US),
+            "window_at": round(after.window.at_s * _US), "window_starts": after.window.starts,
+            "previous_starts": after.window.previous,
+        }  # fmt: skip
+        tx.run("record_starts", params)
     return [int(candidate.key) for candidate in chosen]

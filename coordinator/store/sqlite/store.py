@@ -263,6 +263,9 @@ class SQLiteStore:
     async def list_limits(self) -> list[LimitRecord]:
         return await self._open().read(limits.list_limits)
 
+    async def queued_by_limit(self) -> dict[str, int]:
+        return await self._open().read(limits.queued_by_limit)
+
     async def limit_names(self) -> set[str]:
         return await self._open().read(limits.limit_names)
 

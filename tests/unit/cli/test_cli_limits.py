@@ -46,10 +46,13 @@ def test_bad_rates(text: str) -> None:
 
 def test_the_table_shows_running_against_the_caps() -> None:
     views = [
-        lim.LimitView(name="db", max_running=2, running=2, tokens=1.0),
+        lim.LimitView(
+            name="db", max_running=2, running=2, tokens=1.0, starts_per_second=1.7, held_back=9000
+        ),
         lim.LimitView(name="op:resize", per_second=0.5, burst=3, running=0, tokens=2.5),
     ]
     console = Console(width=200, record=True)
     console.print(limits_table(views))
     text = console.export_text()
     assert "2 limits" in text and "db" in text and "0.5/s" in text and "op:resize" in text
+    assert "STARTED" in text and "1.7/s" in text and "HELD" in text and "9000" in text

@@ -109,6 +109,14 @@ def test_job_detail_shows_requirements_and_what_a_queued_job_waits_for() -> None
     assert "requires" not in plain and "waiting for" not in plain
 
 
+def test_job_detail_names_the_limit_that_holds_a_queued_job() -> None:
+    held = _job(state="queued", limits=["db"], waiting_for="held by limit db (2 of 2 running)")
+    text = _text(job_detail(held, NOW))
+    assert "limits       db" in text
+    assert "waiting for  held by limit db (2 of 2 running)" in text
+    assert text.count("held by limit") == 1
+
+
 def test_attempts_are_the_used_ones_of_max() -> None:
     """After lost claims the attempt number passes max_attempts; the attempts used do not."""
     lost = _job(state="running", attempt=4, attempts_used=2)

@@ -4,6 +4,8 @@ limit named op:OP covers every job of OP."""
 
 from __future__ import annotations
 
+import pytest
+
 from botfleet.clock import FakeClock
 from coordinator.store.base import Store
 from coordinator.store.limits import LimitSpec
@@ -156,3 +158,46 @@ async def test_a_restarted_store_keeps_counting(
         assert await running_of(second, "db") == 1
     finally:
         await second.close()
+
+
+async def test_starts_are_counted_and_read_as_a_rate_over_the_last_window(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_limit(LimitSpec("db", max_running=3))
+    bot = await register(store, clock, max_concurrency=100)
+    jobs = [await submit(store, clock, limits=("db",)) for _ in range(5)]
+    assert await claim_ids(store, bot.id) == jobs[:3]  # 3 starts at a window's beginning
+
+    async def rate() -> float:
+        (found,) = await store.list_limits()
+        return found.starts_per_second
+
+    assert await rate() == pytest.approx(0.3)
+    clock.advance(15)  # half of the last 10 s lies in the window of the 3 starts
+    assert await rate() == pytest.approx(0.15)
+    for job_id in jobs[:2]:
+        await store.report(bot.id, [complete(job_id)])
+    assert await claim_ids(store, bot.id) == jobs[3:5]
+    assert await rate() == pytest.approx(0.15 + 0.2)
+    clock.advance(30)
+    assert await rate() == 0.0
+
+
+async def test_the_jobs_ready_under_each_limit_and_those_held_back(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_limit(LimitSpec("db", max_running=2))
+    await store.put_limit(LimitSpec("api", per_second=1.0, burst=5))
+    await store.put_limit(LimitSpec("op:subtract", max_running=0))
+    bot = await register(store, clock, max_concurrency=100)
+    db = [await submit(store, clock, limits=("db",)) for _ in range(5)]
+    await submit(store, clock, limits=("api", "db"))
+    await submit(store, clock, limits=("db",), delay_s=60)  # not due: not ready
+    await submit(store, clock, op="subtract")
+    await submit(store, clock, op="subtract", limits=("api",))
+    assert await store.queued_by_limit() == {"db": 6, "api": 2, "op:subtract": 2}
+    assert await claim_ids(store, bot.id) == db[:2]
+    queued = await store.queued_by_limit()
+    assert queued == {"db": 4, "api": 2, "op:subtract": 2}
+    held = {limit.name: limit.held_back(queued[limit.name]) for limit in await store.list_limits()}
+    assert held == {"db": 4, "api": 0, "op:subtract": 2}
