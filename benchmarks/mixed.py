@@ -192,7 +192,8 @@ def table(runs: dict[tuple[str, str], list[Figures]], options: Options, load_bef
         f"in a buffer while another bot has a free slot longer than BOT_PREFETCH_HOLD_MS "
         f"({hold} ms) plus one claim",
         "lower bound: max(long work ÷ all slots, longest job) + the same system's "
-        "trivial-only makespan in the same run",
+        "trivial-only makespan in the same run; each column is its own median (÷ bound: "
+        "of the runs' ratios)",
         "waited, other free: the longest any job sat in one worker's buffer while another "
         "worker had a free slot (a long job: the same over the long jobs); longest "
         "buffered: the longest any job sat in a buffer",
