@@ -33,7 +33,6 @@ from benchmarks.harness import (
 )
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import decode, encode
-from botfleet.protocol.joblogs import AttemptList
 
 T = TypeVar("T")
 START_TIMEOUT_S = 60.0
@@ -190,9 +189,6 @@ class AdminClient:
         if cursor:
             params["cursor"] = cursor
         return await self._call("GET", "/jobs", m.JobList, params=params)
-
-    async def attempts(self, job_id: str) -> AttemptList:
-        return await self._call("GET", f"/jobs/{job_id}/attempts", AttemptList)
 
     async def stats(self) -> m.Stats:
         return await self._call("GET", "/stats", m.Stats)

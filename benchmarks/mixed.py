@@ -23,13 +23,15 @@ Figures, per queue:
 - waited while another worker was free: per job, the time it spent in one worker's
   buffer (taken from the queue, not started) while another worker ran fewer jobs than
   it has slots; the largest over all jobs, and over the long ones. A job entered a
-  bot's buffer at its attempt's `started_at` (the coordinator's claim time) and left it
-  when its handler started (`nap` answers when), or at the attempt's `ended_at` when the
-  bot gave it back unstarted; a Celery task entered a worker's buffer when its
-  `task_received` signal fired. When each worker ran what comes from the handlers'
-  start and end times; a worker counts as present from the first job it took, and as
-  free once it has run out of work until the end of the queue. botfleet's target: never
-  more than BOT_PREFETCH_HOLD_MS plus one claim;
+  bot's buffer when the coordinator recorded the claim of an attempt (its `attempts`
+  table, read from the SQLite file after the queue: the API rounds to milliseconds and
+  leaves out attempts given back unstarted) and left it when its handler started (`nap`
+  answers when), or when that attempt ended if the bot gave the job back unstarted; a
+  Celery task entered a worker's buffer when the worker's `task_received` signal fired.
+  Which jobs each worker ran, and when, comes from the handlers' start and end times; a
+  worker counts as present from the first job it took, and as free once it has run out
+  of work, until the end of the queue. botfleet's target: never more than
+  BOT_PREFETCH_HOLD_MS plus one claim;
 - longest in a buffer: the same without the condition on the other worker.
 
 The table quotes medians over `--runs` (default 3); the systems take turns going first.

@@ -3,11 +3,14 @@ workers started and warmed up, the jobs submitted in order, every job's stays in
 and its run read back as `JobTrace`s.
 
 botfleet: a SQLite coordinator and two `python -m bot` with `MAX_CONCURRENCY` = slots and
-the `nap` plugin. When a job entered a bot's buffer is its attempt's `started_at` (the
-coordinator's claim time, to the millisecond); when it left, its handler's start, or the
-attempt's `ended_at` for an attempt given back unstarted. Celery: two workers of its
-default pool (prefork) with `--concurrency` = slots and the default prefetch; a job
-entered a worker's buffer when the worker's `task_received` signal fired.
+the `nap` plugin. A job entered a bot's buffer when the coordinator recorded the claim of
+an attempt, and left it when its handler started (`nap` answers when), or when the
+attempt ended for one given back unstarted. The attempts are read from the coordinator's
+SQLite file (the `attempts` table, in microseconds): `GET /v1/jobs/{id}/attempts` rounds
+to the millisecond and leaves out the attempts given back unstarted, whose time in a
+buffer is what the benchmark is after. The results come through the API. Celery: two
+workers of its default pool (prefork) with `--concurrency` = slots and the default
+prefetch; a task entered a worker's buffer when the worker's `task_received` signal fired.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +27,13 @@ from pathlib import Path
 import redis
 
 from benchmarks import celery_tasks
-from benchmarks.fleet import AdminClient, start_bot, start_coordinator, wait_for_succeeded
+from benchmarks.fleet import (
+    AdminClient,
+    FleetCoordinator,
+    start_bot,
+    start_coordinator,
+    wait_for_succeeded,
+)
 from benchmarks.harness import (
     BenchmarkError,
     RedisServer,
@@ -34,14 +44,12 @@ from benchmarks.harness import (
     watch_count,
 )
 from benchmarks.mixed_timeline import JobTrace, Stay
-from botfleet.clock import parse_rfc3339
 from botfleet.protocol import messages as m
-from botfleet.protocol.joblogs import AttemptList
 
 WORKERS = 2
 BULK_SIZE = 1000  # the most one POST /v1/jobs/bulk takes
 PAGE = 1000
-ATTEMPT_READS_AT_ONCE = 16
+MICROSECOND = 1e-6
 STATS_POLL_S = 0.05  # polling for the end: often enough, and little load on the coordinator
 PING_TIMEOUT_S = 0.5
 
@@ -63,8 +71,12 @@ class Outcome:
     traces: list[JobTrace]
 
 
-def wall(timestamp: str) -> float:
-    return parse_rfc3339(timestamp).timestamp()
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    bot_id: str
+    claimed_at: float
+    ended_at: float | None
 
 
 # ---------------------------------------------------------------- botfleet
@@ -89,24 +101,40 @@ async def submit(client: AdminClient, jobs: Sequence[m.SubmitJob]) -> list[str]:
     return ids
 
 
-def botfleet_trace(job: m.JobView, attempts: AttemptList) -> JobTrace:
+def botfleet_trace(job: m.JobView, attempts: Sequence[Attempt]) -> JobTrace:
     if job.result is None or job.bot_id is None:
         raise BenchmarkError(f"job {job.id} succeeded without a result or a bot: {job}")
     started, ended = float(job.result["started"]), float(job.result["ended"])
     stays = []
-    for attempt in attempts.attempts:
-        since = wall(attempt.started_at)
-        if attempt.attempt == job.attempt:
+    for attempt in attempts:
+        if attempt.number == job.attempt:
             until = started
         elif attempt.ended_at is not None:
-            until = wall(attempt.ended_at)
+            until = attempt.ended_at
         else:
             continue
-        stays.append(Stay(attempt.bot_id, since, max(since, until)))
+        stays.append(Stay(attempt.bot_id, attempt.claimed_at, max(attempt.claimed_at, until)))
     return JobTrace(job.payload["seconds"] > 0, job.bot_id, started, ended, tuple(stays))
 
 
-async def botfleet_traces(client: AdminClient, ids: Sequence[str]) -> list[JobTrace]:
+def read_attempts(coordinator: FleetCoordinator) -> dict[str, list[Attempt]]:
+    """Every attempt of every job, from the coordinator's database (read-only)."""
+    database = coordinator.state_dir / "botfleet.db"
+    attempts: dict[str, list[Attempt]] = {}
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT job_id, attempt, bot_id, claimed_at, ended_at FROM attempts ORDER BY attempt"
+        )
+        for job_id, number, bot_id, claimed_us, ended_us in rows:
+            ended_at = None if ended_us is None else ended_us * MICROSECOND
+            attempt = Attempt(number, bot_id, claimed_us * MICROSECOND, ended_at)
+            attempts.setdefault(job_id, []).append(attempt)
+    return attempts
+
+
+async def botfleet_traces(
+    client: AdminClient, coordinator: FleetCoordinator, ids: Sequence[str]
+) -> list[JobTrace]:
     wanted = set(ids)
     jobs: list[m.JobView] = []
     cursor: str | None = None
@@ -118,13 +146,8 @@ async def botfleet_traces(client: AdminClient, ids: Sequence[str]) -> list[JobTr
             break
     if len(jobs) != len(wanted):
         raise BenchmarkError(f"listed {len(jobs)} of {len(wanted)} succeeded jobs")
-    gate = asyncio.Semaphore(ATTEMPT_READS_AT_ONCE)
-
-    async def trace(job: m.JobView) -> JobTrace:
-        async with gate:
-            return botfleet_trace(job, await client.attempts(job.id))
-
-    return list(await asyncio.gather(*(trace(job) for job in jobs)))
+    attempts = read_attempts(coordinator)
+    return [botfleet_trace(job, attempts.get(job.id, [])) for job in jobs]
 
 
 async def botfleet_queue(workdir: Path, seconds: Sequence[float], fleet: Fleet) -> Outcome:
@@ -155,7 +178,7 @@ async def botfleet_queue(workdir: Path, seconds: Sequence[float], fleet: Fleet) 
             )
             for bot in bots:
                 require_alive(bot)
-            traces = await botfleet_traces(client, ids)
+            traces = await botfleet_traces(client, coordinator, ids)
     return Outcome(submitted_at, traces)
 
 
