@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.coordinator
 	$(BIN)/python -m benchmarks.end_to_end
 	$(BIN)/python -m benchmarks.vs_celery
+	$(BIN)/python -m benchmarks.mixed
 	$(BIN)/python -m benchmarks.round_trip
 	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.postgres

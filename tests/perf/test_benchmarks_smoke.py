@@ -93,6 +93,27 @@ def test_vs_celery_prints_both_systems_and_the_ratios(tmp_path: Path) -> None:
     assert processes_using(tmp_path) == []
 
 
+def test_mixed_prints_makespans_bounds_and_buffer_waits_for_both_systems(tmp_path: Path) -> None:
+    if importlib.util.find_spec("celery") is None or importlib.util.find_spec("redis") is None:
+        pytest.skip("the bench extra is not installed (pip install -e '.[bench]')")
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    output = run_benchmark(
+        "benchmarks.mixed",
+        tmp_path,
+        "--quick", "--trivial-jobs", "30", "--long-jobs", "2", "--long-seconds", "0.2",
+        "--warmup-jobs", "2",
+    )  # fmt: skip
+    assert "Mixed queue, botfleet vs Celery" in output
+    seconds, wait = r"[\d.]+ s", r"[\d,]+ ms"
+    for system in ("botfleet", "Celery"):
+        row(output, f"{system}, trivial only", seconds, "-", "-", wait, wait, wait)
+        for queue in ("long at random", "long first"):
+            row(output, f"{system}, {queue}", seconds, seconds, RATIO, wait, wait, wait)
+    assert "machine: " in output
+    assert processes_using(tmp_path) == []
+
+
 def test_scale_prints_claims_fleet_and_bot_figures(tmp_path: Path) -> None:
     output = run_benchmark(
         "benchmarks.scale",
