@@ -58,7 +58,7 @@ from benchmarks.harness import (
     code_line,
     load_line,
     machine_line,
-    median,
+    medians,
     run_benchmark,
     start_redis,
 )
@@ -157,6 +157,11 @@ def ms(seconds: float) -> str:
     return "n/a" if math.isnan(seconds) else f"{seconds * 1000:,.0f} ms"
 
 
+def secs(seconds: float) -> str:
+    """Seconds; a dash where there is no figure (the trivial-only queue has no bound)."""
+    return "-" if math.isnan(seconds) else f"{seconds:.2f} s"
+
+
 def table(runs: dict[tuple[str, str], list[Figures]], options: Options, load_before: str) -> Table:
     fleet = options.fleet
     result = Table(
@@ -173,19 +178,17 @@ def table(runs: dict[tuple[str, str], list[Figures]], options: Options, load_bef
             "longest buffered",
         ],
     )
-    for system, queue in runs:
-
-        def mid(key: str, system: str = system, queue: str = queue) -> float:
-            return median([found[key] for found in runs[system, queue] if key in found])
-
+    for (system, queue), found in runs.items():
+        mid = medians(found)
+        ratio = mid.get(RATIO, math.nan)
         result.add_row(
             f"{system}, {queue}",
-            f"{mid(MAKESPAN):.2f} s",
-            "-" if queue == TRIVIAL else f"{mid(BOUND):.2f} s",
-            "-" if queue == TRIVIAL else f"{mid(RATIO):.2f}×",
-            ms(mid(WHILE_FREE)),
-            ms(mid(LONG_WHILE_FREE)),
-            ms(mid(IN_BUFFER)),
+            secs(mid[MAKESPAN]),
+            secs(mid.get(BOUND, math.nan)),
+            "-" if math.isnan(ratio) else f"{ratio:.2f}×",
+            ms(mid[WHILE_FREE]),
+            ms(mid[LONG_WHILE_FREE]),
+            ms(mid[IN_BUFFER]),
         )
     hold = fleet.bot_env.get("BOT_PREFETCH_HOLD_MS", str(DEFAULT_HOLD_MS))
     settings = " ".join(f"{k}={v}" for k, v in fleet.bot_env.items()) or "default settings"
