@@ -7,8 +7,11 @@ says which file (`TlsFileError.field`) is at fault.
 
 from __future__ import annotations
 
+import errno
 import ssl
 from typing import Literal
+
+import aiohttp
 
 TlsField = Literal["ca_file", "client_cert", "client_key"]
 
@@ -47,6 +50,19 @@ def client_context(
         except ssl.SSLError as exc:
             raise _chain_error(exc, client_cert, client_key) from None
     return context
+
+
+def hung_up(error: BaseException) -> bool:
+    """Whether the server closed the connection without answering: the way a coordinator
+    that requires client certificates refuses a caller without one.
+
+    That refusal comes after the handshake (TLS 1.3) and with no TLS alert (asyncio's
+    server drops it), so the caller reads either an end of stream or, when its request had
+    reached the server before the close, a reset: both forms are the same refusal.
+    """
+    if isinstance(error, aiohttp.ServerDisconnectedError | ConnectionResetError):
+        return True
+    return isinstance(error, OSError) and error.errno == errno.ECONNRESET
 
 
 def _chain_error(exc: ssl.SSLError, cert: str, key: str | None) -> TlsFileError:

@@ -36,6 +36,7 @@ from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import request_body
 from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
+from botfleet.tls import hung_up
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,7 @@ class HttpApi:
     def _hint(self, base: str, exc: BaseException) -> str:
         """A coordinator that requires client certificates hangs up on a bot without one
         (TLS 1.3 says so only after the handshake): name the likely cause."""
-        if (
-            isinstance(exc, aiohttp.ServerDisconnectedError)
-            and base.startswith("https://")
-            and not self._client_certificate
-        ):
+        if hung_up(exc) and base.startswith("https://") and not self._client_certificate:
             return " (if the coordinator requires client certificates, set BOT_CLIENT_CERT)"
         return ""
 

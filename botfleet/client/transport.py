@@ -23,6 +23,7 @@ from botfleet.client.settings import Settings
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import ProtocolError, decode, encode, request_body
+from botfleet.tls import hung_up
 
 T = TypeVar("T")
 
@@ -160,11 +161,7 @@ class Transport:
         """A coordinator that requires client certificates hangs up on a caller without one
         (TLS 1.3 says so only after the handshake): name the likely cause."""
         settings = self.settings
-        if (
-            isinstance(exc, aiohttp.ServerDisconnectedError)
-            and settings.server.startswith("https://")
-            and settings.client_cert is None
-        ):
+        if hung_up(exc) and settings.server.startswith("https://") and settings.client_cert is None:
             return (
                 " (if it requires client certificates, give one: client_cert=, "
                 "--client-cert or BOTFLEET_CLIENT_CERT)"

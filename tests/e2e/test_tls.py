@@ -33,10 +33,10 @@ from tests.support.processes import (
     Coordinator,
     Process,
     http_json,
-    logs_on_failure,
     port_open,
     start_bot,
     start_coordinator,
+    stopped_after,
     wait_until,
 )
 
@@ -165,20 +165,19 @@ def test_bots_and_the_command_line_work_over_https(tmp_path: Path, pki: Pki) -> 
     with https_coordinator(tmp_path, pki) as coordinator:
         assert "listening on https://" in coordinator.process.log()
         bot = tls_bot(tmp_path, coordinator, "trusting", BOT_CA_FILE=str(pki.ca_file))
-        with logs_on_failure(lambda: [coordinator.process, bot]):
+        with stopped_after(coordinator, [bot]):
             wait_succeeded(coordinator, submit_sums(coordinator, 5))
             assert '"sum"' in coordinator.botfleet("jobs", "--json")
             assert bot.alive()
 
             with pytest.raises((urllib.error.URLError, ConnectionError)):
                 http_json(f"http://{HOST}:{coordinator.port}/v1/stats")
-            bot.stop()
 
 
 def test_a_caller_trusting_another_ca_stops_with_one_line(tmp_path: Path, pki: Pki) -> None:
     with https_coordinator(tmp_path, pki) as coordinator:
         bot = tls_bot(tmp_path, coordinator, "stranger", BOT_CA_FILE=str(pki.stranger_ca_file))
-        with logs_on_failure(lambda: [coordinator.process, bot]):
+        with stopped_after(coordinator, [bot]):
             wait_until(lambda: not bot.alive(), what="the bot stopping")
             assert bot.returncode not in (None, 0)
             log = bot.log()
@@ -190,10 +189,10 @@ def test_a_caller_trusting_another_ca_stops_with_one_line(tmp_path: Path, pki: P
             assert "BOT_CA_FILE" in halt
             assert "registration failed" not in log  # no retry loop
 
-        done = cli(coordinator, "jobs", BOTFLEET_CA_FILE=str(pki.stranger_ca_file))
-        assert done.returncode == 1
-        line = one_error_line(done.stderr)
-        assert coordinator.url in line and "certificate verify failed" in line
+            done = cli(coordinator, "jobs", BOTFLEET_CA_FILE=str(pki.stranger_ca_file))
+            assert done.returncode == 1
+            line = one_error_line(done.stderr)
+            assert coordinator.url in line and "certificate verify failed" in line
 
 
 def test_mutual_tls_refuses_callers_without_a_client_certificate(tmp_path: Path, pki: Pki) -> None:
@@ -203,7 +202,7 @@ def test_mutual_tls_refuses_callers_without_a_client_certificate(tmp_path: Path,
             BOT_CA_FILE=str(pki.ca_file), BOT_CLIENT_CERT=str(pki.client_pem),
         )  # fmt: skip
         without = tls_bot(tmp_path, coord, "without-cert", BOT_CA_FILE=str(pki.ca_file))
-        with logs_on_failure(lambda: [coord.process, with_cert, without]):
+        with stopped_after(coord, [with_cert, without]):
             # The test's own calls present the client certificate too.
             context = ssl.create_default_context(cafile=pki.ca_file)
             context.load_cert_chain(pki.client_pem)
@@ -240,8 +239,6 @@ def test_mutual_tls_refuses_callers_without_a_client_certificate(tmp_path: Path,
             assert "set BOT_CLIENT_CERT" in without.log()
             status, answer = http_json(coord.api + "/bots", token="admin-secret", context=context)
             assert {bot["name"] for bot in answer["bots"]} == {"with-cert"}
-            with_cert.stop()
-            without.stop()
 
 
 def test_sighup_reloads_the_certificate_without_dropping_bots(tmp_path: Path, pki: Pki) -> None:
@@ -249,8 +246,7 @@ def test_sighup_reloads_the_certificate_without_dropping_bots(tmp_path: Path, pk
     first = cert.read_bytes()
     with https_coordinator(tmp_path, pki, cert=cert, key=key) as coordinator:
         bot = tls_bot(tmp_path, coordinator, "steady", BOT_CA_FILE=str(pki.ca_file))
-        processes = lambda: [coordinator.process, bot]  # noqa: E731
-        with logs_on_failure(processes):
+        with stopped_after(coordinator, [bot]):
             wait_succeeded(coordinator, submit_sums(coordinator, 3))
             assert served_certificate(coordinator.port) == pem_der(cert)
 

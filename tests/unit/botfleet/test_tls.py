@@ -3,13 +3,15 @@ each file that cannot be used is named by the setting it came from."""
 
 from __future__ import annotations
 
+import errno
 import ssl
 from pathlib import Path
 
+import aiohttp
 import pytest
 import trustme
 
-from botfleet.tls import TlsFileError, client_context
+from botfleet.tls import TlsFileError, client_context, hung_up
 
 
 @pytest.fixture
@@ -65,3 +67,32 @@ def test_each_bad_file_is_named(
     with pytest.raises(TlsFileError, match=problem) as caught:
         client_context(*arguments)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
+        aiohttp.ClientConnectionResetError("Cannot write to closing transport"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+    ],
+    ids=["end-of-stream", "reset-os-error", "reset-on-write", "reset"],
+)
+def test_both_forms_of_a_hang_up_are_one_refusal(error: BaseException) -> None:
+    """Which form a refused caller reads depends on whether its request reached the server
+    before the close: the hint must not depend on that race."""
+    assert hung_up(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ClientOSError(errno.ECONNREFUSED, "Connection refused"),
+        TimeoutError(),
+        aiohttp.ClientPayloadError("truncated"),
+    ],
+    ids=["refused", "timeout", "payload"],
+)
+def test_other_failures_are_no_hang_up(error: BaseException) -> None:
+    assert not hung_up(error)
