@@ -8,20 +8,17 @@ import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Unpack
-from urllib.parse import quote
 
+from botfleet.client.fleet import FleetCalls
 from botfleet.client.joblogs import log_lines
 from botfleet.client.retry import RetryPolicy
-from botfleet.client.schedules import ScheduleTiming, put_request, repaused
 from botfleet.client.settings import resolve
 from botfleet.client.submitting import JobOptions, JobSpec, Requires, chunks, keyed, new_job
-from botfleet.client.transport import Transport
+from botfleet.client.transport import Transport, segment
 from botfleet.client.waiting import MAX_WAIT_MS, Deadline, outcome, wait_one, watch
 from botfleet.clock import Clock, SystemClock
 from botfleet.protocol import joblogs as wire
-from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
-from botfleet.protocol import schedules as sched
 
 DEFAULT_PAGE = 100
 BULK_CONCURRENCY = 2  # bulk requests in flight: one is committed while the next is sent
@@ -37,10 +34,6 @@ JobRef = str | Identified  # an id, a handle, or a job view
 
 def job_id(job: JobRef) -> str:
     return job if isinstance(job, str) else job.id
-
-
-def _segment(identifier: str) -> str:
-    return quote(identifier, safe="")
 
 
 class AsyncJobHandle:
@@ -70,8 +63,11 @@ class AsyncJobHandle:
         return self._client.logs(self.id, follow=follow)
 
 
-class AsyncClient:
+class AsyncClient(FleetCalls):
     """The producer and operator API; use as `async with AsyncClient(...) as client`.
+
+    The job calls are here; the calls about the fleet (bots, stats, tokens, limits,
+    schedules) come from `FleetCalls`.
 
     `server`, `token` and `ca_file` default to `BOTFLEET_SERVER`, `BOTFLEET_TOKEN`
     (else `BOTFLEET_ADMIN_TOKEN`) and `BOTFLEET_CA_FILE`; `client_cert` and `client_key`
@@ -174,7 +170,7 @@ class AsyncClient:
         """The job now, or (with `wait_ms`, at most 30,000) once it ends or that time passes."""
         wait_ms = max(0, min(wait_ms, MAX_WAIT_MS))
         params = {"wait_ms": str(wait_ms)} if wait_ms else None
-        path = f"/v1/jobs/{_segment(job_id(job))}"
+        path = f"/v1/jobs/{segment(job_id(job))}"
         return await self._http.call("GET", path, m.JobView, params=params, wait_s=wait_ms / 1000)
 
     async def page(
@@ -240,7 +236,7 @@ class AsyncClient:
 
     async def attempts(self, job: JobRef) -> list[wire.AttemptView]:
         """Every attempt of the job: its bot, times, outcome and error."""
-        path = f"/v1/jobs/{_segment(job_id(job))}/attempts"
+        path = f"/v1/jobs/{segment(job_id(job))}/attempts"
         return (await self._http.call("GET", path, wire.AttemptList)).attempts
 
     async def log_page(
@@ -251,7 +247,7 @@ class AsyncClient:
         wait_ms = max(0, min(wait_ms, MAX_WAIT_MS))
         pairs = (("after", after), ("attempt", attempt), ("wait_ms", wait_ms or None))
         params = {key: str(value) for key, value in pairs if value is not None}
-        path = f"/v1/jobs/{_segment(job_id(job))}/logs"
+        path = f"/v1/jobs/{segment(job_id(job))}/logs"
         return await self._http.call(
             "GET", path, wire.JobLogs, params=params, wait_s=wait_ms / 1000
         )
@@ -271,145 +267,13 @@ class AsyncClient:
 
     async def cancel(self, job: JobRef) -> m.JobView:
         """End a queued or running job `cancelled`; `Conflict` if it has already ended."""
-        path = f"/v1/jobs/{_segment(job_id(job))}/cancel"
+        path = f"/v1/jobs/{segment(job_id(job))}/cancel"
         return await self._http.call("POST", path, m.JobView, idempotent=False)
 
     async def retry(self, job: JobRef) -> m.JobView:
         """Queue a failed or cancelled job again; `Conflict` otherwise."""
-        path = f"/v1/jobs/{_segment(job_id(job))}/retry"
+        path = f"/v1/jobs/{segment(job_id(job))}/retry"
         return await self._http.call("POST", path, m.JobView, idempotent=False)
-
-    # ------------------------------------------------------------ bots and stats
-
-    async def bots(self) -> list[m.BotView]:
-        return (await self._http.call("GET", "/v1/bots", m.BotList)).bots
-
-    async def bot(self, bot_id: str) -> m.BotView:
-        return await self._http.call("GET", f"/v1/bots/{_segment(bot_id)}", m.BotView)
-
-    async def update_bot(self, bot_id: str, patch: m.PatchBotRequest) -> m.BotView:
-        """`PATCH /v1/bots/{id}`; the bot learns of it with its next heartbeat."""
-        path = f"/v1/bots/{_segment(bot_id)}"
-        return await self._http.call("PATCH", path, m.BotView, body=patch)
-
-    async def pause(self, bot_id: str) -> m.BotView:
-        return await self.update_bot(bot_id, _assign(paused=True))
-
-    async def resume(self, bot_id: str) -> m.BotView:
-        return await self.update_bot(bot_id, _assign(paused=False))
-
-    async def drain(self, bot_id: str) -> m.BotView:
-        return await self.update_bot(bot_id, m.PatchBotRequest(command="drain"))
-
-    async def quarantine(self, bot_id: str) -> m.BotView:
-        return await self.update_bot(bot_id, m.PatchBotRequest(command="quarantine"))
-
-    async def release(self, bot_id: str) -> m.BotView:
-        return await self.update_bot(bot_id, m.PatchBotRequest(command="release"))
-
-    async def revoke_bot(self, bot_id: str) -> m.BotView:
-        """Cut a bot off at once: its token stops working, its jobs are queued again
-        without using an attempt, and its bot_key cannot register until `allow_bot`."""
-        path = f"/v1/bots/{_segment(bot_id)}/revoke"
-        return await self._http.call("POST", path, m.BotView)
-
-    async def allow_bot(self, bot_id: str) -> m.BotView:
-        """Lift a revocation: the bot may register again (for a new token)."""
-        path = f"/v1/bots/{_segment(bot_id)}/allow"
-        return await self._http.call("POST", path, m.BotView)
-
-    async def forget_bot(self, bot_id: str) -> None:
-        """Forget an offline bot; its jobs keep its id. `Conflict` while it is online,
-        holds jobs, or is revoked."""
-        path = f"/v1/bots/{_segment(bot_id)}"
-        await self._http.call("DELETE", path, m.ReportAccepted, idempotent=False)
-
-    async def stats(self) -> m.Stats:
-        return await self._http.call("GET", "/v1/stats", m.Stats)
-
-    async def ready(self) -> bool:
-        """Whether the coordinator answers `GET /readyz` (it reaches its store)."""
-        return await self._http.ready()
-
-    # ------------------------------------------------------------ tokens
-
-    async def whoami(self) -> m.WhoAmI:
-        """The name and role of this client's token."""
-        return await self._http.call("GET", "/v1/whoami", m.WhoAmI)
-
-    async def create_token(
-        self, name: str, role: m.Role, *, expires_in_s: int | None = None
-    ) -> m.CreatedToken:
-        """A new role token (admin): its secret is in `.token`, shown this once."""
-        request = m.CreateTokenRequest(name=name, role=role, expires_in_s=expires_in_s)
-        # Not resent after a lost answer: the secret of a token made then would be lost.
-        return await self._http.call(
-            "POST", "/v1/tokens", m.CreatedToken, body=request, idempotent=False
-        )
-
-    async def tokens(self) -> list[m.TokenView]:
-        """The role tokens not revoked (admin); never their secrets."""
-        return (await self._http.call("GET", "/v1/tokens", m.TokenList)).tokens
-
-    async def revoke_token(self, token_id: str) -> m.TokenView:
-        """Revoke a token by its id (admin): its next call is refused."""
-        path = f"/v1/tokens/{_segment(token_id)}"
-        return await self._http.call("DELETE", path, m.TokenView)
-
-    # ------------------------------------------------------------ limits
-
-    async def put_limit(
-        self,
-        name: str,
-        *,
-        max_running: int | None = None,
-        per_second: float | None = None,
-        burst: int = 1,
-    ) -> lim.LimitView:
-        """Create or change a fleet-wide limit (admin or operator); a cap not given is off.
-        A limit named `op:OP` covers every job of OP."""
-        request = lim.PutLimitRequest(max_running=max_running, per_second=per_second, burst=burst)
-        path = f"/v1/limits/{_segment(name)}"
-        return await self._http.call("PUT", path, lim.LimitView, body=request)
-
-    async def limits(self) -> list[lim.LimitView]:
-        """Every limit, with the jobs running under it and the starts its bucket allows now."""
-        return (await self._http.call("GET", "/v1/limits", lim.LimitList)).limits
-
-    async def delete_limit(self, name: str) -> lim.LimitView:
-        """Remove a limit (admin or operator); the jobs naming it are held by it no more."""
-        path = f"/v1/limits/{_segment(name)}"
-        return await self._http.call("DELETE", path, lim.LimitView)
-
-    # ------------------------------------------------------------ schedules
-
-    async def put_schedule(
-        self, name: str, job: m.SubmitJob, **timing: Unpack[ScheduleTiming]
-    ) -> sched.ScheduleView:
-        """Create or replace schedule `name`: `cron=` (with `timezone=`) or `every_s=`;
-        each due time makes one job from `job`, submitted by `schedule:NAME`."""
-        return await self._put_schedule(name, put_request(job, **timing))
-
-    async def schedules(self) -> list[sched.ScheduleView]:
-        """Every schedule, by name, with its next run and last job."""
-        return (await self._http.call("GET", "/v1/schedules", sched.ScheduleList)).schedules
-
-    async def pause_schedule(self, name: str, paused: bool = True) -> sched.ScheduleView:
-        """Put the schedule again, (un)paused; resumed, it counts from now."""
-        return await self._put_schedule(name, repaused(await self.schedules(), name, paused))
-
-    async def delete_schedule(self, name: str) -> sched.ScheduleDeleted:
-        """The jobs it made stay; `NotFound` when there is no such schedule."""
-        path = f"/v1/schedules/{_segment(name)}"
-        return await self._http.call("DELETE", path, sched.ScheduleDeleted, idempotent=False)
-
-    async def _put_schedule(self, name: str, body: sched.PutScheduleRequest) -> sched.ScheduleView:
-        path = f"/v1/schedules/{_segment(name)}"
-        return await self._http.call("PUT", path, sched.ScheduleView, body=body)
-
-
-def _assign(paused: bool) -> m.PatchBotRequest:
-    return m.PatchBotRequest(assignment=m.AssignmentPatch(paused=paused))
 
 
 def _first(failures: BaseExceptionGroup[BaseException]) -> BaseException:

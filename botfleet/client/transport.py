@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
@@ -191,3 +192,8 @@ def _error(answer: _Answer) -> Exception:
         text = answer.body.decode("utf-8", errors="replace").strip().splitlines()
         return api_error(answer.status, "http_error", text[0][:200] if text else "no details")
     return api_error(answer.status, body.code, body.message)
+
+
+def segment(identifier: str) -> str:
+    """`identifier` quoted as one path segment (an id or a name may hold a slash)."""
+    return quote(identifier, safe="")
