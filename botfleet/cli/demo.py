@@ -25,9 +25,10 @@ from botfleet.cli.demo_report import DemoOutcome, WhereNext, demo_jobs, summary,
 from botfleet.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CliError, from_client
 from botfleet.cli.processes import Child, ProcessGroup
 from botfleet.cli.progress import StateProgress
-from botfleet.cli.settings import ClientSettings, connect
+from botfleet.cli.settings import ADMIN_TOKEN_FILE, ClientSettings, connect
 from botfleet.cli.waiting import first_cli_error
 from botfleet.client import AsyncClient, BotfleetError
+from botfleet.private_files import private_dir, private_file
 from botfleet.protocol import messages as m
 
 _START_DEADLINE_S = 30.0
@@ -61,6 +62,10 @@ class _Fleet:
     @property
     def coordinator_dir(self) -> Path:
         return self.state_dir / "coordinator"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.coordinator_dir / ADMIN_TOKEN_FILE
 
 
 def run_demo(settings: DemoSettings, consoles: tuple[Console, Console]) -> int:
@@ -117,7 +122,13 @@ async def _run(
     with err.status("starting the coordinator"):
         coordinator = _start_coordinator(group, fleet)
         await _wait_until_ready(client, coordinator)
-    err.print(f"coordinator ready: dashboard at {fleet.server}/ (admin token {fleet.admin_token})")
+    # Never the token itself: a terminal's output ends up in scrollback, CI logs and
+    # screenshots. The file is the coordinator's own, where the operator commands look.
+    err.print(
+        f"coordinator ready: dashboard at {fleet.server}/ (admin token in "
+        f"{fleet.admin_token_file}; `botfleet dashboard --server {fleet.server} "
+        f"--state-dir {fleet.coordinator_dir}` opens it signed in)"
+    )
     with err.status(f"starting {settings.bots} bots"):
         bots = [_start_bot(group, fleet, index + 1) for index in range(settings.bots)]
         await _wait_for_bots(client, bots)
@@ -139,7 +150,6 @@ async def _run(
     outcome = await _outcome(client, len(jobs), counts, elapsed)
     where = WhereNext(
         server=fleet.server,
-        admin_token=fleet.admin_token,
         coordinator_dir=str(fleet.coordinator_dir),
         logs_dir=str(fleet.logs_dir),
         kept_running=settings.keep_running,
@@ -169,16 +179,27 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _keep_tokens(fleet: _Fleet) -> None:
+    """The demo's tokens in the coordinator's state folder (0700, the files 0600), where
+    the coordinator reads them at start and the operator commands find the admin token."""
+    private_dir(fleet.coordinator_dir)
+    for name, token in (
+        (ADMIN_TOKEN_FILE, fleet.admin_token),
+        ("enroll_token", fleet.enroll_token),
+    ):
+        path = fleet.coordinator_dir / name
+        private_file(path)
+        path.write_text(token + "\n", encoding="utf-8")
+
+
 def _start_coordinator(group: ProcessGroup, fleet: _Fleet) -> Child:
+    _keep_tokens(fleet)
     port = fleet.server.rsplit(":", 1)[1]
     argv = [sys.executable, "-m", "coordinator", "--host", "127.0.0.1", "--port", port]
     argv += ["--state-dir", str(fleet.coordinator_dir)]
     # Heartbeats every few seconds keep the dashboard lively and commands quick to arrive.
     argv += ["--heartbeat-interval", str(_HEARTBEAT_S)]
-    env = _child_env(
-        {"BOTFLEET_ADMIN_TOKEN": fleet.admin_token, "BOT_ENROLL_TOKEN": fleet.enroll_token}
-    )
-    return group.start("coordinator", argv, env)
+    return group.start("coordinator", argv, _child_env({}))
 
 
 def _start_bot(group: ProcessGroup, fleet: _Fleet, number: int) -> Child:

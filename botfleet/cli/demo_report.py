@@ -48,8 +48,7 @@ class DemoOutcome:
 @dataclass(frozen=True, slots=True)
 class WhereNext:
     server: str
-    admin_token: str
-    coordinator_dir: str  # the coordinator's state folder: database and, once reopened, tokens
+    coordinator_dir: str  # the coordinator's state folder: database and tokens
     logs_dir: str
     kept_running: bool
 
@@ -101,16 +100,18 @@ def _where_next(where: WhereNext) -> Table:
     table = Table(title="Where to look next", title_justify="left", box=None, show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
+    # The admin token is named by its file only (see docs/security.md): the commands
+    # given --state-dir read it from there.
+    state = f"--state-dir {where.coordinator_dir}"
     if where.kept_running:
-        env = f"BOTFLEET_SERVER={where.server} BOTFLEET_ADMIN_TOKEN={where.admin_token}"
-        table.add_row("dashboard", f"{where.server}/  (admin token {where.admin_token})")
-        table.add_row("failed jobs", f"{env} botfleet jobs --state failed")
+        server = f"--server {where.server} {state}"
+        table.add_row("dashboard", f"botfleet dashboard {server}  opens {where.server}/ signed in")
+        table.add_row("failed jobs", f"botfleet jobs --state failed {server}")
     else:
-        state = f"--state-dir {where.coordinator_dir}"
         table.add_row(
             "dashboard",
             f"botfleet server {state}  reopens this run's database; then "
-            "http://127.0.0.1:8000/ (admin token: the file it names)",
+            f"botfleet dashboard {state}  opens http://127.0.0.1:8000/ signed in",
         )
         table.add_row("failed jobs", f"botfleet jobs --state failed {state}  (with that server up)")
         table.add_row("live", "botfleet demo --keep  keeps everything running after the summary")

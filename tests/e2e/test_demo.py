@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,12 @@ def test_demo_runs_jobs_and_summarizes(tmp_path: Path) -> None:
     assert str(state_dir / "logs") in out
     assert (state_dir / "logs" / "coordinator.log").exists()
     assert processes_mentioning(str(state_dir)) == []
+    # The admin token is named by its file (0600), never shown (docs/security.md).
+    token_file = state_dir / "coordinator" / "admin_token"
+    token = token_file.read_text(encoding="utf-8").strip()
+    assert token and token not in done.stdout + done.stderr
+    assert str(token_file) in done.stderr
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize(

@@ -208,7 +208,6 @@ def test_demo_summary() -> None:
     )
     where = WhereNext(
         server="http://127.0.0.1:5000",
-        admin_token="tok",
         coordinator_dir="/tmp/demo/coordinator",
         logs_dir="/tmp/demo/logs",
         kept_running=True,
@@ -218,7 +217,9 @@ def test_demo_summary() -> None:
     assert "demo-bot-2" in text
     assert "payload field 'b' is missing" in text
     assert "http://127.0.0.1:5000/" in text
-    assert "botfleet jobs --state failed" in text
+    state = "--server http://127.0.0.1:5000 --state-dir /tmp/demo/coordinator"
+    assert f"botfleet jobs --state failed {state}" in text
+    assert f"botfleet dashboard {state}" in text
     assert "/tmp/demo/logs" in text
     finished = _text(summary(outcome_, replace(where, kept_running=False)))
     assert "botfleet server --state-dir /tmp/demo/coordinator" in finished
