@@ -110,6 +110,22 @@ class TlsError(CoordinatorError):
         self.reason = reason
 
 
+class ClientCertificateRequired(TlsError):
+    """The coordinator requires a client certificate (mutual TLS) and the bot has none.
+
+    Not transient either: without BOT_CLIENT_CERT every try is refused the same way.
+    """
+
+    def __init__(self, server: str) -> None:
+        CoordinatorError.__init__(
+            self,
+            f"the coordinator at {server} requires a client certificate (mutual TLS) and "
+            "this bot presents none",
+        )
+        self.server = server
+        self.reason = "no client certificate"
+
+
 class HttpError(CoordinatorError):
     """The coordinator answered with an error status."""
 

@@ -107,6 +107,7 @@ def job_view(job: JobRecord, waiting_for: str | None = None) -> m.JobView:
         requires=job.requires or {},
         limits=list(job.limits),
         waiting_for=waiting_for,
+        after=list(job.after),
     )
 
 

@@ -6,13 +6,16 @@ Both are opened when `Bot.run()` has bootstrapped and closed when it ends, whate
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import aiohttp
 
 from bot.agent.metrics import MetricsServer, Observed
 from bot.errors import SettingsError
 from bot.link.http import Api, HttpApi
+from bot.link.mtls import hangs_up_after_handshake
 from bot.settings import Settings, tls_context
 from botfleet.clock import Clock
 
@@ -31,9 +34,14 @@ async def coordinator_client(
         yield api
         return
     own = http is None
-    session = http or aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=tls_context(settings) or True)
-    )
+    context = tls_context(settings)
+    session = http or aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context or True))
+    # A bot without a client certificate can tell a coordinator that requires one.
+    refuses: Callable[[str], Awaitable[bool]] | None = None
+    if settings.client_cert is None and any(
+        b.startswith("https://") for b in settings.server_bases
+    ):
+        refuses = partial(hangs_up_after_handshake, context=context or ssl.create_default_context())
     try:
         yield HttpApi(
             session,
@@ -42,6 +50,7 @@ async def coordinator_client(
             enroll_token=settings.enroll_token,
             now=clock.now,
             client_certificate=settings.client_cert is not None,
+            refuses_without_certificate=refuses,
         )
     finally:
         if own:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bot.errors import (
     BotError,
     BotRevokedError,
+    ClientCertificateRequired,
     CoordinatorError,
     RevokedHalt,
     SettingsError,
@@ -57,6 +58,12 @@ def refused(settings: Settings, error: CoordinatorError) -> UnsafeError:
 
 
 def untrusted(error: TlsError) -> UnsafeError:
+    if isinstance(error, ClientCertificateRequired):
+        return UnsafeError(
+            str(error),
+            "Set BOT_CLIENT_CERT (and BOT_CLIENT_KEY, unless the key is in the same file) to "
+            "a certificate signed by the coordinator's client CA, then start the bot again",
+        )
     return UnsafeError(
         str(error),
         "Set BOT_CA_FILE to the CA bundle that signed the coordinator's certificate (or "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol, TypeVar
@@ -21,6 +21,7 @@ import aiohttp
 from bot.errors import (
     AuthError,
     BotRevokedError,
+    ClientCertificateRequired,
     ConflictError,
     ForbiddenError,
     HttpError,
@@ -84,7 +85,11 @@ class HttpApi:
         enroll_token: str | None = None,
         now: Callable[[], datetime] | None = None,
         client_certificate: bool = False,
+        refuses_without_certificate: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """`refuses_without_certificate(base)` tells, after registration lost its
+        connection, whether the coordinator at `base` requires a client certificate
+        (`bot.link.mtls`); None when the bot presents one, or talks no HTTPS."""
         if not bases:
             raise ValueError("at least one server base URL is needed")
         self._session = session
@@ -98,6 +103,7 @@ class HttpApi:
         self._token: str | None = None
         self._now = now or (lambda: datetime.now(UTC))
         self._client_certificate = client_certificate  # one is presented (mutual TLS)
+        self._refuses_without_certificate = refuses_without_certificate
 
     @property
     def base(self) -> str:
@@ -176,12 +182,20 @@ class HttpApi:
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TlsError(base, _certificate_reason(exc)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if enrolling and await self._requires_certificate(base, exc):
+                raise ClientCertificateRequired(base) from None
             self._fail_over(base)
             detail = str(exc) or type(exc).__name__
             raise NetworkError(f"{method} {url}: {detail}{self._hint(base, exc)}") from exc
         if status >= 300:
             raise self._error(status, data, retry_after, f"{method} {url}")
         return data
+
+    async def _requires_certificate(self, base: str, exc: BaseException) -> bool:
+        """Whether a registration that lost its connection was refused for the client
+        certificate this bot lacks: retrying could never help then."""
+        probe = self._refuses_without_certificate
+        return probe is not None and hung_up(exc) and await probe(base)
 
     def _hint(self, base: str, exc: BaseException) -> str:
         """A coordinator that requires client certificates hangs up on a bot without one

@@ -319,6 +319,9 @@ class JobView(Struct, kw_only=True):
     # Why a queued job is not handed out yet: the jobs it waits for ("waiting for
     # job_… (running)"), or no online bot can take it ("no online bot has gpu=a100").
     waiting_for: str | None = None
+    # The jobs its submit's `after` named (ids, "#N" resolved), whether or not they have
+    # ended. Left out by coordinators older than it (a reader then sees none).
+    after: list[str] = msgspec.field(default_factory=list)
 
 
 class JobList(Struct, kw_only=True):

@@ -74,6 +74,7 @@ class JobRecord:
     requires: dict[str, list[str]] | None = None  # key -> allowed values; None: any bot
     waiting_on: int = 0  # dependencies (submit's `after`) that have not succeeded yet
     limits: tuple[str, ...] = ()  # the limits it names (sorted), op: limits aside
+    after: tuple[str, ...] = ()  # the job ids submit's `after` named, whatever became of them
 
 
 @dataclass(frozen=True, slots=True)

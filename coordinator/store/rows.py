@@ -42,7 +42,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
     moment, json = decode.moment, decode.json
     started, finished, lease = row["started_at"], row["finished_at"], row["lease_until"]
     expires = row["expires_at"]
-    result, requires = row["result"], row["requires"]
+    result, requires, after = row["result"], row["requires"], row["after_ids"]
     return JobRecord(
         id=row["id"],
         op=row["op"],
@@ -70,6 +70,7 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         requires=None if requires is None else json(requires),
         waiting_on=row["waiting_on"],
         limits=key_names(row["limit_key"]),
+        after=() if after is None else tuple(json(after)),
     )
 
 

@@ -3,8 +3,8 @@
 - A bot that trusts the coordinator's CA runs jobs to completion; the command line too.
 - A bot, or a command, trusting another CA stops with one line naming the server and the
   reason, and a non-zero exit; plain HTTP to the HTTPS port gets no answer.
-- Mutual TLS (`--tls-client-ca`): callers without a client certificate are refused, with
-  one (bot, command line, Python client) they work.
+- Mutual TLS (`--tls-client-ca`): callers without a client certificate are refused (a bot
+  halts with exit 3), with one (bot, command line, Python client) they work.
 - SIGHUP loads a new certificate: new connections get it while a running bot goes on
   working; a new key that does not match is refused and the old pair kept.
 - A certificate or key that cannot be used stops the server at start with one line.
@@ -189,10 +189,10 @@ def test_a_caller_trusting_another_ca_stops_with_one_line(tmp_path: Path, pki: P
             assert "BOT_CA_FILE" in halt
             assert "registration failed" not in log  # no retry loop
 
-        done = cli(coordinator, "jobs", BOTFLEET_CA_FILE=str(pki.stranger_ca_file))
-        assert done.returncode == 1
-        line = one_error_line(done.stderr)
-        assert coordinator.url in line and "certificate verify failed" in line
+            done = cli(coordinator, "jobs", BOTFLEET_CA_FILE=str(pki.stranger_ca_file))
+            assert done.returncode == 1
+            line = one_error_line(done.stderr)
+            assert coordinator.url in line and "certificate verify failed" in line
 
 
 def test_mutual_tls_refuses_callers_without_a_client_certificate(tmp_path: Path, pki: Pki) -> None:
@@ -235,8 +235,13 @@ def test_mutual_tls_refuses_callers_without_a_client_certificate(tmp_path: Path,
             )  # fmt: skip
             assert accepted.returncode == 0, accepted.stderr
 
-            wait_until(lambda: "registration failed" in without.log(), what="the bot refused")
-            assert "set BOT_CLIENT_CERT" in without.log()
+            # The bot without one halts (exit 3) as for any certificate failure, no retry loop.
+            wait_until(lambda: not without.alive(), what="the bot without a certificate halting")
+            assert without.returncode == 3
+            log = without.log()
+            (halt,) = [line for line in log.splitlines() if "SAFE_HALT:" in line]
+            assert "requires a client certificate" in halt and "BOT_CLIENT_CERT" in halt
+            assert "registration failed" not in log
             status, answer = http_json(coord.api + "/bots", token="admin-secret", context=context)
             assert {bot["name"] for bot in answer["bots"]} == {"with-cert"}
 

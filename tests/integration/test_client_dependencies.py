@@ -24,7 +24,9 @@ async def test_submit_many_names_earlier_jobs_by_index(client: Any, api: Api) ->
     )
     bot = await api.register()
     assert [job["id"] for job in await api.claim(bot)] == [handles[0].id]
-    assert (await client.get(handles[1].id)).waiting_for == f"waiting for {handles[0].id} (running)"
+    view = await client.get(handles[1].id)
+    assert view.waiting_for == f"waiting for {handles[0].id} (running)"
+    assert view.after == [handles[0].id]  # "#0" resolved
 
 
 async def test_an_unknown_dependency_is_refused(client: Any) -> None:

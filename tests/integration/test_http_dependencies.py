@@ -34,6 +34,8 @@ async def test_a_job_waits_and_says_what_for(api: Api) -> None:
     await _complete(api, bot, first)
     view = await api.job(second)
     assert view["state"] == "queued" and view["waiting_for"] is None
+    assert view["after"] == [first]  # what it named stays in the view, for good
+    assert (await api.job(first))["after"] == []
     assert [job["id"] for job in await api.claim(bot)] == [second]
 
 
@@ -56,6 +58,7 @@ async def test_a_graph_in_one_bulk_submit(api: Api) -> None:
     await _complete(api, bot, left)
     await _complete(api, bot, right)
     assert [job["id"] for job in await api.claim(bot)] == [bottom]
+    assert (await api.job(bottom))["after"] == [left, right]
 
 
 async def test_a_failed_dependency_cancels_with_an_error_naming_it(api: Api) -> None:

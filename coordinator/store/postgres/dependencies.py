@@ -8,6 +8,7 @@ statement of its transaction) sees the submit's links.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from coordinator.store.base import NewJob, SubmitOutcome
 from coordinator.store.dependencies import UNSUCCESSFUL, settle, start
@@ -28,6 +29,7 @@ async def link_new_jobs(tx: Tx, jobs: Sequence[NewJob], outcomes: list[SubmitOut
         found = await tx.fetch("dependency_states_locked", after)
         decision = start(index, after, {row["id"]: row["state"] for row in found})
         job_id = outcome.job.id
+        await tx.execute("set_after", job_id, after)
         if decision.error is not None:
             await tx.fetch("cancel_dependants", [job_id], [decision.error], tx.now)
             tx.changes.done.append(job_id)
@@ -37,6 +39,7 @@ async def link_new_jobs(tx: Tx, jobs: Sequence[NewJob], outcomes: list[SubmitOut
             await tx.execute("set_waiting_on", [job_id], [len(pending)])
         else:
             tx.changes.ops.append(job.op)
+            outcomes[index] = replace(outcome, job=replace(outcome.job, after=tuple(after)))
             continue
         row = await tx.fetchrow("get_job", job_id)
         outcomes[index] = SubmitOutcome(job=job_from_row(row), created=True)

@@ -781,6 +781,10 @@ INSERT INTO job_dependencies (after_id, job_id)
 SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT DO NOTHING;
 
+-- name: set_after
+-- $1 id, $2 the job ids its submit's `after` named (JSON).
+UPDATE jobs SET after_ids = $2 WHERE id = $1
+
 -- name: set_waiting_on
 -- $1 ids, $2 counts.
 UPDATE jobs j SET waiting_on = d.n

@@ -802,6 +802,9 @@ ON CONFLICT DO NOTHING
 -- name: set_waiting_on
 UPDATE jobs SET waiting_on = :waiting_on WHERE id = :job_id
 
+-- name: set_after
+UPDATE jobs SET after_ids = :after_ids WHERE id = :job_id
+
 -- name: take_dependency_links
 -- The links of jobs that just ended (:ids): as a dependency and as a dependant (the
 -- ones it no longer waits for). Both go. Two primary-key probes per id: with no

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from coordinator.store.base import NewJob, SubmitOutcome
 from coordinator.store.dependencies import UNSUCCESSFUL, settle, start
@@ -22,6 +23,7 @@ def link_new_jobs(tx: Tx, jobs: Sequence[NewJob], outcomes: list[SubmitOutcome])
         found = tx.all("dependency_states", {"ids": id_list(after)})
         decision = start(index, after, {row["id"]: row["state"] for row in found})
         job_id = outcome.job.id
+        tx.run("set_after", {"job_id": job_id, "after_ids": id_list(after)})
         if decision.error is not None:
             params = {"job_id": job_id, "error": decision.error, "now": tx.now}
             tx.run("cancel_dependants", params)
@@ -34,6 +36,7 @@ def link_new_jobs(tx: Tx, jobs: Sequence[NewJob], outcomes: list[SubmitOutcome])
             tx.run("set_waiting_on", {"job_id": job_id, "waiting_on": len(decision.pending)})
         else:
             tx.changes.ops.append(job.op)
+            outcomes[index] = replace(outcome, job=replace(outcome.job, after=tuple(after)))
             continue
         row = tx.one("get_job", {"id": job_id})
         outcomes[index] = SubmitOutcome(job=job_from_row(row), created=True)

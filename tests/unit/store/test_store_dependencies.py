@@ -248,3 +248,26 @@ async def test_two_coordinators_release_a_shared_dependant_once(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_job_keeps_what_it_was_submitted_after(store: Store, clock: FakeClock) -> None:
+    """The links go as dependencies end; the job's `after` stays, "#N" resolved, in order."""
+    bot = await register(store, clock)
+    done = await submit(store, clock)
+    await run(store, bot.id, [done])
+    outcomes = await store.submit_jobs(
+        [
+            new_job(clock),
+            new_job(clock, after=("#0", done)),
+            new_job(clock, after=(done,)),  # all it names has succeeded: no wait at all
+            new_job(clock),
+        ]
+    )
+    first, second, third, plain = (outcome.job.id for outcome in outcomes)
+    assert [outcome.job.after for outcome in outcomes] == [(), (first, done), (done,), ()]
+    await run(store, bot.id, [first, third, plain])
+    await run(store, bot.id, [second])
+    assert await store.pending_dependencies(second) == []
+    assert (await job(store, second)).after == (first, done)
+    assert (await job(store, third)).after == (done,)
+    assert (await job(store, plain)).after == ()
