@@ -8,7 +8,8 @@ claim may start, so the rule is written once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,12 +212,28 @@ def spent(chosen: Sequence[Candidate]) -> dict[str, int]:
     return counts
 
 
-def freed_operations(limited: Mapping[str, str], changes: Iterable[Any]) -> list[str]:
-    """The operations of the jobs under a limit (`limited`: id -> op) that these report
-    changes end: their places free up, so claims waiting for that operation must look
-    again. A job queued again wakes its waiters anyway."""
-    return [
-        limited[change.job_id]
-        for change in changes
-        if change.job_id in limited and change.read_state == "running" and change.state != "queued"
-    ]
+def freed_by_reports(
+    limited: Mapping[str, tuple[str, str | None]], changes: Iterable[Any]
+) -> list[tuple[str, str | None]]:
+    """The (op, limit_key) of the jobs under a limit (`limited`: by id) that these report
+    changes take out of `running`: each frees a place under its limits. One queued again
+    under op: limits alone wakes a claim for its operation anyway, as a claimable job."""
+    freed = []
+    for change in changes:
+        found = limited.get(change.job_id)
+        if found is None or change.read_state != "running":
+            continue
+        if change.state != "queued" or found[1] is not None:
+            freed.append(found)
+    return freed
+
+
+def is_limited(op: str, limit_key: str | None, names: Collection[str]) -> bool:
+    """Whether a job of `op` naming `limit_key` falls under any limit of `names`."""
+    return limit_key is not None or op_limit(op) in names
+
+
+def operations_to_wake(freed: AbstractSet[str], groups: Iterable[tuple[str, str]]) -> list[str]:
+    """Of the (op, limit_key) groups of queued jobs, the operations with jobs under one
+    of the `freed` named limits: their waiting claims may take them now."""
+    return sorted({op for op, key in groups if not freed.isdisjoint(key_names(key))})

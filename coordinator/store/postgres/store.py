@@ -322,6 +322,8 @@ class PostgresStore:
             result = await work(tx)
             if tx.changes.done:
                 await dependencies.settle_dependants(tx)
+            if tx.changes.places_to_settle:
+                await limits.wake_for_freed(tx)
             if not tx.changes.notified:
                 for payload in tx.notices():
                     # Queued in the transaction: PostgreSQL delivers it at commit, or never.

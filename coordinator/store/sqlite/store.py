@@ -119,6 +119,7 @@ class SQLiteStore:
             committed=self._committed,
             write_paths=self._write_paths,
             on_jobs_ended=dependencies.settle_dependants,
+            on_places_freed=limits.wake_for_freed,
         )
 
     async def close(self) -> None:

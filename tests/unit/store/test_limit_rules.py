@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.store.limits import START_WINDOW_S, LimitRecord, StartWindow, room
+from coordinator.store.limits import (
+    START_WINDOW_S,
+    LimitRecord,
+    StartWindow,
+    operations_to_wake,
+    room,
+)
 
 T0 = 1_000 * START_WINDOW_S  # a window's beginning
 
@@ -41,3 +47,10 @@ def test_held_back_is_what_the_room_leaves_waiting() -> None:
     assert full.held_back(9) == 9
     roomy = LimitRecord("db", 5, None, 1, running=2, tokens=1.0)
     assert roomy.held_back(2) == 0 and roomy.held_back(10) == 7
+
+
+def test_a_freed_named_limit_wakes_every_operation_with_jobs_under_it() -> None:
+    groups = [("sum", "db"), ("resize", "api,db"), ("email", "api"), ("sum", "api")]
+    assert operations_to_wake({"db"}, groups) == ["resize", "sum"]
+    assert operations_to_wake({"api"}, groups) == ["email", "resize", "sum"]
+    assert operations_to_wake({"other"}, groups) == []
