@@ -326,9 +326,9 @@ WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json
 -- (counted here, so the count and the claim are one snapshot). Each job's lease is
 -- max(ttl, its timeout, or the default timeout without one) from now; the attempt goes up
 -- by one. Jobs without requirements (most) come from jobs_claim; jobs with them from
--- jobs_claim_required, only for a bot with labels (:labels, NULL: none), and only those
--- whose every required key is among the labels with an allowed value. Jobs with limits
--- are not taken here (see claim_limited_candidates).
+-- jobs_claim_required_free, only for a bot with labels (:labels, NULL: none), and only
+-- those whose every required key is among the labels with an allowed value. Jobs with
+-- limits are not taken here (see claim_limited_candidates).
 UPDATE jobs SET
     state = 'running',
     attempt = attempt + 1,
@@ -352,7 +352,7 @@ WHERE seq IN (
         )
         UNION ALL
         SELECT seq FROM (
-            SELECT seq FROM jobs INDEXED BY jobs_claim_required
+            SELECT seq FROM jobs INDEXED BY jobs_claim_required_free
             WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
                 AND requires IS NOT NULL AND limit_key IS NULL
                 AND op = wanted.value AND run_at <= :now
@@ -934,7 +934,7 @@ SELECT seq, priority FROM (
 )
 UNION ALL
 SELECT seq, priority FROM (
-    SELECT seq, priority FROM jobs INDEXED BY jobs_claim_required
+    SELECT seq, priority FROM jobs INDEXED BY jobs_claim_required_free
     WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
         AND requires IS NOT NULL AND limit_key IS NULL
         AND op = :op AND run_at <= :now
