@@ -162,6 +162,36 @@ def started(state: LimitState, starts: int, now_s: float) -> Started:
     return Started(state.name, tokens, refilled_at_s, state.window.counted(now_s, starts))
 
 
+def token_wait(
+    states: Mapping[str, LimitState], running: Mapping[str, int], names: Sequence[str], now_s: float
+) -> float | None:
+    """Seconds until a job under `names` may start when only its rate limits hold it back
+    (their buckets lack a whole token); None when it may start now, or when a limit
+    at max_running holds it (a place freed wakes the claims waiting for it)."""
+    wait = 0.0
+    for name in names:
+        state = states[name]
+        if state.max_running is not None and running[name] >= state.max_running:
+            return None
+        if state.per_second is not None:
+            tokens = tokens_now(state, now_s)
+            if tokens + 1e-9 < 1:
+                wait = max(wait, (1 - tokens) / state.per_second)
+    return wait or None
+
+
+def soonest_token(
+    states: Mapping[str, LimitState],
+    running: Mapping[str, int],
+    groups: Iterable[tuple[str, str | None]],
+    now_s: float,
+) -> float | None:
+    """Of the (op, limit_key) groups of claimable jobs, the soonest `token_wait`."""
+    waits = [token_wait(states, running, limits_of(op, key, states), now_s) for op, key in groups]
+    found = [wait for wait in waits if wait is not None]
+    return min(found) if found else None
+
+
 def count_by_limit(
     states: Mapping[str, LimitState],
     by_key: Iterable[tuple[str, int]],

@@ -1,7 +1,8 @@
 """A waiting claim for jobs behind a full limit gets one at once when a job under that
 limit stops running, by any path: a report, a cancel, a lease running out (failed, or
 queued again), a revocation, a lost claim answer, a deregistration, or the limit raised.
-Its operation need not be the freed job's: the limit is what they share.
+Its operation need not be the freed job's: the limit is what they share. A claim held
+by a spent rate limit tries again when the bucket has its next token.
 
 Waiting claims here re-check only once an hour, and the job lease is short, so a claim
 that gets its job before its wait ends was woken by the change itself. On PostgreSQL a
@@ -177,3 +178,19 @@ async def test_a_claim_waiting_in_another_coordinator_is_woken(
     await PATHS[path](stage)
     jobs = await asyncio.wait_for(claim, GENEROUS_S)
     assert [job["id"] for job in jobs] == [stage.behind]
+
+
+async def test_a_claim_held_by_a_spent_rate_waits_only_for_the_next_token(api: Api) -> None:
+    """No notice announces a token: the waiting claim times its next try by the bucket."""
+    response = await api.client.put("/v1/limits/api", json={"per_second": 2.0}, headers=ADMIN)
+    assert response.status == 200
+    bot = await api.register()
+    first, second = [await api.submit(limits=["api"]) for _ in range(2)]
+    assert [job["id"] for job in await api.claim(bot, limit=1)] == [first]
+    before = _claims_made(api)
+    claim = asyncio.create_task(api.claim(bot, wait_ms=WAIT_MS))
+    await eventually(lambda: _claims_made(api) > before, "the waiting claim's first try")
+    assert not claim.done()
+    api.clock.advance(0.5)  # the bucket's next token, due 0.5 s after the first start
+    jobs = await asyncio.wait_for(claim, GENEROUS_S)
+    assert [job["id"] for job in jobs] == [second]

@@ -27,6 +27,7 @@ from coordinator.store.limits import (
     op_limit,
     operations_to_wake,
     record,
+    soonest_token,
     spent,
     started,
 )
@@ -112,6 +113,19 @@ async def list_limits(tx: Tx) -> list[LimitRecord]:
     running = await _running(tx, states)
     now_s = tx.now.timestamp()
     return [record(state, running[state.name], now_s) for state in states.values()]
+
+
+async def seconds_until_tokens(tx: Tx, wanted: Sequence[str]) -> float | None:
+    """Seconds until a rate limit that alone holds back claimable jobs of these
+    operations has a token again; None when none does."""
+    states = {row["name"]: _state(row) for row in await tx.fetch("all_limits")}
+    if not any(state.per_second is not None for state in states.values()):
+        return None
+    found = await tx.fetch("claimable_limit_keys", list(wanted))
+    if not found:
+        return None
+    groups = [(row["op"], row["limit_key"]) for row in found]
+    return soonest_token(states, await _running(tx, states), groups, tx.now.timestamp())
 
 
 async def limit_names(tx: Tx) -> set[str]:

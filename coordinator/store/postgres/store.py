@@ -229,6 +229,9 @@ class PostgresStore:
     async def list_limits(self) -> list[LimitRecord]:
         return await self._read(limits.list_limits)
 
+    async def seconds_until_tokens(self, operations: Sequence[str]) -> float | None:
+        return await self._read(lambda tx: limits.seconds_until_tokens(tx, operations))
+
     async def queued_by_limit(self) -> dict[str, int]:
         return await self._read(limits.queued_by_limit)
 

@@ -22,6 +22,7 @@ from coordinator.store.limits import (
     limits_of,
     operations_to_wake,
     record,
+    soonest_token,
     spent,
     started,
 )
@@ -120,6 +121,19 @@ def list_limits(tx: Tx) -> list[LimitRecord]:
     running = _running(tx, states)
     now_s = tx.now / _US
     return [record(state, running[state.name], now_s) for state in states.values()]
+
+
+def seconds_until_tokens(tx: Tx, wanted: Sequence[str]) -> float | None:
+    """Seconds until a rate limit that alone holds back claimable jobs of these
+    operations has a token again; None when none does."""
+    states = _states(tx)
+    if not any(state.per_second is not None for state in states.values()):
+        return None
+    found = tx.all("claimable_limit_keys", {"ops": dump_json(list(wanted))})
+    if not found:
+        return None
+    groups = [(row["op"], row["limit_key"]) for row in found]
+    return soonest_token(states, _running(tx, states), groups, tx.now / _US)
 
 
 def limit_names(tx: Tx) -> set[str]:
