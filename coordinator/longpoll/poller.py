@@ -16,6 +16,9 @@ from coordinator.store.base import ClaimInput, JobRecord, ReportInput, ReportOut
 RECHECK_JITTER = 0.2
 # A job due now: what a notice of jobs, or the hint that jobs are probably there, means.
 DUE_NOW = 0.0
+# A claim waiting for a rate limit's next token waits at least this long: a bucket a
+# hair short of a token would otherwise make it claim again and again.
+SHORTEST_REFILL_WAIT_S = 0.01
 
 Claimed = Coroutine[Any, Any, list[JobRecord] | None]
 
@@ -168,6 +171,12 @@ class LongPoller:
                         watch.pending is not None and _is_due(await store.due_in(operations))
                     )
                     waiters.settle(watch, claimed=0, jobs_left=jobs_left)
+                    if _is_due(due_in):
+                        # Due jobs it could not take: a rate limit's next token is an
+                        # event no notice announces, so wait for it as for a run_at.
+                        refill_in = await store.tokens_in(operations)
+                        if refill_in is not None:
+                            due_in = max(refill_in, SHORTEST_REFILL_WAIT_S)
                 # Wait for a notice, the next delayed job's run_at, the re-check or the end.
                 remaining = self._time_left(loop, deadline)
                 if remaining <= 0:

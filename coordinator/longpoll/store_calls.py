@@ -59,6 +59,10 @@ class StoreCalls:
         (its labels meet their requirements)."""
         return self.seconds_until(await self._store.next_run_at(operations, bot_id))
 
+    def tokens_in(self, operations: Sequence[str]) -> Awaitable[float | None]:
+        """Seconds until a rate limit holding back due jobs of these operations refills."""
+        return self._store.seconds_until_tokens(operations)
+
     def seconds_until(self, run_at: datetime | None) -> float | None:
         if run_at is None:
             return None

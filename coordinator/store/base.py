@@ -279,6 +279,12 @@ class Store(Protocol):
         rate now."""
         ...
 
+    async def seconds_until_tokens(self, operations: Sequence[str]) -> float | None:
+        """Seconds until a rate limit that alone holds back claimable jobs of these
+        operations has a whole token again (a waiting claim then looks again); None
+        when no rate limit holds any back."""
+        ...
+
     async def queued_by_limit(self) -> dict[str, int]:
         """Jobs ready to run (due, no dependency left) under each limit, by its name."""
         ...

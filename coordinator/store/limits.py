@@ -8,7 +8,8 @@ claim may start, so the rule is written once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +162,36 @@ def started(state: LimitState, starts: int, now_s: float) -> Started:
     return Started(state.name, tokens, refilled_at_s, state.window.counted(now_s, starts))
 
 
+def token_wait(
+    states: Mapping[str, LimitState], running: Mapping[str, int], names: Sequence[str], now_s: float
+) -> float | None:
+    """Seconds until a job under `names` may start when only its rate limits hold it back
+    (their buckets lack a whole token); None when it may start now, or when a limit
+    at max_running holds it (a place freed wakes the claims waiting for it)."""
+    wait = 0.0
+    for name in names:
+        state = states[name]
+        if state.max_running is not None and running[name] >= state.max_running:
+            return None
+        if state.per_second is not None:
+            tokens = tokens_now(state, now_s)
+            if tokens + 1e-9 < 1:
+                wait = max(wait, (1 - tokens) / state.per_second)
+    return wait or None
+
+
+def soonest_token(
+    states: Mapping[str, LimitState],
+    running: Mapping[str, int],
+    groups: Iterable[tuple[str, str | None]],
+    now_s: float,
+) -> float | None:
+    """Of the (op, limit_key) groups of claimable jobs, the soonest `token_wait`."""
+    waits = [token_wait(states, running, limits_of(op, key, states), now_s) for op, key in groups]
+    found = [wait for wait in waits if wait is not None]
+    return min(found) if found else None
+
+
 def count_by_limit(
     states: Mapping[str, LimitState],
     by_key: Iterable[tuple[str, int]],
@@ -211,12 +242,28 @@ def spent(chosen: Sequence[Candidate]) -> dict[str, int]:
     return counts
 
 
-def freed_operations(limited: Mapping[str, str], changes: Iterable[Any]) -> list[str]:
-    """The operations of the jobs under a limit (`limited`: id -> op) that these report
-    changes end: their places free up, so claims waiting for that operation must look
-    again. A job queued again wakes its waiters anyway."""
-    return [
-        limited[change.job_id]
-        for change in changes
-        if change.job_id in limited and change.read_state == "running" and change.state != "queued"
-    ]
+def freed_by_reports(
+    limited: Mapping[str, tuple[str, str | None]], changes: Iterable[Any]
+) -> list[tuple[str, str | None]]:
+    """The (op, limit_key) of the jobs under a limit (`limited`: by id) that these report
+    changes take out of `running`: each frees a place under its limits. One queued again
+    under op: limits alone wakes a claim for its operation anyway, as a claimable job."""
+    freed = []
+    for change in changes:
+        found = limited.get(change.job_id)
+        if found is None or change.read_state != "running":
+            continue
+        if change.state != "queued" or found[1] is not None:
+            freed.append(found)
+    return freed
+
+
+def is_limited(op: str, limit_key: str | None, names: Collection[str]) -> bool:
+    """Whether a job of `op` naming `limit_key` falls under any limit of `names`."""
+    return limit_key is not None or op_limit(op) in names
+
+
+def operations_to_wake(freed: AbstractSet[str], groups: Iterable[tuple[str, str]]) -> list[str]:
+    """Of the (op, limit_key) groups of queued jobs, the operations with jobs under one
+    of the `freed` named limits: their waiting claims may take them now."""
+    return sorted({op for op, key in groups if not freed.isdisjoint(key_names(key))})

@@ -188,9 +188,10 @@ def test_logs_prints_the_cost_per_line_and_the_throughput_with_and_without(
     assert processes_using(tmp_path) == []
 
 
-def test_controls_prints_both_figures(tmp_path: Path) -> None:
+def test_controls_prints_every_figure(tmp_path: Path) -> None:
     output = run_benchmark(
         "benchmarks.controls", tmp_path, "--queued", "200", "--rounds", "1",
         "--round-jobs", "20", "--skip-postgres",
     )  # fmt: skip
     assert re.search(r"sqlite .*200 queued.*[\d,]+ claim/s; unconstrained [\d,]+ claim/s", output)
+    assert re.search(r"sqlite .*200 queued.*region=eu: [\d,]+ claim/s; ratio to unconst", output)

@@ -106,8 +106,7 @@ async def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | No
         return await unchanged(tx, job_id)
     tx.changes.done.append(job_id)
     if row["limit_key"] is not None or op_limit(row["op"]) in await limit_names(tx):
-        tx.changes.ops.append(row["op"])  # a place under its limits may have freed up
-        tx.changes.counted = False
+        tx.changes.freed(row["op"], row["limit_key"])  # a place under its limits may be free
     return ReportOutcome.ACCEPTED, job_from_row(row)
 
 

@@ -17,7 +17,7 @@ async def release_jobs_of_bots(tx: Tx, bot_ids: Sequence[str], error: str) -> li
     if not bot_ids:
         return []
     rows = await tx.fetch("release_bot_jobs", list(bot_ids), tx.now, error)
-    tx.changes.moved(rows)
+    tx.changes.released(rows)
     return rows
 
 
@@ -29,7 +29,7 @@ async def release_lost_jobs(
     if previous_heartbeat is None:
         return ()
     rows = await tx.fetch("release_lost_jobs", bot_id, list(listed), previous_heartbeat, tx.now)
-    tx.changes.moved(rows)
+    tx.changes.released(rows)
     return tuple(row["id"] for row in rows)
 
 
@@ -40,5 +40,5 @@ async def expire_leases(tx: Tx) -> ExpiryOutcome:
     offline = [row["id"] for row in await tx.fetch("expire_bots", tx.now)]
     released = await release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
     expired = await tx.fetch("expire_jobs", tx.now, LEASE_EXPIRED)
-    tx.changes.moved(expired)
+    tx.changes.released(expired)
     return expiry_from_rows(offline, [*released, *expired])

@@ -21,10 +21,13 @@ from coordinator.store.limits import (
     allowance,
     choose,
     count_by_limit,
+    is_limited,
     key_names,
     limits_of,
     op_limit,
+    operations_to_wake,
     record,
+    soonest_token,
     spent,
     started,
 )
@@ -72,10 +75,37 @@ async def queued_by_limit(tx: Tx) -> dict[str, int]:
 
 async def put_limit(tx: Tx, spec: LimitSpec) -> None:
     await tx.execute("put_limit", spec.name, spec.max_running, spec.per_second, spec.burst, tx.now)
+    tx.changes.limit_changed(spec.name)
 
 
 async def delete_limit(tx: Tx, name: str) -> bool:
-    return await tx.fetchrow("delete_limit", name) is not None
+    if await tx.fetchrow("delete_limit", name) is None:
+        return False
+    tx.changes.limit_changed(name)
+    return True
+
+
+async def wake_for_freed(tx: Tx) -> None:
+    """Before the transaction's notices: the jobs taken out of `running` that were under
+    a limit free their places, and the operations with claimable jobs under a named
+    limit with room again are added to its changes, so that waiting claims in every
+    coordinator look again."""
+    changes = tx.changes
+    if changes.left_running:
+        names = await limit_names(tx)
+        for op, limit_key in changes.left_running:
+            if is_limited(op, limit_key, names):
+                changes.freed(op, limit_key)
+        changes.left_running.clear()
+    if not changes.freed_limits:
+        return
+    ops = [row["op"] for row in await tx.fetch("queued_limited_ops")]
+    if ops:
+        groups = await tx.fetch("claimable_limit_keys", ops)
+        keyed = [(row["op"], row["limit_key"]) for row in groups if row["limit_key"] is not None]
+        changes.ops.extend(operations_to_wake(changes.freed_limits, keyed))
+        changes.counted = False
+    changes.freed_limits.clear()
 
 
 async def list_limits(tx: Tx) -> list[LimitRecord]:
@@ -83,6 +113,19 @@ async def list_limits(tx: Tx) -> list[LimitRecord]:
     running = await _running(tx, states)
     now_s = tx.now.timestamp()
     return [record(state, running[state.name], now_s) for state in states.values()]
+
+
+async def seconds_until_tokens(tx: Tx, wanted: Sequence[str]) -> float | None:
+    """Seconds until a rate limit that alone holds back claimable jobs of these
+    operations has a token again; None when none does."""
+    states = {row["name"]: _state(row) for row in await tx.fetch("all_limits")}
+    if not any(state.per_second is not None for state in states.values()):
+        return None
+    found = await tx.fetch("claimable_limit_keys", list(wanted))
+    if not found:
+        return None
+    groups = [(row["op"], row["limit_key"]) for row in found]
+    return soonest_token(states, await _running(tx, states), groups, tx.now.timestamp())
 
 
 async def limit_names(tx: Tx) -> set[str]:

@@ -19,8 +19,9 @@ from coordinator.store.base import (
     ReportOutcome,
     StoreError,
 )
-from coordinator.store.limits import freed_operations
+from coordinator.store.limits import freed_by_reports
 from coordinator.store.postgres.jobs import claim_jobs
+from coordinator.store.postgres.limits import wake_for_freed
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.reports import ReportBatch
 from coordinator.store.rows import clean_text
@@ -34,14 +35,14 @@ async def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[Re
     locked = await tx.fetch("jobs_for_report", job_ids)
     for row in locked:
         batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
-    limited = {row["id"]: row["op"] for row in locked if row["limited"]}
+    limited = {row["id"]: (row["op"], row["limit_key"]) for row in locked if row["limited"]}
     for row in await tx.fetch("attempts_for_report", [row["id"] for row in locked], bot_id):
         batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
     outcomes = batch.apply_all(reports)
-    freed = freed_operations(limited, batch.changes.values())
-    if freed:  # places under a limit free up: claims waiting for these operations look again
-        tx.changes.ops.extend(freed)
-        tx.changes.counted = False
+    for op, limit_key in freed_by_reports(limited, batch.changes.values()):
+        tx.changes.freed(op, limit_key)
+    if tx.changes.places_to_settle:  # before _write sends this transaction's notices
+        await wake_for_freed(tx)
     await _write(tx, batch)
     return outcomes
 

@@ -14,7 +14,7 @@ async def revoke_bot(tx: Tx, bot_id: str) -> records.RevokeOutcome | None:
     if await tx.fetchval("revoke_bot", bot_id, tx.now) is None:
         return None
     rows = await tx.fetch("requeue_jobs_of_revoked_bot", bot_id, tx.now)
-    tx.changes.moved(rows)
+    tx.changes.released(rows)
     bot = bot_from_row(await tx.fetchrow("get_bot", bot_id))
     return records.RevokeOutcome(bot, tuple(row["id"] for row in rows))
 

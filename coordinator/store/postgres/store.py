@@ -229,6 +229,9 @@ class PostgresStore:
     async def list_limits(self) -> list[LimitRecord]:
         return await self._read(limits.list_limits)
 
+    async def seconds_until_tokens(self, operations: Sequence[str]) -> float | None:
+        return await self._read(lambda tx: limits.seconds_until_tokens(tx, operations))
+
     async def queued_by_limit(self) -> dict[str, int]:
         return await self._read(limits.queued_by_limit)
 
@@ -322,6 +325,8 @@ class PostgresStore:
             result = await work(tx)
             if tx.changes.done:
                 await dependencies.settle_dependants(tx)
+            if tx.changes.places_to_settle:
+                await limits.wake_for_freed(tx)
             if not tx.changes.notified:
                 for payload in tx.notices():
                     # Queued in the transaction: PostgreSQL delivers it at commit, or never.

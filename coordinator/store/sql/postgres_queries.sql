@@ -175,13 +175,13 @@ WITH held AS (
         lease_until = NULL
     FROM held
     WHERE j.id = held.id AND j.bot_id = ANY($1::text[]) AND j.state = 'running'
-    RETURNING j.id, j.op, j.state, j.attempt
+    RETURNING j.id, j.op, j.state, j.attempt, j.limit_key
 ), ended AS (
     UPDATE attempts a SET ended_at = $2, outcome = 'released', error = $3::text
     FROM released r
     WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
 )
-SELECT id, op, state FROM released ORDER BY id;
+SELECT id, op, state, limit_key FROM released ORDER BY id;
 
 -- name: release_lost_jobs
 -- Claim answers that never reached the bot (see Store.heartbeat). $1 bot, $2 job ids
@@ -203,13 +203,13 @@ WITH lost AS (
     FROM lost
     WHERE j.id = lost.id AND j.bot_id = $1 AND j.state = 'running' AND j.started_at < $3
       AND (j.seen_at IS NULL OR j.seen_at < $3)
-    RETURNING j.id, j.op, j.state, j.attempt
+    RETURNING j.id, j.op, j.state, j.attempt, j.limit_key
 ), ended AS (
     UPDATE attempts a SET ended_at = $4, outcome = 'lost'
     FROM released r
     WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
 )
-SELECT id, op, state FROM released ORDER BY id;
+SELECT id, op, state, limit_key FROM released ORDER BY id;
 
 -- name: bot_for_claim
 -- Locked: claims of one bot, in every coordinator, take turns (see claim_jobs).
@@ -318,8 +318,8 @@ SELECT 1 FROM attempts WHERE claim_id = $1 AND bot_id = $2 LIMIT 1;
 
 -- name: jobs_for_report
 -- Locked in id order (no deadlock between two batches). `limited`: a job under a
--- limit, whose end lets waiting claims for its operation in.
-SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
+-- limit, whose end lets waiting claims in (see Changes.freed).
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt, limit_key,
        limit_key IS NOT NULL OR EXISTS (
            SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
 FROM jobs
@@ -518,13 +518,13 @@ WITH due AS (
         lease_until = NULL
     FROM due
     WHERE j.id = due.id AND j.state = 'running' AND j.lease_until < $1
-    RETURNING j.id, j.op, j.state, j.attempt
+    RETURNING j.id, j.op, j.state, j.attempt, j.limit_key
 ), ended AS (
     UPDATE attempts a SET ended_at = $1, outcome = 'expired', error = $2::text
     FROM expired e
     WHERE a.job_id = e.id AND a.attempt = e.attempt AND a.ended_at IS NULL
 )
-SELECT id, op, state FROM expired ORDER BY id;
+SELECT id, op, state, limit_key FROM expired ORDER BY id;
 
 -- name: notify
 SELECT pg_notify($1, $2);
@@ -683,13 +683,13 @@ WITH held AS (
     SET state = 'queued', run_at = $2, lease_until = NULL, attempt_base = j.attempt_base + 1
     FROM held
     WHERE j.id = held.id AND j.bot_id = $1 AND j.state = 'running'
-    RETURNING j.id, j.op, j.state, j.attempt
+    RETURNING j.id, j.op, j.state, j.attempt, j.limit_key
 ), ended AS (
     UPDATE attempts a SET ended_at = $2, outcome = 'revoked'
     FROM requeued r
     WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
 )
-SELECT id, op, state FROM requeued ORDER BY id;
+SELECT id, op, state, limit_key FROM requeued ORDER BY id;
 
 -- name: allow_bot
 -- The token it had when revoked stays dead: the bot registers again for a new one.
@@ -898,6 +898,22 @@ GROUP BY op;
 
 -- name: bot_running_count
 SELECT count(*) FROM jobs WHERE bot_id = $1 AND state = 'running';
+
+-- name: queued_limited_ops
+-- The operations with claimable jobs that name limits: one index probe per operation
+-- (a skip scan), however many jobs stand behind each.
+WITH RECURSIVE ops (op) AS (
+    SELECT min(op) FROM jobs
+    WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+    UNION ALL
+    SELECT (
+        SELECT min(j.op) FROM jobs j
+        WHERE j.state = 'queued' AND j.waiting_on = 0 AND j.limit_key IS NOT NULL
+            AND j.op > ops.op
+    )
+    FROM ops WHERE ops.op IS NOT NULL
+)
+SELECT op FROM ops WHERE op IS NOT NULL;
 
 -- name: claimable_limit_keys
 -- $1 operations. The distinct limit_keys of claimable jobs of these operations, one

@@ -259,7 +259,7 @@ FROM (
     WHERE state = 'running' AND bot_id IN (SELECT value FROM json_each(:bots))
 ) AS held
 WHERE jobs.seq = held.seq
-RETURNING id, op, state
+RETURNING id, op, state, limit_key
 
 -- name: end_expired_attempts
 UPDATE attempts SET ended_at = :now, outcome = 'expired', error = :error
@@ -283,7 +283,7 @@ FROM (
     WHERE state = 'running' AND lease_until < :now
 ) AS due
 WHERE jobs.seq = due.seq
-RETURNING id, op, state
+RETURNING id, op, state, limit_key
 
 -- name: release_lost_jobs
 -- Claim answers that never reached the bot (see Store.heartbeat): its jobs handed out
@@ -297,7 +297,7 @@ UPDATE jobs INDEXED BY jobs_running_bot SET
 WHERE state = 'running' AND bot_id = :bot_id
   AND started_at < :since AND (seen_at IS NULL OR seen_at < :since)
   AND id NOT IN (SELECT value FROM json_each(:ids))
-RETURNING id, op, attempt
+RETURNING id, op, attempt, limit_key
 
 -- ---------------------------------------------------------------- submit and claim
 
@@ -326,9 +326,9 @@ WHERE idempotency_key IS NOT NULL AND idempotency_key IN (SELECT value FROM json
 -- (counted here, so the count and the claim are one snapshot). Each job's lease is
 -- max(ttl, its timeout, or the default timeout without one) from now; the attempt goes up
 -- by one. Jobs without requirements (most) come from jobs_claim; jobs with them from
--- jobs_claim_required, only for a bot with labels (:labels, NULL: none), and only those
--- whose every required key is among the labels with an allowed value. Jobs with limits
--- are not taken here (see claim_limited_candidates).
+-- jobs_claim_required_free, only for a bot with labels (:labels, NULL: none), and only
+-- those whose every required key is among the labels with an allowed value. Jobs with
+-- limits are not taken here (see claim_limited_candidates).
 UPDATE jobs SET
     state = 'running',
     attempt = attempt + 1,
@@ -352,7 +352,7 @@ WHERE seq IN (
         )
         UNION ALL
         SELECT seq FROM (
-            SELECT seq FROM jobs INDEXED BY jobs_claim_required
+            SELECT seq FROM jobs INDEXED BY jobs_claim_required_free
             WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
                 AND requires IS NOT NULL AND limit_key IS NULL
                 AND op = wanted.value AND run_at <= :now
@@ -473,8 +473,8 @@ SELECT
 -- ---------------------------------------------------------------- reports
 
 -- name: jobs_for_report
--- `limited`: a job under a limit, whose end lets waiting claims for its operation in.
-SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
+-- `limited`: a job under a limit, whose end lets waiting claims in (see Changes.freed).
+SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt, limit_key,
        limit_key IS NOT NULL OR EXISTS (
            SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
 FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
@@ -721,7 +721,7 @@ WHERE jobs.state = 'running' AND jobs.bot_id = :bot_id
 UPDATE jobs INDEXED BY jobs_running_bot SET
     state = 'queued', lease_until = NULL, run_at = :now, attempt_base = attempt_base + 1
 WHERE state = 'running' AND bot_id = :bot_id
-RETURNING id, op, state
+RETURNING id, op, state, limit_key
 
 -- name: allow_bot
 -- The token it had when revoked stays dead: the bot registers again for a new one.
@@ -886,6 +886,21 @@ GROUP BY op
 SELECT count(*) AS n FROM jobs INDEXED BY jobs_running_bot
 WHERE state = 'running' AND bot_id = :bot_id
 
+-- name: queued_limited_ops
+-- The operations with claimable jobs that name limits: one index probe per operation
+-- (a skip scan), however many jobs stand behind each.
+WITH RECURSIVE ops (op) AS (
+    SELECT min(op) FROM jobs INDEXED BY jobs_claim_limited
+    WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL
+    UNION ALL
+    SELECT (
+        SELECT min(op) FROM jobs INDEXED BY jobs_claim_limited
+        WHERE state = 'queued' AND waiting_on = 0 AND limit_key IS NOT NULL AND op > ops.op
+    )
+    FROM ops WHERE ops.op IS NOT NULL
+)
+SELECT op FROM ops WHERE op IS NOT NULL
+
 -- name: claimable_limit_keys
 -- The distinct limit_keys of claimable jobs of these operations, one index probe per
 -- key (a skip scan), however many jobs stand behind each; and a row with a NULL key
@@ -922,7 +937,7 @@ SELECT seq, priority FROM (
 )
 UNION ALL
 SELECT seq, priority FROM (
-    SELECT seq, priority FROM jobs INDEXED BY jobs_claim_required
+    SELECT seq, priority FROM jobs INDEXED BY jobs_claim_required_free
     WHERE :labels IS NOT NULL AND state = 'queued' AND waiting_on = 0
         AND requires IS NOT NULL AND limit_key IS NULL
         AND op = :op AND run_at <= :now

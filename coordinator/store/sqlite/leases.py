@@ -23,7 +23,7 @@ def release_jobs_of_bots(tx: Tx, bot_ids: Sequence[str], error: str) -> list[Row
     tx.run("end_attempts_of_bots", params)
     rows = tx.all("release_bot_jobs", {"now": tx.now, "bots": bots, "error": error})
     rows.sort(key=lambda row: str(row["id"]))
-    tx.changes.moved(rows)
+    tx.changes.released(rows)
     return rows
 
 
@@ -52,6 +52,7 @@ def release_lost_jobs(
         ),
     )
     tx.changes.ops.extend(row["op"] for row in requeued)
+    tx.changes.left_running.extend((row["op"], row["limit_key"]) for row in requeued)
     return tuple(row["id"] for row in requeued)
 
 
@@ -63,5 +64,5 @@ def expire_leases(tx: Tx) -> ExpiryOutcome:
     released = release_jobs_of_bots(tx, offline, BOT_LEASE_EXPIRED)
     tx.run("end_expired_attempts", {"now": tx.now, "error": LEASE_EXPIRED})
     expired = tx.all("expire_jobs", {"now": tx.now, "error": LEASE_EXPIRED})
-    tx.changes.moved(expired)
+    tx.changes.released(expired)
     return expiry_from_rows(offline, [*released, *expired])

@@ -18,8 +18,11 @@ from coordinator.store.limits import (
     allowance,
     choose,
     count_by_limit,
+    is_limited,
     limits_of,
+    operations_to_wake,
     record,
+    soonest_token,
     spent,
     started,
 )
@@ -81,10 +84,36 @@ def put_limit(tx: Tx, spec: LimitSpec) -> None:
         "burst": spec.burst, "now": tx.now,
     }  # fmt: skip
     tx.run("put_limit", params)
+    tx.changes.limit_changed(spec.name)
 
 
 def delete_limit(tx: Tx, name: str) -> bool:
-    return tx.one("delete_limit", {"name": name}) is not None
+    if tx.one("delete_limit", {"name": name}) is None:
+        return False
+    tx.changes.limit_changed(name)
+    return True
+
+
+def wake_for_freed(tx: Tx) -> None:
+    """Before commit: the jobs taken out of `running` that were under a limit free their
+    places, and the operations with claimable jobs under a named limit with room again
+    are added to the transaction's changes, so that their waiting claims look again."""
+    changes = tx.changes
+    if changes.left_running:
+        names = limit_names(tx)
+        for op, limit_key in changes.left_running:
+            if is_limited(op, limit_key, names):
+                changes.freed(op, limit_key)
+        changes.left_running.clear()
+    if not changes.freed_limits:
+        return
+    ops = [row["op"] for row in tx.all("queued_limited_ops")]
+    if ops:
+        groups = tx.all("claimable_limit_keys", {"ops": dump_json(ops)})
+        keyed = [(row["op"], row["limit_key"]) for row in groups if row["limit_key"] is not None]
+        changes.ops.extend(operations_to_wake(changes.freed_limits, keyed))
+        changes.counted = False
+    changes.freed_limits.clear()
 
 
 def list_limits(tx: Tx) -> list[LimitRecord]:
@@ -92,6 +121,19 @@ def list_limits(tx: Tx) -> list[LimitRecord]:
     running = _running(tx, states)
     now_s = tx.now / _US
     return [record(state, running[state.name], now_s) for state in states.values()]
+
+
+def seconds_until_tokens(tx: Tx, wanted: Sequence[str]) -> float | None:
+    """Seconds until a rate limit that alone holds back claimable jobs of these
+    operations has a token again; None when none does."""
+    states = _states(tx)
+    if not any(state.per_second is not None for state in states.values()):
+        return None
+    found = tx.all("claimable_limit_keys", {"ops": dump_json(list(wanted))})
+    if not found:
+        return None
+    groups = [(row["op"], row["limit_key"]) for row in found]
+    return soonest_token(states, _running(tx, states), groups, tx.now / _US)
 
 
 def limit_names(tx: Tx) -> set[str]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from coordinator.store.base import ProgressInput, ReportInput, ReportOutcome, StoreError
-from coordinator.store.limits import freed_operations
+from coordinator.store.limits import freed_by_reports
 from coordinator.store.reports import ReportBatch
 from coordinator.store.rules import JobSnapshot, refusal
 from coordinator.store.sqlite.rows import dump_json, from_us, id_list, maybe_to_us
@@ -28,11 +28,11 @@ _STATEMENTS = {
 def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
     ids = id_list(dict.fromkeys(item.job_id for item in reports))
     batch = ReportBatch(bot_id, from_us(tx.now), tx.retry_delay)
-    limited: dict[str, str] = {}
+    limited: dict[str, tuple[str, str | None]] = {}
     for row in tx.all("jobs_for_report", {"ids": ids}):
         batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
         if row["limited"]:
-            limited[row["id"]] = row["op"]
+            limited[row["id"]] = (row["op"], row["limit_key"])
     for row in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
         batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
     outcomes = batch.apply_all(reports)
@@ -41,11 +41,11 @@ def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOu
     return outcomes
 
 
-def _wake_for_limits(tx: Tx, limited: dict[str, str], batch: ReportBatch) -> None:
-    freed = freed_operations(limited, batch.changes.values())
-    if freed:
-        tx.changes.ops.extend(freed)
-        tx.changes.counted = False
+def _wake_for_limits(
+    tx: Tx, limited: dict[str, tuple[str, str | None]], batch: ReportBatch
+) -> None:
+    for op, limit_key in freed_by_reports(limited, batch.changes.values()):
+        tx.changes.freed(op, limit_key)
 
 
 def _write(tx: Tx, batch: ReportBatch) -> None:

@@ -15,7 +15,7 @@ def revoke_bot(tx: Tx, bot_id: str) -> records.RevokeOutcome | None:
     tx.run("end_attempts_of_revoked_bot", params)
     rows = tx.all("requeue_jobs_of_revoked_bot", params)
     rows.sort(key=lambda row: str(row["id"]))
-    tx.changes.moved(rows)
+    tx.changes.released(rows)
     return records.RevokeOutcome(require_bot(tx, bot_id), tuple(row["id"] for row in rows))
 
 

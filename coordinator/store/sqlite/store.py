@@ -119,6 +119,7 @@ class SQLiteStore:
             committed=self._committed,
             write_paths=self._write_paths,
             on_jobs_ended=dependencies.settle_dependants,
+            on_places_freed=limits.wake_for_freed,
         )
 
     async def close(self) -> None:
@@ -262,6 +263,9 @@ class SQLiteStore:
 
     async def list_limits(self) -> list[LimitRecord]:
         return await self._open().read(limits.list_limits)
+
+    async def seconds_until_tokens(self, operations: Sequence[str]) -> float | None:
+        return await self._open().read(lambda tx: limits.seconds_until_tokens(tx, operations))
 
     async def queued_by_limit(self) -> dict[str, int]:
         return await self._open().read(limits.queued_by_limit)

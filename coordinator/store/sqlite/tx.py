@@ -105,6 +105,8 @@ class Transactions:
     write_paths: WritePaths = field(default_factory=WritePaths)
     # Runs at the end of every write transaction that ended jobs, before its commit.
     on_jobs_ended: Callable[[Tx], None] | None = None
+    # Runs before the commit of every write transaction that freed places under limits.
+    on_places_freed: Callable[[Tx], None] | None = None
 
     async def write(self, verb: Verb[T], inline: bool = True) -> T:
         """Run `verb` in a write transaction, then report what it changed.
@@ -196,6 +198,8 @@ class Transactions:
             result = verb(tx)
             if tx.changes.done and self.on_jobs_ended is not None:
                 self.on_jobs_ended(tx)
+            if tx.changes.places_to_settle and self.on_places_freed is not None:
+                self.on_places_freed(tx)
             conn.execute(self.queries["commit"])
         except BaseException:
             self._rollback(conn)

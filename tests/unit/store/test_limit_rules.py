@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.store.limits import START_WINDOW_S, LimitRecord, StartWindow, room
+from coordinator.store.limits import (
+    START_WINDOW_S,
+    LimitRecord,
+    LimitState,
+    StartWindow,
+    operations_to_wake,
+    room,
+    soonest_token,
+    token_wait,
+)
 
 T0 = 1_000 * START_WINDOW_S  # a window's beginning
 
@@ -41,3 +50,26 @@ def test_held_back_is_what_the_room_leaves_waiting() -> None:
     assert full.held_back(9) == 9
     roomy = LimitRecord("db", 5, None, 1, running=2, tokens=1.0)
     assert roomy.held_back(2) == 0 and roomy.held_back(10) == 7
+
+
+def test_a_freed_named_limit_wakes_every_operation_with_jobs_under_it() -> None:
+    groups = [("sum", "db"), ("resize", "api,db"), ("email", "api"), ("sum", "api")]
+    assert operations_to_wake({"db"}, groups) == ["resize", "sum"]
+    assert operations_to_wake({"api"}, groups) == ["email", "resize", "sum"]
+    assert operations_to_wake({"other"}, groups) == []
+
+
+def test_a_spent_rate_alone_says_when_its_next_token_comes() -> None:
+    states = {
+        "api": LimitState("api", None, 2.0, 1, tokens=0.0, refilled_at_s=T0),
+        "db": LimitState("db", 1, None, 1, tokens=1.0, refilled_at_s=T0),
+        "slow": LimitState("slow", None, 0.5, 1, tokens=0.5, refilled_at_s=T0),
+    }
+    running = {"api": 0, "db": 1, "slow": 0}
+    assert token_wait(states, running, ("api",), T0) == pytest.approx(0.5)
+    assert token_wait(states, running, ("api",), T0 + 1) is None  # refilled
+    assert token_wait(states, running, ("api", "db"), T0) is None  # full: a freed place wakes
+    assert token_wait(states, running, ("api", "slow"), T0) == pytest.approx(1.0)
+    groups = [("sum", "api,slow"), ("sum", "api"), ("sum", "db")]
+    assert soonest_token(states, running, groups, T0) == pytest.approx(0.5)
+    assert soonest_token(states, running, [("sum", "db")], T0) is None

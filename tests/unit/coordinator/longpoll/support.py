@@ -77,6 +77,9 @@ class QueueOnly:
     async def get_job(self, job_id: str) -> JobRecord | None:
         return self.jobs.get(job_id)
 
+    async def seconds_until_tokens(self, operations: Sequence[str]) -> float | None:
+        return None  # no limits here: a due job is always claimable
+
 
 def poller_on(store: QueueOnly, waiters: Waiters, recheck_s: float = GENEROUS_S) -> LongPoller:
     return LongPoller(store, store.clock, waiters, recheck_s)  # type: ignore[arg-type]
