@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from bot.errors import CoordinatorError, NetworkError, OverloadedError, ServerError
 from bot.machine import EXIT_OK
+from bot.settings import Settings
 from bot.testing import FakeCoordinator
 from bot.work.claims import MAX_AT_ONCE
 from botfleet.clock import FakeClock
@@ -168,3 +170,27 @@ async def test_a_shed_claim_that_names_a_time_waits_for_it(make_scheduler: MakeS
     await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 2, "claims")
 
     assert fake.slept_at_claim[:2] == [0, 1] and clock.slept[0] >= 2.0
+
+
+async def test_a_repeated_claim_id_does_not_wait_and_the_next_claim_does(
+    make_scheduler: MakeScheduler, tmp_path: Path
+) -> None:
+    """A repeat gets back what its claim_id handed out, or nothing: it never claims anew,
+    so a long-poll would hold it for the whole wait (once the heartbeat gave its jobs
+    up, every re-check comes back empty). It goes with wait_ms 0; the claim after its
+    answer is a new one, at once and long-polling again."""
+    clock = FakeClock()
+    features = [m.FEATURE_CLAIM_ID, m.FEATURE_LONG_POLL]
+    fake = SleepsAtClaim(clock, features)
+    fake.fail_next("claim", NetworkError("reset"))
+    settings = Settings(state_dir=tmp_path, long_poll_ms=20_000, claim_hedge_ms=0)
+    scheduler = make_scheduler(
+        fake, clock=clock, hooks=RecordingHooks(), features=features, settings=settings
+    )
+
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= 3, "claims")
+
+    first, repeat, new = fake.requests("claim")[:3]
+    assert (first.wait_ms, repeat.wait_ms, new.wait_ms) == (20_000, 0, 20_000)
+    assert first.claim_id == repeat.claim_id != new.claim_id
+    assert fake.slept_at_claim[:3] == [0, 0, 0]

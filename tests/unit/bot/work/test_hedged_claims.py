@@ -219,7 +219,8 @@ async def test_a_late_copy_after_the_jobs_ended_gets_nothing_new(
     """The first copy came after the hedge's jobs had ended: its claim_id handed out
     jobs already, so the coordinator hands it none (a job given to an answer nobody
     waits for would hold a slot until the lost-claim rule freed it); the new job waits
-    for the next claim. A late answer that was lost is asked again, with the same end."""
+    for the next claim. Since it can bring nothing new, a late copy whose answer was
+    lost is not asked again."""
     fake, clock = DelaysTheFirstClaim(lose_its_answer), HeldClock()
     first_jobs = [fake.add_job("slow")]
     started: list[str] = []
@@ -244,15 +245,49 @@ async def test_a_late_copy_after_the_jobs_ended_gets_nothing_new(
 
     fake.arrive.set()
 
+    await eventually(lambda: fake.answered == 2, "the late copy answered")
+    await asyncio.sleep(0)
+    assert started == first_jobs
+    assert fake.jobs[later].state == "queued"
+    assert scheduler.claims.late.repeated == 0 and len(clock.slept) == timers
+    assert len({request.claim_id for request in fake.sent}) == 1
+
+
+@pytest.mark.parametrize("lose_its_answer", [False, True])
+async def test_a_late_copy_of_a_claim_answered_with_no_jobs_has_its_jobs_started(
+    make_scheduler: MakeScheduler, tmp_path: Path, lose_its_answer: bool
+) -> None:
+    """The hedge came back empty; a job submitted meanwhile is handed to the first copy
+    when it reaches the coordinator at last. The bot starts it; when that copy's answer
+    is lost, it asks again under the same claim_id and gets the job back."""
+    fake, clock = DelaysTheFirstClaim(lose_its_answer), HeldClock()
+    started: list[str] = []
+    release = asyncio.Event()
+    scheduler = make_scheduler(
+        fake,
+        clock=clock,
+        settings=_settings(tmp_path),
+        features=[m.FEATURE_CLAIM_ID],
+        hooks=RecordingHooks(),
+        registry=_registry(started, release),
+    )
+    claim = asyncio.ensure_future(scheduler.claim(1))
+    await eventually(lambda: clock.slept == [0.3], "the hedge's timer running")
+    clock.timer.set()
+    assert await claim == []
+    later = fake.add_job("slow")
+    timers = len(clock.slept)
+
+    fake.arrive.set()
+
     if lose_its_answer:  # asked again after a short backoff
         await _until_timers(clock, timers + 1)
         assert clock.slept[-1] <= 2.0
         clock.timer.set()
-    await eventually(lambda: fake.answered == 2 + lose_its_answer, "the late copy answered")
-    assert started == first_jobs
-    assert fake.jobs[later].state == "queued"
+    await eventually(lambda: started == [later], "the late copy's job started")
     assert scheduler.claims.late.repeated == (1 if lose_its_answer else 0)
     assert len({request.claim_id for request in fake.sent}) == 1
+    release.set()
 
 
 @pytest.mark.parametrize(
