@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import NetworkError, ServerError
+from bot.errors import NetworkError, OverloadedError, ServerError
 from bot.jobs import Registry, load_plugins
 from bot.settings import Settings
 from bot.state import Job
 from bot.testing import FakeCoordinator
-from bot.work.hedge import HEDGE_FLOOR_S, MAX_COPIES, RoundTrips, hedged_call
+from bot.work.hedge import HEDGE_FLOOR_S, MAX_OUT, MAX_SENT, RoundTrips, hedged_call
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
@@ -330,6 +330,9 @@ def test_the_hedge_follows_the_round_trips_between_a_floor_and_the_ceiling() -> 
 
 
 async def test_a_copy_that_fails_while_the_other_is_late_is_replaced_when_allowed() -> None:
+    """A copy that failed fast is no longer on its way: it is replaced at once, again and
+    again while the first copy is late (a lossy link must not use the copies up while a
+    delayed one holds the caller), up to MAX_SENT copies in all."""
     calls, clock = Calls(), HeldClock()
     hedged = asyncio.ensure_future(
         hedged_call(calls.send, clock, 0.3, retry=lambda error: isinstance(error, NetworkError))
@@ -337,25 +340,42 @@ async def test_a_copy_that_fails_while_the_other_is_late_is_replaced_when_allowe
     await _until_sent(calls, 1)
     clock.timer.set()
     await _until_sent(calls, 2)
-    calls.answers[1].set_exception(NetworkError("the hedge was lost"))
-    await _until_sent(calls, 3)  # replaced at once: the first copy is still late
-    calls.answers[2].set_exception(NetworkError("lost again"))
+    for sent in range(2, MAX_SENT):
+        calls.answers[sent - 1].set_exception(NetworkError(f"copy {sent} was lost"))
+        await _until_sent(calls, sent + 1)  # replaced at once: the first copy is still late
+    calls.answers[MAX_SENT - 1].set_exception(NetworkError("lost again"))
     await asyncio.sleep(0)
-    assert len(calls.answers) == MAX_COPIES  # no more: now it waits for the late one
+    assert len(calls.answers) == MAX_SENT  # no more: now it waits for the late one
     calls.answers[0].set_result("first, at last")
     assert (await hedged).answer == "first, at last"
+
+
+async def test_a_failed_copy_is_not_replaced_when_the_retry_is_refused() -> None:
+    calls, clock = Calls(), HeldClock()
+    hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3, retry=lambda error: False))
+    await _until_sent(calls, 1)
+    clock.timer.set()
+    await _until_sent(calls, 2)
+    calls.answers[1].set_exception(OverloadedError(503, "shedding load"))
+    for _ in range(5):  # a few loop turns: time for a replacement, were it allowed
+        await asyncio.sleep(0)
+    assert len(calls.answers) == 2  # only the next hedge, after its delay
+    clock.timer.set()
+    await _until_sent(calls, 3)
+    calls.answers[0].set_result("first")
+    assert (await hedged).answer == "first"
 
 
 async def test_while_every_copy_is_late_another_goes_out_each_delay_up_to_the_most() -> None:
     calls, clock = Calls(), HeldClock()
     hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3))
-    for sent in range(2, MAX_COPIES + 1):
+    for sent in range(2, MAX_OUT + 1):
         await _until_sent(calls, sent - 1)
         await _until_timers(clock, sent - 1)
         clock.timer.set()
         await _until_sent(calls, sent)
     await asyncio.sleep(0)
-    assert len(calls.answers) == MAX_COPIES
+    assert len(calls.answers) == MAX_OUT
     calls.answers[1].set_result("second")
     result = await hedged
-    assert result.answer == "second" and len(result.late) == MAX_COPIES - 1
+    assert result.answer == "second" and len(result.late) == MAX_OUT - 1
