@@ -77,8 +77,11 @@ class LateClaims:
 
     def ignore(self, late: list[asyncio.Future[m.ClaimResponse]]) -> None:
         """Copies whose answers can bring nothing new (their claim brought jobs): only
-        their outcome is read when they end, so that no error goes unretrieved."""
+        their outcome is read when they end, so that no error goes unretrieved; a stop
+        cancels them like the others."""
         for call in late:
+            self._out.add(call)
+            call.add_done_callback(self._out.discard)
             call.add_done_callback(_read_outcome)
 
     def cancel(self) -> None:
