@@ -96,6 +96,7 @@ async def hedged_call(
             for call in calls:  # in the order sent: the first copy wins a tie
                 if call.done() and not call.cancelled() and call.exception() is None:
                     late = [other for other in calls if not other.done()]
+                    _read_errors(calls)
                     return Hedged(call.result(), hedged=len(calls) > 1, late=late)
             out = sum(not call.done() for call in calls)
             for call in list(calls):
@@ -121,3 +122,11 @@ async def hedged_call(
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def _read_errors(calls: list[asyncio.Future[T]]) -> None:
+    """Mark the errors of copies that failed alongside the winner as seen (their failure
+    changes nothing), so that none is logged as never retrieved."""
+    for call in calls:
+        if call.done() and not call.cancelled():
+            call.exception()

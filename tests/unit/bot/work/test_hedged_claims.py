@@ -5,6 +5,7 @@ never a job twice."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -379,3 +380,27 @@ async def test_while_every_copy_is_late_another_goes_out_each_delay_up_to_the_mo
     calls.answers[1].set_result("second")
     result = await hedged
     assert result.answer == "second" and len(result.late) == MAX_OUT - 1
+
+
+async def test_a_copy_that_failed_as_another_answered_has_its_error_read() -> None:
+    """No "exception was never retrieved" for a copy that failed in the same turn as the
+    one that won."""
+    seen: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        calls, clock = Calls(), HeldClock()
+        hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3))
+        await _until_sent(calls, 1)
+        clock.timer.set()
+        await _until_sent(calls, 2)
+        calls.answers[1].set_exception(NetworkError("reset"))
+        calls.answers[0].set_result("first")
+        assert (await hedged).answer == "first"
+        del hedged, calls
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert seen == []
