@@ -133,6 +133,11 @@ class Claims:
         while not stop.is_set():
             limit = self.limit() if self._hooks.may_claim() else 0
             if not limit:
+                if not self._hooks.may_claim():
+                    # Claims stopped (the circuit opened, a quarantine): the failures that
+                    # came before were the outage's, so the next claim starts a new streak.
+                    self._at_once = 0
+                    self._error_backoff.reset()
                 await self._wait_for_room(stop)
                 continue
             long_poll = self._session.has(m.FEATURE_LONG_POLL)

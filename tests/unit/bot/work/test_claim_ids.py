@@ -18,7 +18,7 @@ from bot.testing import FakeCoordinator
 from bot.work.claims import MAX_AT_ONCE
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
-from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, StartBot, run_until
+from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, StartBot, eventually, run_until
 
 
 def _ids(fake: FakeCoordinator) -> list[object]:
@@ -197,3 +197,43 @@ async def test_a_repeated_claim_id_does_not_wait_and_the_next_claim_does(
     assert (first.wait_ms, repeat.wait_ms, new.wait_ms) == (20_000, 0, 20_000)
     assert first.claim_id == repeat.claim_id != new.claim_id
     assert fake.slept_at_claim[:3] == [0, 0, 0]
+
+
+class OutageAfterAStreak(SleepsAtClaim):
+    """Fails `MAX_AT_ONCE + 2` claims in a row; with the last of the streak the bot stops
+    claiming (its circuit opened), until the test lets it again."""
+
+    def __init__(self, clock: FakeClock, hooks: RecordingHooks) -> None:
+        super().__init__(clock, [m.FEATURE_CLAIM_ID])
+        self.hooks = hooks
+        self.fail_next("claim", *[NetworkError("reset")] * (MAX_AT_ONCE + 2))
+
+    async def claim(self, request: m.ClaimRequest) -> m.ClaimResponse:
+        if len(self.slept_at_claim) == MAX_AT_ONCE:
+            self.hooks.allowed = False
+        return await super().claim(request)
+
+
+async def test_after_claims_were_stopped_a_failure_is_asked_again_at_once(
+    make_scheduler: MakeScheduler,
+) -> None:
+    """A streak of failures that ended with the circuit opening is the outage's: when
+    claims may go again, the first failure is asked again at once, not after the
+    streak's backoff."""
+    clock, hooks = FakeClock(), RecordingHooks()
+    fake = OutageAfterAStreak(clock, hooks)
+    scheduler = make_scheduler(fake, clock=clock, hooks=hooks, features=[m.FEATURE_CLAIM_ID])
+
+    async def reopen() -> None:
+        await eventually(lambda: scheduler.claims.waiting_for_room, "claims stopped")
+        hooks.allowed = True
+        scheduler.wake.set()
+
+    reopening = asyncio.ensure_future(reopen())
+    claims = MAX_AT_ONCE + 3
+    await run_until(scheduler.claim_loop, lambda: fake.count("claim") >= claims, "claims")
+    await reopening
+
+    streak, after = fake.slept_at_claim[: MAX_AT_ONCE + 1], fake.slept_at_claim[MAX_AT_ONCE + 1 :]
+    assert streak == [0] * (MAX_AT_ONCE + 1)
+    assert after[:2] == [after[0]] * 2  # the failure after the reopening: asked at once
