@@ -318,8 +318,8 @@ def test_the_hedge_follows_the_round_trips_between_a_floor_and_the_ceiling() -> 
     trips = RoundTrips()
     assert trips.hedge_after_s(0.3) == 0.3  # nothing known yet
     for _ in range(20):
-        trips.add(0.01)
-    assert trips.hedge_after_s(0.3) == HEDGE_FLOOR_S  # 2 x 10 ms is below the floor
+        trips.add(HEDGE_FLOOR_S / 4)
+    assert trips.hedge_after_s(0.3) == HEDGE_FLOOR_S  # twice a quarter is below the floor
     for _ in range(20):
         trips.add(0.04)
     assert trips.hedge_after_s(0.3) == pytest.approx(0.08)
