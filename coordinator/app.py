@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -31,6 +32,8 @@ from coordinator.store.base import Store
 from coordinator.throttle import FailedAuthThrottle
 
 SCHEDULE_FIRER = web.AppKey("botfleet_schedule_firer", ScheduleFirer)
+
+log = logging.getLogger(__name__)
 
 
 def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Application:
@@ -100,6 +103,8 @@ def create_app(config: ServerConfig, store: Store, clock: Clock) -> web.Applicat
 async def _store_lifetime(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CONTEXT]
     await ctx.store.open()
+    for warning in await ctx.store.housekeeping_warnings(ctx.config.retention):
+        log.warning("%s", warning)
     ctx.waiters.bind(asyncio.get_running_loop())
     ctx.store.set_listener(ctx.waiters)
     try:

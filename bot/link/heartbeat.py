@@ -6,8 +6,9 @@ outbox still keep reports, is the identity still its own). A failed heartbeat is
 retried sooner than the interval (with backoff) and never stops the loop; 404
 (the coordinator forgot the bot) and 401 (the token expired) lead to registering
 again; 409 `instance_replaced` means another process took this bot's identity.
-While the circuit is open, the heartbeat is the probe that finds the coordinator
-again: it retries on a short leash (jittered, from MIN_BACKOFF_MS up to
+While the circuit is open, and until a heartbeat gets through after it (a 503 closes
+the circuit but brings no heartbeat answer), the heartbeat is the probe that finds the
+coordinator again: it retries on a short leash (jittered, from MIN_BACKOFF_MS up to
 `probe_max_backoff_ms`), so the bot is back within a couple of seconds of the
 coordinator, whatever the heartbeat interval.
 """
@@ -27,6 +28,7 @@ from bot.link.circuit import CircuitBreaker
 from bot.link.http import Api
 from bot.link.session import Session
 from bot.settings import Settings
+from bot.state import BotState
 from bot.system.host import ProcessLoad
 from bot.waiting import sleep_or
 from bot.work.running_jobs import RunningJobs
@@ -135,8 +137,14 @@ class Heartbeat:
         await self._handler.on_heartbeat(answer)
         return True
 
+    def _probing(self) -> bool:
+        """The heartbeat is the probe: the circuit is open, or it closed on an answer that
+        was no heartbeat (a 503) and the bot still waits for one to come back (SYNC)."""
+        circuit_open = self._breaker is not None and self._breaker.is_open
+        return circuit_open or self._lifecycle.state is BotState.DEGRADED_NET
+
     async def _wait_retry(self, stop: asyncio.Event, exc: CoordinatorError) -> bool:
-        if self._breaker is not None and self._breaker.is_open:
+        if self._probing():
             # The probe: the bot does no work until it gets through, so it looks often
             # (the jitter keeps a fleet cut off together from coming back in step).
             delay = self._probe_backoff.after(exc, cap_s=self._probe_backoff.max_ms / 1000.0)

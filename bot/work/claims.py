@@ -7,7 +7,8 @@ busy bot reports and claims in one call. With `claim_id`, a claim whose answer w
 read is retried under the same id, so the coordinator hands back what it gave out: at
 once while the retry budget lasts (a lossy network), else after a backoff (an outage,
 load shedding). A claim expected to answer at once that is late is hedged: sent again
-under the same id, the first answer wins and a late one's new jobs are started too.
+under the same id, the first answer wins; when it brought no jobs, a late one's jobs
+are started too.
 """
 
 from __future__ import annotations
@@ -132,13 +133,18 @@ class Claims:
         while not stop.is_set():
             limit = self.limit() if self._hooks.may_claim() else 0
             if not limit:
+                if not self._hooks.may_claim():
+                    # Claims stopped (the circuit opened, a quarantine): the failures that
+                    # came before were the outage's, so the next claim starts a new streak.
+                    self._at_once = 0
+                    self._error_backoff.reset()
                 await self._wait_for_room(stop)
                 continue
             long_poll = self._session.has(m.FEATURE_LONG_POLL)
             wait_ms = min(MAX_LONG_POLL_MS, self._settings.long_poll_ms) if long_poll else 0
             started = self._clock.monotonic()
             try:
-                tasks, carried = await self._claim(limit, wait_ms, self._reporting.queue)
+                tasks, prompt = await self._claim(limit, wait_ms, self._reporting.queue)
             except CoordinatorError as exc:
                 await self._failed(exc, stop)
                 continue
@@ -151,7 +157,7 @@ class Claims:
                     await asyncio.sleep(0)
                 continue
             held = self._clock.monotonic() - started >= wait_ms / 2000.0
-            if long_poll and (held or carried):
+            if long_poll and (held or prompt):
                 await asyncio.sleep(0)  # the coordinator waited for work: ask again at once
                 continue
             self.wake.clear()
@@ -211,7 +217,8 @@ class Claims:
     async def _claim(
         self, limit: int, wait_ms: int, sink: ReportSink | None
     ) -> tuple[list[JobTask], bool]:
-        """The started jobs' tasks, and whether the claim carried reports."""
+        """The started jobs' tasks, and whether the claim was sent not to wait although
+        `wait_ms` asked it to (it carried reports, or repeated a claim_id)."""
         session, reporting = self._session, self._reporting
         if session.bot_id is None:
             raise RuntimeError("claim() before registration")
@@ -220,14 +227,20 @@ class Claims:
         )
         riders = reporting.take_riders(self._room(request)) if self.carries() else []
         reporting.claim_left.set()
-        # Reports on board: answer at once, so they are not held by a long-poll.
-        request.wait_ms = 0 if riders else wait_ms
-        if riders:
-            request.instance_id, request.reports = session.instance_id, riders
+        repeat = False
         if session.has(m.FEATURE_CLAIM_ID):
+            repeat = self.claim_id is not None
             if self.claim_id is None:
                 self.claim_id = uuid.uuid4().hex
             request.claim_id = self.claim_id
+        # Reports on board: answer at once, so they are not held by a long-poll. A repeated
+        # claim_id too: when it handed jobs out it gets back those still running and claims
+        # nothing new, so a long-poll would hold it (and the bot) for the whole wait once
+        # the heartbeat gave them up; asked again at once, the next claim is a new one.
+        prompt = bool(riders) or repeat
+        request.wait_ms = 0 if prompt else wait_ms
+        if riders:
+            request.instance_id, request.reports = session.instance_id, riders
         hedge_s = self._hedge_after_s(request)
         sent = self._clock.monotonic()
         call = asyncio.ensure_future(
@@ -243,7 +256,7 @@ class Claims:
                     raise
                 log.info("claim with %d report(s) too large; they go on their own", len(riders))
                 reporting.ride_back(riders, alone=True)
-                return [], True
+                return [], True  # the reports go alone; the claim is asked again at once
             except asyncio.CancelledError:
                 reporting.ride_back(riders)
                 current = asyncio.current_task()
@@ -261,8 +274,12 @@ class Claims:
                 self.hedged += 1
             elif hedge_s is not None:  # expected at once, and it came: a round trip to learn
                 self.round_trips.add(self._clock.monotonic() - sent)
-            if hedged.late:
-                self.late.follow(hedged.late, request, {job.id for job in answer.jobs}, sink)
+            if hedged.late and not answer.jobs:
+                # Only then can a late copy bring jobs: once a claim_id handed any out, the
+                # coordinator hands out nothing new for it (its copies get the same jobs).
+                self.late.follow(hedged.late, request, sink)
+            elif hedged.late:
+                self.late.ignore(hedged.late)
             if riders:
                 results = answer.results if answer.results is not msgspec.UNSET else []
                 reporting.rode(riders, results)
@@ -278,7 +295,7 @@ class Claims:
                     claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
                 )
                 tasks.append(start(job, sink))
-            return tasks, bool(riders)
+            return tasks, prompt
         finally:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
             self.call = None

@@ -1,11 +1,12 @@
-"""The copies of a hedged claim still out after another copy answered.
+"""The copies of a hedged claim still out after another copy answered with no jobs.
 
 The coordinator may act on such a copy (a delayed request still reaches it): when the
-jobs the winning answer brought have ended by then, it claims anew under the same
-`claim_id`. Jobs handed out that the bot never starts would hold its slots at the
-coordinator until its heartbeats give them back (two heartbeat intervals). So:
+winning answer brought no jobs, a copy arriving later may claim some under the same
+`claim_id` (once it handed jobs out, it hands out nothing new for that id, so copies of
+a claim that brought jobs are not followed). Jobs handed out that the bot never starts
+would hold its slots at the coordinator until its heartbeats give them back. So:
 
-- a late copy that answers has its new jobs started (none the bot already took);
+- a late copy that answers has its jobs started (none the bot already runs);
 - a late copy that fails on the way (it may have acted, its answer lost) is asked
   again under the same `claim_id`, after a short jittered backoff and only while the
   coordinator is reachable (the circuit closed), a few times at most: the coordinator
@@ -64,15 +65,24 @@ class LateClaims:
         self,
         late: list[asyncio.Future[m.ClaimResponse]],
         request: m.ClaimRequest,
-        answered: set[str],
         sink: ReportSink | None,
     ) -> None:
-        """Look at each of `late` when it ends; `answered`: the job ids already taken."""
+        """Look at each of `late` when it ends (copies of `request`, answered with no jobs)."""
         repeat = msgspec.structs.replace(
             request, wait_ms=0, reports=msgspec.UNSET, instance_id=msgspec.UNSET
         )
+        answered: set[str] = set()  # the jobs one of the copies brought
         for call in late:
             self._watch(call, repeat, answered, sink)
+
+    def ignore(self, late: list[asyncio.Future[m.ClaimResponse]]) -> None:
+        """Copies whose answers can bring nothing new (their claim brought jobs): only
+        their outcome is read when they end, so that no error goes unretrieved; a stop
+        cancels them like the others."""
+        for call in late:
+            self._out.add(call)
+            call.add_done_callback(self._out.discard)
+            call.add_done_callback(_read_outcome)
 
     def cancel(self) -> None:
         """The bot stops taking work: nobody would start what they bring."""
@@ -138,6 +148,14 @@ class LateClaims:
         for claimed in fresh:
             log.info("job %s came with a hedged claim's later answer", claimed.id)
             answered.add(claimed.id)
-            start(Job.from_claimed(claimed, on_progress=running.note_progress), sink)
+            job = Job.from_claimed(
+                claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
+            )
+            start(job, sink)
         if fresh:
             self._on_change()
+
+
+def _read_outcome(call: asyncio.Future[m.ClaimResponse]) -> None:
+    if not call.cancelled() and call.exception() is not None:
+        log.debug("a hedged claim's late copy failed: %s", call.exception())

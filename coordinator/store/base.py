@@ -130,6 +130,11 @@ class Store(Protocol):
         """Raise StoreError when the database cannot answer."""
         ...
 
+    async def housekeeping_warnings(self, policy: Retention) -> list[str]:
+        """What keeps `policy` from freeing space on this database, for the operator
+        to hear at start-up (none when nothing does)."""
+        ...
+
     def set_listener(self, listener: StoreListener) -> None: ...
 
     # ---- bots

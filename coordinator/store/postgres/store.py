@@ -127,6 +127,13 @@ class PostgresStore:
     async def ping(self) -> None:
         await self._read(lambda tx: tx.fetchval("ping"))
 
+    async def housekeeping_warnings(self, policy: Retention) -> list[str]:
+        return await retention.vacuum_warnings(self.server_setting, policy)
+
+    async def server_setting(self, name: str) -> str:
+        value = await self._read(lambda tx: tx.fetchval("server_setting", name))
+        return str(value)
+
     def set_listener(self, listener: StoreListener) -> None:
         """Hear about changes from every coordinator; listening starts (again) if open."""
         self._listener = listener

@@ -31,6 +31,10 @@ INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3);
 -- name: ping
 SELECT 1;
 
+-- name: server_setting
+-- A server setting by name (autovacuum, track_counts), as SHOW gives it.
+SELECT current_setting($1);
+
 -- ------------------------------------------------------------------ bots
 
 -- name: get_bot

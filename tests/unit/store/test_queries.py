@@ -101,6 +101,7 @@ POSTGRES_ONLY = {
     "dependency_states_locked": "a submit locks its dependencies (SQLite's writer holds the lock)",
     "lock_limits": "a claim locks the limits it uses (SQLite's writer holds the lock)",
     "limits_with_running": "a claim behind full limits saves round trips (SQLite has none)",
+    "server_setting": "whether autovacuum reclaims what retention deletes (SQLite reuses pages)",
 }
 
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from bot.errors import OverloadedError
 from bot.machine import EXIT_OK
 from bot.state import BotState
 from bot.testing import FakeCoordinator
@@ -57,4 +58,28 @@ async def test_probes_retry_at_most_the_probe_cap_apart(
     assert len(waits) >= 7
     assert max(waits) <= 2.0 and min(waits) >= 0.5  # from MIN_BACKOFF_MS, jittered
     await running.bot.lifecycle.wait_for({S.IDLE, S.CLAIM, S.PROCESS, S.REPORT})
+    assert await running.stop() == EXIT_OK
+
+
+async def test_a_probe_shed_with_503_keeps_probing_on_the_short_leash(
+    start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 503 closes the circuit (the coordinator answered) but is no heartbeat: the bot
+    is still DEGRADED_NET, so the next heartbeat goes on the probe's short leash, not
+    after the backoff of a heartbeat the lease can wait for."""
+    fake = FakeCoordinator()
+    running = start_bot(fake, probe_max_backoff_ms=2_000, **LONG)
+    await running.bot.lifecycle.wait_for({S.IDLE, S.CLAIM})
+    fake.unreachable = True
+    await running.bot.lifecycle.wait_for({S.DEGRADED_NET})
+    shed = 8
+    fake.fail_next("heartbeat", *[OverloadedError(503, "shedding load")] * shed)
+    caplog.clear()
+    beats = fake.count("heartbeat")
+    fake.unreachable = False
+
+    await running.bot.lifecycle.wait_for({S.IDLE, S.CLAIM, S.PROCESS, S.REPORT})
+    assert fake.count("heartbeat") > beats + shed
+    waits = [float(found) for found in RETRY.findall(caplog.text)]
+    assert len(waits) >= shed and max(waits) <= 2.0
     assert await running.stop() == EXIT_OK

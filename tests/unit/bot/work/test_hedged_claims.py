@@ -5,16 +5,17 @@ never a job twice."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
 
-from bot.errors import NetworkError, ServerError
+from bot.errors import NetworkError, OverloadedError, ServerError
 from bot.jobs import Registry, load_plugins
 from bot.settings import Settings
 from bot.state import Job
 from bot.testing import FakeCoordinator
-from bot.work.hedge import HEDGE_FLOOR_S, MAX_COPIES, RoundTrips, hedged_call
+from bot.work.hedge import HEDGE_FLOOR_S, MAX_OUT, MAX_SENT, RoundTrips, hedged_call
 from botfleet.clock import FakeClock
 from botfleet.protocol import messages as m
 from tests.unit.bot.conftest import MakeScheduler, RecordingHooks, eventually
@@ -219,7 +220,8 @@ async def test_a_late_copy_after_the_jobs_ended_gets_nothing_new(
     """The first copy came after the hedge's jobs had ended: its claim_id handed out
     jobs already, so the coordinator hands it none (a job given to an answer nobody
     waits for would hold a slot until the lost-claim rule freed it); the new job waits
-    for the next claim. A late answer that was lost is asked again, with the same end."""
+    for the next claim. Since it can bring nothing new, a late copy whose answer was
+    lost is not asked again."""
     fake, clock = DelaysTheFirstClaim(lose_its_answer), HeldClock()
     first_jobs = [fake.add_job("slow")]
     started: list[str] = []
@@ -244,15 +246,49 @@ async def test_a_late_copy_after_the_jobs_ended_gets_nothing_new(
 
     fake.arrive.set()
 
+    await eventually(lambda: fake.answered == 2, "the late copy answered")
+    await asyncio.sleep(0)
+    assert started == first_jobs
+    assert fake.jobs[later].state == "queued"
+    assert scheduler.claims.late.repeated == 0 and len(clock.slept) == timers
+    assert len({request.claim_id for request in fake.sent}) == 1
+
+
+@pytest.mark.parametrize("lose_its_answer", [False, True])
+async def test_a_late_copy_of_a_claim_answered_with_no_jobs_has_its_jobs_started(
+    make_scheduler: MakeScheduler, tmp_path: Path, lose_its_answer: bool
+) -> None:
+    """The hedge came back empty; a job submitted meanwhile is handed to the first copy
+    when it reaches the coordinator at last. The bot starts it; when that copy's answer
+    is lost, it asks again under the same claim_id and gets the job back."""
+    fake, clock = DelaysTheFirstClaim(lose_its_answer), HeldClock()
+    started: list[str] = []
+    release = asyncio.Event()
+    scheduler = make_scheduler(
+        fake,
+        clock=clock,
+        settings=_settings(tmp_path),
+        features=[m.FEATURE_CLAIM_ID],
+        hooks=RecordingHooks(),
+        registry=_registry(started, release),
+    )
+    claim = asyncio.ensure_future(scheduler.claim(1))
+    await eventually(lambda: clock.slept == [0.3], "the hedge's timer running")
+    clock.timer.set()
+    assert await claim == []
+    later = fake.add_job("slow")
+    timers = len(clock.slept)
+
+    fake.arrive.set()
+
     if lose_its_answer:  # asked again after a short backoff
         await _until_timers(clock, timers + 1)
         assert clock.slept[-1] <= 2.0
         clock.timer.set()
-    await eventually(lambda: fake.answered == 2 + lose_its_answer, "the late copy answered")
-    assert started == first_jobs
-    assert fake.jobs[later].state == "queued"
+    await eventually(lambda: started == [later], "the late copy's job started")
     assert scheduler.claims.late.repeated == (1 if lose_its_answer else 0)
     assert len({request.claim_id for request in fake.sent}) == 1
+    release.set()
 
 
 @pytest.mark.parametrize(
@@ -282,8 +318,8 @@ def test_the_hedge_follows_the_round_trips_between_a_floor_and_the_ceiling() -> 
     trips = RoundTrips()
     assert trips.hedge_after_s(0.3) == 0.3  # nothing known yet
     for _ in range(20):
-        trips.add(0.01)
-    assert trips.hedge_after_s(0.3) == HEDGE_FLOOR_S  # 2 x 10 ms is below the floor
+        trips.add(HEDGE_FLOOR_S / 4)
+    assert trips.hedge_after_s(0.3) == HEDGE_FLOOR_S  # twice a quarter is below the floor
     for _ in range(20):
         trips.add(0.04)
     assert trips.hedge_after_s(0.3) == pytest.approx(0.08)
@@ -295,6 +331,9 @@ def test_the_hedge_follows_the_round_trips_between_a_floor_and_the_ceiling() -> 
 
 
 async def test_a_copy_that_fails_while_the_other_is_late_is_replaced_when_allowed() -> None:
+    """A copy that failed fast is no longer on its way: it is replaced at once, again and
+    again while the first copy is late (a lossy link must not use the copies up while a
+    delayed one holds the caller), up to MAX_SENT copies in all."""
     calls, clock = Calls(), HeldClock()
     hedged = asyncio.ensure_future(
         hedged_call(calls.send, clock, 0.3, retry=lambda error: isinstance(error, NetworkError))
@@ -302,25 +341,66 @@ async def test_a_copy_that_fails_while_the_other_is_late_is_replaced_when_allowe
     await _until_sent(calls, 1)
     clock.timer.set()
     await _until_sent(calls, 2)
-    calls.answers[1].set_exception(NetworkError("the hedge was lost"))
-    await _until_sent(calls, 3)  # replaced at once: the first copy is still late
-    calls.answers[2].set_exception(NetworkError("lost again"))
+    for sent in range(2, MAX_SENT):
+        calls.answers[sent - 1].set_exception(NetworkError(f"copy {sent} was lost"))
+        await _until_sent(calls, sent + 1)  # replaced at once: the first copy is still late
+    calls.answers[MAX_SENT - 1].set_exception(NetworkError("lost again"))
     await asyncio.sleep(0)
-    assert len(calls.answers) == MAX_COPIES  # no more: now it waits for the late one
+    assert len(calls.answers) == MAX_SENT  # no more: now it waits for the late one
     calls.answers[0].set_result("first, at last")
     assert (await hedged).answer == "first, at last"
+
+
+async def test_a_failed_copy_is_not_replaced_when_the_retry_is_refused() -> None:
+    calls, clock = Calls(), HeldClock()
+    hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3, retry=lambda error: False))
+    await _until_sent(calls, 1)
+    clock.timer.set()
+    await _until_sent(calls, 2)
+    calls.answers[1].set_exception(OverloadedError(503, "shedding load"))
+    for _ in range(5):  # a few loop turns: time for a replacement, were it allowed
+        await asyncio.sleep(0)
+    assert len(calls.answers) == 2  # only the next hedge, after its delay
+    clock.timer.set()
+    await _until_sent(calls, 3)
+    calls.answers[0].set_result("first")
+    assert (await hedged).answer == "first"
 
 
 async def test_while_every_copy_is_late_another_goes_out_each_delay_up_to_the_most() -> None:
     calls, clock = Calls(), HeldClock()
     hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3))
-    for sent in range(2, MAX_COPIES + 1):
+    for sent in range(2, MAX_OUT + 1):
         await _until_sent(calls, sent - 1)
         await _until_timers(clock, sent - 1)
         clock.timer.set()
         await _until_sent(calls, sent)
     await asyncio.sleep(0)
-    assert len(calls.answers) == MAX_COPIES
+    assert len(calls.answers) == MAX_OUT
     calls.answers[1].set_result("second")
     result = await hedged
-    assert result.answer == "second" and len(result.late) == MAX_COPIES - 1
+    assert result.answer == "second" and len(result.late) == MAX_OUT - 1
+
+
+async def test_a_copy_that_failed_as_another_answered_has_its_error_read() -> None:
+    """No "exception was never retrieved" for a copy that failed in the same turn as the
+    one that won."""
+    seen: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        calls, clock = Calls(), HeldClock()
+        hedged = asyncio.ensure_future(hedged_call(calls.send, clock, 0.3))
+        await _until_sent(calls, 1)
+        clock.timer.set()
+        await _until_sent(calls, 2)
+        calls.answers[1].set_exception(NetworkError("reset"))
+        calls.answers[0].set_result("first")
+        assert (await hedged).answer == "first"
+        del hedged, calls
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert seen == []
