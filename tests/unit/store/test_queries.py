@@ -67,8 +67,9 @@ SQLITE_ONLY = {
     "commit": "explicit transactions in autocommit mode",
     "rollback": "explicit transactions in autocommit mode",
     # No writable CTEs: PostgreSQL writes these rows in the statement that moves the job.
-    "insert_attempt": "claim_jobs inserts the attempts in PostgreSQL",
-    "end_attempt": "write_reports, cancel_job and release_lost_jobs end them in PostgreSQL",
+    "insert_attempts": "claim_jobs inserts the attempts in PostgreSQL",
+    "end_attempt": "cancel_job and release_lost_jobs end them in PostgreSQL",
+    "end_attempts": "write_reports ends them in PostgreSQL",
     "end_attempts_of_revoked_bot": "requeue_jobs_of_revoked_bot ends them in PostgreSQL",
     "end_attempts_of_bots": "release_bot_jobs ends them in PostgreSQL",
     "end_expired_attempts": "expire_jobs ends them in PostgreSQL",
