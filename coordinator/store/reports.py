@@ -18,9 +18,9 @@ from coordinator.store.base import ReportInput, ReportOutcome, RetryDelay
 from coordinator.store.rules import NO_ERROR_TEXT, Decision, Effect, JobSnapshot, decide_report
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per report, and frozen __init__ costs 4x
 class JobChange:
-    """A job's whole new state after the batch (its last write wins)."""
+    """A job's whole new state after the batch (its last write wins; never changed)."""
 
     job_id: str
     state: str
