@@ -161,12 +161,14 @@ class Metrics:
         ops = self._ops
         waits: dict[str, list[float]] = {}
         for job in jobs:
-            op, job_id = job.op, job.id
-            if ops.get(job_id) == (op, job.attempt):
-                continue  # handed out again to a repeated claim: already counted
+            op, job_id, attempt = job.op, job.id, job.attempt
+            seen = ops.get(job_id)
+            if seen is not None:
+                if seen == (op, attempt):
+                    continue  # handed out again to a repeated claim: already counted
+                ops.move_to_end(job_id)  # a new attempt: remembered as the latest
+            ops[job_id] = (op, attempt)  # a new key goes last
             waits.setdefault(op, []).append((now - job.run_at).total_seconds())
-            ops[job_id] = (op, job.attempt)
-            ops.move_to_end(job_id)
         for op, op_waits in waits.items():
             _child(self._claimed_by_op, self.claimed, op).inc(len(op_waits))
             _observe_all(_child(self._queue_wait_by_op, self.queue_wait_seconds, op), op_waits)

@@ -86,10 +86,12 @@ class ReportBatch:
             self._end_live_attempt(job_id, job, "succeeded" if live == attempt else "cancelled")
             job.now = job.now.moved_to("succeeded", result_attempt=attempt)
             result = report.result if report.result is not None else {}
-            self._moved(
+            read = job.read
+            self.changes[job_id] = JobChange(
                 job_id,
-                job,
                 "succeeded",
+                read.state,
+                read.attempt,
                 finished_at=self.now,
                 result=result,
                 result_attempt=attempt,

@@ -477,6 +477,7 @@ SELECT
 
 -- name: jobs_for_report
 -- `limited`: a job under a limit, whose end lets waiting claims for its operation in.
+-- Read by position (sqlite/reports.py): keep the columns' order.
 SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt,
        limit_key IS NOT NULL OR EXISTS (
            SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
@@ -484,6 +485,7 @@ FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: attempts_for_report
 -- The attempts this bot held; all of them read `revoked` while the bot is revoked.
+-- Read by position (sqlite/reports.py): keep the columns' order.
 SELECT job_id, attempt,
        CASE WHEN EXISTS (SELECT 1 FROM bots WHERE id = :bot_id AND revoked_at IS NOT NULL)
             THEN 'revoked' ELSE outcome END AS outcome

@@ -30,12 +30,16 @@ def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOu
     ids = id_list(dict.fromkeys(item.job_id for item in reports))
     batch = ReportBatch(bot_id, from_us(tx.now), tx.retry_delay)
     limited: dict[str, str] = {}
+    # Rows unpacked by position (the statements' column order): a sqlite3.Row finds a
+    # column by name with a scan of its columns.
     for row in tx.all("jobs_for_report", {"ids": ids}):
-        batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
-        if row["limited"]:
-            limited[row["id"]] = row["op"]
-    for row in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
-        batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
+        job_id, op, state, attempt, attempt_base, max_attempts, bot, result_attempt, limit = row
+        snapshot = JobSnapshot(state, attempt, bot, attempt_base, max_attempts, result_attempt)
+        batch.add_job(job_id, op, snapshot)
+        if limit:
+            limited[job_id] = op
+    for job_id, attempt, outcome in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
+        batch.add_attempt(job_id, attempt, outcome)
     outcomes = batch.apply_all(reports)
     _wake_for_limits(tx, limited, batch)
     _write(tx, batch)
