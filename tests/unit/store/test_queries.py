@@ -97,7 +97,7 @@ POSTGRES_ONLY = {
     "schema_exists": "a store lives in a schema of its own",
     "notify": "NOTIFY tells the other coordinators; SQLite tells this process only",
     "queued_operations": "wakes every waiter after the listening connection was lost",
-    "write_reports": "a report batch's jobs, attempts and notices in one statement (unnest)",
+    "write_reports": "a report batch's jobs, attempts and notices in one statement (JSON)",
     "ensure_log_sizes": "a row to lock before it is read (SQLite's writer holds the lock)",
     "dependency_states_locked": "a submit locks its dependencies (SQLite's writer holds the lock)",
     "lock_limits": "a claim locks the limits it uses (SQLite's writer holds the lock)",
