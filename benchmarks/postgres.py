@@ -153,7 +153,7 @@ def start_coordinators(
             "coordinator",
             "--host", LOCALHOST, "--port", str(port), "--db", db_url,
             "--state-dir", str(state_dir),
-            "--admin-token", admin_token, "--enroll-token", enroll_token,
+            f"--admin-token={admin_token}", f"--enroll-token={enroll_token}",
             "--log-level", "warning",
         )  # fmt: skip
         process = start_process(stack, name, args, workdir)
