@@ -1,5 +1,6 @@
 """The values the store takes and gives: its verbs' inputs, the records it reads back,
-and the outcomes of its writes. Frozen, so a verb cannot change its caller's input."""
+and the outcomes of its writes. Frozen, so a verb cannot change its caller's input
+(JobRecord, built for every job a claim hands out, is the exception: see it)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ class NewJob:
     limits: tuple[str, ...] = ()  # the limits it falls under, by name
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed once built: a claim builds one per job, and a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs four times a plain one's.
+@dataclass(slots=True)
 class JobRecord:
     id: str
     op: str

@@ -18,9 +18,9 @@ from coordinator.store.base import ReportInput, ReportOutcome, RetryDelay
 from coordinator.store.rules import NO_ERROR_TEXT, Decision, Effect, JobSnapshot, decide_report
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per report, and frozen __init__ costs 4x
 class JobChange:
-    """A job's whole new state after the batch (its last write wins)."""
+    """A job's whole new state after the batch (its last write wins; never changed)."""
 
     job_id: str
     state: str
@@ -86,10 +86,12 @@ class ReportBatch:
             self._end_live_attempt(job_id, job, "succeeded" if live == attempt else "cancelled")
             job.now = job.now.moved_to("succeeded", result_attempt=attempt)
             result = report.result if report.result is not None else {}
-            self._moved(
+            read = job.read
+            self.changes[job_id] = JobChange(
                 job_id,
-                job,
                 "succeeded",
+                read.state,
+                read.attempt,
                 finished_at=self.now,
                 result=result,
                 result_attempt=attempt,

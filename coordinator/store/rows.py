@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, overload
 
 from coordinator.store.limits import key_names
@@ -72,6 +73,51 @@ def job_from_row(row: Any, decode: Decode) -> JobRecord:
         limits=key_names(row["limit_key"]),
         after=() if after is None else tuple(json(after)),
     )
+
+
+# The columns `jobs_from_rows` reads, in the order it unpacks them.
+_JOB_COLUMNS = (
+    "id", "op", "payload", "state", "priority", "attempt", "max_attempts", "created_at",
+    "run_at", "started_at", "finished_at", "lease_until", "attempt_base", "bot_id", "result",
+    "error", "progress", "progress_message", "timeout_s", "idempotency_key", "metadata",
+    "expires_at", "submitted_by", "requires", "waiting_on", "limit_key",
+)  # fmt: skip
+
+
+def jobs_from_rows(found: Sequence[Any], keys: Sequence[str], decode: Decode) -> list[JobRecord]:
+    """`job_from_row` of many rows of one statement (a claim's), whose columns `keys`
+    names in order: each column is found by its position, once for all the rows, and
+    taken from a row in one call, instead of by name 26 times a row."""
+    if not found:
+        return []
+    columns = itemgetter(*[list(keys).index(name) for name in _JOB_COLUMNS])
+    moment, json = decode.moment, decode.json
+    jobs = []
+    for row in found:
+        (
+            job_id, op, payload, state, priority, attempt, max_attempts, created_at,
+            run_at, started, finished, lease, attempt_base, bot_id, result,
+            error, progress, progress_message, timeout_s, idempotency_key, metadata,
+            expires, submitted_by, requires, waiting_on, limit_key,
+        ) = columns(row)  # fmt: skip
+        # Positional, in JobRecord's field order: cheaper than keywords.
+        job = JobRecord(
+            job_id, op, json(payload), state, priority, attempt, max_attempts,
+            moment(created_at), moment(run_at),
+            None if started is None else moment(started),
+            None if finished is None else moment(finished),
+            None if lease is None else moment(lease),
+            attempt - attempt_base, bot_id,
+            None if result is None else json(result),
+            error, progress, progress_message, timeout_s, idempotency_key,
+            json(metadata),
+            None if expires is None else moment(expires),
+            submitted_by,
+            None if requires is None else json(requires),
+            waiting_on, key_names(limit_key),
+        )  # fmt: skip
+        jobs.append(job)
+    return jobs
 
 
 def bot_from_row(row: Any, running: Sequence[str], decode: Decode) -> BotRecord:

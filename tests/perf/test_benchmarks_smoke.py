@@ -6,6 +6,7 @@ gone afterwards; they never check how fast anything is.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 import subprocess
@@ -16,6 +17,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from benchmarks.harness import redis_server_path
+from tests.support.backends import reachable_pg_dsn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
@@ -195,3 +197,15 @@ def test_controls_prints_every_figure(tmp_path: Path) -> None:
     )  # fmt: skip
     assert re.search(r"sqlite .*200 queued.*[\d,]+ claim/s; unconstrained [\d,]+ claim/s", output)
     assert re.search(r"sqlite .*200 queued.*region=eu: [\d,]+ claim/s; ratio to unconst", output)
+
+
+@pytest.mark.postgres
+def test_postgres_prints_every_set_up_against_the_raw_loop(tmp_path: Path) -> None:
+    dsn = asyncio.run(reachable_pg_dsn())
+    output = run_benchmark(
+        "benchmarks.postgres", tmp_path, "--jobs", "300", "--batch", "50", "--pg-dsn", dsn
+    )
+    row(output, "SQLite, 1 coordinator", RATE, r"\d+%", RATE)
+    row(output, "PostgreSQL, 2 coordinators", RATE, r"\d+%", RATE)
+    row(output, "raw asyncpg SKIP LOCKED loop", RATE, "100%", "n/a")
+    assert processes_using(tmp_path) == []

@@ -18,7 +18,7 @@ from coordinator.store.limits import limit_key, op_limit
 from coordinator.store.postgres.dependencies import link_new_jobs
 from coordinator.store.postgres.limits import limit_names, pick_under_limits
 from coordinator.store.postgres.reads import unchanged
-from coordinator.store.postgres.rows import job_from_row
+from coordinator.store.postgres.rows import job_from_row, jobs_from_rows
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.rows import clean_text
 from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
@@ -96,7 +96,7 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
         )  # fmt: skip
     else:
         rows = []
-    return [job_from_row(row) for row in rows]
+    return jobs_from_rows(rows)
 
 
 async def cancel_job(tx: Tx, job_id: str) -> tuple[ReportOutcome, JobRecord | None]:

@@ -29,7 +29,11 @@ from coordinator.store.rules import JobSnapshot, refusal
 
 
 async def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOutcome]:
-    reports = [replace(item, error=clean_text(item.error)) for item in reports]
+    # PostgreSQL text cannot hold NUL; copied only when it has one (this runs per report).
+    reports = [
+        replace(item, error=clean_text(item.error)) if item.error and "\x00" in item.error else item
+        for item in reports
+    ]
     job_ids = sorted({item.job_id for item in reports})
     batch = ReportBatch(bot_id, tx.now, tx.retry_delay)
     locked = await tx.fetch("jobs_for_report", job_ids)
@@ -50,20 +54,20 @@ async def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[Re
 async def _write(tx: Tx, batch: ReportBatch) -> None:
     if not batch.changes and not batch.ended:
         return
+    # JSON parameters, encoded by the connection's codec (msgspec): the jobs as their
+    # JobChange dataclasses (objects keyed by its field names, which the statement's
+    # record names), the attempts as the statement names them.
     rows = list(batch.changes.values())
-    ended = list(batch.ended)
+    errors = batch.ended_errors
+    ended = [
+        {"job_id": job_id, "attempt": attempt, "outcome": outcome, "error": errors.get(key)}
+        for key, outcome in batch.ended.items()
+        for job_id, attempt in [key]
+    ]
     tx.changes.ops.extend(batch.requeued_ops)
     tx.changes.done.extend(batch.finished)
     tx.changes.notified = True
-    moved = await tx.fetchval(
-        "write_reports", [c.job_id for c in rows], [c.state for c in rows],
-        [c.run_at for c in rows], [c.finished_at for c in rows], [c.result for c in rows],
-        [c.result_attempt for c in rows], [c.error for c in rows],
-        [c.read_state for c in rows], [c.read_attempt for c in rows], tx.now,
-        [job_id for job_id, _ in ended], [attempt for _, attempt in ended],
-        [batch.ended[key] for key in ended], tx.channel, tx.notices(),
-        [batch.ended_errors.get(key) for key in ended],
-    )  # fmt: skip
+    moved = await tx.fetchval("write_reports", rows, tx.now, ended, tx.channel, tx.notices())
     if moved != len(rows):  # the rows are locked: the fence cannot fail, unless a bug
         raise StoreError(f"reports moved {moved} of {len(rows)} locked jobs")
 

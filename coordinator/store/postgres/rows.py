@@ -43,6 +43,11 @@ def job_from_row(row: Any) -> JobRecord:
     return rows.job_from_row(row, DECODE)
 
 
+def jobs_from_rows(found: Sequence[Any]) -> list[JobRecord]:
+    """Many rows of one statement at once (a claim's), each column found by position."""
+    return rows.jobs_from_rows(found, list(found[0].keys()) if found else [], DECODE)
+
+
 def bot_from_row(row: Any) -> BotRecord:
     """A row of `get_bot` and its kin, which carry the bot's running job ids."""
     running: Sequence[str] = row["running"]

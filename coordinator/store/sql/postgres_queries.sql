@@ -341,9 +341,12 @@ WHERE job_id = ANY($1::text[]) AND bot_id = $2;
 
 -- name: write_reports
 -- Everything a batch of reports changed, and its notices, in one statement.
--- Jobs: one row per job the reports moved; the WHERE is the fence (state and attempt
--- as locked). Attempts: the live ones that ended, each with its error ($16).
--- $10 now, $14 channel, $15 payloads.
+-- Jobs ($1, a JSON array of objects named as JobChange's fields in
+-- coordinator/store/reports.py): one per job the reports moved; the WHERE is the
+-- fence (state and attempt as locked). Attempts ($3, likewise): the live ones that
+-- ended, each with its error. JSON rather than one array per column: the driver checks
+-- every element of an array parameter for nesting, which costs more than the write.
+-- $2 now, $4 channel, $5 payloads.
 WITH moved AS (
     UPDATE jobs j
     SET state = u.state,
@@ -353,21 +356,20 @@ WITH moved AS (
         result = u.result,
         result_attempt = u.result_attempt,
         error = u.error
-    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::json[],
-                $6::integer[], $7::text[], $8::text[], $9::integer[])
-         AS u(id, state, run_at, finished_at, result, result_attempt, error,
-              expected_state, expected_attempt)
-    WHERE j.id = u.id AND j.state = u.expected_state AND j.attempt = u.expected_attempt
+    FROM json_to_recordset($1::json)
+         AS u(job_id text, state text, run_at timestamptz, finished_at timestamptz,
+              result json, result_attempt integer, error text, read_state text,
+              read_attempt integer)
+    WHERE j.id = u.job_id AND j.state = u.read_state AND j.attempt = u.read_attempt
     RETURNING j.id
 ), ended AS (
-    UPDATE attempts a SET ended_at = $10, outcome = e.outcome, error = e.error
-    FROM unnest($11::text[], $12::integer[], $13::text[], $16::text[])
-         AS e(job_id, attempt, outcome, error)
+    UPDATE attempts a SET ended_at = $2, outcome = e.outcome, error = e.error
+    FROM json_to_recordset($3::json) AS e(job_id text, attempt integer, outcome text, error text)
     WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.ended_at IS NULL
     RETURNING a.job_id
 )
 SELECT (SELECT count(*) FROM moved) AS moved,
-       (SELECT count(*) FROM (SELECT pg_notify($14, payload) FROM unnest($15::text[]) AS payload) n)
+       (SELECT count(*) FROM (SELECT pg_notify($4, payload) FROM unnest($5::text[]) AS payload) n)
            AS notices;
 
 -- name: set_progress

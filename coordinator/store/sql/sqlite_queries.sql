@@ -375,9 +375,12 @@ WHERE seq IN (
 )
 RETURNING *
 
--- name: insert_attempt
+-- name: insert_attempts
+-- The attempts of the jobs a claim just took (:seqs, a JSON array), from their rows:
+-- one statement for the whole claim, not one per job.
 INSERT INTO attempts (job_id, attempt, bot_id, claimed_at, lease_until, claim_id)
-VALUES (:job_id, :attempt, :bot_id, :now, :lease_until, :claim_id)
+SELECT id, attempt, bot_id, :now, lease_until, :claim_id
+FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))
 
 -- name: jobs_of_claim
 -- The jobs a claim with this id handed out that still run under this bot in that
@@ -474,6 +477,7 @@ SELECT
 
 -- name: jobs_for_report
 -- `limited`: a job under a limit, whose end lets waiting claims in (see Changes.freed).
+-- Read by position (sqlite/reports.py): keep the columns' order.
 SELECT id, op, state, attempt, attempt_base, max_attempts, bot_id, result_attempt, limit_key,
        limit_key IS NOT NULL OR EXISTS (
            SELECT 1 FROM limits WHERE name = 'op:' || jobs.op) AS limited
@@ -481,6 +485,7 @@ FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: attempts_for_report
 -- The attempts this bot held; all of them read `revoked` while the bot is revoked.
+-- Read by position (sqlite/reports.py): keep the columns' order.
 SELECT job_id, attempt,
        CASE WHEN EXISTS (SELECT 1 FROM bots WHERE id = :bot_id AND revoked_at IS NOT NULL)
             THEN 'revoked' ELSE outcome END AS outcome
@@ -488,26 +493,54 @@ FROM attempts
 WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
 
 -- name: report_succeeded
--- A job a batch of reports moved, one statement per outcome (executemany) because an
--- UPDATE costs by the columns it sets (their indexes are kept up): its new state; the
--- WHERE is the fence (state and attempt as read). The attempts end in `end_attempt`.
+-- The jobs a batch of reports moved, one statement per outcome because an UPDATE costs
+-- by the columns it sets (their indexes are kept up), and one for the whole batch:
+-- :rows is a JSON array of [job_id, read_state, read_attempt, ...] (the fence: state
+-- and attempt as read), then the outcome's own values; a result is JSON text inside it.
+-- The attempts end in `end_attempts`.
 UPDATE jobs SET
-    state = 'succeeded', result = :result, result_attempt = :result_attempt, error = NULL,
-    finished_at = :finished_at, lease_until = NULL
-WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
+    state = 'succeeded', result = json_extract(moved.value, '$[3]'),
+    result_attempt = json_extract(moved.value, '$[4]'), error = NULL,
+    finished_at = :now, lease_until = NULL
+FROM json_each(:rows) AS moved
+WHERE jobs.id = json_extract(moved.value, '$[0]')
+    AND jobs.state = json_extract(moved.value, '$[1]')
+    AND jobs.attempt = json_extract(moved.value, '$[2]')
 
 -- name: report_retried
-UPDATE jobs SET state = 'queued', run_at = :run_at, lease_until = NULL, error = :error
-WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
+-- [job_id, read_state, read_attempt, run_at, error]
+UPDATE jobs SET
+    state = 'queued', run_at = json_extract(moved.value, '$[3]'), lease_until = NULL,
+    error = json_extract(moved.value, '$[4]')
+FROM json_each(:rows) AS moved
+WHERE jobs.id = json_extract(moved.value, '$[0]')
+    AND jobs.state = json_extract(moved.value, '$[1]')
+    AND jobs.attempt = json_extract(moved.value, '$[2]')
 
 -- name: report_failed
+-- [job_id, read_state, read_attempt, error]
 UPDATE jobs SET
-    state = 'failed', error = :error, finished_at = :finished_at, lease_until = NULL
-WHERE id = :job_id AND state = :read_state AND attempt = :read_attempt
+    state = 'failed', error = json_extract(moved.value, '$[3]'), finished_at = :now,
+    lease_until = NULL
+FROM json_each(:rows) AS moved
+WHERE jobs.id = json_extract(moved.value, '$[0]')
+    AND jobs.state = json_extract(moved.value, '$[1]')
+    AND jobs.attempt = json_extract(moved.value, '$[2]')
 
 -- name: end_attempt
 UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
 WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
+
+-- name: end_attempts
+-- `end_attempt` for a batch in one statement: :rows is a JSON array of
+-- [job_id, attempt, outcome, error].
+UPDATE attempts SET
+    ended_at = :now, outcome = json_extract(ended.value, '$[2]'),
+    error = json_extract(ended.value, '$[3]')
+FROM json_each(:rows) AS ended
+WHERE attempts.job_id = json_extract(ended.value, '$[0]')
+    AND attempts.attempt = json_extract(ended.value, '$[1]')
+    AND attempts.ended_at IS NULL
 
 -- name: set_progress
 -- Only from the holder of the live lease (:attempt NULL: whichever attempt it holds).

@@ -138,21 +138,10 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
         rows = tx.all("take_jobs", {**params, "seqs": dump_json(picked)})
     else:
         rows = []
-    # SQLite has no writable CTEs: the attempts are a second statement.
-    tx.many(
-        "insert_attempt",
-        (
-            {
-                "job_id": row["id"],
-                "attempt": row["attempt"],
-                "bot_id": claim.bot_id,
-                "now": tx.now,
-                "lease_until": row["lease_until"],
-                "claim_id": claim.claim_id,
-            }
-            for row in rows
-        ),
-    )
+    if rows:
+        # SQLite has no writable CTEs: the attempts are a second statement.
+        seqs = dump_json([row["seq"] for row in rows])
+        tx.run("insert_attempts", {"now": tx.now, "claim_id": claim.claim_id, "seqs": seqs})
     # RETURNING gives no order; hand the jobs out in queue order.
     rows.sort(key=lambda row: (-row["priority"], row["seq"]))
     return jobs_from_rows(rows)

@@ -12,6 +12,7 @@ from typing import Any
 from coordinator.store.base import ProgressInput, ReportInput, ReportOutcome, StoreError
 from coordinator.store.limits import freed_by_reports
 from coordinator.store.reports import ReportBatch
+from coordinator.store.rows import clean_text
 from coordinator.store.rules import JobSnapshot, refusal
 from coordinator.store.sqlite.rows import dump_json, from_us, id_list, maybe_to_us
 from coordinator.store.sqlite.tx import Tx
@@ -29,12 +30,17 @@ def report(tx: Tx, bot_id: str, reports: Sequence[ReportInput]) -> list[ReportOu
     ids = id_list(dict.fromkeys(item.job_id for item in reports))
     batch = ReportBatch(bot_id, from_us(tx.now), tx.retry_delay)
     limited: dict[str, tuple[str, str | None]] = {}
+    # Rows unpacked by position (the statements' column order): a sqlite3.Row finds a
+    # column by name with a scan of its columns.
     for row in tx.all("jobs_for_report", {"ids": ids}):
-        batch.add_job(row["id"], row["op"], JobSnapshot.of(row))
-        if row["limited"]:
-            limited[row["id"]] = (row["op"], row["limit_key"])
-    for row in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
-        batch.add_attempt(row["job_id"], row["attempt"], row["outcome"])
+        job_id, op, state, attempt, attempt_base, max_attempts, bot, result_attempt = row[:8]
+        limit_key, limited_job = row[8], row[9]
+        snapshot = JobSnapshot(state, attempt, bot, attempt_base, max_attempts, result_attempt)
+        batch.add_job(job_id, op, snapshot)
+        if limited_job:
+            limited[job_id] = (op, limit_key)
+    for job_id, attempt, outcome in tx.all("attempts_for_report", {"ids": ids, "bot_id": bot_id}):
+        batch.add_attempt(job_id, attempt, outcome)
     outcomes = batch.apply_all(reports)
     _wake_for_limits(tx, limited, batch)
     _write(tx, batch)
@@ -49,35 +55,32 @@ def _wake_for_limits(
 
 
 def _write(tx: Tx, batch: ReportBatch) -> None:
+    """One statement per kind of write for the whole batch (its rows a JSON array), not
+    one per job: a statement's fixed cost is most of a one-row UPDATE's. Error text has
+    its NUL replaced, as on PostgreSQL: SQLite's JSON functions end a string at one."""
     if batch.ended:
-        tx.many(
-            "end_attempt",
-            (
-                {
-                    "job_id": job_id,
-                    "attempt": attempt,
-                    "outcome": outcome,
-                    "error": batch.ended_errors.get((job_id, attempt)),
-                    "now": tx.now,
-                }
-                for (job_id, attempt), outcome in batch.ended.items()
-            ),
-        )
-    by_statement: dict[str, list[dict[str, Any]]] = {}
+        errors = batch.ended_errors
+        ended = [
+            (job_id, attempt, outcome, clean_text(errors.get((job_id, attempt))))
+            for (job_id, attempt), outcome in batch.ended.items()
+        ]
+        tx.run("end_attempts", {"now": tx.now, "rows": dump_json(ended)})
+    by_statement: dict[str, list[tuple[Any, ...]]] = {}
     for change in batch.changes.values():
-        by_statement.setdefault(_STATEMENTS[change.state], []).append(
-            {
-                "job_id": change.job_id,
-                "run_at": maybe_to_us(change.run_at),
-                "finished_at": maybe_to_us(change.finished_at),
-                "result": None if change.result is None else dump_json(change.result),
-                "result_attempt": change.result_attempt,
-                "error": change.error,
-                "read_state": change.read_state,
-                "read_attempt": change.read_attempt,
-            }
-        )
-    moved = sum(tx.many(name, rows).rowcount for name, rows in by_statement.items())
+        fence = (change.job_id, change.read_state, change.read_attempt)
+        if change.state == "succeeded":
+            # The result as JSON text inside the rows: stored as it is encoded here.
+            result = None if change.result is None else dump_json(change.result)
+            row: tuple[Any, ...] = (*fence, result, change.result_attempt)
+        elif change.state == "queued":
+            row = (*fence, maybe_to_us(change.run_at), clean_text(change.error))
+        else:
+            row = (*fence, clean_text(change.error))
+        by_statement.setdefault(_STATEMENTS[change.state], []).append(row)
+    moved = sum(
+        tx.run(name, {"now": tx.now, "rows": dump_json(rows)}).rowcount
+        for name, rows in by_statement.items()
+    )
     if moved != len(batch.changes):  # one writer: the fence cannot fail, unless a bug
         raise StoreError(f"reports moved {moved} of {len(batch.changes)} jobs")
     tx.changes.ops.extend(batch.requeued_ops)

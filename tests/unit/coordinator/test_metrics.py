@@ -85,3 +85,20 @@ def test_a_claim_handed_out_again_counts_once() -> None:
     again = dataclasses.replace(first, attempt=2)
     metrics.observe_claim(0.001, [again])  # its lease expired: a new attempt is a new claim
     assert _value(metrics, "botfleet_jobs_claimed_total", op="sum") == 2
+
+
+def test_a_claim_of_many_jobs_observes_their_waits_as_one_by_one() -> None:
+    waits = [-1.0, 0.0, 0.01, 0.010001, 0.5, 7.0, 3600.0, 90_000.0, 1e9]
+    batch = Metrics(FakeClock(NOW))
+    batch.observe_claim(0.001, [_job(f"j{i}", "sum", wait) for i, wait in enumerate(waits)])
+    single = Metrics(FakeClock(NOW))
+    for wait in waits:
+        single.queue_wait_seconds.labels("sum").observe(max(0.0, wait))
+
+    def samples(metrics: Metrics) -> dict[tuple[str, str], float]:
+        [family] = [f for f in metrics.registry.collect() if f.name.endswith("queue_wait_seconds")]
+        found = {(s.name, s.labels.get("le", "")): s.value for s in family.samples}
+        return {key: value for key, value in found.items() if not key[0].endswith("_created")}
+
+    assert samples(batch) == samples(single)
+    assert _value(batch, "botfleet_job_queue_wait_seconds_count", op="sum") == len(waits)

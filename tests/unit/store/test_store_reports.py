@@ -434,3 +434,36 @@ async def test_listeners_hear_of_the_finished_job_and_of_the_retry(
     await store.report_and_claim(ClaimInput(bot.id, ["sum"], 1, JOB_LEASE_TTL_S), reports)
 
     await listener.until(lambda: done in listener.finished and listener.announced("subtract"))
+
+
+async def test_a_batch_of_every_outcome_is_written_as_decided(
+    store: Store, clock: FakeClock
+) -> None:
+    """One batch moves jobs to each outcome (each backend writes a batch in one
+    statement per kind of write); error text keeps everything but NUL, which no
+    backend can store in every place it goes."""
+    bot = await register(store, clock)
+    done, retried, failed = [await submit(store, clock, max_attempts=2) for _ in range(3)]
+    await claim_ids(store, bot.id)
+    outcomes = await store.report(
+        bot.id,
+        [
+            complete(done, attempt=1, total=[1, "é", {"nested": None}]),
+            fail(retried, attempt=1, error='quote " and é', retry_after_ms=5000),
+            fail(failed, attempt=1, error="bad\x00end", retryable=False),
+        ],
+    )
+    assert outcomes == [ACCEPTED] * 3
+    jobs = {job_id: await store.get_job(job_id) for job_id in (done, retried, failed)}
+    assert all(job is not None for job in jobs.values())
+    succeeded, requeued, dead = jobs[done], jobs[retried], jobs[failed]
+    assert succeeded is not None and requeued is not None and dead is not None
+    assert (succeeded.state, succeeded.result) == (
+        "succeeded",
+        {"total": [1, "é", {"nested": None}]},
+    )
+    assert (requeued.state, requeued.error) == ("queued", 'quote " and é')
+    assert requeued.run_at == clock.now() + timedelta(seconds=5)
+    assert (dead.state, dead.error, dead.finished_at) == ("failed", "bad\ufffdend", clock.now())
+    (attempt,) = await store.list_attempts(failed)
+    assert (attempt.outcome, attempt.error) == ("failed", "bad\ufffdend")
