@@ -237,6 +237,9 @@ class ClaimInput:
     lease_ttl_s: float
     claim_id: str | None = None
     default_timeout_s: float | None = field(default=None, kw_only=True)
+    # Jobs beyond max_concurrency the bot may hold unstarted after this claim (feature
+    # `prefetch`; see `rules.holding_cap`).
+    prefetch: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
