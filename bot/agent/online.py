@@ -112,6 +112,7 @@ class Online:
             rng=rng,
             breaker=circuit,
             unreported=self.scheduler.reporting.unreported,
+            held=self.scheduler.held.ids,
         )
         registrar = Registrar(self.api, session, settings, host, lifecycle, clock, rng)
         self.registration = Registration(self, stops, registrar)
@@ -142,6 +143,7 @@ class Online:
         start, scheduler, ends = self.supervisor.start, self.scheduler, self.ends
         start("heartbeat", self.heartbeat.run(ends.rest))
         start("claim", scheduler.claim_loop(ends.claims))
+        start("hold", scheduler.hold_loop(ends.claims))
         start("report", scheduler.reporting.report_loop(ends.reports))
         start("outbox", scheduler.reporting.outbox_loop(ends.rest))
         start("progress", scheduler.progress_loop(ends.rest))
