@@ -170,8 +170,7 @@ class Claims:
             if plan is None:
                 await self._wait_for_room(stop)
                 continue
-            # A claim for the short operations alone does not wait for work: the claim for
-            # every operation that follows must not be held up.
+            # A claim that prefetches does not wait for work (see `ClaimPlan.may_wait`).
             long_poll = self._session.has(m.FEATURE_LONG_POLL) and plan.may_wait
             wait_ms = min(MAX_LONG_POLL_MS, self._settings.long_poll_ms) if long_poll else 0
             started = self._clock.monotonic()
@@ -184,12 +183,13 @@ class Claims:
             self._retry_budget.earn()
             self._at_once = 0
             if got:
+                self._buffer_dry = False
                 self._empty_backoff.reset()
                 for _ in range(JOB_FIRST_STEPS):
                     await asyncio.sleep(0)
                 continue
             if not plan.may_wait:
-                self._buffer_dry = True  # next, a claim for every operation (it may wait)
+                self._buffer_dry = True  # next, a plain claim for every operation (it may wait)
                 continue
             held = self._clock.monotonic() - started >= wait_ms / 2000.0
             if long_poll and (held or carried):
@@ -270,8 +270,6 @@ class Claims:
         )
         if plan.prefetch:
             request.prefetch = plan.prefetch
-        if plan.may_wait:
-            self._buffer_dry = False
         self._short_turn = not self._short_turn
         riders = reporting.take_riders(self._room(request)) if self.carries() else []
         reporting.claim_left.set()

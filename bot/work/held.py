@@ -64,6 +64,7 @@ class HeldJobs:
         self._returning: dict[str, Job] = {}  # on their way back: still ours until answered
         self.changed = asyncio.Event()  # the first job came into an empty buffer
         self.released = 0  # jobs given back (metrics, tests)
+        self.prefetched: collections.Counter[str] = collections.Counter()  # waited here, by op
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -78,11 +79,17 @@ class HeldJobs:
     def hold(self, jobs: Iterable[Job], sink: ReportSink | None) -> list[JobTask]:
         """Take claimed jobs in, after those already here; start what the slots allow."""
         now = self._clock.monotonic()
+        jobs = list(jobs)
         was_empty = not self._queue
         self._queue.extend(Held(job, sink, now) for job in jobs)
-        if was_empty and self._queue:
-            self.changed.set()
-        return self.feed()
+        started = self.feed()
+        # Those that did not start at once wait here: the last ones, in claim order.
+        waiting = min(len(jobs), len(self._queue))
+        if waiting:
+            self.prefetched.update(job.op for job in jobs[len(jobs) - waiting :])
+            if was_empty:
+                self.changed.set()
+        return started
 
     def feed(self) -> list[JobTask]:
         """Start held jobs, oldest first, while a slot is free and work is allowed."""

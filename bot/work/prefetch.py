@@ -94,8 +94,9 @@ class ClaimPlan:
     operations: tuple[str, ...]
     limit: int
     prefetch: int = 0
-    # False: a claim for some operations only (the short ones): it does not wait for work,
-    # so that a claim for every operation follows soon.
+    # False for a claim that prefetches: it does not wait for work (long-poll), so that
+    # what it takes is decided on durations measured now, not when the wait began; and
+    # a claim for every operation follows at once should it find nothing.
     may_wait: bool = True
 
 
@@ -167,9 +168,9 @@ class PrefetchPolicy:
         are short, such a plain claim takes turns (`short_turn`) with one for the short
         operations alone, the free slots and a buffer's worth. No free slot: a claim for
         the short operations only, to refill the buffer once it is half empty, sized by
-        the slots whose jobs are short so far. `refill_allowed` False: a claim for the
-        short operations alone found their queue empty; none until one for every
-        operation went out."""
+        the slots whose jobs are short so far. A claim that prefetches does not wait for
+        work; once one found nothing (`refill_allowed` False), the next claims are plain
+        (and may wait) until one of them brought work."""
         if not operations:
             return None
         targets = {op: self.target(op, capacity) for op in operations}
@@ -177,14 +178,14 @@ class PrefetchPolicy:
             slots = min(free, batch_size)
             target = min(targets.values())
             short = tuple(op for op in operations if targets[op] > 0)
-            if not target and short and short_turn and refill_allowed:
+            if not refill_allowed:
+                target = 0
+            elif not target and short and short_turn:
                 target = min(targets[op] for op in short)
-                extra = max(0, target - held)
-                limit = min(MAX_CLAIM_LIMIT, slots + extra)
-                return ClaimPlan(short, limit, held + (limit - slots), may_wait=False)
+                operations = short
             extra = max(0, target - held)
             limit = min(MAX_CLAIM_LIMIT, slots + extra)
-            return ClaimPlan(tuple(operations), limit, held + (limit - slots))
+            return ClaimPlan(tuple(operations), limit, held + (limit - slots), may_wait=not extra)
         if not refill_allowed:
             return None
         # Only the slots whose jobs are short so far will start held jobs soon: none, and

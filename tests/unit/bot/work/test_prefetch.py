@@ -58,7 +58,7 @@ def test_short_jobs_fill_two_round_trips_of_every_slot() -> None:
     rules = policy(sum=0.0001, round_trip_s=0.002)
     assert rules.target("sum", capacity=2) == 80
     plan = rules.plan(["sum"], free=2, capacity=2, held=0, batch_size=5)
-    assert plan == ClaimPlan(("sum",), limit=82, prefetch=80)
+    assert plan == ClaimPlan(("sum",), limit=82, prefetch=80, may_wait=False)
     # Twice the slots, twice the buffer.
     assert rules.target("sum", capacity=4) == 160
 
@@ -80,7 +80,7 @@ def test_the_buffer_is_capped() -> None:
     assert rules.target("sum", capacity=2) == MAX_AUTO_PREFETCH
     many = policy(10, sum=0.0001)
     assert many.plan(["sum"], free=100, capacity=995, held=0, batch_size=100) == ClaimPlan(
-        ("sum",), limit=105, prefetch=5
+        ("sum",), limit=105, prefetch=5, may_wait=False
     )
 
 
@@ -167,6 +167,12 @@ def test_the_buffer_is_refilled_once_half_empty() -> None:
     )
 
 
+def test_after_a_prefetching_claim_found_nothing_claims_are_plain_and_may_wait() -> None:
+    rules = policy(sum=0.0001)
+    plan = rules.plan(["sum"], free=2, capacity=2, held=0, batch_size=5, refill_allowed=False)
+    assert plan == ClaimPlan(("sum",), limit=2, prefetch=0, may_wait=True)
+
+
 def test_held_jobs_count_in_what_the_bot_may_hold() -> None:
     # With jobs held (not started: work is not allowed), a claim for the slots still
     # lets the coordinator hand out the slots' worth on top of them.
@@ -178,7 +184,7 @@ def test_held_jobs_count_in_what_the_bot_may_hold() -> None:
 def test_a_fixed_number_ignores_durations_and_zero_means_never() -> None:
     assert policy(7).target("never_seen", capacity=2) == 7
     assert policy(7, sum=5.0).plan(["sum"], free=2, capacity=2, held=0, batch_size=5) == (
-        ClaimPlan(("sum",), limit=9, prefetch=7)
+        ClaimPlan(("sum",), limit=9, prefetch=7, may_wait=False)
     )
     assert policy(0, sum=0.0001).target("sum", capacity=2) == 0
 
