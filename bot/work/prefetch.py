@@ -12,7 +12,8 @@ and gives none to an operation with long or unknown jobs; a held job not started
 - enough jobs to keep every slot busy over two claim round trips (the buffer is refilled
   when half empty, so it never runs dry while a claim is on its way), at least one per
   slot;
-- no more than the slots can start within half the hold time, at the jobs' mean pace;
+- no more than the bot starts within half the hold time, at the pace it started its
+  latest jobs (a busy machine's bot holds fewer, rather than giving them back);
 - at most `MAX_AUTO_PREFETCH`.
 An operation is short when at least `MIN_SAMPLES` of its jobs finished here, the last
 `LATEST` of them each took at most the short limit, the 90th percentile of the last
@@ -68,6 +69,24 @@ class RecentDurations:
         return self._by_op.get(op, ())
 
 
+class RecentStarts:
+    """When the bot's latest jobs started: how fast it gets through jobs, all slots and
+    all its own work (claims, reports) included, which is what drains a buffer."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._at: collections.deque[float] = collections.deque(maxlen=window)
+
+    def observe(self, monotonic_s: float) -> None:
+        self._at.append(monotonic_s)
+
+    def interval_s(self) -> float | None:
+        """The mean time between starts over the window; None until enough are known."""
+        at = self._at
+        if len(at) < MIN_SAMPLES:
+            return None
+        return (at[-1] - at[0]) / (len(at) - 1)
+
+
 class RoundTrip:
     """A moving average of claim round trips answered without waiting for work."""
 
@@ -111,6 +130,7 @@ class PrefetchPolicy:
         round_trip: RoundTrip,
         running_longest_s: Callable[[str], float] = lambda op: 0.0,
         turning: Callable[[float], int] | None = None,
+        starts: RecentStarts | None = None,
     ) -> None:
         self.setting = setting
         self.hold_s = hold_s
@@ -120,6 +140,7 @@ class PrefetchPolicy:
         # How many jobs running now have run no longer than the given seconds: the slots
         # that should free up soon (None: every slot counts).
         self._turning = turning
+        self._starts = starts  # of every job, to pace the buffer (None: from durations)
 
     @property
     def short_limit_s(self) -> float:
@@ -143,10 +164,14 @@ class PrefetchPolicy:
             return min(int(self.setting), MAX_CLAIM_LIMIT - capacity)
         if not self.is_short(op):
             return 0
+        # Seconds per job for the whole bot: measured between starts, else this op's
+        # mean duration shared by the slots.
         recent = self._durations.of(op)
-        pace_s = max(MIN_JOB_S, sum(recent) / len(recent))
-        over_round_trips = math.ceil(2 * capacity * self.round_trip.seconds / pace_s)
-        within_hold = math.floor(capacity * (self.hold_s / 2) / pace_s)
+        measured = None if self._starts is None else self._starts.interval_s()
+        pace_s = max(MIN_JOB_S / capacity, measured or sum(recent) / len(recent) / capacity)
+        # (Rounded to a millionth first: a float a hair off a whole number is that number.)
+        over_round_trips = math.ceil(round(2 * self.round_trip.seconds / pace_s, 6))
+        within_hold = math.floor(round((self.hold_s / 2) / pace_s, 6))
         wanted = min(max(capacity, over_round_trips), within_hold, MAX_AUTO_PREFETCH)
         return max(0, min(wanted, MAX_CLAIM_LIMIT - capacity))
 

@@ -21,7 +21,7 @@ from bot.state import Job
 from bot.waiting import sleep_or
 from bot.work.durations import Durations
 from bot.work.hooks import SchedulerHooks
-from bot.work.prefetch import RecentDurations
+from bot.work.prefetch import RecentDurations, RecentStarts
 from bot.work.running_jobs import RunningJobs
 from bot.work.slots import Slots
 from bot.work.threads import ABANDONED_LIMIT, HandlerThreads
@@ -58,6 +58,7 @@ class JobRunner:
         self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
         self.durations = Durations()  # how long handlers ran, by op
         self.recent = RecentDurations()  # how long the latest jobs held a slot, by op
+        self.starts = RecentStarts()  # when the latest jobs started: the bot's pace
         # Told after a slot freed up and its report is queued: prefetched jobs start then.
         self.on_slot_free: Callable[[], object] | None = None
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
@@ -67,6 +68,7 @@ class JobRunner:
         """Run `job` in its own task, holding a slot until the handler is done; its report
         goes to `sink`."""
         self.slots.take()
+        self.starts.observe(self.clock.monotonic())
         task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
         self.running.add(job, task)
         self._tasks.add(task)

@@ -135,6 +135,7 @@ class Scheduler:
                 RoundTrip(),
                 self.running.longest_s,
                 self.running.turning,
+                self.runner.starts,
             ),
         )
         self.wake = self.claims.wake

@@ -14,6 +14,7 @@ from bot.work.prefetch import (
     Prefetch,
     PrefetchPolicy,
     RecentDurations,
+    RecentStarts,
     RoundTrip,
 )
 
@@ -73,6 +74,24 @@ def test_no_more_than_the_slots_start_within_half_the_hold_time() -> None:
     # 125 ms (half of a 250 ms hold, whose short limit is 62.5 ms).
     rules = policy(sum=0.02, round_trip_s=0.1, hold_s=0.25)
     assert rules.target("sum", capacity=2) == 12
+
+
+def test_the_pace_is_the_bots_own_once_measured() -> None:
+    """Jobs that take 100 us each, on a bot that starts one every 2 ms (its claims, its
+    reports, a busy machine): the buffer is what it starts in two round trips of 40 ms,
+    and no more than it starts in half the hold time."""
+    recent = RecentDurations()
+    for _ in range(MIN_SAMPLES):
+        recent.observe("sum", 0.0001)
+    starts = RecentStarts()
+    for n in range(MIN_SAMPLES):
+        starts.observe(100.0 + n * 0.002)
+    trips = RoundTrip()
+    trips.add(0.040)
+    rules = PrefetchPolicy(AUTO, HOLD_S, recent, trips, starts=starts)
+    assert rules.target("sum", capacity=2) == 40
+    trips.add(10.0)  # very slow claims: bounded by the hold time, 250 ms / 2 ms
+    assert rules.target("sum", capacity=2) == 125
 
 
 def test_the_buffer_is_capped() -> None:
