@@ -357,6 +357,9 @@ class BotView(Struct, kw_only=True):
     capabilities: list[str]
     assignment: Assignment
     running: list[str] = msgspec.field(default_factory=list)
+    # Jobs it holds and has not started (prefetch), as its last heartbeat listed them;
+    # not among `running`. Left out by coordinators older than it.
+    held: list[str] = msgspec.field(default_factory=list)
     pending_command: BotCommand | None = None
     registered_at: Timestamp
     last_heartbeat: Timestamp | None = None

@@ -101,6 +101,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             ctx.config.bot_lease_ttl_s,
             ctx.config.job_lease_ttl_s,
             default_timeout_s=ctx.config.default_job_timeout_s,
+            held_job_ids=list(body.held or ()),
         )
     )
     if outcome is None:

@@ -129,7 +129,9 @@ class BotRecord:
     lifecycle: str | None = None  # the state the bot last reported (IDLE, DRAINING, ...)
     pending_command: str | None = None  # drain, quarantine, release
     quarantined: bool = False  # an operator's quarantine in force (no `release` since)
-    running: tuple[str, ...] = ()  # ids of jobs it holds in state running
+    running: tuple[str, ...] = ()  # ids of jobs it runs (held ones left out)
+    # Jobs it holds but has not started (prefetch), as its last heartbeat listed them.
+    held: tuple[str, ...] = ()
     resources: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -253,6 +255,8 @@ class HeartbeatInput:
     job_lease_ttl_s: float
     # Of jobs without their own, as in ClaimInput.
     default_timeout_s: float | None = field(default=None, kw_only=True)
+    # Those of `running_job_ids` it holds unstarted (prefetch): shown apart from running.
+    held_job_ids: Sequence[str] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,6 +175,15 @@ async def test_held_jobs_keep_their_leases_through_heartbeats(api: Api) -> None:
         await api.ctx.reaper.run_once()
     for job in jobs:
         assert (await api.job(job["id"]))["state"] == "running"
+    # The bot's view tells held jobs apart from running ones, as the heartbeat listed them.
+    response = await api.client.get(f"/v1/bots/{bot.id}", headers=ADMIN)
+    view = await response.json()
+    assert (view["running"], view["held"]) == (running, held)
+    # One of them started since (listed as running now): so the next heartbeat says.
+    status, _ = await api.heartbeat(bot, [*running, held[0]], held=held[1:])
+    response = await api.client.get("/v1/bots", headers=ADMIN)
+    (view,) = (await response.json())["bots"]
+    assert (view["running"], view["held"]) == ([*running, held[0]], held[1:])
 
 
 async def test_a_held_job_whose_lease_runs_out_is_requeued_and_charged(api: Api) -> None:

@@ -99,9 +99,11 @@ WHERE id = $1 AND instance_id = $2 AND online
 FOR NO KEY UPDATE;
 
 -- name: heartbeat_bot
--- $1 bot, $2 now, $3 lease_until, $4 lifecycle, $5 pending command, $6 metrics.
+-- $1 bot, $2 now, $3 lease_until, $4 lifecycle, $5 pending command, $6 metrics, $7 the
+-- jobs it holds unstarted (prefetch; NULL: none).
 UPDATE bots
-SET lease_until = $3, last_heartbeat = $2, lifecycle = $4, pending_command = $5, metrics = $6
+SET lease_until = $3, last_heartbeat = $2, lifecycle = $4, pending_command = $5, metrics = $6,
+    held = $7
 WHERE id = $1
 RETURNING bots.*,
           ARRAY(SELECT j.id FROM jobs j WHERE j.bot_id = bots.id AND j.state = 'running'

@@ -177,7 +177,8 @@ UPDATE bots SET
     last_heartbeat = :now,
     lifecycle = :lifecycle,
     pending_command = :pending_command,
-    metrics = :metrics
+    metrics = :metrics,
+    held = :held
 WHERE id = :id
 
 -- name: update_bot

@@ -1,5 +1,9 @@
 -- botfleet on SQLite, version 14: a bot may give back prefetched jobs it never started.
 --
+-- A bot's `held`: the jobs its last heartbeat listed as held (prefetched, not started;
+-- a JSON list, NULL: none), so its view does not count them as running.
+ALTER TABLE bots ADD COLUMN held TEXT;
+--
 -- The attempt history gains the outcome `unstarted`: an attempt handed out under a
 -- prefetch claim and released before the bot began it. It is not charged against the
 -- job's max_attempts and not listed among the job's attempts (nothing ran); it is kept
