@@ -58,15 +58,31 @@ class RecentDurations:
     def __init__(self, window: int = WINDOW) -> None:
         self._window = window
         self._by_op: dict[str, collections.deque[float]] = {}
+        self._seen: dict[str, int] = {}  # jobs observed, by op: tells a verdict is stale
 
     def observe(self, op: str, seconds: float) -> None:
         kept = self._by_op.get(op)
         if kept is None:
             kept = self._by_op[op] = collections.deque(maxlen=self._window)
+            self._seen[op] = 0
         kept.append(max(0.0, seconds))
+        self._seen[op] += 1
 
     def of(self, op: str) -> Sequence[float]:
         return self._by_op.get(op, ())
+
+    def seen(self, op: str) -> int:
+        """How many jobs of `op` were observed in all."""
+        return self._seen.get(op, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What an operation's finished jobs say, as of `seen` of them."""
+
+    seen: int
+    short: bool  # its recent jobs were all short
+    mean_s: float
 
 
 class RecentStarts:
@@ -141,20 +157,36 @@ class PrefetchPolicy:
         # that should free up soon (None: every slot counts).
         self._turning = turning
         self._starts = starts  # of every job, to pace the buffer (None: from durations)
+        # Worked out once per job finished, not per claim: the claim loop asks at every
+        # slot that frees up.
+        self._verdicts: dict[str, _Verdict] = {}
+        # Held jobs above which the buffer needs no refill: half its size when last worked
+        # out, so that a full bot asked at every slot that frees up answers at once.
+        self._refill_at = 0
 
     @property
     def short_limit_s(self) -> float:
         return min(SHORT_JOB_S, self.hold_s / 4)
 
+    def _verdict(self, op: str) -> _Verdict:
+        seen = self._durations.seen(op)
+        verdict = self._verdicts.get(op)
+        if verdict is not None and verdict.seen == seen:
+            return verdict
+        recent = self._durations.of(op)
+        limit = self.short_limit_s
+        short = (
+            len(recent) >= MIN_SAMPLES  # else unknown: it may well be long
+            and max(list(recent)[-LATEST:]) <= limit
+            and _p90(recent) <= limit
+        )
+        mean_s = sum(recent) / len(recent) if recent else 0.0
+        verdict = self._verdicts[op] = _Verdict(seen, short, mean_s)
+        return verdict
+
     def is_short(self, op: str) -> bool:
         """Whether `op`'s recent jobs were all short (see the module's docstring)."""
-        recent = self._durations.of(op)
-        if len(recent) < MIN_SAMPLES:
-            return False  # unknown: it may well be long
-        limit = self.short_limit_s
-        if max(list(recent)[-LATEST:]) > limit or _p90(recent) > limit:
-            return False
-        return self._running_longest_s(op) <= limit
+        return self._verdict(op).short and self._running_longest_s(op) <= self.short_limit_s
 
     def target(self, op: str, capacity: int) -> int:
         """How many jobs of `op` the buffer should hold at most (0: none)."""
@@ -166,9 +198,8 @@ class PrefetchPolicy:
             return 0
         # Seconds per job for the whole bot: measured between starts, else this op's
         # mean duration shared by the slots.
-        recent = self._durations.of(op)
         measured = None if self._starts is None else self._starts.interval_s()
-        pace_s = max(MIN_JOB_S / capacity, measured or sum(recent) / len(recent) / capacity)
+        pace_s = max(MIN_JOB_S / capacity, measured or self._verdict(op).mean_s / capacity)
         # (Rounded to a millionth first: a float a hair off a whole number is that number.)
         over_round_trips = math.ceil(round(2 * self.round_trip.seconds / pace_s, 6))
         within_hold = math.floor(round((self.hold_s / 2) / pace_s, 6))
@@ -198,30 +229,38 @@ class PrefetchPolicy:
         (and may wait) until one of them brought work."""
         if not operations:
             return None
-        targets = {op: self.target(op, capacity) for op in operations}
-        if free > 0:
-            slots = min(free, batch_size)
+        if free <= 0:
+            return self._refill(operations, capacity, held, refill_allowed)
+        slots = min(free, batch_size)
+        target = 0
+        if refill_allowed:
+            targets = {op: self.target(op, capacity) for op in operations}
             target = min(targets.values())
             short = tuple(op for op in operations if targets[op] > 0)
-            if not refill_allowed:
-                target = 0
-            elif not target and short and short_turn:
+            if not target and short and short_turn:
                 target = min(targets[op] for op in short)
                 operations = short
-            extra = max(0, target - held)
-            limit = min(MAX_CLAIM_LIMIT, slots + extra)
-            return ClaimPlan(tuple(operations), limit, held + (limit - slots), may_wait=not extra)
-        if not refill_allowed:
+        extra = max(0, target - held)
+        limit = min(MAX_CLAIM_LIMIT, slots + extra)
+        return ClaimPlan(tuple(operations), limit, held + (limit - slots), may_wait=not extra)
+
+    def _refill(
+        self, operations: Sequence[str], capacity: int, held: int, refill_allowed: bool
+    ) -> ClaimPlan | None:
+        """No free slot: a claim to refill the buffer, for the short operations only."""
+        if not refill_allowed or held > self._refill_at > 0:
             return None
         # Only the slots whose jobs are short so far will start held jobs soon: none, and
         # held jobs would only wait (and go back) while another bot may be idle.
         if self._turning is not None:
             capacity = min(capacity, self._turning(self.short_limit_s))
-            targets = {op: self.target(op, capacity) for op in operations}
+        targets = {op: self.target(op, capacity) for op in operations}
         short = tuple(op for op in operations if targets[op] > 0)
         if not short:
+            self._refill_at = 0
             return None
         target = min(targets[op] for op in short)
+        self._refill_at = target // 2
         if held > target // 2:
             return None
         return ClaimPlan(short, min(MAX_CLAIM_LIMIT, target - held), target, may_wait=False)
