@@ -166,6 +166,8 @@ class Claims:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if len(self._held):  # held jobs may start now (work allowed again, resized)
+                self._held.feed()
             plan = self.plan() if self._hooks.may_claim() else None
             if plan is None:
                 await self._wait_for_room(stop)

@@ -129,8 +129,9 @@ class HeldJobs:
                 await sleep_or(self._clock, wait_s, stop, self.changed)
                 continue
             expired = self._expired()
-            if expired and not await self._give_back(expired, "not started within the hold time"):
-                self._put_back(expired)
+            kept = await self._give_back(expired, "not started within the hold time")
+            if kept:
+                self._put_back(kept)
                 await sleep_or(self._clock, self._backoff.next_s(), stop)
 
     async def release_all(self, why: str) -> int:
@@ -140,14 +141,15 @@ class HeldJobs:
         self._queue.clear()
         if not held:
             return 0
-        await self._give_back(held, why)
-        return len(held)
+        kept = await self._give_back(held, why)
+        return len(held) - len(kept)
 
-    async def _give_back(self, held: list[Held], why: str) -> bool:
-        """One release for these jobs (in chunks of the protocol's maximum); False when
-        it could not be sent (the jobs are still ours)."""
+    async def _give_back(self, held: list[Held], why: str) -> list[Held]:
+        """Release these jobs (in chunks of the protocol's maximum); those whose release
+        could not be sent, which are still ours."""
         for held_job in held:
             self._returning[held_job.job.id] = held_job.job
+        sent = 0
         try:
             for start in range(0, len(held), p.MAX_RELEASE_JOBS):
                 chunk = held[start : start + p.MAX_RELEASE_JOBS]
@@ -161,16 +163,17 @@ class HeldJobs:
                         self.released += 1
                     else:  # its lease ran out meanwhile, or the job ended otherwise
                         log.info("held job %s: release answered %s", result.job_id, result.status)
+                sent += len(chunk)
         except CoordinatorError as exc:
-            log.warning("could not give back %d held job(s) (%s): %s", len(held), why, exc)
-            return False
+            log.warning("could not give back %d held job(s) (%s): %s", len(held) - sent, why, exc)
         finally:
-            # Answered: none of them is ours any more; failed: they go back in line.
+            # Answered: not ours any more; not sent: they go back in line (the caller's).
             for held_job in held:
                 self._returning.pop(held_job.job.id, None)
-        self._backoff.reset()
-        log.debug("gave back %d held job(s): %s", len(held), why)
-        return True
+        if sent == len(held):
+            self._backoff.reset()
+            log.debug("gave back %d held job(s): %s", len(held), why)
+        return held[sent:]
 
     def _put_back(self, held: list[Held]) -> None:
         """Jobs whose release could not be sent: first in line again, as they were."""

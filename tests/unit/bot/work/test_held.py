@@ -237,6 +237,20 @@ async def test_a_drain_gives_every_held_job_back(
     assert fake.count("release") == 1
 
 
+async def test_a_drain_whose_release_cannot_be_sent_leaves_the_jobs_to_their_leases(
+    make_scheduler: MakeScheduler, tmp_path: Any
+) -> None:
+    fake = FakeCoordinator()
+    hooks = RecordingHooks()
+    hooks.allowed = False
+    scheduler = _scheduler(make_scheduler, fake, tmp_path, hooks=hooks)
+    scheduler.held.hold([Job("job_1", "sum", {}), Job("job_2", "sum", {})], None)
+    fake.fail_next("release", NetworkError("down"))
+    assert await scheduler.release_held("drained") == 0
+    assert fake.count("release") == 1  # once: a drain does not wait on the network
+    assert scheduler.held.ids() == []
+
+
 async def test_a_release_that_cannot_be_sent_keeps_the_jobs(
     make_scheduler: MakeScheduler, tmp_path: Any
 ) -> None:
