@@ -61,6 +61,7 @@ class HeldJobs:
         self._backoff = backoff  # after a release that failed
         self._may_start = may_start  # work allowed (not paused, draining, quarantined…)
         self._queue: collections.deque[Held] = collections.deque()
+        self._queued: set[str] = set()  # the ids in `_queue`: a claim checks each job it gets
         self._returning: dict[str, Job] = {}  # on their way back: still ours until answered
         self.changed = asyncio.Event()  # the first job came into an empty buffer
         self.released = 0  # jobs given back (metrics, tests)
@@ -70,7 +71,7 @@ class HeldJobs:
         return len(self._queue)
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._returning or any(held.job.id == job_id for held in self._queue)
+        return job_id in self._queued or job_id in self._returning
 
     def ids(self) -> list[str]:
         """The heartbeat's `held`: jobs here and jobs on their way back."""
@@ -82,6 +83,7 @@ class HeldJobs:
         jobs = list(jobs)
         was_empty = not self._queue
         self._queue.extend(Held(job, sink, now) for job in jobs)
+        self._queued.update(job.id for job in jobs)
         started = self.feed()
         # Those that did not start at once wait here: the last ones, in claim order.
         waiting = min(len(jobs), len(self._queue))
@@ -99,6 +101,7 @@ class HeldJobs:
         started = []
         while queue and slots.free:
             held = queue.popleft()
+            self._queued.discard(held.job.id)
             started.append(self._runner.start(held.job, held.sink))
         return started
 
@@ -107,6 +110,7 @@ class HeldJobs:
         for held in self._queue:
             if held.job.id == job_id:
                 self._queue.remove(held)
+                self._queued.discard(job_id)
                 return True
         return False
 
@@ -117,6 +121,7 @@ class HeldJobs:
         expired = []
         while queue and queue[0].held_at + hold_s <= now:
             expired.append(queue.popleft())
+            self._queued.discard(expired[-1].job.id)
         return expired
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -139,6 +144,7 @@ class HeldJobs:
         network; what does not go back has its lease run out. How many went back."""
         held = list(self._queue)
         self._queue.clear()
+        self._queued.clear()
         if not held:
             return 0
         kept = await self._give_back(held, why)
@@ -178,4 +184,5 @@ class HeldJobs:
     def _put_back(self, held: list[Held]) -> None:
         """Jobs whose release could not be sent: first in line again, as they were."""
         self._queue.extendleft(reversed(held))
+        self._queued.update(held_job.job.id for held_job in held)
         self.feed()
