@@ -232,7 +232,12 @@ class Online:
         self.stops.halt(hints.outbox(self.settings, error))
 
     async def renew(self, generation: int) -> bool:
-        return await self.registration.renew(generation)
+        renewed = await self.registration.renew(generation)
+        if renewed and len(self.scheduler.held):
+            # The coordinator may have given this bot up meanwhile and queued its held
+            # jobs again: give them all back, those no longer ours answer `conflict`.
+            await self.scheduler.release_held("registered again")
+        return renewed
 
     # ------------------------------------------------------------ the heartbeat's hooks
 
