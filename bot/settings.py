@@ -16,10 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
+from bot.work.prefetch import AUTO, Prefetch
 from botfleet.protocol.labels import parse_labels
 from botfleet.tls import TlsField, TlsFileError, client_context
 
 DEFAULT_SERVER = "http://localhost:8000/v1"
+MAX_PREFETCH = 1000  # the protocol's bound on a claim's limit (free slots come on top: clamped)
 
 # The flag that sets each variable, so an error names what the user typed.
 FLAG_FOR: Mapping[str, str] = {
@@ -87,6 +89,12 @@ class Settings:
     log_buffer_lines: int = 10_000
     # What this bot has (gpu=a100, region=eu): jobs that require labels go to bots that have them.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Jobs claimed beyond the free slots (with a coordinator that offers `prefetch`):
+    # auto (sized from the operations' recent durations, none for long or unknown ones),
+    # 0 (never) or a fixed number.
+    prefetch: Prefetch = AUTO
+    # A prefetched job not started within this long goes back to the queue.
+    prefetch_hold_ms: int = 500
     # Tuning with no environment variable (tests pass small values).
     request_timeout_s: float = 10.0
     long_poll_ms: int = 20_000
@@ -134,6 +142,18 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _prefetch(text: str) -> Prefetch:
+    if text.lower() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be auto, 0 or a number of jobs, got {text!r}") from None
+    if not 0 <= value <= MAX_PREFETCH:
+        raise ValueError(f"must be auto, or between 0 and {MAX_PREFETCH} jobs, got {value}")
+    return value
 
 
 def _servers(text: str) -> tuple[str, ...]:
@@ -218,6 +238,8 @@ _VARIABLES: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BOT_REDACT": ("redact", _names),
     "BOT_LOG_BUFFER_LINES": ("log_buffer_lines", _int_between(1, 10_000_000)),
     "BOT_LABELS": ("labels", _labels),
+    "BOT_PREFETCH": ("prefetch", _prefetch),
+    "BOT_PREFETCH_HOLD_MS": ("prefetch_hold_ms", _int_between(1, 3_600_000)),
 }
 
 VARIABLES: tuple[str, ...] = tuple(_VARIABLES)

@@ -35,6 +35,7 @@ from botfleet.clock import Clock, FakeClock, SystemClock
 from botfleet.protocol import encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, BulkLogResult, LogBatch
+from botfleet.protocol.prefetch import ReleaseRequest, ReleaseResponse, ReleaseResult, ReleaseStatus
 
 
 @dataclass(slots=True)
@@ -288,6 +289,27 @@ class FakeCoordinator:
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._enter("deregister", request)
         self.deregistered = True
+
+    async def release(self, request: ReleaseRequest) -> ReleaseResponse:
+        """Held jobs back to the front of the queue, uncharged (`prefetch`)."""
+        await self._enter("release", request)
+        results, back = [], []
+        for item in request.jobs:
+            job = self.jobs.get(item.job_id)
+            status: ReleaseStatus
+            if job is None:
+                status = "not_found"
+            elif job.state == "running" and job.attempt == item.attempt:
+                job.state, job.bot_id = "queued", None
+                job.attempt -= 1  # uncharged (the fake keeps one number for both)
+                back.append(job.id)
+                status = "released"
+            else:
+                status = "conflict"
+            results.append(ReleaseResult(job_id=item.job_id, status=status))
+        self.queue[0:0] = back  # first in line again, in their order
+        self._touch()
+        return ReleaseResponse(results=results)
 
 
 def standalone_scheduler(

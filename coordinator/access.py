@@ -74,6 +74,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/bots/{bot_id}/heartbeat"): BOT,
     ("POST", "/v1/jobs/claim"): BOT,
     ("POST", "/v1/jobs/report"): BOT,
+    ("POST", "/v1/jobs/release"): BOT,
     ("POST", "/v1/jobs/{job_id}/complete"): BOT,
     ("POST", "/v1/jobs/{job_id}/fail"): BOT,
     ("POST", "/v1/jobs/{job_id}/progress"): BOT,

@@ -69,6 +69,12 @@ class Metrics:
             ["op"],
             registry=r,
         )
+        self.jobs_released = Counter(
+            "botfleet_jobs_released",
+            "Prefetched jobs a bot gave back unstarted (queued again, no attempt used)",
+            ["op"],
+            registry=r,
+        )
         self.bots_expired = Counter(
             "botfleet_bot_leases_expired", "Bots marked offline by the reaper", registry=r
         )
@@ -223,6 +229,12 @@ class Metrics:
     def observe_lost_claims(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
             self.claims_lost.labels(self._forget(job_id)).inc()
+
+    def observe_released(self, job_ids: Iterable[str]) -> None:
+        """Jobs given back unstarted: counted, and no longer handed out here."""
+        counts = collections.Counter(self._forget(job_id) for job_id in job_ids)
+        for op, count in counts.items():
+            self.jobs_released.labels(op).inc(count)
 
     def observe_expiry(self, outcome: ExpiryOutcome) -> None:
         for job_id in outcome.requeued:

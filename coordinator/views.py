@@ -136,6 +136,7 @@ def bot_view(bot: BotRecord) -> m.BotView:
         capabilities=list(bot.capabilities),
         assignment=assignment(bot.assignment),
         running=list(bot.running),
+        held=list(bot.held),
         pending_command=cast(m.BotCommand | None, bot.pending_command),
         registered_at=to_rfc3339(bot.registered_at),
         last_heartbeat=_time(bot.last_heartbeat),

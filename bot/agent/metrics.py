@@ -95,6 +95,25 @@ class BotCollector(Collector):
         yield GaugeMetricFamily(
             "botfleet_bot_slots", "jobs allowed at once", value=scheduler.slots.capacity
         )
+        held = scheduler.held
+        yield GaugeMetricFamily(
+            "botfleet_bot_prefetched_jobs",
+            "jobs claimed beyond the free slots, waiting here for one",
+            value=len(held),
+        )
+        prefetched = CounterMetricFamily(
+            "botfleet_bot_prefetched",
+            "jobs that waited here for a slot (claimed beyond the free slots)",
+            labels=["op"],
+        )
+        for op, count in sorted(held.prefetched.items()):
+            prefetched.add_metric([op], count)
+        yield prefetched
+        yield CounterMetricFamily(
+            "botfleet_bot_prefetch_released",
+            "prefetched jobs given back to the queue unstarted (hold time passed, drain)",
+            value=held.released,
+        )
         threads = scheduler.threads
         yield GaugeMetricFamily(
             "botfleet_bot_threads_left_behind",

@@ -112,6 +112,7 @@ class Online:
             rng=rng,
             breaker=circuit,
             unreported=self.scheduler.reporting.unreported,
+            held=self.scheduler.held.ids,
         )
         registrar = Registrar(self.api, session, settings, host, lifecycle, clock, rng)
         self.registration = Registration(self, stops, registrar)
@@ -142,6 +143,7 @@ class Online:
         start, scheduler, ends = self.supervisor.start, self.scheduler, self.ends
         start("heartbeat", self.heartbeat.run(ends.rest))
         start("claim", scheduler.claim_loop(ends.claims))
+        start("hold", scheduler.hold_loop(ends.claims))
         start("report", scheduler.reporting.report_loop(ends.reports))
         start("outbox", scheduler.reporting.outbox_loop(ends.rest))
         start("progress", scheduler.progress_loop(ends.rest))
@@ -230,7 +232,12 @@ class Online:
         self.stops.halt(hints.outbox(self.settings, error))
 
     async def renew(self, generation: int) -> bool:
-        return await self.registration.renew(generation)
+        renewed = await self.registration.renew(generation)
+        if renewed and len(self.scheduler.held):
+            # The coordinator may have given this bot up meanwhile and queued its held
+            # jobs again: give them all back, those no longer ours answer `conflict`.
+            await self.scheduler.release_held("registered again")
+        return renewed
 
     # ------------------------------------------------------------ the heartbeat's hooks
 

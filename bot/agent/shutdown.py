@@ -112,6 +112,13 @@ async def shut_down(parts: OnlineParts, stops: StopRequests, ends: TaskEnds, end
     elif not await supervisor.join("claim", hard):
         ending = ending.hardened()
 
+    # 2b. Prefetched jobs not started go back to the queue at once, uncharged (they never
+    #     start while the bot leaves); a hard stop or a revocation leaves them to their
+    #     leases, as it does running jobs.
+    if ending.farewell and not hard.is_set() and len(scheduler.held):
+        released = await scheduler.release_held(ending.reason)
+        log.info("%d prefetched job(s) not started given back to the queue", released)
+
     # 3. Running jobs finish within the grace; then they are cancelled and reported failed
     #    (retryable); those that ignore it, and all of them on a halt, are abandoned.
     if ending.grace_s is not None and not await scheduler.wait_jobs(hard, ending.grace_s):

@@ -27,6 +27,7 @@ from bot.errors import CoordinatorError, NetworkError, ServerError, TlsError
 from bot.link.http import Api
 from botfleet.protocol import messages as m
 from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
+from botfleet.protocol.prefetch import ReleaseRequest, ReleaseResponse
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +197,6 @@ class BreakerApi:
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._count(self._api.deregister(bot_id, request))
+
+    async def release(self, request: ReleaseRequest) -> ReleaseResponse:
+        return await self._count(self._api.release(request))

@@ -72,6 +72,7 @@ class Heartbeat:
         rng: random.Random,
         breaker: CircuitBreaker | None = None,
         unreported: Callable[[], list[str]] = list,
+        held: Callable[[], list[str]] = list,
     ) -> None:
         self._api = api
         self._session = session
@@ -82,6 +83,7 @@ class Heartbeat:
         self._clock = clock
         self._breaker = breaker
         self._unreported = unreported  # finished jobs whose reports wait (their leases stay)
+        self._held = held  # prefetched jobs not started yet (their leases stay)
         self._backoff = Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng)
         probe_max_ms = max(settings.min_backoff_ms, settings.probe_max_backoff_ms)
         self._probe_backoff = Backoff(settings.min_backoff_ms, probe_max_ms, rng)
@@ -97,6 +99,9 @@ class Heartbeat:
         unreported = self._unreported()
         if unreported:
             request.unreported = unreported[:MAX_UNREPORTED]
+        held = self._held()
+        if held:
+            request.held = held[:MAX_UNREPORTED]
         return request
 
     async def beat(self) -> m.HeartbeatResponse:

@@ -37,6 +37,7 @@ from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import messages as m
 from botfleet.protocol.codec import request_body
 from botfleet.protocol.joblogs import BulkLogRequest, BulkLogResponse, LogBatch
+from botfleet.protocol.prefetch import ReleaseRequest, ReleaseResponse
 from botfleet.tls import hung_up
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Api(Protocol):
     async def logs_bulk(self, request: BulkLogRequest) -> BulkLogResponse: ...
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None: ...
+
+    async def release(self, request: ReleaseRequest) -> ReleaseResponse: ...
 
 
 class HttpApi:
@@ -149,6 +152,10 @@ class HttpApi:
 
     async def deregister(self, bot_id: str, request: m.DeregisterRequest) -> None:
         await self._send("DELETE", f"/bots/{quote(bot_id, safe='')}", request)
+
+    async def release(self, request: ReleaseRequest) -> ReleaseResponse:
+        data = await self._send("POST", "/jobs/release", request)
+        return self._decode(data, ReleaseResponse, "release")
 
     # ------------------------------------------------------------ plumbing
 

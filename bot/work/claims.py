@@ -36,8 +36,10 @@ from bot.settings import Settings
 from bot.state import Job
 from bot.waiting import sleep_or
 from bot.work.hedge import Hedged, RoundTrips, hedged_call
+from bot.work.held import HeldJobs
 from bot.work.hooks import SchedulerHooks
 from bot.work.late_claims import LateClaims
+from bot.work.prefetch import ClaimPlan, PrefetchPolicy
 from bot.work.runner import JobRunner, JobTask, ReportSink
 from botfleet.clock import Clock
 from botfleet.protocol import encode
@@ -66,8 +68,19 @@ class Claims:
         runner: JobRunner,
         reporting: Reporting,
         on_change: Callable[[], None],
+        held: HeldJobs,
+        prefetch: PrefetchPolicy,
     ) -> None:
         self._api = api
+        self._held = held  # prefetched jobs not started yet
+        self._prefetch = prefetch
+        # A buffer-only claim found nothing: no more of them until a slot frees up and a
+        # claim for the slots (which may wait for work) goes out.
+        self._buffer_dry = False
+        # With both short and other operations, claims for every operation and claims
+        # for the short ones alone (with prefetch) take turns.
+        self._short_turn = True
+        self.round_trip = prefetch.round_trip  # of claims answered without waiting for work
         self._session = session
         self._settings = settings
         self._clock = clock
@@ -87,6 +100,7 @@ class Claims:
         self.late = LateClaims(  # hedged copies still out
             api=api,
             runner=runner,
+            take=self.take,
             clock=clock,
             rng=rng,
             min_backoff_ms=settings.min_backoff_ms,
@@ -99,12 +113,35 @@ class Claims:
         self._empty_backoff = Backoff(low, min(high, settings.idle_poll_max_ms), rng)
         self._error_backoff = Backoff(low, high, rng)
 
+    def plan(self) -> ClaimPlan | None:
+        """The claim to make now; None when paused, full, or nothing to claim."""
+        session = self._session
+        operations = session.claimable()
+        if session.assignment.paused or not operations:
+            return None
+        slots = self._runner.slots
+        if not self.prefetching():
+            free = min(slots.free, session.claim_batch_size)
+            return ClaimPlan(operations, free) if free else None
+        return self._prefetch.plan(
+            operations,
+            free=slots.free,
+            capacity=slots.capacity,
+            held=len(self._held),
+            batch_size=session.claim_batch_size,
+            refill_allowed=not self._buffer_dry,
+            short_turn=self._short_turn,
+        )
+
+    def prefetching(self) -> bool:
+        """Claims may go beyond the free slots: the coordinator offers `prefetch`, and
+        BOT_PREFETCH is not 0."""
+        return self._session.has(m.FEATURE_PREFETCH) and self._prefetch.setting != 0
+
     def limit(self) -> int:
         """How many jobs to ask for now: 0 when paused, full, or nothing to claim."""
-        session = self._session
-        if session.assignment.paused or not session.claimable():
-            return 0
-        return min(self._runner.slots.free, session.claim_batch_size)
+        plan = self.plan()
+        return 0 if plan is None else plan.limit
 
     def carries(self) -> bool:
         """Claims take the finished reports along (`report_on_claim`)."""
@@ -131,30 +168,38 @@ class Claims:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            limit = self.limit() if self._hooks.may_claim() else 0
-            if not limit:
-                if not self._hooks.may_claim():
+            if len(self._held):  # held jobs may start now (work allowed again, resized)
+                self._held.feed()
+            may_claim = self._hooks.may_claim()
+            plan = self.plan() if may_claim else None
+            if plan is None:
+                if not may_claim:
                     # Claims stopped (the circuit opened, a quarantine): the failures that
                     # came before were the outage's, so the next claim starts a new streak.
                     self._at_once = 0
                     self._error_backoff.reset()
                 await self._wait_for_room(stop)
                 continue
-            long_poll = self._session.has(m.FEATURE_LONG_POLL)
+            # A claim that prefetches does not wait for work (see `ClaimPlan.may_wait`).
+            long_poll = self._session.has(m.FEATURE_LONG_POLL) and plan.may_wait
             wait_ms = min(MAX_LONG_POLL_MS, self._settings.long_poll_ms) if long_poll else 0
             started = self._clock.monotonic()
             try:
-                tasks, prompt = await self._claim(limit, wait_ms, self._reporting.queue)
+                got, prompt = await self._claim(plan, wait_ms, self._reporting.queue)
             except CoordinatorError as exc:
                 await self._failed(exc, stop)
                 continue
             self._error_backoff.reset()
             self._retry_budget.earn()
             self._at_once = 0
-            if tasks:
+            if got:
+                self._buffer_dry = False
                 self._empty_backoff.reset()
                 for _ in range(JOB_FIRST_STEPS):
                     await asyncio.sleep(0)
+                continue
+            if not plan.may_wait:
+                self._buffer_dry = True  # next, a plain claim for every operation (it may wait)
                 continue
             held = self._clock.monotonic() - started >= wait_ms / 2000.0
             if long_poll and (held or prompt):
@@ -210,21 +255,41 @@ class Claims:
     async def claim(
         self, limit: int, wait_ms: int = 0, sink: ReportSink | None = None
     ) -> list[JobTask]:
-        """Claim up to `limit` jobs and start them (each reports to `sink`); their tasks."""
-        tasks, _ = await self._claim(limit, wait_ms, sink)
-        return tasks
+        """Claim up to `limit` jobs for the free slots and start them (each reports to
+        `sink`); their tasks."""
+        started: list[JobTask] = []
+        plan = ClaimPlan(self._session.claimable(), limit)
+        await self._claim(plan, wait_ms, sink, started)
+        return started
+
+    def take(self, jobs: list[Job], sink: ReportSink | None, prefetching: bool) -> list[JobTask]:
+        """Start claimed jobs, or hold them; the tasks of those started now."""
+        if prefetching or len(self._held):
+            # In claim order behind those held already; what the slots allow starts now.
+            return self._held.hold(jobs, sink)
+        # A plain claim: every job starts, even if the slots shrank meanwhile.
+        return [self._runner.start(job, sink) for job in jobs]
 
     async def _claim(
-        self, limit: int, wait_ms: int, sink: ReportSink | None
-    ) -> tuple[list[JobTask], bool]:
-        """The started jobs' tasks, and whether the claim was sent not to wait although
-        `wait_ms` asked it to (it carried reports, or repeated a claim_id)."""
+        self,
+        plan: ClaimPlan,
+        wait_ms: int,
+        sink: ReportSink | None,
+        started: list[JobTask] | None = None,
+    ) -> tuple[bool, bool]:
+        """Whether jobs came (started, or held for later; the tasks of those started go
+        to `started`), and whether the claim was sent not to wait although `wait_ms` asked
+        it to (it carried reports, or repeated a claim_id)."""
         session, reporting = self._session, self._reporting
         if session.bot_id is None:
             raise RuntimeError("claim() before registration")
+        limit = plan.limit
         request = m.ClaimRequest(
-            bot_id=session.bot_id, operations=list(session.claimable()), limit=limit
+            bot_id=session.bot_id, operations=list(plan.operations), limit=limit
         )
+        if plan.prefetch:
+            request.prefetch = plan.prefetch
+        self._short_turn = not self._short_turn
         riders = reporting.take_riders(self._room(request)) if self.carries() else []
         reporting.claim_left.set()
         repeat = False
@@ -256,24 +321,27 @@ class Claims:
                     raise
                 log.info("claim with %d report(s) too large; they go on their own", len(riders))
                 reporting.ride_back(riders, alone=True)
-                return [], True  # the reports go alone; the claim is asked again at once
+                return False, True  # the reports go alone; the claim is asked again at once
             except asyncio.CancelledError:
                 reporting.ride_back(riders)
                 current = asyncio.current_task()
                 if current is not None and current.cancelling() > 0:
                     raise  # this task is being cancelled, not just the claim
                 log.info("claim on its way given up")
-                return [], bool(riders)
+                return False, bool(riders)
             except Exception:  # a CoordinatorError, or anything else: the reports stay ours
                 reporting.ride_back(riders)
                 raise
             self.claim_id = None  # answered: the next claim is a new one
             answer = hedged.answer
-            self._work_waiting = bool(answer.jobs)
+            work_was_waiting, self._work_waiting = self._work_waiting, bool(answer.jobs)
             if hedged.hedged:
                 self.hedged += 1
             elif hedge_s is not None:  # expected at once, and it came: a round trip to learn
                 self.round_trips.add(self._clock.monotonic() - sent)
+            if not request.wait_ms or (work_was_waiting and answer.jobs):
+                # Answered without waiting for work: what a claim costs, to size prefetch.
+                self.round_trip.add(self._clock.monotonic() - sent)
             if hedged.late and not answer.jobs:
                 # Only then can a late copy bring jobs: once a claim_id handed any out, the
                 # coordinator hands out nothing new for it (its copies get the same jobs).
@@ -285,17 +353,21 @@ class Claims:
                 reporting.rode(riders, results)
             if len(answer.jobs) > limit:
                 log.warning("asked for %d jobs, got %d: running them all", limit, len(answer.jobs))
-            running, start = self._runner.running, self._runner.start
-            tasks = []
+            running, held = self._runner.running, self._held
+            jobs = []
             for claimed in answer.jobs:
-                if claimed.id in running:
-                    log.warning("job %s handed out again while it runs here; ignored", claimed.id)
+                if claimed.id in running or (len(held) and claimed.id in held):
+                    log.warning("job %s handed out again while it is here; ignored", claimed.id)
                     continue
-                job = Job.from_claimed(
-                    claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
+                jobs.append(
+                    Job.from_claimed(
+                        claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
+                    )
                 )
-                tasks.append(start(job, sink))
-            return tasks, prompt
+            tasks = self.take(jobs, sink, prefetching=bool(plan.prefetch))
+            if started is not None:
+                started.extend(tasks)
+            return bool(jobs), prompt
         finally:
             # Started jobs show first: CLAIM -> PROCESS, never CLAIM -> IDLE -> PROCESS.
             self.call = None

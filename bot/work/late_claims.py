@@ -42,6 +42,7 @@ class LateClaims:
         *,
         api: Api,
         runner: JobRunner,
+        take: Callable[[list[Job], ReportSink | None, bool], object],
         clock: Clock,
         rng: random.Random,
         min_backoff_ms: float,
@@ -50,6 +51,7 @@ class LateClaims:
     ) -> None:
         self._api = api
         self._runner = runner
+        self._take = take  # start the jobs, or hold them when the claim prefetched
         self._clock = clock
         self._rng = rng
         self._min_backoff_ms = min(min_backoff_ms, REPEAT_MAX_BACKOFF_MS)
@@ -102,7 +104,7 @@ class LateClaims:
                 return
             error = done.exception()
             if error is None:
-                self._start_new(done.result(), answered, sink)
+                self._start_new(done.result(), answered, sink, bool(repeat.prefetch))
             elif isinstance(error, CoordinatorError) and error.transient:
                 log.info("a hedged claim's late copy failed (%s): asking again", error)
                 self.repeated += 1
@@ -132,7 +134,7 @@ class LateClaims:
                 if not exc.transient:
                     return
                 continue
-            self._start_new(answer, answered, sink)
+            self._start_new(answer, answered, sink, bool(repeat.prefetch))
             return
         log.warning(
             "a hedged claim's late copy went unanswered %d times; the next heartbeats give "
@@ -141,18 +143,25 @@ class LateClaims:
         )
 
     def _start_new(
-        self, answer: m.ClaimResponse, answered: set[str], sink: ReportSink | None
+        self,
+        answer: m.ClaimResponse,
+        answered: set[str],
+        sink: ReportSink | None,
+        prefetching: bool,
     ) -> None:
-        running, start = self._runner.running, self._runner.start
+        running = self._runner.running
         fresh = [job for job in answer.jobs if job.id not in answered and job.id not in running]
+        jobs = []
         for claimed in fresh:
             log.info("job %s came with a hedged claim's later answer", claimed.id)
             answered.add(claimed.id)
-            job = Job.from_claimed(
-                claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
+            jobs.append(
+                Job.from_claimed(
+                    claimed, on_progress=running.note_progress, on_log=self._runner.log_sink
+                )
             )
-            start(job, sink)
-        if fresh:
+        if jobs:
+            self._take(jobs, sink, prefetching)
             self._on_change()
 
 

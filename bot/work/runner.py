@@ -21,6 +21,7 @@ from bot.state import Job
 from bot.waiting import sleep_or
 from bot.work.durations import Durations
 from bot.work.hooks import SchedulerHooks
+from bot.work.prefetch import RecentDurations, RecentStarts
 from bot.work.running_jobs import RunningJobs
 from bot.work.slots import Slots
 from bot.work.threads import ABANDONED_LIMIT, HandlerThreads
@@ -56,6 +57,10 @@ class JobRunner:
         self.threads = HandlerThreads()
         self.finished: Counter[tuple[str, str]] = Counter()  # (op, succeeded/failed)
         self.durations = Durations()  # how long handlers ran, by op
+        self.recent = RecentDurations()  # how long the latest jobs held a slot, by op
+        self.starts = RecentStarts()  # when the latest jobs started: the bot's pace
+        # Told after a slot freed up and its report is queued: prefetched jobs start then.
+        self.on_slot_free: Callable[[], object] | None = None
         self._tracer = Tracer("bot")  # continues the producer's trace when OpenTelemetry is there
         self._tasks: set[JobTask] = set()
 
@@ -63,6 +68,7 @@ class JobRunner:
         """Run `job` in its own task, holding a slot until the handler is done; its report
         goes to `sink`."""
         self.slots.take()
+        self.starts.observe(self.clock.monotonic())
         task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
         self.running.add(job, task)
         self._tasks.add(task)
@@ -74,6 +80,9 @@ class JobRunner:
     def _job_done(self, job: Job, task: JobTask, sink: ReportSink | None) -> None:
         job_id = job.id
         self._tasks.discard(task)
+        entry = self.running.get(job_id)
+        if entry is not None and entry.started:
+            self.recent.observe(job.op, self.clock.monotonic() - entry.started_s)
         self.running.remove(job_id)
         # A thread handler that outlived its job gives its slot back all the same: one
         # that never returns must not hold it for ever.
@@ -87,6 +96,8 @@ class JobRunner:
                 log.error("job %s: the bot failed running it", job_id, exc_info=error)
             elif (report := task.result()) is not None:
                 sink(report)
+        if self.on_slot_free is not None:
+            self.on_slot_free()
         self._on_change()
 
     async def _run(self, job: Job) -> m.ReportItem | None:

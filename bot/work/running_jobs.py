@@ -86,6 +86,16 @@ class RunningJobs:
             entry.task.cancel()
         return True
 
+    def longest_s(self, op: str) -> float:
+        """How long the longest-running job of `op` has run so far (0: none runs)."""
+        now = self._clock.monotonic()
+        return max((now - e.started_s for e in self._jobs.values() if e.job.op == op), default=0.0)
+
+    def turning(self, within_s: float) -> int:
+        """How many jobs have run no longer than `within_s` so far."""
+        now = self._clock.monotonic()
+        return sum(1 for e in self._jobs.values() if now - e.started_s <= within_s)
+
     def note_leases(self, extended: Mapping[str, str]) -> None:
         for job_id, lease_until in extended.items():
             entry = self._jobs.get(job_id)

@@ -19,6 +19,7 @@ from bot.joblog.buffer import LogBuffer, Redactor
 from bot.joblog.capture import install_handler
 from bot.joblog.shipping import LogShipper
 from bot.jobs import Registry
+from bot.link.backoff import Backoff
 from bot.link.http import Api
 from bot.link.session import Session
 from bot.reports.delivery import Reporter
@@ -27,7 +28,9 @@ from bot.reports.queue import Reporting
 from bot.settings import Settings
 from bot.state import BotState
 from bot.work.claims import Claims
+from bot.work.held import HeldJobs
 from bot.work.hooks import SchedulerHooks, StandaloneHooks
+from bot.work.prefetch import PrefetchPolicy, RoundTrip
 from bot.work.progress import progress_loop
 from bot.work.runner import JobRunner
 from bot.work.slots import Slots
@@ -103,6 +106,17 @@ class Scheduler:
             on_change=self._activity_changed,
             claim_will_carry=self._claim_will_carry,
         )
+        # Prefetched jobs wait in `held` until a slot frees up, or go back to the queue.
+        self.held = HeldJobs(
+            api=api,
+            session=session,
+            runner=self.runner,
+            clock=clock,
+            hold_s=settings.prefetch_hold_ms / 1000.0,
+            backoff=Backoff(settings.min_backoff_ms, settings.max_backoff_ms, rng),
+            may_start=self._may_start,
+        )
+        self.runner.on_slot_free = self.held.feed
         self.claims = Claims(
             api=api,
             session=session,
@@ -113,11 +127,20 @@ class Scheduler:
             runner=self.runner,
             reporting=self.reporting,
             on_change=self._activity_changed,
+            held=self.held,
+            prefetch=PrefetchPolicy(
+                settings.prefetch,
+                self.held.hold_s,
+                self.runner.recent,
+                RoundTrip(),
+                self.running.longest_s,
+                self.running.turning,
+                self.runner.starts,
+            ),
         )
         self.wake = self.claims.wake
         # The runner's and the claims' verbs, under the names the bot and the tests use.
         self.start = self.runner.start
-        self.cancel = self.runner.cancel
         self.cancel_all = self.runner.cancel_all
         self.wait_jobs = self.runner.wait_jobs
         self.abandon_jobs = self.runner.abandon_jobs
@@ -125,6 +148,23 @@ class Scheduler:
         self.claim_limit = self.claims.limit
         self.abort_claim = self.claims.abort
         self.claim_loop = self.claims.run
+
+    def _may_start(self) -> bool:
+        """Whether held jobs may start: work is allowed and not paused."""
+        return self.hooks.may_claim() and not self.session.assignment.paused
+
+    def cancel(self, job_id: str, reason: str = "cancelled", *, retryable: bool = False) -> bool:
+        """Stop a running job (reported failed with `reason`), or forget a held one (an
+        operator cancelled it: it is final already); False when it is not here."""
+        return self.runner.cancel(job_id, reason, retryable=retryable) or self.held.drop(job_id)
+
+    async def hold_loop(self, stop: asyncio.Event) -> None:
+        """Give back the prefetched jobs not started within the hold time."""
+        await self.held.run(stop)
+
+    async def release_held(self, why: str) -> int:
+        """Give back every prefetched job not started (a drain); how many."""
+        return await self.held.release_all(why)
 
     def activity(self) -> BotState:
         if len(self.running):

@@ -241,7 +241,8 @@ def bots_table(bots: Iterable[m.BotView], now: datetime) -> Table:
             bot.name,
             bot_state(bot),
             ago(bot.last_heartbeat, now),
-            str(len(bot.running)),
+            # Prefetched jobs not started yet are held apart from running ones.
+            str(len(bot.running)) + (f" +{len(bot.held)} held" if bot.held else ""),
             assignment_text(bot.assignment),
             labels_text(bot.labels),
             bot.pending_command or "-",

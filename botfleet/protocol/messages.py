@@ -43,6 +43,9 @@ FEATURE_REPORT_ON_CLAIM = "report_on_claim"
 FEATURE_CLAIM_ID = "claim_id"
 FEATURE_LOGS = "logs"
 FEATURE_LOGS_BULK = "logs_bulk"  # POST /v1/jobs/logs: several jobs' lines in one call
+# Claims beyond the free slots (`prefetch`, `limit` up to 1000), `held` in heartbeats, and
+# POST /v1/jobs/release to give unstarted jobs back without using an attempt.
+FEATURE_PREFETCH = "prefetch"
 ALL_FEATURES = (
     FEATURE_LONG_POLL,
     FEATURE_BATCH_REPORT,
@@ -52,7 +55,12 @@ ALL_FEATURES = (
     FEATURE_CLAIM_ID,
     FEATURE_LOGS,
     FEATURE_LOGS_BULK,
+    FEATURE_PREFETCH,
 )
+
+# The largest claim: 100 for a coordinator without `prefetch` (the seed's bound).
+MAX_CLAIM_LIMIT = 1000
+PLAIN_CLAIM_LIMIT = 100
 
 
 class Struct(msgspec.Struct):
@@ -148,6 +156,12 @@ class HeartbeatRequest(Struct, kw_only=True):
     unreported: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    # Feature `prefetch`: jobs claimed and not started yet (held in the bot's buffer):
+    # their leases are kept as for `running`, and they are not counted as running.
+    # Left out when empty; a coordinator that does not know it ignores it.
+    held: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class HeartbeatResponse(Struct, kw_only=True):
@@ -190,7 +204,8 @@ class BatchReportResponse(Struct, kw_only=True):
 class ClaimRequest(Struct, kw_only=True):
     bot_id: NonEmpty
     operations: Annotated[list[OpName], msgspec.Meta(min_length=1, max_length=1000)]
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    # Up to 100; up to 1000 with the feature `prefetch`.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_CLAIM_LIMIT)] = 1
     wait_ms: Annotated[int, msgspec.Meta(ge=0, le=30_000)] = 0
     # Feature `report_on_claim`: finished jobs' reports ride on the claim for the slots
     # they freed, one request instead of two; applied before the claim, answered in
@@ -203,6 +218,11 @@ class ClaimRequest(Struct, kw_only=True):
     # Feature `claim_id`: fresh for each claim, the same again on a retry of a claim whose
     # answer was lost; a repeat gets back the jobs already handed out for it.
     claim_id: NonEmpty | msgspec.UnsetType = msgspec.UNSET
+    # Feature `prefetch`: how many jobs beyond `max_concurrency` the bot may hold
+    # (claimed, not started yet) after this claim; left out: none, as before.
+    prefetch: Annotated[int, msgspec.Meta(ge=0, le=MAX_CLAIM_LIMIT)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class ClaimedJob(Struct, kw_only=True):
@@ -340,6 +360,9 @@ class BotView(Struct, kw_only=True):
     capabilities: list[str]
     assignment: Assignment
     running: list[str] = msgspec.field(default_factory=list)
+    # Jobs it holds and has not started (prefetch), as its last heartbeat listed them;
+    # not among `running`. Left out by coordinators older than it.
+    held: list[str] = msgspec.field(default_factory=list)
     pending_command: BotCommand | None = None
     registered_at: Timestamp
     last_heartbeat: Timestamp | None = None

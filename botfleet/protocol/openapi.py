@@ -11,6 +11,7 @@ from botfleet import __version__
 from botfleet.protocol import joblogs as logs
 from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
+from botfleet.protocol import prefetch as pre
 from botfleet.protocol import schedules as sched
 
 
@@ -87,6 +88,14 @@ ROUTES: tuple[Route, ...] = (
         "bot",
         m.BatchReportRequest,
         m.BatchReportResponse,
+    ),
+    Route(
+        "post",
+        "/v1/jobs/release",
+        "Give back prefetched jobs not started yet, without using an attempt",
+        "bot",
+        pre.ReleaseRequest,
+        pre.ReleaseResponse,
     ),
     Route("post", "/v1/jobs", "Submit a job", "admin", m.SubmitJob, m.SubmitResponse, 201),
     Route(

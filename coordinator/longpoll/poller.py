@@ -56,6 +56,7 @@ class LongPoller:
         wait_s: float,
         still_wanted: Callable[[], bool] = _always,
         claim_id: str | None = None,
+        prefetch: int = 0,
     ) -> Claimed:
         """Jobs claimed (maybe after waiting up to `wait_s`); None for an unknown/offline bot.
 
@@ -71,6 +72,7 @@ class LongPoller:
             lease_ttl_s,
             claim_id,
             default_timeout_s=self._default_timeout_s,
+            prefetch=prefetch,
         )
         if wait_s <= 0:
             return self._claim_now(claim)
@@ -90,6 +92,7 @@ class LongPoller:
         lease_ttl_s: float,
         reported: Callable[[list[ReportOutcome]], None],
         claim_id: str | None = None,
+        prefetch: int = 0,
     ) -> Claimed:
         """The reports and a claim at once, in one store transaction, without waiting.
 
@@ -103,6 +106,7 @@ class LongPoller:
             lease_ttl_s,
             claim_id,
             default_timeout_s=self._default_timeout_s,
+            prefetch=prefetch,
         )
         return self._store.report_and_claim(claim, reports, reported)
 

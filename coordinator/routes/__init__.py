@@ -11,6 +11,7 @@ from coordinator.routes import (
     joblogs,
     jobs,
     limits,
+    prefetch,
     revocation,
     schedules,
     tokens,
@@ -19,8 +20,10 @@ from coordinator.routes import (
 
 
 def setup_routes(router: web.UrlDispatcher) -> None:
-    # Fixed paths (/v1/jobs/claim, /v1/jobs/report, /v1/jobs/bulk) before /v1/jobs/{job_id}.
+    # Fixed paths (/v1/jobs/claim, /v1/jobs/report, /v1/jobs/release, /v1/jobs/bulk) before
+    # /v1/jobs/{job_id}.
     work.setup(router)
+    prefetch.setup(router)
     jobs.setup(router)
     joblogs.setup(router)
     bots.setup(router)

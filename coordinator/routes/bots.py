@@ -91,13 +91,17 @@ async def heartbeat(request: web.Request) -> web.Response:
         HeartbeatInput(
             bot_id,
             body.instance_id,
-            # A finished job whose report is on its way keeps its lease like a running one.
-            [job.job_id for job in body.running] + list(body.unreported or ()),
+            # A finished job whose report is on its way, and a prefetched job not started
+            # yet, keep their leases like a running one.
+            [job.job_id for job in body.running]
+            + list(body.unreported or ())
+            + list(body.held or ()),
             body.state,
             {"cpu": body.metrics.cpu, "mem_mb": body.metrics.mem_mb},
             ctx.config.bot_lease_ttl_s,
             ctx.config.job_lease_ttl_s,
             default_timeout_s=ctx.config.default_job_timeout_s,
+            held_job_ids=list(body.held or ()),
         )
     )
     if outcome is None:

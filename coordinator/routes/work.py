@@ -40,6 +40,7 @@ async def claim(request: web.Request) -> web.Response:
     results: list[m.ReportResult] | msgspec.UnsetType = msgspec.UNSET
     long_poll = m.FEATURE_LONG_POLL in ctx.config.features
     claim_id = _claim_id(ctx, body)
+    prefetch = _prefetch(ctx, body)
     if body.reports:
         if m.FEATURE_REPORT_ON_CLAIM not in ctx.config.features:
             raise InvalidBody("reports on a claim need the report_on_claim feature, which is off")
@@ -48,7 +49,7 @@ async def claim(request: web.Request) -> web.Response:
         if body.limit > 0 and ctx.poller.claims_at_once(body.operations):
             # The busy path: reports and claim share one transaction (one commit, and
             # the pages both touch written to the WAL once).
-            results, jobs = await _report_and_claim(ctx, identity.bot_id, body, claim_id)
+            results, jobs = await _report_and_claim(ctx, identity.bot_id, body, claim_id, prefetch)
             if jobs is None:
                 raise _bot_not_found(body.bot_id)
             if jobs or not long_poll or body.wait_ms <= 0:
@@ -69,6 +70,7 @@ async def claim(request: web.Request) -> web.Response:
             wait_s=body.wait_ms / 1000 if long_poll else 0.0,
             still_wanted=lambda: _client_connected(request),
             claim_id=claim_id,
+            prefetch=prefetch,
         )
     if jobs is None:
         raise _bot_not_found(body.bot_id)
@@ -81,6 +83,20 @@ def _claim_id(ctx: AppContext, body: m.ClaimRequest) -> str | None:
     if body.claim_id is msgspec.UNSET or m.FEATURE_CLAIM_ID not in ctx.config.features:
         return None
     return body.claim_id
+
+
+def _prefetch(ctx: AppContext, body: m.ClaimRequest) -> int:
+    """How many jobs beyond its slots the bot may hold after this claim. Without the
+    feature a claim is the seed's: `limit` up to 100 (a clear 400 above), no prefetch
+    (a `prefetch` field is ignored then, as any unknown field is)."""
+    if m.FEATURE_PREFETCH not in ctx.config.features:
+        if body.limit > m.PLAIN_CLAIM_LIMIT:
+            raise InvalidBody(
+                f"Expected `int` <= {m.PLAIN_CLAIM_LIMIT} without the prefetch feature, "
+                f"which is off - at `$.limit`"
+            )
+        return 0
+    return 0 if body.prefetch is msgspec.UNSET else body.prefetch
 
 
 def _claim_response(
@@ -141,7 +157,7 @@ async def _apply_reports(
 
 
 async def _report_and_claim(
-    ctx: AppContext, bot_id: str, body: m.ClaimRequest, claim_id: str | None
+    ctx: AppContext, bot_id: str, body: m.ClaimRequest, claim_id: str | None, prefetch: int
 ) -> tuple[list[m.ReportResult], list[JobRecord] | None]:
     reports = [_report_input(item) for item in body.reports or ()]
     attributes: dict[str, str | int] = {
@@ -163,6 +179,7 @@ async def _report_and_claim(
             ctx.config.job_lease_ttl_s,
             reported,
             claim_id=claim_id,
+            prefetch=prefetch,
         )
     return results, jobs
 

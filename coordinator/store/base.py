@@ -41,6 +41,7 @@ from coordinator.store.records import (
     StatsRecord,
     SubmitOutcome,
 )
+from coordinator.store.releases import ReleaseInput, ReleaseOutcome
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.schedules import FiredSchedule, JobMaker, ScheduleRecord, ScheduleSpec
 
@@ -65,6 +66,8 @@ __all__ = [
     "ProgressInput",
     "RegisterOutcome",
     "Registration",
+    "ReleaseInput",
+    "ReleaseOutcome",
     "ReportInput",
     "ReportOutcome",
     "Retention",
@@ -251,6 +254,17 @@ class Store(Protocol):
 
     async def set_progress(self, bot_id: str, progress: ProgressInput) -> ReportOutcome:
         """Accepted only from the current lease holder, like a fail."""
+        ...
+
+    async def release_jobs(
+        self, bot_id: str, items: Sequence[ReleaseInput]
+    ) -> list[ReleaseOutcome]:
+        """Give back jobs a bot claimed and never started (prefetch), in one transaction
+        (`releases.decide_releases`): only from the holder of that attempt (else
+        CONFLICT); the job is queued again at once in its place, uncharged (attempt_base
+        goes up with the attempt), and its attempt ends as `unstarted`, left out of
+        `list_attempts`. A repeat is RELEASED again with no effect. Waiting claims
+        for the jobs' operations are told, as for any job queued again."""
         ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...

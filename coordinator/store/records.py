@@ -133,7 +133,9 @@ class BotRecord:
     lifecycle: str | None = None  # the state the bot last reported (IDLE, DRAINING, ...)
     pending_command: str | None = None  # drain, quarantine, release
     quarantined: bool = False  # an operator's quarantine in force (no `release` since)
-    running: tuple[str, ...] = ()  # ids of jobs it holds in state running
+    running: tuple[str, ...] = ()  # ids of jobs it runs (held ones left out)
+    # Jobs it holds but has not started (prefetch), as its last heartbeat listed them.
+    held: tuple[str, ...] = ()
     resources: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -241,6 +243,9 @@ class ClaimInput:
     lease_ttl_s: float
     claim_id: str | None = None
     default_timeout_s: float | None = field(default=None, kw_only=True)
+    # Jobs beyond max_concurrency the bot may hold unstarted after this claim (feature
+    # `prefetch`; see `rules.holding_cap`).
+    prefetch: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +259,8 @@ class HeartbeatInput:
     job_lease_ttl_s: float
     # Of jobs without their own, as in ClaimInput.
     default_timeout_s: float | None = field(default=None, kw_only=True)
+    # Those of `running_job_ids` it holds unstarted (prefetch): shown apart from running.
+    held_job_ids: Sequence[str] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,10 @@ def jobs_from_rows(found: Sequence[Any], keys: Sequence[str], decode: Decode) ->
 
 
 def bot_from_row(row: Any, running: Sequence[str], decode: Decode) -> BotRecord:
+    """`running`: the ids of the jobs it holds; those its last heartbeat listed as held
+    (prefetched, not started) are told apart, as far as it still holds them."""
+    listed = () if row["held"] is None else decode.json(row["held"])
+    held = frozenset(listed).intersection(running) if listed else frozenset()
     return BotRecord(
         id=row["id"],
         bot_key=row["bot_key"],
@@ -142,7 +146,8 @@ def bot_from_row(row: Any, running: Sequence[str], decode: Decode) -> BotRecord:
         lifecycle=row["lifecycle"],
         pending_command=row["pending_command"],
         quarantined=bool(row["quarantined"]),
-        running=tuple(running),
+        running=tuple(job_id for job_id in running if job_id not in held),
+        held=tuple(job_id for job_id in running if job_id in held),
         resources=decode.json(row["resources"]),
         constraints=decode.json(row["constraints"]),
         meta=decode.json(row["meta"]),

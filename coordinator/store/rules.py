@@ -184,6 +184,15 @@ def claimable_operations(bot: Claimant, claim: ClaimInput) -> list[str]:
     return [op for op in dict.fromkeys(claim.operations) if op in bot.operations]
 
 
+def holding_cap(max_concurrency: int, prefetch: int) -> int:
+    """How many jobs a bot may hold at once after a claim: its `max_concurrency`, plus
+    the jobs it asked to prefetch (held unstarted in its buffer). A bot given no slots
+    (max_concurrency 0) holds nothing, prefetch or not."""
+    if max_concurrency <= 0:
+        return 0
+    return max_concurrency + max(0, prefetch)
+
+
 def answers_repeat(claim: ClaimInput, seen: bool) -> bool:
     """Whether a claim is the repeat of one whose answer was lost (or a late copy of
     one): its `claim_id` already handed the bot jobs (`seen`). It gets back those still

@@ -22,6 +22,7 @@ from botfleet.protocol import ProtocolError, decode, encode
 from botfleet.protocol import joblogs as logs
 from botfleet.protocol import limits as lim
 from botfleet.protocol import messages as m
+from botfleet.protocol import prefetch as pre
 from botfleet.protocol import schedules as sched
 from botfleet.protocol.openapi import ROUTES, generate
 
@@ -65,6 +66,13 @@ CALLS: tuple[Call, ...] = (
          "claim_with_reports", m.ClaimResponse),
     Call("post", "/v1/jobs/claim", 200, "claim_with_id", m.ClaimRequest,
          "claim_with_id", m.ClaimResponse),
+    # Prefetch: claims beyond the free slots, held jobs in heartbeats, releases.
+    Call("post", "/v1/jobs/claim", 200, "claim_with_prefetch", m.ClaimRequest,
+         "claim_with_prefetch", m.ClaimResponse),
+    Call("put", "/v1/bots/{bot_id}/heartbeat", 200, "heartbeat_holding", m.HeartbeatRequest,
+         "heartbeat", m.HeartbeatResponse),
+    Call("post", "/v1/jobs/release", 200, "release", pre.ReleaseRequest,
+         "release", pre.ReleaseResponse),
     # Producer and operator.
     Call("post", "/v1/jobs", 201, "submit", m.SubmitJob, "submit", m.SubmitResponse),
     Call("post", "/v1/jobs/bulk", 201, "bulk_submit", m.BulkSubmitRequest,

@@ -137,7 +137,11 @@ class TestSeedShapes:
         assert _errors(spec, "HeartbeatRequest", document | {"unreported": [""]})
         assert "unreported" not in json.loads(encode(m.HeartbeatRequest(instance_id="i")))
 
-    @pytest.mark.parametrize(("limit", "valid"), [(0, False), (1, True), (100, True), (101, False)])
+    # Up to 100 in the seed's contract; up to 1000 with the `prefetch` feature (the
+    # coordinator refuses 101..1000 with 400 when it does not offer the feature).
+    @pytest.mark.parametrize(
+        ("limit", "valid"), [(0, False), (1, True), (100, True), (1000, True), (1001, False)]
+    )
     def test_claim_request_limit(self, spec: dict[str, Any], limit: int, valid: bool) -> None:
         document = {"bot_id": "bot_1", "operations": ["sum"], "limit": limit, "wait_ms": 0}
         assert (_errors(spec, "ClaimRequest", document) == []) is valid

@@ -47,7 +47,14 @@ DEADLINE_S = 120.0
 SHORT_LEASES = ["--job-lease-ttl", "4", "--bot-lease-ttl", "4", "--reaper-interval", "0.25"]
 SHORT_CUT_S = 2.0
 LONG_CUT_S = 6.0
-BOT_ENV = {"MIN_BACKOFF_MS": "50", "MAX_BACKOFF_MS": "1000", "MAX_CONCURRENCY": "8"}
+# A few jobs beyond the free slots: held jobs go through the faults too, while the
+# requests stay many enough for the seeded faults to be drawn.
+BOT_ENV = {
+    "MIN_BACKOFF_MS": "50",
+    "MAX_BACKOFF_MS": "1000",
+    "MAX_CONCURRENCY": "8",
+    "BOT_PREFETCH": "4",
+}
 FAULTS = Faults(
     drop_before=0.02, drop_after=0.02, delay=0.1, max_delay_s=0.05, overload=0.03, retry_after_s=1
 )

@@ -41,7 +41,9 @@ pytestmark = pytest.mark.e2e
 JOBS = 2000
 BULK = 1000
 BOTS = ("lost-1", "lost-2")
-BOT_ENV = {"MAX_CONCURRENCY": "8"}
+# A few jobs beyond the free slots: held jobs go through the faults too, while the
+# requests stay many enough for the seeded faults to be drawn.
+BOT_ENV = {"MAX_CONCURRENCY": "8", "BOT_PREFETCH": "4"}
 CLEAN = Faults()
 FAULTS = Faults(
     overload=0.10,

@@ -68,7 +68,7 @@ class TestBodies:
         bot = await api.register()
         response = await api.client.post(
             "/v1/jobs/claim",
-            json={"bot_id": bot.id, "operations": ["sum"], "limit": 101},
+            json={"bot_id": bot.id, "operations": ["sum"], "limit": 1001},
             headers=bot.headers,
         )
         assert response.status == 400

@@ -85,6 +85,7 @@ def _example(route: Route, scene: Scene) -> tuple[str, dict[str, str], Any]:
             **instance,
             "reports": [{"job_id": scene.running, "action": "complete"}],
         },
+        "ReleaseRequest": {**instance, "jobs": [{"job_id": scene.running, "attempt": 1}]},
         "SubmitJob": {"op": "sum", "payload": {"a": 1}},
         "BulkSubmitRequest": {"jobs": [{"op": "sum"}, {"op": "subtract"}]},
         "PatchBotRequest": {"assignment": {"max_concurrency": 4}, "command": "drain"},

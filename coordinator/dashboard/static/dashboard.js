@@ -294,7 +294,9 @@ function showBots(bots) {
         bot.lifecycle && bot.lifecycle !== bot.state ? el("span", { class: "sub" }, bot.lifecycle) : null,
         assignment.paused ? [" ", badge("paused")] : null),
       el("td", { class: "nowrap", title: bot.last_heartbeat || "" }, ago(bot.last_heartbeat)),
-      el("td", { class: "num" }, bot.running.length),
+      el("td", { class: "num" }, bot.running.length,
+        // Prefetched, not started: held apart from running (older coordinators send none).
+        (bot.held || []).length ? el("span", { class: "sub" }, ` +${bot.held.length} held`) : null),
       el("td", {}, `${ops} × ${assignment.max_concurrency}`),
       el("td", { class: "labels" }, labelChips(bot.labels)),
       el("td", {}, bot.pending_command || "–"),

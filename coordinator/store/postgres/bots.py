@@ -84,8 +84,9 @@ async def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOu
     released = await release_lost_jobs(tx, bot_id, ids, locked["last_heartbeat"])
     lease_until = tx.now + timedelta(seconds=beat.bot_lease_ttl_s)
     row = await tx.fetchrow(
-        "heartbeat_bot", bot_id, tx.now, lease_until, lifecycle, command, beat.metrics
-    )
+        "heartbeat_bot", bot_id, tx.now, lease_until, lifecycle, command, beat.metrics,
+        list(beat.held_job_ids) or None,
+    )  # fmt: skip
     extended: dict[str, datetime] = {}
     cancel: list[str] = []
     if ids:

@@ -21,7 +21,7 @@ from coordinator.store.postgres.reads import unchanged
 from coordinator.store.postgres.rows import job_from_row, jobs_from_rows
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.rows import clean_text
-from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
+from coordinator.store.rules import Claimant, answers_repeat, claimable_operations, holding_cap
 
 
 async def submit_jobs(tx: Tx, jobs: Sequence[NewJob]) -> list[SubmitOutcome]:
@@ -81,12 +81,11 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     wanted = claimable_operations(claimant, claim)
     if not wanted:
         return []
-    picked = await pick_under_limits(
-        tx, wanted, claim.limit, bot["max_concurrency"], claim.bot_id, bot["labels"]
-    )
+    cap = holding_cap(bot["max_concurrency"], claim.prefetch)
+    picked = await pick_under_limits(tx, wanted, claim.limit, cap, claim.bot_id, bot["labels"])
     if picked is None:
         rows = await tx.fetch(
-            "claim_jobs", claim.bot_id, wanted, claim.limit, bot["max_concurrency"], tx.now,
+            "claim_jobs", claim.bot_id, wanted, claim.limit, cap, tx.now,
             claim.lease_ttl_s, claim.default_timeout_s, claim.claim_id, bot["labels"],
         )  # fmt: skip
     elif picked:

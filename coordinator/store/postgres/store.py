@@ -31,6 +31,7 @@ import coordinator.store.postgres.jobs as jobs
 import coordinator.store.postgres.leases as leases
 import coordinator.store.postgres.limits as limits
 import coordinator.store.postgres.reads as reads
+import coordinator.store.postgres.releases as releases
 import coordinator.store.postgres.reports as reports
 import coordinator.store.postgres.retention as retention
 import coordinator.store.postgres.revocation as revocation
@@ -54,6 +55,7 @@ from coordinator.store.postgres.connection import (
 from coordinator.store.postgres.notify import Notice, NotificationRelay
 from coordinator.store.postgres.tx import Tx
 from coordinator.store.queries import load_queries
+from coordinator.store.releases import ReleaseInput, ReleaseOutcome
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -205,6 +207,13 @@ class PostgresStore:
         self, bot_id: str, progress: records.ProgressInput
     ) -> records.ReportOutcome:
         return await self._read(lambda tx: reports.set_progress(tx, bot_id, progress))
+
+    async def release_jobs(
+        self, bot_id: str, items: Sequence[ReleaseInput]
+    ) -> list[ReleaseOutcome]:
+        if not items:
+            return []
+        return await self._write(lambda tx: releases.release_jobs(tx, bot_id, items))
 
     async def get_job(self, job_id: str) -> records.JobRecord | None:
         return await self._read(lambda tx: reads.get_job(tx, job_id))

@@ -103,9 +103,11 @@ WHERE id = $1 AND instance_id = $2 AND online
 FOR NO KEY UPDATE;
 
 -- name: heartbeat_bot
--- $1 bot, $2 now, $3 lease_until, $4 lifecycle, $5 pending command, $6 metrics.
+-- $1 bot, $2 now, $3 lease_until, $4 lifecycle, $5 pending command, $6 metrics, $7 the
+-- jobs it holds unstarted (prefetch; NULL: none).
 UPDATE bots
-SET lease_until = $3, last_heartbeat = $2, lifecycle = $4, pending_command = $5, metrics = $6
+SET lease_until = $3, last_heartbeat = $2, lifecycle = $4, pending_command = $5, metrics = $6,
+    held = $7
 WHERE id = $1
 RETURNING bots.*,
           ARRAY(SELECT j.id FROM jobs j WHERE j.bot_id = bots.id AND j.state = 'running'
@@ -404,7 +406,10 @@ ORDER BY seq DESC
 LIMIT $4;
 
 -- name: list_attempts
-SELECT * FROM attempts WHERE job_id = $1 ORDER BY attempt;
+-- Attempts given back unstarted (prefetch releases) are left out: nothing ran in them.
+SELECT * FROM attempts
+WHERE job_id = $1 AND outcome IS DISTINCT FROM 'unstarted'
+ORDER BY attempt;
 
 -- name: cancel_job
 WITH cancelled AS (
@@ -1003,3 +1008,37 @@ WITH claimed AS (
     SELECT id, attempt, $2, $3, lease_until, $6::text FROM claimed
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq;
+
+-- ---------------------------------------------------------------- prefetch: releases
+
+-- name: jobs_for_release
+-- Locked in id order (no deadlock with a report batch, which locks the same way).
+SELECT id, op, state, attempt, bot_id FROM jobs
+WHERE id = ANY($1::text[])
+ORDER BY id
+FOR UPDATE;
+
+-- name: unstarted_attempts_of_bot
+-- The attempts of these jobs this bot gave back already: a repeated release is answered
+-- as the first one was.
+SELECT job_id, attempt FROM attempts
+WHERE job_id = ANY($1::text[]) AND bot_id = $2 AND outcome = 'unstarted';
+
+-- name: release_jobs
+-- $1 job ids, $2 their attempts, $3 bot, $4 now. Queued again at once and uncharged
+-- (attempt_base goes up with the attempt), in their place in the queue (run_at and seq
+-- kept); the WHERE is the fence. Their attempts end as `unstarted`.
+WITH wanted AS (
+    SELECT * FROM unnest($1::text[], $2::int[]) AS w(id, attempt)
+), released AS (
+    UPDATE jobs j
+    SET state = 'queued', lease_until = NULL, attempt_base = j.attempt_base + 1
+    FROM wanted w
+    WHERE j.id = w.id AND j.attempt = w.attempt AND j.state = 'running' AND j.bot_id = $3
+    RETURNING j.id, j.attempt
+), ended AS (
+    UPDATE attempts a SET ended_at = $4, outcome = 'unstarted'
+    FROM released r
+    WHERE a.job_id = r.id AND a.attempt = r.attempt AND a.ended_at IS NULL
+)
+SELECT count(*) FROM released;

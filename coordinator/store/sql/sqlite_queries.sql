@@ -177,7 +177,8 @@ UPDATE bots SET
     last_heartbeat = :now,
     lifecycle = :lifecycle,
     pending_command = :pending_command,
-    metrics = :metrics
+    metrics = :metrics,
+    held = :held
 WHERE id = :id
 
 -- name: update_bot
@@ -576,7 +577,8 @@ RETURNING *
 SELECT * FROM jobs WHERE id = :id
 
 -- name: list_attempts
-SELECT * FROM attempts WHERE job_id = :job_id ORDER BY attempt
+-- Attempts given back unstarted (prefetch releases) are left out: nothing ran in them.
+SELECT * FROM attempts WHERE job_id = :job_id AND outcome IS NOT 'unstarted' ORDER BY attempt
 
 -- name: list_jobs
 -- Newest first; :before is the seq of the last job of the previous page.
@@ -1014,3 +1016,27 @@ UPDATE jobs SET
     progress_message = NULL
 WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'queued'
 RETURNING *
+
+-- ---------------------------------------------------------------- prefetch: releases
+
+-- name: jobs_for_release
+SELECT id, op, state, attempt, bot_id FROM jobs
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: unstarted_attempts_of_bot
+-- The attempts of these jobs this bot gave back already: a repeated release is answered
+-- as the first one was.
+SELECT job_id, attempt FROM attempts
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND bot_id = :bot_id
+  AND outcome = 'unstarted'
+
+-- name: end_unstarted_attempt
+-- Before `release_jobs`, while the job still runs under this attempt.
+UPDATE attempts SET ended_at = :now, outcome = 'unstarted'
+WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
+
+-- name: release_jobs
+-- Queued again at once and uncharged (attempt_base goes up with the attempt), in its
+-- place in the queue (its run_at and seq are kept). The WHERE is the fence.
+UPDATE jobs SET state = 'queued', lease_until = NULL, attempt_base = attempt_base + 1
+WHERE id = :job_id AND state = 'running' AND attempt = :attempt AND bot_id = :bot_id

@@ -93,6 +93,7 @@ def heartbeat(tx: Tx, beat: records.HeartbeatInput) -> records.HeartbeatOutcome 
             "lifecycle": lifecycle,
             "pending_command": command,
             "metrics": dump_json(beat.metrics),
+            "held": dump_json(list(beat.held_job_ids)) if beat.held_job_ids else None,
         },
     )
     ids = id_list(beat.running_job_ids)

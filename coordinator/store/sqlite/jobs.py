@@ -15,7 +15,7 @@ from coordinator.store.base import (
 from coordinator.store.ids import new_job_id
 from coordinator.store.limits import limit_key, op_limit
 from coordinator.store.rows import clean_text
-from coordinator.store.rules import Claimant, answers_repeat, claimable_operations
+from coordinator.store.rules import Claimant, answers_repeat, claimable_operations, holding_cap
 from coordinator.store.sqlite.dependencies import link_new_jobs
 from coordinator.store.sqlite.limits import limit_names, pick_under_limits
 from coordinator.store.sqlite.reads import unchanged
@@ -114,15 +114,14 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
     wanted = claimable_operations(claimant, claim)
     if not wanted:
         return []
+    cap = holding_cap(bot["max_concurrency"], claim.prefetch)
     params = {
         "bot_id": claim.bot_id,
         "now": tx.now,
         "ttl_s": claim.lease_ttl_s,
         "default_timeout_s": claim.default_timeout_s,
     }
-    picked = pick_under_limits(
-        tx, wanted, claim.limit, bot["max_concurrency"], claim.bot_id, bot["labels"]
-    )
+    picked = pick_under_limits(tx, wanted, claim.limit, cap, claim.bot_id, bot["labels"])
     if picked is None:
         rows = tx.all(
             "claim_jobs",
@@ -130,7 +129,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
                 **params,
                 "ops": dump_json(wanted),
                 "limit": claim.limit,
-                "max_concurrency": bot["max_concurrency"],
+                "max_concurrency": cap,
                 "labels": bot["labels"],
             },
         )

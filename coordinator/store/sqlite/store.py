@@ -31,6 +31,7 @@ import coordinator.store.sqlite.jobs as jobs
 import coordinator.store.sqlite.leases as leases
 import coordinator.store.sqlite.limits as limits
 import coordinator.store.sqlite.reads as reads
+import coordinator.store.sqlite.releases as releases
 import coordinator.store.sqlite.reports as reports
 import coordinator.store.sqlite.retention as retention
 import coordinator.store.sqlite.revocation as revocation
@@ -42,6 +43,7 @@ from coordinator.store.base import RetryDelay, StoreError, StoreListener
 from coordinator.store.changes import Changes
 from coordinator.store.joblogs import LogAppend, LogAppendOutcome, LogPage, LogQuery
 from coordinator.store.limits import LimitRecord, LimitSpec
+from coordinator.store.releases import ReleaseInput, ReleaseOutcome
 from coordinator.store.retention import Retention, SweepOutcome
 from coordinator.store.rows import check_limit, decode_cursor
 from coordinator.store.rules import check_bot_update
@@ -236,6 +238,14 @@ class SQLiteStore:
         self, bot_id: str, progress: records.ProgressInput
     ) -> records.ReportOutcome:
         return await self._open().write(lambda tx: reports.set_progress(tx, bot_id, progress))
+
+    async def release_jobs(
+        self, bot_id: str, items: Sequence[ReleaseInput]
+    ) -> list[ReleaseOutcome]:
+        if not items:
+            return []
+        inline = len(items) <= INLINE_MAX_ROWS
+        return await self._open().write(lambda tx: releases.release_jobs(tx, bot_id, items), inline)
 
     async def get_job(self, job_id: str) -> records.JobRecord | None:
         return await self._open().point_read(lambda tx: reads.get_job(tx, job_id))

@@ -97,6 +97,11 @@ def test_tuning_without_variables() -> None:
         ("BOT_LABELS", "gpu=a100,gpu=h100", "given twice"),
         ("BOT_LABELS", "g pu=a100", "label key"),
         ("BOT_LABELS", ",".join(f"k{i}=v" for i in range(33)), "at most 32"),
+        ("BOT_PREFETCH", "lots", "must be auto, 0 or a number of jobs"),
+        ("BOT_PREFETCH", "-1", "between 0 and 1000"),
+        ("BOT_PREFETCH", "1001", "between 0 and 1000"),
+        ("BOT_PREFETCH_HOLD_MS", "0", "between 1 and 3600000"),
+        ("BOT_PREFETCH_HOLD_MS", "soon", "whole number"),
     ],
 )
 def test_bad_values_are_named(variable: str, value: str, problem: str) -> None:
@@ -105,6 +110,14 @@ def test_bad_values_are_named(variable: str, value: str, problem: str) -> None:
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"{variable}: ")
     assert problem in str(caught.value)
+
+
+def test_prefetch_is_auto_unless_told() -> None:
+    assert (Settings().prefetch, Settings().prefetch_hold_ms) == ("auto", 500)
+    assert load_settings({"BOT_PREFETCH": "AUTO"}).prefetch == "auto"
+    assert load_settings({"BOT_PREFETCH": "0"}).prefetch == 0
+    settings = load_settings({"BOT_PREFETCH": "64", "BOT_PREFETCH_HOLD_MS": "250"})
+    assert (settings.prefetch, settings.prefetch_hold_ms) == (64, 250)
 
 
 def test_labels_are_key_value_pairs() -> None:

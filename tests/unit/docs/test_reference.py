@@ -128,7 +128,7 @@ def test_everything_the_openapi_document_has() -> None:
 
 def test_message_fields_show_types_bounds_and_defaults() -> None:
     text = http_reference()
-    assert "| `limit` | integer ≥ 1 ≤ 100 | `1` |" in text
+    assert "| `limit` | integer ≥ 1 ≤ 1000 | `1` |" in text
     assert "| `op` | string (1–100 characters) matching `^[A-Za-z0-9_.:-]+$` | required |" in text
     assert '`"drain"` / `"quarantine"` / `"release"` or null' in text
     assert "| `claim_id` | string (1–200 characters) | left out |" in text

@@ -73,6 +73,7 @@ SQLITE_ONLY = {
     "end_attempts_of_revoked_bot": "requeue_jobs_of_revoked_bot ends them in PostgreSQL",
     "end_attempts_of_bots": "release_bot_jobs ends them in PostgreSQL",
     "end_expired_attempts": "expire_jobs ends them in PostgreSQL",
+    "end_unstarted_attempt": "release_jobs ends them in PostgreSQL",
     "delete_attempts_of_jobs": "delete_finished_jobs deletes them in PostgreSQL",
     "extend_attempt_lease": "extend_leases extends them in PostgreSQL",
     "cancelled_among": "extend_leases answers them in PostgreSQL",

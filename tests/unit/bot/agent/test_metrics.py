@@ -45,6 +45,8 @@ async def test_metrics_are_served(start_bot: StartBot) -> None:
         "botfleet_bot_loop_stalls_total",
         "botfleet_bot_threads_left_behind",
         "botfleet_bot_threads_abandoned_total",
+        "botfleet_bot_prefetched_jobs",
+        "botfleet_bot_prefetch_released_total",
     ):
         assert f"\n{name} " in text, name
     assert await running.stop() == EXIT_OK
