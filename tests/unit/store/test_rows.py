@@ -20,13 +20,20 @@ def _row(index: int) -> dict[str, Any]:
         "bot_id": "bot", "result": "r", "result_attempt": 4, "error": "e", "progress": 0.5,
         "progress_message": "half", "timeout_s": 30.0, "idempotency_key": "k",
         "metadata": "m", "expires_at": 6, "submitted_by": "alice", "requires": "q",
-        "waiting_on": 3, "limit_key": "a,b", "seen_at": None,
+        "waiting_on": 3, "limit_key": "a,b", "after_ids": '["j0"]', "seen_at": None,
     }  # fmt: skip
 
 
 def test_a_batch_of_rows_reads_as_each_row_by_name() -> None:
     found = [_row(1), _row(2)]
-    found[1].update(started_at=None, finished_at=None, result=None, requires=None, limit_key=None)
+    found[1].update(
+        started_at=None,
+        finished_at=None,
+        result=None,
+        requires=None,
+        limit_key=None,
+        after_ids=None,
+    )
     keys = list(found[0])
     rows = [tuple(row.values()) for row in found]  # by position only, as a driver's rows
     assert jobs_from_rows(rows, keys, DECODE) == [job_from_row(row, DECODE) for row in found]
