@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from botfleet.protocol.messages import (
+from botfleet.protocol.base import (
     Attempt,
     JobState,
     NonEmpty,

@@ -1,4 +1,4 @@
-"""`/openapi.json`, generated from the message structs of `messages.py`."""
+"""`/openapi.json`, generated from the message structs (`messages` names them all)."""
 
 from __future__ import annotations
 

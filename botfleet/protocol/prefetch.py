@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from botfleet.protocol.messages import Attempt, NonEmpty, Struct
+from botfleet.protocol.base import Attempt, NonEmpty, Struct
 
 ReleaseStatus = Literal["released", "conflict", "not_found"]
 MAX_RELEASE_JOBS = 1000

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from botfleet.protocol.messages import Struct, SubmitJob, Timestamp
+from botfleet.protocol.base import Struct, Timestamp
+from botfleet.protocol.operator import SubmitJob
 
 ScheduleName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")

@@ -4,7 +4,7 @@ call of the contract (documents/*.json), written from the contract, not from the
 Each document must decode with its message struct, validate against the schema that
 `/openapi.json` gives its route, and encode back to itself: every field it states comes
 back with the same name, value and JSON type, and every field it leaves out decoded to
-its default. So a field renamed or retyped in `messages.py` fails here.
+its default. So a field renamed or retyped in a message struct fails here.
 """
 
 from __future__ import annotations
