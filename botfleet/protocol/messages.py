@@ -8,7 +8,7 @@ from them, so the two sides and the document cannot drift apart.
 
 This module is the one namespace both sides import (`messages as m`, then `m.Name`);
 the structs live by who calls with them: what every message shares in `base`, the
-bot ⇄ coordinator calls in `bot_calls`, the producer and operator calls in `operator`,
+bot ⇄ coordinator calls in `bot_calls`, the producer and operator calls in `operator_calls`,
 roles and tokens in `tokens`.
 """
 
@@ -64,7 +64,7 @@ from botfleet.protocol.bot_calls import (
     Resources,
     RunningJob,
 )
-from botfleet.protocol.operator import (
+from botfleet.protocol.operator_calls import (
     AssignmentField,
     AssignmentPatch,
     BotList,

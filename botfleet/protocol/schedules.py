@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 
 from botfleet.protocol.base import Struct, Timestamp
-from botfleet.protocol.operator import SubmitJob
+from botfleet.protocol.operator_calls import SubmitJob
 
 ScheduleName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
