@@ -8,8 +8,15 @@ are not; the process-local hint (`DrainedOperations`) only orders the two.
 """
 
 from coordinator.longpoll.drained import DrainedOperations
-from coordinator.longpoll.poller import LongPoller
+from coordinator.longpoll.poller import LongPoller, answers_at_once
 from coordinator.longpoll.store_calls import ClaimObserver
 from coordinator.longpoll.waiters import ClaimWatch, Waiters
 
-__all__ = ["ClaimObserver", "ClaimWatch", "DrainedOperations", "LongPoller", "Waiters"]
+__all__ = [
+    "ClaimObserver",
+    "ClaimWatch",
+    "DrainedOperations",
+    "LongPoller",
+    "Waiters",
+    "answers_at_once",
+]

@@ -11,7 +11,14 @@ from botfleet.clock import Clock
 from botfleet.protocol.messages import TERMINAL_STATES
 from coordinator.longpoll.store_calls import ClaimObserver, StoreCalls
 from coordinator.longpoll.waiters import Waiters
-from coordinator.store.base import ClaimInput, JobRecord, ReportInput, ReportOutcome, Store
+from coordinator.store.base import (
+    ClaimInput,
+    HandedBack,
+    JobRecord,
+    ReportInput,
+    ReportOutcome,
+    Store,
+)
 
 RECHECK_JITTER = 0.2
 # A job due now: what a notice of jobs, or the hint that jobs are probably there, means.
@@ -163,7 +170,7 @@ class LongPoller:
                     # The claim answers the notice that woke this request, if one did.
                     waiters.begin_claim(watch)
                     jobs = await store.claim(claim)
-                    if jobs is None or jobs:
+                    if answers_at_once(jobs):
                         waiters.settle(watch, len(jobs or ()), jobs_left=True)
                         return jobs
                     if self._time_left(loop, deadline) <= 0:
@@ -209,6 +216,13 @@ class LongPoller:
         """`recheck_s`, jittered by up to a fifth either way, so that a fleet of waiters
         that began together does not re-check in lockstep."""
         return self._recheck_s * self._random.uniform(1 - RECHECK_JITTER, 1 + RECHECK_JITTER)
+
+
+def answers_at_once(jobs: list[JobRecord] | None) -> bool:
+    """Whether a claim's answer ends its request however long it may wait: jobs, an
+    unknown or offline bot (None), or a repeated `claim_id` (`HandedBack`, maybe empty),
+    which claims nothing new, so waiting could bring it nothing."""
+    return jobs is None or bool(jobs) or isinstance(jobs, HandedBack)
 
 
 def _is_due(due_in: float | None) -> bool:

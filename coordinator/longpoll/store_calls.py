@@ -12,6 +12,7 @@ from coordinator.longpoll.drained import DrainedOperations
 from coordinator.store.base import (
     ClaimInput,
     ClaimOutlook,
+    HandedBack,
     JobRecord,
     ReportInput,
     ReportOutcome,
@@ -103,4 +104,6 @@ class StoreCalls:
         if jobs is not None:
             if self._observe_claim is not None:
                 self._observe_claim(time.perf_counter() - started, jobs)
-            self._hint.note_claim(operations, limit, len(jobs), notices_before)
+            # A repeat claimed nothing: what it got back tells nothing of the queue.
+            if not isinstance(jobs, HandedBack):
+                self._hint.note_claim(operations, limit, len(jobs), notices_before)

@@ -10,6 +10,7 @@ from aiohttp import web
 from botfleet.protocol import messages as m
 from coordinator.context import AppContext, context
 from coordinator.errors import Forbidden, InvalidBody, NotFound
+from coordinator.longpoll import answers_at_once
 from coordinator.routes.common import raise_for_outcome, read_body, respond
 from coordinator.store.base import JobRecord, ProgressInput, ReportInput, ReportOutcome
 from coordinator.views import claimed_jobs
@@ -52,9 +53,9 @@ async def claim(request: web.Request) -> web.Response:
             results, jobs = await _report_and_claim(ctx, identity.bot_id, body, claim_id, prefetch)
             if jobs is None:
                 raise _bot_not_found(body.bot_id)
-            if jobs or not long_poll or body.wait_ms <= 0:
+            if answers_at_once(jobs) or not long_poll or body.wait_ms <= 0:
                 return _claim_response(ctx, jobs, results)
-            # Nothing was due after all: wait as any claim does.
+            # Nothing was due after all (and no repeat): wait as any claim does.
         else:
             # Before the claim: the capacity these reports free is what the claim fills.
             results = await _apply_reports(ctx, identity.bot_id, body.reports)

@@ -27,6 +27,7 @@ from coordinator.store.records import (
     ClaimOutlook,
     ExpiryOutcome,
     ForgetOutcome,
+    HandedBack,
     HeartbeatInput,
     HeartbeatOutcome,
     JobQuery,
@@ -57,6 +58,7 @@ __all__ = [
     "ClaimOutlook",
     "ExpiryOutcome",
     "ForgetOutcome",
+    "HandedBack",
     "HeartbeatInput",
     "HeartbeatOutcome",
     "JobQuery",
@@ -225,7 +227,8 @@ class Store(Protocol):
         one and its lease is max(lease_ttl_s, timeout_s) from now. None when the bot
         is unknown or offline. Nothing (an empty list) while the bot is quarantined
         (`rules.claims_withheld`): by the operator until a `release`, or by its own
-        last reported lifecycle QUARANTINED.
+        last reported lifecycle QUARANTINED. A repeat of a `claim_id` that handed out
+        jobs gets `HandedBack`: those still running under the bot, nothing new.
         """
         ...
 

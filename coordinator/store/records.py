@@ -80,6 +80,16 @@ class JobRecord:
     after: tuple[str, ...] = ()  # the job ids submit's `after` named, whatever became of them
 
 
+class HandedBack(list[JobRecord]):
+    """A repeated claim's answer: the jobs its `claim_id` handed out that still run
+    under the bot, maybe none (`rules.answers_repeat`). A list like any claim's answer,
+    so a caller that wants only the jobs need not know; the type tells the long-poll
+    that a repeat claims nothing new, so waiting could bring it nothing: it answers at
+    once, even empty."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One hand-out of a job: the history that proves no two live leases overlapped."""

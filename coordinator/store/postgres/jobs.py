@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from coordinator.store.base import (
     ClaimInput,
+    HandedBack,
     JobRecord,
     NewJob,
     ReportOutcome,
@@ -76,7 +77,7 @@ async def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
             await tx.fetchrow("claim_seen", claim.claim_id, claim.bot_id) is not None
         )
         if answers_repeat(claim, seen):
-            return [job_from_row(row) for row in handed_out]
+            return HandedBack(job_from_row(row) for row in handed_out)
     claimant = Claimant(set(bot["operations"]), bot["paused"], bot["quarantined"], bot["lifecycle"])
     wanted = claimable_operations(claimant, claim)
     if not wanted:

@@ -7,6 +7,7 @@ from typing import Any
 
 from coordinator.store.base import (
     ClaimInput,
+    HandedBack,
     JobRecord,
     NewJob,
     ReportOutcome,
@@ -106,7 +107,7 @@ def claim_jobs(tx: Tx, claim: ClaimInput) -> list[JobRecord] | None:
         key = {"claim_id": claim.claim_id, "bot_id": claim.bot_id}
         handed_out = tx.all("jobs_of_claim", key)
         if answers_repeat(claim, bool(handed_out) or tx.one("claim_seen", key) is not None):
-            return [job_from_row(row) for row in handed_out]
+            return HandedBack(job_from_row(row) for row in handed_out)
     claimant = Claimant(
         set(load_json(bot["operations"])), bool(bot["paused"]), bool(bot["quarantined"]),
         bot["lifecycle"],

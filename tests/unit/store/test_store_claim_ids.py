@@ -4,7 +4,14 @@ nothing new is claimed, and max_concurrency holds."""
 from __future__ import annotations
 
 from botfleet.clock import FakeClock
-from coordinator.store.base import ClaimInput, JobQuery, JobRecord, ReportOutcome, Store
+from coordinator.store.base import (
+    ClaimInput,
+    HandedBack,
+    JobQuery,
+    JobRecord,
+    ReportOutcome,
+    Store,
+)
 from tests.support.backends import StoreFactory
 from tests.unit.store.support import JOB_LEASE_TTL_S, complete, new_job, register
 
@@ -63,6 +70,20 @@ async def test_a_repeat_after_reports_returns_none_of_the_finished_jobs(
     assert await _claim(store, bot.id, "claim-1") == []
     fresh = _ids(await _claim(store, bot.id, "claim-2"))
     assert len(fresh) == 1 and not set(fresh) & set(first)
+
+
+async def test_only_a_repeat_is_answered_as_one(store: Store, clock: FakeClock) -> None:
+    # The long-poll answers a repeat at once, even empty: it must tell one apart.
+    bot = await register(store, clock)
+    await store.submit_jobs([new_job(clock)])
+    first = await _claim(store, bot.id, "claim-1")
+    assert not isinstance(first, HandedBack) and len(first) == 1
+    assert isinstance(await _claim(store, bot.id, "claim-1"), HandedBack)
+    await store.report(bot.id, [complete(first[0].id, total=3)])
+    empty = await _claim(store, bot.id, "claim-1")
+    assert isinstance(empty, HandedBack) and empty == []
+    assert not isinstance(await _claim(store, bot.id, "claim-2"), HandedBack)
+    assert not isinstance(await _claim(store, bot.id, None), HandedBack)
 
 
 async def test_max_concurrency_holds_across_repeats(store: Store, clock: FakeClock) -> None:
