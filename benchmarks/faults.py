@@ -4,8 +4,8 @@ One coordinator (default settings) and bots (`MAX_CONCURRENCY` 8) that reach it 
 through the fault-injecting proxy of the end-to-end tests. The same fleet runs `--jobs`
 `sum` jobs twice: with the proxy passing everything, then with the proxy answering 10 %
 of requests 503, dropping 5 % before the coordinator, delaying 5 % by 1.5 s, dropping
-5 % of answers after the coordinator acted, and one cut of `--cut` seconds once a
-quarter of the jobs is done. Every result is checked.
+5 % of answers after the coordinator acted, and one cut of `--cut` seconds once about
+a quarter of the jobs is done. Every result is checked.
 
 Figures: each run's throughput, the faulty one's as a share of the clean one (the
 target is at least 50 %), also with the cut's own seconds taken out of the faulty run
@@ -19,7 +19,7 @@ The default of 100,000 jobs a run keeps the cut a small part of the faulty run, 
 headline share measures how the fleet recovers and what the steady fault mix costs,
 not the cut's fixed seconds: a clean run of 20,000 jobs takes 3.5-4 s on a 2-core
 machine, and a 5 s cut alone then holds the share under 45 % whatever the bots do;
-at 100,000 jobs the clean run takes 10-12 s, and the benchmark 1-2 minutes in all.
+at 100,000 jobs the clean run takes 9-12 s, and the benchmark 1-2 minutes in all.
 """
 
 from __future__ import annotations
