@@ -185,8 +185,7 @@ class Reporting:
                 # hears again it counts those jobs against max_concurrency. So the outbox
                 # loop retries at once (budget permitting) or after its backoff, not a
                 # heartbeat interval later.
-                self._failed_delivery = delivery.error
-                self.flush_now.set()
+                self.retry_soon(delivery.error)
             else:
                 self._retry_budget.earn()
 
@@ -215,9 +214,18 @@ class Reporting:
             return
         self.reporter.counts.kept += len(items)
 
+    def retry_soon(self, error: CoordinatorError | None) -> None:
+        """A delivery failed and its reports are in the outbox: the outbox loop retries them
+        at once (budget permitting) or after its backoff, not a heartbeat interval later."""
+        self._failed_delivery = error
+        self.flush_now.set()
+
     async def outbox_loop(self, stop: asyncio.Event) -> None:
         """Retry what the outbox holds: when told the coordinator is back, else with backoff."""
         while not stop.is_set():
+            # Cleared before this turn looks, not after: a failure or a wake that comes
+            # while this turn flushes is for the next turn, which then begins at once.
+            self.flush_now.clear()
             delay = self.session.heartbeat_interval_s
             failed, self._failed_delivery = self._failed_delivery, None
             if failed is not None:  # a delivery just failed
@@ -233,7 +241,6 @@ class Reporting:
                     log.info("outbox: %d waiting (%s)", len(self.outbox), delivery.error)
                 else:
                     self._outbox_backoff.reset()
-            self.flush_now.clear()
             await sleep_or(self.clock, delay, stop, self.flush_now)
 
     def _retry_at_once(self, error: CoordinatorError | None) -> bool:

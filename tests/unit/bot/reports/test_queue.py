@@ -199,3 +199,35 @@ async def test_network_errors_while_reporting_leave_reports_kept(
     assert [item.job_id for item in scheduler.outbox.pending()] == ["job_1"]
     assert scheduler.reporter.counts.kept == 1 and scheduler.reporter.counts.accepted == 0
     assert hooks.fatals == [] and scheduler.reporting.pending == []
+
+
+async def test_a_delivery_failing_while_the_outbox_flushes_is_retried_without_a_heartbeats_wait(
+    make_scheduler: MakeScheduler,
+) -> None:
+    fake = FakeCoordinator()
+    first, second = fake.add_job("sum", {}), fake.add_job("sum", {})
+    await fake.claim(m.ClaimRequest(bot_id=fake.bot_id, operations=["sum"], limit=2))
+    fake.gates["complete"] = gate = asyncio.Event()  # the outbox's flush hangs
+    clock = FakeClock()
+    scheduler = make_scheduler(fake, clock=clock, hooks=RecordingHooks())
+    reporting = scheduler.reporting
+    scheduler.outbox.append([m.ReportItem(job_id=first, attempt=1, action="complete", result={})])
+    task = asyncio.create_task(reporting.outbox_loop(asyncio.Event()))
+    try:
+        await eventually(lambda: fake.count("complete") == 1, "the outbox's flush started")
+        # Meanwhile another delivery fails: its report goes to the outbox, as the report
+        # loop does, and the outbox loop is told to retry it soon.
+        scheduler.outbox.append(
+            [m.ReportItem(job_id=second, attempt=1, action="complete", result={})]
+        )
+        reporting.retry_soon(NetworkError("answer lost"))
+        fake.gates["complete"] = retried = asyncio.Event()  # holds the retry when it comes
+        gate.set()
+        await eventually(lambda: fake.count("complete") == 2, "the failed report retried")
+        assert reporting.session.heartbeat_interval_s not in clock.slept
+        retried.set()
+        await eventually(lambda: fake.jobs[second].state == "succeeded", "delivered")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
