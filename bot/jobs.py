@@ -110,6 +110,20 @@ def is_async(handler: Handler) -> bool:
     )
 
 
+# Whether each handler seen is async, by identity: `is_async` inspects code flags, a
+# cost on every job of a busy bot. Handlers are few and live as long as the process.
+_async_handlers: dict[int, tuple[Handler, bool]] = {}
+
+
+def _is_async(handler: Handler) -> bool:
+    known = _async_handlers.get(id(handler))
+    if known is not None and known[0] is handler:
+        return known[1]
+    answer = is_async(handler)
+    _async_handlers[id(handler)] = (handler, answer)
+    return answer
+
+
 def _describe(handler: object) -> str:
     module = getattr(handler, "__module__", "?")
     return f"{module}.{getattr(handler, '__qualname__', repr(handler))}"
@@ -258,7 +272,7 @@ async def run(registry: Registry, job: Job, threads: HandlerThreads | None = Non
 
 
 async def _call(handler: Handler, job: Job, threads: HandlerThreads) -> Any:
-    if is_async(handler):
+    if _is_async(handler):
         return await handler(job)  # type: ignore[misc]
     outcome = await threads.call(handler, job, f"job:{job.id}")
     return await outcome if inspect.isawaitable(outcome) else outcome

@@ -129,14 +129,25 @@ class Job:
         )
 
 
+# The jobs of one claim share their lease_until: the last one read is kept, so a claim
+# of many jobs parses it once (a parse costs more than the rest of `from_claimed`).
+_last_moment: tuple[str, datetime] | None = None
+
+
 def _moment(text: str | None, job_id: str) -> datetime | None:
+    global _last_moment
     if not text:
         return None
+    last = _last_moment
+    if last is not None and last[0] == text:
+        return last[1]
     try:
-        return parse_rfc3339(text)
+        moment = parse_rfc3339(text)
     except ValueError:
         log.warning("job %s: unreadable lease_until %r ignored", job_id, text)
         return None
+    _last_moment = (text, moment)
+    return moment
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,10 @@ once per bot, so tasks started before registration see the id it gets later),
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TextIO
@@ -41,13 +39,24 @@ def bot_context() -> LogContext:
     return context
 
 
-@contextlib.contextmanager
-def job_context(job_id: str) -> Iterator[None]:
-    token = _job.set(job_id)
-    try:
-        yield
-    finally:
-        _job.reset(token)
+class job_context:
+    """The job id of the log lines written inside it. A class, not a generator: a busy
+    bot enters one for every job, and a generator's context manager costs three times
+    as much."""
+
+    __slots__ = ("_job_id", "_token")
+
+    def __init__(self, job_id: str) -> None:
+        self._job_id = job_id
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _job.set(self._job_id)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _job.reset(self._token)
+            self._token = None
 
 
 class ContextFilter(logging.Filter):

@@ -19,7 +19,7 @@ from typing import Any
 TRACE_KEYS = ("traceparent", "tracestate")
 
 # Reusable: entering and leaving it does nothing, so one instance serves every caller.
-_NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
+NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
 _UNKNOWN = object()
 
 
@@ -57,7 +57,7 @@ class Tracer:
     ) -> AbstractContextManager[None]:
         """A span, child of the trace context in `parent` (job metadata) when given."""
         if not self.enabled or self._inert(parent):
-            return _NO_SPAN
+            return NO_SPAN
         return self._span(name, attributes, parent)
 
     def inject(self, metadata: MutableMapping[str, Any]) -> None:

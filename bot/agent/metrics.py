@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,6 +30,9 @@ from bot.link.circuit import CircuitBreaker
 from bot.reports.outbox import Outbox
 from bot.state import BotState
 from bot.work.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +168,19 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"status": "ok", "state": self._bot.state.value})
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         state = self._bot.state
         ready = state in READY_STATES
         return web.json_response(
@@ -181,6 +189,10 @@ class MetricsServer:
         )
 
     async def start(self) -> None:
+        # Imported here: most bots serve no metrics, and aiohttp's server side is a
+        # noticeable share of a bot's start-up, which a fleet of short-lived bots pays.
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)

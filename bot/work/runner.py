@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from bot.joblog.buffer import LogBuffer
 from bot.joblog.capture import JobLog, capturing
@@ -27,7 +28,7 @@ from bot.work.slots import Slots
 from bot.work.threads import ABANDONED_LIMIT, HandlerThreads
 from botfleet.clock import Clock
 from botfleet.protocol import messages as m
-from botfleet.tracing import Tracer
+from botfleet.tracing import NO_SPAN, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,7 @@ class JobRunner:
                     outcome = self._cancelled(job)  # cancelled before it began
                 else:
                     job_log = None if self.logs is None else JobLog(job.id, job.attempt, self.logs)
-                    with (
-                        self._tracer.span("job.run", _span_attributes(job), parent=job.metadata),
-                        capturing(job_log),
-                    ):
+                    with self._span(job), capturing(job_log):
                         outcome = await run(self.registry, job, self.threads)
             except asyncio.CancelledError:
                 entry = self.running.get(job.id)
@@ -137,6 +135,11 @@ class JobRunner:
                 log.warning("job %s failed: %s", job.id, report.error)
             self.hooks.job_finished(job, outcome)
             return report
+
+    def _span(self, job: Job) -> AbstractContextManager[None]:
+        if not self._tracer.enabled:  # no OpenTelemetry: not even the attributes to build
+            return NO_SPAN
+        return self._tracer.span("job.run", _span_attributes(job), parent=job.metadata)
 
     def _abandoned(self, job: Job) -> None:
         alive = self.threads.abandoned

@@ -134,6 +134,8 @@ class HandlerThreads:
     def abandon(self, key: object) -> bool:
         """Give up the thread of task `key` if it still runs (True): nobody waits for it, and
         it ends once its handler returns. False when it has ended already (or never was)."""
+        if key not in self._threads:  # an async handler's job, most of them: no lock to take
+            return False
         with self._lock:
             entry = self._threads.get(key)
             if entry is None or entry.abandoned:
