@@ -14,7 +14,7 @@ from bot.state import Job
 from bot.testing import FakeCoordinator
 from botfleet.protocol import messages as m
 
-from .conftest import StartBot, eventually
+from .conftest import RunningBot, StartBot, eventually
 
 FEATURES = [
     m.FEATURE_PREFETCH,
@@ -24,8 +24,11 @@ FEATURES = [
 ]
 
 
-async def test_a_drain_gives_held_jobs_back_before_the_goodbye(start_bot: StartBot) -> None:
-    gate = asyncio.Event()
+async def held_behind_one_running(
+    start_bot: StartBot, jobs: int, gate: asyncio.Event
+) -> tuple[FakeCoordinator, list[str], RunningBot]:
+    """A bot of one slot running the first of `jobs` jobs (each waits for `gate`) and
+    holding the rest, for an hour; the fake, the jobs' ids and the running bot."""
 
     async def gated(job: Job) -> dict[str, Any]:
         await gate.wait()
@@ -34,19 +37,25 @@ async def test_a_drain_gives_held_jobs_back_before_the_goodbye(start_bot: StartB
     registry = Registry()
     registry.register("gated", gated)
     fake = FakeCoordinator(features=FEATURES)
-    ids = [fake.add_job("gated") for _ in range(4)]
+    ids = [fake.add_job("gated") for _ in range(jobs)]
     running = start_bot(
         fake,
         bot_options={"registry": registry},
         max_concurrency=1,
-        prefetch=3,
+        prefetch=jobs - 1,
         prefetch_hold_ms=3_600_000,
         heartbeat_interval_s=1.0,
     )
     await running.bot.lifecycle.wait_for(WORK_STATES)
     scheduler = running.bot.scheduler
     assert scheduler is not None
-    await eventually(lambda: scheduler.held.ids() == ids[1:], "three jobs held")
+    await eventually(lambda: scheduler.held.ids() == ids[1:], f"{jobs - 1} jobs held")
+    return fake, ids, running
+
+
+async def test_a_drain_gives_held_jobs_back_before_the_goodbye(start_bot: StartBot) -> None:
+    gate = asyncio.Event()
+    fake, ids, running = await held_behind_one_running(start_bot, 4, gate)
     # Heartbeats list them as held, apart from the one running.
     await eventually(
         lambda: any(beat.held == ids[1:] for beat in fake.requests("heartbeat")), "held listed"
@@ -71,27 +80,7 @@ async def test_registering_again_gives_held_jobs_back(start_bot: StartBot) -> No
     may be another bot's by now, so they are all given back (those no longer its own
     answer `conflict`) rather than started."""
     gate = asyncio.Event()
-
-    async def gated(job: Job) -> dict[str, Any]:
-        await gate.wait()
-        return {}
-
-    registry = Registry()
-    registry.register("gated", gated)
-    fake = FakeCoordinator(features=FEATURES)
-    ids = [fake.add_job("gated") for _ in range(3)]
-    running = start_bot(
-        fake,
-        bot_options={"registry": registry},
-        max_concurrency=1,
-        prefetch=2,
-        prefetch_hold_ms=3_600_000,
-        heartbeat_interval_s=1.0,
-    )
-    await running.bot.lifecycle.wait_for(WORK_STATES)
-    scheduler = running.bot.scheduler
-    assert scheduler is not None
-    await eventually(lambda: scheduler.held.ids() == ids[1:], "two jobs held")
+    fake, ids, running = await held_behind_one_running(start_bot, 3, gate)
     fake.fail_next("heartbeat", NotFoundError(404, "bot_not_found"))
     await eventually(lambda: fake.count("release") == 1, "the held jobs given back")
     assert [item.job_id for item in fake.requests("release")[0].jobs] == ids[1:]
